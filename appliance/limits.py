@@ -1,0 +1,41 @@
+"""Every cap in one place. Config may lower these, never raise them past the hard ceiling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Ceilings that no config can exceed.
+MAX_CONFIG_BYTES = 1_000_000
+MAX_PAYLOAD_BYTES = 20_000_000  # as the MID's mid.eccq.max_payload_size
+MAX_INSTANCE_RESPONSE_BYTES = 64_000_000
+MAX_CONCURRENT_PROBES = 1024
+MAX_XML_DEPTH = 32
+MAX_PARAMETERS = 1000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The caps one appliance runs with; built from the config and the ceilings above."""
+
+    payload_bytes: int = MAX_PAYLOAD_BYTES
+    concurrent_probes: int = 64
+    poll_batch: int = 50
+    probe_timeout_s: float = 60.0
+    http_response_bytes: int = 5_000_000
+    http_timeout_s: float = 30.0
+    ssh_output_bytes: int = 1_000_000
+    ssh_command_timeout_s: float = 60.0
+    snmp_varbinds: int = 100_000
+    scan_targets: int = 65_536
+    instance_timeout_s: float = 30.0
+    shutdown_deadline_s: float = 20.0
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 300.0
+    retry_after_cap_s: float = 3600.0
+    heartbeat_interval_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.concurrent_probes <= MAX_CONCURRENT_PROBES:
+            raise ValueError(f"concurrent_probes must be 1..{MAX_CONCURRENT_PROBES}")
+        if not 1 <= self.payload_bytes <= MAX_PAYLOAD_BYTES:
+            raise ValueError(f"payload_bytes must be 1..{MAX_PAYLOAD_BYTES}")

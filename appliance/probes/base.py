@@ -1,0 +1,113 @@
+"""What every probe receives and returns. Probes see credential handles and a policy, never config."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET  # noqa: S405 - used only to *build* result XML; parsing uses defusedxml
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from appliance.limits import Limits
+from hardening.policy import Policy
+
+
+@dataclass(frozen=True)
+class Job:
+    """One claimed ECC output record with its payload parameters parsed."""
+
+    sys_id: str
+    topic: str
+    name: str
+    source: str
+    agent: str
+    agent_correlator: str = ""
+    priority: str = "2"
+    parameters: tuple[tuple[str, str], ...] = ()
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        for key, value in self.parameters:
+            if key == name:
+                return value
+        return default
+
+    def int_param(self, name: str, default: int, low: int, high: int) -> int:
+        from appliance.errors import PayloadError
+
+        raw = self.param(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError as e:
+            raise PayloadError(f"parameter {name!r} must be an integer, got {raw[:40]!r}") from e
+        if not low <= value <= high:
+            raise PayloadError(f"parameter {name!r} must be between {low} and {high}, got {value}")
+        return value
+
+
+class Credential(Protocol):
+    """A resolved credential handle. ``secret()`` is called at the moment of use and not kept."""
+
+    @property
+    def alias(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def user(self) -> str | None: ...
+    @property
+    def options(self) -> Mapping[str, str]: ...
+    def secret(self, index: int = 0) -> bytes: ...
+
+
+class CredentialSource(Protocol):
+    def lookup(self, alias: str) -> Credential:
+        """Return the credential for ``alias``; raise an ApplianceError subclass if it does not exist."""
+        ...
+
+
+class AuditSink(Protocol):
+    def record(self, event: str, fields: Mapping[str, object]) -> None: ...
+
+
+class NoCredentials:
+    """The credential source of an appliance with no store: every lookup fails clearly."""
+
+    def lookup(self, alias: str) -> Credential:
+        from appliance.errors import ProbeError
+
+        raise ProbeError(f"credential {alias!r} is not in this appliance's store; add it with 'midbox creds add'")
+
+
+class MemoryAudit:
+    """An audit sink that keeps events in a list (tests, and before the audit log is opened)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, object]]] = []
+
+    def record(self, event: str, fields: Mapping[str, object]) -> None:
+        self.events.append((event, dict(fields)))
+
+
+@dataclass(frozen=True)
+class ProbeContext:
+    policy: Policy
+    credentials: CredentialSource
+    audit: AuditSink
+    limits: Limits
+    state_dir: Path = field(default=Path("."))
+
+
+class Probe(Protocol):
+    """A kind of work. One instance per event loop, so it may hold long-lived clients."""
+
+    @property
+    def kind(self) -> str:
+        """The policy kind this probe is checked as: 'http', 'ssh', 'snmp' or 'tcp'."""
+        ...
+
+    async def run(self, job: Job, ctx: ProbeContext) -> ET.Element:
+        """Run the job and return its ``<result>`` element; raise ProbeError (or a subclass) on failure."""
+        ...
+
+    async def aclose(self) -> None: ...

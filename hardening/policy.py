@@ -1,0 +1,124 @@
+"""Allowlist policy: deny by default; a probe runs only where a signed rule allows it.
+
+The check is made on the address actually connected to (the caller resolves once and connects to
+the checked address), so DNS answers and redirects cannot steer a probe outside the rules.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+PROBE_KINDS = frozenset({"ssh", "snmp", "http", "tcp"})
+
+# Addresses a probe must never reach by accident: a rule has to name them with a CIDR inside the block.
+SPECIAL_BLOCKS: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "127.0.0.0/8",
+        "169.254.0.0/16",  # link-local, the cloud metadata address 169.254.169.254 among them
+        "224.0.0.0/4",
+        "255.255.255.255/32",
+        "::/128",
+        "::1/128",
+        "fe80::/10",
+        "ff00::/8",
+        "fd00:ec2::254/128",
+    )
+)
+
+
+@dataclass(frozen=True)
+class PortRange:
+    low: int
+    high: int
+
+    def __contains__(self, port: object) -> bool:
+        return isinstance(port, int) and self.low <= port <= self.high
+
+
+@dataclass(frozen=True)
+class AllowRule:
+    """One ``[[allow]]`` rule of the signed config: where, which probes, which ports, which credentials."""
+
+    networks: tuple[IPNetwork, ...]
+    hosts: tuple[str, ...]
+    probes: frozenset[str]
+    ports: tuple[PortRange, ...]
+    credentials: frozenset[str]
+
+    def matches_target(self, address: IPAddress, hostname: str | None) -> bool:
+        if any(address in net for net in self.networks):
+            return True
+        return hostname is not None and hostname.lower().rstrip(".") in self.hosts
+
+    def names_explicitly(self, address: IPAddress) -> bool:
+        """True if a CIDR of this rule lies inside the special block that holds ``address``."""
+        for block in SPECIAL_BLOCKS:
+            if address.version == block.version and address in block:
+                return any(
+                    net.version == block.version and address in net and net.subnet_of(block)  # type: ignore[arg-type]
+                    for net in self.networks
+                )
+        return True
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+    rule: int | None = None  # 1-based index of the deciding [[allow]] rule
+
+
+def is_special(address: IPAddress) -> bool:
+    return any(address.version == b.version and address in b for b in SPECIAL_BLOCKS)
+
+
+class Policy:
+    """The allowlist of one verified config. Immutable; a new config makes a new Policy."""
+
+    def __init__(self, rules: Sequence[AllowRule]) -> None:
+        self._rules = tuple(rules)
+
+    @property
+    def rules(self) -> tuple[AllowRule, ...]:
+        return self._rules
+
+    def check(
+        self,
+        *,
+        probe: str,
+        address: IPAddress,
+        port: int,
+        credential: str | None = None,
+        hostname: str | None = None,
+    ) -> Decision:
+        """Decide one (probe, address, port, credential); the first rule that allows it wins."""
+        if not self._rules:
+            return Decision(False, "the signed config has no [[allow]] rules (deny by default)")
+        near_miss = ""
+        for index, rule in enumerate(self._rules, start=1):
+            if not rule.matches_target(address, hostname):
+                continue
+            if probe not in rule.probes:
+                near_miss = near_miss or f"rule {index} matches {address} but not probe {probe!r}"
+                continue
+            if not any(port in r for r in rule.ports):
+                near_miss = near_miss or f"rule {index} matches {address} but not port {port}"
+                continue
+            if credential is not None and credential not in rule.credentials:
+                near_miss = near_miss or f"rule {index} does not allow credential {credential!r} there"
+                continue
+            if is_special(address) and not rule.names_explicitly(address):
+                near_miss = near_miss or (
+                    f"{address} is a loopback, link-local or metadata address; rule {index} "
+                    "must name it with a CIDR inside that block"
+                )
+                continue
+            return Decision(True, f"allowed by rule {index}", index)
+        return Decision(False, near_miss or f"no [[allow]] rule covers {address}")
