@@ -1,0 +1,40 @@
+"""What every command handler receives: the parsed arguments and the resolved environment."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+
+@dataclass(frozen=True)
+class CliEnv:
+    """Everything a handler may know of the outside world, read once by the entry point."""
+
+    state_dir: Path
+    json: bool = False
+    verbosity: int = 0
+    stdin: TextIO = field(default=sys.stdin)
+    stdout: TextIO = field(default=sys.stdout)
+    stderr: TextIO = field(default=sys.stderr)
+    environ: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[argparse.Namespace, CliEnv], int]
+Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def add_leaf(
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    name: str,
+    common: argparse.ArgumentParser,
+    handler: Handler,
+    help_text: str,
+) -> argparse.ArgumentParser:
+    """Add a leaf command that takes the common options (--state-dir, --json, -v/-q)."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+    parser.set_defaults(handler=handler)
+    return parser
