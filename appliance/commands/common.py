@@ -24,7 +24,6 @@ class CliEnv:
 
 
 Handler = Callable[[argparse.Namespace, CliEnv], int]
-Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def add_leaf(
@@ -35,6 +34,8 @@ def add_leaf(
     help_text: str,
 ) -> argparse.ArgumentParser:
     """Add a leaf command that takes the common options (--state-dir, --json, -v/-q)."""
-    parser: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, parents=[common], help=help_text, description=help_text
+    )
     parser.set_defaults(handler=handler)
     return parser

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET  # noqa: S405 - used only to *build* result XML; parsing uses defusedxml
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +76,9 @@ class NoCredentials:
     def lookup(self, alias: str) -> Credential:
         from appliance.errors import ProbeError
 
-        raise ProbeError(f"credential {alias!r} is not in this appliance's store; add it with 'midbox creds add'")
+        raise ProbeError(
+            f"credential {alias!r} is not in this appliance's store; add it with 'midbox creds add'"
+        )
 
 
 class MemoryAudit:

@@ -1,0 +1,90 @@
+"""Frozen dataclasses for the config file of contract.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.limits import Limits
+from hardening.policy import AllowRule, Policy
+
+
+@dataclass(frozen=True)
+class ApplianceSection:
+    name: str
+    max_concurrent_probes: int = 64
+
+    @property
+    def agent(self) -> str:
+        """The ECC agent name the instance knows this appliance by."""
+        return f"mid.server.{self.name}"
+
+
+@dataclass(frozen=True)
+class InstanceSection:
+    url: str
+    ca_file: Path
+    client_cert: Path | None
+    client_key: Path | None
+    poll_interval_s: float = 5.0
+    use_system_trust: bool = False
+    proxy: str | None = None
+    basic_auth_credential: str | None = None  # alias in the credential store, for instances without mTLS
+
+
+@dataclass(frozen=True)
+class AllowSection:
+    """One [[allow]] rule as written, kept for display (``config verify``, ``policy explain``)."""
+
+    cidrs: tuple[str, ...]
+    hosts: tuple[str, ...]
+    probes: tuple[str, ...]
+    ports: tuple[str, ...]
+    credentials: tuple[str, ...]
+    rule: AllowRule
+
+
+@dataclass(frozen=True)
+class ParsedConfig:
+    """What the TOML file says. Not yet trusted: nothing may run on a ParsedConfig."""
+
+    version: int
+    expires: dt.datetime
+    appliance: ApplianceSection
+    instance: InstanceSection
+    allow: tuple[AllowSection, ...]
+    source: Path
+
+    def policy(self) -> Policy:
+        return Policy([a.rule for a in self.allow])
+
+    def limits(self) -> Limits:
+        return Limits(concurrent_probes=self.appliance.max_concurrent_probes)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A config whose signature, trust, expiry, binding and version were verified, in that order."""
+
+    settings: ParsedConfig
+    sha256: str
+    signers: tuple[str, ...]
+
+    @property
+    def version(self) -> int:
+        return self.settings.version
+
+    @property
+    def appliance(self) -> ApplianceSection:
+        return self.settings.appliance
+
+    @property
+    def instance(self) -> InstanceSection:
+        return self.settings.instance
+
+    def policy(self) -> Policy:
+        return self.settings.policy()
+
+    def limits(self) -> Limits:
+        return self.settings.limits()

@@ -1,0 +1,189 @@
+"""Strict TOML → ParsedConfig: size first, every key known, every type checked, errors name the path."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from appliance.config.model import AllowSection, ApplianceSection, InstanceSection, ParsedConfig
+from appliance.errors import ConfigError
+from appliance.limits import MAX_CONCURRENT_PROBES, MAX_CONFIG_BYTES
+from hardening.policy import PROBE_KINDS, AllowRule, PortRange
+
+T = TypeVar("T")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$")
+
+
+class _Table:
+    """A TOML table read by popping known keys; whatever is left over is an error naming its path."""
+
+    def __init__(self, data: dict[str, Any], path: str) -> None:
+        self._data = dict(data)
+        self._path = path
+
+    def _where(self, key: str) -> str:
+        return f"{self._path}.{key}" if self._path else key
+
+    def take(self, key: str, kind: type[T], default: T | None = None, required: bool = True) -> T:
+        if key not in self._data:
+            if default is not None or not required:
+                return default  # type: ignore[return-value]
+            raise ConfigError(f"config: missing required key {self._where(key)!r}")
+        value = self._data.pop(key)
+        # bool is an int subclass in Python; a TOML true must not pass as a number.
+        if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                return float(value)  # type: ignore[return-value]
+            raise ConfigError(
+                f"config: {self._where(key)!r} must be {kind.__name__}, got {type(value).__name__}"
+            )
+        return value
+
+    def table(self, key: str) -> _Table:
+        return _Table(self.take(key, dict), self._where(key))
+
+    def strings(self, key: str, required: bool = True) -> tuple[str, ...]:
+        """A string or a list of strings."""
+        if key not in self._data and not required:
+            return ()
+        value = self.take(key, object)
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"config: {self._where(key)!r} must be a string or a list of strings")
+        return tuple(items)
+
+    def done(self) -> None:
+        if self._data:
+            key = sorted(self._data)[0]
+            raise ConfigError(f"config: unknown key {self._where(key)!r}; remove it or check its spelling")
+
+
+def parse_config(data: bytes, source: Path) -> ParsedConfig:
+    """Parse the exact bytes of a config file. ``source`` anchors its relative paths."""
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config: file is {len(data)} bytes, more than the {MAX_CONFIG_BYTES} allowed")
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"config: not valid UTF-8 TOML: {e}") from e
+    base = source.parent
+    top = _Table(raw, "")
+    version = top.take("version", int)
+    if version < 1:
+        raise ConfigError("config: 'version' must be a positive integer")
+    expires = _datetime(top.take("expires", dt.datetime), "expires")
+    appliance = _appliance(top.table("appliance"))
+    instance = _instance(top.table("instance"), base)
+    allow_raw = top.take("allow", list, default=[])
+    allow = tuple(_allow(item, f"allow[{i}]") for i, item in enumerate(allow_raw))
+    top.done()
+    return ParsedConfig(version, expires, appliance, instance, allow, source)
+
+
+def _datetime(value: dt.datetime, key: str) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ConfigError(f"config: {key!r} needs a time zone, e.g. 2027-06-01T00:00:00Z")
+    return value.astimezone(dt.UTC)
+
+
+def _appliance(t: _Table) -> ApplianceSection:
+    name = t.take("name", str)
+    if not _NAME.match(name):
+        raise ConfigError("config: 'appliance.name' may hold letters, digits, '.', '_' and '-' (1-64)")
+    probes = t.take("max_concurrent_probes", int, default=64)
+    if not 1 <= probes <= MAX_CONCURRENT_PROBES:
+        raise ConfigError(f"config: 'appliance.max_concurrent_probes' must be 1..{MAX_CONCURRENT_PROBES}")
+    t.done()
+    return ApplianceSection(name, probes)
+
+
+def _instance(t: _Table, base: Path) -> InstanceSection:
+    url = t.take("url", str)
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigError("config: 'instance.url' must be an https:// URL; plain http is refused")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigError("config: 'instance.url' must not carry user info, a query or a fragment")
+    ca_file = base / t.take("ca_file", str)
+    cert = t.take("client_cert", str, required=False)
+    key = t.take("client_key", str, required=False)
+    if (cert is None) != (key is None):
+        raise ConfigError("config: 'instance.client_cert' and 'instance.client_key' go together")
+    poll = t.take("poll_interval_s", float, default=5.0)
+    if not 0.05 <= poll <= 3600:
+        raise ConfigError("config: 'instance.poll_interval_s' must be between 0.05 and 3600")
+    system_trust = t.take("use_system_trust", bool, required=False) or False
+    proxy = t.take("proxy", str, required=False)
+    if proxy is not None and urlsplit(proxy).scheme not in ("http", "https"):
+        raise ConfigError("config: 'instance.proxy' must be an http:// or https:// URL")
+    basic = t.take("basic_auth_credential", str, required=False)
+    if cert is None and basic is None:
+        raise ConfigError(
+            "config: the instance needs client_cert/client_key (mutual TLS) or basic_auth_credential"
+        )
+    t.done()
+    return InstanceSection(
+        url.rstrip("/"),
+        ca_file,
+        base / cert if cert else None,
+        base / key if key else None,
+        poll,
+        system_trust,
+        proxy,
+        basic,
+    )
+
+
+def _allow(item: object, path: str) -> AllowSection:
+    if not isinstance(item, dict):
+        raise ConfigError(f"config: {path!r} must be a table")
+    t = _Table(item, path)
+    cidrs = t.strings("cidr", required=False)
+    hosts = t.strings("host", required=False)
+    if not cidrs and not hosts:
+        raise ConfigError(f"config: {path!r} needs 'cidr' or 'host'")
+    networks = []
+    for c in cidrs:
+        try:
+            networks.append(ipaddress.ip_network(c, strict=True))
+        except ValueError as e:
+            raise ConfigError(f"config: {path}.cidr: {c!r} is not a network ({e})") from e
+    for h in hosts:
+        if not _HOST.match(h):
+            raise ConfigError(f"config: {path}.host: {h!r} is not a host name")
+    probes = t.strings("probes")
+    unknown = sorted(set(probes) - PROBE_KINDS)
+    if unknown:
+        raise ConfigError(f"config: {path}.probes: unknown probe {unknown[0]!r}; use {sorted(PROBE_KINDS)}")
+    ports_raw = t.take("ports", list)
+    ports = tuple(_port_range(p, f"{path}.ports") for p in ports_raw)
+    if not ports:
+        raise ConfigError(f"config: {path}.ports must not be empty")
+    creds = t.strings("credentials", required=False)
+    t.done()
+    rule = AllowRule(
+        networks=tuple(networks),
+        hosts=tuple(h.lower().rstrip(".") for h in hosts),
+        probes=frozenset(probes),
+        ports=ports,
+        credentials=frozenset(creds),
+    )
+    return AllowSection(cidrs, hosts, probes, tuple(str(p) for p in ports_raw), creds, rule)
+
+
+def _port_range(value: object, path: str) -> PortRange:
+    if isinstance(value, int) and not isinstance(value, bool):
+        low = high = value
+    elif isinstance(value, str) and re.fullmatch(r"\d{1,5}-\d{1,5}", value):
+        low, high = (int(x) for x in value.split("-"))
+    else:
+        raise ConfigError(f"config: {path}: {value!r} must be a port number or a range like \"1-1024\"")
+    if not 1 <= low <= high <= 65535:
+        raise ConfigError(f"config: {path}: {value!r} is outside 1-65535")
+    return PortRange(low, high)
