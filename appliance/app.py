@@ -1,0 +1,76 @@
+"""The composition root of a running appliance: builds every part from one verified Config."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from appliance import __version__
+from appliance.config.model import Config
+from appliance.dispatch import Dispatcher
+from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES, Limits
+from appliance.probes.base import AuditSink, CredentialSource, Probe, ProbeContext
+from appliance.probes.heartbeat import HeartbeatProbe
+from appliance.probes.http import HttpProbe
+from appliance.queue.client import EccClient
+from appliance.queue.transport import instance_client
+from appliance.runner import Runner, RunnerSettings, RunnerStats
+
+
+def default_probes(status: Callable[[], Mapping[str, str]]) -> dict[str, Probe]:
+    """Topic → probe for everything this appliance was built to run. Anything else is refused."""
+    http = HttpProbe()
+    return {
+        "HeartbeatProbe": HeartbeatProbe(status),
+        "RESTProbe": http,
+        "HTTPClient": http,
+    }
+
+
+def runner_settings(config: Config, limits: Limits) -> RunnerSettings:
+    return RunnerSettings(
+        poll_interval_s=config.instance.poll_interval_s,
+        concurrency=limits.concurrent_probes,
+        batch=min(limits.poll_batch, limits.concurrent_probes),
+        shutdown_deadline_s=limits.shutdown_deadline_s,
+        backoff_base_s=limits.backoff_base_s,
+        backoff_cap_s=limits.backoff_cap_s,
+        retry_after_cap_s=limits.retry_after_cap_s,
+        version=__version__,
+        host_name=socket.gethostname(),
+    )
+
+
+async def run_appliance(
+    config: Config,
+    *,
+    state_dir: Path,
+    audit: AuditSink,
+    credentials: CredentialSource,
+    stop: asyncio.Event,
+    limits: Limits | None = None,
+) -> RunnerStats:
+    """Run until ``stop`` is set; return what was done."""
+    limits = limits or config.limits()
+    client = EccClient(
+        instance_client(config.instance, limits),
+        name=config.appliance.name,
+        max_response_bytes=MAX_INSTANCE_RESPONSE_BYTES,
+    )
+    holder: list[Runner] = []
+    probes = default_probes(lambda: holder[0].status())
+    ctx = ProbeContext(config.policy(), credentials, audit, limits, state_dir)
+    runner = Runner(
+        client=client,
+        dispatcher=Dispatcher(probes, ctx),
+        audit=audit,
+        settings=runner_settings(config, limits),
+    )
+    holder.append(runner)
+    try:
+        await runner.run(stop)
+    finally:
+        await client.aclose()
+    return runner.stats

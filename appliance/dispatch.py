@@ -1,0 +1,115 @@
+"""Topic → probe. Every output record ends as exactly one result: a probe's, or an error's.
+
+Nothing that an output record carries can crash the appliance or vanish: unknown topics, refused
+topics, malformed or hostile payloads, denied targets, timeouts and probe bugs each become an
+error result with a one-line reason, and an audit entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from appliance.errors import ApplianceError, TargetDenied
+from appliance.payload import build_results, one_line, parse_parameters
+from appliance.probes.base import Job, Probe, ProbeContext
+from appliance.queue.records import OutputRecord
+
+log = logging.getLogger(__name__)
+
+# Topics a Java MID runs that this appliance refuses by design (see ecc-protocol.md).
+REFUSED_TOPICS = frozenset(
+    {"Command", "SystemCommand", "JavascriptProbe", "PowerShell", "WMIRunner", "JDBCProbe"}
+)
+NOT_PERMITTED = "topic not permitted on this appliance"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What goes back to the instance for one output record."""
+
+    payload: str
+    error: str | None
+    duration_ms: int
+
+
+class Dispatcher:
+    def __init__(self, probes: Mapping[str, Probe], ctx: ProbeContext) -> None:
+        self._probes = dict(probes)
+        self._ctx = ctx
+
+    @property
+    def topics(self) -> frozenset[str]:
+        return frozenset(self._probes)
+
+    async def handle(self, record: OutputRecord) -> Outcome:
+        """Run one output record to its result. Only cancellation (shutdown) escapes from here."""
+        started = time.monotonic()
+        params: tuple[tuple[str, str], ...] = ()
+        result = None
+        error: str | None = None
+        probe = self._probes.get(record.topic)
+        try:
+            if probe is None or record.topic in REFUSED_TOPICS:
+                self._audit("topic.refused", record, {})
+                raise ApplianceError(f"{NOT_PERMITTED}: {record.topic[:80]!r}")
+            params = parse_parameters(record.payload, self._ctx.limits.payload_bytes)
+            job = Job(
+                sys_id=record.sys_id,
+                topic=record.topic,
+                name=record.name,
+                source=record.source,
+                agent=record.agent,
+                agent_correlator=record.agent_correlator,
+                priority=record.priority,
+                parameters=params,
+            )
+            self._audit("probe.started", record, {"probe": probe.kind})
+            result = await asyncio.wait_for(probe.run(job, self._ctx), self._ctx.limits.probe_timeout_s)
+        except TargetDenied as e:
+            error = str(e)  # already audited as target.denied by the policy check
+        except ApplianceError as e:
+            error = str(e)
+        except TimeoutError:
+            error = f"probe timed out after {self._ctx.limits.probe_timeout_s:g} s"
+        except Exception as e:
+            # A bug or an unexpected library error: the type only, since messages may carry data.
+            log.error("job %s (%s): unexpected %s", record.sys_id, record.topic, type(e).__name__)
+            error = f"internal error in the {record.topic} probe ({type(e).__name__}); see the appliance log"
+        duration_ms = int((time.monotonic() - started) * 1000)
+        payload = build_results(
+            result=result,
+            echo_record=record.echo(),
+            parameters=params,
+            probe_time_ms=duration_ms,
+            error=error,
+        )
+        self._audit(
+            "probe.finished",
+            record,
+            {
+                "result_code": 1 if error else 0,
+                "error": one_line(error, 200) if error else None,
+                "duration_ms": duration_ms,
+                "payload_bytes": len(payload.encode()),
+                "payload_sha256": hashlib.sha256(payload.encode()).hexdigest(),
+            },
+        )
+        return Outcome(payload, one_line(error) if error else None, duration_ms)
+
+    def _audit(self, event: str, record: OutputRecord, extra: Mapping[str, object]) -> None:
+        fields: dict[str, object] = {
+            "job": record.sys_id,
+            "topic": record.topic[:80],
+            "target": record.source[:255],
+        }
+        fields.update(extra)
+        self._ctx.audit.record(event, fields)
+
+    async def aclose(self) -> None:
+        for probe in set(self._probes.values()):
+            await probe.aclose()

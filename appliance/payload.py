@@ -1,0 +1,96 @@
+"""ECC payload XML: strict, size-capped parsing of output parameters and building of results.
+
+Untrusted XML is parsed only with defusedxml (no DTDs, entities or external references). Result XML is
+built with ElementTree, which escapes every value.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET  # nosec B405 - building only; untrusted XML is parsed with defusedxml
+from collections.abc import Mapping, Sequence
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+
+from appliance.errors import PayloadError
+from appliance.limits import MAX_PARAMETERS, MAX_XML_DEPTH
+
+# Fields of the output record that a result echoes back, as the MID does.
+ECHO_FIELDS = ("agent", "topic", "name", "source", "sys_id", "response_to", "agent_correlator", "priority")
+
+
+def parse_xml(text: str, max_bytes: int) -> ET.Element:
+    """Parse untrusted XML after checking its size; every failure is one PayloadError."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise PayloadError(f"payload is {size} bytes, more than the {max_bytes} allowed")
+    try:
+        root: ET.Element = SafeET.fromstring(
+            text, forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
+    except DefusedXmlException as e:
+        raise PayloadError(f"payload refused: {type(e).__name__} (DTDs and entities are not allowed)") from e
+    except (ET.ParseError, ValueError) as e:
+        raise PayloadError(f"payload is not well-formed XML: {e}") from e
+    _check_depth(root, 1)
+    return root
+
+
+def _check_depth(element: ET.Element, depth: int) -> None:
+    if depth > MAX_XML_DEPTH:
+        raise PayloadError(f"payload nests deeper than {MAX_XML_DEPTH} levels")
+    for child in element:
+        _check_depth(child, depth + 1)
+
+
+def parse_parameters(payload: str, max_bytes: int) -> tuple[tuple[str, str], ...]:
+    """``<parameters><parameter name=".." value=".."/>...</parameters>`` → ordered (name, value) pairs."""
+    if not payload.strip():
+        return ()
+    root = parse_xml(payload, max_bytes)
+    if root.tag != "parameters":
+        raise PayloadError(f"payload root must be <parameters>, got <{root.tag[:40]}>")
+    params: list[tuple[str, str]] = []
+    for child in root:
+        if child.tag != "parameter":
+            raise PayloadError(f"unexpected element <{child.tag[:40]}> in <parameters>")
+        name = child.get("name")
+        if not name:
+            raise PayloadError("a <parameter> has no name")
+        value = child.get("value")
+        if value is None:
+            value = child.text or ""
+        if any(n == name for n, _ in params):
+            raise PayloadError(f"parameter {name[:40]!r} appears twice")
+        params.append((name, value))
+        if len(params) > MAX_PARAMETERS:
+            raise PayloadError(f"payload has more than {MAX_PARAMETERS} parameters")
+    return tuple(params)
+
+
+def build_results(
+    *,
+    result: ET.Element | None,
+    echo_record: Mapping[str, str],
+    parameters: Sequence[tuple[str, str]],
+    probe_time_ms: int,
+    error: str | None,
+) -> str:
+    """The ``<results>`` payload of an input record: result, error and the echo of the output."""
+    root = ET.Element("results", probe_time=str(probe_time_ms), result_code="1" if error else "0")
+    if error:
+        root.set("error", one_line(error))
+    if result is not None:
+        root.append(result)
+    echo = ET.SubElement(root, "parameters")
+    for name, value in parameters:
+        ET.SubElement(echo, "parameter", name=name, value=value)
+    for field in ECHO_FIELDS:
+        if field in echo_record:
+            ET.SubElement(echo, "parameter", name=field, value=echo_record[field])
+    return ET.tostring(root, encoding="unicode")
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -1,0 +1,209 @@
+"""RESTProbe / HTTPClient: one HTTP request to an allowlisted target, redirects re-checked hop by hop.
+
+The probe resolves the target itself, checks every address against the policy, and sends the request
+to the checked address (with the original Host header and TLS server name), so neither DNS nor a
+redirect can take it anywhere the signed config does not allow.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import xml.etree.ElementTree as ET  # nosec B405 - building only; untrusted XML is parsed with defusedxml
+from dataclasses import dataclass
+
+import httpx
+
+from appliance.errors import PayloadError, ProbeError
+from appliance.probes.base import Job, ProbeContext
+from appliance.probes.targets import checked_addresses
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+MAX_REDIRECTS = 5
+MAX_TLS_CLIENTS = 64
+# Headers the job may not set: they belong to the transport or to the credential store.
+_RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "authorization"})
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    url: httpx.URL
+    headers: dict[str, str]
+    body: bytes
+
+
+class HttpProbe:
+    kind = "http"
+
+    def __init__(self) -> None:
+        # Plain-HTTP requests share one client. HTTPS requests get a client per server name, because a
+        # pooled connection is keyed by address: sharing it would reuse one host's verified TLS session
+        # for another host on the same address.
+        self._plain: httpx.AsyncClient | None = None
+        self._tls: dict[str, httpx.AsyncClient] = {}
+
+    async def run(self, job: Job, ctx: ProbeContext) -> ET.Element:
+        request = _parse_request(job)
+        credential = job.param("credential") or None
+        timeout = job.int_param("timeout_ms", int(ctx.limits.http_timeout_s * 1000), 1, 600_000) / 1000
+        auth_header = self._auth_header(credential, ctx, job) if credential else None
+        origin = (request.url.scheme, request.url.host, request.url.port)
+        for _hop in range(MAX_REDIRECTS + 1):
+            url = request.url
+            port = url.port or (443 if url.scheme == "https" else 80)
+            addresses = await checked_addresses(
+                ctx, probe="http", host=url.host, port=port, credential=credential
+            )
+            headers = dict(request.headers)
+            # Credentials never follow a redirect to another origin.
+            if auth_header and (url.scheme, url.host, url.port) == origin:
+                headers["Authorization"] = auth_header
+            response, body, truncated = await self._send(request, addresses[0], headers, timeout, ctx)
+            location = response.headers.get("location")
+            if response.is_redirect and location:
+                request = _follow(request, response.status_code, url.join(location))
+                continue
+            return _result(response, body, truncated)
+        raise ProbeError(f"more than {MAX_REDIRECTS} redirects")
+
+    def _auth_header(self, alias: str, ctx: ProbeContext, job: Job) -> str:
+        cred = ctx.credentials.lookup(alias)
+        ctx.audit.record(
+            "credential.used", {"job": job.sys_id, "credential": alias, "target": job.source[:255]}
+        )
+        if cred.type == "http-basic":
+            token = base64.b64encode((cred.user or "").encode() + b":" + cred.secret(0)).decode()
+            return f"Basic {token}"
+        if cred.type == "http-bearer":
+            return f"Bearer {cred.secret(0).decode()}"
+        raise ProbeError(
+            f"credential {alias!r} is of type {cred.type!r}; the HTTP probe needs http-basic or http-bearer"
+        )
+
+    async def _send(
+        self, request: _Request, address: object, headers: dict[str, str], timeout: float, ctx: ProbeContext
+    ) -> tuple[httpx.Response, bytes, bool]:
+        url = request.url
+        host_header = url.host if url.port is None else f"{url.host}:{url.port}"
+        literal = f"[{address}]" if ":" in str(address) else str(address)
+        target = url.copy_with(host=literal.strip("[]"))
+        headers["Host"] = host_header
+        extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+        client = self._client(url.scheme, url.host)
+        limit = ctx.limits.http_response_bytes
+        try:
+            async with client.stream(
+                request.method,
+                target,
+                headers=headers,
+                content=request.body or None,
+                timeout=timeout,
+                extensions=extensions,
+            ) as response:
+                chunks: list[bytes] = []
+                size = 0
+                truncated = False
+                async for chunk in response.aiter_bytes():
+                    if size + len(chunk) > limit:
+                        chunks.append(chunk[: limit - size])
+                        truncated = True
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+        except httpx.TimeoutException as e:
+            raise ProbeError(f"HTTP request to {url.host} timed out after {timeout:g} s") from e
+        except httpx.HTTPError as e:
+            raise ProbeError(f"HTTP request to {url.host} failed: {_reason(e)}") from e
+        return response, b"".join(chunks), truncated
+
+    def _client(self, scheme: str, host: str) -> httpx.AsyncClient:
+        common = {"trust_env": False, "follow_redirects": False}
+        if scheme != "https":
+            if self._plain is None:
+                self._plain = httpx.AsyncClient(**common)  # type: ignore[arg-type]
+            return self._plain
+        client = self._tls.get(host)
+        if client is None:
+            if len(self._tls) >= MAX_TLS_CLIENTS:
+                self._tls.pop(next(iter(self._tls)))  # closed by GC; bounded memory matters more
+            client = httpx.AsyncClient(verify=ssl.create_default_context(), **common)  # type: ignore[arg-type]
+            self._tls[host] = client
+        return client
+
+    async def aclose(self) -> None:
+        clients = [*self._tls.values(), *([self._plain] if self._plain else [])]
+        for client in clients:
+            await client.aclose()
+        self._tls.clear()
+        self._plain = None
+
+
+def _parse_request(job: Job) -> _Request:
+    raw_url = job.param("url")
+    if not raw_url:
+        raise PayloadError("RESTProbe needs a 'url' parameter")
+    try:
+        url = httpx.URL(raw_url)
+    except httpx.InvalidURL as e:
+        raise PayloadError(f"'url' is not a valid URL: {e}") from e
+    if url.scheme not in ("http", "https") or not url.host:
+        raise PayloadError("'url' must be an http:// or https:// URL with a host")
+    if url.userinfo:
+        raise PayloadError("'url' must not carry user info; name a credential alias instead")
+    method = (job.param("http_method") or "GET").upper()
+    if method not in METHODS:
+        raise PayloadError(f"'http_method' {method[:20]!r} is not one of {sorted(METHODS)}")
+    headers: dict[str, str] = {}
+    raw_headers = job.param("headers")
+    if raw_headers:
+        try:
+            parsed = json.loads(raw_headers)
+        except ValueError as e:
+            raise PayloadError("'headers' must be a JSON object of strings") from e
+        if not isinstance(parsed, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
+        ):
+            raise PayloadError("'headers' must be a JSON object of strings")
+        for key, value in parsed.items():
+            if key.lower() in _RESERVED_HEADERS:
+                raise PayloadError(f"header {key!r} may not be set by a job")
+            headers[key] = value
+    return _Request(method, url, headers, (job.param("body") or "").encode())
+
+
+def _follow(request: _Request, status: int, url: httpx.URL) -> _Request:
+    if url.scheme not in ("http", "https"):
+        raise ProbeError(f"redirect to a non-HTTP URL ({url.scheme}) refused")
+    if status in (307, 308):
+        return _Request(request.method, url, request.headers, request.body)
+    method = "HEAD" if request.method == "HEAD" else "GET"
+    return _Request(method, url, request.headers, b"")
+
+
+def _result(response: httpx.Response, body: bytes, truncated: bool) -> ET.Element:
+    result = ET.Element("result", status=str(response.status_code))
+    if truncated:
+        result.set("truncated", "true")
+    headers = ET.SubElement(result, "headers")
+    headers.text = json.dumps({k.lower(): v for k, v in response.headers.items()}, sort_keys=True)
+    body_el = ET.SubElement(result, "body")
+    try:
+        text = body.decode("utf-8")
+        # XML 1.0 cannot carry most control characters; such bodies go as base64.
+        if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
+            raise UnicodeDecodeError("utf-8", body, 0, 1, "control character")
+        body_el.set("encoding", "utf-8")
+        body_el.text = text
+    except UnicodeDecodeError:
+        body_el.set("encoding", "base64")
+        body_el.text = base64.b64encode(body).decode()
+    return result
+
+
+def _reason(e: httpx.HTTPError) -> str:
+    text = str(e)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "the target's TLS certificate is not trusted"
+    return f"{type(e).__name__}" + (f" ({text[:160]})" if text else "")

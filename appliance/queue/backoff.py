@@ -1,0 +1,27 @@
+"""Exponential backoff with full jitter, capped, that honours the instance's Retry-After."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Backoff:
+    base_s: float
+    cap_s: float
+    retry_after_cap_s: float = 3600.0
+    attempt: int = 0
+    rng: random.Random = field(default_factory=random.SystemRandom)
+
+    def next_delay(self, retry_after_s: float | None = None) -> float:
+        """The wait before the next try. A Retry-After from the instance wins over our own schedule."""
+        self.attempt += 1
+        if retry_after_s is not None and retry_after_s >= 0:
+            return min(retry_after_s, self.retry_after_cap_s)
+        ceiling = min(self.cap_s, self.base_s * (2 ** min(self.attempt - 1, 30)))
+        # Full jitter, so many appliances behind one outage do not come back in step.
+        return self.rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0

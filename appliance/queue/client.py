@@ -1,0 +1,245 @@
+"""The ECC queue over the REST Table API, as ecc-protocol.md describes it.
+
+Every instance answer is size-capped and parsed strictly; every httpx error is translated here.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from appliance.errors import InstanceAuthError, InstanceError
+from appliance.queue.records import OUTPUT_FIELDS, OutputRecord, parse_output
+
+log = logging.getLogger(__name__)
+
+TABLE = "/api/now/table/ecc_queue"
+AGENT_TABLE = "/api/now/table/ecc_agent"
+
+
+class InstanceBusy(InstanceError):
+    """429 or 503: the instance asked us to come back later."""
+
+    def __init__(self, message: str, retry_after_s: float | None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class EccClient:
+    """One appliance's view of the instance's ``ecc_queue`` table."""
+
+    def __init__(self, http: httpx.AsyncClient, *, name: str, max_response_bytes: int) -> None:
+        self._http = http
+        self._name = name
+        self._agent = f"mid.server.{name}"
+        self._max = max_response_bytes
+
+    @property
+    def agent(self) -> str:
+        return self._agent
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # 1. Poll
+    async def poll(self, limit: int, state: str = "ready") -> list[OutputRecord]:
+        query = f"agent={self._agent}^queue=output^state={state}^ORDERBYpriority^ORDERBYsys_created_on"
+        body = await self._request(
+            "GET",
+            TABLE,
+            params={
+                "sysparm_query": query,
+                "sysparm_limit": str(limit),
+                "sysparm_fields": ",".join(OUTPUT_FIELDS),
+            },
+        )
+        rows = _result_list(body)
+        records = [parse_output(r) for r in rows]
+        # A record for another agent would mean the instance ignored our query: never run it.
+        return [r for r in records if r.agent == self._agent]
+
+    # 2. Claim
+    async def claim(self, records: Sequence[OutputRecord]) -> None:
+        root = ET.Element("queue.processing", output_message_count=str(len(records)))
+        for r in records:
+            ET.SubElement(root, "sys_id", state="processing").text = r.sys_id
+        await self._insert(
+            {
+                "agent": self._agent,
+                "queue": "input",
+                "topic": "queue.processing",
+                "name": "queue.processing",
+                "source": self._name,
+                "state": "ready",
+                "payload": ET.tostring(root, encoding="unicode"),
+            }
+        )
+
+    # 4. Respond
+    async def respond(self, record: OutputRecord, payload: str, error: str | None) -> str:
+        fields = {
+            "agent": self._agent,
+            "queue": "input",
+            "state": "ready",
+            "topic": record.topic,
+            "name": record.name,
+            "source": record.source,
+            "response_to": record.sys_id,
+            "agent_correlator": record.agent_correlator,
+            "payload": payload,
+        }
+        if error:
+            fields["error_string"] = error
+        created = await self._insert(fields)
+        return str(created.get("sys_id", ""))
+
+    async def post_input(self, *, topic: str, name: str, payload: str) -> None:
+        """An input record that answers no output (audit checkpoints)."""
+        await self._insert(
+            {
+                "agent": self._agent,
+                "queue": "input",
+                "state": "ready",
+                "topic": topic,
+                "name": name,
+                "source": self._name,
+                "payload": payload,
+            }
+        )
+
+    async def has_response(self, output_sys_id: str) -> bool:
+        """True if this agent already posted an input for that output (so a re-send would duplicate it)."""
+        query = f"agent={self._agent}^queue=input^response_to={output_sys_id}"
+        body = await self._request(
+            "GET", TABLE, params={"sysparm_query": query, "sysparm_limit": "1", "sysparm_fields": "sys_id"}
+        )
+        return bool(_result_list(body))
+
+    # 5. Liveness
+    async def set_status(self, status: str, version: str, host_name: str) -> bool:
+        """PATCH this MID's ecc_agent record; False (logged once by the caller) where ACLs refuse it."""
+        try:
+            body = await self._request(
+                "GET", AGENT_TABLE, params={"sysparm_query": f"name={self._name}", "sysparm_limit": "1"}
+            )
+            rows = _result_list(body)
+            if not rows or not isinstance(rows[0], dict) or not rows[0].get("sys_id"):
+                return False
+            await self._request(
+                "PATCH",
+                f"{AGENT_TABLE}/{rows[0]['sys_id']}",
+                json_body={"status": status, "version": version, "host_name": host_name},
+            )
+        except InstanceAuthError:
+            return False
+        return True
+
+    async def _insert(self, fields: dict[str, str]) -> dict[str, Any]:
+        body = await self._request("POST", TABLE, json_body=fields)
+        result = body.get("result")
+        if not isinstance(result, dict):
+            raise InstanceError("the instance answered an insert without a 'result' object")
+        return result
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        content = json.dumps(json_body).encode() if json_body is not None else None
+        try:
+            async with self._http.stream(method, path, params=params, content=content) as response:
+                data = await _read_capped(response, self._max)
+        except httpx.TimeoutException as e:
+            raise InstanceError(f"the instance did not answer in time ({type(e).__name__})") from e
+        except httpx.TransportError as e:
+            raise InstanceError(f"cannot reach the instance: {_transport_reason(e)}") from e
+        return _check_response(response, data)
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        size += len(chunk)
+        if size > limit:
+            raise InstanceError(f"the instance sent more than {limit} bytes in one answer; refusing it")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_response(response: httpx.Response, data: bytes) -> dict[str, Any]:
+    status = response.status_code
+    if status in (401, 403):
+        raise InstanceAuthError(
+            f"the instance refused this appliance ({status}{_error_message(data)}); check that its client "
+            "certificate maps to a user with the mid_server role"
+        )
+    if status in (429, 503):
+        raise InstanceBusy(
+            f"the instance is busy ({status}); retrying later",
+            parse_retry_after(response.headers.get("Retry-After")),
+        )
+    if status >= 300:
+        raise InstanceError(f"the instance answered {status}{_error_message(data)}")
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InstanceError("the instance answered with something that is not JSON") from e
+    if not isinstance(body, dict):
+        raise InstanceError("the instance answered with JSON that is not an object")
+    return body
+
+
+def _result_list(body: dict[str, Any]) -> list[Any]:
+    result = body.get("result")
+    if not isinstance(result, list):
+        raise InstanceError("the instance answered a query without a 'result' list")
+    return result
+
+
+def _error_message(data: bytes) -> str:
+    try:
+        err = json.loads(data).get("error", {})
+        message = str(err.get("message", ""))[:200]
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return ""
+    return f": {message}" if message else ""
+
+
+def _transport_reason(e: httpx.TransportError) -> str:
+    cause: BaseException | None = e
+    while cause is not None:
+        if "CERTIFICATE_VERIFY_FAILED" in str(cause) or "certificate verify failed" in str(cause):
+            return "its certificate is not trusted (not signed by the pinned CA, or wrong host name)"
+        if (
+            "WRONG_VERSION" in str(cause)
+            or "PROTOCOL_VERSION" in str(cause)
+            or "UNSUPPORTED_PROTOCOL" in str(cause)
+        ):
+            return "it does not offer TLS 1.2 or newer"
+        cause = cause.__cause__ or cause.__context__
+    return type(e).__name__ + (f" ({str(e)[:200]})" if str(e) else "")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

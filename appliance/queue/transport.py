@@ -1,0 +1,40 @@
+"""The one HTTP client to the instance: mTLS context, no environment, no redirects, explicit proxy only."""
+
+from __future__ import annotations
+
+import httpx
+
+from appliance import __version__
+from appliance.config.model import InstanceSection
+from appliance.limits import Limits
+from hardening.tls import client_context
+
+
+def instance_client(
+    instance: InstanceSection, limits: Limits, auth: httpx.Auth | None = None
+) -> httpx.AsyncClient:
+    """An AsyncClient that talks only to the configured instance, the way the config says.
+
+    ``trust_env=False`` keeps HTTPS_PROXY, SSL_CERT_FILE, .netrc and friends out of the decision.
+    """
+    ctx = client_context(
+        ca_file=instance.ca_file,
+        client_cert=instance.client_cert,
+        client_key=instance.client_key,
+        use_system_trust=instance.use_system_trust,
+    )
+    return httpx.AsyncClient(
+        base_url=instance.url,
+        verify=ctx,
+        trust_env=False,
+        follow_redirects=False,
+        proxy=instance.proxy,
+        auth=auth,
+        timeout=httpx.Timeout(limits.instance_timeout_s),
+        limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
+        headers={
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "User-Agent": f"midbox/{__version__}",
+        },
+    )

@@ -1,0 +1,58 @@
+"""The TLS client context for the instance connection: pinned CA, client certificate, TLS 1.2+."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+from hardening.errors import HardeningError
+
+# TLS 1.2 suites limited to forward-secret AEAD; TLS 1.3 suites are OpenSSL's defaults (all AEAD).
+_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+class TLSConfigError(HardeningError):
+    """A certificate, key or CA file for the instance connection cannot be used."""
+
+
+def client_context(
+    *,
+    ca_file: Path,
+    client_cert: Path | None,
+    client_key: Path | None,
+    use_system_trust: bool = False,
+) -> ssl.SSLContext:
+    """Build the one SSLContext the appliance uses to reach its instance.
+
+    Trust is the pinned CA file only; the system store is added only when the signed config asks
+    (``use_system_trust``). Nothing here reads the environment, so SSL_CERT_FILE and friends have no
+    effect unless the system store was asked for.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname=True, CERT_REQUIRED
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(_TLS12_CIPHERS)
+    ctx.options |= ssl.OP_NO_COMPRESSION | getattr(ssl, "OP_NO_RENEGOTIATION", 0)
+    try:
+        ctx.load_verify_locations(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as e:
+        raise TLSConfigError(
+            f"cannot load the instance CA file {ca_file}: {_reason(e)}; "
+            "check 'instance.ca_file' in the config"
+        ) from e
+    if use_system_trust:
+        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    if client_cert is not None:
+        try:
+            ctx.load_cert_chain(certfile=str(client_cert), keyfile=str(client_key) if client_key else None)
+        except (OSError, ssl.SSLError) as e:
+            raise TLSConfigError(
+                f"cannot load the client certificate {client_cert} and key: {_reason(e)}; "
+                "check 'instance.client_cert' and 'instance.client_key', or re-run 'midbox enroll'"
+            ) from e
+    return ctx
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return type(e).__name__
