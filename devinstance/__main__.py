@@ -1,0 +1,5 @@
+import sys
+
+from devinstance.cli import main
+
+sys.exit(main())

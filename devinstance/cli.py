@@ -1,0 +1,169 @@
+"""``midbox-dev-instance``: run the development instance, enqueue outputs, read inputs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from devinstance import pki
+from devinstance.server import DevInstance, InstanceState, server_context
+from devinstance.store import Store
+
+
+def init(directory: Path, appliances: Sequence[str]) -> None:
+    """CA, server certificate, and one client certificate per appliance name (idempotent)."""
+    pki_dir = directory / "pki"
+    ca = pki.ensure_ca(pki_dir)
+    if not (pki_dir / "server.crt").exists():
+        pki.issue(ca, pki_dir, "server", "localhost", server=True)
+    for name in appliances:
+        if not (pki_dir / f"appliance-{name}.crt").exists():
+            pki.issue(ca, pki_dir, f"appliance-{name}", name, server=False)
+
+
+def _init(args: argparse.Namespace) -> int:
+    init(args.dir, args.appliance)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    directory: Path = args.dir
+    init(directory, args.appliance)
+    pki_dir = directory / "pki"
+    ctx = server_context(pki_dir / "ca.pem", pki_dir / "server.crt", pki_dir / "server.key")
+    store = Store(directory / "instance.db")
+    instance = DevInstance(InstanceState(store), ctx, host="127.0.0.1", port=args.port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    instance.start()
+    (directory / "instance.json").write_text(json.dumps({"url": instance.url, "pid": os.getpid()}))
+    print(f"development instance listening on {instance.url} (CA {pki_dir / 'ca.pem'})", flush=True)
+    last_heartbeat = time.monotonic()
+    while not stop.wait(0.5):
+        if args.heartbeat_s and time.monotonic() - last_heartbeat >= args.heartbeat_s:
+            last_heartbeat = time.monotonic()
+            for row in store.query("ecc_agent", "status=Up"):
+                store.enqueue(
+                    [
+                        {
+                            "agent": f"mid.server.{row['name']}",
+                            "topic": "HeartbeatProbe",
+                            "name": "HeartbeatProbe",
+                            "source": "",
+                            "payload": "",
+                            "priority": "0",
+                        }
+                    ]
+                )
+    instance.stop()
+    store.close()
+    return 0
+
+
+def _params_xml(params: Sequence[str]) -> str:
+    import xml.etree.ElementTree as ET  # nosec B405 - building only
+
+    root = ET.Element("parameters")
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--param needs NAME=VALUE, got {item!r}")
+        ET.SubElement(root, "parameter", name=key, value=value)
+    return ET.tostring(root, encoding="unicode")
+
+
+def _enqueue(args: argparse.Namespace) -> int:
+    store = Store(args.dir / "instance.db")
+    agent = args.agent if args.agent.startswith("mid.server.") else f"mid.server.{args.agent}"
+    payload = args.payload if args.payload is not None else _params_xml(args.param)
+    outputs = [
+        {
+            "agent": agent,
+            "topic": args.topic,
+            "name": args.name or args.topic,
+            "source": args.source,
+            "payload": payload,
+            "priority": args.priority,
+            "agent_correlator": args.correlator,
+        }
+        for _ in range(args.count)
+    ]
+    for sys_id in store.enqueue(outputs):
+        print(sys_id)
+    store.close()
+    return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    store = Store(args.dir / "instance.db")
+    query = "queue=input^topic!=queue.processing^ORDERBYsys_created_on"
+    deadline = time.monotonic() + args.wait
+    rows = store.query("ecc_queue", query)
+    while len(rows) < args.expect and time.monotonic() < deadline:
+        time.sleep(0.2)
+        rows = store.query("ecc_queue", query)
+    for row in rows:
+        if args.json:
+            print(json.dumps(row, sort_keys=True))
+        else:
+            state = "ERROR " + row["error_string"] if row["error_string"] else "ok"
+            print(
+                f"{row['topic']:<16} {row['name'][:40]:<40} {row['source'][:24]:<24} "
+                f"response_to={row['response_to']} {state}"
+            )
+            if args.payload:
+                print(f"    {row['payload']}")
+    store.close()
+    return 0 if len(rows) >= args.expect else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="midbox-dev-instance", description="the midbox development instance"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("init", help="make the CA, server and appliance certificates")
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--appliance", action="append", default=[])
+    p.set_defaults(func=_init)
+    p = sub.add_parser("serve", help="run the instance on 127.0.0.1 until SIGTERM")
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--appliance", action="append", default=[])
+    p.add_argument("--heartbeat-s", type=float, default=300.0, help="HeartbeatProbe interval (0: off)")
+    p.set_defaults(func=_serve)
+    p = sub.add_parser("enqueue", help="insert output records for an appliance")
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--agent", required=True, help="appliance name or mid.server.NAME")
+    p.add_argument("--topic", required=True)
+    p.add_argument("--name", default="")
+    p.add_argument("--source", default="")
+    p.add_argument("--param", action="append", default=[], help="NAME=VALUE, repeatable")
+    p.add_argument("--payload", default=None, help="raw payload XML instead of --param")
+    p.add_argument("--priority", default="2")
+    p.add_argument("--correlator", default="")
+    p.add_argument("--count", type=int, default=1)
+    p.set_defaults(func=_enqueue)
+    p = sub.add_parser("results", help="print input records (results)")
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--payload", action="store_true", help="print each payload too")
+    p.add_argument("--expect", type=int, default=0, help="wait until at least this many")
+    p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for --expect")
+    p.set_defaults(func=_results)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,233 @@
+"""The development instance's HTTPS server: the Table API subset of ecc-protocol.md over mutual TLS."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hmac
+import json
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from devinstance.store import TABLES, QueryError, Store
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 25_000_000
+PREFIX = "/api/now/table/"
+
+
+@dataclass
+class Fault:
+    """A canned failure for the next ``count`` requests (tests of backoff and Retry-After)."""
+
+    status: int
+    count: int
+    retry_after: str | None = None
+
+
+@dataclass
+class InstanceState:
+    store: Store
+    basic_users: dict[str, str] = field(default_factory=dict)  # user → password, for non-mTLS appliances
+    faults: list[Fault] = field(default_factory=list)
+    requests: int = 0
+    on_request: Callable[[str, str], None] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take_fault(self) -> Fault | None:
+        with self.lock:
+            self.requests += 1
+            if not self.faults:
+                return None
+            fault = self.faults[0]
+            fault.count -= 1
+            if fault.count <= 0:
+                self.faults.pop(0)
+            return fault
+
+
+def server_context(ca: Path, cert: Path, key: Path, *, require_client_cert: bool = True) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(cert), str(key))
+    ctx.load_verify_locations(cafile=str(ca))
+    ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
+    return ctx
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], ctx: ssl.SSLContext, state: InstanceState) -> None:
+        self.ssl_context = ctx
+        self.state = state
+        super().__init__(addr, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        # The handshake runs in the handler's thread, so a slow client cannot stall the accept loop.
+        return self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(10)
+        try:
+            request.do_handshake()
+        except (ssl.SSLError, OSError) as e:
+            log.info("TLS handshake from %s refused: %s", client_address[0], e)
+            return
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("error while serving %s", client_address[0], exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def handle(self) -> None:
+        with contextlib.suppress(ConnectionError, ssl.SSLError, TimeoutError):
+            super().handle()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.client_address[0], *args)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PATCH")
+
+    def _dispatch(self, method: str) -> None:
+        state = self.server.state
+        fault = state.take_fault()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self._error(413, "Request entity too large", f"body over {MAX_BODY} bytes")
+            self.close_connection = True
+            return
+        body = self.rfile.read(length) if length else b""
+        if state.on_request:
+            state.on_request(method, self.path)
+        if fault is not None:
+            self._error(fault.status, "Injected fault", "", retry_after=fault.retry_after)
+            return
+        if not self._authenticated():
+            self._error(401, "User Not Authenticated", "Required to provide Auth information")
+            return
+        parts = urlsplit(self.path)
+        if not parts.path.startswith(PREFIX):
+            self._error(400, "Invalid URL", parts.path[:100])
+            return
+        table, _, sys_id = parts.path[len(PREFIX) :].partition("/")
+        if table not in TABLES:
+            self._error(400, "Invalid table", table[:100])
+            return
+        try:
+            if method == "GET" and not sys_id:
+                self._list(table, parse_qs(parts.query))
+            elif method == "POST" and not sys_id:
+                row = state.store.insert(table, _object(body))
+                self._send(201, {"result": row})
+            elif method == "PATCH" and sys_id:
+                updated = state.store.update(table, sys_id, _object(body))
+                if updated is None:
+                    self._error(
+                        404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"
+                    )
+                else:
+                    self._send(200, {"result": updated})
+            else:
+                self._error(405, "Method not allowed", method)
+        except (QueryError, ValueError) as e:
+            self._error(400, "Invalid request", str(e)[:200])
+
+    def _list(self, table: str, query: dict[str, list[str]]) -> None:
+        encoded = query.get("sysparm_query", [""])[0]
+        limit = int(query.get("sysparm_limit", ["10000"])[0])
+        fields = [f for f in query.get("sysparm_fields", [""])[0].split(",") if f]
+        self._send(200, {"result": self.server.state.store.query(table, encoded, limit, fields)})
+
+    def _authenticated(self) -> bool:
+        if self.request.getpeercert():
+            return True  # a certificate from our CA: the certificate-based auth of the instance
+        header = self.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        expected = self.server.state.basic_users.get(user)
+        return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+
+    def _error(self, status: int, message: str, detail: str, retry_after: str | None = None) -> None:
+        headers = {"Retry-After": retry_after} if retry_after else {}
+        self._send(status, {"error": {"message": message, "detail": detail}, "status": "failure"}, headers)
+
+    def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def _object(body: bytes) -> dict[str, Any]:
+    value = json.loads(body or b"{}")
+    if not isinstance(value, dict):
+        raise ValueError("body must be a JSON object")
+    return value
+
+
+class DevInstance:
+    """A running development instance; use as a context manager, or ``start()``/``stop()``."""
+
+    def __init__(
+        self, state: InstanceState, ctx: ssl.SSLContext, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.state = state
+        self._server = _Server((host, port), ctx, state)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="dev-instance", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self) -> DevInstance:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> DevInstance:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

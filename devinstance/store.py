@@ -1,0 +1,183 @@
+"""SQLite tables ``ecc_queue`` and ``ecc_agent``, with the two ECC business rules of the instance."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import defusedxml.ElementTree as SafeET
+
+QUEUE_FIELDS = (
+    "sys_id",
+    "agent",
+    "topic",
+    "name",
+    "source",
+    "payload",
+    "queue",
+    "state",
+    "response_to",
+    "agent_correlator",
+    "priority",
+    "sequence",
+    "sys_created_on",
+    "processed",
+    "error_string",
+)
+AGENT_FIELDS = ("sys_id", "name", "status", "version", "host_name", "last_refreshed")
+TABLES = {"ecc_queue": QUEUE_FIELDS, "ecc_agent": AGENT_FIELDS}
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS ecc_queue ({", ".join(f"{f} TEXT NOT NULL DEFAULT ''" for f in QUEUE_FIELDS)});
+CREATE INDEX IF NOT EXISTS ecc_queue_poll ON ecc_queue (agent, queue, state);
+CREATE INDEX IF NOT EXISTS ecc_queue_response ON ecc_queue (response_to);
+CREATE TABLE IF NOT EXISTS ecc_agent ({", ".join(f"{f} TEXT NOT NULL DEFAULT ''" for f in AGENT_FIELDS)});
+"""
+
+
+class QueryError(ValueError):
+    """An encoded query this stand-in does not understand."""
+
+
+def now_text() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class Store:
+    """Thread-safe access to the instance's tables. Column names are checked against TABLES."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._seq = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    def query(
+        self, table: str, encoded: str, limit: int | None = None, fields: Sequence[str] = ()
+    ) -> list[dict[str, str]]:
+        columns = TABLES[table]
+        where, args, order = _compile(encoded, columns)
+        wanted = [f for f in fields if f in columns] or list(columns)
+        sql = f"SELECT {', '.join(wanted)} FROM {table}"  # noqa: S608 - names come from TABLES only
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if order:
+            sql += " ORDER BY " + ", ".join(order)
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [dict(zip(wanted, row, strict=True)) for row in rows]
+
+    def get(self, table: str, sys_id: str) -> dict[str, str] | None:
+        rows = self.query(table, f"sys_id={sys_id}", limit=1)
+        return rows[0] if rows else None
+
+    def insert(self, table: str, values: Mapping[str, object]) -> dict[str, str]:
+        columns = TABLES[table]
+        row = {f: "" for f in columns}
+        for key, value in values.items():
+            if key in columns and key != "sys_id":
+                row[key] = "" if value is None else str(value)
+        row["sys_id"] = uuid.uuid4().hex
+        if table == "ecc_queue":
+            row["sys_created_on"] = now_text()
+            row["state"] = row["state"] or "ready"
+            row["priority"] = row["priority"] or "2"
+        with self._lock:
+            self._seq += 1
+            if table == "ecc_queue":
+                row["sequence"] = f"{int(dt.datetime.now(dt.UTC).timestamp() * 1e6):020d}{self._seq:06d}"
+            self._db.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",  # noqa: S608
+                [row[c] for c in columns],
+            )
+        if table == "ecc_queue" and row["queue"] == "input":
+            self._business_rules(row)
+        return row
+
+    def update(self, table: str, sys_id: str, values: Mapping[str, object]) -> dict[str, str] | None:
+        columns = TABLES[table]
+        sets = {k: "" if v is None else str(v) for k, v in values.items() if k in columns and k != "sys_id"}
+        if sets:
+            with self._lock:
+                self._db.execute(
+                    f"UPDATE {table} SET {', '.join(f'{k}=?' for k in sets)} WHERE sys_id=?",  # noqa: S608
+                    [*sets.values(), sys_id],
+                )
+        return self.get(table, sys_id)
+
+    def _business_rules(self, row: Mapping[str, str]) -> None:
+        # "ECC Queue - mark outputs state": a queue.processing input moves the listed outputs.
+        if row["topic"] == "queue.processing":
+            for sys_id, state in _processing_ids(row["payload"]):
+                self._set_output_state(sys_id, state, row["agent"])
+        # "ECC Queue - mark outputs processed": an input answering an output closes it.
+        elif row["response_to"]:
+            self._set_output_state(row["response_to"], "processed", row["agent"])
+
+    def _set_output_state(self, sys_id: str, state: str, agent: str) -> None:
+        extra = ", processed=?" if state == "processed" else ""
+        args: list[str] = [state] + ([now_text()] if extra else []) + [sys_id, agent]
+        with self._lock:
+            self._db.execute(
+                f"UPDATE ecc_queue SET state=?{extra} WHERE sys_id=? AND queue='output' AND agent=?",  # noqa: S608
+                args,
+            )
+
+    def enqueue(self, outputs: Iterable[Mapping[str, str]]) -> list[str]:
+        ids = []
+        for values in outputs:
+            ids.append(self.insert("ecc_queue", {**values, "queue": "output", "state": "ready"})["sys_id"])
+        return ids
+
+
+def _processing_ids(payload: str) -> list[tuple[str, str]]:
+    try:
+        root = SafeET.fromstring(payload, forbid_dtd=True)
+    except Exception:  # the instance ignores a payload it cannot read
+        return []
+    return [((el.text or "").strip(), el.get("state", "processing")) for el in root.iter("sys_id")]
+
+
+def _compile(encoded: str, columns: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
+    """A subset of ServiceNow's encoded queries: a=b, a!=b, aINx,y, ORDERBYa, ORDERBYDESCa, joined by ^."""
+    where: list[str] = []
+    args: list[str] = []
+    order: list[str] = []
+    for term in filter(None, encoded.split("^")):
+        if term.startswith("ORDERBYDESC"):
+            order.append(f"{_column(term[11:], columns)} DESC")
+        elif term.startswith("ORDERBY"):
+            order.append(_column(term[7:], columns))
+        elif "!=" in term:
+            field, value = term.split("!=", 1)
+            where.append(f"{_column(field, columns)} != ?")
+            args.append(value)
+        elif "=" in term:
+            field, value = term.split("=", 1)
+            where.append(f"{_column(field, columns)} = ?")
+            args.append(value)
+        elif "IN" in term:
+            field, values = term.split("IN", 1)
+            items = values.split(",")
+            where.append(f"{_column(field, columns)} IN ({', '.join('?' for _ in items)})")
+            args.extend(items)
+        else:
+            raise QueryError(f"unsupported query term {term[:60]!r}")
+    return where, args, order
+
+
+def _column(name: str, columns: Sequence[str]) -> str:
+    if name not in columns:
+        raise QueryError(f"unknown field {name[:60]!r}")
+    return name
