@@ -40,6 +40,8 @@ def _serve(args: argparse.Namespace) -> int:
     pki_dir = directory / "pki"
     ctx = server_context(pki_dir / "ca.pem", pki_dir / "server.crt", pki_dir / "server.key")
     store = Store(directory / "instance.db")
+    for name in args.appliance:
+        store.ensure_agent(name)
     instance = DevInstance(InstanceState(store), ctx, host="127.0.0.1", port=args.port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -134,6 +134,11 @@ class Store:
                 args,
             )
 
+    def ensure_agent(self, name: str) -> dict[str, str]:
+        """The ecc_agent record a MID is registered under (created Down, as after installation)."""
+        rows = self.query("ecc_agent", f"name={name}", limit=1)
+        return rows[0] if rows else self.insert("ecc_agent", {"name": name, "status": "Down"})
+
     def enqueue(self, outputs: Iterable[Mapping[str, str]]) -> list[str]:
         ids = []
         for values in outputs:

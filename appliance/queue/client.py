@@ -8,6 +8,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import ssl
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -164,6 +165,9 @@ class EccClient:
             raise InstanceError(f"the instance did not answer in time ({type(e).__name__})") from e
         except httpx.TransportError as e:
             raise InstanceError(f"cannot reach the instance: {_transport_reason(e)}") from e
+        except (ssl.SSLError, OSError) as e:
+            # Under TLS 1.3 a refused client certificate surfaces on the first read, unwrapped by httpx.
+            raise InstanceError(f"the instance closed the TLS connection: {_ssl_reason(e)}") from e
         return _check_response(response, data)
 
 
@@ -215,6 +219,15 @@ def _error_message(data: bytes) -> str:
     except (ValueError, AttributeError, UnicodeDecodeError):
         return ""
     return f": {message}" if message else ""
+
+
+def _ssl_reason(e: OSError) -> str:
+    text = str(e)
+    if "CERTIFICATE_REQUIRED" in text or "certificate required" in text:
+        return "it requires a client certificate; check 'instance.client_cert' or run 'midbox enroll'"
+    if "UNKNOWN_CA" in text or "BAD_CERTIFICATE" in text:
+        return "it does not accept this appliance's client certificate; re-run 'midbox enroll'"
+    return f"{type(e).__name__} ({text[:160]})"
 
 
 def _transport_reason(e: httpx.TransportError) -> str:

@@ -1,0 +1,80 @@
+"""Strict config parsing: every error names the key path and says what to do."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from appliance.config import parse_config
+from appliance.errors import ConfigError
+
+GOOD = """version = 7
+expires = 2027-06-01T00:00:00Z
+[appliance]
+name = "edge-01"
+[instance]
+url = "https://acme.service-now.com"
+ca_file = "instance-ca.pem"
+client_cert = "appliance.crt"
+client_key = "appliance.key"
+[[allow]]
+cidr = "10.20.0.0/24"
+probes = ["ssh", "http"]
+ports = [22, 443, "8000-8100"]
+credentials = ["linux-ro"]
+"""
+
+
+def parse(text: str) -> object:
+    return parse_config(text.encode(), Path("/etc/midbox/config.toml"))
+
+
+def test_good_config_parses_into_typed_values() -> None:
+    c = parse_config(GOOD.encode(), Path("/etc/midbox/config.toml"))
+    assert c.version == 7 and c.appliance.agent == "mid.server.edge-01"
+    assert c.instance.ca_file == Path("/etc/midbox/instance-ca.pem")  # relative to the config file
+    policy = c.policy()
+    ok = policy.check(
+        probe="http", address=ipaddress.ip_address("10.20.0.9"), port=8050, credential="linux-ro"
+    )
+    assert ok.allowed and ok.rule == 1
+    assert not policy.check(probe="snmp", address=ipaddress.ip_address("10.20.0.9"), port=161).allowed
+    assert not policy.check(probe="http", address=ipaddress.ip_address("10.20.1.9"), port=443).allowed
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("[appliance]", "[appliance]\ncolour = 'red'"), "unknown key 'appliance.colour'"),
+        (("[[allow]]", "[[allow]]\nproto = 1"), "unknown key 'allow[0].proto'"),
+        (("version = 7", "version = '7'"), "'version' must be int"),
+        (("version = 7", "version = true"), "'version' must be int"),
+        (("expires = 2027-06-01T00:00:00Z", "expires = 2027-06-01T00:00:00"), "needs a time zone"),
+        (("https://acme", "http://acme"), "plain http is refused"),
+        (('probes = ["ssh", "http"]', 'probes = ["ssh", "telnet"]'), "unknown probe 'telnet'"),
+        (('cidr = "10.20.0.0/24"', 'cidr = "10.20.0.1/24"'), "is not a network"),
+        (('ports = [22, 443, "8000-8100"]', "ports = [0]"), "outside 1-65535"),
+        (('name = "edge-01"', 'name = "edge 01; rm"'), "appliance.name"),
+        (('client_key = "appliance.key"', ""), "go together"),
+    ],
+)
+def test_bad_config_errors_name_the_key(change: tuple[str, str], message: str) -> None:
+    old, new = change
+    assert old in GOOD
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        parse(GOOD.replace(old, new, 1))
+
+
+def test_oversize_and_non_utf8_are_refused() -> None:
+    with pytest.raises(ConfigError, match="more than"):
+        parse("#" * 1_000_001)
+    with pytest.raises(ConfigError, match="UTF-8"):
+        parse_config(b"\xff\xfe", Path("c.toml"))
+
+
+def test_empty_allowlist_denies_everything() -> None:
+    c = parse_config(GOOD.split("[[allow]]")[0].encode(), Path("c.toml"))
+    d = c.policy().check(probe="http", address=ipaddress.ip_address("10.20.0.9"), port=443)
+    assert not d.allowed and "deny by default" in d.reason

@@ -1,0 +1,105 @@
+"""The runner's cycle under trouble: instance errors with Retry-After, shutdown with work in flight."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.queue.backoff import Backoff
+from appliance.queue.client import parse_retry_after
+from devinstance.server import Fault
+from tests.helpers import (
+    AGENT,
+    LOOPBACK_HTTP,
+    Pki,
+    config_text,
+    dev_instance,
+    fast_limits,
+    http_target,
+    inputs,
+    params,
+    run_until,
+    trusted,
+)
+
+
+def test_retry_after_is_honoured_then_work_resumes(dev_pki: Pki, tmp_path: Path, state_dir: Path) -> None:
+    with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
+        store = instance.state.store
+        store.enqueue([{"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/hello")}])
+        seen: list[float] = []
+        instance.state.on_request = lambda method, path: "ecc_queue" in path and seen.append(time.monotonic())
+        # Retry-After 1 s, while our own backoff base is 50 ms: a gap of about 1 s proves it was honoured.
+        # The first fault meets the ecc_agent status update (not retried), the next two the queue.
+        instance.state.faults.append(Fault(status=503, count=3, retry_after="1"))
+        config = trusted(config_text(instance.url, dev_pki, LOOPBACK_HTTP), tmp_path / "c.toml")
+        run_until(config, lambda: len(inputs(store)) >= 1, state_dir=state_dir)
+        assert len(inputs(store)) == 1
+        assert seen[1] - seen[0] >= 0.9
+        assert seen[2] - seen[1] >= 0.9
+
+
+def test_server_errors_back_off_and_recover(dev_pki: Pki, tmp_path: Path, state_dir: Path) -> None:
+    with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
+        store = instance.state.store
+        store.enqueue([{"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/hello")}])
+        instance.state.faults.append(Fault(status=500, count=4))
+        config = trusted(config_text(instance.url, dev_pki, LOOPBACK_HTTP), tmp_path / "c.toml")
+        run_until(config, lambda: len(inputs(store)) >= 1, state_dir=state_dir)
+        assert len(inputs(store)) == 1
+
+
+def test_shutdown_fails_in_flight_work_within_the_deadline(
+    dev_pki: Pki, tmp_path: Path, state_dir: Path
+) -> None:
+    with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
+        store = instance.state.store
+        [slow] = store.enqueue(
+            [{"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/slow")}]
+        )
+        config = trusted(config_text(instance.url, dev_pki, LOOPBACK_HTTP), tmp_path / "c.toml")
+        claimed = lambda: store.get("ecc_queue", slow)["state"] == "processing"
+        started = time.monotonic()
+        run_until(config, claimed, state_dir=state_dir, limits=fast_limits(shutdown_deadline_s=0.3))
+        assert time.monotonic() - started < 3  # the /slow target takes 3 s: we did not wait for it
+        [row] = inputs(store)
+        assert row["response_to"] == slow
+        assert "shut down before this probe finished" in row["error_string"]
+
+
+def test_work_left_in_processing_is_resumed_at_start(dev_pki: Pki, tmp_path: Path, state_dir: Path) -> None:
+    with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
+        store = instance.state.store
+        [orphan, answered] = store.enqueue(
+            [
+                {"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/hello")}
+                for _ in range(2)
+            ]
+        )
+        # As if a previous run claimed both and crashed after answering only the second.
+        store.update("ecc_queue", orphan, {"state": "processing"})
+        store.update("ecc_queue", answered, {"state": "processing"})
+        store.insert(
+            "ecc_queue", {"agent": AGENT, "queue": "input", "topic": "RESTProbe", "response_to": answered}
+        )
+        config = trusted(config_text(instance.url, dev_pki, LOOPBACK_HTTP), tmp_path / "c.toml")
+        run_until(config, lambda: len(inputs(store)) >= 2, state_dir=state_dir)
+        responses = sorted(r["response_to"] for r in inputs(store))
+        assert responses == sorted([orphan, answered])  # the answered one was not answered twice
+
+
+def test_backoff_grows_with_jitter_and_caps() -> None:
+    b = Backoff(base_s=1.0, cap_s=8.0)
+    delays = [b.next_delay() for _ in range(6)]
+    assert 0.5 <= delays[0] <= 1.0
+    assert 2.0 <= delays[2] <= 4.0
+    assert all(d <= 8.0 for d in delays) and delays[5] >= 4.0
+    assert b.next_delay(retry_after_s=30) == 30
+    assert Backoff(1.0, 8.0, retry_after_cap_s=60).next_delay(retry_after_s=10_000) == 60
+
+
+@pytest.mark.parametrize(("value", "expected"), [("5", 5.0), (None, None), ("soon", None)])
+def test_retry_after_parsing(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value) == expected
