@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import http.server
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -154,9 +155,16 @@ class TargetHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+class _TargetServer(http.server.ThreadingHTTPServer):
+    def get_request(self) -> tuple[socket.socket, object]:
+        sock, addr = super().get_request()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock, addr
+
+
 @contextmanager
 def http_target() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TargetHandler)
+    server = _TargetServer(("127.0.0.1", 0), TargetHandler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
