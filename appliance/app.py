@@ -10,6 +10,7 @@ from pathlib import Path
 from appliance import __version__
 from appliance.config.model import Config
 from appliance.dispatch import Dispatcher
+from appliance.durable import Journal, Outbox
 from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES, Limits
 from appliance.probes.base import AuditSink, CredentialSource, Probe, ProbeContext
 from appliance.probes.heartbeat import HeartbeatProbe
@@ -17,6 +18,7 @@ from appliance.probes.http import HttpProbe
 from appliance.queue.client import EccClient
 from appliance.queue.transport import instance_client
 from appliance.runner import Runner, RunnerSettings, RunnerStats
+from hardening.sealbox import SealedDir, derive_key
 
 
 def default_probes(status: Callable[[], Mapping[str, str]]) -> dict[str, Probe]:
@@ -50,10 +52,18 @@ async def run_appliance(
     audit: AuditSink,
     credentials: CredentialSource,
     stop: asyncio.Event,
+    seal_key: bytes,
     limits: Limits | None = None,
 ) -> RunnerStats:
-    """Run until ``stop`` is set; return what was done."""
+    """Run until ``stop`` is set; return what was done.
+
+    ``seal_key`` (32 bytes, derived from the host key) encrypts the journal and the outbox at rest.
+    """
     limits = limits or config.limits()
+    journal = Journal(SealedDir(state_dir / "journal", derive_key(seal_key, "journal"), "journal"))
+    outbox = Outbox(
+        SealedDir(state_dir / "outbox", derive_key(seal_key, "outbox"), "outbox"), limits.outbox_entries
+    )
     client = EccClient(
         instance_client(config.instance, limits),
         name=config.appliance.name,
@@ -67,6 +77,8 @@ async def run_appliance(
         dispatcher=Dispatcher(probes, ctx),
         audit=audit,
         settings=runner_settings(config, limits),
+        journal=journal,
+        outbox=outbox,
     )
     holder.append(runner)
     try:

@@ -28,6 +28,24 @@ REFUSED_TOPICS = frozenset(
 NOT_PERMITTED = "topic not permitted on this appliance"
 
 
+# Topics whose probes only read: after a crash they are simply run again. Anything else that was
+# interrupted is answered with an error instead, since running it twice could act twice.
+READ_ONLY_TOPICS = frozenset({"HeartbeatProbe", "SNMP", "Shazzam"})
+READ_ONLY_HTTP_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def rerun_safe(record: OutputRecord) -> bool:
+    if record.topic in READ_ONLY_TOPICS:
+        return True
+    if record.topic in ("RESTProbe", "HTTPClient"):
+        try:
+            params = dict(parse_parameters(record.payload, len(record.payload.encode()) + 1))
+        except ApplianceError:
+            return True  # it will fail the same way again, with an error result
+        return params.get("http_method", "GET").upper() in READ_ONLY_HTTP_METHODS
+    return record.topic not in ("SSHCommand", "SSHCommandLong")
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What goes back to the instance for one output record."""

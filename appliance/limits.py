@@ -33,6 +33,7 @@ class Limits:
     backoff_cap_s: float = 300.0
     retry_after_cap_s: float = 3600.0
     heartbeat_interval_s: float = 300.0
+    outbox_entries: int = 10_000  # when this many results wait unsent, the appliance stops claiming
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrent_probes <= MAX_CONCURRENT_PROBES:

@@ -1,7 +1,9 @@
-"""The appliance's main loop: poll, claim, run, respond; resume at start; drain on shutdown.
+"""The appliance's main loop: recover, poll, claim, run, keep, send; drain on shutdown.
 
-One asyncio loop drives everything. The loop never listens on a socket: every connection it makes
-is outbound, to the instance or to an allowlisted target.
+One asyncio loop drives everything. It never listens on a socket: every connection is outbound, to
+the instance or to an allowlisted target. Delivery is at-least-once on the wire and exactly-once as
+the instance sees it: a result sits in the durable outbox until the instance confirmed it, and a
+re-send after any doubt first asks the instance whether an answer is already there.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from appliance.dispatch import Dispatcher, Outcome
+from appliance.dispatch import Dispatcher, Outcome, rerun_safe
+from appliance.durable import Journal, Outbox
 from appliance.errors import InstanceAuthError, InstanceError
 from appliance.payload import build_results
 from appliance.probes.base import AuditSink
@@ -23,7 +26,11 @@ from appliance.queue.records import OutputRecord
 log = logging.getLogger(__name__)
 
 SHUTDOWN_ERROR = "the appliance shut down before this probe finished; the instance may send it again"
+INTERRUPTED_ERROR = (
+    "the appliance stopped while this probe ran; it is not run again because {topic} may have side effects"
+)
 AUTH_RETRY_FLOOR_S = 60.0  # 401/403: an operator has to act; retry slowly meanwhile
+SENDERS = 8
 
 
 @dataclass(frozen=True)
@@ -45,21 +52,34 @@ class RunnerStats:
     claimed: int = 0
     answered: int = 0
     errors: int = 0
+    recovered: int = 0
+    duplicates_avoided: int = 0
     undelivered: int = 0
 
 
 class Runner:
     def __init__(
-        self, *, client: EccClient, dispatcher: Dispatcher, audit: AuditSink, settings: RunnerSettings
+        self,
+        *,
+        client: EccClient,
+        dispatcher: Dispatcher,
+        audit: AuditSink,
+        settings: RunnerSettings,
+        journal: Journal,
+        outbox: Outbox,
     ) -> None:
         self._client = client
         self._dispatcher = dispatcher
         self._audit = audit
         self._settings = settings
+        self._journal = journal
+        self._outbox = outbox
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sending: asyncio.Queue[tuple[OutputRecord, Outcome, bool]] = asyncio.Queue()
+        self._unsent = 0
         self._slot_freed = asyncio.Event()
         self._abort = asyncio.Event()  # shutdown deadline passed: fail what is still running
-        self._abandon = asyncio.Event()  # delivery deadline passed: stop retrying posts
+        self._abandon = asyncio.Event()  # delivery deadline passed: leave the rest in the outbox
         self.stats = RunnerStats()
 
     @property
@@ -68,25 +88,79 @@ class Runner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then drain within the shutdown deadline."""
+        senders = [asyncio.create_task(self._sender()) for _ in range(SENDERS)]
         await self._set_status("Up")
         try:
-            await self._resume(stop)
+            await self._recover(stop)
             await self._poll_loop(stop)
         finally:
-            await self._drain()
+            await self._drain(senders)
             await self._set_status("Down")
+
+    # Recovery at start-up, in order: results owed, jobs interrupted, claims the journal missed.
+    async def _recover(self, stop: asyncio.Event) -> None:
+        for pending in self._outbox.entries():
+            self.stats.recovered += 1
+            self._queue_send(pending.record, pending.outcome, check_first=True)
+        for record in list(self._journal.entries()):
+            self.stats.recovered += 1
+            self._resume(record)
+        backoff = self._backoff()
+        while not stop.is_set():
+            try:
+                claimed = await self._client.poll(self._settings.batch, state="processing")
+                orphans = [
+                    r
+                    for r in claimed
+                    if r.sys_id not in self._journal
+                    and r.sys_id not in self._outbox
+                    and not await self._client.has_response(r.sys_id)
+                ]
+                break
+            except InstanceError as e:
+                await self._pause(stop, backoff.next_delay(getattr(e, "retry_after_s", None)), e)
+        else:
+            return
+        for record in orphans:
+            self.stats.recovered += 1
+            self._resume(record)
+
+    def _resume(self, record: OutputRecord) -> None:
+        self._audit.record("job.resumed", {"job": record.sys_id, "topic": record.topic[:80]})
+        if rerun_safe(record):
+            self._start(record, journaled=record.sys_id in self._journal)
+            return
+        error = INTERRUPTED_ERROR.format(topic=record.topic[:80])
+        payload = build_results(
+            result=None, echo_record=record.echo(), parameters=(), probe_time_ms=0, error=error
+        )
+        self._keep(record, Outcome(payload, error, 0))
 
     async def _poll_loop(self, stop: asyncio.Event) -> None:
         backoff = self._backoff()
+        full_reported = False
         while not stop.is_set():
             free = self._settings.concurrency - len(self._tasks)
-            if free <= 0:
+            if self._outbox.full():
+                if not full_reported:
+                    full_reported = True
+                    log.warning(
+                        "outbox full (%d results unsent): not claiming new work", self._outbox.count()
+                    )
+                    self._audit.record("outbox.full", {"count": self._outbox.count()})
+                await _wait_any(stop, self._slot_freed, timeout=self._settings.poll_interval_s)
                 self._slot_freed.clear()
-                await _wait_any(stop, self._slot_freed, timeout=None)
                 continue
-            want = min(free, self._settings.batch)
+            if full_reported:
+                full_reported = False
+                self._audit.record("outbox.resumed", {"count": self._outbox.count()})
+            want = min(max(free, 0), self._settings.batch)
             try:
-                records = await self._client.poll(want)
+                if want:
+                    records = await self._client.poll(want)
+                else:
+                    # Saturated: still answer the instance's monitor, so a busy MID is not marked Down.
+                    records = await self._client.poll(1, topic="HeartbeatProbe")
                 if records:
                     await self._client.claim(records)
                 backoff.reset()
@@ -101,32 +175,21 @@ class Runner:
                 continue
             for record in records:
                 self._start(record)
-            if len(records) < want:  # a full batch means more is waiting: poll again at once
-                await _wait_any(stop, timeout=self._settings.poll_interval_s)
+            if not want or len(records) < want:  # a full batch means more is waiting: poll again at once
+                self._slot_freed.clear()
+                await _wait_any(
+                    stop, *([self._slot_freed] if not want else []), timeout=self._settings.poll_interval_s
+                )
 
-    async def _resume(self, stop: asyncio.Event) -> None:
-        """Outputs this agent claimed before a crash: answer those the instance has no answer for."""
-        backoff = self._backoff()
-        while not stop.is_set():
-            try:
-                records = await self._client.poll(self._settings.batch, state="processing")
-                pending = [r for r in records if not await self._client.has_response(r.sys_id)]
-                break
-            except InstanceError as e:
-                await self._pause(stop, backoff.next_delay(getattr(e, "retry_after_s", None)), e)
-        else:
-            return
-        for record in pending:
-            self._audit.record("job.resumed", {"job": record.sys_id, "topic": record.topic[:80]})
-            self._start(record, claimed=True)
-
-    def _start(self, record: OutputRecord, claimed: bool = False) -> None:
+    def _start(self, record: OutputRecord, journaled: bool = False) -> None:
         self.stats.claimed += 1
-        if not claimed:
+        if not journaled:
             self._audit.record(
                 "job.claimed",
                 {"job": record.sys_id, "topic": record.topic[:80], "target": record.source[:255]},
             )
+            # Written before the probe starts: after a crash, this is how we know the job was ours.
+            self._journal.add(record)
         task = asyncio.create_task(self._process(record), name=f"job-{record.sys_id}")
         self._tasks.add(task)
         task.add_done_callback(self._done)
@@ -152,21 +215,51 @@ class Runner:
                 result=None, echo_record=record.echo(), parameters=(), probe_time_ms=0, error=SHUTDOWN_ERROR
             )
             outcome = Outcome(payload, SHUTDOWN_ERROR, 0)
-        await self._deliver(record, outcome)
+        self._keep(record, outcome)
 
-    async def _deliver(self, record: OutputRecord, outcome: Outcome) -> None:
+    def _keep(self, record: OutputRecord, outcome: Outcome) -> None:
+        """Make the result durable, close the journal entry, and hand it to the senders."""
+        self._outbox.add(record, outcome)
+        self._journal.remove(record.sys_id)
+        self._queue_send(record, outcome, check_first=False)
+
+    def _queue_send(self, record: OutputRecord, outcome: Outcome, *, check_first: bool) -> None:
+        self._unsent += 1
+        self._sending.put_nowait((record, outcome, check_first))
+
+    async def _sender(self) -> None:
+        while True:
+            record, outcome, check_first = await self._sending.get()
+            try:
+                await self._deliver(record, outcome, check_first)
+            finally:
+                self._unsent -= 1
+                self._sending.task_done()
+                self._slot_freed.set()
+
+    async def _deliver(self, record: OutputRecord, outcome: Outcome, ambiguous: bool) -> None:
         backoff = self._backoff()
         while True:
             try:
+                if ambiguous and await self._client.has_response(record.sys_id):
+                    # An earlier try (or another cluster member) got through: sending again would duplicate.
+                    self.stats.duplicates_avoided += 1
+                    self._outbox.remove(record.sys_id)
+                    self._audit.record("result.already_posted", {"job": record.sys_id})
+                    return
                 input_id = await self._client.respond(record, outcome.payload, outcome.error)
             except InstanceError as e:
+                # 429/503/401/403 were refused before any insert; anything else may have been applied.
+                ambiguous = ambiguous or not isinstance(e, (InstanceBusy, InstanceAuthError))
                 if self._abandon.is_set():
                     self.stats.undelivered += 1
-                    log.error("result for %s not delivered before shutdown: %s", record.sys_id, e)
-                    self._audit.record("result.undelivered", {"job": record.sys_id, "reason": str(e)[:200]})
+                    log.warning(
+                        "result for %s stays in the outbox until the next start: %s", record.sys_id, e
+                    )
                     return
                 await _wait_any(self._abandon, timeout=backoff.next_delay(getattr(e, "retry_after_s", None)))
                 continue
+            self._outbox.remove(record.sys_id)
             self.stats.answered += 1
             if outcome.error:
                 self.stats.errors += 1
@@ -176,18 +269,24 @@ class Runner:
             )
             return
 
-    async def _drain(self) -> None:
+    async def _drain(self, senders: list[asyncio.Task[None]]) -> None:
+        deadline = self._settings.shutdown_deadline_s
         if self._tasks:
             log.info("shutting down: waiting for %d running job(s)", len(self._tasks))
-            _, pending = await asyncio.wait(set(self._tasks), timeout=self._settings.shutdown_deadline_s)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=deadline)
             if pending:
                 self._abort.set()
-                _, pending = await asyncio.wait(pending, timeout=self._settings.shutdown_deadline_s)
-            if pending:
+                await asyncio.wait(pending, timeout=deadline)
+        if self._unsent:
+            waiter = asyncio.create_task(self._sending.join())
+            await asyncio.wait({waiter}, timeout=deadline)
+            if not waiter.done():
                 self._abandon.set()
-                _, pending = await asyncio.wait(pending, timeout=5)
-            for task in pending:
-                task.cancel()
+                await asyncio.wait({waiter}, timeout=5)
+            waiter.cancel()
+        for task in [*senders, *self._tasks]:
+            task.cancel()
+        await asyncio.gather(*senders, *self._tasks, return_exceptions=True)
         await self._dispatcher.aclose()
 
     async def _set_status(self, status: str) -> None:
@@ -216,6 +315,7 @@ class Runner:
             "uptime_s": str(int(time.monotonic() - self.stats.started)),
             "jobs_in_flight": str(len(self._tasks)),
             "jobs_answered": str(self.stats.answered),
+            "outbox_depth": str(self._outbox.count()),
             "rss_kb": str(_rss_kb()),
         }
 
@@ -223,7 +323,10 @@ class Runner:
 async def _wait_any(*events: asyncio.Event, timeout: float | None) -> None:
     waiters = [asyncio.create_task(e.wait()) for e in events]
     try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if waiters:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        elif timeout:
+            await asyncio.sleep(timeout)
     finally:
         for w in waiters:
             w.cancel()

@@ -22,6 +22,7 @@ from devinstance import pki
 from devinstance.server import DevInstance, InstanceState, server_context
 from devinstance.store import Store
 
+TEST_SEAL_KEY = bytes(range(32))
 NAME = "edge-01"
 AGENT = f"mid.server.{NAME}"
 
@@ -117,6 +118,7 @@ def run_until(
                 credentials=NoCredentials(),
                 stop=stop,
                 limits=limits or fast_limits(),
+                seal_key=TEST_SEAL_KEY,
             )
         )
         deadline = time.monotonic() + timeout

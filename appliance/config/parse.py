@@ -183,7 +183,7 @@ def _port_range(value: object, path: str) -> PortRange:
     elif isinstance(value, str) and re.fullmatch(r"\d{1,5}-\d{1,5}", value):
         low, high = (int(x) for x in value.split("-"))
     else:
-        raise ConfigError(f"config: {path}: {value!r} must be a port number or a range like \"1-1024\"")
+        raise ConfigError(f'config: {path}: {value!r} must be a port number or a range like "1-1024"')
     if not 1 <= low <= high <= 65535:
         raise ConfigError(f"config: {path}: {value!r} is outside 1-65535")
     return PortRange(low, high)

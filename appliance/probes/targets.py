@@ -53,8 +53,14 @@ async def checked_addresses(
         if not decision.allowed:
             ctx.audit.record(
                 "target.denied",
-                {"probe": probe, "target": host, "address": str(address), "port": port,
-                 "credential": credential, "reason": decision.reason},
+                {
+                    "probe": probe,
+                    "target": host,
+                    "address": str(address),
+                    "port": port,
+                    "credential": credential,
+                    "reason": decision.reason,
+                },
             )
             raise TargetDenied(f"target {host} ({address}) port {port} denied for {probe}: {decision.reason}")
     return addresses

@@ -50,8 +50,9 @@ class EccClient:
         await self._http.aclose()
 
     # 1. Poll
-    async def poll(self, limit: int, state: str = "ready") -> list[OutputRecord]:
-        query = f"agent={self._agent}^queue=output^state={state}^ORDERBYpriority^ORDERBYsys_created_on"
+    async def poll(self, limit: int, state: str = "ready", topic: str | None = None) -> list[OutputRecord]:
+        only = f"^topic={topic}" if topic else ""
+        query = f"agent={self._agent}^queue=output^state={state}{only}^ORDERBYpriority^ORDERBYsys_created_on"
         body = await self._request(
             "GET",
             TABLE,
@@ -116,8 +117,11 @@ class EccClient:
         )
 
     async def has_response(self, output_sys_id: str) -> bool:
-        """True if this agent already posted an input for that output (so a re-send would duplicate it)."""
-        query = f"agent={self._agent}^queue=input^response_to={output_sys_id}"
+        """True if any MID already posted an input for that output (so a re-send would duplicate it).
+
+        Not filtered by agent: after a cluster failover another member may have answered it.
+        """
+        query = f"queue=input^response_to={output_sys_id}"
         body = await self._request(
             "GET", TABLE, params={"sysparm_query": query, "sysparm_limit": "1", "sysparm_fields": "sys_id"}
         )

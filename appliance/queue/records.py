@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from appliance.errors import InstanceError
+
+_SYS_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 OUTPUT_FIELDS = (
     "sys_id",
@@ -69,8 +72,12 @@ def _str(raw: dict[str, Any], key: str, required: bool = False) -> str:
 def parse_output(raw: object) -> OutputRecord:
     if not isinstance(raw, dict):
         raise InstanceError("the instance sent an ecc_queue record that is not a JSON object")
+    sys_id = _str(raw, "sys_id", required=True)
+    # sys_ids go back into encoded queries and file names: only the instance's own alphabet passes.
+    if not _SYS_ID.match(sys_id):
+        raise InstanceError(f"the instance sent an ecc_queue record with a malformed sys_id {sys_id[:40]!r}")
     return OutputRecord(
-        sys_id=_str(raw, "sys_id", required=True),
+        sys_id=sys_id,
         agent=_str(raw, "agent"),
         topic=_str(raw, "topic"),
         name=_str(raw, "name"),

@@ -60,6 +60,7 @@ def main() -> None:
                     audit=MemoryAudit(),
                     credentials=NoCredentials(),
                     stop=stop,
+                    seal_key=bytes(32),
                     limits=fast_limits(concurrent_probes=args.concurrency),
                 )
             )

@@ -1,0 +1,102 @@
+"""What survives a crash: the journal of claimed jobs and the outbox of finished results.
+
+A job is journaled before its probe starts; its result is in the outbox (fsync'd, encrypted) before
+the journal entry goes; the outbox entry goes only after the instance confirmed the insert. So after
+a kill -9 at any moment, the appliance knows every job it claimed and every result it owes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from appliance.dispatch import Outcome
+from appliance.queue.records import OutputRecord
+from hardening.sealbox import SealedDir
+
+
+def _record_json(record: OutputRecord) -> dict[str, str]:
+    return dataclasses.asdict(record)
+
+
+def _record(raw: object) -> OutputRecord:
+    if not isinstance(raw, dict):
+        raise ValueError("not a record")
+    fields = {f.name for f in dataclasses.fields(OutputRecord)}
+    if set(raw) != fields or not all(isinstance(v, str) for v in raw.values()):
+        raise ValueError("record fields do not match")
+    return OutputRecord(**raw)
+
+
+class Journal:
+    """Jobs claimed and not yet finished."""
+
+    def __init__(self, sealed: SealedDir) -> None:
+        self._dir = sealed
+        self._names = set(sealed.names())
+
+    def add(self, record: OutputRecord) -> None:
+        self._dir.put(record.sys_id, json.dumps(_record_json(record)).encode())
+        self._names.add(record.sys_id)
+
+    def remove(self, sys_id: str) -> None:
+        self._dir.delete(sys_id)
+        self._names.discard(sys_id)
+
+    def __contains__(self, sys_id: object) -> bool:
+        return sys_id in self._names
+
+    def entries(self) -> Iterator[OutputRecord]:
+        for name in self._dir.names():
+            yield _record(json.loads(self._dir.get(name)))
+
+
+@dataclass(frozen=True)
+class Pending:
+    record: OutputRecord
+    outcome: Outcome
+
+
+class Outbox:
+    """Results not yet confirmed by the instance. Bounded: when full, the appliance stops claiming."""
+
+    def __init__(self, sealed: SealedDir, capacity: int) -> None:
+        self._dir = sealed
+        self.capacity = capacity
+        self._names = set(sealed.names())
+
+    def add(self, record: OutputRecord, outcome: Outcome) -> None:
+        body = {
+            "record": _record_json(record),
+            "payload": outcome.payload,
+            "error": outcome.error,
+            "duration_ms": outcome.duration_ms,
+        }
+        self._dir.put(record.sys_id, json.dumps(body).encode())
+        self._names.add(record.sys_id)
+
+    def remove(self, sys_id: str) -> None:
+        self._dir.delete(sys_id)
+        self._names.discard(sys_id)
+
+    def __contains__(self, sys_id: object) -> bool:
+        return sys_id in self._names
+
+    def count(self) -> int:
+        return len(self._names)
+
+    def full(self) -> bool:
+        return self.count() >= self.capacity
+
+    def entries(self) -> Iterator[Pending]:
+        for name in self._dir.names():
+            raw = json.loads(self._dir.get(name))
+            if not isinstance(raw, dict):
+                raise ValueError("outbox entry is not an object")
+            error = raw.get("error")
+            outcome = Outcome(
+                str(raw["payload"]), None if error is None else str(error), int(raw["duration_ms"])
+            )
+            yield Pending(_record(raw["record"]), outcome)

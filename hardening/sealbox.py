@@ -1,0 +1,98 @@
+"""A directory of small encrypted entries: one AES-256-GCM file per key, written atomically.
+
+Used for what the appliance must not lose and must not leave readable on disk: the job journal and
+the result outbox. The entry's purpose and name are bound as associated data, so a file renamed or
+moved between directories fails to open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from hardening.atomic import atomic_write, fsync_dir
+from hardening.errors import HardeningError
+
+MAGIC = b"MBSX1"
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_SUFFIX = ".sealed"
+MAX_ENTRY_BYTES = 64_000_000
+
+
+class SealedEntryError(HardeningError):
+    """An entry could not be decrypted: tampered, truncated, renamed, or sealed with another key."""
+
+
+def derive_key(root_key: bytes, purpose: str) -> bytes:
+    """A 32-byte key for one purpose, derived from a host secret (HKDF-SHA256)."""
+    return HKDF(hashes.SHA256(), 32, salt=None, info=b"midbox sealbox v1\0" + purpose.encode()).derive(
+        root_key
+    )
+
+
+class SealedDir:
+    def __init__(self, directory: Path, key: bytes, purpose: str) -> None:
+        if len(key) != 32:
+            raise ValueError("a SealedDir key is 32 bytes")
+        self._dir = directory
+        self._aead = AESGCM(key)
+        self._purpose = purpose.encode()
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Temp files of writes a crash interrupted: the old entry (if any) is still whole.
+        for stale in directory.glob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+    def _path(self, name: str) -> Path:
+        if not _NAME.match(name):
+            raise ValueError(f"entry name {name[:40]!r} is not allowed")
+        return self._dir / f"{name}{_SUFFIX}"
+
+    def _ad(self, name: str) -> bytes:
+        return MAGIC + b"\0" + self._purpose + b"\0" + name.encode()
+
+    def put(self, name: str, data: bytes) -> None:
+        """Encrypt and durably write ``data`` under ``name`` (replacing any previous entry)."""
+        nonce = secrets.token_bytes(12)
+        blob = MAGIC + nonce + self._aead.encrypt(nonce, data, self._ad(name))
+        atomic_write(self._path(name), blob)
+
+    def get(self, name: str) -> bytes:
+        path = self._path(name)
+        blob = path.read_bytes()
+        if len(blob) > MAX_ENTRY_BYTES or len(blob) < len(MAGIC) + 12 + 16 or not blob.startswith(MAGIC):
+            raise SealedEntryError(f"{path} is not a sealed entry; move it aside and check the host")
+        nonce, body = blob[len(MAGIC) : len(MAGIC) + 12], blob[len(MAGIC) + 12 :]
+        try:
+            return self._aead.decrypt(nonce, body, self._ad(name))
+        except InvalidTag as e:
+            raise SealedEntryError(
+                f"{path} fails its integrity check (tampered, renamed or from another host); move it aside"
+            ) from e
+
+    def delete(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(name))
+        fsync_dir(self._dir)
+
+    def names(self) -> Iterator[str]:
+        """Entry names, oldest first (by modification time), ignoring temp files of interrupted writes."""
+        entries = []
+        for path in self._dir.iterdir():
+            if path.name.endswith(_SUFFIX) and not path.name.startswith("."):
+                with contextlib.suppress(FileNotFoundError):
+                    entries.append((path.stat().st_mtime_ns, path.name[: -len(_SUFFIX)]))
+        for _, name in sorted(entries):
+            yield name
+
+    def count(self) -> int:
+        return sum(1 for p in self._dir.iterdir() if p.name.endswith(_SUFFIX) and not p.name.startswith("."))
