@@ -42,7 +42,9 @@ def _serve(args: argparse.Namespace) -> int:
     store = Store(directory / "instance.db")
     for name in args.appliance:
         store.ensure_agent(name)
-    instance = DevInstance(InstanceState(store), ctx, host="127.0.0.1", port=args.port)
+    state = InstanceState(store, failover_after_s=args.failover_s)
+    state.clusters = [tuple(c.split(",")) for c in args.cluster]
+    instance = DevInstance(state, ctx, host="127.0.0.1", port=args.port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -142,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--appliance", action="append", default=[])
     p.add_argument("--heartbeat-s", type=float, default=300.0, help="HeartbeatProbe interval (0: off)")
+    p.add_argument("--cluster", action="append", default=[], help="NAME1,NAME2,...: a failover cluster")
+    p.add_argument("--failover-s", type=float, default=30.0, help="silence after which a member's work moves")
     p.set_defaults(func=_serve)
     p = sub.add_parser("enqueue", help="insert output records for an appliance")
     p.add_argument("--dir", type=Path, required=True)

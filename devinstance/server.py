@@ -10,6 +10,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +33,7 @@ class Fault:
     status: int
     count: int
     retry_after: str | None = None
+    match: bytes | None = None  # only requests whose body contains this
 
 
 @dataclass
@@ -42,13 +44,46 @@ class InstanceState:
     requests: int = 0
     on_request: Callable[[str, str], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Failover clusters of appliance names: work of a member silent for failover_after_s goes to another.
+    clusters: list[tuple[str, ...]] = field(default_factory=list)
+    failover_after_s: float = 30.0
+    last_seen: dict[str, float] = field(default_factory=dict)
+    failovers: int = 0
 
-    def take_fault(self) -> Fault | None:
+    def seen(self, name: str) -> None:
+        with self.lock:
+            self.last_seen[name] = time.monotonic()
+
+    def fail_over(self) -> int:
+        """Move the open outputs of silent cluster members to the most recently seen live member."""
+        moved = 0
+        now = time.monotonic()
+        with self.lock:
+            seen = dict(self.last_seen)
+        for cluster in self.clusters:
+            live = sorted(
+                (n for n in cluster if n in seen and now - seen[n] < self.failover_after_s),
+                key=lambda n: -seen[n],
+            )
+            if not live:
+                continue
+            for name in cluster:
+                if name in seen and now - seen[name] >= self.failover_after_s:
+                    count = self.store.reassign(f"mid.server.{name}", f"mid.server.{live[0]}")
+                    if count:
+                        log.info("failover: %d output(s) of %s given to %s", count, name, live[0])
+                        self.failovers += count
+                        moved += count
+        return moved
+
+    def take_fault(self, body: bytes) -> Fault | None:
         with self.lock:
             self.requests += 1
             if not self.faults:
                 return None
             fault = self.faults[0]
+            if fault.match is not None and fault.match not in body:
+                return None
             fault.count -= 1
             if fault.count <= 0:
                 self.faults.pop(0)
@@ -118,13 +153,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         state = self.server.state
-        fault = state.take_fault()
+        cert = self.request.getpeercert() or {}
+        for rdn in cert.get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    state.seen(str(value))
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             self._error(413, "Request entity too large", f"body over {MAX_BODY} bytes")
             self.close_connection = True
             return
         body = self.rfile.read(length) if length else b""
+        fault = state.take_fault(body)
         if state.on_request:
             state.on_request(method, self.path)
         if fault is not None:
@@ -210,6 +250,14 @@ class DevInstance:
         self.state = state
         self._server = _Server((host, port), ctx, state)
         self._thread = threading.Thread(target=self._server.serve_forever, name="dev-instance", daemon=True)
+        self._stop = threading.Event()
+        self._monitor = threading.Thread(target=self._watch, name="dev-instance-monitor", daemon=True)
+
+    def _watch(self) -> None:
+        # The instance's MID Server Monitor: silent cluster members lose their open work.
+        while not self._stop.wait(0.2):
+            if self.state.clusters:
+                self.state.fail_over()
 
     @property
     def port(self) -> int:
@@ -221,9 +269,12 @@ class DevInstance:
 
     def start(self) -> DevInstance:
         self._thread.start()
+        self._monitor.start()
         return self
 
     def stop(self) -> None:
+        self._stop.set()
+        self._monitor.join(timeout=5)
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

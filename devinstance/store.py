@@ -134,6 +134,16 @@ class Store:
                 args,
             )
 
+    def reassign(self, from_agent: str, to_agent: str) -> int:
+        """Give another agent the outputs not yet answered (ready, or claimed and unanswered)."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE ecc_queue SET agent=?, state='ready' WHERE agent=? AND queue='output' "
+                "AND state IN ('ready', 'processing')",
+                (to_agent, from_agent),
+            )
+            return int(cur.rowcount)
+
     def ensure_agent(self, name: str) -> dict[str, str]:
         """The ecc_agent record a MID is registered under (created Down, as after installation)."""
         rows = self.query("ecc_agent", f"name={name}", limit=1)

@@ -138,6 +138,11 @@ class TargetHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        self.do_GET()
+
     def do_GET(self) -> None:
         if self.path.startswith("/redirect?to="):
             self.send_response(302)
@@ -147,6 +152,8 @@ class TargetHandler(http.server.BaseHTTPRequestHandler):
             return
         if self.path == "/slow":
             time.sleep(3)
+        if self.path.startswith("/work?ms="):
+            time.sleep(int(self.path.split("=", 1)[1]) / 1000)
         body = b"x" * 10_000_000 if self.path == "/big" else f"hello {self.headers.get('Host')}".encode()
         if self.path == "/echo":
             body = repr(sorted(self.headers.items())).encode()
@@ -158,6 +165,9 @@ class TargetHandler(http.server.BaseHTTPRequestHandler):
 
 
 class _TargetServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients that go away mid-answer (timeouts, kill -9) are part of the tests
+
     def get_request(self) -> tuple[socket.socket, object]:
         sock, addr = super().get_request()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -1,0 +1,244 @@
+"""Nothing lost, nothing doubled: kill -9 at random moments, instance outages, cluster failover, full outbox.
+
+The appliance runs as a real process (``tests.support.appliance_main``) talking mTLS to the development
+instance through a fault-injecting loopback proxy. Counts are printed for the closing note.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from appliance.probes.base import MemoryAudit
+from devinstance import pki
+from devinstance.server import Fault
+from devinstance.store import Store
+from tests.helpers import (
+    AGENT,
+    LOOPBACK_HTTP,
+    Pki,
+    config_text,
+    dev_instance,
+    fast_limits,
+    http_target,
+    inputs,
+    params,
+    run_until,
+    trusted,
+)
+from tests.support.fault_proxy import FaultProxy
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def appliance_process(config: Path, state_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.appliance_main", str(config), str(state_dir)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def answers(store: Store) -> collections.Counter[str]:
+    return collections.Counter(r["response_to"] for r in inputs(store))
+
+
+def wait_for(predicate: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_kill_9_and_outage_lose_nothing_and_duplicate_nothing(
+    dev_pki: Pki, tmp_path: Path, state_dir: Path
+) -> None:
+    rng = random.Random(int(os.environ.get("MIDBOX_TEST_SEED", "7")))
+    n_get, n_post, kills = 60, 20, 6
+    with (
+        dev_instance(dev_pki, tmp_path / "db.sqlite") as instance,
+        http_target() as target,
+        FaultProxy(instance.port) as proxy,
+    ):
+        store = instance.state.store
+        methods = ["GET"] * n_get + ["POST"] * n_post
+        rng.shuffle(methods)  # interleaved, so kills land on both kinds
+        ids = store.enqueue(
+            [
+                {
+                    "agent": AGENT,
+                    "topic": "RESTProbe",
+                    "payload": params(url=f"{target}/work?ms=300", http_method=m),
+                }
+                for m in methods
+            ]
+        )
+        post_ids = {i for i, m in zip(ids, methods, strict=True) if m == "POST"}
+        config = tmp_path / "c.toml"
+        config.write_text(config_text(proxy.url, dev_pki, LOOPBACK_HTTP))
+        for i in range(kills):
+            with appliance_process(config, state_dir) as proc:
+                if i == kills // 2:
+                    # An instance outage while the appliance works: refused, then reset connections.
+                    time.sleep(0.8)
+                    proxy.set("refuse")
+                    time.sleep(1.0)
+                    proxy.set("reset")
+                    time.sleep(1.0)
+                    proxy.set("pass")
+                time.sleep(rng.uniform(0.6, 2.0))
+                proc.send_signal(signal.SIGKILL)
+        with appliance_process(config, state_dir) as proc:
+            assert wait_for(lambda: set(answers(store)) >= set(ids), 90), "not every job was answered"
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        counts = answers(store)
+        lost = [i for i in ids if counts[i] == 0]
+        doubled = {i: c for i, c in counts.items() if c > 1}
+        errors = [r for r in inputs(store) if r["error_string"]]
+        print(
+            f"\n{len(ids)} jobs, {kills} kill -9, 1 outage: {len(counts)} answered, {len(lost)} lost, "
+            f"{len(doubled)} duplicated, {len(errors)} error results (interrupted non-idempotent POSTs)"
+        )
+        assert lost == [] and doubled == {}
+        # Only POSTs may be answered with "interrupted"; GETs are simply run again.
+        assert all(
+            r["response_to"] in post_ids and "may have side effects" in r["error_string"] for r in errors
+        )
+        assert all(s["state"] == "processed" for s in (store.get("ecc_queue", i) for i in ids))
+
+
+def test_cluster_failover_after_kill_9(dev_pki: Pki, tmp_path: Path) -> None:
+    other = pki.issue(dev_pki.ca, dev_pki.directory, "appliance-b", "edge-02", server=False)
+    with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
+        instance.state.clusters = [("edge-01", "edge-02")]
+        instance.state.failover_after_s = 1.0
+        store = instance.state.store
+        ids = store.enqueue(
+            [
+                {"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/work?ms=300")}
+                for _ in range(40)
+            ]
+        )
+        conf_a = tmp_path / "a.toml"
+        conf_a.write_text(config_text(instance.url, dev_pki, LOOPBACK_HTTP))
+        conf_b = tmp_path / "b.toml"
+        conf_b.write_text(
+            config_text(instance.url, dev_pki, LOOPBACK_HTTP)
+            .replace('name = "edge-01"', 'name = "edge-02"')
+            .replace(str(dev_pki.client.cert), str(other.cert))
+            .replace(str(dev_pki.client.key), str(other.key))
+        )
+        (tmp_path / "sa").mkdir(mode=0o700)
+        (tmp_path / "sb").mkdir(mode=0o700)
+        with appliance_process(conf_a, tmp_path / "sa") as a, appliance_process(conf_b, tmp_path / "sb") as b:
+            assert wait_for(lambda: len(answers(store)) >= 5, 30)
+            a.send_signal(signal.SIGKILL)  # mid-work: it holds claimed jobs
+            assert wait_for(lambda: set(answers(store)) >= set(ids), 60), "failover did not finish the work"
+            b.send_signal(signal.SIGTERM)
+            b.wait(30)
+        counts = answers(store)
+        by_agent = collections.Counter(r["agent"] for r in inputs(store))
+        print(
+            f"\ncluster: {len(ids)} jobs, {instance.state.failovers} reassigned after kill -9; answers by "
+            f"{dict(by_agent)}; {sum(1 for c in counts.values() if c > 1)} duplicated"
+        )
+        assert instance.state.failovers > 0
+        assert by_agent["mid.server.edge-02"] > 0
+        assert all(counts[i] == 1 for i in ids)
+
+
+def test_full_outbox_stops_claiming_then_resumes(dev_pki: Pki, tmp_path: Path, state_dir: Path) -> None:
+    with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
+        store = instance.state.store
+        ids = store.enqueue(
+            [
+                {"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/hello")}
+                for _ in range(12)
+            ]
+        )
+        # Results are refused for a while (claims still work): the outbox fills up.
+        instance.state.faults.append(Fault(status=503, count=40, retry_after="0", match=b'"response_to"'))
+        config = trusted(config_text(instance.url, dev_pki, LOOPBACK_HTTP), tmp_path / "c.toml")
+        audit = MemoryAudit()
+        limits = fast_limits(concurrent_probes=4, outbox_entries=3)
+        run_until(
+            config,
+            lambda: set(answers(store)) >= set(ids),
+            state_dir=state_dir,
+            audit=audit,
+            limits=limits,
+            timeout=40,
+        )
+        events = [e for e, _ in audit.events]
+        assert "outbox.full" in events and "outbox.resumed" in events
+        assert events.index("outbox.full") < events.index("outbox.resumed")
+        # While full, nothing new was claimed: every claim before "resumed" fits in one poll batch.
+        claims_before = [f for e, f in audit.events[: events.index("outbox.resumed")] if e == "job.claimed"]
+        assert len(claims_before) <= 4
+        assert all(c == 1 for c in answers(store).values()) and len(answers(store)) == 12
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra"),
+    [
+        ("refuse", {}),
+        ("reset", {}),
+        ("delay", {"delay_s": 0.3}),
+        ("truncate", {"truncate_after": 300}),
+        ("blackhole", {}),
+    ],
+)
+def test_each_fault_class_is_survived(
+    dev_pki: Pki, tmp_path: Path, state_dir: Path, kind: str, extra: dict[str, float]
+) -> None:
+    with (
+        dev_instance(dev_pki, tmp_path / "db.sqlite") as instance,
+        http_target() as target,
+        FaultProxy(instance.port) as proxy,
+    ):
+        store = instance.state.store
+        ids = store.enqueue(
+            [
+                {"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/work?ms=100")}
+                for _ in range(10)
+            ]
+        )
+        config = trusted(config_text(proxy.url, dev_pki, LOOPBACK_HTTP), tmp_path / "c.toml")
+        proxy.set(kind, **extra)
+        healer = threading.Timer(1.5, proxy.set, args=("pass",))
+        healer.start()
+        try:
+            run_until(
+                config,
+                lambda: set(answers(store)) >= set(ids),
+                state_dir=state_dir,
+                timeout=40,
+                limits=fast_limits(instance_timeout_s=1.0),
+            )
+        finally:
+            healer.cancel()
+        counts = answers(store)
+        assert all(counts[i] == 1 for i in ids), (kind, counts)
+        assert proxy.connections > 1
