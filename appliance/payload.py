@@ -6,7 +6,8 @@ built with ElementTree, which escapes every value.
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET  # nosec B405 - building only; untrusted XML is parsed with defusedxml
+# ElementTree only builds XML here; untrusted XML is parsed with defusedxml.
+import xml.etree.ElementTree as ET  # nosec B405
 from collections.abc import Mapping, Sequence
 
 import defusedxml.ElementTree as SafeET

@@ -74,7 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _params_xml(params: Sequence[str]) -> str:
-    import xml.etree.ElementTree as ET  # nosec B405 - building only
+    import xml.etree.ElementTree as ET  # nosec B405
 
     root = ET.Element("parameters")
     for item in params:

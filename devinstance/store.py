@@ -67,7 +67,8 @@ class Store:
         columns = TABLES[table]
         where, args, order = _compile(encoded, columns)
         wanted = [f for f in fields if f in columns] or list(columns)
-        sql = f"SELECT {', '.join(wanted)} FROM {table}"  # noqa: S608 - names come from TABLES only
+        # Table and column names come from TABLES only; values are always bound parameters.
+        sql = f"SELECT {', '.join(wanted)} FROM {table}"  # noqa: S608  # nosec B608
         if where:
             sql += " WHERE " + " AND ".join(where)
         if order:
@@ -98,7 +99,7 @@ class Store:
             if table == "ecc_queue":
                 row["sequence"] = f"{int(dt.datetime.now(dt.UTC).timestamp() * 1e6):020d}{self._seq:06d}"
             self._db.execute(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",  # noqa: S608
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",  # noqa: S608  # nosec B608
                 [row[c] for c in columns],
             )
         if table == "ecc_queue" and row["queue"] == "input":
@@ -111,7 +112,7 @@ class Store:
         if sets:
             with self._lock:
                 self._db.execute(
-                    f"UPDATE {table} SET {', '.join(f'{k}=?' for k in sets)} WHERE sys_id=?",  # noqa: S608
+                    f"UPDATE {table} SET {', '.join(f'{k}=?' for k in sets)} WHERE sys_id=?",  # noqa: S608  # nosec B608
                     [*sets.values(), sys_id],
                 )
         return self.get(table, sys_id)
@@ -130,7 +131,7 @@ class Store:
         args: list[str] = [state] + ([now_text()] if extra else []) + [sys_id, agent]
         with self._lock:
             self._db.execute(
-                f"UPDATE ecc_queue SET state=?{extra} WHERE sys_id=? AND queue='output' AND agent=?",  # noqa: S608
+                f"UPDATE ecc_queue SET state=?{extra} WHERE sys_id=? AND queue='output' AND agent=?",  # noqa: S608  # nosec B608
                 args,
             )
 

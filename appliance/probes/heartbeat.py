@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET  # nosec B405 - building only; untrusted XML is parsed with defusedxml
+# ElementTree only builds XML here; untrusted XML is parsed with defusedxml.
+import xml.etree.ElementTree as ET  # nosec B405
 from collections.abc import Callable, Mapping
 
 from appliance.probes.base import Job, ProbeContext

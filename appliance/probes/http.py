@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import json
 import ssl
-import xml.etree.ElementTree as ET  # nosec B405 - building only; untrusted XML is parsed with defusedxml
+
+# ElementTree only builds XML here; untrusted XML is parsed with defusedxml.
+import xml.etree.ElementTree as ET  # nosec B405
 from dataclasses import dataclass
 
 import httpx

@@ -103,3 +103,35 @@ def test_backoff_grows_with_jitter_and_caps() -> None:
 @pytest.mark.parametrize(("value", "expected"), [("5", 5.0), (None, None), ("soon", None)])
 def test_retry_after_parsing(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value) == expected
+
+
+def test_heartbeat_is_answered_while_saturated(dev_pki: Pki, tmp_path: Path, state_dir: Path) -> None:
+    with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
+        store = instance.state.store
+        slow = store.enqueue(
+            [
+                {"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/slow")}
+                for _ in range(2)
+            ]
+        )
+        config = trusted(config_text(instance.url, dev_pki, LOOPBACK_HTTP), tmp_path / "c.toml")
+        hb: list[str] = []
+
+        def saturated_then_heartbeat() -> bool:
+            if not hb and all(store.get("ecc_queue", s)["state"] == "processing" for s in slow):
+                hb.extend(store.enqueue([{"agent": AGENT, "topic": "HeartbeatProbe", "priority": "0"}]))
+            done = bool(hb) and any(r["response_to"] == hb[0] for r in inputs(store))
+            if done and not answered_at:
+                answered_at.append(time.monotonic())
+            return done
+
+        answered_at: list[float] = []
+        started = time.monotonic()
+        run_until(
+            config, saturated_then_heartbeat, state_dir=state_dir, limits=fast_limits(concurrent_probes=2)
+        )
+        answered = {r["response_to"]: r for r in inputs(store)}
+        assert hb and hb[0] in answered
+        assert "<mid_operational_state>Up</mid_operational_state>" in answered[hb[0]]["payload"]
+        # Answered while both slots were still busy with 3-second jobs.
+        assert answered_at[0] - started < 3

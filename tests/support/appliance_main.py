@@ -1,6 +1,6 @@
 """Run the appliance runtime from a config without its signature, for crash and cluster tests only.
 
-    python -m tests.support.appliance_main CONFIG STATE_DIR
+    python -m tests.support.appliance_main CONFIG STATE_DIR [CONCURRENCY]
 
 The signed-config path has its own tests; this harness is never part of the product or the binary.
 """
@@ -20,6 +20,7 @@ from tests.helpers import TEST_SEAL_KEY, fast_limits, trusted
 
 def main() -> int:
     config_path, state_dir = Path(sys.argv[1]), Path(sys.argv[2])
+    concurrency = int(sys.argv[3]) if len(sys.argv) > 3 else 8
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     config = trusted(config_path.read_text(), config_path)
 
@@ -35,7 +36,7 @@ def main() -> int:
             credentials=NoCredentials(),
             stop=stop,
             seal_key=TEST_SEAL_KEY,
-            limits=fast_limits(concurrent_probes=8),
+            limits=fast_limits(concurrent_probes=concurrency),
         )
 
     asyncio.run(go())

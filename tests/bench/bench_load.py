@@ -1,0 +1,116 @@
+"""Load benchmark (not part of the test run): N queued jobs drain; peak RSS, jobs/s, heartbeat latency.
+
+    python -m tests.bench.bench_load [--jobs 10000] [--concurrency 64]
+
+The development instance, the HTTP target and the appliance each run as their own process, over real
+mTLS on loopback; the appliance runs under /usr/bin/time -v for its peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from devinstance.store import Store
+from tests.helpers import AGENT, LOOPBACK_HTTP, config_text, make_pki, params
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jobs", type=int, default=10_000)
+    ap.add_argument("--concurrency", type=int, default=64)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    inst_dir = tmp / "instance"
+    p = make_pki(inst_dir / "pki")
+    # make_pki wrote the CA and server certificate where `serve` looks for them (--dir/pki).
+    instance = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "devinstance",
+            "serve",
+            "--dir",
+            str(inst_dir),
+            "--appliance",
+            "edge-01",
+            "--heartbeat-s",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    instance.stdout.readline()  # type: ignore[union-attr]
+    url = json.loads((inst_dir / "instance.json").read_text())["url"]
+    target = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.target_main"], stdout=subprocess.PIPE, text=True
+    )
+    target_url = target.stdout.readline().strip()  # type: ignore[union-attr]
+    store = Store(inst_dir / "instance.db")
+    store.enqueue(
+        [
+            {"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target_url}/hello")}
+            for _ in range(args.jobs)
+        ]
+    )
+    config = tmp / "c.toml"
+    config.write_text(
+        config_text(url, p, LOOPBACK_HTTP).replace("poll_interval_s = 0.05", "poll_interval_s = 1")
+    )
+    state = tmp / "state"
+    state.mkdir(mode=0o700)
+    t0 = time.perf_counter()
+    appliance = subprocess.Popen(
+        [
+            "/usr/bin/time",
+            "-v",
+            sys.executable,
+            "-m",
+            "tests.support.appliance_main",
+            str(config),
+            str(state),
+            str(args.concurrency),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    query = "queue=input^topic!=queue.processing"
+    hb_latency = None
+    while True:
+        done = len(store.query("ecc_queue", query, fields=["sys_id"]))
+        if hb_latency is None and done >= args.jobs // 2:
+            [hb] = store.enqueue([{"agent": AGENT, "topic": "HeartbeatProbe", "priority": "0"}])
+            hb_t0 = time.perf_counter()
+            while not store.query("ecc_queue", f"response_to={hb}", fields=["sys_id"]):
+                time.sleep(0.01)
+            hb_latency = time.perf_counter() - hb_t0
+        if done >= args.jobs + 1:
+            break
+        time.sleep(0.1)
+    elapsed = time.perf_counter() - t0
+    appliance.send_signal(signal.SIGINT)
+    _, err = appliance.communicate(timeout=60)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
+    for proc in (instance, target):
+        proc.terminate()
+        proc.wait(10)
+    print(
+        f"{args.jobs} jobs, concurrency {args.concurrency}: {elapsed:.1f} s (incl. start-up), {args.jobs / elapsed:.0f} jobs/s"
+    )
+    print(f"appliance peak RSS: {int(rss.group(1)) / 1024 if rss else float('nan'):.1f} MiB")
+    print(
+        f"HeartbeatProbe answered while saturated in {hb_latency * 1000:.0f} ms"
+        if hb_latency
+        else "no heartbeat"
+    )
+
+
+if __name__ == "__main__":
+    main()
