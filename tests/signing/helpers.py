@@ -23,7 +23,9 @@ EXPIRES = dt.datetime(2027, 6, 1, tzinfo=dt.UTC)
 NOT_BEFORE = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
 
 
-def config_toml(name: str = "edge-01", version: int = 7, expires: dt.datetime = EXPIRES, extra: str = "") -> bytes:
+def config_toml(
+    name: str = "edge-01", version: int = 7, expires: dt.datetime = EXPIRES, extra: str = ""
+) -> bytes:
     return f"""version = {version}
 expires = {expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
@@ -78,7 +80,8 @@ def install_trust(
     state_dir: Path, keys: Sequence[Ed25519PrivateKey], threshold: int = 1, appliance_name: str | None = None
 ) -> TrustRoot:
     state_dir.mkdir(parents=True, exist_ok=True)
-    root = TrustRoot(1, threshold, tuple(trusted_key(k.public_key(), f"admin{i}") for i, k in enumerate(keys)))
+    trusted = tuple(trusted_key(k.public_key(), f"admin{i}") for i, k in enumerate(keys))
+    root = TrustRoot(1, threshold, trusted)
     install_initial_root(state_dir, root, appliance_name)
     return root
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from pathlib import Path
@@ -21,7 +22,14 @@ from hardening.signing_errors import (
     ValidityError,
 )
 from hardening.trust import TrustRoot, propose, serialize, sign_root, trusted_key
-from tests.signing.helpers import EXPIRES, NOW, config_toml, install_trust, make_signed_setup, write_signed_config
+from tests.signing.helpers import (
+    EXPIRES,
+    NOW,
+    config_toml,
+    install_trust,
+    make_signed_setup,
+    write_signed_config,
+)
 
 
 def verify(config: Path, state: Path, now: dt.datetime = NOW, **kw: object) -> Config:
@@ -65,9 +73,9 @@ def test_flipped_byte_in_signature(tmp_path: Path) -> None:
     s = make_signed_setup(tmp_path)
     sig_path = s.config.with_name(s.config.name + ".sig")
     doc = json.loads(sig_path.read_bytes())
-    raw = bytearray(__import__("base64").b64decode(doc["signatures"][0]["sig"]))
+    raw = bytearray(base64.b64decode(doc["signatures"][0]["sig"]))
     raw[10] ^= 0x01
-    doc["signatures"][0]["sig"] = __import__("base64").b64encode(bytes(raw)).decode()
+    doc["signatures"][0]["sig"] = base64.b64encode(bytes(raw)).decode()
     sig_path.write_text(json.dumps(doc))
     with pytest.raises(SignatureError, match="does not verify"):
         verify(s.config, s.state_dir)
@@ -104,7 +112,8 @@ def test_signed_by_key_removed_from_trust_root(tmp_path: Path) -> None:
 def test_below_threshold(tmp_path: Path) -> None:
     s = make_signed_setup(tmp_path, admins=3, threshold=2)
     write_signed_config(s.workstation, s.keys[:1])
-    with pytest.raises(SignatureError, match=r"1 valid signature\(s\) from trusted keys; the trust root needs 2"):
+    expected = r"1 valid signature\(s\) from trusted keys; the trust root needs 2"
+    with pytest.raises(SignatureError, match=expected):
         verify(s.config, s.state_dir)
     write_signed_config(s.workstation, [s.keys[0], s.keys[2]])
     assert len(verify(s.config, s.state_dir).signers) == 2
@@ -257,3 +266,11 @@ def test_trust_init_refuses_to_overwrite(tmp_path: Path) -> None:
     (s.state_dir / TRUST_FILE).unlink()
     with pytest.raises(TrustRootError, match="already installed"):
         install_trust(s.state_dir, [generate()])
+
+
+def test_name_pinned_at_enrollment(tmp_path: Path) -> None:
+    key = generate()
+    install_trust(tmp_path / "state", [key], appliance_name="edge-02")
+    config = write_signed_config(tmp_path / "ws", [key])
+    with pytest.raises(BindingError, match="signed for appliance 'edge-01', but this is 'edge-02'"):
+        verify(config, tmp_path / "state")

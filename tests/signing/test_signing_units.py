@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 
@@ -62,7 +63,7 @@ def test_cosigning_other_bytes_is_refused() -> None:
     a, b = generate(), generate()
     env = sign_config_bytes(config_toml(), a, appliance="edge-01", version=7, expires=EXPIRES,
                             not_before=NOT_BEFORE)
-    with pytest.raises(SigningError, match="the existing .sig is for other bytes"):
+    with pytest.raises(SigningError, match=r"the existing \.sig is for other bytes"):
         sign_config_bytes(config_toml(extra="#x\n"), b, appliance="edge-01", version=7, expires=EXPIRES,
                           not_before=NOT_BEFORE, existing=env)
     both = parse_envelope(sign_config_bytes(config_toml(), b, appliance="edge-01", version=7,
@@ -79,10 +80,8 @@ VALID = sign_config_bytes(config_toml(), FUZZ_KEY, appliance="edge-01", version=
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=2000))
 def test_fuzz_arbitrary_bytes_only_raise_envelope_error(data: bytes) -> None:
-    try:
+    with contextlib.suppress(EnvelopeError):
         parse_envelope(data)
-    except EnvelopeError:
-        pass
 
 
 @settings(max_examples=400, deadline=None)
@@ -108,10 +107,8 @@ json_values = st.recursive(
 @given(st.dictionaries(st.sampled_from(["format", "appliance", "version", "expires", "not_before", "sha256",
                                         "signatures", "x"]), json_values, max_size=8))
 def test_fuzz_structured_objects_only_raise_envelope_error(doc: dict[str, object]) -> None:
-    try:
+    with contextlib.suppress(EnvelopeError):
         parse_envelope(json.dumps(doc).encode())
-    except EnvelopeError:
-        pass
 
 
 @settings(max_examples=100, deadline=None)
