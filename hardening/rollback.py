@@ -8,17 +8,19 @@ arrived through a rotation signed by the old keys, which moves the pin in the sa
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hardening._strictjson import Fields, canonical, loads_strict
-from hardening.atomic import atomic_write
+from hardening.atomic import atomic_write, fsync_dir
 from hardening.signing_errors import RollbackError, TrustRootError
 from hardening.trust import MAX_TRUST_BYTES, TrustRoot, parse, serialize, verify_rotation
 
 STATE_FORMAT = "midbox-config-state-v1"
 TRUST_FILE = "trust.json"
 STATE_FILE = "config-state.json"
+NEXT_TRUST_FILE = "trust.next.json"  # a rotation in progress: written before the pin moves
 MAX_STATE_BYTES = 4096
 
 
@@ -99,6 +101,8 @@ def load_trust_root(state_dir: Path) -> tuple[TrustRoot, PinnedState]:
             "restore it from backup - re-enrolling needs the state dir cleared by hand"
         ) from None
     root, _sigs = parse(data, TRUST_FILE)
+    if state is not None and root.sha256 != state.trust_sha256:
+        root = _finish_rotation(state_dir, state) or root
     if state is None:
         raise TrustRootError(
             f"{STATE_FILE} is missing beside {TRUST_FILE}: the pin and rollback counter were removed; "
@@ -111,6 +115,20 @@ def load_trust_root(state_dir: Path) -> tuple[TrustRoot, PinnedState]:
             "replaced without a rotation signed by the old keys"
         )
     return root, state
+
+
+def _finish_rotation(state_dir: Path, state: PinnedState) -> TrustRoot | None:
+    """Complete a rotation interrupted after the pin moved: only a staged file matching the pin counts."""
+    try:
+        data = (state_dir / NEXT_TRUST_FILE).read_bytes()
+    except FileNotFoundError:
+        return None
+    staged, _sigs = parse(data, NEXT_TRUST_FILE)
+    if staged.sha256 != state.trust_sha256 or staged.version != state.trust_version:
+        return None
+    os.replace(state_dir / NEXT_TRUST_FILE, state_dir / TRUST_FILE)
+    fsync_dir(state_dir)
+    return staged
 
 
 def install_initial_root(state_dir: Path, root: TrustRoot, appliance_name: str | None = None) -> PinnedState:
@@ -133,8 +151,12 @@ def rotate_root(state_dir: Path, new_data: bytes) -> tuple[TrustRoot, TrustRoot,
         raise TrustRootError(f"new trust root is larger than {MAX_TRUST_BYTES} bytes")
     new, sigs = parse(new_data, "new trust root")
     signers = verify_rotation(current, new, sigs)
-    atomic_write(state_dir / TRUST_FILE, serialize(new, sigs), mode=0o644)
+    # Stage, move the pin, then swap in: a crash at any point leaves either the old root pinned,
+    # or the new root pinned and staged, which load_trust_root completes.
+    atomic_write(state_dir / NEXT_TRUST_FILE, serialize(new, sigs), mode=0o644)
     write_state(state_dir, replace(state, trust_version=new.version, trust_sha256=new.sha256))
+    os.replace(state_dir / NEXT_TRUST_FILE, state_dir / TRUST_FILE)
+    fsync_dir(state_dir)
     return current, new, signers
 
 

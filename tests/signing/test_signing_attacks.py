@@ -274,3 +274,35 @@ def test_name_pinned_at_enrollment(tmp_path: Path) -> None:
     config = write_signed_config(tmp_path / "ws", [key])
     with pytest.raises(BindingError, match="signed for appliance 'edge-01', but this is 'edge-02'"):
         verify(config, tmp_path / "state")
+
+
+def test_rotation_interrupted_after_the_pin_moved_is_completed(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from hardening.rollback import NEXT_TRUST_FILE, write_state
+
+    s = make_signed_setup(tmp_path)
+    current = TrustRoot(1, 1, (trusted_key(s.keys[0].public_key(), "admin0"),))
+    new_key = generate()
+    new = propose(current, [trusted_key(new_key.public_key(), "admin1")], 1)
+    signed = sign_root(serialize(new), s.keys[0])
+    # Simulate the crash: staged file and pin written, trust.json still the old one.
+    (s.state_dir / NEXT_TRUST_FILE).write_bytes(signed)
+    state = read_state(s.state_dir)
+    assert state is not None
+    write_state(s.state_dir, replace(state, trust_version=2, trust_sha256=new.sha256))
+    write_signed_config(s.workstation, [new_key])
+    assert verify(s.config, s.state_dir).version == 7
+    assert not (s.state_dir / NEXT_TRUST_FILE).exists()
+
+
+def test_staged_root_not_matching_the_pin_is_ignored(tmp_path: Path) -> None:
+    from hardening.rollback import NEXT_TRUST_FILE
+
+    s = make_signed_setup(tmp_path)
+    attacker = generate()
+    mallory = (trusted_key(attacker.public_key(), "m"),)
+    (s.state_dir / NEXT_TRUST_FILE).write_bytes(serialize(TrustRoot(2, 1, mallory)))
+    (s.state_dir / TRUST_FILE).write_bytes(serialize(TrustRoot(1, 1, mallory)))
+    with pytest.raises(TrustRootError, match="replaced without a rotation"):
+        verify(s.config, s.state_dir)
