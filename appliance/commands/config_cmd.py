@@ -32,7 +32,7 @@ def _sign(args: argparse.Namespace, env: CliEnv) -> int:
     from appliance.limits import MAX_CONFIG_BYTES
     from hardening.atomic import atomic_write
     from hardening.keys import key_id
-    from hardening.signing import MAX_ENVELOPE_BYTES, sign_config_bytes
+    from hardening.signing import MAX_ENVELOPE_BYTES, parse_envelope, sign_config_bytes
 
     try:
         with open(args.config, "rb") as fh:
@@ -56,7 +56,7 @@ def _sign(args: argparse.Namespace, env: CliEnv) -> int:
         expires=parsed.expires, not_before=not_before, existing=existing,
     )
     atomic_write(sig_path, envelope, mode=0o644)
-    count = envelope.count(b'"key_id"')
+    count = len(parse_envelope(envelope).signatures)
     print(f"signed {args.config} (version {parsed.version}, appliance {parsed.appliance.name}) "
           f"with key {key_id(key.public_key())}; {sig_path.name} holds {count} signature(s)", file=env.stdout)
     return 0
