@@ -1,0 +1,114 @@
+"""``midbox config sign`` (admin workstation) and ``midbox config verify`` (either side)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+
+from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.keys import add_passphrase_file, load_signing_key
+from appliance.errors import UsageError
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    group = sub.add_parser("config", help="sign and verify config files")
+    gsub = group.add_subparsers(dest="config_command", metavar="COMMAND", required=True)
+    s = add_leaf(gsub, "sign", common, _sign, "sign CONFIG (writes or co-signs CONFIG.sig)")
+    s.add_argument("config", type=Path)
+    s.add_argument("--key", type=Path, required=True, help="the admin's private key (NAME.key)")
+    add_passphrase_file(s)
+    s.add_argument("--not-before", help="valid from this UTC time (2027-01-01T00:00:00Z); default now")
+    v = add_leaf(gsub, "verify", common, _verify, "check signatures, trust, expiry, binding, version")
+    v.add_argument("config", type=Path)
+    v.add_argument("--trust", type=Path, help="check against this trust root file instead of the state dir's")
+    v.add_argument("--name", help="the appliance name the config must be for")
+
+
+def _sign(args: argparse.Namespace, env: CliEnv) -> int:
+    from appliance.config.parse import parse_config
+    from appliance.config.verify import signature_path
+    from appliance.limits import MAX_CONFIG_BYTES
+    from hardening.atomic import atomic_write
+    from hardening.keys import key_id
+    from hardening.signing import MAX_ENVELOPE_BYTES, parse_envelope, sign_config_bytes
+
+    try:
+        with open(args.config, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise UsageError(f"cannot read config {args.config}: {e.strerror}") from e
+    # The admin's own file: parsed here so that a config the appliance would refuse is never signed.
+    parsed = parse_config(data, args.config)
+    sig_path = signature_path(args.config)
+    existing = None
+    if sig_path.exists():
+        with open(sig_path, "rb") as fh:
+            existing = fh.read(MAX_ENVELOPE_BYTES + 1)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    not_before = _utc(args.not_before) if args.not_before else now
+    if parsed.expires <= now:
+        raise UsageError(f"config 'expires' ({parsed.expires:%Y-%m-%dT%H:%M:%SZ}) is in the past")
+    key = load_signing_key(args, env)
+    envelope = sign_config_bytes(
+        data, key, appliance=parsed.appliance.name, version=parsed.version,
+        expires=parsed.expires, not_before=not_before, existing=existing,
+    )
+    atomic_write(sig_path, envelope, mode=0o644)
+    count = len(parse_envelope(envelope).signatures)
+    print(f"signed {args.config} (version {parsed.version}, appliance {parsed.appliance.name}) "
+          f"with key {key_id(key.public_key())}; {sig_path.name} holds {count} signature(s)", file=env.stdout)
+    return 0
+
+
+def _utc(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise UsageError(f"--not-before {text!r}: use 2027-01-01T00:00:00Z") from e
+    if value.tzinfo is None:
+        raise UsageError("--not-before needs a time zone, e.g. 2027-01-01T00:00:00Z")
+    return value.astimezone(dt.UTC).replace(microsecond=0)
+
+
+def _verify(args: argparse.Namespace, env: CliEnv) -> int:
+    from appliance.config.verify import load_verified_config, signature_path
+    from hardening.rollback import load_trust_root
+    from hardening.signing import format_time
+    from hardening.trust import parse as parse_trust
+
+    now = dt.datetime.now(dt.UTC)
+    cfg = load_verified_config(args.config, env.state_dir, now, expected_name=args.name, commit=False,
+                               trust_file=args.trust)
+    root = parse_trust(args.trust.read_bytes())[0] if args.trust else load_trust_root(env.state_dir)[0]
+    names = {k.key_id: k.name for k in root.keys}
+    signers = [{"key_id": kid, "name": names.get(kid, "?")} for kid in cfg.signers]
+    allow = [{"cidr": list(a.cidrs), "host": list(a.hosts), "probes": list(a.probes), "ports": list(a.ports),
+              "credentials": list(a.credentials)} for a in cfg.settings.allow]
+    info = {
+        "config": str(args.config), "signature": str(signature_path(args.config)),
+        "appliance": cfg.appliance.name, "version": cfg.version,
+        "expires": format_time(cfg.settings.expires), "sha256": cfg.sha256,
+        "signers": signers, "threshold": root.threshold, "trust_root_version": root.version,
+        "instance": cfg.instance.url, "allow": allow,
+    }
+    if env.json:
+        print(json.dumps(info, indent=2), file=env.stdout)
+        return 0
+    out = [
+        f"OK: {args.config} is validly signed",
+        f"  appliance: {info['appliance']}   version: {cfg.version}   expires: {info['expires']}",
+        "  signed by: " + ", ".join(f"{s['name']} ({s['key_id']})" for s in signers)
+        + f"   ({len(signers)} of {root.threshold} required, trust root v{root.version})",
+        f"  sha256: {cfg.sha256}",
+        f"  instance: {cfg.instance.url}",
+        f"  allow rules: {len(allow)}" + ("" if allow else " (nothing is allowed: deny by default)"),
+    ]
+    for i, a in enumerate(cfg.settings.allow, start=1):
+        where = ", ".join((*a.cidrs, *a.hosts))
+        creds = ", ".join(a.credentials) or "none"
+        out.append(f"    {i}. {where}  probes {','.join(a.probes)}  ports {','.join(a.ports)}"
+                   f"  credentials {creds}")
+    print("\n".join(out), file=env.stdout)
+    return 0

@@ -1,0 +1,86 @@
+"""``midbox policy explain``: a dry run of the signed allowlist for one probe, target and credential."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from appliance.commands.common import CliEnv, add_leaf
+from appliance.errors import EXIT_CHECK_FAILED, UsageError
+
+# ECC topic -> probe kind of the allowlist, and the port that kind uses unless told otherwise.
+TOPIC_KINDS = {
+    "SSHCommand": "ssh", "SSHCommandLong": "ssh", "SNMP": "snmp",
+    "RESTProbe": "http", "HTTPClient": "http", "Shazzam": "tcp",
+}
+DEFAULT_PORTS = {"ssh": 22, "snmp": 161}
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    group = sub.add_parser("policy", help="inspect the signed allowlist")
+    g = group.add_subparsers(dest="policy_command", metavar="COMMAND", required=True)
+    e = add_leaf(g, "explain", common, _explain, "dry run of the signed policy (exit 0 allow, 1 deny)")
+    e.add_argument("--config", type=Path, required=True)
+    e.add_argument("--topic", required=True, choices=sorted(TOPIC_KINDS))
+    e.add_argument("--target", required=True, help="host name or address")
+    what = e.add_mutually_exclusive_group()
+    what.add_argument("--command", help="SSH command (shown only)")
+    what.add_argument("--oid", help="SNMP OID (shown)")
+    what.add_argument("--url", help="URL for RESTProbe/HTTPClient; its host and port are checked")
+    e.add_argument("--port", type=int, help="port (default: --url, 22 ssh, 161 snmp)")
+    e.add_argument("--credential", help="credential alias the probe would use")
+    e.add_argument("--trust", type=Path, help="trust root file to verify against")
+
+
+def _target_port(args: argparse.Namespace, kind: str) -> tuple[str, int]:
+    host: str = args.target
+    port: int | None = args.port
+    if args.url:
+        parts = urlsplit(args.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError("--url must be an http:// or https:// URL")
+        host = parts.hostname
+        port = port or parts.port or (443 if parts.scheme == "https" else 80)
+    port = port or DEFAULT_PORTS.get(kind) or (443 if kind == "http" else None)
+    if port is None:
+        raise UsageError(f"--port is required for topic {args.topic}")
+    if not 1 <= port <= 65535:
+        raise UsageError("--port must be 1-65535")
+    return host, port
+
+
+def _explain(args: argparse.Namespace, env: CliEnv) -> int:
+    from appliance.config.verify import load_verified_config
+    from appliance.probes.targets import resolve
+
+    kind = TOPIC_KINDS[args.topic]
+    host, port = _target_port(args, kind)
+    cfg = load_verified_config(args.config, env.state_dir, dt.datetime.now(dt.UTC), commit=False,
+                               trust_file=args.trust)
+    addresses = asyncio.run(resolve(host))
+    policy = cfg.policy()
+    hostname = None if host.strip("[]") in {str(a) for a in addresses} else host
+    results = []
+    for address in addresses:
+        d = policy.check(probe=kind, address=address, port=port, credential=args.credential,
+                         hostname=hostname)
+        results.append({"address": str(address), "allowed": d.allowed, "reason": d.reason, "rule": d.rule})
+    allowed = all(r["allowed"] for r in results)
+    if env.json:
+        print(json.dumps({"allowed": allowed, "probe": kind, "target": host, "port": port,
+                          "credential": args.credential, "config_version": cfg.version,
+                          "addresses": results}, indent=2), file=env.stdout)
+    else:
+        verdict = "ALLOW" if allowed else "DENY"
+        print(f"{verdict}: {args.topic} ({kind}) to {host} port {port}"
+              f"{' with credential ' + args.credential if args.credential else ''} "
+              f"under config version {cfg.version}", file=env.stdout)
+        for r in results:
+            print(f"  {r['address']}: {'allow' if r['allowed'] else 'deny'} - {r['reason']}", file=env.stdout)
+        if not allowed and len(results) > 1:
+            print("  every address of a name must be allowed", file=env.stdout)
+    return 0 if allowed else EXIT_CHECK_FAILED

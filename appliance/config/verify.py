@@ -1,0 +1,153 @@
+"""The appliance side of config verification: the only place a ``Config`` is constructed.
+
+Steps 1-8 are ``hardening.sigverify.ConfigSignatureCheck``; step 9 parses the TOML (only now) and
+checks that it says what the envelope says; step 10 moves the rollback counter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.config.model import Config, ParsedConfig
+from appliance.config.parse import parse_config
+from appliance.errors import ConfigError
+from appliance.limits import MAX_CONFIG_BYTES
+from appliance.probes.base import AuditSink
+from hardening.errors import HardeningError
+from hardening.rollback import PinnedState, load_trust_root, read_state, write_state
+from hardening.signing import MAX_ENVELOPE_BYTES, format_time
+from hardening.signing_errors import BindingError
+from hardening.sigverify import ConfigSignatureCheck, VerifiedStatement
+from hardening.trust import TrustRoot
+from hardening.trust import parse as parse_trust
+
+log = logging.getLogger(__name__)
+
+
+def signature_path(config_path: Path) -> Path:
+    return config_path.with_name(config_path.name + ".sig")
+
+
+def _read_capped(path: Path, cap: int, what: str, missing_ok: bool = False) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(cap + 1)  # one byte over the cap, so step 1 sees an oversized file
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        raise ConfigError(f"{what} {path} not found") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror}") from e
+
+
+def _trust(state_dir: Path, trust_file: Path | None) -> tuple[TrustRoot, PinnedState | None]:
+    if trust_file is None:
+        return load_trust_root(state_dir)
+    # An explicit root (an admin checking a config before deployment) is taken as given; the
+    # appliance's own rollback state, if any, still applies.
+    data = _read_capped(trust_file, 64_000, "trust root")
+    assert data is not None
+    root, _sigs = parse_trust(data, str(trust_file.name))
+    return root, read_state(state_dir) if state_dir.is_dir() else None
+
+
+def step9_parse_and_match(data: bytes, path: Path, verified: VerifiedStatement) -> ParsedConfig:
+    """9. Only now parse the TOML; what it says must equal what was signed."""
+    parsed = parse_config(data, path)
+    st = verified.statement
+    if parsed.appliance.name != st.appliance:
+        raise BindingError(
+            f"config names appliance {parsed.appliance.name!r}, its signature {st.appliance!r}"
+        )
+    if parsed.version != st.version:
+        raise BindingError(f"config says version {parsed.version}, its signature {st.version}")
+    if parsed.expires != st.expires:
+        raise BindingError(
+            f"config expires {format_time(parsed.expires)}, its signature {format_time(st.expires)}"
+        )
+    return parsed
+
+
+def load_verified_config(
+    path: Path,
+    state_dir: Path,
+    now: dt.datetime,
+    expected_name: str | None = None,
+    commit: bool = True,
+    *,
+    trust_file: Path | None = None,
+) -> Config:
+    """Verify ``path`` and ``path.sig`` against the pinned trust root; raise on the first failure.
+
+    ``commit=False`` (``config verify``) leaves the rollback counter where it is. With ``trust_file``
+    nothing is committed either: that root is not the appliance's own.
+    """
+    data = _read_capped(path, MAX_CONFIG_BYTES, "config")
+    assert data is not None
+    envelope = _read_capped(signature_path(path), MAX_ENVELOPE_BYTES, "signature", missing_ok=True)
+    root, state = _trust(state_dir, trust_file)
+    check = ConfigSignatureCheck(
+        trust=root, state=state, now=now, expected_name=expected_name, max_config_bytes=MAX_CONFIG_BYTES
+    )
+    verified = check.run_all(data, envelope)  # steps 1-8
+    parsed = step9_parse_and_match(data, path, verified)
+    st = verified.statement
+    # 10. Persist the highest accepted version (atomic) before the config is used.
+    if commit and trust_file is None and state is not None:
+        new_state = state.after_accepting(st.version, st.sha256, st.appliance)
+        if new_state != state:
+            write_state(state_dir, new_state)
+    return Config(parsed, st.sha256, verified.signers)
+
+
+def fingerprint(path: Path) -> tuple[int, int, int, int]:
+    """Cheap change detection for the runner's file watch: (mtime_ns, size) of the config and its .sig."""
+    out: list[int] = []
+    for p in (path, signature_path(path)):
+        try:
+            st = os.stat(p)
+            out += [st.st_mtime_ns, st.st_size]
+        except OSError:
+            out += [0, -1]
+    return out[0], out[1], out[2], out[3]
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    config: Config
+    changed: bool
+    reason: str | None = None  # why a reload was refused; None when it succeeded or nothing changed
+
+
+def try_reload(
+    current: Config,
+    path: Path,
+    state_dir: Path,
+    now: dt.datetime,
+    audit: AuditSink,
+    expected_name: str | None = None,
+) -> ReloadOutcome:
+    """Verify the config on disk again; on any failure keep ``current``, log why and audit it.
+
+    A reload may never change the appliance name: it defaults to the running config's.
+    """
+    name = expected_name or current.appliance.name
+    try:
+        new = load_verified_config(path, state_dir, now, expected_name=name, commit=True)
+    except (HardeningError, ConfigError) as e:
+        log.warning("config reload refused, keeping version %d: %s", current.version, e)
+        audit.record("config.reload_refused", {"kept_version": current.version, "reason": str(e)})
+        return ReloadOutcome(current, False, str(e))
+    if new.sha256 == current.sha256:
+        return ReloadOutcome(current, False)
+    log.info("config reloaded: version %d -> %d", current.version, new.version)
+    audit.record(
+        "config.reloaded",
+        {"old_version": current.version, "version": new.version, "sha256": new.sha256,
+         "signers": list(new.signers)},
+    )
+    return ReloadOutcome(new, True)
