@@ -16,6 +16,7 @@ import os
 import secrets
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,8 +271,11 @@ class AuditLog:
                 if self._pending == 0:
                     self._wake.wait()
                     continue
-                # Let more entries gather, then commit them with one fsync.
-                self._wake.wait(self._opt.fsync_interval_s)
+                # Let more entries gather, then commit them with one fsync. A notify for a new first
+                # entry must not cut the wait short, or fsyncs would follow the write rate.
+                deadline = time.monotonic() + self._opt.fsync_interval_s
+                while not self._closed and (left := deadline - time.monotonic()) > 0:
+                    self._wake.wait(left)
                 if self._pending and not self._closed and not self._broken:
                     try:
                         self._sync_now()
