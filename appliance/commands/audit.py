@@ -75,7 +75,12 @@ def _show(args: argparse.Namespace, env: CliEnv) -> int:
     from hardening.audit import audit_dir
     from hardening.audit.show import HEADERS, RunFilter, format_run, iter_runs, parse_since, table_row
 
-    since = parse_since(args.since, dt.datetime.now(dt.UTC)) if args.since else None
+    from hardening.audit import AuditValueError
+
+    try:
+        since = parse_since(args.since, dt.datetime.now(dt.UTC)) if args.since else None
+    except AuditValueError as e:
+        raise UsageError(str(e)) from e
     runs = iter_runs(audit_dir(env.state_dir), RunFilter(job=args.job, target=args.target, since=since))
     if not env.json:
         print(table_row(HEADERS), file=env.stdout)

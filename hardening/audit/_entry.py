@@ -55,6 +55,11 @@ def _cut(text: str, max_chars: int) -> str:
 
 def json_safe(value: object, max_chars: int, depth: int = 0) -> JsonValue:
     """Convert ``value`` to plain JSON types, or refuse it; never repr() an unknown object."""
+    # Fast path for the exact plain types that make up nearly every field (subclasses go the long way).
+    if type(value) is str:
+        return _cut(value, max_chars)
+    if type(value) is int or type(value) is bool or value is None:
+        return value
     if depth > MAX_DEPTH:
         raise AuditValueError(f"audit fields nest deeper than {MAX_DEPTH} levels")
     if value is None or isinstance(value, bool | int):
@@ -82,7 +87,11 @@ def json_safe(value: object, max_chars: int, depth: int = 0) -> JsonValue:
                 raise AuditValueError("audit field names must be strings")
             if key.lower() in FORBIDDEN_FIELD_NAMES:
                 raise AuditValueError(f"audit field {key!r} looks like a secret; record an alias or a digest")
-            out[key] = json_safe(item, max_chars, depth + 1)
+            plain = type(item) is int or type(item) is bool or item is None
+            if plain or (type(item) is str and len(item) <= max_chars):
+                out[key] = item
+            else:
+                out[key] = json_safe(item, max_chars, depth + 1)
         return out
     raise AuditValueError(f"audit fields cannot hold a {type(value).__name__}; convert it to text first")
 
