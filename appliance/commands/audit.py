@@ -72,10 +72,8 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
 def _show(args: argparse.Namespace, env: CliEnv) -> int:
     import datetime as dt
 
-    from hardening.audit import audit_dir
+    from hardening.audit import AuditValueError, audit_dir
     from hardening.audit.show import HEADERS, RunFilter, format_run, iter_runs, parse_since, table_row
-
-    from hardening.audit import AuditValueError
 
     try:
         since = parse_since(args.since, dt.datetime.now(dt.UTC)) if args.since else None
