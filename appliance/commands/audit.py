@@ -34,6 +34,11 @@ def _public_key(args: argparse.Namespace, env: CliEnv) -> Ed25519PublicKey:
     if args.pubkey is not None:
         return load_public_key(_read_capped(args.pubkey, MAX_PUBKEY_FILE_BYTES, "public key"))
     # Without --pubkey, trust the key on this host: fine for a routine check, not against its root.
+    print(
+        "midbox: checking checkpoints against the key on this host; pass --pubkey with a copy kept "
+        "elsewhere to rule out a replaced key",
+        file=env.stderr,
+    )
     return load_signing_key(env.state_dir).public_key()
 
 

@@ -131,7 +131,8 @@ class EntryFormatError(ValueError):
 def parse_entry(raw: bytes) -> Entry:
     """Parse one line (without newline) strictly: exactly the five keys, each of the right shape."""
     try:
-        obj = json.loads(raw)
+        # The writer emits ASCII only, so any other byte is an edit.
+        obj = json.loads(raw.decode("ascii"))
     except (ValueError, UnicodeDecodeError) as e:
         raise EntryFormatError("not JSON") from e
     if not isinstance(obj, dict) or tuple(obj) != _KEYS:

@@ -16,6 +16,7 @@ from hardening.audit import (
     SigningKeyError,
     Verdict,
     checkpoint_xml,
+    ecc_input_record,
     load_or_create_signing_key,
     load_public_key,
     parse_checkpoint_xml,
@@ -63,6 +64,17 @@ def test_log_checkpoint_roundtrips_and_is_recorded(state: Path) -> None:
     assert verify_log(state / "audit", [back]).verdict is Verdict.INTACT
 
 
+def test_ecc_input_record(state: Path) -> None:
+    key = load_or_create_signing_key(state)
+    audit = write_log(state, 1)
+    cp = audit.checkpoint(key)
+    audit.close()
+    record = ecc_input_record(cp, "edge-01")
+    assert record["agent"] == "mid.server.edge-01" and record["topic"] == "midbox.audit.checkpoint"
+    assert record["queue"] == "input" and record["source"] == "edge-01"
+    assert verify_checkpoint(parse_checkpoint_xml(record["payload"].encode()), key.public_key()) == cp
+
+
 def payload(state: Path) -> tuple[bytes, Ed25519PrivateKey]:
     key = load_or_create_signing_key(state)
     audit = write_log(state, 1)
@@ -80,7 +92,7 @@ def test_altered_checkpoint_fails_its_signature(state: Path) -> None:
         {"time": "2030-01-01T00:00:00.000000Z"},
     ):
         with pytest.raises(CheckpointError, match="does not verify"):
-            verify_checkpoint(dataclasses.replace(unverified, **change), key.public_key())  # type: ignore[arg-type]
+            verify_checkpoint(dataclasses.replace(unverified, **change), key.public_key())
 
 
 def test_checkpoint_of_another_key_is_refused(state: Path) -> None:

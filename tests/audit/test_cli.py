@@ -67,8 +67,10 @@ def test_forged_checkpoint_is_one_line_error(state: Path, tmp_path: Path) -> Non
     write_log(state, 3).close()
     cp = tmp_path / "cp.xml"
     assert midbox("audit", "checkpoint", "--out", cp, "--state-dir", state).returncode == 0
+    pub = tmp_path / "audit.pub"
+    assert midbox("audit", "pubkey", "--out", pub, "--state-dir", state).returncode == 0
     cp.write_bytes(cp.read_bytes().replace(b'size="4"', b'size="3"'))
-    bad = midbox("audit", "verify", "--checkpoint", cp, "--state-dir", state)
+    bad = midbox("audit", "verify", "--checkpoint", cp, "--pubkey", pub, "--state-dir", state)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "does not verify" in bad.stderr
 
 

@@ -10,6 +10,7 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -103,10 +104,18 @@ def test_threads_share_one_log(state: Path) -> None:
     assert len(jobs) == per_thread * threads
 
 
+def counting(calls: list[int], real: Callable[[int], None]) -> Callable[[int], None]:
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    return fsync
+
+
 def test_group_commit_batches_fsync(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    monkeypatch.setattr(os, "fsync", counting(calls, real))
     audit = open_audit_log(state, AuditOptions(fsync_interval_s=5.0, fsync_max_pending=50))
     calls.clear()
     for i in range(500):
@@ -122,7 +131,7 @@ def test_timer_syncs_a_lone_entry(state: Path, monkeypatch: pytest.MonkeyPatch) 
     calls: list[int] = []
     real = os.fsync
     audit = open_audit_log(state, AuditOptions(fsync_interval_s=0.02, fsync_max_pending=1000))
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    monkeypatch.setattr(os, "fsync", counting(calls, real))
     audit.record("error", {"where": "test", "message": "lonely"})
     deadline = time.monotonic() + 5
     while not calls and time.monotonic() < deadline:
@@ -135,7 +144,7 @@ def test_flush_syncs_now(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     real = os.fsync
     audit = open_audit_log(state, AuditOptions(fsync_interval_s=5.0, fsync_max_pending=1000))
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    monkeypatch.setattr(os, "fsync", counting(calls, real))
     audit.record("error", {"where": "test", "message": "x"})
     audit.flush()
     assert len(calls) == 1

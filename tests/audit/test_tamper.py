@@ -116,6 +116,12 @@ def test_garbage_line_is_tampered(state: Path) -> None:
     assert verdict(state) == (Verdict.TAMPERED, 5)
 
 
+def test_non_ascii_byte_is_tampered(state: Path) -> None:
+    written(state)
+    rewrite_single(state, lambda ls: [*ls[:9], ls[9].replace(b"SSHCommand", "SSHCömmand".encode()), *ls[10:]])
+    assert verdict(state) == (Verdict.TAMPERED, 9)
+
+
 def test_inserted_wellformed_entry_is_detected(state: Path) -> None:
     written(state)
 
