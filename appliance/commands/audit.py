@@ -52,7 +52,12 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
         for path in args.checkpoint:
             unverified = parse_checkpoint_xml(_read_capped(path, MAX_CHECKPOINT_BYTES, "checkpoint"))
             checkpoints.append(verify_checkpoint(unverified, key))
-    report = verify_log(audit_dir(env.state_dir), checkpoints)
+    seal_key = None
+    if args.seal_key is not None:
+        from hardening.audit.seal import parse_verification_key
+
+        seal_key = parse_verification_key(_read_capped(args.seal_key, 256, "seal key"))
+    report = verify_log(audit_dir(env.state_dir), checkpoints, seal_key=seal_key)
     if env.json:
         print(
             json.dumps(
@@ -65,6 +70,7 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
                     "log_id": report.log_id,
                     "head": report.head,
                     "checkpoints": report.checkpoints,
+                    "sealed": report.sealed,
                 }
             ),
             file=env.stdout,
@@ -144,6 +150,24 @@ def _pubkey(args: argparse.Namespace, env: CliEnv) -> int:
     return 0
 
 
+def _seal_export(args: argparse.Namespace, env: CliEnv) -> int:
+    from hardening.atomic import atomic_write
+    from hardening.audit import audit_dir
+    from hardening.audit.seal import export_verification_key
+
+    data = export_verification_key(audit_dir(env.state_dir))
+    if args.out is not None:
+        atomic_write(args.out, data, mode=0o600)
+        print(
+            f"seal verification key written to {args.out} and erased from the log directory; "
+            "keep it off this host",
+            file=env.stdout,
+        )
+    else:
+        env.stdout.write(data.decode("ascii"))
+    return 0
+
+
 def register(
     sub: argparse._SubParsersAction,  # type: ignore[type-arg]
     common: argparse.ArgumentParser,
@@ -162,6 +186,9 @@ def register(
     p.add_argument(
         "--pubkey", type=Path, default=None, help="the appliance's audit public key, kept off the host"
     )
+    p.add_argument(
+        "--seal-key", type=Path, default=None, help="the seal verification key from 'audit seal-export'"
+    )
 
     p = add_leaf(
         leaves, "show", common, _show, "print probe runs from the audit log (--json: one JSON line each)"
@@ -172,6 +199,13 @@ def register(
 
     p = add_leaf(leaves, "checkpoint", common, _checkpoint, "export a signed checkpoint of the intact log")
     p.add_argument("--out", type=Path, required=True, metavar="FILE")
+
+    p = add_leaf(
+        leaves, "seal-export", common, _seal_export, "print the seal verification key once and erase it here"
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, metavar="FILE", help="write it to FILE (removable media)"
+    )
 
     p = add_leaf(leaves, "pubkey", common, _pubkey, "print or write the appliance's audit public key (PEM)")
     p.add_argument("--out", type=Path, default=None, metavar="FILE")

@@ -28,6 +28,7 @@ Written by the log itself:
 - ``audit.genesis``     log_id, format          (always entry 0)
 - ``audit.recovered``   dropped_bytes, dropped_sha256   (a torn last line, left by a crash, was cut off)
 - ``audit.checkpoint``  size, head, key_id      (the log signed a checkpoint of its first ``size`` entries)
+- ``audit.seal``        epoch, size, mac        (forward-secure seal of the first ``size`` entries)
 """
 
 from __future__ import annotations
@@ -66,10 +67,11 @@ EVENTS: Mapping[str, frozenset[str]] = {
     "audit.genesis": frozenset({"log_id", "format"}),
     "audit.recovered": frozenset({"dropped_bytes", "dropped_sha256"}),
     "audit.checkpoint": frozenset({"size", "head", "key_id"}),
+    "audit.seal": frozenset({"epoch", "size", "mac"}),
 }
 
 # Events only the log itself writes; callers of record() cannot forge them.
-INTERNAL_EVENTS = frozenset({"audit.genesis", "audit.recovered", "audit.checkpoint"})
+INTERNAL_EVENTS = frozenset({"audit.genesis", "audit.recovered", "audit.checkpoint", "audit.seal"})
 
 # A field with one of these names (any case, any depth) is refused: the audit log holds aliases and
 # digests, and a mistake in wiring must fail loudly rather than write a secret to disk.

@@ -29,6 +29,7 @@ from hardening.audit import _entry, _files
 from hardening.audit.checkpoint import Checkpoint, sign_checkpoint
 from hardening.audit.errors import AuditError, AuditLogBusy, AuditLogDamaged, AuditValueError, AuditWriteError
 from hardening.audit.events import check_event
+from hardening.audit.seal import SealKey
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,9 @@ class AuditOptions:
     fsync_max_pending: int = 512
     max_entry_bytes: int = 65_536
     max_string_chars: int = 4_096
+    seal: bool = True  # forward-secure sealing of new logs (see hardening.audit.seal)
+    seal_every_entries: int = 10_000
+    seal_interval_s: float = 60.0
 
     def __post_init__(self) -> None:
         if not 4_096 <= self.max_entry_bytes <= 1_048_576:
@@ -52,6 +56,8 @@ class AuditOptions:
             raise ValueError("rotate_bytes must hold at least two entries")
         if not 0.0 <= self.fsync_interval_s <= 5.0 or self.fsync_max_pending < 1:
             raise ValueError("fsync_interval_s must be 0..5 and fsync_max_pending at least 1")
+        if self.seal_every_entries < 1 or not 0.0 < self.seal_interval_s <= 86_400:
+            raise ValueError("seal_every_entries must be at least 1 and seal_interval_s 0..86400")
 
 
 def _utcnow() -> dt.datetime:
@@ -90,6 +96,9 @@ class AuditLog:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._pending = 0
+        self._sealer: SealKey | None = None
+        self._unsealed = 0
+        self._last_seal = time.monotonic()
         self._closed = False
         self._broken = False
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -143,6 +152,13 @@ class AuditLog:
         self._seq = entry.seq + 1
         self._head = entry.hash
         self._size = os.fstat(self._fd).st_size
+        self._sealer = SealKey.load(self._dir, self.log_id) if self._opt.seal else None
+        if (
+            self._sealer is not None
+            and entry.event == "audit.seal"
+            and entry.fields.get("epoch") == self._sealer.epoch
+        ):
+            self._sealer.advance()  # a crash came between the seal entry and the key's evolution
         if torn:
             self._write_entry("audit.recovered", {"dropped_bytes": len(torn), "dropped_sha256": _sha(torn)})
             self._sync_now()
@@ -183,6 +199,9 @@ class AuditLog:
         self._write_entry("audit.genesis", {"log_id": self.log_id, "format": _entry.FORMAT})
         self._sync_now()
         fsync_dir(self._dir)
+        if self._opt.seal:
+            self._sealer = SealKey.create(self._dir, self.log_id)
+            self._unsealed = 0  # the first seal covers the genesis through the chain head
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -239,10 +258,25 @@ class AuditLog:
         self._head = _entry.chain_hash(self._head, line)
         self._seq += 1
         self._pending += 1
-        if self._pending >= self._opt.fsync_max_pending:
+        if event == "audit.seal":
+            return
+        self._unsealed += 1
+        if self._sealer is not None and self._unsealed >= self._opt.seal_every_entries:
+            self._seal()
+        elif self._pending >= self._opt.fsync_max_pending:
             self._sync_now()
-        elif self._pending == 1:
+        elif self._pending == 1 or self._unsealed == 1:
             self._wake.notify()
+
+    def _seal(self) -> None:
+        # 1. The seal entry, MAC'd under the current key, 2. made durable, 3. only then the key evolves,
+        # so a crash never leaves a seal that the next key cannot follow.
+        assert self._sealer is not None
+        self._write_entry("audit.seal", self._sealer.seal_fields(self._seq, self._head))
+        self._sync_now()
+        self._sealer.advance()
+        self._unsealed = 0
+        self._last_seal = time.monotonic()
 
     def _rotate(self) -> None:
         self._sync_now()
@@ -269,7 +303,7 @@ class AuditLog:
         with self._lock:
             while not self._closed:
                 if self._pending == 0:
-                    self._wake.wait()
+                    self._wait_or_seal()
                     continue
                 # Let more entries gather, then commit them with one fsync. A notify for a new first
                 # entry must not cut the wait short, or fsyncs would follow the write rate.
@@ -281,6 +315,21 @@ class AuditLog:
                         self._sync_now()
                     except AuditWriteError:
                         log.error("audit log fsync failed; further records will be refused")
+
+    def _wait_or_seal(self) -> None:
+        if self._sealer is None or not self._unsealed:
+            self._wake.wait()
+            return
+        left = self._last_seal + self._opt.seal_interval_s - time.monotonic()
+        if left > 0:
+            self._wake.wait(left)
+            return
+        if not self._broken:
+            try:
+                self._seal()
+            except AuditError:
+                log.error("audit log seal failed; further records will be refused")
+                self._broken = True
 
     def flush(self) -> None:
         """Make every recorded entry durable now."""
@@ -304,6 +353,8 @@ class AuditLog:
             if self._closed:
                 return
             try:
+                if self._sealer is not None and self._unsealed and not self._broken:
+                    self._seal()
                 if self._pending and not self._broken:
                     self._sync_now()
             finally:

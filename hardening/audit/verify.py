@@ -14,6 +14,7 @@ Verdicts name the first problem in sequence order:
 from __future__ import annotations
 
 import enum
+import hmac
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from hardening.audit import _entry, _files
 from hardening.audit.checkpoint import Checkpoint
+from hardening.audit.seal import VerificationKey, seal_mac
 
 LOOKAHEAD = 64
 
@@ -45,6 +47,7 @@ class VerifyReport:
     head: str | None = None
     checkpoints: int = 0
     ignored_tail_bytes: int = 0
+    sealed: int | None = None  # entries covered by a verified forward-secure seal (None: no seal key given)
 
     @property
     def ok(self) -> bool:
@@ -101,18 +104,31 @@ def find_forks(checkpoints: Sequence[Checkpoint]) -> VerifyReport | None:
 
 
 def verify_log(
-    directory: Path, checkpoints: Sequence[Checkpoint] = (), max_entry_bytes: int = 65_536
+    directory: Path,
+    checkpoints: Sequence[Checkpoint] = (),
+    max_entry_bytes: int = 65_536,
+    seal_key: VerificationKey | None = None,
 ) -> VerifyReport:
-    """Stream every file of the log in ``directory`` and check the chain and the checkpoints."""
+    """Stream every file of the log in ``directory`` and check the chain, checkpoints and seals."""
     fork = find_forks(checkpoints)
     if fork is not None:
         return fork
-    return _Verifier(directory, checkpoints, max_entry_bytes).run()
+    return _Verifier(directory, checkpoints, max_entry_bytes, seal_key).run()
 
 
 class _Verifier:
-    def __init__(self, directory: Path, checkpoints: Sequence[Checkpoint], max_entry_bytes: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        checkpoints: Sequence[Checkpoint],
+        max_entry_bytes: int,
+        seal_key: VerificationKey | None,
+    ) -> None:
         self.directory = directory
+        self.seal_key = seal_key
+        self.seal_epoch = 0
+        self.seal_cache: tuple[int, bytes] | None = None
+        self.sealed = 0
         self.checkpoints = checkpoints
         self.files = len(_files.log_files(directory))
         self.lines = _Lines(_files.iter_lines(directory, max_entry_bytes))
@@ -134,6 +150,7 @@ class _Verifier:
             head=self.prev.hex() if self.expected else None,
             checkpoints=len(self.checkpoints),
             ignored_tail_bytes=self.ignored,
+            sealed=self.sealed if self.seal_key is not None else None,
         )
 
     def run(self) -> VerifyReport:
@@ -164,6 +181,10 @@ class _Verifier:
             problem = self.genesis(entry, where)
             if problem is not None:
                 return problem
+        if entry.event == "audit.seal" and self.seal_key is not None:
+            problem = self.check_seal(entry, self.seal_key)
+            if problem is not None:
+                return problem
         self.prev = entry.hash
         self.expected += 1
         for cp in self.wanted.get(self.expected, ()):
@@ -178,11 +199,42 @@ class _Verifier:
             self.attested = self.expected
         return None
 
+    def check_seal(self, entry: _entry.Entry, vkey: VerificationKey) -> VerifyReport | None:
+        # Seals come in unbroken epoch order from 0; each covers every entry before it.
+        f = entry.fields
+        epoch, size, mac = f.get("epoch"), f.get("size"), f.get("mac")
+        if epoch != self.seal_epoch or size != entry.seq or not isinstance(mac, str):
+            return self.report(
+                Verdict.TAMPERED,
+                entry.seq,
+                f"the seal at entry {entry.seq} is not the seal of epoch {self.seal_epoch}; "
+                f"seals were removed, replayed or forged",
+            )
+        key = vkey.key_at(self.seal_epoch, self.seal_cache)
+        self.seal_cache = (self.seal_epoch, key)
+        if not hmac.compare_digest(mac, seal_mac(key, vkey.log_id, self.seal_epoch, entry.seq, self.prev)):
+            return self.report(
+                Verdict.TAMPERED,
+                entry.seq,
+                f"entries {self.sealed}..{entry.seq - 1} do not match the seal of epoch {self.seal_epoch}; "
+                f"they were changed after they were sealed",
+            )
+        self.seal_epoch += 1
+        self.sealed = entry.seq
+        return None
+
     def genesis(self, entry: _entry.Entry, where: str) -> VerifyReport | None:
         log_id = entry.fields.get("log_id")
         if entry.event != "audit.genesis" or not isinstance(log_id, str):
             return self.report(Verdict.TAMPERED, 0, f"{where}: the log does not begin with its genesis entry")
         self.log_id = log_id
+        if self.seal_key is not None and self.seal_key.log_id != log_id:
+            return self.report(
+                Verdict.TRUNCATED,
+                0,
+                f"the seal key belongs to log {self.seal_key.log_id}, which is gone; "
+                f"the log present is a different one ({log_id})",
+            )
         for cp in self.checkpoints:
             if cp.log_id != log_id:
                 return self.report(
@@ -245,6 +297,11 @@ class _Verifier:
                     f"the log ends after {self.expected}",
                 )
         note = f"; ignored an incomplete last line of {self.ignored} bytes" if self.ignored else ""
+        if self.seal_key is not None:
+            note += (
+                f"; {self.sealed} entries sealed by {self.seal_epoch} seal(s), "
+                f"{self.expected - self.sealed} later entries not sealed yet"
+            )
         return self.report(
             Verdict.INTACT,
             None,

@@ -11,6 +11,9 @@ import pytest
 from hardening.audit import AuditLog, AuditOptions, Checkpoint, load_or_create_signing_key
 from hardening.audit._files import log_files
 
+# The chain tests count entries exactly; sealing (which adds entries) has its own tests.
+NO_SEAL = AuditOptions(seal=False)
+
 
 def probe_fields(i: int) -> dict[str, object]:
     return {
@@ -38,7 +41,7 @@ class FakeClock:
 
 def write_log(state: Path, count: int, options: AuditOptions | None = None) -> AuditLog:
     """Open a log in STATE/audit and write ``count`` probe.finished entries after the genesis."""
-    audit = AuditLog(state / "audit", options, clock=FakeClock())
+    audit = AuditLog(state / "audit", options or NO_SEAL, clock=FakeClock())
     for i in range(count):
         audit.record("probe.finished", probe_fields(i))
     return audit

@@ -29,7 +29,7 @@ from hardening.audit import (
 from hardening.audit._entry import parse_entry
 from hardening.audit._files import log_files
 
-from .conftest import lines_of, probe_fields, write_log
+from .conftest import NO_SEAL, lines_of, probe_fields, write_log
 
 
 def as_sink(audit: AuditLog) -> AuditSink:
@@ -40,7 +40,7 @@ def test_genesis_then_entries_chain_and_reopen_continues(state: Path) -> None:
     audit = write_log(state, 5)
     log_id, head = audit.log_id, audit.head
     audit.close()
-    again = open_audit_log(state)
+    again = open_audit_log(state, NO_SEAL)
     assert (again.log_id, again.size, again.head) == (log_id, 6, head)
     as_sink(again).record("error", {"where": "test", "message": "after reopen"})
     again.close()
@@ -59,7 +59,7 @@ def test_files_are_private(state: Path) -> None:
 
 
 def test_rotation_keeps_one_chain(state: Path) -> None:
-    options = AuditOptions(max_entry_bytes=4096, rotate_bytes=8192)
+    options = AuditOptions(seal=False, max_entry_bytes=4096, rotate_bytes=8192)
     audit = write_log(state, 100, options)
     audit.close()
     files = log_files(state / "audit")
@@ -79,13 +79,13 @@ def test_rotation_keeps_one_chain(state: Path) -> None:
 def test_second_writer_is_refused(state: Path) -> None:
     audit = write_log(state, 1)
     with pytest.raises(AuditLogBusy):
-        open_audit_log(state)
+        open_audit_log(state, NO_SEAL)
     audit.close()
-    open_audit_log(state).close()
+    open_audit_log(state, NO_SEAL).close()
 
 
 def test_threads_share_one_log(state: Path) -> None:
-    audit = open_audit_log(state, AuditOptions(fsync_max_pending=64))
+    audit = open_audit_log(state, AuditOptions(seal=False, fsync_max_pending=64))
     per_thread, threads = 300, 8
 
     def work(t: int) -> None:
@@ -116,7 +116,7 @@ def test_group_commit_batches_fsync(state: Path, monkeypatch: pytest.MonkeyPatch
     calls: list[int] = []
     real = os.fsync
     monkeypatch.setattr(os, "fsync", counting(calls, real))
-    audit = open_audit_log(state, AuditOptions(fsync_interval_s=5.0, fsync_max_pending=50))
+    audit = open_audit_log(state, AuditOptions(seal=False, fsync_interval_s=5.0, fsync_max_pending=50))
     calls.clear()
     for i in range(500):
         audit.record("probe.finished", probe_fields(i))
@@ -130,7 +130,7 @@ def test_group_commit_batches_fsync(state: Path, monkeypatch: pytest.MonkeyPatch
 def test_timer_syncs_a_lone_entry(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     real = os.fsync
-    audit = open_audit_log(state, AuditOptions(fsync_interval_s=0.02, fsync_max_pending=1000))
+    audit = open_audit_log(state, AuditOptions(seal=False, fsync_interval_s=0.02, fsync_max_pending=1000))
     monkeypatch.setattr(os, "fsync", counting(calls, real))
     audit.record("error", {"where": "test", "message": "lonely"})
     deadline = time.monotonic() + 5
@@ -143,7 +143,7 @@ def test_timer_syncs_a_lone_entry(state: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_flush_syncs_now(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     real = os.fsync
-    audit = open_audit_log(state, AuditOptions(fsync_interval_s=5.0, fsync_max_pending=1000))
+    audit = open_audit_log(state, AuditOptions(seal=False, fsync_interval_s=5.0, fsync_max_pending=1000))
     monkeypatch.setattr(os, "fsync", counting(calls, real))
     audit.record("error", {"where": "test", "message": "x"})
     audit.flush()
@@ -158,7 +158,7 @@ def test_torn_tail_from_a_crash_is_cut_and_recorded(state: Path) -> None:
     path = log_files(state / "audit")[0][1]
     with open(path, "ab") as fh:
         fh.write(b'{"seq":4,"time":"2026-')
-    audit = open_audit_log(state)
+    audit = open_audit_log(state, NO_SEAL)
     audit.close()
     last = parse_entry(lines_of(state)[-1])
     assert last.event == "audit.recovered" and last.fields["dropped_bytes"] == 22
@@ -171,13 +171,13 @@ def test_damaged_last_entry_refuses_to_open(state: Path) -> None:
     with open(path, "ab") as fh:
         fh.write(b"not an entry\n")
     with pytest.raises(AuditLogDamaged):
-        open_audit_log(state)
+        open_audit_log(state, NO_SEAL)
 
 
 def test_empty_newest_file_after_rotation_crash(state: Path) -> None:
     write_log(state, 3).close()
     (state / "audit" / "audit-000002.log").write_bytes(b"")
-    audit = open_audit_log(state)
+    audit = open_audit_log(state, NO_SEAL)
     audit.record("error", {"where": "test", "message": "x"})
     audit.close()
     assert verify_log(state / "audit").entries == 5
@@ -188,7 +188,7 @@ class Color(enum.Enum):
 
 
 def test_values_are_converted(state: Path) -> None:
-    audit = open_audit_log(state, AuditOptions(max_string_chars=10))
+    audit = open_audit_log(state, AuditOptions(seal=False, max_string_chars=10))
     audit.record(
         "error",
         {
@@ -230,7 +230,7 @@ def test_values_are_converted(state: Path) -> None:
     ],
 )
 def test_refused_values(state: Path, event: str, fields: dict[str, object], message: str) -> None:
-    audit = open_audit_log(state)
+    audit = open_audit_log(state, NO_SEAL)
     with pytest.raises(AuditValueError, match=message):
         audit.record(event, fields)
     audit.close()
@@ -238,7 +238,7 @@ def test_refused_values(state: Path, event: str, fields: dict[str, object], mess
 
 
 def test_oversized_entry_is_refused(state: Path) -> None:
-    audit = open_audit_log(state, AuditOptions(max_entry_bytes=4096))
+    audit = open_audit_log(state, AuditOptions(seal=False, max_entry_bytes=4096))
     with pytest.raises(AuditValueError, match="exceeds"):
         audit.record("error", {"where": "x", "message": "m", "many": ["y" * 100] * 50})
     audit.close()

@@ -10,11 +10,11 @@ import pytest
 from hardening.audit import AuditLog, AuditValueError
 from hardening.audit.show import RunFilter, format_run, iter_runs, parse_since
 
-from .conftest import FakeClock, probe_fields
+from .conftest import NO_SEAL, FakeClock, probe_fields
 
 
 def sample(state: Path) -> None:
-    audit = AuditLog(state / "audit", clock=FakeClock())  # entry n is at 06:00:00 + (n+1) s
+    audit = AuditLog(state / "audit", NO_SEAL, clock=FakeClock())  # entry n is at 06:00:00 + (n+1) s
     audit.record("probe.finished", probe_fields(0))
     audit.record(
         "config.accepted", {"config_version": 8, "config_sha256": "c" * 64, "signers": ["a"], "expires": "x"}

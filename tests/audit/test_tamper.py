@@ -229,7 +229,7 @@ def test_flipped_byte_anywhere_is_detected_with_a_checkpoint(state: Path) -> Non
 
 
 def rotated(state: Path) -> list[tuple[int, Path]]:
-    audit = write_log(state, 120, AuditOptions(max_entry_bytes=4096, rotate_bytes=8192))
+    audit = write_log(state, 120, AuditOptions(seal=False, max_entry_bytes=4096, rotate_bytes=8192))
     audit.close()
     files = log_files(state / "audit")
     assert len(files) >= 3
