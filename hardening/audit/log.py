@@ -153,6 +153,8 @@ class AuditLog:
         self._head = entry.hash
         self._size = os.fstat(self._fd).st_size
         self._sealer = SealKey.load(self._dir, self.log_id) if self._opt.seal else None
+        if self._opt.seal and self._sealer is None:
+            log.warning("audit log %s has no sealing key; new entries will not be sealed", self.log_id)
         if (
             self._sealer is not None
             and entry.event == "audit.seal"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hardening.audit import AuditOptions
 from hardening.audit._files import log_files
 
 from .conftest import probe_fields, write_log
@@ -86,6 +87,21 @@ def test_show_table_and_json(state: Path) -> None:
     assert [json.loads(r)["job"] for r in js.stdout.splitlines()] == ["job0007"]
     bad = midbox("audit", "show", "--since", "someday", "--state-dir", state)
     assert bad.returncode == 2 and "--since" in bad.stderr
+
+
+def test_seal_export_and_verify(state: Path, tmp_path: Path) -> None:
+    write_log(state, 25, AuditOptions(seal=True, seal_every_entries=10)).close()
+    key = tmp_path / "seal.txt"
+    out = midbox("audit", "seal-export", "--out", key, "--state-dir", state)
+    assert out.returncode == 0, out.stderr
+    again = midbox("audit", "seal-export", "--state-dir", state)
+    assert again.returncode == 1 and "exported already" in again.stderr
+    ok = midbox("audit", "verify", "--seal-key", key, "--state-dir", state, "--json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["sealed"] == 28, ok.stdout
+    path = log_files(state / "audit")[0][1]
+    path.write_bytes(path.read_bytes().replace(b"job0003", b"job0666"))
+    bad = midbox("audit", "verify", "--seal-key", key, "--state-dir", state)
+    assert bad.returncode == 1 and bad.stdout.startswith("TAMPERED at seq 4:"), bad.stdout
 
 
 def test_usage_errors_exit_2(state: Path) -> None:
