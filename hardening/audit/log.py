@@ -273,10 +273,16 @@ class AuditLog:
     def _seal(self) -> None:
         # 1. The seal entry, MAC'd under the current key, 2. made durable, 3. only then the key evolves,
         # so a crash never leaves a seal that the next key cannot follow.
-        assert self._sealer is not None
-        self._write_entry("audit.seal", self._sealer.seal_fields(self._seq, self._head))
+        sealer = self._sealer
+        if sealer is None:
+            return
+        self._write_entry("audit.seal", sealer.seal_fields(self._seq, self._head))
         self._sync_now()
-        self._sealer.advance()
+        try:
+            sealer.advance()
+        except OSError as e:
+            self._broken = True
+            raise AuditWriteError(f"the audit sealing key could not be evolved ({e.strerror})") from e
         self._unsealed = 0
         self._last_seal = time.monotonic()
 

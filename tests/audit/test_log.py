@@ -22,6 +22,7 @@ from hardening.audit import (
     AuditLogDamaged,
     AuditOptions,
     AuditValueError,
+    AuditWriteError,
     Verdict,
     open_audit_log,
     verify_log,
@@ -258,3 +259,32 @@ def test_closed_log_refuses_records(state: Path) -> None:
     audit.close()  # idempotent
     with pytest.raises(Exception, match="closed"):
         audit.record("error", {"where": "x", "message": "m"})
+
+
+def test_write_failure_stops_the_log_and_reopen_recovers(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    audit = write_log(state, 2)
+    real_write = os.write
+
+    def half_then_full(fd: int, data: bytes | memoryview) -> int:
+        monkeypatch.setattr(os, "write", failing)
+        return real_write(fd, bytes(data)[:10])  # a torn line, then the disk is full
+
+    def failing(fd: int, data: bytes | memoryview) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(AuditWriteError, match="free disk space"):
+        audit.record("error", {"where": "test", "message": "lost"})
+    monkeypatch.setattr(os, "write", real_write)
+    with pytest.raises(AuditWriteError, match="reopened"):
+        audit.record("error", {"where": "test", "message": "refused"})
+    audit.close()
+    audit = open_audit_log(state, NO_SEAL)
+    audit.close()
+    entries = [parse_entry(raw) for raw in lines_of(state)]
+    assert entries[-1].event == "audit.recovered" and entries[-1].fields["dropped_bytes"] == 10
+    assert verify_log(state / "audit").verdict is Verdict.INTACT
