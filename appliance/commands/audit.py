@@ -191,7 +191,11 @@ def register(
     )
 
     p = add_leaf(
-        leaves, "show", common, _show, "print probe runs from the audit log (--json: one JSON line each)"
+        leaves,
+        "show",
+        common,
+        _show,
+        "print probe runs from the audit log, unverified (--json: one JSON line each)",
     )
     p.add_argument("--job", default=None, help="only this job (the ECC output sys_id)")
     p.add_argument("--target", default=None, help="only this target host")

@@ -6,7 +6,8 @@
 
 ``write`` appends N probe.finished entries through AuditLog (group commit as configured) and prints
 entries/s and the cost per job (a job writes 5 entries: job.claimed, credential.used, probe.started,
-probe.finished, result.posted). ``verify`` streams the whole log and prints the verdict and time.
+probe.finished, result.posted). Sealing is on (the default); the seal verification key is saved
+beside DIR. ``verify`` streams the whole log, checks chain and seals, and prints the verdict and time.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from hardening.audit import AuditLog, AuditOptions, verify_log
+from hardening.audit.seal import export_verification_key, parse_verification_key
 
 ENTRIES_PER_JOB = 5
 
@@ -46,6 +48,7 @@ def write(directory: Path, entries: int, max_pending: int, interval_ms: float) -
         audit.record("probe.finished", fields(i))
     audit.close()
     took = time.perf_counter() - start
+    (directory.parent / "seal-verify.key").write_bytes(export_verification_key(directory))
     rate = entries / took
     print(
         f"wrote {entries} entries in {took:.2f} s: {rate:,.0f} entries/s "
@@ -55,8 +58,10 @@ def write(directory: Path, entries: int, max_pending: int, interval_ms: float) -
 
 
 def verify(directory: Path) -> None:
+    seal_file = directory.parent / "seal-verify.key"
+    seal_key = parse_verification_key(seal_file.read_bytes()) if seal_file.exists() else None
     start = time.perf_counter()
-    report = verify_log(directory)
+    report = verify_log(directory, seal_key=seal_key)
     took = time.perf_counter() - start
     print(f"{report.line()} in {took:.2f} s ({report.entries / took:,.0f} entries/s)")
 
