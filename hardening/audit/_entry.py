@@ -133,7 +133,7 @@ def parse_entry(raw: bytes) -> Entry:
     try:
         # The writer emits ASCII only, so any other byte is an edit.
         obj = json.loads(raw.decode("ascii"))
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
         raise EntryFormatError("not JSON") from e
     if not isinstance(obj, dict) or tuple(obj) != _KEYS:
         raise EntryFormatError("not an audit entry object")
