@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from appliance.commands import config_cmd, keys, policy, trust  # signing (issue 3)
+from appliance.commands import audit, config_cmd, keys, policy, trust
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 
-REGISTRARS: tuple[Registrar, ...] = (keys.register, config_cmd.register, trust.register, policy.register)
+REGISTRARS: tuple[Registrar, ...] = (
+    keys.register,
+    config_cmd.register,
+    trust.register,
+    policy.register,
+    audit.register,
+)

@@ -1,0 +1,95 @@
+"""Where the log lives on disk and how it is read back: file names, streaming lines, the tail."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+_NAME = re.compile(r"audit-(\d{6,})\.log")
+
+
+def audit_dir(state_dir: Path) -> Path:
+    return state_dir / "audit"
+
+
+def file_name(number: int) -> str:
+    return f"audit-{number:06d}.log"
+
+
+def log_files(directory: Path) -> list[tuple[int, Path]]:
+    """The log's files in chain order (by their number; a gap is found by the sequence numbers)."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for child in directory.iterdir():
+        m = _NAME.fullmatch(child.name)
+        if m and child.is_file():
+            found.append((int(m.group(1)), child))
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class Line:
+    path: Path
+    number: int  # 1-based line number in its file
+    raw: bytes  # without the newline
+    complete: bool  # False for a last line with no newline (a write in progress, or a crash)
+    oversized: bool = False
+
+
+def iter_lines(directory: Path, max_line_bytes: int) -> Iterator[Line]:
+    """Stream every line of every file; memory stays bounded by ``max_line_bytes``."""
+    for _, path in log_files(directory):
+        with open(path, "rb") as fh:
+            number = 0
+            while True:
+                raw = fh.readline(max_line_bytes + 2)
+                if not raw:
+                    break
+                number += 1
+                if raw.endswith(b"\n"):
+                    yield Line(path, number, raw[:-1], True)
+                elif len(raw) > max_line_bytes:
+                    yield Line(path, number, raw, False, oversized=True)
+                    break
+                else:
+                    yield Line(path, number, raw, False)
+
+
+def read_first_line(path: Path, max_line_bytes: int) -> bytes | None:
+    with open(path, "rb") as fh:
+        raw = fh.readline(max_line_bytes + 2)
+    return raw[:-1] if raw.endswith(b"\n") else None
+
+
+def pread(fd: int, length: int, offset: int) -> bytes:
+    """Read at an offset on every OS (Windows has no os.pread); the caller holds the file exclusively."""
+    os.lseek(fd, offset, os.SEEK_SET)
+    chunks = []
+    while length > 0:
+        chunk = os.read(fd, length)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        length -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_tail(fd: int, max_line_bytes: int) -> tuple[bytes | None, int]:
+    """Return the last complete line of the open file and the offset where complete lines end.
+
+    Bytes after that offset are a torn write (a crash in the middle of an append).
+    """
+    size = os.fstat(fd).st_size
+    window = min(size, 2 * max_line_bytes + 4)
+    data = pread(fd, window, size - window)
+    end = data.rfind(b"\n")
+    if end < 0:
+        return None, 0 if window == size else -1
+    start = data.rfind(b"\n", 0, end) + 1
+    if start == 0 and window != size:
+        return None, -1  # the last line is longer than any entry can be
+    return data[start:end], size - window + end + 1

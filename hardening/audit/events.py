@@ -1,0 +1,96 @@
+"""The events the appliance writes to its audit log, with the fields each one must carry.
+
+Every entry is one JSON line ``{"seq":N,"time":"...Z","prev":HEX,"event":NAME,"fields":{...}}``.
+Field values are JSON-safe (str, int, finite float, bool, None, lists and str-keyed objects of those);
+datetimes, paths, enums and IP addresses are converted; bytes and other objects are refused, and so is
+any field named like a secret (see ``FORBIDDEN_FIELD_NAMES``): record an alias or a SHA-256, never the
+thing itself. Extra fields beyond the required ones are allowed.
+
+Vocabulary (``job`` is the ECC output's sys_id, ``target`` the host as named by the job, ``credential``
+the alias, never the secret):
+
+- ``appliance.start``   binary_sha256, version, config_version, appliance     (pid optional)
+- ``appliance.stop``    config_version, reason                                (uptime_s optional)
+- ``config.accepted``   config_version, config_sha256, signers (key ids), expires
+- ``config.refused``    config_sha256, reason                                 (config_version if parsed)
+- ``credential.used``   alias, type, job, target, topic
+- ``job.claimed``       job, topic, target                                    (priority optional)
+- ``topic.refused``     job, topic
+- ``probe.started``     job, topic, target, port, credential
+- ``probe.finished``    job, topic, target, port, credential, result_code, bytes_in, bytes_out,
+                        duration_ms, result_sha256                            (error: one line, optional)
+- ``target.denied``     job, topic, target, port, credential, reason          (rule optional)
+- ``result.posted``     job, result_sha256, bytes                             (input_sys_id optional)
+- ``error``             where, message                                        (job optional)
+
+Written by the log itself:
+
+- ``audit.genesis``     log_id, format          (always entry 0)
+- ``audit.recovered``   dropped_bytes, dropped_sha256   (a torn last line, left by a crash, was cut off)
+- ``audit.checkpoint``  size, head, key_id      (the log signed a checkpoint of its first ``size`` entries)
+- ``audit.seal``        epoch, size, mac        (forward-secure seal of the first ``size`` entries)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from hardening.audit.errors import AuditValueError
+
+EVENTS: Mapping[str, frozenset[str]] = {
+    "appliance.start": frozenset({"binary_sha256", "version", "config_version", "appliance"}),
+    "appliance.stop": frozenset({"config_version", "reason"}),
+    "config.accepted": frozenset({"config_version", "config_sha256", "signers", "expires"}),
+    "config.refused": frozenset({"config_sha256", "reason"}),
+    "credential.used": frozenset({"alias", "type", "job", "target", "topic"}),
+    "job.claimed": frozenset({"job", "topic", "target"}),
+    "topic.refused": frozenset({"job", "topic"}),
+    "probe.started": frozenset({"job", "topic", "target", "port", "credential"}),
+    "probe.finished": frozenset(
+        {
+            "job",
+            "topic",
+            "target",
+            "port",
+            "credential",
+            "result_code",
+            "bytes_in",
+            "bytes_out",
+            "duration_ms",
+            "result_sha256",
+        }
+    ),
+    "target.denied": frozenset({"job", "topic", "target", "port", "credential", "reason"}),
+    "result.posted": frozenset({"job", "result_sha256", "bytes"}),
+    "error": frozenset({"where", "message"}),
+    "audit.genesis": frozenset({"log_id", "format"}),
+    "audit.recovered": frozenset({"dropped_bytes", "dropped_sha256"}),
+    "audit.checkpoint": frozenset({"size", "head", "key_id"}),
+    "audit.seal": frozenset({"epoch", "size", "mac"}),
+}
+
+# Events only the log itself writes; callers of record() cannot forge them.
+INTERNAL_EVENTS = frozenset({"audit.genesis", "audit.recovered", "audit.checkpoint", "audit.seal"})
+
+# A field with one of these names (any case, any depth) is refused: the audit log holds aliases and
+# digests, and a mistake in wiring must fail loudly rather than write a secret to disk.
+FORBIDDEN_FIELD_NAMES = frozenset(
+    {"password", "passphrase", "secret", "private_key", "community", "auth_key", "priv_key", "token"}
+)
+
+_EVENT_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
+
+
+def check_event(event: str, fields: Mapping[str, object], *, internal: bool = False) -> None:
+    """Refuse an unknown event, an internal one from outside, or one missing a required field."""
+    if not isinstance(event, str) or len(event) > 64 or not _EVENT_NAME.fullmatch(event):
+        raise AuditValueError(f"audit event name {str(event)[:64]!r} is not valid")
+    required = EVENTS.get(event)
+    if required is None:
+        raise AuditValueError(f"audit event {event!r} is not in hardening.audit.events.EVENTS; add it there")
+    if event in INTERNAL_EVENTS and not internal:
+        raise AuditValueError(f"audit event {event!r} is written by the log itself")
+    missing = sorted(required - fields.keys())
+    if missing:
+        raise AuditValueError(f"audit event {event!r} lacks field(s) {', '.join(missing)}")

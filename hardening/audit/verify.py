@@ -1,0 +1,310 @@
+"""Streaming verification of the audit chain against zero or more signed checkpoints.
+
+Memory is bounded by one entry plus a small look-ahead window, whatever the size of the log.
+Verdicts name the first problem in sequence order:
+
+- TAMPERED: an entry's bytes changed (its hash no longer matches the link the next entry records,
+  or a checkpoint's head), or a line is not an entry at all.
+- MISSING / REORDERED: sequence numbers jump forward (entries or a whole file removed) or appear out
+  of order or twice.
+- TRUNCATED: a checkpoint attests more entries than the log holds, or a log that is no longer there.
+- FORKED: two checkpoints of the same log and size attest different heads; both cannot be true.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hardening.audit import _entry, _files
+from hardening.audit.checkpoint import Checkpoint
+from hardening.audit.seal import VerificationKey, seal_mac
+
+LOOKAHEAD = 64
+
+
+class Verdict(enum.Enum):
+    INTACT = "INTACT"
+    TAMPERED = "TAMPERED"
+    MISSING = "MISSING"
+    REORDERED = "REORDERED"
+    TRUNCATED = "TRUNCATED"
+    FORKED = "FORKED"
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    verdict: Verdict
+    seq: int | None  # the sequence number of the first problem; None when intact
+    detail: str
+    entries: int = 0
+    files: int = 0
+    log_id: str | None = None
+    head: str | None = None
+    checkpoints: int = 0
+    ignored_tail_bytes: int = 0
+    sealed: int | None = None  # entries covered by a verified forward-secure seal (None: no seal key given)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.INTACT
+
+    def line(self) -> str:
+        where = "" if self.seq is None else f" at seq {self.seq}"
+        return f"{self.verdict.value}{where}: {self.detail}"
+
+
+class _Lines:
+    """An iterator over lines with a bounded look-ahead buffer."""
+
+    def __init__(self, source: Iterator[_files.Line]) -> None:
+        self._source = source
+        self._buffer: deque[_files.Line] = deque()
+
+    def next(self) -> _files.Line | None:
+        if self._buffer:
+            return self._buffer.popleft()
+        return next(self._source, None)
+
+    def peek(self, count: int) -> list[_files.Line]:
+        while len(self._buffer) < count:
+            item = next(self._source, None)
+            if item is None:
+                break
+            self._buffer.append(item)
+        return list(self._buffer)[:count]
+
+
+def _parse(line: _files.Line) -> _entry.Entry | None:
+    if not line.complete:
+        return None
+    try:
+        return _entry.parse_entry(line.raw)
+    except _entry.EntryFormatError:
+        return None
+
+
+def find_forks(checkpoints: Sequence[Checkpoint]) -> VerifyReport | None:
+    seen: dict[tuple[str, int], Checkpoint] = {}
+    for cp in sorted(checkpoints, key=lambda c: c.size):
+        other = seen.setdefault((cp.log_id, cp.size), cp)
+        if other.head != cp.head:
+            return VerifyReport(
+                Verdict.FORKED,
+                cp.last_seq,
+                f"checkpoints of {other.time} and {cp.time} both attest {cp.size} entries of log {cp.log_id} "
+                f"with different heads; at most one history is true",
+                checkpoints=len(checkpoints),
+            )
+    return None
+
+
+def verify_log(
+    directory: Path,
+    checkpoints: Sequence[Checkpoint] = (),
+    max_entry_bytes: int = 65_536,
+    seal_key: VerificationKey | None = None,
+) -> VerifyReport:
+    """Stream every file of the log in ``directory`` and check the chain, checkpoints and seals."""
+    fork = find_forks(checkpoints)
+    if fork is not None:
+        return fork
+    return _Verifier(directory, checkpoints, max_entry_bytes, seal_key).run()
+
+
+class _Verifier:
+    def __init__(
+        self,
+        directory: Path,
+        checkpoints: Sequence[Checkpoint],
+        max_entry_bytes: int,
+        seal_key: VerificationKey | None,
+    ) -> None:
+        self.directory = directory
+        self.seal_key = seal_key
+        self.seal_epoch = 0
+        self.seal_cache: tuple[int, bytes] | None = None
+        self.sealed = 0
+        self.checkpoints = checkpoints
+        self.files = len(_files.log_files(directory))
+        self.lines = _Lines(_files.iter_lines(directory, max_entry_bytes))
+        self.expected = 0
+        self.prev = _entry.GENESIS_PREV
+        self.log_id: str | None = None
+        self.wanted: dict[int, list[Checkpoint]] = {}
+        self.attested = 0  # entries covered by a checkpoint that matched
+        self.ignored = 0
+
+    def report(self, verdict: Verdict, seq: int | None, detail: str) -> VerifyReport:
+        return VerifyReport(
+            verdict,
+            seq,
+            detail,
+            entries=self.expected,
+            files=self.files,
+            log_id=self.log_id,
+            head=self.prev.hex() if self.expected else None,
+            checkpoints=len(self.checkpoints),
+            ignored_tail_bytes=self.ignored,
+            sealed=self.sealed if self.seal_key is not None else None,
+        )
+
+    def run(self) -> VerifyReport:
+        while (line := self.lines.next()) is not None:
+            where = f"{line.path.name} line {line.number}"
+            if not line.complete and not line.oversized and not self.lines.peek(1):
+                # The very last line has no newline: a write in progress or a crash. Not counted.
+                self.ignored = len(line.raw)
+                break
+            entry = _parse(line)
+            if entry is None:
+                return self.report(Verdict.TAMPERED, self.expected, f"{where} is not a valid audit entry")
+            problem = self.check(entry, where)
+            if problem is not None:
+                return problem
+        return self.finish()
+
+    def check(self, entry: _entry.Entry, where: str) -> VerifyReport | None:
+        e = self.expected
+        linked = entry.prev == self.prev
+        if linked and entry.seq != e:
+            return self.report(
+                Verdict.TAMPERED, e, f"{where}: the entry chains correctly but its seq was changed"
+            )
+        if not linked:
+            return self.unlinked(entry, where)
+        if e == 0:
+            problem = self.genesis(entry, where)
+            if problem is not None:
+                return problem
+        if entry.event == "audit.seal" and self.seal_key is not None:
+            problem = self.check_seal(entry, self.seal_key)
+            if problem is not None:
+                return problem
+        self.prev = entry.hash
+        self.expected += 1
+        for cp in self.wanted.get(self.expected, ()):
+            if cp.head != self.prev.hex():
+                return self.report(
+                    Verdict.TAMPERED,
+                    e,
+                    f"entries {self.attested}..{e} do not hash to the head signed in the checkpoint "
+                    f"of {cp.time}; "
+                    f"an entry in that range was changed or the chain was rewritten",
+                )
+            self.attested = self.expected
+        return None
+
+    def check_seal(self, entry: _entry.Entry, vkey: VerificationKey) -> VerifyReport | None:
+        # Seals come in unbroken epoch order from 0; each covers every entry before it.
+        f = entry.fields
+        epoch, size, mac = f.get("epoch"), f.get("size"), f.get("mac")
+        if epoch != self.seal_epoch or size != entry.seq or not isinstance(mac, str):
+            return self.report(
+                Verdict.TAMPERED,
+                entry.seq,
+                f"the seal at entry {entry.seq} is not the seal of epoch {self.seal_epoch}; "
+                f"seals were removed, replayed or forged",
+            )
+        key = vkey.key_at(self.seal_epoch, self.seal_cache)
+        self.seal_cache = (self.seal_epoch, key)
+        if not hmac.compare_digest(mac, seal_mac(key, vkey.log_id, self.seal_epoch, entry.seq, self.prev)):
+            return self.report(
+                Verdict.TAMPERED,
+                entry.seq,
+                f"entries {self.sealed}..{entry.seq - 1} do not match the seal of epoch {self.seal_epoch}; "
+                f"they were changed after they were sealed",
+            )
+        self.seal_epoch += 1
+        self.sealed = entry.seq
+        return None
+
+    def genesis(self, entry: _entry.Entry, where: str) -> VerifyReport | None:
+        log_id = entry.fields.get("log_id")
+        if entry.event != "audit.genesis" or not isinstance(log_id, str):
+            return self.report(Verdict.TAMPERED, 0, f"{where}: the log does not begin with its genesis entry")
+        self.log_id = log_id
+        if self.seal_key is not None and self.seal_key.log_id != log_id:
+            return self.report(
+                Verdict.TRUNCATED,
+                0,
+                f"the seal key belongs to log {self.seal_key.log_id}, which is gone; "
+                f"the log present is a different one ({log_id})",
+            )
+        for cp in self.checkpoints:
+            if cp.log_id != log_id:
+                return self.report(
+                    Verdict.TRUNCATED,
+                    0,
+                    f"the checkpoint of {cp.time} attests {cp.size} entries of log {cp.log_id}, "
+                    f"which is gone; "
+                    f"the log present is a different one ({log_id})",
+                )
+            self.wanted.setdefault(cp.size, []).append(cp)
+        return None
+
+    def unlinked(self, entry: _entry.Entry, where: str) -> VerifyReport:
+        e = self.expected
+        if entry.seq == e:
+            if e == 0:
+                return self.report(
+                    Verdict.TAMPERED, 0, f"{where}: the first entry does not chain to the start"
+                )
+            # Either entry e-1 changed (then entry e is intact and the one after it still links to it)
+            # or entry e's own link was changed.
+            nxt = self.lines.peek(1)
+            after = _parse(nxt[0]) if nxt else None
+            if after is not None and after.prev == entry.hash:
+                return self.report(
+                    Verdict.TAMPERED,
+                    e - 1,
+                    f"entry {e - 1} was changed: it no longer matches the link in {where}",
+                )
+            return self.report(Verdict.TAMPERED, e, f"{where}: the entry's link to entry {e - 1} was changed")
+        if entry.seq < e:
+            return self.report(
+                Verdict.REORDERED, entry.seq, f"{where}: entry {entry.seq} appears again after entry {e - 1}"
+            )
+        ahead = (_parse(line) for line in self.lines.peek(LOOKAHEAD))
+        if any(a is not None and e <= a.seq < entry.seq for a in ahead):
+            return self.report(Verdict.REORDERED, e, f"{where}: entry {entry.seq} comes before entry {e}")
+        if e == 0:
+            return self.report(Verdict.MISSING, 0, f"{where}: the log begins at entry {entry.seq}, not 0")
+        return self.report(
+            Verdict.MISSING, e, f"{where}: entries {e}..{entry.seq - 1} are missing after entry {e - 1}"
+        )
+
+    def finish(self) -> VerifyReport:
+        if self.expected == 0:
+            if self.checkpoints:
+                cp = max(self.checkpoints, key=lambda c: c.size)
+                return self.report(
+                    Verdict.TRUNCATED,
+                    0,
+                    f"the checkpoint of {cp.time} attests {cp.size} entries; the log is gone",
+                )
+            return self.report(Verdict.MISSING, 0, f"there is no audit log in {self.directory}")
+        for cp in sorted(self.checkpoints, key=lambda c: c.size):
+            if cp.size > self.expected:
+                return self.report(
+                    Verdict.TRUNCATED,
+                    self.expected,
+                    f"the checkpoint of {cp.time} attests {cp.size} entries; "
+                    f"the log ends after {self.expected}",
+                )
+        note = f"; ignored an incomplete last line of {self.ignored} bytes" if self.ignored else ""
+        if self.seal_key is not None:
+            note += (
+                f"; {self.sealed} entries sealed by {self.seal_epoch} seal(s), "
+                f"{self.expected - self.sealed} later entries not sealed yet"
+            )
+        return self.report(
+            Verdict.INTACT,
+            None,
+            f"{self.expected} entries in {self.files} file(s), "
+            f"{len(self.checkpoints)} checkpoint(s) matched{note}",
+        )
