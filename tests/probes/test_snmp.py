@@ -156,14 +156,14 @@ def test_varbind_cap_truncates(snmpd: SnmpServer, tmp_path: Path) -> None:
 
 def test_wrong_community_times_out_with_a_clear_error(snmpd: SnmpServer, tmp_path: Path) -> None:
     start = time.monotonic()
-    with pytest.raises(ProbeError, match="no SNMP response .*wrong community") as e:
+    with pytest.raises(ProbeError, match=r"no SNMP response .*wrong community") as e:
         run(job(snmpd, f"get {SYS_DESCR}", "v2bad", timeout="300", retries="1"), ctx_for(snmpd, tmp_path))
     assert time.monotonic() - start < 5
     assert "wrong-community" not in str(e.value)
 
 
 def test_wrong_v3_auth_key_is_an_error(snmpd: SnmpServer, tmp_path: Path) -> None:
-    with pytest.raises(ProbeError, match="SNMPv3 authentication .* failed") as e:
+    with pytest.raises(ProbeError, match=r"SNMPv3 authentication .* failed") as e:
         run(
             job(snmpd, f"get {SYS_DESCR}", "v3bad", "3", timeout="500", retries="0"), ctx_for(snmpd, tmp_path)
         )
