@@ -36,6 +36,13 @@ def split_target(text: str) -> tuple[str, int]:
             port_text = rest[1:]
     elif text.count(":") == 1:
         host, port_text = text.split(":")
+    elif ":" in text:
+        import ipaddress
+
+        try:
+            ipaddress.IPv6Address(text)
+        except ValueError as e:
+            raise UsageError(f"target {text!r}: write an IPv6 address with a port as [ADDR]:PORT") from e
     if not host or any(c.isspace() or c in ",*?!|#" for c in host):
         raise UsageError(f"target {text!r} is not a host name or address")
     if not port_text:
