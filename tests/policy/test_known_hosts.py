@@ -6,11 +6,12 @@ import base64
 import hashlib
 import hmac
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from appliance.cli import main
 from appliance.commands.hosts import split_target
 from appliance.errors import UsageError
 from hardening.known_hosts import (
@@ -128,22 +129,29 @@ def test_split_target_rejects(text: str) -> None:
         split_target(text)
 
 
-def test_hosts_pin_and_list_cli(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def midbox(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_hosts_pin_and_list_cli(tmp_path: Path) -> None:
     k = key()
     pub = tmp_path / "host.pub"
     pub.write_text(f"ssh-ed25519 {b64(k)} comment\n")
-    state = tmp_path / "state"
-    assert main(["hosts", "pin", "10.0.0.9:2222", str(pub), "--state-dir", str(state)]) == 0
-    assert f"pinned: 10.0.0.9:2222 ssh-ed25519 {k.fingerprint()}" in capfd.readouterr().out
-    assert (state / "known_hosts").read_text() == f"[10.0.0.9]:2222 ssh-ed25519 {b64(k)}\n"
-    assert main(["hosts", "list", "--state-dir", str(state), "--json"]) == 0
-    assert k.fingerprint() in capfd.readouterr().out
+    state = str(tmp_path / "state")
+    r = midbox("hosts", "pin", "10.0.0.9:2222", str(pub), "--state-dir", state)
+    assert r.returncode == 0, r.stderr
+    assert f"pinned: 10.0.0.9:2222 ssh-ed25519 {k.fingerprint()}" in r.stdout
+    assert (tmp_path / "state" / "known_hosts").read_text() == f"[10.0.0.9]:2222 ssh-ed25519 {b64(k)}\n"
+    r = midbox("hosts", "list", "--state-dir", state, "--json")
+    assert r.returncode == 0 and k.fingerprint() in r.stdout
     other = tmp_path / "other.pub"
     other.write_text(f"ssh-ed25519 {b64(key(fill=b'Z'))}\n")
-    assert main(["hosts", "pin", "10.0.0.9:2222", str(other), "--state-dir", str(state)]) == 1
-    assert "--replace" in capfd.readouterr().err
-    assert main(["hosts", "pin", "10.0.0.9:0", str(pub), "--state-dir", str(state)]) == 2
-    assert main(["hosts", "pin", "h", str(tmp_path / "missing.pub"), "--state-dir", str(state)]) == 2
+    r = midbox("hosts", "pin", "10.0.0.9:2222", str(other), "--state-dir", state)
+    assert r.returncode == 1 and "--replace" in r.stderr
+    assert midbox("hosts", "pin", "10.0.0.9:0", str(pub), "--state-dir", state).returncode == 2
+    assert midbox("hosts", "pin", "h", str(tmp_path / "missing.pub"), "--state-dir", state).returncode == 2
 
 
 def test_fingerprint_matches_ssh_keygen_format() -> None:
