@@ -31,8 +31,8 @@ class SnmpProbe:
     """``per_agent`` caps requests in flight to one agent; ``max_repetitions`` sizes each GETBULK."""
 
     def __init__(self, *, per_agent: int = 8, max_repetitions: int = 50) -> None:
-        if not 1 <= per_agent <= 64 or not 1 <= max_repetitions <= 1000:
-            raise ValueError("per_agent must be 1..64 and max_repetitions 1..1000")
+        if not 1 <= per_agent <= 256 or not 1 <= max_repetitions <= 1000:
+            raise ValueError("per_agent must be 1..256 and max_repetitions 1..1000")
         self._per_agent = per_agent
         self._max_repetitions = max_repetitions
         self._engine: Any = None
