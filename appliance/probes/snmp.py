@@ -8,12 +8,15 @@ a burst of hundreds of datagrams at one snmpd overflows its UDP receive buffer a
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
+import secrets
 import xml.etree.ElementTree as ET
 from typing import Any
 
 from appliance.errors import PayloadError, ProbeError
-from appliance.probes._snmpspec import Oid, format_oid, parse_spec
+from appliance.probes._snmpspec import Oid, SpecLine, format_oid, parse_spec
 from appliance.probes._snmpvalues import varbind_element
 from appliance.probes.base import Credential, Job, ProbeContext
 from appliance.probes.targets import checked_addresses
@@ -36,7 +39,10 @@ class SnmpProbe:
         self._per_agent = per_agent
         self._max_repetitions = max_repetitions
         self._engine: Any = None
-        self._agent_slots: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._agent_slots: dict[tuple[str, int], _AgentSlot] = {}
+        # pysnmp caches a community by its index and ignores a new secret under an old index, so the
+        # index is derived from alias and secret under a key that lives only as long as this probe.
+        self._index_key = secrets.token_bytes(32)
 
     @property
     def kind(self) -> str:
@@ -59,20 +65,27 @@ class SnmpProbe:
             raise PayloadError("SNMP job needs a 'credential' parameter (snmp-community or snmp-usm alias)")
         addresses = await checked_addresses(ctx, probe="snmp", host=host, port=port, credential=alias)
         credential = ctx.credentials.lookup(alias)
-        auth = _auth_data(credential, alias, version)
-        session = await self._session(addresses[0], port, auth, timeout_ms / 1000, retries, host)
+        auth = _auth_data(credential, alias, version, self._index_key)
+        address = addresses[0]
         ctx.audit.record(
             "probe.snmp",
-            {
-                "target": host,
-                "address": str(addresses[0]),
-                "port": port,
-                "credential": alias,
-                "version": version,
-            },
+            {"target": host, "address": str(address), "port": port, "credential": alias, "version": version},
         )
+        key = (str(address), port)
+        slot = self._agent_slots.get(key)
+        if slot is None:
+            slot = self._agent_slots[key] = _AgentSlot(asyncio.Semaphore(self._per_agent))
+        slot.users += 1
+        try:
+            session = await self._session(address, port, auth, timeout_ms / 1000, retries, host, slot.sem)
+            return await self._collect(session, spec, use_bulk, ctx.limits.snmp_varbinds)
+        finally:
+            slot.users -= 1
+            if slot.users == 0:
+                del self._agent_slots[key]
+
+    async def _collect(self, session: _Session, spec: list[SpecLine], use_bulk: bool, cap: int) -> ET.Element:
         result = ET.Element("result")
-        cap = ctx.limits.snmp_varbinds
         count = 0
         for line in spec:
             if line.op == "get":
@@ -93,7 +106,14 @@ class SnmpProbe:
         return result
 
     async def _session(
-        self, address: IPAddress, port: int, auth: Any, timeout_s: float, retries: int, host: str
+        self,
+        address: IPAddress,
+        port: int,
+        auth: Any,
+        timeout_s: float,
+        retries: int,
+        host: str,
+        sem: asyncio.Semaphore,
     ) -> _Session:
         from pysnmp.hlapi.v3arch.asyncio import SnmpEngine, Udp6TransportTarget, UdpTransportTarget
 
@@ -101,16 +121,20 @@ class SnmpProbe:
             self._engine = SnmpEngine()
         cls = Udp6TransportTarget if address.version == 6 else UdpTransportTarget
         target = await cls.create((str(address), port), timeout=timeout_s, retries=retries)
-        key = (str(address), port)
-        sem = self._agent_slots.get(key)
-        if sem is None:
-            sem = self._agent_slots[key] = asyncio.Semaphore(self._per_agent)
         return _Session(self._engine, auth, target, sem, f"{host}:{port}", timeout_s, retries)
 
     async def aclose(self) -> None:
         if self._engine is not None:
             self._engine.close_dispatcher()
             self._engine = None
+
+
+class _AgentSlot:
+    """The request cap of one agent and how many jobs use it (so idle agents are forgotten)."""
+
+    def __init__(self, sem: asyncio.Semaphore) -> None:
+        self.sem = sem
+        self.users = 0
 
 
 class _Session:
@@ -203,16 +227,20 @@ def _indication_message(text: str, where: str) -> str:
     return f"SNMP error with {where}: {text[:160]}"
 
 
-def _auth_data(credential: Credential, alias: str, version: str) -> Any:
+def _auth_data(credential: Credential, alias: str, version: str, index_key: bytes) -> Any:
     from pysnmp.hlapi.v3arch.asyncio import CommunityData, UsmUserData
     from pysnmp.hlapi.v3arch.asyncio import auth as a
 
     if version == "2c":
         if credential.type != "snmp-community":
             raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP v2c needs an snmp-community")
-        community = credential.secret(0).decode("utf-8", errors="strict")
-        # A stable, secret-free index keeps the engine's community table at one row per alias.
-        return CommunityData(f"midbox-{alias}", community, mpModel=1)  # noqa: S508 - v2c is asked for by the job
+        raw = credential.secret(0)
+        try:
+            community = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ProbeError(f"credential {alias!r}: the community is not UTF-8") from e
+        index = hmac.new(index_key, alias.encode() + b"\0" + raw, hashlib.sha256).hexdigest()[:24]
+        return CommunityData(f"m{index}", community, mpModel=1)  # noqa: S508 - v2c is asked for by the job
     if credential.type != "snmp-usm":
         raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP v3 needs an snmp-usm")
     if not credential.user:

@@ -45,8 +45,16 @@ def bench_snmp(s: SnmpServer, state: Path, runs: int) -> None:
     ctx = make_ctx(Policy([loopback_rule(("snmp",), ((s.port, s.port),), ("v2",))]), creds, state)
 
     def walk_job():  # type: ignore[no-untyped-def]
-        return make_job("SNMP", "snmp", "127.0.0.1", oid_spec_list="walk 1.3.6.1", version="2c",
-                        port=str(s.port), credential="v2", timeout="3000")
+        return make_job(
+            "SNMP",
+            "snmp",
+            "127.0.0.1",
+            oid_spec_list="walk 1.3.6.1",
+            version="2c",
+            port=str(s.port),
+            credential="v2",
+            timeout="3000",
+        )
 
     counts: list[int] = []
 
@@ -63,25 +71,45 @@ def bench_snmp(s: SnmpServer, state: Path, runs: int) -> None:
 
     def theirs(reps: str) -> Callable[[], float]:
         def run() -> float:
-            args = ["snmpbulkwalk", "-v2c", "-c", s.community, "-On", "-Oq", *reps.split(),
-                    f"udp:127.0.0.1:{s.port}", ".1.3.6.1"]
+            args = [
+                "snmpbulkwalk",
+                "-v2c",
+                "-c",
+                s.community,
+                "-On",
+                "-Oq",
+                *reps.split(),
+                f"udp:127.0.0.1:{s.port}",
+                ".1.3.6.1",
+            ]
             return timed(lambda: subprocess.run(args, check=True, capture_output=True, env=ENV))
+
         return run
 
     m_ours, raw = median_of(runs, ours)
     m_ns, _ = median_of(runs, theirs(""))
     m_ns50, _ = median_of(runs, theirs("-Cr50"))
-    print(f"snmp full-tree bulk walk ({counts[-1]} varbinds): midbox {m_ours:.3f} s (runs {fmt(raw)}); "
-          f"snmpbulkwalk default {m_ns:.3f} s, -Cr50 {m_ns50:.3f} s; ratio midbox/net-snmp {m_ours / m_ns:.2f}x "
-          f"/ {m_ours / m_ns50:.2f}x")
+    print(
+        f"snmp full-tree bulk walk ({counts[-1]} varbinds): midbox {m_ours:.3f} s (runs {fmt(raw)}); "
+        f"snmpbulkwalk default {m_ns:.3f} s, -Cr50 {m_ns50:.3f} s; ratio midbox/net-snmp {m_ours / m_ns:.2f}x "
+        f"/ {m_ours / m_ns50:.2f}x"
+    )
 
     for per_agent in (8, 100):
+
         def gets(per_agent: int = per_agent) -> float:
             async def go() -> float:
                 probe = SnmpProbe(per_agent=per_agent)
                 gate = asyncio.Semaphore(100)
-                job = make_job("SNMP", "snmp", "127.0.0.1", oid_spec_list="get 1.3.6.1.2.1.1.1.0",
-                               version="2c", port=str(s.port), credential="v2")
+                job = make_job(
+                    "SNMP",
+                    "snmp",
+                    "127.0.0.1",
+                    oid_spec_list="get 1.3.6.1.2.1.1.1.0",
+                    version="2c",
+                    port=str(s.port),
+                    credential="v2",
+                )
 
                 async def one() -> None:
                     async with gate:
@@ -97,7 +125,9 @@ def bench_snmp(s: SnmpServer, state: Path, runs: int) -> None:
             return asyncio.run(go())
 
         m, raw = median_of(runs, gets)
-        print(f"snmp v2c GET jobs/s, 100 jobs in flight, per-agent cap {per_agent}: {m:.0f} (runs {fmt(raw, 0)})")
+        print(
+            f"snmp v2c GET jobs/s, 100 jobs in flight, per-agent cap {per_agent}: {m:.0f} (runs {fmt(raw, 0)})"
+        )
 
 
 def bench_ssh(s: SshServer, state: Path, runs: int) -> None:
@@ -128,33 +158,66 @@ def bench_ssh(s: SshServer, state: Path, runs: int) -> None:
                     await probe.aclose()
 
             return timed(lambda: asyncio.run(go()))
+
         return run
 
     kh = state / "openssh_known_hosts"
-    kh.write_text(f"[127.0.0.1]:{s.port} {s.host_key_pub.read_text().split()[0]} "
-                  f"{s.host_key_pub.read_text().split()[1]}\n")
-    base = ["ssh", "-F", "/dev/null", "-p", str(s.port), "-i", str(s.client_key), "-o", "BatchMode=yes",
-            "-o", f"UserKnownHostsFile={kh}", "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes",
-            f"{s.user}@127.0.0.1"]
+    kh.write_text(
+        f"[127.0.0.1]:{s.port} {s.host_key_pub.read_text().split()[0]} "
+        f"{s.host_key_pub.read_text().split()[1]}\n"
+    )
+    base = [
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-p",
+        str(s.port),
+        "-i",
+        str(s.client_key),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"UserKnownHostsFile={kh}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        f"{s.user}@127.0.0.1",
+    ]
 
     def openssh_parallel() -> float:
         def go() -> None:
-            procs = [subprocess.Popen([*base, "true"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      env=ENV) for _ in range(50)]
+            procs = [
+                subprocess.Popen(
+                    [*base, "true"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV
+                )
+                for _ in range(50)
+            ]
             codes = [p.wait() for p in procs]
             if any(codes):
                 raise RuntimeError(f"openssh failures: {codes}")
+
         return timed(go)
 
     def openssh_mux() -> float:
         ctl = state / "ctl"
-        master = subprocess.Popen([*base[:-1], "-M", "-N", "-o", f"ControlPath={ctl}", base[-1]], env=ENV,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        master = subprocess.Popen(
+            [*base[:-1], "-M", "-N", "-o", f"ControlPath={ctl}", base[-1]],
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             while not ctl.exists():
                 time.sleep(0.02)
-            return timed(lambda: [subprocess.run([*base[:-1], "-o", f"ControlPath={ctl}", base[-1], "true"],
-                                                 check=True, env=ENV) for _ in range(50)])
+            return timed(
+                lambda: [
+                    subprocess.run(
+                        [*base[:-1], "-o", f"ControlPath={ctl}", base[-1], "true"], check=True, env=ENV
+                    )
+                    for _ in range(50)
+                ]
+            )
         finally:
             master.terminate()
             master.wait()
@@ -173,8 +236,12 @@ def bench_ssh(s: SshServer, state: Path, runs: int) -> None:
 
 
 def bench_tcp(state: Path, runs: int) -> None:
-    ctx = make_ctx(Policy([loopback_rule(("tcp",), ((1, 65535),), ())]), MemCredentials(), state,
-                   Limits(scan_targets=65536))
+    ctx = make_ctx(
+        Policy([loopback_rule(("tcp",), ((1, 65535),), ())]),
+        MemCredentials(),
+        state,
+        Limits(scan_targets=65536),
+    )
     job = make_job("Shazzam", "Shazzam", "", ranges="127.0.0.1", ports="20000-29999", timeout_ms="1000")
 
     def scan(rate: float) -> Callable[[], float]:
@@ -188,11 +255,14 @@ def bench_tcp(state: Path, runs: int) -> None:
                 return 10_000 / elapsed
 
             return asyncio.run(go())
+
         return run
 
     for rate in (1000.0, 100_000.0):
         m, raw = median_of(runs, scan(rate))
-        print(f"tcp discovery connects/s (10000 loopback ports, rate cap {rate:.0f}/s): {m:.0f} (runs {fmt(raw, 0)})")
+        print(
+            f"tcp discovery connects/s (10000 loopback ports, rate cap {rate:.0f}/s): {m:.0f} (runs {fmt(raw, 0)})"
+        )
 
 
 def fmt(values: list[float], digits: int = 3) -> str:

@@ -237,3 +237,45 @@ def test_cancel_is_prompt(snmpd: SnmpServer, tmp_path: Path) -> None:
         return time.monotonic() - start
 
     assert asyncio.run(go()) < 1
+
+
+def test_a_rotated_community_takes_effect_on_the_same_engine(snmpd: SnmpServer, tmp_path: Path) -> None:
+    # pysnmp caches communities by index; a new secret under the same alias must not be ignored.
+    rule = loopback_rule(("snmp",), ((snmpd.port, snmpd.port),), ("rot",))
+    old = MemCredentials(MemCredential("rot", "snmp-community", None, (b"old-community",)))
+    new = MemCredentials(MemCredential("rot", "snmp-community", None, (snmpd.community.encode(),)))
+    probe = SnmpProbe()
+    j = job(snmpd, f"get {SYS_DESCR}", "rot", timeout="300", retries="0")
+
+    async def go() -> ET.Element:
+        try:
+            with pytest.raises(ProbeError, match="no SNMP response"):
+                await probe.run(j, make_ctx(Policy([rule]), old, tmp_path))
+            return await probe.run(j, make_ctx(Policy([rule]), new, tmp_path))
+        finally:
+            await probe.aclose()
+
+    assert varbinds(asyncio.run(go()))[0][0] == SYS_DESCR
+
+
+def test_requests_in_flight_per_agent_are_capped(snmpd: SnmpServer, tmp_path: Path) -> None:
+    ctx = ctx_for(snmpd, tmp_path)
+    probe = SnmpProbe(per_agent=3)
+    peak = 0
+
+    async def go() -> None:
+        nonlocal peak
+        jobs = [
+            asyncio.create_task(probe.run(job(snmpd, "walk 1.3.6.1.2.1.2", use_getbulk="false"), ctx))
+            for _ in range(20)
+        ]
+        while not all(t.done() for t in jobs):
+            for slot in probe._agent_slots.values():
+                peak = max(peak, 3 - slot.sem._value)
+            await asyncio.sleep(0)
+        await asyncio.gather(*jobs)
+        assert probe._agent_slots == {}  # an idle agent is forgotten
+        await probe.aclose()
+
+    asyncio.run(go())
+    assert peak == 3
