@@ -91,8 +91,8 @@ def bench_snmp(s: SnmpServer, state: Path, runs: int) -> None:
     m_ns50, _ = median_of(runs, theirs("-Cr50"))
     print(
         f"snmp full-tree bulk walk ({counts[-1]} varbinds): midbox {m_ours:.3f} s (runs {fmt(raw)}); "
-        f"snmpbulkwalk default {m_ns:.3f} s, -Cr50 {m_ns50:.3f} s; ratio midbox/net-snmp {m_ours / m_ns:.2f}x "
-        f"/ {m_ours / m_ns50:.2f}x"
+        f"snmpbulkwalk default {m_ns:.3f} s, -Cr50 {m_ns50:.3f} s; "
+        f"ratio midbox/net-snmp {m_ours / m_ns:.2f}x / {m_ours / m_ns50:.2f}x"
     )
 
     for per_agent in (8, 100):
@@ -126,7 +126,8 @@ def bench_snmp(s: SnmpServer, state: Path, runs: int) -> None:
 
         m, raw = median_of(runs, gets)
         print(
-            f"snmp v2c GET jobs/s, 100 jobs in flight, per-agent cap {per_agent}: {m:.0f} (runs {fmt(raw, 0)})"
+            f"snmp v2c GET jobs/s, 100 jobs in flight, per-agent cap {per_agent}: "
+            f"{m:.0f} (runs {fmt(raw, 0)})"
         )
 
 
@@ -261,7 +262,8 @@ def bench_tcp(state: Path, runs: int) -> None:
     for rate in (1000.0, 100_000.0):
         m, raw = median_of(runs, scan(rate))
         print(
-            f"tcp discovery connects/s (10000 loopback ports, rate cap {rate:.0f}/s): {m:.0f} (runs {fmt(raw, 0)})"
+            f"tcp discovery connects/s (10000 loopback ports, rate cap {rate:.0f}/s): "
+            f"{m:.0f} (runs {fmt(raw, 0)})"
         )
 
 
