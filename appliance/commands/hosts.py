@@ -72,8 +72,18 @@ def _pin(args: argparse.Namespace, env: CliEnv) -> int:
     env.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     added = KnownHosts(env.state_dir / KNOWN_HOSTS_FILE).pin(host, port, key, replace=args.replace)
     if env.json:
-        print(json.dumps({"host": host, "port": port, "keytype": key.keytype,
-                          "fingerprint": key.fingerprint(), "added": added}), file=env.stdout)
+        print(
+            json.dumps(
+                {
+                    "host": host,
+                    "port": port,
+                    "keytype": key.keytype,
+                    "fingerprint": key.fingerprint(),
+                    "added": added,
+                }
+            ),
+            file=env.stdout,
+        )
     else:
         verb = "pinned" if added else "already pinned"
         print(f"{verb}: {host}:{port} {key.keytype} {key.fingerprint()}", file=env.stdout)
@@ -90,8 +100,10 @@ def _list(args: argparse.Namespace, env: CliEnv) -> int:
         data = b""
     entries = parse_known_hosts(data, source=KNOWN_HOSTS_FILE)
     if env.json:
-        rows = [{"names": list(e.names), "keytype": e.key.keytype, "fingerprint": e.key.fingerprint()}
-                for e in entries]
+        rows = [
+            {"names": list(e.names), "keytype": e.key.keytype, "fingerprint": e.key.fingerprint()}
+            for e in entries
+        ]
         print(json.dumps(rows), file=env.stdout)
     else:
         for e in entries:

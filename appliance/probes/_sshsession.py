@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import paramiko
 
 from appliance.errors import ProbeError
-from hardening.known_hosts import HostKey, KnownHosts, KnownHostsError, Verdict, host_pattern
+from hardening.known_hosts import HostKey, KnownHosts, KnownHostsError, Verdict
 from hardening.policy import IPAddress
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,16 @@ class SessionLimits:
     connect_timeout_s: float
     command_timeout_s: float
     output_bytes: int
+
+
+class HostKeyRejected(ProbeError):
+    """The server's host key is not pinned, or differs from the pin."""
+
+    def __init__(self, message: str, *, verdict: str, keytype: str, fingerprint: str) -> None:
+        super().__init__(message)
+        self.verdict = verdict
+        self.keytype = keytype
+        self.fingerprint = fingerprint
 
 
 class Aborter:
@@ -221,16 +231,22 @@ def _verify_host_key(
     verdict = known.check(names, target.port, offered)
     if verdict is Verdict.MATCH:
         return
-    pin_name = host_pattern(target.host, target.port).replace("[", "").replace("]", "")
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    pin_name = host if target.port == 22 else f"{host}:{target.port}"
+    seen = f"{offered.keytype} {offered.fingerprint()}"
     if verdict is Verdict.UNKNOWN:
-        raise ProbeError(
-            f"host key of {where} ({offered.keytype} {offered.fingerprint()}) is not pinned; "
+        message = (
+            f"host key of {where} ({seen}) is not pinned; "
             f"verify it out of band, then run 'midbox hosts pin {pin_name} PUBKEY_FILE'"
         )
-    raise ProbeError(
-        f"HOST KEY CHANGED for {where}: offered {offered.keytype} {offered.fingerprint()} does not match the "
-        "pinned key; refusing to connect (possible man-in-the-middle). If the change is legitimate, "
-        f"run 'midbox hosts pin --replace {pin_name} PUBKEY_FILE'"
+    else:
+        message = (
+            f"HOST KEY CHANGED for {where}: offered {seen} does not match the pinned key; refusing to "
+            "connect (possible man-in-the-middle). If the change is legitimate, "
+            f"run 'midbox hosts pin --replace {pin_name} PUBKEY_FILE'"
+        )
+    raise HostKeyRejected(
+        message, verdict=verdict.value, keytype=offered.keytype, fingerprint=offered.fingerprint()
     )
 
 

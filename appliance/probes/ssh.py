@@ -59,7 +59,7 @@ class SshProbe:
 
     async def run_commands(self, job: Job, ctx: ProbeContext, commands: Sequence[str]) -> list[CommandResult]:
         """Run ``commands`` in order on one connection to the job's target (``source``)."""
-        from appliance.probes._sshsession import Aborter, SessionLimits, Target, run_session
+        from appliance.probes._sshsession import Aborter, HostKeyRejected, SessionLimits, Target, run_session
 
         host = job.source.strip()
         if not host:
@@ -109,6 +109,19 @@ class SshProbe:
             del auth
             try:
                 return await asyncio.wait_for(asyncio.shield(future), budget)
+            except HostKeyRejected as e:
+                ctx.audit.record(
+                    "ssh.hostkey.rejected",
+                    {
+                        "target": host,
+                        "address": str(address),
+                        "port": port,
+                        "verdict": e.verdict,
+                        "keytype": e.keytype,
+                        "fingerprint": e.fingerprint,
+                    },
+                )
+                raise
             except TimeoutError as e:
                 aborter.abort()
                 with contextlib.suppress(ApplianceError, OSError):

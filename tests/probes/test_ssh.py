@@ -111,6 +111,9 @@ def test_changed_host_key_is_refused(sshd: SshServer, tmp_path: Path) -> None:
     ctx = make_ctx(policy(sshd), creds(sshd), state)
     with pytest.raises(ProbeError, match="HOST KEY CHANGED"):
         run(SshProbe(), job(sshd, "echo should-not-run"), ctx)
+    event, fields = ctx.audit.events[-1]  # type: ignore[attr-defined]
+    assert event == "ssh.hostkey.rejected" and fields["verdict"] == "changed"
+    assert str(fields["fingerprint"]).startswith("SHA256:")
 
 
 def test_key_pinned_under_the_name_is_found(sshd: SshServer, tmp_path: Path) -> None:
