@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from appliance.errors import PayloadError, ProbeError, TargetDenied
 from appliance.limits import Limits
+from appliance.probes._sshsession import CommandResult
+from appliance.probes.base import Job, ProbeContext
 from appliance.probes.ssh import SshProbe
 from hardening.known_hosts import KnownHosts, parse_public_key_file
 from hardening.policy import Policy
@@ -47,8 +50,8 @@ def pinned_state(tmp_path: Path, server: SshServer, host: str = "127.0.0.1") -> 
     return tmp_path
 
 
-def run(probe: SshProbe, job, ctx):  # type: ignore[no-untyped-def]
-    async def go():  # type: ignore[no-untyped-def]
+def run(probe: SshProbe, job: Job, ctx: ProbeContext) -> ET.Element:
+    async def go() -> ET.Element:
         try:
             return await probe.run(job, ctx)
         finally:
@@ -57,7 +60,7 @@ def run(probe: SshProbe, job, ctx):  # type: ignore[no-untyped-def]
     return asyncio.run(go())
 
 
-def job(server: SshServer, command: str, alias: str = "pw", host: str = "127.0.0.1", **extra: str):  # type: ignore[no-untyped-def]
+def job(server: SshServer, command: str, alias: str = "pw", host: str = "127.0.0.1", **extra: str) -> Job:
     return make_job("SSHCommand", command, host, port=str(server.port), credential=alias, **extra)
 
 
@@ -227,7 +230,7 @@ def test_several_commands_share_one_connection(sshd: SshServer, tmp_path: Path) 
     ctx = make_ctx(policy(sshd), creds(sshd), pinned_state(tmp_path, sshd))
     probe = SshProbe()
 
-    async def go():  # type: ignore[no-untyped-def]
+    async def go() -> list[CommandResult]:
         try:
             return await probe.run_commands(job(sshd, "unused"), ctx, ["echo $PPID"] * 5)
         finally:
@@ -243,7 +246,7 @@ def test_concurrent_jobs_respect_the_per_target_cap(sshd: SshServer, tmp_path: P
     ctx = make_ctx(policy(sshd), creds(sshd), pinned_state(tmp_path, sshd))
     probe = SshProbe(max_connections=8, per_target=2)
 
-    async def go():  # type: ignore[no-untyped-def]
+    async def go() -> list[ET.Element]:
         try:
             return await asyncio.gather(*(probe.run(job(sshd, f"echo {i}"), ctx) for i in range(8)))
         finally:
