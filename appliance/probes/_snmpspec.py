@@ -34,7 +34,7 @@ def parse_oid(text: str) -> Oid:
     if not body or len(parts) > MAX_SUBIDS or not all(p.isdigit() and p.isascii() for p in parts):
         raise PayloadError(f"{text[:60]!r} is not a numeric OID (MIB names are not supported)")
     oid = tuple(int(p) for p in parts)
-    if any(s > MAX_SUBID for s in oid) or len(oid) < 2 or oid[0] > 2:
+    if any(s > MAX_SUBID for s in oid) or len(oid) < 2 or oid[0] > 2 or (oid[0] < 2 and oid[1] >= 40):
         raise PayloadError(f"{text[:60]!r} is not a valid OID")
     return oid
 

@@ -36,6 +36,8 @@ def test_spec_parser_only_raises_payload_error(text: str) -> None:
 @given(st.lists(st.integers(min_value=0, max_value=2**32 - 1), min_size=2, max_size=40))
 def test_oid_round_trip(subids: list[int]) -> None:
     subids[0] %= 3
+    if subids[0] < 2:
+        subids[1] %= 40
     assert parse_oid(format_oid(tuple(subids))) == tuple(subids)
 
 

@@ -26,6 +26,19 @@ SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
 SYS_LOCATION = "1.3.6.1.2.1.1.6.0"
 
 
+PROBE_KW: dict[str, bool] = {}
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["fast-v2c", "pysnmp-v2c"])
+def v2c_path(request: pytest.FixtureRequest) -> None:
+    """Every test runs with v2c through the built-in codec and through pysnmp."""
+    PROBE_KW["fast_v2c"] = request.param
+
+
+def new_probe(**kw: int) -> SnmpProbe:
+    return SnmpProbe(**kw, fast_v2c=PROBE_KW["fast_v2c"])
+
+
 def creds(s: SnmpServer) -> MemCredentials:
     return MemCredentials(
         MemCredential("v2", "snmp-community", None, (s.community.encode(),)),
@@ -73,7 +86,7 @@ def job(s: SnmpServer, spec: str, alias: str = "v2", version: str = "2c", host: 
 
 
 def run(job, ctx, probe: SnmpProbe | None = None) -> ET.Element:  # type: ignore[no-untyped-def]
-    p = probe or SnmpProbe()
+    p = probe or new_probe()
 
     async def go() -> ET.Element:
         try:
@@ -210,7 +223,7 @@ def test_malformed_spec_is_a_payload_error(snmpd: SnmpServer, tmp_path: Path, sp
 
 def test_many_concurrent_gets_on_one_engine(snmpd: SnmpServer, tmp_path: Path) -> None:
     ctx = ctx_for(snmpd, tmp_path)
-    probe = SnmpProbe(per_agent=8)
+    probe = new_probe(per_agent=8)
 
     async def go() -> list[ET.Element]:
         try:
@@ -224,7 +237,7 @@ def test_many_concurrent_gets_on_one_engine(snmpd: SnmpServer, tmp_path: Path) -
 
 def test_cancel_is_prompt(snmpd: SnmpServer, tmp_path: Path) -> None:
     ctx = ctx_for(snmpd, tmp_path)
-    probe = SnmpProbe()
+    probe = new_probe()
 
     async def go() -> float:
         task = asyncio.create_task(probe.run(job(snmpd, f"get {SYS_DESCR}", "v2bad", timeout="5000"), ctx))
@@ -244,7 +257,7 @@ def test_a_rotated_community_takes_effect_on_the_same_engine(snmpd: SnmpServer, 
     rule = loopback_rule(("snmp",), ((snmpd.port, snmpd.port),), ("rot",))
     old = MemCredentials(MemCredential("rot", "snmp-community", None, (b"old-community",)))
     new = MemCredentials(MemCredential("rot", "snmp-community", None, (snmpd.community.encode(),)))
-    probe = SnmpProbe()
+    probe = new_probe()
     j = job(snmpd, f"get {SYS_DESCR}", "rot", timeout="300", retries="0")
 
     async def go() -> ET.Element:
@@ -260,7 +273,7 @@ def test_a_rotated_community_takes_effect_on_the_same_engine(snmpd: SnmpServer, 
 
 def test_requests_in_flight_per_agent_are_capped(snmpd: SnmpServer, tmp_path: Path) -> None:
     ctx = ctx_for(snmpd, tmp_path)
-    probe = SnmpProbe(per_agent=3)
+    probe = new_probe(per_agent=3)
     peak = 0
 
     async def go() -> None:
