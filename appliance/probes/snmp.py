@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from appliance.errors import PayloadError
+from appliance.limits import Limits
 from appliance.probes._snmpsession import FastV2cSession, PysnmpSession, Session, community_of, pysnmp_auth
 from appliance.probes._snmpspec import SpecLine, parse_spec
 from appliance.probes._snmpv2c import V2cChannel
@@ -44,6 +45,11 @@ class SnmpProbe:
         # pysnmp caches a community by its index and ignores a new secret under an old index, so the
         # index is derived from alias and secret under a key that lives only as long as this probe.
         self._index_key = secrets.token_bytes(32)
+
+    @classmethod
+    def from_limits(cls, limits: Limits) -> SnmpProbe:
+        """The probe with the concurrency caps of ``limits`` (the dispatcher's constructor)."""
+        return cls(per_agent=limits.snmp_per_agent, max_repetitions=limits.snmp_max_repetitions)
 
     @property
     def kind(self) -> str:

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from appliance.errors import ApplianceError, PayloadError, ProbeError
+from appliance.limits import Limits
 from appliance.probes._xmltext import xml_text
 from appliance.probes.base import Credential, Job, ProbeContext
 from appliance.probes.targets import checked_addresses
@@ -45,6 +46,11 @@ class SshProbe:
         self._connect_timeout_s = connect_timeout_s
         self._executor: ThreadPoolExecutor | None = None
         self._target_slots: dict[tuple[str, int], _Slot] = {}
+
+    @classmethod
+    def from_limits(cls, limits: Limits) -> SshProbe:
+        """The probe with the concurrency caps of ``limits`` (the dispatcher's constructor)."""
+        return cls(max_connections=limits.ssh_connections, per_target=limits.ssh_per_target)
 
     @property
     def kind(self) -> str:

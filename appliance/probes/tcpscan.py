@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from appliance.errors import PayloadError, TargetDenied
+from appliance.limits import Limits
 from appliance.probes.base import Job, ProbeContext
 from hardening.policy import IPAddress, IPNetwork
 
@@ -111,6 +112,13 @@ class TcpScanProbe:
         self._global = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
         self._per_host = per_host
+
+    @classmethod
+    def from_limits(cls, limits: Limits) -> TcpScanProbe:
+        """The probe with the concurrency caps of ``limits`` (the dispatcher's constructor)."""
+        return cls(
+            rate=limits.scan_rate_per_s, concurrency=limits.scan_concurrency, per_host=limits.scan_per_host
+        )
 
     @property
     def kind(self) -> str:

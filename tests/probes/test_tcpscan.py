@@ -197,3 +197,17 @@ def test_rate_limit_spaces_connects(tmp_path: Path) -> None:
     assert len(states(el)) == 11
     assert elapsed >= 0.9  # 11 connects at 10/s need at least 1 s of spacing (first is immediate)
     assert single < elapsed
+
+
+def test_probes_take_their_caps_from_limits() -> None:
+    from appliance.probes.snmp import SnmpProbe
+    from appliance.probes.ssh import SshProbe
+
+    limits = Limits(
+        ssh_connections=5, ssh_per_target=2, snmp_per_agent=3, scan_rate_per_s=7.0, scan_per_host=4
+    )
+    assert SshProbe.from_limits(limits)._per_target == 2
+    assert SshProbe.from_limits(limits)._max_connections == 5
+    assert SnmpProbe.from_limits(limits)._per_agent == 3
+    scan = TcpScanProbe.from_limits(limits)
+    assert scan._per_host == 4 and scan._pacer._interval == pytest.approx(1 / 7)
