@@ -27,6 +27,15 @@ class Limits:
     ssh_command_timeout_s: float = 60.0
     snmp_varbinds: int = 100_000
     scan_targets: int = 65_536
+    # Probe concurrency. sshd's default MaxStartups is 10:30:100; one snmpd overflowed its UDP receive
+    # buffer under a burst of 400 requests; a connect scan must not flood a network.
+    ssh_connections: int = 16  # SSH sessions (one thread each) at once, all targets together
+    ssh_per_target: int = 4  # SSH sessions at once to one address:port
+    snmp_per_agent: int = 8  # SNMP requests in flight to one agent
+    snmp_max_repetitions: int = 50  # varbinds asked for per GETBULK
+    scan_rate_per_s: float = 1000.0  # TCP connects started per second, all scans together
+    scan_concurrency: int = 256  # TCP connects in flight, all scans together
+    scan_per_host: int = 16  # TCP connects in flight to one address
     instance_timeout_s: float = 30.0
     shutdown_deadline_s: float = 20.0
     backoff_base_s: float = 1.0

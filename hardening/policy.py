@@ -28,7 +28,9 @@ SPECIAL_BLOCKS: tuple[IPNetwork, ...] = tuple(
         "::1/128",
         "fe80::/10",
         "ff00::/8",
-        "fd00:ec2::254/128",
+        "fd00:ec2::254/128",  # the AWS metadata address over IPv6
+        "100.100.100.200/32",  # Alibaba Cloud metadata
+        "168.63.129.16/32",  # Azure wire server
     )
 )
 
@@ -55,7 +57,10 @@ class AllowRule:
     def matches_target(self, address: IPAddress, hostname: str | None) -> bool:
         if any(address in net for net in self.networks):
             return True
-        return hostname is not None and hostname.lower().rstrip(".") in self.hosts
+        if hostname is None:
+            return False
+        name = hostname.lower().rstrip(".")
+        return any(name == h.lower().rstrip(".") for h in self.hosts)
 
     def names_explicitly(self, address: IPAddress) -> bool:
         """True if a CIDR of this rule lies inside the special block that holds ``address``."""
@@ -75,7 +80,19 @@ class Decision:
     rule: int | None = None  # 1-based index of the deciding [[allow]] rule
 
 
+def canonical(address: IPAddress) -> IPAddress:
+    """The IPv4 address behind an IPv4-mapped IPv6 address (``::ffff:127.0.0.1``), else ``address``.
+
+    The kernel connects a mapped address to its IPv4 twin, so it must be judged as that twin;
+    otherwise ``::ffff:169.254.169.254`` would pass as an ordinary IPv6 address.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
 def is_special(address: IPAddress) -> bool:
+    address = canonical(address)
     return any(address.version == b.version and address in b for b in SPECIAL_BLOCKS)
 
 
@@ -99,6 +116,7 @@ class Policy:
         hostname: str | None = None,
     ) -> Decision:
         """Decide one (probe, address, port, credential); the first rule that allows it wins."""
+        address = canonical(address)
         if not self._rules:
             return Decision(False, "the signed config has no [[allow]] rules (deny by default)")
         near_miss = ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from appliance.commands import audit, config_cmd, keys, policy, trust
+from appliance.commands import audit, config_cmd, hosts, keys, policy, trust
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 
@@ -14,5 +14,6 @@ REGISTRARS: tuple[Registrar, ...] = (
     config_cmd.register,
     trust.register,
     policy.register,
+    hosts.register,
     audit.register,
 )

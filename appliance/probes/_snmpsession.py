@@ -1,0 +1,219 @@
+"""Request sessions to one agent: pysnmp (v2c or v3) or the fast v2c channel, one walk for both.
+
+Values come back normalised as ``(type, value)`` (see ``_snmpber.Value``) whichever path fetched them,
+so results look the same for v2c and v3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from typing import Any
+
+from appliance.errors import ProbeError
+from appliance.probes._snmpber import GET, GETBULK, GETNEXT, Value
+from appliance.probes._snmpspec import Oid, format_oid
+from appliance.probes._snmpv2c import V2cChannel
+from appliance.probes._snmpvalues import normalize
+from appliance.probes.base import Credential
+
+AUTH_PROTOCOLS = ("SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512")
+PRIV_PROTOCOLS = ("AES", "AES-192", "AES-256")
+
+# RFC 3416 error-status names for messages.
+_ERROR_STATUS = {
+    1: "tooBig",
+    2: "noSuchName",
+    3: "badValue",
+    4: "readOnly",
+    5: "genErr",
+    6: "noAccess",
+    7: "wrongType",
+    8: "wrongLength",
+    9: "wrongEncoding",
+    10: "wrongValue",
+    11: "noCreation",
+    12: "inconsistentValue",
+    13: "resourceUnavailable",
+    14: "commitFailed",
+    15: "undoFailed",
+    16: "authorizationError",
+    17: "notWritable",
+    18: "inconsistentName",
+}
+
+Row = tuple[Oid, Value]
+
+
+class Session:
+    """get, getnext and walk on top of one ``_request``; every request waits for an agent slot."""
+
+    def __init__(self, sem: asyncio.Semaphore, where: str) -> None:
+        self._sem = sem
+        self._where = where
+
+    async def get(self, oids: tuple[Oid, ...]) -> list[Row]:
+        return await self._request(GET, oids, 0)
+
+    async def getnext(self, oids: tuple[Oid, ...]) -> list[Row]:
+        return await self._request(GETNEXT, oids, 0)
+
+    async def walk(self, root: Oid, use_bulk: bool, repetitions: int, cap: int) -> list[Row]:
+        """Every varbind under ``root`` (GETBULK pages, or GETNEXT when bulk is off), at most ``cap``."""
+        rows: list[Row] = []
+        current = root
+        while len(rows) < cap:
+            if use_bulk:
+                page = await self._request(GETBULK, (current,), min(repetitions, max(cap - len(rows), 1)))
+            else:
+                page = await self._request(GETNEXT, (current,), 0)
+            if not page:
+                return rows
+            for oid, value in page:
+                if value[0] == "endOfMibView" or oid[: len(root)] != root:
+                    return rows
+                if oid <= current:
+                    raise ProbeError(
+                        f"SNMP agent {self._where} returned a non-increasing OID {format_oid(oid)}"
+                    )
+                rows.append((oid, value))
+                current = oid
+        return rows
+
+    async def close(self) -> None:
+        return None
+
+    async def _request(self, pdu: int, oids: tuple[Oid, ...], max_repetitions: int) -> list[Row]:
+        raise NotImplementedError
+
+    def _check_status(self, status: int, index: int) -> None:
+        if status:
+            name = _ERROR_STATUS.get(status, f"error {status}")
+            raise ProbeError(f"SNMP agent {self._where} answered {name} (index {index})")
+
+
+class FastV2cSession(Session):
+    def __init__(self, channel: V2cChannel, sem: asyncio.Semaphore, where: str) -> None:
+        super().__init__(sem, where)
+        self._channel = channel
+
+    async def _request(self, pdu: int, oids: tuple[Oid, ...], max_repetitions: int) -> list[Row]:
+        async with self._sem:
+            response = await self._channel.request(pdu, oids, 0, max_repetitions)
+        self._check_status(response.error_status, response.error_index)
+        return list(response.varbinds)
+
+    async def close(self) -> None:
+        self._channel.close()
+
+
+class PysnmpSession(Session):
+    def __init__(
+        self,
+        engine: Any,
+        auth: Any,
+        target: Any,
+        sem: asyncio.Semaphore,
+        where: str,
+        timeout_s: float,
+        retries: int,
+    ) -> None:
+        from pysnmp.hlapi.v3arch.asyncio import ContextData
+
+        super().__init__(sem, where)
+        self._engine = engine
+        self._auth = auth
+        self._target = target
+        self._ctx = ContextData()
+        self._wait_s = timeout_s * (retries + 1) + 1.0
+
+    async def _request(self, pdu: int, oids: tuple[Oid, ...], max_repetitions: int) -> list[Row]:
+        from pysnmp.hlapi.v3arch.asyncio import ObjectIdentity, ObjectType, bulk_cmd, get_cmd, next_cmd
+
+        var_binds = [ObjectType(ObjectIdentity(o)) for o in oids]
+        extra: tuple[int, ...] = (0, max_repetitions) if pdu == GETBULK else ()
+        fn = {GET: get_cmd, GETNEXT: next_cmd, GETBULK: bulk_cmd}[pdu]
+        async with self._sem:
+            try:
+                err_ind, err_status, err_index, out = await asyncio.wait_for(
+                    fn(
+                        self._engine, self._auth, self._target, self._ctx, *extra, *var_binds, lookupMib=False
+                    ),
+                    self._wait_s,
+                )
+            except TimeoutError as e:
+                raise ProbeError(f"no SNMP response from {self._where}") from e
+        if err_ind:
+            raise ProbeError(_indication_message(str(err_ind), self._where))
+        self._check_status(int(err_status), int(err_index))
+        return [(tuple(int(s) for s in name), normalize(value)) for name, value in out]
+
+
+def _indication_message(text: str, where: str) -> str:
+    low = text.lower()
+    if "timeout" in low or "no snmp response" in low:
+        return f"no SNMP response from {where} (agent down, filtered, or wrong community/user)"
+    if "digest" in low or "decryption" in low or "unknown user" in low or "username" in low:
+        return f"SNMPv3 authentication with {where} failed: {text[:120]}"
+    return f"SNMP error with {where}: {text[:160]}"
+
+
+def community_of(credential: Credential, alias: str) -> bytes:
+    if credential.type != "snmp-community":
+        raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP v2c needs an snmp-community")
+    raw = credential.secret(0)
+    if not raw:
+        raise ProbeError(f"credential {alias!r} has an empty community")
+    return raw
+
+
+def pysnmp_auth(credential: Credential, alias: str, version: str, index_key: bytes) -> Any:
+    """pysnmp CommunityData or UsmUserData (authPriv only) for ``credential``."""
+    from pysnmp.hlapi.v3arch.asyncio import CommunityData, UsmUserData
+    from pysnmp.hlapi.v3arch.asyncio import auth as a
+
+    if version == "2c":
+        raw = community_of(credential, alias)
+        try:
+            community = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ProbeError(f"credential {alias!r}: the community is not UTF-8") from e
+        index = hmac.new(index_key, alias.encode() + b"\0" + raw, hashlib.sha256).hexdigest()[:24]
+        return CommunityData(f"m{index}", community, mpModel=1)  # noqa: S508 - v2c is asked for by the job
+    if credential.type != "snmp-usm":
+        raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP v3 needs an snmp-usm")
+    if not credential.user:
+        raise ProbeError(f"credential {alias!r} has no USM user name")
+    auth_name = credential.options.get("auth_protocol", "SHA-256").upper()
+    priv_name = credential.options.get("priv_protocol", "AES").upper()
+    auth_protocols = {
+        "SHA": a.USM_AUTH_HMAC96_SHA,
+        "SHA-224": a.USM_AUTH_HMAC128_SHA224,
+        "SHA-256": a.USM_AUTH_HMAC192_SHA256,
+        "SHA-384": a.USM_AUTH_HMAC256_SHA384,
+        "SHA-512": a.USM_AUTH_HMAC384_SHA512,
+    }
+    # AES-192/256 with Blumenthal key extension, as net-snmp's "AES-192"/"AES-256".
+    priv_protocols = {
+        "AES": a.USM_PRIV_CFB128_AES,
+        "AES-192": a.USM_PRIV_CFB192_AES_BLUMENTHAL,
+        "AES-256": a.USM_PRIV_CFB256_AES_BLUMENTHAL,
+    }
+    if auth_name not in auth_protocols:
+        raise ProbeError(f"credential {alias!r}: auth_protocol must be one of {', '.join(AUTH_PROTOCOLS)}")
+    if priv_name not in priv_protocols:
+        raise ProbeError(f"credential {alias!r}: priv_protocol must be one of {', '.join(PRIV_PROTOCOLS)}")
+    try:
+        auth_key, priv_key = credential.secret(0).decode("utf-8"), credential.secret(1).decode("utf-8")
+    except (LookupError, UnicodeDecodeError) as e:
+        raise ProbeError(f"credential {alias!r} needs an auth and a priv pass phrase (UTF-8)") from e
+    if len(auth_key) < 8 or len(priv_key) < 8:
+        raise ProbeError(f"credential {alias!r}: USM pass phrases must be at least 8 characters")
+    return UsmUserData(
+        credential.user,
+        authKey=auth_key,
+        privKey=priv_key,
+        authProtocol=auth_protocols[auth_name],
+        privProtocol=priv_protocols[priv_name],
+    )

@@ -1,0 +1,303 @@
+"""The blocking half of the SSH probe: one connection, pinned host key, several commands, one thread.
+
+Everything here runs in one executor thread per connection; the async side only ever touches the
+socket (``shutdown``) to abort, never the paramiko transport, so no two threads drive one transport.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import select
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import paramiko
+
+from appliance.errors import ProbeError
+from hardening.known_hosts import HostKey, KnownHosts, KnownHostsError, Verdict
+from hardening.policy import IPAddress
+
+log = logging.getLogger(__name__)
+
+_READ_CHUNK = 32_768
+
+# paramiko's host-key algorithm names for each known_hosts key type, so a server is asked for a key
+# type we have pinned (otherwise it may offer another type and look "changed").
+_HOSTKEY_ALGS = {
+    "ssh-ed25519": ("ssh-ed25519",),
+    "ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"),
+    "ecdsa-sha2-nistp256": ("ecdsa-sha2-nistp256",),
+    "ecdsa-sha2-nistp384": ("ecdsa-sha2-nistp384",),
+    "ecdsa-sha2-nistp521": ("ecdsa-sha2-nistp521",),
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str  # as the job named it; used for messages and host-key lookup
+    address: IPAddress  # the policy-checked address we connect to
+    port: int
+
+
+@dataclass(frozen=True)
+class AuthMaterial:
+    """Credentials in the form paramiko needs, built at the moment of use and dropped after."""
+
+    user: str
+    alias: str
+    password: str | None = None
+    pkey: paramiko.PKey | None = None
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    stdout: bytes
+    stderr: bytes
+    exit_status: int  # -1 when the output cap cut the command off before it exited
+    stdout_truncated: bool
+    stderr_truncated: bool
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    connect_timeout_s: float
+    command_timeout_s: float
+    output_bytes: int
+
+
+class HostKeyRejected(ProbeError):
+    """The server's host key is not pinned, or differs from the pin."""
+
+    def __init__(self, message: str, *, verdict: str, keytype: str, fingerprint: str) -> None:
+        super().__init__(message)
+        self.verdict = verdict
+        self.keytype = keytype
+        self.fingerprint = fingerprint
+
+
+class Aborter:
+    """Lets the async side stop a session from outside its thread by shutting down its socket."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._aborted = False
+
+    def attach(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = sock
+            if self._aborted:
+                _shutdown(sock)
+
+    def abort(self) -> None:
+        with self._lock:
+            self._aborted = True
+            if self._sock is not None:
+                _shutdown(self._sock)
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def load_private_key(pem: bytes, passphrase: bytes | None, alias: str) -> paramiko.PKey:
+    """A paramiko key from PEM/OpenSSH bytes; the error names the alias, never the key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    loaded: object
+    try:
+        try:
+            loaded = serialization.load_ssh_private_key(pem, password=passphrase)
+        except ValueError:
+            loaded = serialization.load_pem_private_key(pem, password=passphrase)
+    except (ValueError, TypeError) as e:
+        raise ProbeError(f"credential {alias!r}: the private key cannot be read (wrong passphrase?)") from e
+    cls: type[paramiko.PKey]
+    if isinstance(loaded, rsa.RSAPrivateKey):
+        cls = paramiko.RSAKey
+    elif isinstance(loaded, ed25519.Ed25519PrivateKey):
+        cls = paramiko.Ed25519Key
+    elif isinstance(loaded, ec.EllipticCurvePrivateKey):
+        cls = paramiko.ECDSAKey
+    else:
+        raise ProbeError(f"credential {alias!r}: unsupported private key type")
+    try:
+        return cls.from_private_key(io.StringIO(pem.decode("ascii")), password=passphrase)
+    except (paramiko.SSHException, ValueError, UnicodeDecodeError) as e:
+        raise ProbeError(f"credential {alias!r}: the private key cannot be read") from e
+
+
+def run_session(
+    target: Target,
+    auth: AuthMaterial,
+    known_hosts: KnownHosts,
+    commands: Sequence[str],
+    limits: SessionLimits,
+    aborter: Aborter,
+) -> list[CommandResult]:
+    """Connect, verify the pinned host key, authenticate, run ``commands`` in order; raise ProbeError."""
+    where = f"{target.host}:{target.port}"
+    try:
+        return _run(target, auth, known_hosts, commands, limits, aborter, where)
+    except ProbeError:
+        raise
+    except KnownHostsError as e:
+        raise ProbeError(f"known_hosts: {e}") from e
+    except paramiko.AuthenticationException as e:
+        raise ProbeError(
+            f"authentication as {auth.user!r} on {where} failed (credential {auth.alias!r})"
+        ) from e
+    except (paramiko.SSHException, EOFError) as e:
+        if aborter.aborted:
+            raise ProbeError(f"ssh session to {where} was aborted") from e
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise ProbeError(f"ssh protocol error with {where}: {reason}") from e
+    except TimeoutError as e:
+        raise ProbeError(f"timed out talking to {where}") from e
+    except OSError as e:
+        if aborter.aborted:
+            raise ProbeError(f"ssh session to {where} was aborted") from e
+        raise ProbeError(
+            f"cannot connect to {where} ({target.address}): {e.strerror or type(e).__name__}"
+        ) from e
+
+
+def _run(
+    target: Target,
+    auth: AuthMaterial,
+    known_hosts: KnownHosts,
+    commands: Sequence[str],
+    limits: SessionLimits,
+    aborter: Aborter,
+    where: str,
+) -> list[CommandResult]:
+    names = [target.host, str(target.address)]
+    pinned = known_hosts.keys_for(names, target.port)
+    family = socket.AF_INET6 if target.address.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    aborter.attach(sock)
+    # paramiko sets no TCP_NODELAY; without it every exec round trip waits on Nagle + delayed ACK.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(limits.connect_timeout_s)
+    transport: paramiko.Transport | None = None
+    try:
+        sock.connect((str(target.address), target.port))
+        sock.settimeout(None)
+        transport = paramiko.Transport(sock)
+        transport.banner_timeout = limits.connect_timeout_s
+        transport.handshake_timeout = limits.connect_timeout_s
+        transport.auth_timeout = limits.connect_timeout_s
+        wanted = [alg for key in pinned for alg in _HOSTKEY_ALGS.get(key.keytype, ())]
+        if wanted:
+            opts = transport.get_security_options()
+            offered = [a for a in wanted if a in opts.key_types]
+            if offered:
+                opts.key_types = tuple(dict.fromkeys(offered))
+        transport.start_client(timeout=limits.connect_timeout_s)
+        server_key = transport.get_remote_server_key()
+        _verify_host_key(
+            known_hosts, names, target, HostKey(server_key.get_name(), server_key.asbytes()), where
+        )
+        if auth.pkey is not None:
+            transport.auth_publickey(auth.user, auth.pkey)
+        elif auth.password is not None:
+            transport.auth_password(auth.user, auth.password)
+        else:
+            raise ProbeError(f"credential {auth.alias!r} has neither a password nor a key")
+        if not transport.is_authenticated():
+            raise paramiko.AuthenticationException("not authenticated")
+        return [_exec(transport, cmd, limits, where) for cmd in commands]
+    finally:
+        if transport is not None:
+            transport.close()
+        sock.close()
+
+
+def _verify_host_key(
+    known: KnownHosts, names: list[str], target: Target, offered: HostKey, where: str
+) -> None:
+    verdict = known.check(names, target.port, offered)
+    if verdict is Verdict.MATCH:
+        return
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    pin_name = host if target.port == 22 else f"{host}:{target.port}"
+    seen = f"{offered.keytype} {offered.fingerprint()}"
+    if verdict is Verdict.UNKNOWN:
+        message = (
+            f"host key of {where} ({seen}) is not pinned; "
+            f"verify it out of band, then run 'midbox hosts pin {pin_name} PUBKEY_FILE'"
+        )
+    else:
+        message = (
+            f"HOST KEY CHANGED for {where}: offered {seen} does not match the pinned key; refusing to "
+            "connect (possible man-in-the-middle). If the change is legitimate, "
+            f"run 'midbox hosts pin --replace {pin_name} PUBKEY_FILE'"
+        )
+    raise HostKeyRejected(
+        message, verdict=verdict.value, keytype=offered.keytype, fingerprint=offered.fingerprint()
+    )
+
+
+def _exec(transport: paramiko.Transport, command: str, limits: SessionLimits, where: str) -> CommandResult:
+    deadline = time.monotonic() + limits.command_timeout_s
+    chan = transport.open_session(timeout=limits.command_timeout_s)
+    try:
+        # No PTY: stdout and stderr stay apart, no terminal side effects. Running the command is the
+        # purpose of this probe; the signed policy decides where and with which credential.
+        chan.exec_command(command)  # nosec B601
+        cap = limits.output_bytes
+        out, err = bytearray(), bytearray()
+        out_cut = err_cut = False
+        while True:
+            progressed = False
+            if chan.recv_ready():
+                data = chan.recv(_READ_CHUNK)
+                progressed = True
+                out_cut = _append(out, data, cap) or out_cut
+            if chan.recv_stderr_ready():
+                data = chan.recv_stderr(_READ_CHUNK)
+                progressed = True
+                err_cut = _append(err, data, cap) or err_cut
+            if out_cut or err_cut:
+                # Stop reading at the cap; closing the channel makes the remote side see a broken pipe.
+                status = chan.recv_exit_status() if chan.exit_status_ready() else -1
+                return CommandResult(command, bytes(out), bytes(err), status, out_cut, err_cut)
+            if progressed:
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProbeError(f"command on {where} timed out after {limits.command_timeout_s:g} s")
+            if chan.eof_received or chan.closed:
+                # All output is in; the exit status follows (or the close does, for a killed command).
+                if not chan.status_event.wait(remaining):
+                    raise ProbeError(f"command on {where} timed out after {limits.command_timeout_s:g} s")
+                if chan.recv_ready() or chan.recv_stderr_ready():
+                    continue
+                return CommandResult(command, bytes(out), bytes(err), chan.exit_status, False, False)
+            if not transport.is_active():
+                raise ProbeError(f"ssh connection to {where} closed while the command ran")
+            select.select([chan], [], [], min(remaining, 1.0))
+    finally:
+        chan.close()
+
+
+def _append(buf: bytearray, data: bytes, cap: int) -> bool:
+    """Append up to ``cap`` bytes in total; True if anything had to be dropped."""
+    room = cap - len(buf)
+    if len(data) > room:
+        buf.extend(data[: max(room, 0)])
+        return True
+    buf.extend(data)
+    return False

@@ -1,0 +1,210 @@
+"""The SSH probe (topics SSHCommand and SSHCommandLong): run a command on an allowlisted, pinned host.
+
+paramiko is blocking, so each connection runs in one thread of a bounded executor; the event loop
+only waits, times out and aborts (by shutting the socket down). Connections per target are capped,
+so a burst of jobs cannot trip the server's MaxStartups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from appliance.errors import ApplianceError, PayloadError, ProbeError
+from appliance.limits import Limits
+from appliance.probes._xmltext import xml_text
+from appliance.probes.base import Credential, Job, ProbeContext
+from appliance.probes.targets import checked_addresses
+from hardening.known_hosts import KnownHosts
+from hardening.policy import IPAddress
+
+if TYPE_CHECKING:
+    from appliance.probes._sshsession import AuthMaterial, CommandResult
+
+log = logging.getLogger(__name__)
+
+SSH_CREDENTIAL_TYPES = frozenset({"ssh-password", "ssh-key"})
+MAX_COMMAND_CHARS = 65_536
+KNOWN_HOSTS_FILE = "known_hosts"
+
+
+class SshProbe:
+    """One per event loop. ``max_connections`` bounds threads; ``per_target`` bounds one host:port."""
+
+    def __init__(
+        self, *, max_connections: int = 16, per_target: int = 4, connect_timeout_s: float = 10.0
+    ) -> None:
+        if not 1 <= max_connections <= 256 or not 1 <= per_target <= max_connections:
+            raise ValueError("max_connections must be 1..256 and per_target 1..max_connections")
+        self._max_connections = max_connections
+        self._per_target = per_target
+        self._connect_timeout_s = connect_timeout_s
+        self._executor: ThreadPoolExecutor | None = None
+        self._target_slots: dict[tuple[str, int], _Slot] = {}
+
+    @classmethod
+    def from_limits(cls, limits: Limits) -> SshProbe:
+        """The probe with the concurrency caps of ``limits`` (the dispatcher's constructor)."""
+        return cls(max_connections=limits.ssh_connections, per_target=limits.ssh_per_target)
+
+    @property
+    def kind(self) -> str:
+        return "ssh"
+
+    async def run(self, job: Job, ctx: ProbeContext) -> ET.Element:
+        command = job.name
+        if not command or len(command) > MAX_COMMAND_CHARS or "\x00" in command:
+            raise PayloadError("SSH job needs a command in 'name' (at most 65536 characters, no NUL)")
+        results = await self.run_commands(job, ctx, [command])
+        return command_result_element(results[0])
+
+    async def run_commands(self, job: Job, ctx: ProbeContext, commands: Sequence[str]) -> list[CommandResult]:
+        """Run ``commands`` in order on one connection to the job's target (``source``)."""
+        from appliance.probes._sshsession import Aborter, HostKeyRejected, SessionLimits, Target, run_session
+
+        host = job.source.strip()
+        if not host:
+            raise PayloadError("SSH job needs a target host in 'source'")
+        port = job.int_param("port", 22, 1, 65535)
+        cap_ms = int(ctx.limits.ssh_command_timeout_s * 1000)
+        timeout_ms = job.int_param("command_timeout_ms", cap_ms, 1, cap_ms)
+        alias = job.param("credential") or ""
+        if not alias:
+            raise PayloadError(
+                "SSH job needs a 'credential' parameter (the alias of an ssh-password or ssh-key)"
+            )
+        addresses = await checked_addresses(ctx, probe="ssh", host=host, port=port, credential=alias)
+        credential = ctx.credentials.lookup(alias)
+        if credential.type not in SSH_CREDENTIAL_TYPES:
+            raise ProbeError(f"credential {alias!r} is a {credential.type}, not an SSH credential")
+        address = addresses[0]
+        limits = SessionLimits(
+            connect_timeout_s=min(self._connect_timeout_s, timeout_ms / 1000),
+            command_timeout_s=timeout_ms / 1000,
+            output_bytes=ctx.limits.ssh_output_bytes,
+        )
+        known = KnownHosts(ctx.state_dir / KNOWN_HOSTS_FILE)
+        target = Target(host=host, address=address, port=port)
+        # Overall deadline: connection set-up plus every command, all under the probe's own cap.
+        budget = min(
+            ctx.limits.probe_timeout_s,
+            3 * limits.connect_timeout_s + len(commands) * limits.command_timeout_s,
+        )
+        aborter = Aborter()
+        loop = asyncio.get_running_loop()
+        async with self._slot(address, port):
+            auth = _auth_material(credential, alias)
+            ctx.audit.record(
+                "probe.ssh",
+                {
+                    "target": host,
+                    "address": str(address),
+                    "port": port,
+                    "credential": alias,
+                    "commands": len(commands),
+                },
+            )
+            future = loop.run_in_executor(
+                self._pool(), run_session, target, auth, known, list(commands), limits, aborter
+            )
+            del auth
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), budget)
+            except HostKeyRejected as e:
+                ctx.audit.record(
+                    "ssh.hostkey.rejected",
+                    {
+                        "target": host,
+                        "address": str(address),
+                        "port": port,
+                        "verdict": e.verdict,
+                        "keytype": e.keytype,
+                        "fingerprint": e.fingerprint,
+                    },
+                )
+                raise
+            except TimeoutError as e:
+                aborter.abort()
+                with contextlib.suppress(ApplianceError, OSError):
+                    await future  # the thread ends promptly once its socket is shut down
+                raise ProbeError(f"ssh job on {host}:{port} timed out after {budget:g} s") from e
+            except asyncio.CancelledError:
+                aborter.abort()
+                raise
+
+    async def aclose(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self._max_connections, thread_name_prefix="midbox-ssh"
+            )
+        return self._executor
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, address: IPAddress, port: int) -> AsyncIterator[None]:
+        key = (str(address), port)
+        slot = self._target_slots.get(key)
+        if slot is None:
+            slot = self._target_slots[key] = _Slot(asyncio.Semaphore(self._per_target))
+        slot.users += 1
+        try:
+            async with slot.sem:
+                yield
+        finally:
+            slot.users -= 1
+            if slot.users == 0:
+                del self._target_slots[key]
+
+
+class _Slot:
+    """A per-target semaphore and how many jobs hold or wait for it (so idle targets are forgotten)."""
+
+    def __init__(self, sem: asyncio.Semaphore) -> None:
+        self.sem = sem
+        self.users = 0
+
+
+def _auth_material(credential: Credential, alias: str) -> AuthMaterial:
+    from appliance.probes._sshsession import AuthMaterial, load_private_key
+
+    user = credential.user
+    if not user:
+        raise ProbeError(f"credential {alias!r} has no user name")
+    if credential.type == "ssh-password":
+        try:
+            password = credential.secret(0).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ProbeError(f"credential {alias!r}: the password is not UTF-8") from e
+        return AuthMaterial(user=user, alias=alias, password=password)
+    pem = credential.secret(0)
+    try:
+        passphrase: bytes | None = credential.secret(1) or None
+    except LookupError:
+        passphrase = None
+    return AuthMaterial(user=user, alias=alias, pkey=load_private_key(pem, passphrase, alias))
+
+
+def command_result_element(result: CommandResult) -> ET.Element:
+    """``<result command=..><stdout/><stderr/><exit_status/></result>``, cut streams marked truncated."""
+    el = ET.Element("result", {"command": xml_text(result.command)})
+    if result.stdout_truncated or result.stderr_truncated:
+        el.set("truncated", "true")
+    out = ET.SubElement(el, "stdout")
+    out.text = xml_text(result.stdout)
+    if result.stdout_truncated:
+        out.set("truncated", "true")
+    err = ET.SubElement(el, "stderr")
+    err.text = xml_text(result.stderr)
+    if result.stderr_truncated:
+        err.set("truncated", "true")
+    ET.SubElement(el, "exit_status").text = str(result.exit_status)
+    return el

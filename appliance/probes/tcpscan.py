@@ -1,0 +1,214 @@
+"""TCP discovery (topic Shazzam): a connect scan of the job's ranges and ports, inside the allowlist only.
+
+Denied (address, port) pairs are skipped, never probed, and reported as ``<denied>`` elements with the
+policy's reason (grouped per range and port), so the instance sees what was left out and why. A job of
+which nothing is allowed is an error (TargetDenied). Connects are paced by one rate limit shared by
+every scan of this probe instance, bounded by a global and a per-address concurrency cap, and the
+whole scan stops at the probe deadline with what it has (``truncated="true"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import socket
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from appliance.errors import PayloadError, TargetDenied
+from appliance.limits import Limits
+from appliance.probes.base import Job, ProbeContext
+from hardening.policy import IPAddress, IPNetwork
+
+MAX_RANGES = 256
+MAX_PORT_ITEMS = 256
+MAX_TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True)
+class ScanSpec:
+    ranges: tuple[tuple[str, IPNetwork], ...]  # (as written, network)
+    ports: tuple[int, ...]
+    timeout_s: float
+
+
+def parse_scan(job: Job, max_pairs: int) -> ScanSpec:
+    ranges_text = (job.param("ranges") or "").strip()
+    ports_text = (job.param("ports") or "").strip()
+    if not ranges_text or not ports_text:
+        raise PayloadError("Shazzam job needs 'ranges' (CIDRs or addresses) and 'ports'")
+    if len(ranges_text) > 20_000 or len(ports_text) > 5_000:
+        raise PayloadError("Shazzam 'ranges' or 'ports' parameter is too long")
+    items = [r.strip() for r in ranges_text.split(",") if r.strip()]
+    if len(items) > MAX_RANGES:
+        raise PayloadError(f"Shazzam job has more than {MAX_RANGES} ranges")
+    ranges: list[tuple[str, IPNetwork]] = []
+    for item in items:
+        try:
+            ranges.append((item, ipaddress.ip_network(item, strict=True)))
+        except ValueError as e:
+            raise PayloadError(
+                f"range {item[:60]!r} is not an address or CIDR (host bits must be zero)"
+            ) from e
+    ports: list[int] = []
+    port_items = [p.strip() for p in ports_text.split(",") if p.strip()]
+    if len(port_items) > MAX_PORT_ITEMS:
+        raise PayloadError(f"Shazzam job has more than {MAX_PORT_ITEMS} port items")
+    for item in port_items:
+        low_text, _, high_text = item.partition("-")
+        high_text = high_text or low_text
+        if not (low_text.isdigit() and high_text.isdigit() and low_text.isascii() and high_text.isascii()):
+            raise PayloadError(f"port {item[:20]!r} is not a number or range")
+        low, high = int(low_text), int(high_text)
+        if not 1 <= low <= high <= 65535:
+            raise PayloadError(f"port range {item[:20]!r} is outside 1..65535")
+        ports.extend(p for p in range(low, high + 1) if p not in ports)
+    pairs = sum(_host_count(net) for _, net in ranges) * len(ports)
+    if pairs > max_pairs:
+        raise PayloadError(f"Shazzam job asks for {pairs} address/port pairs; the cap is {max_pairs}")
+    timeout_ms = job.int_param("timeout_ms", 1000, 10, MAX_TIMEOUT_MS)
+    return ScanSpec(tuple(ranges), tuple(ports), timeout_ms / 1000)
+
+
+def _host_count(net: IPNetwork) -> int:
+    # Network and broadcast addresses of an IPv4 subnet are not hosts; /31, /32 and IPv6 are as given.
+    if net.version == 4 and net.prefixlen < 31:
+        return int(net.num_addresses) - 2
+    return int(net.num_addresses)
+
+
+def _hosts(net: IPNetwork) -> Iterator[IPAddress]:
+    if net.version == 4 and net.prefixlen < 31:
+        return iter(net.hosts())
+    return iter(net)
+
+
+class _Pacer:
+    """Spaces connect attempts at most ``rate`` per second, across every scan sharing it."""
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        now = time.monotonic()
+        slot = max(now, self._next)
+        self._next = slot + self._interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+class TcpScanProbe:
+    """``rate`` connects/s and ``concurrency`` in flight for the probe; ``per_host`` for one address."""
+
+    def __init__(self, *, rate: float = 1000.0, concurrency: int = 256, per_host: int = 16) -> None:
+        if not 1 <= rate <= 100_000 or not 1 <= concurrency <= 4096 or not 1 <= per_host <= concurrency:
+            raise ValueError("rate 1..100000, concurrency 1..4096, per_host 1..concurrency")
+        self._pacer = _Pacer(rate)
+        self._global = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._per_host = per_host
+
+    @classmethod
+    def from_limits(cls, limits: Limits) -> TcpScanProbe:
+        """The probe with the concurrency caps of ``limits`` (the dispatcher's constructor)."""
+        return cls(
+            rate=limits.scan_rate_per_s, concurrency=limits.scan_concurrency, per_host=limits.scan_per_host
+        )
+
+    @property
+    def kind(self) -> str:
+        return "tcp"
+
+    async def run(self, job: Job, ctx: ProbeContext) -> ET.Element:
+        spec = parse_scan(job, ctx.limits.scan_targets)
+        allowed: list[tuple[IPAddress, int]] = []
+        denied: dict[tuple[str, int], tuple[int, str]] = {}
+        for text, net in spec.ranges:
+            for address in _hosts(net):
+                for port in spec.ports:
+                    decision = ctx.policy.check(probe="tcp", address=address, port=port)
+                    if decision.allowed:
+                        allowed.append((address, port))
+                    else:
+                        count, reason = denied.get((text, port), (0, decision.reason))
+                        denied[(text, port)] = (count + 1, reason)
+        if denied:
+            ctx.audit.record(
+                "target.denied",
+                {
+                    "probe": "tcp",
+                    "pairs": sum(c for c, _ in denied.values()),
+                    "ranges": ",".join(t for t, _ in spec.ranges)[:500],
+                },
+            )
+        if not allowed:
+            first = next(iter(denied.values()))[1] if denied else "nothing to scan"
+            raise TargetDenied(f"no address/port of this scan is allowed for tcp: {first}")
+        ctx.audit.record("probe.tcp", {"pairs": len(allowed), "ports": len(spec.ports)})
+        states = await self._scan(allowed, spec.timeout_s, ctx.limits.probe_timeout_s)
+        result = ET.Element("result")
+        if any(s is None for s in states):
+            result.set("truncated", "true")  # the probe deadline came first; unprobed pairs are left out
+        for (address, port), state in zip(allowed, states, strict=True):
+            if state is not None:
+                ET.SubElement(result, "port", {"host": str(address), "port": str(port), "state": state})
+        for (text, port), (count, reason) in denied.items():
+            ET.SubElement(
+                result, "denied", {"range": text, "port": str(port), "count": str(count), "reason": reason}
+            )
+        return result
+
+    async def aclose(self) -> None:
+        """Nothing to release: every socket is closed by the connect that opened it."""
+
+    async def _scan(
+        self, pairs: list[tuple[IPAddress, int]], timeout_s: float, deadline_s: float
+    ) -> list[str | None]:
+        states: list[str | None] = [None] * len(pairs)
+        host_slots: dict[IPAddress, asyncio.Semaphore] = {}
+        index = iter(range(len(pairs)))
+
+        async def worker() -> None:
+            for i in index:
+                address, port = pairs[i]
+                slot = host_slots.setdefault(address, asyncio.Semaphore(self._per_host))
+                async with self._global, slot:
+                    await self._pacer.wait()
+                    states[i] = await probe_port(address, port, timeout_s)
+
+        workers = [asyncio.create_task(worker()) for _ in range(min(self._concurrency, len(pairs)))]
+        try:
+            await asyncio.wait_for(asyncio.gather(*workers), deadline_s)
+        except TimeoutError:
+            pass  # report what finished; the caller marks the result truncated
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        return states
+
+
+async def probe_port(address: IPAddress, port: int, timeout_s: float) -> str:
+    """``open`` (handshake completed), ``closed`` (refused) or ``filtered`` (no answer, unreachable)."""
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (str(address), port)), timeout_s)
+        return "open"
+    except ConnectionRefusedError:
+        return "closed"
+    except TimeoutError:
+        return "filtered"
+    except OSError as e:
+        if e.errno in (errno.ECONNREFUSED, errno.ECONNRESET):
+            return "closed"
+        return "filtered"
+    finally:
+        with contextlib.suppress(OSError):
+            sock.close()

@@ -1,0 +1,169 @@
+"""The v2c BER codec agrees with pysnmp/pyasn1 and refuses malformed or hostile datagrams."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyasn1.codec.ber import decoder, encoder
+from pysnmp.proto.api import v2c
+
+from appliance.probes._snmpber import (
+    GET,
+    GETBULK,
+    GETNEXT,
+    BerError,
+    _int,
+    _oid,
+    _tlv,
+    decode_response,
+    encode_request,
+)
+from appliance.probes._snmpvalues import normalize
+
+oids = st.builds(
+    lambda first, second, rest: (first, second % 40 if first < 2 else second, *rest),
+    st.integers(0, 2),
+    st.integers(0, 2**32 - 1),
+    st.lists(st.integers(0, 2**32 - 1), max_size=20),
+)
+
+values = st.one_of(
+    st.integers(-(2**31), 2**31 - 1).map(v2c.Integer32),
+    st.binary(max_size=80).map(v2c.OctetString),
+    st.just(v2c.Null("")),
+    oids.map(v2c.ObjectIdentifier),
+    st.binary(min_size=4, max_size=4).map(v2c.IpAddress),
+    st.integers(0, 2**32 - 1).map(v2c.Counter32),
+    st.integers(0, 2**32 - 1).map(v2c.Gauge32),
+    st.integers(0, 2**32 - 1).map(v2c.TimeTicks),
+    st.binary(max_size=20).map(v2c.Opaque),
+    st.integers(0, 2**64 - 1).map(v2c.Counter64),
+    st.sampled_from([v2c.NoSuchObject(""), v2c.NoSuchInstance(""), v2c.EndOfMibView("")]),
+)
+
+
+def pysnmp_response(
+    request_id: int, community: bytes, status: int, index: int, vbs: list[tuple[Any, Any]]
+) -> bytes:
+    pdu = v2c.ResponsePDU()
+    v2c.apiPDU.set_defaults(pdu)
+    v2c.apiPDU.set_request_id(pdu, request_id)
+    v2c.apiPDU.set_error_status(pdu, status)
+    v2c.apiPDU.set_error_index(pdu, index)
+    v2c.apiPDU.set_varbinds(pdu, vbs)
+    msg = v2c.Message()
+    v2c.apiMessage.set_defaults(msg)
+    v2c.apiMessage.set_community(msg, community)
+    v2c.apiMessage.set_pdu(msg, pdu)
+    return bytes(encoder.encode(msg))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.integers(1, 2**31 - 1),
+    st.binary(max_size=40),
+    st.integers(0, 18),
+    st.integers(0, 50),
+    st.lists(st.tuples(oids, values), max_size=30),
+)
+def test_decoder_agrees_with_pysnmp(
+    rid: int, community: bytes, status: int, index: int, vbs: list[Any]
+) -> None:
+    wire = pysnmp_response(rid, community, status, index, vbs)
+    ours = decode_response(wire)
+    assert (ours.request_id, ours.community, ours.error_status, ours.error_index) == (
+        rid,
+        community,
+        status,
+        index,
+    )
+    assert [oid for oid, _ in ours.varbinds] == [tuple(o) for o, _ in vbs]
+    assert [value for _, value in ours.varbinds] == [normalize(v) for _, v in vbs]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([GET, GETNEXT, GETBULK]),
+    st.integers(1, 2**31 - 1),
+    st.binary(max_size=40),
+    st.lists(oids, min_size=1, max_size=10),
+    st.integers(0, 1000),
+)
+def test_encoder_is_understood_by_pyasn1(
+    pdu: int, rid: int, community: bytes, oid_list: list[Any], reps: int
+) -> None:
+    wire = encode_request(pdu, rid, community, tuple(oid_list), 0, reps)
+    msg, rest = decoder.decode(wire, asn1Spec=v2c.Message())
+    assert rest == b""
+    assert bytes(v2c.apiMessage.get_community(msg)) == community
+    decoded = v2c.apiMessage.get_pdu(msg)
+    api = v2c.apiBulkPDU if pdu == GETBULK else v2c.apiPDU
+    assert int(api.get_request_id(decoded)) == rid
+    assert [tuple(o) for o, _ in api.get_varbinds(decoded)] == [tuple(o) for o in oid_list]
+    if pdu == GETBULK:
+        assert int(v2c.apiBulkPDU.get_max_repetitions(decoded)) == reps
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_only_raise_ber_error(data: bytes) -> None:
+    with contextlib.suppress(BerError):
+        decode_response(data)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(oids, values), min_size=1, max_size=5), st.data())
+def test_mutated_responses_decode_or_raise_ber_error(vbs: list[Any], data: st.DataObject) -> None:
+    wire = bytearray(pysnmp_response(7, b"public", 0, 0, vbs))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(wire) - 1))
+        wire[i] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(wire)))
+    with contextlib.suppress(BerError):
+        decode_response(bytes(wire[:cut]))
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"",
+        b"\x30\x80\x00\x00",  # indefinite length
+        b"\x30\x85\x00\x00\x00\x00\x01\x00",  # 5-octet length
+        b"\x30\x03\x02\x01\x00",  # version 0 (SNMPv1)
+        b"\x30\x06\x02\x01\x01\x04\x01x" + b"\x00",  # trailing byte inside
+    ],
+)
+def test_specific_malformations(wire: bytes) -> None:
+    with pytest.raises(BerError):
+        decode_response(wire)
+
+
+def build(varbind_body: bytes) -> bytes:
+    vb = _tlv(0x30, varbind_body)
+    pdu = _tlv(0xA2, _int(1) + _int(0) + _int(0) + _tlv(0x30, vb))
+    return _tlv(0x30, _int(1) + _tlv(0x04, b"c") + pdu)
+
+
+@pytest.mark.parametrize(
+    "varbind_body",
+    [
+        _oid((1, 3, 6)) + _int(2**31),  # Integer32 out of range
+        _oid((1, 3, 6)) + _tlv(0x41, (2**32).to_bytes(5, "big")),  # Counter32 out of range
+        _oid((1, 3, 6)) + _tlv(0x41, b"\xff"),  # negative Counter32
+        _oid((1, 3, 6)) + _tlv(0x40, b"\x01\x02\x03"),  # short IpAddress
+        _oid((1, 3, 6)) + _tlv(0x05, b"\x00"),  # Null with contents
+        _oid((1, 3, 6)) + _tlv(0x47, b""),  # unknown application type
+        _tlv(0x06, b"\x2b\x90\x80\x80\x80\x00") + _int(1),  # sub-identifier >= 2**32
+        _tlv(0x06, b"\x2b\x80\x01") + _int(1),  # non-minimal sub-identifier
+        _tlv(0x06, b"\x2b\x86") + _int(1),  # OID ends inside a sub-identifier
+        _oid((1, 3, 6)) + _int(1) + _int(2),  # two values in one varbind
+    ],
+)
+def test_hostile_varbinds_are_refused(varbind_body: bytes) -> None:
+    assert decode_response(build(_oid((1, 3, 6)) + _int(1))).varbinds  # the frame itself is sound
+    with pytest.raises(BerError):
+        decode_response(build(varbind_body))

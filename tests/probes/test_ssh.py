@@ -1,0 +1,273 @@
+"""The SSH probe against a real OpenSSH sshd on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import PayloadError, ProbeError, TargetDenied
+from appliance.limits import Limits
+from appliance.probes._sshsession import CommandResult
+from appliance.probes.base import Job, ProbeContext
+from appliance.probes.ssh import SshProbe
+from hardening.known_hosts import KnownHosts, parse_public_key_file
+from hardening.policy import Policy
+from tests.daemons import SshServer
+from tests.probes.conftest import MemCredential, MemCredentials, loopback_rule, make_ctx, make_job
+
+pytestmark = pytest.mark.daemons
+
+
+def creds(server: SshServer) -> MemCredentials:
+    return MemCredentials(
+        MemCredential("pw", "ssh-password", server.user, (server.password.encode(),)),
+        MemCredential("badpw", "ssh-password", server.user, (b"not-the-password",)),
+        MemCredential("key", "ssh-key", server.user, (server.client_key.read_bytes(),)),
+        MemCredential(
+            "enckey",
+            "ssh-key",
+            server.user,
+            (server.client_key_encrypted.read_bytes(), server.client_key_passphrase.encode()),
+        ),
+        MemCredential("community", "snmp-community", None, (b"public",)),
+    )
+
+
+def policy(server: SshServer, *aliases: str) -> Policy:
+    return Policy(
+        [loopback_rule(("ssh",), ((server.port, server.port),), aliases or ("pw", "badpw", "key", "enckey"))]
+    )
+
+
+def pinned_state(tmp_path: Path, server: SshServer, host: str = "127.0.0.1") -> Path:
+    KnownHosts(tmp_path / "known_hosts").pin(
+        host, server.port, parse_public_key_file(server.host_key_pub.read_bytes(), source="pub")
+    )
+    return tmp_path
+
+
+def run(probe: SshProbe, job: Job, ctx: ProbeContext) -> ET.Element:
+    async def go() -> ET.Element:
+        try:
+            return await probe.run(job, ctx)
+        finally:
+            await probe.aclose()
+
+    return asyncio.run(go())
+
+
+def job(server: SshServer, command: str, alias: str = "pw", host: str = "127.0.0.1", **extra: str) -> Job:
+    return make_job("SSHCommand", command, host, port=str(server.port), credential=alias, **extra)
+
+
+@pytest.mark.parametrize("alias", ["pw", "key", "enckey"])
+def test_command_runs_with_each_credential_type(sshd: SshServer, tmp_path: Path, alias: str) -> None:
+    ctx = make_ctx(policy(sshd), creds(sshd), pinned_state(tmp_path, sshd))
+    el = run(SshProbe(), job(sshd, "echo out; echo err >&2; id -un; exit 3", alias), ctx)
+    assert el.tag == "result" and el.get("command") == "echo out; echo err >&2; id -un; exit 3"
+    assert el.findtext("stdout") == f"out\n{sshd.user}\n"
+    assert el.findtext("stderr") == "err\n"
+    assert el.findtext("exit_status") == "3"
+    assert el.get("truncated") is None
+
+
+def test_no_pty_is_allocated(sshd: SshServer, tmp_path: Path) -> None:
+    ctx = make_ctx(policy(sshd), creds(sshd), pinned_state(tmp_path, sshd))
+    el = run(SshProbe(), job(sshd, "tty; true"), ctx)
+    assert el.findtext("stdout") == "not a tty\n"
+
+
+def test_wrong_password_is_an_error_without_the_secret(sshd: SshServer, tmp_path: Path) -> None:
+    ctx = make_ctx(policy(sshd), creds(sshd), pinned_state(tmp_path, sshd))
+    with pytest.raises(ProbeError, match=r"authentication as .* failed .*badpw") as e:
+        run(SshProbe(), job(sshd, "true", "badpw"), ctx)
+    assert "not-the-password" not in str(e.value)
+
+
+def test_wrong_credential_type_is_refused(sshd: SshServer, tmp_path: Path) -> None:
+    p = Policy([loopback_rule(("ssh",), ((sshd.port, sshd.port),), ("community",))])
+    ctx = make_ctx(p, creds(sshd), pinned_state(tmp_path, sshd))
+    with pytest.raises(ProbeError, match="not an SSH credential"):
+        run(SshProbe(), job(sshd, "true", "community"), ctx)
+
+
+def test_unknown_host_key_is_refused_with_pin_instructions(sshd: SshServer, tmp_path: Path) -> None:
+    ctx = make_ctx(policy(sshd), creds(sshd), tmp_path)
+    with pytest.raises(ProbeError, match=rf"not pinned.*midbox hosts pin 127.0.0.1:{sshd.port} PUBKEY_FILE"):
+        run(SshProbe(), job(sshd, "true"), ctx)
+
+
+def test_changed_host_key_is_refused(sshd: SshServer, tmp_path: Path) -> None:
+    import subprocess
+
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    state = tmp_path / "state"
+    state.mkdir()
+    KnownHosts(state / "known_hosts").pin(
+        "127.0.0.1", sshd.port, parse_public_key_file(Path(f"{other}.pub").read_bytes(), source="pub")
+    )
+    ctx = make_ctx(policy(sshd), creds(sshd), state)
+    with pytest.raises(ProbeError, match="HOST KEY CHANGED"):
+        run(SshProbe(), job(sshd, "echo should-not-run"), ctx)
+    event, fields = ctx.audit.events[-1]  # type: ignore[attr-defined]
+    assert event == "ssh.hostkey.rejected" and fields["verdict"] == "changed"
+    assert str(fields["fingerprint"]).startswith("SHA256:")
+
+
+def test_key_pinned_under_the_name_is_found(sshd: SshServer, tmp_path: Path) -> None:
+    # The job names the host by an address literal; a pin for the same address under [addr]:port works,
+    # and so does a pin for the name a job uses (checked in the 'localhost' test below).
+    ctx = make_ctx(policy(sshd), creds(sshd), pinned_state(tmp_path, sshd, host="127.0.0.1"))
+    assert run(SshProbe(), job(sshd, "echo ok"), ctx).findtext("stdout") == "ok\n"
+
+
+def test_command_timeout(sshd: SshServer, tmp_path: Path) -> None:
+    ctx = make_ctx(policy(sshd), creds(sshd), pinned_state(tmp_path, sshd))
+    start = time.monotonic()
+    with pytest.raises(ProbeError, match="timed out"):
+        run(SshProbe(), job(sshd, "sleep 30", command_timeout_ms="700"), ctx)
+    assert time.monotonic() - start < 10
+
+
+def test_oversized_output_is_cut_and_marked(sshd: SshServer, tmp_path: Path) -> None:
+    limits = Limits(ssh_output_bytes=10_000)
+    ctx = make_ctx(policy(sshd), creds(sshd), pinned_state(tmp_path, sshd), limits)
+    start = time.monotonic()
+    el = run(SshProbe(), job(sshd, "yes midbox"), ctx)
+    assert time.monotonic() - start < 10
+    assert el.get("truncated") == "true"
+    out = el.find("stdout")
+    assert out is not None and out.get("truncated") == "true"
+    assert len(out.text or "") == 10_000
+    assert (out.text or "").startswith("midbox\nmidbox\n")
+    assert el.findtext("exit_status") == "-1"
+
+
+def test_binary_output_becomes_valid_xml_text(sshd: SshServer, tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from defusedxml.ElementTree import fromstring
+
+    ctx = make_ctx(policy(sshd), creds(sshd), pinned_state(tmp_path, sshd))
+    el = run(SshProbe(), job(sshd, r"printf 'a\000b\001c\377d'"), ctx)
+    back = fromstring(ET.tostring(el))
+    assert back.findtext("stdout") == "a\ufffdb\ufffdc\ufffdd"
+
+
+def test_target_outside_the_allowlist_is_denied_before_connecting(sshd: SshServer, tmp_path: Path) -> None:
+    c = creds(sshd)
+    ctx = make_ctx(Policy([]), c, pinned_state(tmp_path, sshd))
+    with pytest.raises(TargetDenied, match="deny by default"):
+        run(SshProbe(), job(sshd, "true"), ctx)
+    assert c.lookups == []  # the credential was never even read
+    assert ctx.audit.events[0][0] == "target.denied"  # type: ignore[attr-defined]
+
+
+def test_wrong_port_is_denied(sshd: SshServer, tmp_path: Path) -> None:
+    p = Policy([loopback_rule(("ssh",), ((22, 22),), ("pw",))])
+    ctx = make_ctx(p, creds(sshd), pinned_state(tmp_path, sshd))
+    with pytest.raises(TargetDenied, match=f"not port {sshd.port}"):
+        run(SshProbe(), job(sshd, "true"), ctx)
+
+
+def test_credential_not_allowed_for_the_target_is_denied(sshd: SshServer, tmp_path: Path) -> None:
+    c = creds(sshd)
+    ctx = make_ctx(policy(sshd, "key"), c, pinned_state(tmp_path, sshd))
+    with pytest.raises(TargetDenied, match="does not allow credential 'pw'"):
+        run(SshProbe(), job(sshd, "true", "pw"), ctx)
+    assert c.lookups == []
+
+
+def test_hostname_resolving_outside_the_rules_is_denied(sshd: SshServer, tmp_path: Path) -> None:
+    import ipaddress
+
+    from hardening.policy import AllowRule, PortRange
+
+    # A rule for 10.0.0.0/8 and for the name "localhost": the name resolves to loopback, which the rule
+    # does not name with a loopback CIDR, so the probe must not go there.
+    rule = AllowRule(
+        networks=(ipaddress.ip_network("10.0.0.0/8"),),
+        hosts=("localhost",),
+        probes=frozenset({"ssh"}),
+        ports=(PortRange(sshd.port, sshd.port),),
+        credentials=frozenset({"pw"}),
+    )
+    ctx = make_ctx(Policy([rule]), creds(sshd), pinned_state(tmp_path, sshd, host="localhost"))
+    with pytest.raises(TargetDenied, match="localhost"):
+        run(SshProbe(), job(sshd, "true", host="localhost"), ctx)
+
+
+def test_hostname_resolving_to_an_allowed_address_runs(sshd: SshServer, tmp_path: Path) -> None:
+    # "localhost" may resolve to ::1 as well; the loopback-only rule names both, so every address passes.
+    import ipaddress
+
+    from hardening.policy import AllowRule, PortRange
+
+    rule = AllowRule(
+        networks=(ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128")),
+        hosts=(),
+        probes=frozenset({"ssh"}),
+        ports=(PortRange(sshd.port, sshd.port),),
+        credentials=frozenset({"pw"}),
+    )
+    ctx = make_ctx(Policy([rule]), creds(sshd), pinned_state(tmp_path, sshd, host="localhost"))
+    el = run(SshProbe(), job(sshd, "echo via-name", host="localhost"), ctx)
+    assert el.findtext("stdout") == "via-name\n"
+
+
+def test_missing_credential_parameter_is_a_payload_error(sshd: SshServer, tmp_path: Path) -> None:
+    ctx = make_ctx(policy(sshd), creds(sshd), pinned_state(tmp_path, sshd))
+    with pytest.raises(PayloadError, match="credential"):
+        run(SshProbe(), make_job("SSHCommand", "true", "127.0.0.1", port=str(sshd.port)), ctx)
+
+
+def test_several_commands_share_one_connection(sshd: SshServer, tmp_path: Path) -> None:
+    ctx = make_ctx(policy(sshd), creds(sshd), pinned_state(tmp_path, sshd))
+    probe = SshProbe()
+
+    async def go() -> list[CommandResult]:
+        try:
+            return await probe.run_commands(job(sshd, "unused"), ctx, ["echo $PPID"] * 5)
+        finally:
+            await probe.aclose()
+
+    results = asyncio.run(go())
+    assert [r.exit_status for r in results] == [0] * 5
+    # One connection: every command's parent is the same sshd session process.
+    assert len({r.stdout for r in results}) == 1
+
+
+def test_concurrent_jobs_respect_the_per_target_cap(sshd: SshServer, tmp_path: Path) -> None:
+    ctx = make_ctx(policy(sshd), creds(sshd), pinned_state(tmp_path, sshd))
+    probe = SshProbe(max_connections=8, per_target=2)
+
+    async def go() -> list[ET.Element]:
+        try:
+            return await asyncio.gather(*(probe.run(job(sshd, f"echo {i}"), ctx) for i in range(8)))
+        finally:
+            await probe.aclose()
+
+    results = asyncio.run(go())
+    assert [r.findtext("stdout") for r in results] == [f"{i}\n" for i in range(8)]
+
+
+def test_cancel_aborts_a_running_command(sshd: SshServer, tmp_path: Path) -> None:
+    ctx = make_ctx(policy(sshd), creds(sshd), pinned_state(tmp_path, sshd))
+    probe = SshProbe()
+
+    async def go() -> float:
+        task = asyncio.create_task(probe.run(job(sshd, "sleep 30"), ctx))
+        await asyncio.sleep(1.0)
+        start = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await probe.aclose()
+        return time.monotonic() - start
+
+    assert asyncio.run(go()) < 2
