@@ -178,8 +178,10 @@ def test_full_outbox_stops_claiming_then_resumes(dev_pki: Pki, tmp_path: Path, s
                 for _ in range(12)
             ]
         )
-        # Results are refused for a while (claims still work): the outbox fills up.
-        instance.state.faults.append(Fault(status=503, count=40, retry_after="0", match=b'"response_to"'))
+        # Results are refused for two seconds (claims still work): the outbox fills up. A time
+        # window rather than a count, so a slow machine cannot use the refusals up before it fills.
+        instance.state.faults.append(Fault(status=503, count=1_000_000, retry_after="0", match=b'"response_to"'))
+        threading.Timer(2.0, instance.state.faults.clear).start()
         config = trusted(config_text(instance.url, dev_pki, LOOPBACK_HTTP), tmp_path / "c.toml")
         audit = MemoryAudit()
         limits = fast_limits(concurrent_probes=4, outbox_entries=3)
