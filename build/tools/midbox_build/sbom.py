@@ -83,6 +83,18 @@ def build_sbom(
         "purl": python_ref,
         "licenses": [{"license": {"id": "PSF-2.0"}}],
     }
+    pyi_version = md.version("pyinstaller")
+    boot_ref = f"pkg:pypi/pyinstaller@{pyi_version}"
+    # Only PyInstaller's bootloader and its loader modules (pyimod*) ship; the rest builds.
+    components[boot_ref] = {
+        "bom-ref": boot_ref,
+        "type": "library",
+        "name": "pyinstaller",
+        "version": pyi_version,
+        "purl": boot_ref,
+        "description": "bootloader and pyimod loader modules only",
+        "licenses": [{"expression": "GPL-2.0-or-later WITH Bootloader-exception"}],
+    }
     for e in entries:
         if e.kind == "binary" and e.name not in owners:
             ref = f"file:{e.name}"
