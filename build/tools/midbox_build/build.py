@@ -114,7 +114,7 @@ def build(
     )
     run([py, "-m", "PyInstaller", "--noconfirm", "--clean", "--log-level", "WARN",
          "--distpath", str(work / "dist"), "--workpath", str(work / ".pyi-work"),
-         str(src / "build" / "midbox.spec")], env=pyi_env)
+         str(src / "build" / "midbox.spec")], env=pyi_env, cwd=work)
     built = work / "dist" / target.binary_name
 
     # 4. what is inside: full listing, SBOM, manifest
@@ -122,7 +122,7 @@ def build(
     sbom = work / "dist" / f"{target.binary_name}.cdx.json"
     tools_env = clean_env(PYTHONPATH=str(src / "build" / "tools"))
     run([py, "-m", "midbox_build.inspect_frozen", str(built), "--listing", str(listing), "--sbom", str(sbom),
-         "--version", version, "--commit", commit, "--epoch", str(epoch)], env=tools_env)
+         "--version", version, "--commit", commit, "--epoch", str(epoch)], env=tools_env, cwd=work)
     entries = read_listing(listing)
     bad = manifest.forbidden_found(entries)
     if bad:
