@@ -102,8 +102,16 @@ def build(
     pip += ["--require-hashes", "--no-deps", "--only-binary", ":all:", "--no-compile"]
     if wheelhouse is not None:
         pip += ["--no-index", "--find-links", str(wheelhouse)]
-    run([*pip, "-r", str(src / "build" / "lock" / target.runtime_lock.name),
-         "-r", str(src / "build" / "lock" / target.build_lock.name)], env=env)
+    run(
+        [
+            *pip,
+            "-r",
+            str(src / "build" / "lock" / target.runtime_lock.name),
+            "-r",
+            str(src / "build" / "lock" / target.build_lock.name),
+        ],
+        env=env,
+    )
 
     # 3. PyInstaller, its work folder and cache inside the temp dir
     pyi_env = clean_env(
@@ -112,33 +120,72 @@ def build(
         MIDBOX_BUILD_SRC=str(src),
         MIDBOX_BUILD_NAME=target.binary_name.removesuffix(".exe"),
     )
-    run([py, "-m", "PyInstaller", "--noconfirm", "--clean", "--log-level", "WARN",
-         "--distpath", str(work / "dist"), "--workpath", str(work / ".pyi-work"),
-         str(src / "build" / "midbox.spec")], env=pyi_env, cwd=work)
+    run(
+        [
+            py,
+            "-m",
+            "PyInstaller",
+            "--noconfirm",
+            "--clean",
+            "--log-level",
+            "WARN",
+            "--distpath",
+            str(work / "dist"),
+            "--workpath",
+            str(work / ".pyi-work"),
+            str(src / "build" / "midbox.spec"),
+        ],
+        env=pyi_env,
+        cwd=work,
+    )
     built = work / "dist" / target.binary_name
 
     # 4. what is inside: full listing, SBOM, manifest
     listing = work / "dist" / f"{target.binary_name}.contents.txt"
     sbom = work / "dist" / f"{target.binary_name}.cdx.json"
     tools_env = clean_env(PYTHONPATH=str(src / "build" / "tools"))
-    run([py, "-m", "midbox_build.inspect_frozen", str(built), "--listing", str(listing), "--sbom", str(sbom),
-         "--version", version, "--commit", commit, "--epoch", str(epoch)], env=tools_env, cwd=work)
+    run(
+        [
+            py,
+            "-m",
+            "midbox_build.inspect_frozen",
+            str(built),
+            "--listing",
+            str(listing),
+            "--sbom",
+            str(sbom),
+            "--version",
+            version,
+            "--commit",
+            commit,
+            "--epoch",
+            str(epoch),
+        ],
+        env=tools_env,
+        cwd=work,
+    )
     entries = read_listing(listing)
     bad = manifest.forbidden_found(entries)
     if bad:
         raise BuildError(f"the binary contains development modules {bad}: check the spec's EXCLUDES")
     if check_manifest:
-        diff = manifest.compare(manifest.read_manifest(src / "build" / target.manifest.name), manifest.manifest_lines(entries))
+        diff = manifest.compare(
+            manifest.read_manifest(src / "build" / target.manifest.name), manifest.manifest_lines(entries)
+        )
         if diff:
             raise BuildError(
-                f"the binary differs from build/{target.manifest.name}:\n  " + "\n  ".join(diff)
+                f"the binary differs from build/{target.manifest.name}:\n  "
+                + "\n  ".join(diff)
                 + "\nreview the change, then run: build/manifest update"
             )
 
     out.parent.mkdir(parents=True, exist_ok=True)
     results = []
-    for f, dest in ((built, out), (sbom, out.with_name(out.name + ".cdx.json")),
-                    (listing, out.with_name(out.name + ".contents.txt"))):
+    for f, dest in (
+        (built, out),
+        (sbom, out.with_name(out.name + ".cdx.json")),
+        (listing, out.with_name(out.name + ".contents.txt")),
+    ):
         shutil.copyfile(f, dest)
         results.append(dest)
     out.chmod(0o755)
@@ -146,10 +193,13 @@ def build(
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="build/build", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="build/build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--ref", default="HEAD", help="git commit or tag to build (default HEAD)")
-    p.add_argument("--src", type=Path, help="build this source tree as is (no git); needs --commit and --epoch")
+    p.add_argument(
+        "--src", type=Path, help="build this source tree as is (no git); needs --commit and --epoch"
+    )
     p.add_argument("--commit", help="source commit to record (default: the hash of --ref)")
     p.add_argument("--epoch", type=int, help="SOURCE_DATE_EPOCH (default: commit time of --ref)")
     p.add_argument("--out", type=Path, help="output binary (default dist/midbox-<os>-<arch>[.exe])")
@@ -174,17 +224,30 @@ def main(argv: list[str] | None = None) -> int:
                 commit, epoch = args.commit, args.epoch
             else:
                 commit = args.commit or git("rev-parse", f"{args.ref}^{{commit}}")
-                epoch = args.epoch if args.epoch is not None else int(
-                    os.environ.get("SOURCE_DATE_EPOCH") or git("log", "-1", "--format=%ct", commit))
+                epoch = (
+                    args.epoch
+                    if args.epoch is not None
+                    else int(os.environ.get("SOURCE_DATE_EPOCH") or git("log", "-1", "--format=%ct", commit))
+                )
                 if args.ref == "HEAD" and git("status", "--porcelain", "--untracked-files=no"):
-                    print("build: note: uncommitted changes are not in the binary (it is built from HEAD)",
-                          file=sys.stderr)
+                    print(
+                        "build: note: uncommitted changes are not in the binary (it is built from HEAD)",
+                        file=sys.stderr,
+                    )
                 src = work / "src"
                 export_source(commit, src)
             out = args.out or DIST / target.binary_name
-            result = build(src=src, commit=commit, epoch=epoch, out=out.resolve(), target=target,
-                           python=args.python, wheelhouse=args.wheelhouse, work=work,
-                           check_manifest=not args.no_manifest_check)
+            result = build(
+                src=src,
+                commit=commit,
+                epoch=epoch,
+                out=out.resolve(),
+                target=target,
+                python=args.python,
+                wheelhouse=args.wheelhouse,
+                work=work,
+                check_manifest=not args.no_manifest_check,
+            )
         finally:
             if args.keep_work:
                 print(f"build: work dir kept: {work}", file=sys.stderr)
@@ -195,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     size = result.binary.stat().st_size
     print(f"{result.sha256}  {result.binary.name}")
-    print(f"build: {result.binary} ({size} bytes, commit {commit[:12]}, epoch {epoch}) "
-          f"in {result.seconds:.0f}s", file=sys.stderr)
+    print(
+        f"build: {result.binary} ({size} bytes, commit {commit[:12]}, epoch {epoch}) "
+        f"in {result.seconds:.0f}s",
+        file=sys.stderr,
+    )
     return 0

@@ -75,7 +75,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run(cmd: list[str], *, env: dict[str, str], cwd: Path | None = None, quiet: bool = False) -> str:
     """Run a build step; its output goes to our stderr unless ``quiet``; returns stdout."""
-    proc = subprocess.run(  # noqa: S603 - fixed argument lists, no shell
+    proc = subprocess.run(
         cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL if quiet else None, text=True
     )
     if proc.returncode != 0:

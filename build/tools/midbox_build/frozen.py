@@ -36,7 +36,9 @@ def read_entries(binary: Path) -> list[FrozenEntry]:
             out.extend(FrozenEntry("module", mod, "") for mod in pyz.toc)
         elif typecode in (_BINARY, _DATA):
             digest = hashlib.sha256(pkg.extract(name)).hexdigest()
-            out.append(FrozenEntry("binary" if typecode == _BINARY else "data", name.replace("\\", "/"), digest))
+            out.append(
+                FrozenEntry("binary" if typecode == _BINARY else "data", name.replace("\\", "/"), digest)
+            )
         else:  # bootstrap modules and the entry script, run before the PYZ is mounted
             out.append(FrozenEntry("script", name, ""))
     return sorted(out, key=lambda e: (e.kind, e.name))

@@ -20,8 +20,9 @@ from midbox_build.frozen import read_entries
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="build/manifest", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="build/manifest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("action", choices=["check", "update", "list"])
     p.add_argument("binary", type=Path, nargs="?")
     p.add_argument("--manifest", type=Path, help="manifest file (default build/manifest-<os>.txt)")
@@ -42,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"manifest: cannot read {binary}: {e}", file=sys.stderr)
         return 2
     if args.action == "list":
-        for e in entries:
-            print(f"{e.kind} {e.name}")
+        for entry in entries:
+            print(f"{entry.kind} {entry.name}")
         return 0
     bad = manifest.forbidden_found(entries)
     if bad:
@@ -56,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     diff = manifest.compare(manifest.read_manifest(path), actual)
     if diff:
-        print(f"manifest: {binary.name} differs from {path.name} (+ in binary only, - in manifest only):",
-              file=sys.stderr)
+        print(
+            f"manifest: {binary.name} differs from {path.name} (+ in binary only, - in manifest only):",
+            file=sys.stderr,
+        )
         for line in diff:
             print(f"  {line}", file=sys.stderr)
         print("review the change, then run: build/manifest update", file=sys.stderr)

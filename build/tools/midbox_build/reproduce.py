@@ -20,7 +20,9 @@ from midbox_build.common import BuildError, clean_env, git, host_target, run, sh
 def _differences(a: Path, b: Path) -> list[str]:
     la = set(a.read_text(encoding="utf-8").splitlines())
     lb = set(b.read_text(encoding="utf-8").splitlines())
-    return [f"only in build 1: {x}" for x in sorted(la - lb)] + [f"only in build 2: {x}" for x in sorted(lb - la)]
+    return [f"only in build 1: {x}" for x in sorted(la - lb)] + [
+        f"only in build 2: {x}" for x in sorted(lb - la)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,8 +44,20 @@ def main(argv: list[str] | None = None) -> int:
             src = root / "source"
             export_source(commit, src)
             out = root / "out" / target.binary_name
-            cmd = [args.python, str(src / "build" / "build"), "--src", str(src), "--commit", commit,
-                   "--epoch", epoch, "--out", str(out), "--python", args.python]
+            cmd = [
+                args.python,
+                str(src / "build" / "build"),
+                "--src",
+                str(src),
+                "--commit",
+                commit,
+                "--epoch",
+                epoch,
+                "--out",
+                str(out),
+                "--python",
+                args.python,
+            ]
             if args.wheelhouse:
                 cmd += ["--wheelhouse", str(args.wheelhouse.resolve())]
             # A different TMPDIR per build: different venv and work paths, as on two machines.

@@ -32,10 +32,12 @@ def _purl(name: str, version: str) -> str:
 
 
 def _license(dist: md.Distribution) -> list[dict[str, object]]:
-    expr = dist.metadata.get("License-Expression")
-    if expr:
-        return [{"expression": expr.strip()}]
-    classifiers = [c for c in dist.metadata.get_all("Classifier") or [] if c.startswith("License :: OSI Approved ::")]
+    exprs = dist.metadata.get_all("License-Expression") or []
+    if exprs:
+        return [{"expression": exprs[0].strip()}]
+    classifiers = [
+        c for c in dist.metadata.get_all("Classifier") or [] if c.startswith("License :: OSI Approved ::")
+    ]
     return [{"license": {"name": c.rsplit("::", 1)[1].strip()}} for c in sorted(classifiers)]
 
 

@@ -59,8 +59,12 @@ def run_check(binary: Path, check: Check, state: Path) -> Outcome:
     env = {"PATH": "/usr/bin:/bin", "MIDBOX_STATE_DIR": str(state), "LC_ALL": "C.UTF-8"}
     started = time.monotonic()
     try:
-        proc = subprocess.run(  # noqa: S603 - fixed argv
-            [str(binary), *check.args], env=env, capture_output=True, text=True, timeout=TIMEOUT_S,
+        proc = subprocess.run(
+            [str(binary), *check.args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
@@ -86,8 +90,9 @@ def run_all(binary: Path, extra: Callable[[Path], tuple[Check, ...]] = _checks_w
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="build/smoke", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="build/smoke", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("binary", type=Path, nargs="?")
     args = p.parse_args(argv)
     try:
