@@ -149,9 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         assert isinstance(key, Ed25519PrivateKey)
         files = bundle_files(binary, platform)
         sums = render_sums({n: _sha256(d) for n, d in files.items()})
-        comment = (
-            f"timestamp:{facts.epoch}\tfile:{SUMS_NAME}\tmidbox {facts.version} {platform} commit {facts.commit}"
-        )
+        release = f"midbox {facts.version} {platform} commit {facts.commit}"
+        comment = f"timestamp:{facts.epoch}\tfile:{SUMS_NAME}\t{release}"
         files[SUMS_NAME] = sums
         files[SIG_NAME] = sign(sums, key, comment)
         top = f"midbox-{facts.version}-{platform}"

@@ -64,8 +64,9 @@ def manifest_lines(entries: list[FrozenEntry]) -> list[str]:
 def forbidden_found(entries: list[FrozenEntry]) -> list[str]:
     found = set()
     for e in entries:
-        first = e.name.replace("/", ".").split(".", 1)[0]
-        if first in FORBIDDEN or first.split("-", 1)[0] in FORBIDDEN:
+        # modules: "pytest.main"; files: "pytest-9.2.0.dist-info/METADATA" or "pytest/x.so"
+        first = e.name.replace("/", ".").split(".", 1)[0].split("-", 1)[0]
+        if first in FORBIDDEN:
             found.add(first)
     return sorted(found)
 
