@@ -168,6 +168,12 @@ def build(
     bad = manifest.forbidden_found(entries)
     if bad:
         raise BuildError(f"the binary contains development modules {bad}: check the spec's EXCLUDES")
+    manifest_path = src / "build" / target.manifest.name
+    if check_manifest and not manifest_path.exists():
+        raise BuildError(
+            f"build/{target.manifest.name} does not exist: build with --no-manifest-check, then run "
+            "build/manifest update, review the file and commit it"
+        )
     if check_manifest:
         diff = manifest.compare(
             manifest.read_manifest(src / "build" / target.manifest.name), manifest.manifest_lines(entries)

@@ -10,6 +10,7 @@ a temp state dir, and a timeout, so a check cannot touch the host's real state.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -56,7 +57,9 @@ class Outcome:
 
 
 def run_check(binary: Path, check: Check, state: Path) -> Outcome:
-    env = {"PATH": "/usr/bin:/bin", "MIDBOX_STATE_DIR": str(state), "LC_ALL": "C.UTF-8"}
+    env = {"PATH": os.defpath, "MIDBOX_STATE_DIR": str(state), "LC_ALL": "C.UTF-8"}
+    if sys.platform == "win32":  # Python on Windows cannot start without these
+        env.update({k: os.environ[k] for k in ("SYSTEMROOT", "TEMP", "TMP") if k in os.environ})
     started = time.monotonic()
     try:
         proc = subprocess.run(
