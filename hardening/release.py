@@ -253,7 +253,7 @@ def _split(path: str) -> tuple[str, str]:
 def _tar_members(path: Path, limits: ReleaseLimits) -> Iterator[tuple[str, _Member]]:
     try:
         with tarfile.open(path, mode="r:gz") as tar:
-            count = 0
+            count = total = 0
             for info in tar:
                 count += 1
                 if count > limits.members:
@@ -265,6 +265,10 @@ def _tar_members(path: Path, limits: ReleaseLimits) -> Iterator[tuple[str, _Memb
                 if not info.isreg():
                     raise ReleaseError(f"bundle member {name[:120]!r} is not a regular file")
                 top, base = _split(name)
+                # Size first, from the header: a gzip bomb is refused before it is inflated.
+                total += info.size
+                if info.size > limits.member_bytes or total > limits.bundle_bytes:
+                    raise ReleaseError(f"bundle member {name!r} is too large for a midbox bundle")
                 fh = tar.extractfile(info)
                 if fh is None:  # pragma: no cover - isreg() members always have data
                     raise ReleaseError(f"bundle member {name!r} cannot be read")

@@ -168,3 +168,14 @@ def test_bundle_archive_is_reproducible_and_normalised(key: Ed25519PrivateKey) -
     assert {(i.uid, i.gid, i.uname, i.gname, i.mtime) for i in infos} == {(0, 0, "", "", EPOCH)}
     modes = {i.name.rsplit("/", 1)[-1]: i.mode for i in infos}
     assert modes["midbox"] == 0o755 and modes["INSTALL.md"] == 0o644
+
+
+def test_gzip_bomb_is_refused_by_declared_sizes(
+    tmp_path: Path, key: Ed25519PrivateKey, pub: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appliance import limits
+
+    bundle = _write(tmp_path, make_tar_gz(TOP, _files(key, midbox=b"\0" * 200_000), EPOCH))
+    assert bundle.stat().st_size < 5000
+    monkeypatch.setattr(limits, "MAX_BUNDLE_BYTES", 5000)
+    assert _verify(bundle, pub) == 1
