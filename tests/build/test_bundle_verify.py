@@ -138,14 +138,19 @@ def test_two_top_folders_are_refused(tmp_path: Path, key: Ed25519PrivateKey, pub
     assert _verify(_raw_tar(tmp_path, members), pub) == 1
 
 
-def test_oversized_member_is_refused_while_streaming(
-    tmp_path: Path, key: Ed25519PrivateKey, pub: Path, monkeypatch: pytest.MonkeyPatch
+def test_oversized_member_is_refused_before_reading(
+    tmp_path: Path,
+    key: Ed25519PrivateKey,
+    pub: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     from appliance import limits
 
     monkeypatch.setattr(limits, "MAX_BUNDLE_MEMBER_BYTES", 1000)
     bundle = _write(tmp_path, make_tar_gz(TOP, _files(key, midbox=b"\0" * 5000), EPOCH))
     assert _verify(bundle, pub) == 1
+    assert "too large" in capfd.readouterr().err
 
 
 def test_truncated_archive_is_refused(tmp_path: Path, key: Ed25519PrivateKey, pub: Path) -> None:
@@ -171,7 +176,11 @@ def test_bundle_archive_is_reproducible_and_normalised(key: Ed25519PrivateKey) -
 
 
 def test_gzip_bomb_is_refused_by_declared_sizes(
-    tmp_path: Path, key: Ed25519PrivateKey, pub: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    key: Ed25519PrivateKey,
+    pub: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     from appliance import limits
 
@@ -179,3 +188,4 @@ def test_gzip_bomb_is_refused_by_declared_sizes(
     assert bundle.stat().st_size < 5000
     monkeypatch.setattr(limits, "MAX_BUNDLE_BYTES", 5000)
     assert _verify(bundle, pub) == 1
+    assert "too large" in capfd.readouterr().err
