@@ -189,3 +189,49 @@ def test_gzip_bomb_is_refused_by_declared_sizes(
     monkeypatch.setattr(limits, "MAX_BUNDLE_BYTES", 5000)
     assert _verify(bundle, pub) == 1
     assert "too large" in capfd.readouterr().err
+
+
+def test_bundle_tool_end_to_end_is_reproducible(tmp_path: Path, key: Ed25519PrivateKey, pub: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from midbox_build.bundle import main as bundle_main
+
+    binary = tmp_path / "midbox-linux-x86_64"
+    binary.write_bytes(b"\x7fELF stand-in")
+    sbom = {
+        "metadata": {
+            "timestamp": "2023-11-14T22:13:20Z",
+            "component": {
+                "version": "0.1.0",
+                "properties": [{"name": "midbox:source-commit", "value": "a" * 40}],
+            },
+        }
+    }
+    (tmp_path / "midbox-linux-x86_64.cdx.json").write_text(json.dumps(sbom))
+    pem = tmp_path / "release.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    outputs = []
+    for n in (1, 2):
+        out = tmp_path / f"out{n}"
+        assert bundle_main(["--binary", str(binary), "--key", str(pem), "--out", str(out)]) == 0
+        outputs.append((out / f"{TOP}.tar.gz").read_bytes())
+    assert outputs[0] == outputs[1]
+    assert _verify(tmp_path / "out1" / f"{TOP}.tar.gz", pub) == 0
+    with tarfile.open(tmp_path / "out1" / f"{TOP}.tar.gz") as tar:
+        names = sorted(m.name.rsplit("/", 1)[-1] for m in tar.getmembers() if m.isfile())
+        sig = tar.extractfile(f"{TOP}/SHA256SUMS.minisig").read().decode()  # type: ignore[union-attr]
+    assert names == sorted(
+        [
+            "INSTALL.md",
+            "SHA256SUMS",
+            "SHA256SUMS.minisig",
+            "install.sh",
+            "midbox",
+            "midbox.cdx.json",
+            "midbox.service",
+        ]
+    )
+    assert "trusted comment: timestamp:1700000000\tfile:SHA256SUMS\tmidbox 0.1.0 linux-x86_64 commit " in sig
