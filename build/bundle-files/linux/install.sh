@@ -1,0 +1,74 @@
+#!/bin/sh
+# Install midbox from this unpacked bundle. Uses no network: everything it needs is in this folder.
+#
+#   sudo ./install.sh [--prefix /usr/local] [--root DIR] [--no-user]
+#
+# Verify the bundle's signature first (see INSTALL.md); this script then checks that no file
+# changed since (SHA256SUMS), installs the binary, creates the midbox system user and the state
+# folder, and puts the systemd unit template in place. It neither enables nor starts the service.
+# --root DIR installs below DIR instead of / (a staging tree; no user is created, systemd untouched).
+set -eu
+umask 022
+prefix=/usr/local
+root=""
+make_user=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prefix) prefix="$2"; shift 2 ;;
+    --root) root="$2"; shift 2 ;;
+    --no-user) make_user=0; shift ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+case "$prefix" in /*) ;; *) echo "install.sh: --prefix must be absolute" >&2; exit 2 ;; esac
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+
+echo "1/5 checking files against SHA256SUMS"
+sha256sum --check --strict --quiet SHA256SUMS || {
+  echo "install.sh: a file differs from SHA256SUMS: do not install this bundle" >&2; exit 1; }
+
+bin="$prefix/bin/midbox"
+owner=""
+if [ "$(id -u)" -eq 0 ] && [ -z "$root" ]; then owner="-o root -g root"; fi
+
+echo "2/5 installing $bin"
+# shellcheck disable=SC2086 # owner is empty or two options
+install -d -m 0755 "$root$prefix/bin" "$root$prefix/share/doc/midbox"
+# shellcheck disable=SC2086
+install -m 0755 $owner midbox "$root$bin"
+install -m 0644 INSTALL.md midbox.cdx.json "$root$prefix/share/doc/midbox/"
+
+echo "3/5 system user and folders"
+if [ -z "$root" ] && [ "$make_user" -eq 1 ] && ! getent passwd midbox >/dev/null 2>&1; then
+  useradd --system --user-group --home-dir /var/lib/midbox --no-create-home \
+    --shell /usr/sbin/nologin midbox
+fi
+install -d -m 0700 "$root/var/lib/midbox"
+install -d -m 0750 "$root/etc/midbox"
+if [ -z "$root" ] && getent passwd midbox >/dev/null 2>&1; then
+  chown midbox:midbox "$root/var/lib/midbox"
+  chown root:midbox "$root/etc/midbox"
+fi
+
+echo "4/5 systemd unit template"
+install -d -m 0755 "$root/etc/systemd/system"
+sed "s|@BINARY@|$bin|g" midbox.service > "$root/etc/systemd/system/midbox.service.tmp"
+chmod 0644 "$root/etc/systemd/system/midbox.service.tmp"
+mv -f "$root/etc/systemd/system/midbox.service.tmp" "$root/etc/systemd/system/midbox.service"
+if [ -z "$root" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+  systemctl daemon-reload
+fi
+
+echo "5/5 checking the installed binary"
+"$root$bin" --version
+cat <<NEXT
+installed. Next (see $prefix/share/doc/midbox/INSTALL.md):
+  midbox enroll --name NAME --out DIR        make the appliance's key and CSR
+  midbox trust init --pubkey ADMIN.pub ...   install the admin keys that sign configs
+  copy the signed config to /etc/midbox/midbox.toml (+ .sig), then:
+  midbox config verify /etc/midbox/midbox.toml
+  midbox service render-unit --config /etc/midbox/midbox.toml > /etc/systemd/system/midbox.service
+  systemctl daemon-reload && systemctl enable --now midbox
+NEXT

@@ -1,0 +1,102 @@
+"""The build tools' own logic: manifest lines, forbidden modules, SBOM shape, lock file hygiene."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "build" / "tools"))
+from midbox_build import manifest  # noqa: E402
+from midbox_build.frozen import FrozenEntry  # noqa: E402
+from midbox_build.sbom import build_sbom  # noqa: E402
+
+ENTRIES = [
+    FrozenEntry("module", "appliance.cli", ""),
+    FrozenEntry("module", "cryptography.hazmat.primitives", ""),
+    FrozenEntry("module", "json.decoder", ""),
+    FrozenEntry("binary", "python3.11/lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so", "a" * 64),
+    FrozenEntry("binary", "cryptography/hazmat/bindings/_rust.abi3.so", "b" * 64),
+    FrozenEntry("binary", "libssl.so.3", "c" * 64),
+    FrozenEntry("data", "cryptography-50.0.2.dist-info/METADATA", "d" * 64),
+]
+
+
+def test_manifest_lines_are_top_level_and_sorted() -> None:
+    assert manifest.manifest_lines(ENTRIES) == [
+        "data cryptography-50.0.2.dist-info",
+        "ext _ssl",
+        "ext cryptography",
+        "lib libssl.so.3",
+        "py appliance",
+        "py cryptography",
+        "py json",
+    ]
+
+
+def test_dev_tools_are_found_in_modules_and_data() -> None:
+    bad = [
+        FrozenEntry("module", "devinstance.server", ""),
+        FrozenEntry("data", "pytest-9.2.0.dist-info/METADATA", ""),
+        FrozenEntry("module", "_pytest.main", ""),
+    ]
+    assert manifest.forbidden_found(ENTRIES + bad) == ["_pytest", "devinstance", "pytest"]
+    assert manifest.forbidden_found(ENTRIES) == []
+
+
+def test_compare_reports_both_directions() -> None:
+    assert manifest.compare(["py a", "py b"], ["py b", "py c"]) == ["+ py c", "- py a"]
+
+
+def test_spec_excludes_every_forbidden_package() -> None:
+    spec = (REPO / "build" / "midbox.spec").read_text()
+    missing = [name for name in manifest.FORBIDDEN if f'"{name}"' not in spec]
+    assert missing == []
+
+
+def test_sbom_is_cyclonedx_and_deterministic() -> None:
+    kwargs = dict(
+        binary_name="midbox-linux-x86_64",
+        binary_sha256="e" * 64,
+        version="0.1.0",
+        commit="f" * 40,
+        epoch=1_700_000_000,
+    )
+    first = build_sbom(ENTRIES, **kwargs)  # type: ignore[arg-type]
+    assert json.dumps(first, sort_keys=True) == json.dumps(build_sbom(ENTRIES, **kwargs), sort_keys=True)  # type: ignore[arg-type]
+    assert first["bomFormat"] == "CycloneDX" and first["specVersion"] == "1.5"
+    assert first["metadata"]["timestamp"] == "2023-11-14T22:13:20Z"  # type: ignore[index]
+    refs = [c["bom-ref"] for c in first["components"]]  # type: ignore[attr-defined]
+    assert refs == sorted(refs)
+    assert any(r.startswith("pkg:pypi/cryptography@") for r in refs)
+    assert "file:libssl.so.3" in refs
+    # build-only tools never appear, though they are installed where the SBOM is made
+    assert not any(r.startswith(("pkg:pypi/pytest@", "pkg:pypi/setuptools@", "pkg:pypi/pip@")) for r in refs)
+
+
+def _pins(path: Path) -> dict[str, str]:
+    return dict(re.findall(r"^([a-z0-9][a-z0-9._-]*)==([^ \\]+) \\$", path.read_text(), re.M))
+
+
+def test_locks_pin_every_package_with_hashes() -> None:
+    for lock in sorted((REPO / "build" / "lock").glob("requirements-*.txt")):
+        text = lock.read_text()
+        reqs = [ln for ln in text.splitlines() if ln and not ln.startswith((" ", "#"))]
+        assert reqs, lock.name
+        assert all(re.fullmatch(r"[a-z0-9][a-z0-9._-]*==\S+ \\", r) for r in reqs), lock.name
+        assert text.count("--hash=sha256:") >= len(reqs), lock.name
+
+
+def test_build_lock_agrees_with_runtime_lock() -> None:
+    lock = REPO / "build" / "lock"
+    for os_name, build in (
+        ("linux", "requirements-build.txt"),
+        ("windows", "requirements-build-windows.txt"),
+    ):
+        runtime, tools = _pins(lock / f"requirements-{os_name}.txt"), _pins(lock / build)
+        assert {k: v for k, v in tools.items() if k in runtime} == {
+            k: runtime[k] for k in tools if k in runtime
+        }
+        assert "pyinstaller" in tools and "pytest" not in tools
