@@ -12,11 +12,11 @@ import hashlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from appliance.errors import ApplianceError, TargetDenied
 from appliance.payload import build_results, one_line, parse_parameters
-from appliance.probes.base import Job, Probe, ProbeContext
+from appliance.probes.base import Job, JobAudit, Probe, ProbeContext
 from appliance.queue.records import OutputRecord
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,16 @@ class Outcome:
     duration_ms: int
 
 
+def _aim(params: tuple[tuple[str, str], ...]) -> dict[str, object]:
+    """Port and credential alias as the job asked for them (None when it did not), for the audit log."""
+    named = dict(params)
+    port = named.get("port")
+    return {
+        "port": int(port) if port is not None and port.isdigit() and len(port) <= 5 else None,
+        "credential": (named.get("credential") or None) and named["credential"][:80],
+    }
+
+
 class Dispatcher:
     def __init__(self, probes: Mapping[str, Probe], ctx: ProbeContext) -> None:
         self._probes = dict(probes)
@@ -86,8 +96,9 @@ class Dispatcher:
                 priority=record.priority,
                 parameters=params,
             )
-            self._audit("probe.started", record, {"probe": probe.kind})
-            result = await asyncio.wait_for(probe.run(job, self._ctx), self._ctx.limits.probe_timeout_s)
+            self._audit("probe.started", record, {"probe": probe.kind, **_aim(params)})
+            ctx = replace(self._ctx, audit=JobAudit(self._ctx.audit, record.sys_id, record.topic[:80]))
+            result = await asyncio.wait_for(probe.run(job, ctx), self._ctx.limits.probe_timeout_s)
         except TargetDenied as e:
             error = str(e)  # already audited as target.denied by the policy check
         except ApplianceError as e:
@@ -110,11 +121,13 @@ class Dispatcher:
             "probe.finished",
             record,
             {
+                **_aim(params),
                 "result_code": 1 if error else 0,
                 "error": one_line(error, 200) if error else None,
                 "duration_ms": duration_ms,
-                "payload_bytes": len(payload.encode()),
-                "payload_sha256": hashlib.sha256(payload.encode()).hexdigest(),
+                "bytes_in": len(record.payload.encode()),
+                "bytes_out": len(payload.encode()),
+                "result_sha256": hashlib.sha256(payload.encode()).hexdigest(),
             },
         )
         return Outcome(payload, one_line(error) if error else None, duration_ms)

@@ -50,6 +50,7 @@ class Limits:
         if not 1 <= self.payload_bytes <= MAX_PAYLOAD_BYTES:
             raise ValueError(f"payload_bytes must be 1..{MAX_PAYLOAD_BYTES}")
 
+
 # Offline release bundles (midbox bundle verify): a bundle is a handful of files around one binary.
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 MAX_BUNDLE_MEMBER_BYTES = 256 * 1024 * 1024

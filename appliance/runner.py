@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -265,7 +266,13 @@ class Runner:
                 self.stats.errors += 1
             self._audit.record(
                 "result.posted",
-                {"job": record.sys_id, "input": input_id, "result_code": 1 if outcome.error else 0},
+                {
+                    "job": record.sys_id,
+                    "input_sys_id": input_id,
+                    "result_code": 1 if outcome.error else 0,
+                    "result_sha256": hashlib.sha256(outcome.payload.encode()).hexdigest(),
+                    "bytes": len(outcome.payload.encode()),
+                },
             )
             return
 

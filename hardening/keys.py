@@ -94,8 +94,15 @@ def private_key_file(key: Ed25519PrivateKey, passphrase: bytes | None, *, scrypt
             raise KeyFileError("passphrase is empty; give one, or use --no-passphrase")
         s = _Sealed(scrypt_n, SCRYPT_R, SCRYPT_P, os.urandom(16), os.urandom(12))
         sealed = AESGCM(_kek(passphrase, s)).encrypt(s.nonce, seed, _aad(kid, s))
-        doc.update(kdf="scrypt", n=s.n, r=s.r, p=s.p, salt=b64encode(s.salt),
-                   nonce=b64encode(s.nonce), sealed=b64encode(sealed))
+        doc.update(
+            kdf="scrypt",
+            n=s.n,
+            r=s.r,
+            p=s.p,
+            salt=b64encode(s.salt),
+            nonce=b64encode(s.nonce),
+            sealed=b64encode(sealed),
+        )
     return canonical(doc) + b"\n"
 
 

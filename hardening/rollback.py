@@ -50,11 +50,19 @@ class PinnedState:
 
 
 def _serialize_state(s: PinnedState) -> bytes:
-    return canonical({
-        "format": STATE_FORMAT, "trust_version": s.trust_version, "trust_sha256": s.trust_sha256,
-        "config_version": s.config_version, "config_sha256": s.config_sha256,
-        "appliance_name": s.appliance_name,
-    }) + b"\n"
+    return (
+        canonical(
+            {
+                "format": STATE_FORMAT,
+                "trust_version": s.trust_version,
+                "trust_sha256": s.trust_sha256,
+                "config_version": s.config_version,
+                "config_sha256": s.config_sha256,
+                "appliance_name": s.appliance_name,
+            }
+        )
+        + b"\n"
+    )
 
 
 def read_state(state_dir: Path) -> PinnedState | None:
@@ -75,8 +83,9 @@ def read_state(state_dir: Path) -> PinnedState | None:
     config_sha256 = f.optional("config_sha256", str)
     if config_sha256 is not None and (len(config_sha256) != 64 or config_sha256.strip("0123456789abcdef")):
         raise f.fail("field 'config_sha256' must be 64 lowercase hex digits")
-    state = PinnedState(trust_version, trust_sha256, config_version, config_sha256,
-                        f.optional("appliance_name", str))
+    state = PinnedState(
+        trust_version, trust_sha256, config_version, config_sha256, f.optional("appliance_name", str)
+    )
     f.done()
     return state
 

@@ -86,8 +86,11 @@ class UnverifiedEnvelope:
 
 def serialize_envelope(env: UnverifiedEnvelope) -> bytes:
     sigs = sorted(env.signatures, key=lambda s: s.key_id)
-    doc = {"format": ENVELOPE_FORMAT, **env.statement.doc(),
-           "signatures": [{"key_id": s.key_id, "sig": b64encode(s.sig)} for s in sigs]}
+    doc = {
+        "format": ENVELOPE_FORMAT,
+        **env.statement.doc(),
+        "signatures": [{"key_id": s.key_id, "sig": b64encode(s.sig)} for s in sigs],
+    }
     return canonical(doc) + b"\n"
 
 

@@ -23,7 +23,14 @@ from hardening.trust import TrustRoot, count_valid
 
 CLOCK_SKEW = dt.timedelta(minutes=5)
 STEPS = (
-    "size", "envelope", "known_keys", "threshold", "payload_hash", "appliance_name", "validity", "version",
+    "size",
+    "envelope",
+    "known_keys",
+    "threshold",
+    "payload_hash",
+    "appliance_name",
+    "validity",
+    "version",
 )
 
 

@@ -71,8 +71,10 @@ class TrustRoot:
         return {
             "version": self.version,
             "threshold": self.threshold,
-            "keys": [{"key_id": k.key_id, "public": b64encode(raw_public(k.public)), "name": k.name}
-                     for k in self.keys],
+            "keys": [
+                {"key_id": k.key_id, "public": b64encode(raw_public(k.public)), "name": k.name}
+                for k in self.keys
+            ],
             "retired": sorted(self.retired),
         }
 
@@ -113,8 +115,11 @@ def count_valid(
 
 
 def serialize(root: TrustRoot, sigs: Sequence[Signature] = ()) -> bytes:
-    doc = {"format": TRUST_FORMAT, "root": root.doc(),
-           "signatures": [{"key_id": s.key_id, "sig": b64encode(s.sig)} for s in sigs]}
+    doc = {
+        "format": TRUST_FORMAT,
+        "root": root.doc(),
+        "signatures": [{"key_id": s.key_id, "sig": b64encode(s.sig)} for s in sigs],
+    }
     return canonical(doc) + b"\n"
 
 

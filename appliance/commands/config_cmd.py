@@ -52,13 +52,21 @@ def _sign(args: argparse.Namespace, env: CliEnv) -> int:
         raise UsageError(f"config 'expires' ({parsed.expires:%Y-%m-%dT%H:%M:%SZ}) is in the past")
     key = load_signing_key(args, env)
     envelope = sign_config_bytes(
-        data, key, appliance=parsed.appliance.name, version=parsed.version,
-        expires=parsed.expires, not_before=not_before, existing=existing,
+        data,
+        key,
+        appliance=parsed.appliance.name,
+        version=parsed.version,
+        expires=parsed.expires,
+        not_before=not_before,
+        existing=existing,
     )
     atomic_write(sig_path, envelope, mode=0o644)
     count = len(parse_envelope(envelope).signatures)
-    print(f"signed {args.config} (version {parsed.version}, appliance {parsed.appliance.name}) "
-          f"with key {key_id(key.public_key())}; {sig_path.name} holds {count} signature(s)", file=env.stdout)
+    print(
+        f"signed {args.config} (version {parsed.version}, appliance {parsed.appliance.name}) "
+        f"with key {key_id(key.public_key())}; {sig_path.name} holds {count} signature(s)",
+        file=env.stdout,
+    )
     return 0
 
 
@@ -79,19 +87,34 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
     from hardening.trust import parse as parse_trust
 
     now = dt.datetime.now(dt.UTC)
-    cfg = load_verified_config(args.config, env.state_dir, now, expected_name=args.name, commit=False,
-                               trust_file=args.trust)
+    cfg = load_verified_config(
+        args.config, env.state_dir, now, expected_name=args.name, commit=False, trust_file=args.trust
+    )
     root = parse_trust(args.trust.read_bytes())[0] if args.trust else load_trust_root(env.state_dir)[0]
     names = {k.key_id: k.name for k in root.keys}
     signers = [{"key_id": kid, "name": names.get(kid, "?")} for kid in cfg.signers]
-    allow = [{"cidr": list(a.cidrs), "host": list(a.hosts), "probes": list(a.probes), "ports": list(a.ports),
-              "credentials": list(a.credentials)} for a in cfg.settings.allow]
+    allow = [
+        {
+            "cidr": list(a.cidrs),
+            "host": list(a.hosts),
+            "probes": list(a.probes),
+            "ports": list(a.ports),
+            "credentials": list(a.credentials),
+        }
+        for a in cfg.settings.allow
+    ]
     info = {
-        "config": str(args.config), "signature": str(signature_path(args.config)),
-        "appliance": cfg.appliance.name, "version": cfg.version,
-        "expires": format_time(cfg.settings.expires), "sha256": cfg.sha256,
-        "signers": signers, "threshold": root.threshold, "trust_root_version": root.version,
-        "instance": cfg.instance.url, "allow": allow,
+        "config": str(args.config),
+        "signature": str(signature_path(args.config)),
+        "appliance": cfg.appliance.name,
+        "version": cfg.version,
+        "expires": format_time(cfg.settings.expires),
+        "sha256": cfg.sha256,
+        "signers": signers,
+        "threshold": root.threshold,
+        "trust_root_version": root.version,
+        "instance": cfg.instance.url,
+        "allow": allow,
     }
     if env.json:
         print(json.dumps(info, indent=2), file=env.stdout)
@@ -99,7 +122,8 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
     out = [
         f"OK: {args.config} is validly signed",
         f"  appliance: {info['appliance']}   version: {cfg.version}   expires: {info['expires']}",
-        "  signed by: " + ", ".join(f"{s['name']} ({s['key_id']})" for s in signers)
+        "  signed by: "
+        + ", ".join(f"{s['name']} ({s['key_id']})" for s in signers)
         + f"   ({len(signers)} of {root.threshold} required, trust root v{root.version})",
         f"  sha256: {cfg.sha256}",
         f"  instance: {cfg.instance.url}",
@@ -108,7 +132,8 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
     for i, a in enumerate(cfg.settings.allow, start=1):
         where = ", ".join((*a.cidrs, *a.hosts))
         creds = ", ".join(a.credentials) or "none"
-        out.append(f"    {i}. {where}  probes {','.join(a.probes)}  ports {','.join(a.ports)}"
-                   f"  credentials {creds}")
+        out.append(
+            f"    {i}. {where}  probes {','.join(a.probes)}  ports {','.join(a.ports)}  credentials {creds}"
+        )
     print("\n".join(out), file=env.stdout)
     return 0

@@ -89,10 +89,21 @@ def _keygen(args: argparse.Namespace, env: CliEnv) -> int:
     if env.json:
         import json
 
-        print(json.dumps({"key_id": kid, "private": str(priv_path), "public": str(pub_path),
-                          "encrypted": passphrase is not None}), file=env.stdout)
+        print(
+            json.dumps(
+                {
+                    "key_id": kid,
+                    "private": str(priv_path),
+                    "public": str(pub_path),
+                    "encrypted": passphrase is not None,
+                }
+            ),
+            file=env.stdout,
+        )
     else:
         state = "encrypted" if passphrase is not None else "UNENCRYPTED"
-        print(f"key id {kid}\nprivate key ({state}, keep offline): {priv_path}\npublic key: {pub_path}",
-              file=env.stdout)
+        print(
+            f"key id {kid}\nprivate key ({state}, keep offline): {priv_path}\npublic key: {pub_path}",
+            file=env.stdout,
+        )
     return 0

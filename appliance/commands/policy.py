@@ -14,8 +14,12 @@ from appliance.errors import EXIT_CHECK_FAILED, UsageError
 
 # ECC topic -> probe kind of the allowlist, and the port that kind uses unless told otherwise.
 TOPIC_KINDS = {
-    "SSHCommand": "ssh", "SSHCommandLong": "ssh", "SNMP": "snmp",
-    "RESTProbe": "http", "HTTPClient": "http", "Shazzam": "tcp",
+    "SSHCommand": "ssh",
+    "SSHCommandLong": "ssh",
+    "SNMP": "snmp",
+    "RESTProbe": "http",
+    "HTTPClient": "http",
+    "Shazzam": "tcp",
 }
 DEFAULT_PORTS = {"ssh": 22, "snmp": 161}
 
@@ -59,26 +63,43 @@ def _explain(args: argparse.Namespace, env: CliEnv) -> int:
 
     kind = TOPIC_KINDS[args.topic]
     host, port = _target_port(args, kind)
-    cfg = load_verified_config(args.config, env.state_dir, dt.datetime.now(dt.UTC), commit=False,
-                               trust_file=args.trust)
+    cfg = load_verified_config(
+        args.config, env.state_dir, dt.datetime.now(dt.UTC), commit=False, trust_file=args.trust
+    )
     addresses = asyncio.run(resolve(host))
     policy = cfg.policy()
     hostname = None if host.strip("[]") in {str(a) for a in addresses} else host
     results = []
     for address in addresses:
-        d = policy.check(probe=kind, address=address, port=port, credential=args.credential,
-                         hostname=hostname)
+        d = policy.check(
+            probe=kind, address=address, port=port, credential=args.credential, hostname=hostname
+        )
         results.append({"address": str(address), "allowed": d.allowed, "reason": d.reason, "rule": d.rule})
     allowed = all(r["allowed"] for r in results)
     if env.json:
-        print(json.dumps({"allowed": allowed, "probe": kind, "target": host, "port": port,
-                          "credential": args.credential, "config_version": cfg.version,
-                          "addresses": results}, indent=2), file=env.stdout)
+        print(
+            json.dumps(
+                {
+                    "allowed": allowed,
+                    "probe": kind,
+                    "target": host,
+                    "port": port,
+                    "credential": args.credential,
+                    "config_version": cfg.version,
+                    "addresses": results,
+                },
+                indent=2,
+            ),
+            file=env.stdout,
+        )
     else:
         verdict = "ALLOW" if allowed else "DENY"
-        print(f"{verdict}: {args.topic} ({kind}) to {host} port {port}"
-              f"{' with credential ' + args.credential if args.credential else ''} "
-              f"under config version {cfg.version}", file=env.stdout)
+        print(
+            f"{verdict}: {args.topic} ({kind}) to {host} port {port}"
+            f"{' with credential ' + args.credential if args.credential else ''} "
+            f"under config version {cfg.version}",
+            file=env.stdout,
+        )
         for r in results:
             print(f"  {r['address']}: {'allow' if r['allowed'] else 'deny'} - {r['reason']}", file=env.stdout)
         if not allowed and len(results) > 1:

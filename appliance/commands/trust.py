@@ -64,8 +64,11 @@ def _init(args: argparse.Namespace, env: CliEnv) -> int:
     root = TrustRoot(1, args.threshold, tuple(_keys(args.pubkey)))
     env.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     install_initial_root(env.state_dir, root, args.name)
-    print(f"trust root v1 installed: {len(root.keys)} key(s), threshold {root.threshold}; "
-          f"pinned sha256 {root.sha256}", file=env.stdout)
+    print(
+        f"trust root v1 installed: {len(root.keys)} key(s), threshold {root.threshold}; "
+        f"pinned sha256 {root.sha256}",
+        file=env.stdout,
+    )
     return 0
 
 
@@ -74,8 +77,11 @@ def _rotate(args: argparse.Namespace, env: CliEnv) -> int:
 
     old, new, signers = rotate_root(env.state_dir, _read(args.newroot, "new trust root"))
     removed = sorted({k.key_id for k in old.keys} - {k.key_id for k in new.keys})
-    print(f"trust root rotated v{old.version} -> v{new.version} (signed by {len(signers)} current key(s)); "
-          f"removed keys: {', '.join(removed) or 'none'}", file=env.stdout)
+    print(
+        f"trust root rotated v{old.version} -> v{new.version} (signed by {len(signers)} current key(s)); "
+        f"removed keys: {', '.join(removed) or 'none'}",
+        file=env.stdout,
+    )
     return 0
 
 
@@ -84,20 +90,27 @@ def _show(args: argparse.Namespace, env: CliEnv) -> int:
 
     root, state = load_trust_root(env.state_dir)
     info = {
-        "version": root.version, "threshold": root.threshold, "sha256": root.sha256,
-        "keys": [{"key_id": k.key_id, "name": k.name} for k in root.keys], "retired": list(root.retired),
-        "config_version": state.config_version, "config_sha256": state.config_sha256,
+        "version": root.version,
+        "threshold": root.threshold,
+        "sha256": root.sha256,
+        "keys": [{"key_id": k.key_id, "name": k.name} for k in root.keys],
+        "retired": list(root.retired),
+        "config_version": state.config_version,
+        "config_sha256": state.config_sha256,
         "appliance_name": state.appliance_name,
     }
     if env.json:
         print(json.dumps(info, indent=2), file=env.stdout)
         return 0
-    lines = [f"trust root v{root.version}: threshold {root.threshold} of {len(root.keys)}, "
-             f"sha256 {root.sha256}"]
+    lines = [
+        f"trust root v{root.version}: threshold {root.threshold} of {len(root.keys)}, sha256 {root.sha256}"
+    ]
     lines += [f"  key {k.key_id}  {k.name}" for k in root.keys]
     lines += [f"  retired {kid}" for kid in root.retired]
-    lines.append(f"highest accepted config version: {state.config_version or 'none yet'}; "
-                 f"appliance name: {state.appliance_name or 'not pinned yet'}")
+    lines.append(
+        f"highest accepted config version: {state.config_version or 'none yet'}; "
+        f"appliance name: {state.appliance_name or 'not pinned yet'}"
+    )
     print("\n".join(lines), file=env.stdout)
     return 0
 
@@ -111,9 +124,11 @@ def _propose(args: argparse.Namespace, env: CliEnv) -> int:
     if args.out.exists():
         raise UsageError(f"{args.out} exists; choose another --out")
     atomic_write(args.out, serialize(new), mode=0o644)
-    print(f"wrote {args.out}: trust root v{new.version}, {len(new.keys)} key(s), threshold {new.threshold}; "
-          f"now {current.threshold} current admin(s) run 'midbox trust sign-root {args.out} --key KEY'",
-          file=env.stdout)
+    print(
+        f"wrote {args.out}: trust root v{new.version}, {len(new.keys)} key(s), threshold {new.threshold}; "
+        f"now {current.threshold} current admin(s) run 'midbox trust sign-root {args.out} --key KEY'",
+        file=env.stdout,
+    )
     return 0
 
 

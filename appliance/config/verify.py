@@ -7,6 +7,7 @@ checks that it says what the envelope says; step 10 moves the rollback counter.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -104,6 +105,16 @@ def load_verified_config(
     return Config(parsed, st.sha256, verified.signers)
 
 
+def _file_sha256(path: Path) -> str | None:
+    """The digest of what was refused, for the audit trail; None when it could not be read."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError:
+        return None
+    return hashlib.sha256(data).hexdigest()
+
+
 def fingerprint(path: Path) -> tuple[int, int, int, int]:
     """Cheap change detection for the runner's file watch: (mtime_ns, size) of the config and its .sig."""
     out: list[int] = []
@@ -140,14 +151,22 @@ def try_reload(
         new = load_verified_config(path, state_dir, now, expected_name=name, commit=True)
     except (HardeningError, ConfigError) as e:
         log.warning("config reload refused, keeping version %d: %s", current.version, e)
-        audit.record("config.reload_refused", {"kept_version": current.version, "reason": str(e)})
+        audit.record(
+            "config.reload_refused",
+            {"kept_version": current.version, "reason": str(e)[:500], "config_sha256": _file_sha256(path)},
+        )
         return ReloadOutcome(current, False, str(e))
     if new.sha256 == current.sha256:
         return ReloadOutcome(current, False)
     log.info("config reloaded: version %d -> %d", current.version, new.version)
     audit.record(
         "config.reloaded",
-        {"old_version": current.version, "version": new.version, "sha256": new.sha256,
-         "signers": list(new.signers)},
+        {
+            "previous_version": current.version,
+            "config_version": new.version,
+            "config_sha256": new.sha256,
+            "signers": list(new.signers),
+            "expires": format_time(new.settings.expires),
+        },
     )
     return ReloadOutcome(new, True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from appliance.limits import Limits
+from hardening.audit.events import check_event
 from hardening.policy import Policy
 
 
@@ -82,13 +83,42 @@ class NoCredentials:
 
 
 class MemoryAudit:
-    """An audit sink that keeps events in a list (tests, and before the audit log is opened)."""
+    """An audit sink that keeps events in a list (tests, and before the audit log is opened).
+
+    It checks each event against the audit log's vocabulary, so what passes here is also accepted
+    by the real log.
+    """
 
     def __init__(self) -> None:
         self.events: list[tuple[str, dict[str, object]]] = []
 
     def record(self, event: str, fields: Mapping[str, object]) -> None:
+        check_event(event, fields)
         self.events.append((event, dict(fields)))
+
+
+class JobAudit:
+    """The audit sink a probe sees: every event it records names the job and topic it ran for."""
+
+    def __init__(self, sink: AuditSink, job: str, topic: str) -> None:
+        self._sink = sink
+        self._job = job
+        self._topic = topic
+
+    def record(self, event: str, fields: Mapping[str, object]) -> None:
+        merged: dict[str, object] = {"job": self._job, "topic": self._topic}
+        merged.update(fields)
+        self._sink.record(event, merged)
+
+
+def use_credential(ctx: ProbeContext, job: Job, alias: str, target: str) -> Credential:
+    """Look a credential up for ``job`` and audit its use (alias and type only, never the secret)."""
+    credential = ctx.credentials.lookup(alias)
+    ctx.audit.record(
+        "credential.used",
+        {"alias": alias, "type": credential.type, "job": job.sys_id, "target": target, "topic": job.topic},
+    )
+    return credential
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 
 from appliance.errors import PayloadError, ProbeError
-from appliance.probes.base import Job, ProbeContext
+from appliance.probes.base import Job, ProbeContext, use_credential
 from appliance.probes.targets import checked_addresses
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -50,7 +50,7 @@ class HttpProbe:
         request = _parse_request(job)
         credential = job.param("credential") or None
         timeout = job.int_param("timeout_ms", int(ctx.limits.http_timeout_s * 1000), 1, 600_000) / 1000
-        auth_header = self._auth_header(credential, ctx, job) if credential else None
+        auth_header: str | None = None
         origin = (request.url.scheme, request.url.host, request.url.port)
         for _hop in range(MAX_REDIRECTS + 1):
             url = request.url
@@ -58,6 +58,9 @@ class HttpProbe:
             addresses = await checked_addresses(
                 ctx, probe="http", host=url.host, port=port, credential=credential
             )
+            if credential and auth_header is None and (url.scheme, url.host, url.port) == origin:
+                # Looked up only once the policy allowed this credential against this target.
+                auth_header = self._auth_header(credential, ctx, job)
             headers = dict(request.headers)
             # Credentials never follow a redirect to another origin.
             if auth_header and (url.scheme, url.host, url.port) == origin:
@@ -71,10 +74,7 @@ class HttpProbe:
         raise ProbeError(f"more than {MAX_REDIRECTS} redirects")
 
     def _auth_header(self, alias: str, ctx: ProbeContext, job: Job) -> str:
-        cred = ctx.credentials.lookup(alias)
-        ctx.audit.record(
-            "credential.used", {"job": job.sys_id, "credential": alias, "target": job.source[:255]}
-        )
+        cred = use_credential(ctx, job, alias, job.source[:255])
         if cred.type == "http-basic":
             token = base64.b64encode((cred.user or "").encode() + b":" + cred.secret(0)).decode()
             return f"Basic {token}"

@@ -21,7 +21,7 @@ from appliance.probes._snmpsession import FastV2cSession, PysnmpSession, Session
 from appliance.probes._snmpspec import SpecLine, parse_spec
 from appliance.probes._snmpv2c import V2cChannel
 from appliance.probes._snmpvalues import varbind_element
-from appliance.probes.base import Credential, Job, ProbeContext
+from appliance.probes.base import Credential, Job, ProbeContext, use_credential
 from appliance.probes.targets import checked_addresses
 from hardening.policy import IPAddress
 
@@ -71,11 +71,18 @@ class SnmpProbe:
         if not alias:
             raise PayloadError("SNMP job needs a 'credential' parameter (snmp-community or snmp-usm alias)")
         addresses = await checked_addresses(ctx, probe="snmp", host=host, port=port, credential=alias)
-        credential = ctx.credentials.lookup(alias)
+        credential = use_credential(ctx, job, alias, host)
         address = addresses[0]
         ctx.audit.record(
-            "probe.snmp",
-            {"target": host, "address": str(address), "port": port, "credential": alias, "version": version},
+            "probe.connect",
+            {
+                "probe": "snmp",
+                "target": host,
+                "address": str(address),
+                "port": port,
+                "credential": alias,
+                "version": version,
+            },
         )
         key = (str(address), port)
         slot = self._agent_slots.get(key)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from appliance.errors import ApplianceError, PayloadError, ProbeError
 from appliance.limits import Limits
 from appliance.probes._xmltext import xml_text
-from appliance.probes.base import Credential, Job, ProbeContext
+from appliance.probes.base import Credential, Job, ProbeContext, use_credential
 from appliance.probes.targets import checked_addresses
 from hardening.known_hosts import KnownHosts
 from hardening.policy import IPAddress
@@ -79,7 +79,7 @@ class SshProbe:
                 "SSH job needs a 'credential' parameter (the alias of an ssh-password or ssh-key)"
             )
         addresses = await checked_addresses(ctx, probe="ssh", host=host, port=port, credential=alias)
-        credential = ctx.credentials.lookup(alias)
+        credential = use_credential(ctx, job, alias, host)
         if credential.type not in SSH_CREDENTIAL_TYPES:
             raise ProbeError(f"credential {alias!r} is a {credential.type}, not an SSH credential")
         address = addresses[0]
@@ -100,8 +100,9 @@ class SshProbe:
         async with self._slot(address, port):
             auth = _auth_material(credential, alias)
             ctx.audit.record(
-                "probe.ssh",
+                "probe.connect",
                 {
+                    "probe": "ssh",
                     "target": host,
                     "address": str(address),
                     "port": port,

@@ -142,14 +142,17 @@ class TcpScanProbe:
                 "target.denied",
                 {
                     "probe": "tcp",
+                    "target": ",".join(t for t, _ in spec.ranges)[:500],
+                    "port": ",".join(str(p) for p in spec.ports)[:200],
+                    "credential": None,
+                    "reason": next(iter(denied.values()))[1],
                     "pairs": sum(c for c, _ in denied.values()),
-                    "ranges": ",".join(t for t, _ in spec.ranges)[:500],
                 },
             )
         if not allowed:
             first = next(iter(denied.values()))[1] if denied else "nothing to scan"
             raise TargetDenied(f"no address/port of this scan is allowed for tcp: {first}")
-        ctx.audit.record("probe.tcp", {"pairs": len(allowed), "ports": len(spec.ports)})
+        ctx.audit.record("probe.scan", {"probe": "tcp", "pairs": len(allowed), "ports": len(spec.ports)})
         states = await self._scan(allowed, spec.timeout_s, ctx.limits.probe_timeout_s)
         result = ET.Element("result")
         if any(s is None for s in states):

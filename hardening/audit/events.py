@@ -22,6 +22,15 @@ the alias, never the secret):
 - ``target.denied``     job, topic, target, port, credential, reason          (rule optional)
 - ``result.posted``     job, result_sha256, bytes                             (input_sys_id optional)
 - ``error``             where, message                                        (job optional)
+- ``config.reloaded``   config_version, config_sha256, signers, expires, previous_version
+- ``config.reload_refused`` config_sha256, reason, kept_version
+- ``job.resumed``       job, topic          (found in processing after a restart)
+- ``result.already_posted`` job             (the instance had our answer: not posted twice)
+- ``outbox.full``       count               (claiming stopped; nothing is dropped)
+- ``outbox.resumed``    count
+- ``probe.scan``        job, topic, pairs, ports (TCP scan: allowed address/port pairs)
+- ``probe.connect``     job, topic, probe, target, address, port, credential (the address actually used)
+- ``ssh.hostkey.rejected`` job, target, address, port, verdict, keytype, fingerprint
 
 Written by the log itself:
 
@@ -64,6 +73,19 @@ EVENTS: Mapping[str, frozenset[str]] = {
     "target.denied": frozenset({"job", "topic", "target", "port", "credential", "reason"}),
     "result.posted": frozenset({"job", "result_sha256", "bytes"}),
     "error": frozenset({"where", "message"}),
+    "config.reloaded": frozenset(
+        {"config_version", "config_sha256", "signers", "expires", "previous_version"}
+    ),
+    "config.reload_refused": frozenset({"config_sha256", "reason", "kept_version"}),
+    "job.resumed": frozenset({"job", "topic"}),
+    "result.already_posted": frozenset({"job"}),
+    "outbox.full": frozenset({"count"}),
+    "outbox.resumed": frozenset({"count"}),
+    "probe.scan": frozenset({"job", "topic", "pairs", "ports"}),
+    "probe.connect": frozenset({"job", "topic", "probe", "target", "address", "port", "credential"}),
+    "ssh.hostkey.rejected": frozenset(
+        {"job", "target", "address", "port", "verdict", "keytype", "fingerprint"}
+    ),
     "audit.genesis": frozenset({"log_id", "format"}),
     "audit.recovered": frozenset({"dropped_bytes", "dropped_sha256"}),
     "audit.checkpoint": frozenset({"size", "head", "key_id"}),

@@ -67,11 +67,18 @@ def loopback_rule(
     )
 
 
+class ProbeAudit(MemoryAudit):
+    """What a probe's audit sink is in the appliance: every event names the job (see JobAudit)."""
+
+    def record(self, event: str, fields: Mapping[str, object]) -> None:
+        super().record(event, {"job": "0" * 32, "topic": "test", **fields})
+
+
 def make_ctx(
     policy: Policy, creds: MemCredentials, state_dir: Path, limits: Limits | None = None
 ) -> ProbeContext:
     return ProbeContext(
-        policy=policy, credentials=creds, audit=MemoryAudit(), limits=limits or Limits(), state_dir=state_dir
+        policy=policy, credentials=creds, audit=ProbeAudit(), limits=limits or Limits(), state_dir=state_dir
     )
 
 

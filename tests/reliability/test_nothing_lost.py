@@ -180,7 +180,9 @@ def test_full_outbox_stops_claiming_then_resumes(dev_pki: Pki, tmp_path: Path, s
         )
         # Results are refused for two seconds (claims still work): the outbox fills up. A time
         # window rather than a count, so a slow machine cannot use the refusals up before it fills.
-        instance.state.faults.append(Fault(status=503, count=1_000_000, retry_after="0", match=b'"response_to"'))
+        instance.state.faults.append(
+            Fault(status=503, count=1_000_000, retry_after="0", match=b'"response_to"')
+        )
         threading.Timer(2.0, instance.state.faults.clear).start()
         config = trusted(config_text(instance.url, dev_pki, LOOPBACK_HTTP), tmp_path / "c.toml")
         audit = MemoryAudit()

@@ -65,7 +65,12 @@ def write_signed_config(
     envelope: bytes | None = None
     for key in signers:
         envelope = sign_config_bytes(
-            data, key, appliance=name, version=version, expires=expires, not_before=not_before,
+            data,
+            key,
+            appliance=name,
+            version=version,
+            expires=expires,
+            not_before=not_before,
             existing=envelope,
         )
     sig = path.with_name(filename + ".sig")
@@ -94,8 +99,9 @@ class SignedSetup:
     keys: tuple[Ed25519PrivateKey, ...]
 
 
-def make_signed_setup(base: Path, *, admins: int = 1, threshold: int = 1, name: str = "edge-01",
-                      version: int = 7) -> SignedSetup:
+def make_signed_setup(
+    base: Path, *, admins: int = 1, threshold: int = 1, name: str = "edge-01", version: int = 7
+) -> SignedSetup:
     """Admin keys (written unencrypted as NAME.key/NAME.pub), a config signed by ``threshold`` of them,
     and an appliance state dir whose trust root holds all of them."""
     workstation = base / "workstation"

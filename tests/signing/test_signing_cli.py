@@ -22,7 +22,12 @@ def midbox(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
         [sys.executable, "-m", "appliance", *map(str, args)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -62,16 +67,29 @@ def test_keygen_sign_init_verify_explain(dirs: tuple[Path, Path]) -> None:
     (ws / "midbox.toml").write_bytes(config_toml(version=3, expires=FAR))
     wrong = ws / "wrong"
     wrong.write_text("nope\n")
-    assert "wrong passphrase" in fails(1, "config", "sign", "midbox.toml", "--key", "keys/alice.key",
-                                       "--passphrase-file", wrong, cwd=ws)
+    assert "wrong passphrase" in fails(
+        1, "config", "sign", "midbox.toml", "--key", "keys/alice.key", "--passphrase-file", wrong, cwd=ws
+    )
     ok("config", "sign", "midbox.toml", "--key", "keys/alice.key", "--passphrase-file", "pass", cwd=ws)
 
-    ok("trust", "init", "--pubkey", "keys/alice.pub", "keys/bob.pub", "--threshold", "2",
-       "--state-dir", state, cwd=ws)
-    assert "already installed" in fails(1, "trust", "init", "--pubkey", "keys/bob.pub", "--state-dir", state,
-                                        cwd=ws)
-    assert "the trust root needs 2" in fails(1, "config", "verify", "midbox.toml", "--state-dir", state,
-                                             cwd=ws)
+    ok(
+        "trust",
+        "init",
+        "--pubkey",
+        "keys/alice.pub",
+        "keys/bob.pub",
+        "--threshold",
+        "2",
+        "--state-dir",
+        state,
+        cwd=ws,
+    )
+    assert "already installed" in fails(
+        1, "trust", "init", "--pubkey", "keys/bob.pub", "--state-dir", state, cwd=ws
+    )
+    assert "the trust root needs 2" in fails(
+        1, "config", "verify", "midbox.toml", "--state-dir", state, cwd=ws
+    )
     out = ok("config", "sign", "midbox.toml", "--key", "keys/bob.key", cwd=ws)
     assert "holds 2 signature(s)" in out
     out = ok("config", "verify", "midbox.toml", "--state-dir", state, cwd=ws)
@@ -90,19 +108,42 @@ def test_keygen_sign_init_verify_explain(dirs: tuple[Path, Path]) -> None:
     assert r.returncode == 1 and "not port 9000" in r.stdout
 
     (ws / "midbox.toml").write_bytes((ws / "midbox.toml").read_bytes().replace(b"8100", b"9100"))
-    assert "changed after signing" in fails(1, "config", "verify", "midbox.toml", "--state-dir", state,
-                                            cwd=ws)
+    assert "changed after signing" in fails(
+        1, "config", "verify", "midbox.toml", "--state-dir", state, cwd=ws
+    )
 
 
 def test_rotation_through_the_cli(dirs: tuple[Path, Path]) -> None:
     ws, state = dirs
     for name in ("alice", "bob", "carol"):
         ok("keygen", "--out", "keys", "--name", name, "--no-passphrase", cwd=ws)
-    ok("trust", "init", "--pubkey", "keys/alice.pub", "keys/bob.pub", "--threshold", "2",
-       "--state-dir", state, cwd=ws)
+    ok(
+        "trust",
+        "init",
+        "--pubkey",
+        "keys/alice.pub",
+        "keys/bob.pub",
+        "--threshold",
+        "2",
+        "--state-dir",
+        state,
+        cwd=ws,
+    )
     (ws / "current.json").write_bytes((state / "trust.json").read_bytes())
-    ok("trust", "propose", "--current", "current.json", "--pubkey", "keys/bob.pub", "keys/carol.pub",
-       "--threshold", "2", "--out", "new.json", cwd=ws)
+    ok(
+        "trust",
+        "propose",
+        "--current",
+        "current.json",
+        "--pubkey",
+        "keys/bob.pub",
+        "keys/carol.pub",
+        "--threshold",
+        "2",
+        "--out",
+        "new.json",
+        cwd=ws,
+    )
     ok("trust", "sign-root", "new.json", "--key", "keys/carol.key", cwd=ws)  # a new key does not count
     ok("trust", "sign-root", "new.json", "--key", "keys/alice.key", cwd=ws)
     msg = fails(1, "trust", "rotate", "new.json", "--state-dir", state, cwd=ws)
@@ -128,9 +169,19 @@ def test_verify_against_an_explicit_trust_file(dirs: tuple[Path, Path]) -> None:
     ok("keygen", "--out", "keys", "--name", "alice", "--no-passphrase", cwd=ws)
     ok("trust", "init", "--pubkey", "keys/alice.pub", "--state-dir", state, cwd=ws)
     (ws / "midbox.toml").write_bytes(config_toml(version=1, expires=FAR))
-    assert "unsigned" in fails(1, "config", "verify", "midbox.toml", "--trust", state / "trust.json",
-                               "--state-dir", ws / "none", cwd=ws)
+    assert "unsigned" in fails(
+        1,
+        "config",
+        "verify",
+        "midbox.toml",
+        "--trust",
+        state / "trust.json",
+        "--state-dir",
+        ws / "none",
+        cwd=ws,
+    )
     ok("config", "sign", "midbox.toml", "--key", "keys/alice.key", cwd=ws)
-    out = ok("config", "verify", "midbox.toml", "--trust", state / "trust.json", "--state-dir", ws / "none",
-             cwd=ws)
+    out = ok(
+        "config", "verify", "midbox.toml", "--trust", state / "trust.json", "--state-dir", ws / "none", cwd=ws
+    )
     assert out.startswith("OK")

@@ -40,4 +40,4 @@ def test_reload_accepts_newer_and_keeps_old_on_failure(tmp_path: Path) -> None:
     write_signed_config(s.workstation, s.keys, version=8)
     done = try_reload(current, s.config, s.state_dir, NOW, audit)
     assert done.changed and done.config.version == 8
-    assert audit.events[-1][0] == "config.reloaded" and audit.events[-1][1]["version"] == 8
+    assert audit.events[-1][0] == "config.reloaded" and audit.events[-1][1]["config_version"] == 8

@@ -61,20 +61,38 @@ def test_steps_out_of_order_raise() -> None:
 
 def test_cosigning_other_bytes_is_refused() -> None:
     a, b = generate(), generate()
-    env = sign_config_bytes(config_toml(), a, appliance="edge-01", version=7, expires=EXPIRES,
-                            not_before=NOT_BEFORE)
+    env = sign_config_bytes(
+        config_toml(), a, appliance="edge-01", version=7, expires=EXPIRES, not_before=NOT_BEFORE
+    )
     with pytest.raises(SigningError, match=r"the existing \.sig is for other bytes"):
-        sign_config_bytes(config_toml(extra="#x\n"), b, appliance="edge-01", version=7, expires=EXPIRES,
-                          not_before=NOT_BEFORE, existing=env)
-    both = parse_envelope(sign_config_bytes(config_toml(), b, appliance="edge-01", version=7,
-                                            expires=EXPIRES, not_before=NOT_BEFORE, existing=env))
+        sign_config_bytes(
+            config_toml(extra="#x\n"),
+            b,
+            appliance="edge-01",
+            version=7,
+            expires=EXPIRES,
+            not_before=NOT_BEFORE,
+            existing=env,
+        )
+    both = parse_envelope(
+        sign_config_bytes(
+            config_toml(),
+            b,
+            appliance="edge-01",
+            version=7,
+            expires=EXPIRES,
+            not_before=NOT_BEFORE,
+            existing=env,
+        )
+    )
     assert {s.key_id for s in both.signatures} == {key_id(a.public_key()), key_id(b.public_key())}
 
 
 FUZZ_KEY = generate()
 FUZZ_ROOT = TrustRoot(1, 1, (trusted_key(FUZZ_KEY.public_key(), "a"),))
-VALID = sign_config_bytes(config_toml(), FUZZ_KEY, appliance="edge-01", version=7, expires=EXPIRES,
-                          not_before=NOT_BEFORE)
+VALID = sign_config_bytes(
+    config_toml(), FUZZ_KEY, appliance="edge-01", version=7, expires=EXPIRES, not_before=NOT_BEFORE
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -89,8 +107,9 @@ def test_fuzz_arbitrary_bytes_only_raise_envelope_error(data: bytes) -> None:
 def test_fuzz_single_byte_mutation_is_refused_or_harmless(pos: int, xor: int) -> None:
     mutated = bytearray(VALID)
     mutated[pos] ^= xor
-    check = ConfigSignatureCheck(trust=FUZZ_ROOT, state=None, now=NOW, expected_name=None,
-                                 max_config_bytes=100_000)
+    check = ConfigSignatureCheck(
+        trust=FUZZ_ROOT, state=None, now=NOW, expected_name=None, max_config_bytes=100_000
+    )
     # No single changed byte of a signed envelope may pass the signature steps.
     with pytest.raises((EnvelopeError, SignatureError)):
         check.run_all(config_toml(), bytes(mutated))
@@ -104,16 +123,26 @@ json_values = st.recursive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["format", "appliance", "version", "expires", "not_before", "sha256",
-                                        "signatures", "x"]), json_values, max_size=8))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["format", "appliance", "version", "expires", "not_before", "sha256", "signatures", "x"]
+        ),
+        json_values,
+        max_size=8,
+    )
+)
 def test_fuzz_structured_objects_only_raise_envelope_error(doc: dict[str, object]) -> None:
     with contextlib.suppress(EnvelopeError):
         parse_envelope(json.dumps(doc).encode())
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(min_value=1, max_value=2**40), st.from_regex(r"\A[a-z][a-z0-9-]{0,20}\Z"),
-       st.lists(st.binary(min_size=64, max_size=64), max_size=3))
+@given(
+    st.integers(min_value=1, max_value=2**40),
+    st.from_regex(r"\A[a-z][a-z0-9-]{0,20}\Z"),
+    st.lists(st.binary(min_size=64, max_size=64), max_size=3),
+)
 def test_fuzz_round_trip(version: int, name: str, sigs: list[bytes]) -> None:
     from hardening.signing import Statement
 
@@ -124,5 +153,6 @@ def test_fuzz_round_trip(version: int, name: str, sigs: list[bytes]) -> None:
 
 def test_timezone_required() -> None:
     with pytest.raises(ValueError, match="timezone"):
-        ConfigSignatureCheck(trust=FUZZ_ROOT, state=None, now=dt.datetime(2027, 1, 1),
-                             expected_name=None, max_config_bytes=1)
+        ConfigSignatureCheck(
+            trust=FUZZ_ROOT, state=None, now=dt.datetime(2027, 1, 1), expected_name=None, max_config_bytes=1
+        )
