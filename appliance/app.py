@@ -15,19 +15,27 @@ from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES, Limits
 from appliance.probes.base import AuditSink, CredentialSource, Probe, ProbeContext
 from appliance.probes.heartbeat import HeartbeatProbe
 from appliance.probes.http import HttpProbe
+from appliance.probes.snmp import SnmpProbe
+from appliance.probes.ssh import SshProbe
+from appliance.probes.tcpscan import TcpScanProbe
 from appliance.queue.client import EccClient
 from appliance.queue.transport import instance_client
 from appliance.runner import Runner, RunnerSettings, RunnerStats
 from hardening.sealbox import SealedDir, derive_key
 
 
-def default_probes(status: Callable[[], Mapping[str, str]]) -> dict[str, Probe]:
+def default_probes(status: Callable[[], Mapping[str, str]], limits: Limits) -> dict[str, Probe]:
     """Topic → probe for everything this appliance was built to run. Anything else is refused."""
     http = HttpProbe()
+    ssh = SshProbe.from_limits(limits)
     return {
         "HeartbeatProbe": HeartbeatProbe(status),
         "RESTProbe": http,
         "HTTPClient": http,
+        "SSHCommand": ssh,
+        "SSHCommandLong": ssh,
+        "SNMP": SnmpProbe.from_limits(limits),
+        "Shazzam": TcpScanProbe.from_limits(limits),
     }
 
 
@@ -70,7 +78,7 @@ async def run_appliance(
         max_response_bytes=MAX_INSTANCE_RESPONSE_BYTES,
     )
     holder: list[Runner] = []
-    probes = default_probes(lambda: holder[0].status())
+    probes = default_probes(lambda: holder[0].status(), limits)
     ctx = ProbeContext(config.policy(), credentials, audit, limits, state_dir)
     runner = Runner(
         client=client,

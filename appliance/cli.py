@@ -79,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         state_dir=args.state_dir or _default_state_dir(environ),
         json=args.json,
         verbosity=verbosity,
+        stdin=sys.stdin,
+        stdout=sys.stdout,
+        stderr=sys.stderr,
         environ=environ,
     )
     try:

@@ -73,7 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _params_xml(params: Sequence[str]) -> str:
+def params_xml(params: Sequence[str]) -> str:
     import xml.etree.ElementTree as ET  # nosec B405
 
     root = ET.Element("parameters")
@@ -88,7 +88,7 @@ def _params_xml(params: Sequence[str]) -> str:
 def _enqueue(args: argparse.Namespace) -> int:
     store = Store(args.dir / "instance.db")
     agent = args.agent if args.agent.startswith("mid.server.") else f"mid.server.{args.agent}"
-    payload = args.payload if args.payload is not None else _params_xml(args.param)
+    payload = args.payload if args.payload is not None else params_xml(args.param)
     outputs = [
         {
             "agent": agent,

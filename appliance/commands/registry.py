@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from appliance.commands import audit, bundle, config_cmd, hosts, keys, policy, trust
+from appliance.commands import audit, bundle, config_cmd, hosts, keys, policy, run, trust
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 
@@ -17,4 +17,5 @@ REGISTRARS: tuple[Registrar, ...] = (
     hosts.register,
     audit.register,
     bundle.register,
+    run.register,
 )

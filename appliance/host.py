@@ -1,0 +1,57 @@
+"""What the appliance takes from the host before it talks to anyone: a hardened process, a private
+state dir, the host key (for the outbox seal) and the credential store."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.credentials import StoreCredentials, load_host_key, open_credentials
+from appliance.errors import ConfigError
+from hardening.perms import check_private_file, ensure_private_dir
+from hardening.process import harden_process
+from hardening.sealbox import derive_key
+from hardening.vault.redact import SecretRedactor
+
+log = logging.getLogger(__name__)
+
+MAX_PASSPHRASE_FILE_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class Host:
+    credentials: StoreCredentials
+    seal_key: bytes  # derived from the host key; encrypts the journal and the outbox
+
+    def close(self) -> None:
+        self.credentials.close()
+
+
+def open_host(state_dir: Path, *, credentials_directory: Path | None, passphrase_file: Path | None) -> Host:
+    """Harden this process, check the state dir, and open the host's secrets. Fails closed."""
+    # First, before any secret is in memory: no core dumps, no ptrace by other users.
+    harden_process()
+    ensure_private_dir(state_dir)
+    redactor = SecretRedactor()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redactor)
+    host_key = load_host_key(state_dir, credentials_directory, create=True)
+    seal_key = derive_key(host_key, "midbox-state-seal")
+    del host_key
+    credentials = open_credentials(
+        state_dir,
+        credentials_directory=credentials_directory,
+        passphrase=_read_passphrase(passphrase_file) if passphrase_file else None,
+        redactor=redactor,
+    )
+    return Host(credentials=credentials, seal_key=seal_key)
+
+
+def _read_passphrase(path: Path) -> bytes:
+    check_private_file(path)
+    with path.open("rb") as f:
+        data = f.read(MAX_PASSPHRASE_FILE_BYTES + 1)
+    if len(data) > MAX_PASSPHRASE_FILE_BYTES:
+        raise ConfigError(f"{path}: a passphrase file holds one line; this one is too large")
+    return data.rstrip(b"\r\n")

@@ -1,0 +1,254 @@
+"""The lifecycle of a running appliance: start in the order of trust, run, reload, checkpoint, stop.
+
+Order matters: the process is hardened before any secret is read; the audit log is open before the
+config is judged, so a refused config leaves a trace; nothing polls the instance until the config
+verified and the credential store opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance import __version__
+from appliance.app import run_appliance
+from appliance.config.model import Config
+from appliance.config.verify import fingerprint, load_verified_config, try_reload
+from appliance.errors import ApplianceError, ConfigError, InstanceError
+from appliance.host import Host, open_host
+from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES
+from appliance.queue.client import EccClient
+from appliance.queue.transport import instance_client
+from hardening.audit import (
+    TOPIC,
+    AuditLog,
+    AuditOptions,
+    checkpoint_xml,
+    load_or_create_signing_key,
+    open_audit_log,
+)
+from hardening.errors import HardeningError
+from hardening.signing import format_time
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    config_path: Path
+    state_dir: Path
+    passphrase_file: Path | None = None
+    credentials_directory: Path | None = None  # systemd's $CREDENTIALS_DIRECTORY, read by the CLI
+    checkpoint_interval_s: float = 300.0
+    config_watch_interval_s: float = 5.0
+
+
+async def serve(options: ServiceOptions, *, ready: Callable[[], None] | None = None) -> int:
+    """Run until SIGTERM/SIGINT; return the exit code. Raises (exit 1) if the config is refused."""
+    host = open_host(
+        options.state_dir,
+        credentials_directory=options.credentials_directory,
+        passphrase_file=options.passphrase_file,
+    )
+    audit = open_audit_log(options.state_dir, AuditOptions())
+    started = time.monotonic()
+    config: Config | None = None
+    reason = "error"
+    try:
+        config = _first_config(options, audit)
+        audit.record(
+            "appliance.start",
+            {
+                "binary_sha256": _binary_sha256(),
+                "version": __version__,
+                "config_version": config.version,
+                "appliance": config.appliance.name,
+                "pid": os.getpid(),
+            },
+        )
+        log.info(
+            "midbox %s running as mid.server.%s on config version %d",
+            __version__,
+            config.appliance.name,
+            config.version,
+        )
+        lifecycle = _Lifecycle(options, audit, host)
+        config, reason = await lifecycle.run(config, ready)
+        return 0
+    finally:
+        if config is not None:
+            await _checkpoint(config, audit, options.state_dir)
+            audit.record(
+                "appliance.stop",
+                {
+                    "config_version": config.version,
+                    "reason": reason,
+                    "uptime_s": round(time.monotonic() - started, 3),
+                },
+            )
+        audit.close()
+        host.close()
+
+
+def _first_config(options: ServiceOptions, audit: AuditLog) -> Config:
+    try:
+        config = load_verified_config(options.config_path, options.state_dir, dt.datetime.now(dt.UTC))
+    except (HardeningError, ConfigError) as e:
+        audit.record("config.refused", {"config_sha256": _file_sha256(options.config_path), "reason": str(e)})
+        raise
+    audit.record(
+        "config.accepted",
+        {
+            "config_version": config.version,
+            "config_sha256": config.sha256,
+            "signers": list(config.signers),
+            "expires": format_time(config.settings.expires),
+        },
+    )
+    return config
+
+
+class _Lifecycle:
+    """Runs the runner; restarts it on a config that verified; stops it on a signal."""
+
+    def __init__(self, options: ServiceOptions, audit: AuditLog, host: Host) -> None:
+        self._options = options
+        self._audit = audit
+        self._host = host
+        self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._reason = "signal"
+
+    async def run(self, config: Config, ready: Callable[[], None] | None) -> tuple[Config, str]:
+        self._install_signals()
+        background = [
+            asyncio.create_task(self._watch_config(), name="config-watch"),
+            asyncio.create_task(self._checkpoints(lambda: config), name="checkpoints"),
+        ]
+        if ready is not None:
+            ready()
+        try:
+            while True:
+                run_stop = asyncio.Event()
+                runner = asyncio.create_task(self._runner(config, run_stop), name="runner")
+                config_changed = await self._until_stop_or_new_config(config, runner)
+                run_stop.set()
+                await runner  # drains: in-flight work finishes or fails within the deadline, results kept
+                if config_changed is None:
+                    return config, self._reason
+                config = config_changed
+                log.info("runner restarted on config version %d", config.version)
+        finally:
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _runner(self, config: Config, stop: asyncio.Event) -> None:
+        await run_appliance(
+            config,
+            state_dir=self._options.state_dir,
+            audit=self._audit,
+            credentials=self._host.credentials,
+            stop=stop,
+            seal_key=self._host.seal_key,
+        )
+
+    async def _until_stop_or_new_config(self, config: Config, runner: asyncio.Task[None]) -> Config | None:
+        """None when the appliance should stop; the new config when one verified."""
+        while True:
+            stop_wait = asyncio.create_task(self._stop.wait())
+            reload_wait = asyncio.create_task(self._reload.wait())
+            await asyncio.wait({stop_wait, reload_wait, runner}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (stop_wait, reload_wait):
+                task.cancel()
+            if runner.done():
+                self._reason = "error"
+                runner.result()  # re-raises what stopped it
+                return None
+            if self._stop.is_set():
+                return None
+            self._reload.clear()
+            outcome = try_reload(
+                config, self._options.config_path, self._options.state_dir, dt.datetime.now(dt.UTC), self._audit
+            )
+            if outcome.changed:
+                return outcome.config
+            if outcome.reason:
+                log.warning("kept config version %d: %s", config.version, outcome.reason)
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        if os.name == "nt":  # no add_signal_handler on Windows' proactor loop
+            for sig in (signal.SIGINT, getattr(signal, "SIGBREAK", signal.SIGINT)):
+                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(self._stop.set))
+            return
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+
+    async def _watch_config(self) -> None:
+        seen = fingerprint(self._options.config_path)
+        while True:
+            await asyncio.sleep(self._options.config_watch_interval_s)
+            now = fingerprint(self._options.config_path)
+            if now != seen:
+                seen = now
+                self._reload.set()
+
+    async def _checkpoints(self, current: Callable[[], Config]) -> None:
+        while True:
+            await asyncio.sleep(self._options.checkpoint_interval_s)
+            await _checkpoint(current(), self._audit, self._options.state_dir)
+
+
+async def _checkpoint(config: Config, audit: AuditLog, state_dir: Path) -> None:
+    """Sign the log's head and anchor it on the instance, off this host. Best effort: a later
+    checkpoint covers everything an earlier one would have."""
+    try:
+        cp = audit.checkpoint(load_or_create_signing_key(state_dir))
+    except HardeningError as e:
+        log.warning("audit checkpoint not made: %s", e)
+        return
+    limits = config.limits()
+    client = EccClient(
+        instance_client(config.instance, limits),
+        name=config.appliance.name,
+        max_response_bytes=MAX_INSTANCE_RESPONSE_BYTES,
+    )
+    try:
+        await client.post_input(topic=TOPIC, name=TOPIC, payload=checkpoint_xml(cp).decode("utf-8"))
+        log.info("audit checkpoint %d anchored on the instance", cp.size)
+    except (InstanceError, ApplianceError) as e:
+        log.warning("audit checkpoint %d kept locally; the instance did not take it: %s", cp.size, e)
+    finally:
+        await client.aclose()
+
+
+def _binary_sha256() -> str:
+    """What is running: the frozen binary's digest, or "source" for a source checkout."""
+    if not getattr(sys, "frozen", False):
+        return "source"
+    digest = hashlib.sha256()
+    with open(sys.executable, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()[: 1 << 20]).hexdigest()
+    except OSError:
+        return None

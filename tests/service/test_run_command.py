@@ -1,0 +1,214 @@
+"""``midbox run`` as the operator starts it: a real process, a signed config, signals, the audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tests.helpers import AGENT, NAME, Pki, dev_instance, http_target
+from tests.signing.helpers import install_trust, write_signed_config
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPIRES = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).replace(microsecond=0)
+
+
+def config_bytes(url: str, p: Pki, version: int, port_rule: str) -> bytes:
+    return f"""version = {version}
+expires = {EXPIRES.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+[appliance]
+name = "{NAME}"
+
+[instance]
+url = "{url}"
+ca_file = "{p.ca.cert}"
+client_cert = "{p.client.cert}"
+client_key = "{p.client.key}"
+poll_interval_s = 0.1
+
+[[allow]]
+cidr = "127.0.0.1/32"
+probes = ["http"]
+ports = [{port_rule}]
+""".encode()
+
+
+def midbox(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        input=stdin,
+        env=child_env(),
+        check=False,
+    )
+
+
+def child_env() -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT)}
+
+
+@contextmanager
+def appliance(config: Path, state_dir: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "appliance", "run", "--config", str(config), "--state-dir", str(state_dir)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=child_env(),
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def wait_answer(store, sys_id: str, timeout: float = 20) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = store.query("ecc_queue", f"queue=input^response_to={sys_id}")
+        if rows:
+            return rows[0]  # type: ignore[no-any-return]
+        time.sleep(0.05)
+    raise AssertionError(f"no answer to {sys_id} within {timeout} s")
+
+
+def http_job(store, url: str) -> str:  # type: ignore[no-untyped-def]
+    payload = f'<parameters><parameter name="url" value="{url}"/></parameters>'
+    return str(store.enqueue([{"agent": AGENT, "topic": "RESTProbe", "source": "127.0.0.1", "payload": payload}])[0])
+
+
+def listening_inodes() -> set[str]:
+    """Socket inodes of every TCP socket in LISTEN and every bound UDP socket on this host."""
+    found: set[str] = set()
+    for name, listen_state in (("tcp", "0A"), ("tcp6", "0A"), ("udp", None), ("udp6", None)):
+        path = Path("/proc/net") / name
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            cols = line.split()
+            if listen_state is None or cols[3] == listen_state:
+                found.add(cols[9])
+    return found
+
+
+def socket_inodes(pid: int) -> set[str]:
+    out: set[str] = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            out.add(target[8:-1])
+    return out
+
+
+@pytest.fixture
+def admin_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def test_run_answers_jobs_never_listens_and_stops_cleanly_with_a_verified_audit_log(
+    dev_pki: Pki, tmp_path: Path, state_dir: Path, admin_key: Ed25519PrivateKey
+) -> None:
+    install_trust(state_dir, [admin_key])
+    with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
+        store = instance.state.store
+        config = write_signed_config(
+            tmp_path / "admin", [admin_key], config_bytes(instance.url, dev_pki, 1, '"1-65535"'), name=NAME,
+            version=1, expires=EXPIRES,
+        )
+        with appliance(config, state_dir, tmp_path / "run.log") as proc:
+            answer = wait_answer(store, http_job(store, f"{target}/hello"))
+            assert answer["error_string"] == "", answer["error_string"]
+            assert "hello" in answer["payload"]
+            # Outbound only: none of the process's sockets is listening, sampled while it works.
+            for _ in range(5):
+                wait_answer(store, http_job(store, f"{target}/hello"))
+                mine = socket_inodes(proc.pid)
+                assert mine, "the appliance should hold its outbound connection"
+                assert not mine & listening_inodes()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0, (tmp_path / "run.log").read_text()[-2000:]
+        # The log's head was anchored on the instance as it stopped.
+        anchors = store.query("ecc_queue", "queue=input^topic=midbox.audit.checkpoint")
+        assert anchors and "checkpoint" in anchors[-1]["payload"]
+    verify = midbox("audit", "verify", "--state-dir", str(state_dir))
+    assert verify.returncode == 0, verify.stderr
+    shown = midbox("audit", "show", "--state-dir", str(state_dir), "--json")
+    events = [line for line in shown.stdout.splitlines()]
+    text = "\n".join(events)
+    for event in ("config.accepted", "appliance.start", "job.claimed", "result.posted", "appliance.stop"):
+        assert event in text, f"{event} missing from the audit log"
+
+
+def test_run_refuses_an_unsigned_config_with_one_line_and_exit_1(
+    dev_pki: Pki, tmp_path: Path, state_dir: Path, admin_key: Ed25519PrivateKey
+) -> None:
+    install_trust(state_dir, [admin_key])
+    with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance:
+        config = write_signed_config(
+            tmp_path / "admin", [], config_bytes(instance.url, dev_pki, 1, '"1-65535"'), name=NAME, version=1,
+            expires=EXPIRES,
+        )
+        done = midbox("run", "--config", str(config), "--state-dir", str(state_dir))
+        assert done.returncode == 1
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("midbox: ") and "sign" in lines[0].lower(), done.stderr
+        # It never reached out: the instance saw no poll from this appliance.
+        assert NAME not in instance.state.last_seen
+    shown = midbox("audit", "show", "--state-dir", str(state_dir), "--json")
+    assert "config.refused" in shown.stdout
+
+
+def test_a_bad_config_on_sighup_is_refused_and_a_good_one_is_applied(
+    dev_pki: Pki, tmp_path: Path, state_dir: Path, admin_key: Ed25519PrivateKey
+) -> None:
+    install_trust(state_dir, [admin_key])
+    with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
+        store = instance.state.store
+        port = int(target.rsplit(":", 1)[1])
+        admin = tmp_path / "admin"
+        other = port + 1 if port < 65535 else port - 1
+        config = write_signed_config(
+            admin, [admin_key], config_bytes(instance.url, dev_pki, 1, str(other)), name=NAME, version=1,
+            expires=EXPIRES,
+        )
+        with appliance(config, state_dir, tmp_path / "run.log") as proc:
+            denied = wait_answer(store, http_job(store, f"{target}/hello"))
+            assert "denied" in denied["error_string"]
+            # Tampered: the new bytes do not match the signature. The old config stays in force.
+            good_v2 = config_bytes(instance.url, dev_pki, 2, str(port))
+            config.write_bytes(good_v2.replace(b"version = 2", b"version = 9"))
+            proc.send_signal(signal.SIGHUP)
+            still = wait_answer(store, http_job(store, f"{target}/hello"))
+            assert proc.poll() is None and "denied" in still["error_string"]
+            # Properly signed version 2 allows the target's port.
+            write_signed_config(admin, [admin_key], good_v2, name=NAME, version=2, expires=EXPIRES)
+            proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 20
+            while True:
+                answer = wait_answer(store, http_job(store, f"{target}/hello"))
+                if not answer["error_string"] or time.monotonic() > deadline:
+                    break
+            assert answer["error_string"] == "", answer["error_string"]
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+    shown = midbox("audit", "show", "--state-dir", str(state_dir), "--json").stdout
+    assert shown.index("config.reload_refused") < shown.index("config.reloaded")
