@@ -6,6 +6,7 @@ do not express access, the checks are limited to file type (ACLs are set by the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import stat
@@ -45,7 +46,8 @@ def _check_stat(st: os.stat_result, path: Path, *, is_dir: bool) -> None:
     if loose:
         want = "700" if is_dir else "600"
         raise PermissionsError(
-            f"{path} is accessible by group/others (mode {stat.S_IMODE(st.st_mode):04o}); run: chmod {want} {quoted}"
+            f"{path} is accessible by group/others (mode {stat.S_IMODE(st.st_mode):04o}); "
+            f"run: chmod {want} {quoted}"
         )
 
 
@@ -54,7 +56,9 @@ def check_private_dir(path: Path) -> None:
     try:
         st = os.lstat(path)
     except FileNotFoundError as e:
-        raise PermissionsError(f"{path} does not exist; create it with: install -d -m 700 {shlex.quote(str(path))}") from e
+        raise PermissionsError(
+            f"{path} does not exist; create it with: install -d -m 700 {shlex.quote(str(path))}"
+        ) from e
     _check_stat(st, path, is_dir=True)
 
 
@@ -76,15 +80,13 @@ def ensure_private_dir(path: Path) -> None:
     """Create ``path`` as 0700 if it is missing (parents as needed), then check it."""
     if not os.path.lexists(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        with contextlib.suppress(FileExistsError):
             os.mkdir(path, 0o700)
-        except FileExistsError:
-            pass
     check_private_dir(path)
 
 
 def read_private_file(path: Path, max_bytes: int) -> bytes:
-    """Read a small protected file: no symlinks, ours, 0600, at most ``max_bytes`` (checked on the open fd)."""
+    """Read a small protected file: no symlinks, ours, 0600, at most ``max_bytes`` (checked on the fd)."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(path, flags)
@@ -96,7 +98,9 @@ def read_private_file(path: Path, max_bytes: int) -> bytes:
         check_private_fd(fd, path)
         size = os.fstat(fd).st_size
         if size > max_bytes:
-            raise PermissionsError(f"{path} is {size} bytes, more than the {max_bytes} allowed; it is not ours")
+            raise PermissionsError(
+                f"{path} is {size} bytes, more than the {max_bytes} allowed; it is not ours"
+            )
         chunks: list[bytes] = []
         remaining = max_bytes + 1
         while remaining > 0:

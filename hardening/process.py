@@ -51,7 +51,9 @@ def harden_process() -> ProcessHardening:
             raise ProcessHardeningError(f"cannot disable core dumps (setrlimit RLIMIT_CORE): {e}") from e
         core = resource.getrlimit(resource.RLIMIT_CORE) == (0, 0)
         if not core:
-            raise ProcessHardeningError("core dumps are still enabled after setrlimit; refusing to hold secrets")
+            raise ProcessHardeningError(
+                "core dumps are still enabled after setrlimit; refusing to hold secrets"
+            )
     dumpable_off = False
     if os.name == "posix" and os.uname().sysname == "Linux":
         libc = _libc()

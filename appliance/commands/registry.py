@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from appliance.commands import audit, config_cmd, hosts, keys, policy, trust
+from appliance.commands import audit, config_cmd, creds, hosts, keys, policy, trust
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 
@@ -16,4 +16,5 @@ REGISTRARS: tuple[Registrar, ...] = (
     policy.register,
     hosts.register,
     audit.register,
+    creds.register,
 )

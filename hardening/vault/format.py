@@ -7,6 +7,7 @@
     meta     u8 alias len, alias | u8 type len, type | u16 user len, user
              | u8 option count, (u8 key len, key | u16 value len, value)*
     trailer  32 HMAC-SHA256 of everything before it, keyed from the data key
+             | 32 SHA-256 of everything before it (unkeyed: tells corruption from a wrong key)
 
 The header up to the wrap nonce is the associated data of the data-key wrap; each record's meta,
 with the store id and generation, is the associated data of its ciphertext. Integers are big-endian.
@@ -29,6 +30,7 @@ NONCE_BYTES = 12
 TAG_BYTES = 16
 DATA_KEY_BYTES = 32
 MAC_BYTES = 32
+CHECKSUM_BYTES = 32
 
 _HEADER = struct.Struct(">8sH16sQB16sIII32sI16s12s48s")
 HEADER_BYTES = _HEADER.size
@@ -39,7 +41,7 @@ CREDENTIAL_TYPES: dict[str, tuple[int, int]] = {
     "ssh-password": (1, 1),
     "ssh-key": (1, 2),  # private key, then its passphrase if it has one
     "snmp-community": (1, 1),
-    "snmp-usm": (1, 2),  # auth passphrase, then priv passphrase when a priv protocol is set
+    "snmp-usm": (2, 2),  # auth passphrase, then priv passphrase (the probe runs authPriv only)
     "http-basic": (1, 1),
     "http-bearer": (1, 1),
 }
@@ -77,8 +79,20 @@ class Header:
     def pack(self) -> bytes:
         k = self.kdf
         return _HEADER.pack(
-            MAGIC, FORMAT_VERSION, self.store_id, self.generation, k.kind, k.argon_salt, k.iterations,
-            k.lanes, k.memory_kib, k.hkdf_salt, self.count, self.key_check, self.wrap_nonce, self.wrapped_key,
+            MAGIC,
+            FORMAT_VERSION,
+            self.store_id,
+            self.generation,
+            k.kind,
+            k.argon_salt,
+            k.iterations,
+            k.lanes,
+            k.memory_kib,
+            k.hkdf_salt,
+            self.count,
+            self.key_check,
+            self.wrap_nonce,
+            self.wrapped_key,
         )
 
 
@@ -128,10 +142,13 @@ def validate_alias(alias: str) -> None:
 def validate_meta(meta: CredentialMeta) -> None:
     validate_alias(meta.alias)
     if meta.type not in CREDENTIAL_TYPES:
-        raise VaultInputError(f"unknown credential type {meta.type[:40]!r}; use one of {', '.join(CREDENTIAL_TYPES)}")
-    if meta.user is not None:
-        if not meta.user or len(meta.user.encode()) > caps.MAX_USER_BYTES or not meta.user.isprintable():
-            raise VaultInputError(f"user name must be 1-{caps.MAX_USER_BYTES} printable bytes")
+        raise VaultInputError(
+            f"unknown credential type {meta.type[:40]!r}; use one of {', '.join(CREDENTIAL_TYPES)}"
+        )
+    if meta.user is not None and (
+        not meta.user or len(meta.user.encode()) > caps.MAX_USER_BYTES or not meta.user.isprintable()
+    ):
+        raise VaultInputError(f"user name must be 1-{caps.MAX_USER_BYTES} printable bytes")
     if len(meta.options) > caps.MAX_OPTIONS:
         raise VaultInputError(f"at most {caps.MAX_OPTIONS} options per credential")
     seen: set[str] = set()
@@ -140,7 +157,9 @@ def validate_meta(meta: CredentialMeta) -> None:
             raise VaultInputError(f"option name {key[:40]!r} is not valid or repeated")
         seen.add(key)
         if len(value.encode()) > caps.MAX_OPTION_VALUE_BYTES or not value.isprintable():
-            raise VaultInputError(f"option {key} must be at most {caps.MAX_OPTION_VALUE_BYTES} printable bytes")
+            raise VaultInputError(
+                f"option {key} must be at most {caps.MAX_OPTION_VALUE_BYTES} printable bytes"
+            )
 
 
 class _Reader:
@@ -183,21 +202,39 @@ class _Reader:
 def parse_header(data: bytes) -> Header:
     if len(data) < HEADER_BYTES + MAC_BYTES:
         raise FormatError("file is shorter than a header")
-    (magic, version, store_id, generation, kind, argon_salt, iterations, lanes, memory, hkdf_salt, count,
-     key_check, wrap_nonce, wrapped) = _HEADER.unpack_from(data, 0)
+    (
+        magic,
+        version,
+        store_id,
+        generation,
+        kind,
+        argon_salt,
+        iterations,
+        lanes,
+        memory,
+        hkdf_salt,
+        count,
+        key_check,
+        wrap_nonce,
+        wrapped,
+    ) = _HEADER.unpack_from(data, 0)
     # 1. What the file says it is.
     if magic != MAGIC:
         raise FormatError("bad magic: not a midbox credential store")
     if version != FORMAT_VERSION:
-        raise FormatError(f"format version {version} is not supported by this midbox (expects {FORMAT_VERSION})")
+        raise FormatError(
+            f"format version {version} is not supported by this midbox (expects {FORMAT_VERSION})"
+        )
     # 2. KDF parameters inside the bounds this build accepts, so a header cannot ask for gigabytes.
     if kind == KDF_HOST_KEY:
         if (argon_salt, iterations, lanes, memory) != (bytes(16), 0, 0, 0):
             raise FormatError("argon2 parameters set on a store without a passphrase")
     elif kind == KDF_HOST_KEY_AND_ARGON2ID:
-        if not (caps.ARGON2_MIN_ITERATIONS <= iterations <= caps.ARGON2_MAX_ITERATIONS
-                and 1 <= lanes <= caps.ARGON2_MAX_LANES
-                and max(caps.ARGON2_MIN_MEMORY_KIB, 8 * lanes) <= memory <= caps.ARGON2_MAX_MEMORY_KIB):
+        if not (
+            caps.ARGON2_MIN_ITERATIONS <= iterations <= caps.ARGON2_MAX_ITERATIONS
+            and 1 <= lanes <= caps.ARGON2_MAX_LANES
+            and max(caps.ARGON2_MIN_MEMORY_KIB, 8 * lanes) <= memory <= caps.ARGON2_MAX_MEMORY_KIB
+        ):
             raise FormatError("argon2 parameters out of bounds")
     else:
         raise FormatError(f"unknown kdf {kind}")
@@ -231,7 +268,11 @@ def parse_records(body: memoryview, count: int) -> list[SealedRecord]:
         meta, meta_len = parse_meta(rr)
         nonce = bytes(rr.take(NONCE_BYTES))
         ct_len = rr.u32()
-        if not TAG_BYTES < ct_len <= 1 + caps.MAX_SECRETS_PER_RECORD * (4 + caps.MAX_SECRET_BYTES) + TAG_BYTES:
+        if (
+            not TAG_BYTES
+            < ct_len
+            <= 1 + caps.MAX_SECRETS_PER_RECORD * (4 + caps.MAX_SECRET_BYTES) + TAG_BYTES
+        ):
             raise FormatError("record ciphertext length out of bounds")
         ciphertext = bytes(rr.take(ct_len))
         rr.end()
@@ -259,7 +300,7 @@ def pack_secrets(secrets: list[bytearray]) -> bytearray:
     return out
 
 
-def unpack_secrets(plain: bytearray, what: str) -> list[bytearray]:
+def unpack_secrets(plain: bytearray | memoryview, what: str) -> list[bytearray]:
     r = _Reader(plain, what)
     n = r.u8()
     if not 1 <= n <= caps.MAX_SECRETS_PER_RECORD:

@@ -23,7 +23,9 @@ def read_generation(path: Path) -> tuple[bytes, int] | None:
         return None
     m = _LINE.fullmatch(raw)
     if m is None:
-        raise VaultRollback(f"{path} is not a midbox generation record; restore it or remove it to accept the store")
+        raise VaultRollback(
+            f"{path} is not a midbox generation record; restore it or remove it to accept the store"
+        )
     return bytes.fromhex(m.group(1).decode()), int(m.group(2))
 
 

@@ -61,6 +61,7 @@ def load_host_key(source: KeySource, *, create: bool = False) -> Secret:
         raw = perms.read_private_file(from_systemd, caps.MAX_HOST_KEY_FILE_BYTES)
         return _check_length(bytearray(raw), from_systemd)
     path = source.host_key_path
+    perms.check_private_dir(path.parent)
     try:
         raw = perms.read_private_file(path, caps.MAX_HOST_KEY_FILE_BYTES)
     except FileNotFoundError:
@@ -77,7 +78,9 @@ def load_host_key(source: KeySource, *, create: bool = False) -> Secret:
 
 def _check_length(raw: bytearray, path: Path) -> Secret:
     if len(raw) != HOST_KEY_BYTES:
-        raise VaultLocked(f"host key {path} is {len(raw)} bytes, not {HOST_KEY_BYTES}; it is damaged or not ours")
+        raise VaultLocked(
+            f"host key {path} is {len(raw)} bytes, not {HOST_KEY_BYTES}; it is damaged or not ours"
+        )
     return Secret(raw)
 
 
@@ -86,15 +89,23 @@ def derive_kek(host_key: Secret, passphrase: Secret | None, kdf: KdfParams, stor
     if kdf.kind == KDF_HOST_KEY_AND_ARGON2ID and passphrase is None:
         raise VaultLocked("this credential store needs its passphrase: pass --passphrase-file FILE")
     if kdf.kind == KDF_HOST_KEY and passphrase is not None:
-        raise VaultLocked("this credential store has no passphrase, but one was given; leave out --passphrase-file")
+        raise VaultLocked(
+            "this credential store has no passphrase, but one was given; leave out --passphrase-file"
+        )
     ikm = bytearray(host_key.view())
     if kdf.kind == KDF_HOST_KEY_AND_ARGON2ID:
         assert passphrase is not None
         stretched = Argon2id(
-            salt=kdf.argon_salt, length=32, iterations=kdf.iterations, lanes=kdf.lanes, memory_cost=kdf.memory_kib,
+            salt=kdf.argon_salt,
+            length=32,
+            iterations=kdf.iterations,
+            lanes=kdf.lanes,
+            memory_cost=kdf.memory_kib,
         ).derive(passphrase.reveal())
         ikm += stretched
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=kdf.hkdf_salt, info=b"midbox vault kek v1" + store_id)
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=kdf.hkdf_salt, info=b"midbox vault kek v1" + store_id
+    )
     kek = Secret(hkdf.derive(bytes(ikm)))
     Secret(ikm).wipe()
     return kek
@@ -104,8 +115,12 @@ def new_kdf_params(with_passphrase: bool) -> KdfParams:
     if not with_passphrase:
         return KdfParams(KDF_HOST_KEY, bytes(16), 0, 0, 0, secrets.token_bytes(32))
     return KdfParams(
-        KDF_HOST_KEY_AND_ARGON2ID, secrets.token_bytes(16), DEFAULT_ARGON2_ITERATIONS, DEFAULT_ARGON2_LANES,
-        DEFAULT_ARGON2_MEMORY_KIB, secrets.token_bytes(32),
+        KDF_HOST_KEY_AND_ARGON2ID,
+        secrets.token_bytes(16),
+        DEFAULT_ARGON2_ITERATIONS,
+        DEFAULT_ARGON2_LANES,
+        DEFAULT_ARGON2_MEMORY_KIB,
+        secrets.token_bytes(32),
     )
 
 
@@ -155,7 +170,9 @@ def _unprotect(raw: bytes, path: Path) -> bytes:
     if os.name != "nt":
         return raw
     if not raw.startswith(_DPAPI_PREFIX):
-        raise VaultLocked(f"host key {path} is not DPAPI-protected; it was not written by midbox on this host")
+        raise VaultLocked(
+            f"host key {path} is not DPAPI-protected; it was not written by midbox on this host"
+        )
     return _dpapi(raw[len(_DPAPI_PREFIX) :], protect=False)
 
 
@@ -172,14 +189,18 @@ def _dpapi(data: bytes, *, protect: bool) -> bytes:  # pragma: no cover - Window
     local_machine, ui_forbidden = 0x4, 0x1
     flags = local_machine | ui_forbidden
     if protect:
-        ok = crypt32.CryptProtectData(ctypes.byref(blob_in), "midbox host key", None, None, None, flags,
-                                      ctypes.byref(blob_out))
+        ok = crypt32.CryptProtectData(
+            ctypes.byref(blob_in), "midbox host key", None, None, None, flags, ctypes.byref(blob_out)
+        )
     else:
-        ok = crypt32.CryptUnprotectData(ctypes.byref(blob_in), None, None, None, None, ui_forbidden,
-                                        ctypes.byref(blob_out))
+        ok = crypt32.CryptUnprotectData(
+            ctypes.byref(blob_in), None, None, None, None, ui_forbidden, ctypes.byref(blob_out)
+        )
     if not ok:
         err = ctypes.get_last_error()  # type: ignore[attr-defined]
-        raise VaultError(f"DPAPI {'protect' if protect else 'unprotect'} of the host key failed (error {err})")
+        raise VaultError(
+            f"DPAPI {'protect' if protect else 'unprotect'} of the host key failed (error {err})"
+        )
     try:
         return ctypes.string_at(blob_out.pbData, blob_out.cbData)
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,8 +24,10 @@ from hardening import atomic, perms
 from hardening.vault import caps, keys
 from hardening.vault.errors import VaultError, VaultMissing, VaultRollback, VaultTampered
 from hardening.vault.format import (
+    CHECKSUM_BYTES,
     CREDENTIAL_TYPES,
     HEADER_BYTES,
+    KDF_HOST_KEY_AND_ARGON2ID,
     MAC_BYTES,
     NONCE_BYTES,
     TAG_BYTES,
@@ -79,13 +82,15 @@ class OpenStore:
     def generation(self) -> int:
         return self.header.generation
 
-    def list(self) -> list[CredentialMeta]:
+    def credentials(self) -> list[CredentialMeta]:
         return [self._records[a].meta for a in sorted(self._records)]
 
     def meta(self, alias: str) -> CredentialMeta:
         record = self._records.get(alias)
         if record is None:
-            raise VaultMissing(f"credential {alias!r} is not in the store; add it with 'midbox creds add {alias}'")
+            raise VaultMissing(
+                f"credential {alias!r} is not in the store; add it with 'midbox creds add {alias}'"
+            )
         return record.meta
 
     def reveal(self, alias: str) -> list[Secret]:
@@ -125,7 +130,9 @@ def open_record(data_key: Secret, header: Header, record: SealedRecord, path: Pa
     if not low <= len(parts) <= high:
         for p in parts:
             wipe(p)
-        raise VaultTampered(path, f"record {record.meta.alias!r} has {len(parts)} secrets for type {record.meta.type}")
+        raise VaultTampered(
+            path, f"record {record.meta.alias!r} has {len(parts)} secrets for type {record.meta.type}"
+        )
     return [Secret(p) for p in parts]
 
 
@@ -135,13 +142,18 @@ def _load(paths: VaultPaths, source: keys.KeySource, *, holding_lock: bool) -> O
     try:
         data = perms.read_private_file(paths.store, caps.MAX_STORE_BYTES)
     except FileNotFoundError:
-        raise VaultMissing(f"no credential store at {paths.store}; add a credential with 'midbox creds add'") from None
-    # 2. Strict parse of the fixed header (magic, version, bounded KDF parameters).
+        raise VaultMissing(
+            f"no credential store at {paths.store}; add a credential with 'midbox creds add'"
+        ) from None
+    # 2. The unkeyed checksum: accidental damage is reported as such, not as a wrong key. It is no
+    #    defence (anyone can recompute it); steps 3-5 are.
+    data = _strip_checksum(data, paths.store)
+    # 3. Strict parse of the fixed header (magic, version, bounded KDF parameters).
     try:
         header = parse_header(data)
     except FormatError as e:
         raise VaultTampered(paths.store, str(e)) from e
-    # 3. Derive the key-encryption key and unwrap the data key; the header is its associated data.
+    # 4. Derive the key-encryption key and unwrap the data key; the header is its associated data.
     host_key = keys.load_host_key(source)
     try:
         kek = keys.derive_kek(host_key, source.passphrase, header.kdf, header.store_id)
@@ -152,17 +164,17 @@ def _load(paths: VaultPaths, source: keys.KeySource, *, holding_lock: bool) -> O
     finally:
         kek.wipe()
     try:
-        # 4. The whole file is authentic: no record dropped, swapped, added or edited.
+        # 5. The whole file is authentic: no record dropped, swapped, added or edited.
         with keys.mac_key(data_key) as mk:
-            expected = hmac.new(mk.view(), data[:-MAC_BYTES], hashlib.sha256).digest()
+            expected = hmac.new(mk.reveal(), data[:-MAC_BYTES], hashlib.sha256).digest()
         if not hmac.compare_digest(expected, data[-MAC_BYTES:]):
             raise VaultTampered(paths.store, "file authentication code does not match")
-        # 5. Records parse strictly (each one is decrypted only when used, or by verify).
+        # 6. Records parse strictly (each one is decrypted only when used, or by verify).
         try:
             records = parse_records(memoryview(data)[HEADER_BYTES:-MAC_BYTES], header.count)
         except FormatError as e:
             raise VaultTampered(paths.store, str(e)) from e
-        # 6. Not older than what this appliance has seen (rollback), and the same store.
+        # 7. Not older than what this appliance has seen (rollback), and the same store.
         if holding_lock:
             check_and_record(paths.generation, paths.store, header.store_id, header.generation)
         else:
@@ -174,6 +186,34 @@ def _load(paths: VaultPaths, source: keys.KeySource, *, holding_lock: bool) -> O
     return OpenStore(paths.store, header, records, data_key)
 
 
+def _strip_checksum(data: bytes, path: Path) -> bytes:
+    if len(data) < HEADER_BYTES + MAC_BYTES + CHECKSUM_BYTES:
+        raise VaultTampered(path, "file is shorter than an empty store")
+    body, checksum = data[:-CHECKSUM_BYTES], data[-CHECKSUM_BYTES:]
+    if not hmac.compare_digest(hashlib.sha256(body).digest(), checksum):
+        raise VaultTampered(path, "checksum does not match")
+    return body
+
+
+def needs_passphrase(paths: VaultPaths) -> bool:
+    """Whether the store on disk says it needs a passphrase, so the CLI knows to ask for one.
+
+    Read without any key, so the answer is a hint only: a header edited to lie fails to open.
+    """
+    try:
+        data = perms.read_private_file(paths.store, caps.MAX_STORE_BYTES)
+    except FileNotFoundError:
+        return False
+    try:
+        return parse_header(_strip_checksum(data, paths.store)).kdf.kind == KDF_HOST_KEY_AND_ARGON2ID
+    except FormatError as e:
+        raise VaultTampered(paths.store, str(e)) from e
+
+
+def store_exists(paths: VaultPaths) -> bool:
+    return os.path.lexists(paths.store)
+
+
 def open_store(paths: VaultPaths, source: keys.KeySource) -> OpenStore:
     """Open and check the store for reading (list, verify, the running appliance)."""
     return _load(paths, source, holding_lock=False)
@@ -182,7 +222,7 @@ def open_store(paths: VaultPaths, source: keys.KeySource) -> OpenStore:
 def verify_store(store: OpenStore) -> list[str]:
     """Decrypt every record; return one line per problem (empty when all is well)."""
     problems: list[str] = []
-    for meta in store.list():
+    for meta in store.credentials():
         try:
             for s in store.reveal(meta.alias):
                 s.wipe()
@@ -221,7 +261,9 @@ class Draft:
     def put(self, meta: CredentialMeta, secrets_: list[Secret]) -> None:
         low, high = CREDENTIAL_TYPES[meta.type]
         if not low <= len(secrets_) <= high or any(len(s) > caps.MAX_SECRET_BYTES for s in secrets_):
-            raise VaultError(f"type {meta.type} takes {low}-{high} secrets of at most {caps.MAX_SECRET_BYTES} bytes")
+            raise VaultError(
+                f"type {meta.type} takes {low}-{high} secrets of at most {caps.MAX_SECRET_BYTES} bytes"
+            )
         if meta.alias not in self._entries and len(self._entries) >= caps.MAX_RECORDS:
             raise VaultError(f"the store is full ({caps.MAX_RECORDS} credentials)")
         self._wipe_entry(meta.alias)
@@ -268,7 +310,7 @@ def edit_store(paths: VaultPaths, source: keys.KeySource, *, create: bool = Fals
         draft = Draft({}, existed=old is not None)
         try:
             if old is not None:
-                for meta in old.list():
+                for meta in old.credentials():
                     draft._entries[meta.alias] = (meta, old.reveal(meta.alias))
             yield draft
             if draft.changed or old is None:
@@ -284,7 +326,8 @@ def _refuse_missing_with_history(paths: VaultPaths) -> None:
     if recorded is not None:
         raise VaultRollback(
             f"the credential store {paths.store} is missing, but this appliance recorded generation "
-            f"{recorded[1]} of it; restore it from a backup, or remove {paths.generation} to start an empty store"
+            f"{recorded[1]} of it; restore it from a backup, or remove {paths.generation} "
+            "to start an empty store"
         )
 
 
@@ -324,7 +367,9 @@ def seal(
     entries: list[tuple[CredentialMeta, list[Secret]]],
 ) -> bytes:
     """Serialise a whole store: header with the wrapped data key, sealed records, file MAC."""
-    blank = Header(store_id, generation, kdf, len(entries), keys.key_check(kek), bytes(NONCE_BYTES), bytes(48))
+    blank = Header(
+        store_id, generation, kdf, len(entries), keys.key_check(kek), bytes(NONCE_BYTES), bytes(48)
+    )
     nonce, wrapped = keys.wrap_data_key(kek, data_key, blank.wrap_ad())
     header = Header(store_id, generation, kdf, len(entries), blank.key_check, nonce, wrapped)
     out = bytearray(header.pack())
@@ -339,10 +384,8 @@ def seal(
             wipe(plain)
         out += SealedRecord(meta, meta_bytes, rnonce, ct).pack()
     with keys.mac_key(data_key) as mk:
-        out += hmac.new(mk.view(), out, hashlib.sha256).digest()
+        out += hmac.new(mk.reveal(), out, hashlib.sha256).digest()
+    out += hashlib.sha256(out).digest()
     if len(out) > caps.MAX_STORE_BYTES:
         raise VaultError(f"the store would exceed {caps.MAX_STORE_BYTES} bytes; remove unused credentials")
     return bytes(out)
-
-
-
