@@ -20,11 +20,11 @@ from hardening.vault import (
     VaultRollback,
     VaultTampered,
     edit_store,
+    keys,
     open_store,
     verify_store,
 )
 from hardening.vault import format as fmt
-from hardening.vault import keys
 from hardening.vault.store import seal
 from tests.vault.conftest import PLANTED, put
 
