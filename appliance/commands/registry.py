@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from appliance.commands import audit, bundle, config_cmd, hosts, keys, policy, run, trust
+from appliance.commands import audit, bundle, config_cmd, creds, hosts, keys, policy, run, trust
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 
@@ -16,6 +16,7 @@ REGISTRARS: tuple[Registrar, ...] = (
     policy.register,
     hosts.register,
     audit.register,
+    creds.register,
     bundle.register,
     run.register,
 )

@@ -1,0 +1,117 @@
+"""Refuse protected files and directories that others could read or replace.
+
+Every message names the exact ``chmod``/``chown`` that fixes the problem. On Windows, where modes
+do not express access, the checks are limited to file type (ACLs are set by the installer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import stat
+from pathlib import Path
+
+from hardening.errors import HardeningError
+
+
+class PermissionsError(HardeningError):
+    """A protected path is group/world accessible, owned by another user, or not what it should be."""
+
+
+def _owner_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return str(uid)
+
+
+def _check_stat(st: os.stat_result, path: Path, *, is_dir: bool) -> None:
+    quoted = shlex.quote(str(path))
+    if is_dir and not stat.S_ISDIR(st.st_mode):
+        raise PermissionsError(f"{path} must be a directory; move it away and let midbox create it")
+    if not is_dir and not stat.S_ISREG(st.st_mode):
+        raise PermissionsError(f"{path} must be a regular file (not a link or device); replace it")
+    if os.name != "posix":
+        return
+    euid = os.geteuid()
+    if st.st_uid != euid:
+        raise PermissionsError(
+            f"{path} is owned by {_owner_name(st.st_uid)}, not by {_owner_name(euid)} who runs midbox; "
+            f"run: chown {_owner_name(euid)} {quoted}  (or run midbox as {_owner_name(st.st_uid)})"
+        )
+    loose = stat.S_IMODE(st.st_mode) & 0o077
+    if loose:
+        want = "700" if is_dir else "600"
+        raise PermissionsError(
+            f"{path} is accessible by group/others (mode {stat.S_IMODE(st.st_mode):04o}); "
+            f"run: chmod {want} {quoted}"
+        )
+
+
+def check_private_dir(path: Path) -> None:
+    """``path`` is a directory of ours that nobody else can list, enter or write (0700)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError as e:
+        raise PermissionsError(
+            f"{path} does not exist; create it with: install -d -m 700 {shlex.quote(str(path))}"
+        ) from e
+    _check_stat(st, path, is_dir=True)
+
+
+def check_private_file(path: Path) -> None:
+    """``path`` is a regular file of ours, not a symlink, readable by nobody else (0600)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError as e:
+        raise PermissionsError(f"{path} does not exist") from e
+    _check_stat(st, path, is_dir=False)
+
+
+def check_private_fd(fd: int, path: Path) -> None:
+    """The same check on an open descriptor, so the file checked is the file read."""
+    _check_stat(os.fstat(fd), path, is_dir=False)
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` as 0700 if it is missing (parents as needed), then check it."""
+    if not os.path.lexists(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+    check_private_dir(path)
+
+
+def read_private_file(path: Path, max_bytes: int) -> bytes:
+    """Read a small protected file: no symlinks, ours, 0600, at most ``max_bytes`` (checked on the fd)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise PermissionsError(f"cannot open {path}: {e.strerror} (a symlink is refused)") from e
+    try:
+        check_private_fd(fd, path)
+        size = os.fstat(fd).st_size
+        if size > max_bytes:
+            raise PermissionsError(
+                f"{path} is {size} bytes, more than the {max_bytes} allowed; it is not ours"
+            )
+        chunks: list[bytes] = []
+        remaining = max_bytes + 1
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > max_bytes:
+            raise PermissionsError(f"{path} grew past {max_bytes} bytes while being read")
+        return data
+    finally:
+        os.close(fd)

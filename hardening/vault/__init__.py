@@ -1,0 +1,54 @@
+"""The encrypted local credential store: secrets live only on this host, encrypted at rest.
+
+Files in the state directory: ``credentials.store`` (the store), ``host.key`` (32 random bytes,
+DPAPI-protected on Windows), ``credentials.generation`` (rollback record), ``credentials.lock``.
+"""
+
+from __future__ import annotations
+
+from hardening.vault.errors import (
+    VaultError,
+    VaultInputError,
+    VaultLocked,
+    VaultMissing,
+    VaultRollback,
+    VaultTampered,
+)
+from hardening.vault.format import CREDENTIAL_TYPES, CredentialMeta, validate_alias
+from hardening.vault.keys import KeySource, load_host_key
+from hardening.vault.redact import SecretRedactor
+from hardening.vault.secret import Secret
+from hardening.vault.store import (
+    Draft,
+    OpenStore,
+    VaultPaths,
+    edit_store,
+    needs_passphrase,
+    open_store,
+    store_exists,
+    verify_store,
+)
+
+__all__ = [
+    "CREDENTIAL_TYPES",
+    "CredentialMeta",
+    "Draft",
+    "KeySource",
+    "OpenStore",
+    "Secret",
+    "SecretRedactor",
+    "VaultError",
+    "VaultInputError",
+    "VaultLocked",
+    "VaultMissing",
+    "VaultPaths",
+    "VaultRollback",
+    "VaultTampered",
+    "edit_store",
+    "load_host_key",
+    "needs_passphrase",
+    "open_store",
+    "store_exists",
+    "validate_alias",
+    "verify_store",
+]
