@@ -181,7 +181,11 @@ class _Lifecycle:
                 return None
             self._reload.clear()
             outcome = try_reload(
-                config, self._options.config_path, self._options.state_dir, dt.datetime.now(dt.UTC), self._audit
+                config,
+                self._options.config_path,
+                self._options.state_dir,
+                dt.datetime.now(dt.UTC),
+                self._audit,
             )
             if outcome.changed:
                 return outcome.config

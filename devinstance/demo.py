@@ -36,8 +36,8 @@ NAME = "demo-01"
 WEB_USER = "demo"
 WEB_SECRET = "demo-web-secret-not-for-production"  # noqa: S105 - the demo's own local target
 SNMP_USER = "demo-snmp"
-SNMP_AUTH = "demo-snmp-auth-pass"  # noqa: S105
-SNMP_PRIV = "demo-snmp-priv-pass"  # noqa: S105
+SNMP_AUTH = "demo-snmp-auth-pass"
+SNMP_PRIV = "demo-snmp-priv-pass"
 
 
 @dataclass(frozen=True)
@@ -72,34 +72,75 @@ def _demo(midbox: list[str], work: Path) -> int:
     inst = work / "instance"
     step("the instance: a development ServiceNow instance with its own CA, on 127.0.0.1")
     instance_cli.init(inst, [NAME])
-    with _process(
-        [sys.executable, "-m", "devinstance", "serve", "--dir", str(inst), "--appliance", NAME, "--heartbeat-s", "0"],
-        work / "instance.log",
-    ), _web_target() as web_port, _snmp_target(work / "snmpd") as snmp_port:
+    with (
+        _process(
+            [
+                sys.executable,
+                "-m",
+                "devinstance",
+                "serve",
+                "--dir",
+                str(inst),
+                "--appliance",
+                NAME,
+                "--heartbeat-s",
+                "0",
+            ],
+            work / "instance.log",
+        ),
+        _web_target() as web_port,
+        _snmp_target(work / "snmpd") as snmp_port,
+    ):
         url = _wait_for_instance(inst)
         print(f"    {url}")
         step("the admin, offline: an Ed25519 key, the appliance's trust root, a signed config")
-        run(midbox + ["keygen", "--out", str(admin), "--name", "admin", "--no-passphrase"])
-        run(midbox + ["trust", "init", "--state-dir", str(state), "--pubkey", str(admin / "admin.pub")])
+        run([*midbox, "keygen", "--out", str(admin), "--name", "admin", "--no-passphrase"])
+        run([*midbox, "trust", "init", "--state-dir", str(state), "--pubkey", str(admin / "admin.pub")])
         config = work / "midbox.toml"
         config.write_text(_config_text(url, inst / "pki", web_port, snmp_port), encoding="utf-8")
-        run(midbox + ["config", "sign", str(config), "--key", str(admin / "admin.key")])
-        run(midbox + ["config", "verify", str(config), "--state-dir", str(state)], show=True)
+        run([*midbox, "config", "sign", str(config), "--key", str(admin / "admin.key")])
+        run([*midbox, "config", "verify", str(config), "--state-dir", str(state)], show=True)
         step("the host owner: secrets go into the encrypted store from stdin, never argv")
         run(
-            midbox + ["creds", "add", "demo-web", "--type", "http-basic", "--user", WEB_USER, "--state-dir", str(state)],
+            [
+                *midbox,
+                "creds",
+                "add",
+                "demo-web",
+                "--type",
+                "http-basic",
+                "--user",
+                WEB_USER,
+                "--state-dir",
+                str(state),
+            ],
             stdin=WEB_SECRET + "\n",
         )
         if snmp_port:
             run(
-                midbox
-                + ["creds", "add", "demo-snmp", "--type", "snmp-usm", "--user", SNMP_USER, "--state-dir", str(state)]
-                + ["--auth-protocol", "SHA-256", "--priv-protocol", "AES"],
+                [
+                    *midbox,
+                    "creds",
+                    "add",
+                    "demo-snmp",
+                    "--type",
+                    "snmp-usm",
+                    "--user",
+                    SNMP_USER,
+                    "--state-dir",
+                    str(state),
+                    "--auth-protocol",
+                    "SHA-256",
+                    "--priv-protocol",
+                    "AES",
+                ],
                 stdin=f"{SNMP_AUTH}\n{SNMP_PRIV}\n",
             )
-        run(midbox + ["creds", "list", "--state-dir", str(state)], show=True)
+        run([*midbox, "creds", "list", "--state-dir", str(state)], show=True)
         step("the appliance: midbox run (outbound mTLS only; it never listens)")
-        with _process(midbox + ["run", "--config", str(config), "--state-dir", str(state)], work / "appliance.log") as app:
+        with _process(
+            [*midbox, "run", "--config", str(config), "--state-dir", str(state)], work / "appliance.log"
+        ) as app:
             jobs = _jobs(web_port, snmp_port)
             step(f"the instance queues {len(jobs)} jobs for mid.server.{NAME}")
             ids = _enqueue(inst, jobs)
@@ -110,8 +151,8 @@ def _demo(midbox: list[str], work: Path) -> int:
             code = app.wait(timeout=30)
             print(f"    exit code {code}")
         step("the auditor: the audit log's chain and signed checkpoints")
-        run(midbox + ["audit", "verify", "--state-dir", str(state)], show=True)
-        run(midbox + ["audit", "show", "--state-dir", str(state)], show=True, tail=12)
+        run([*midbox, "audit", "verify", "--state-dir", str(state)], show=True)
+        run([*midbox, "audit", "show", "--state-dir", str(state)], show=True, tail=12)
     if failures or code != 0:
         print(f"\ndemo FAILED: {failures} job(s) without the expected answer, appliance exit {code}")
         print(f"logs: {work}/appliance.log, {work}/instance.log")
@@ -124,7 +165,14 @@ def _jobs(web_port: int, snmp_port: int | None) -> list[Expect]:
     web = f"http://127.0.0.1:{web_port}"
     jobs = [
         Expect("heartbeat", "HeartbeatProbe", "", {}, True, "mid_operational_state"),
-        Expect("HTTP GET, allowed", "RESTProbe", "127.0.0.1", {"url": f"{web}/"}, True, "hello from a local target"),
+        Expect(
+            "HTTP GET, allowed",
+            "RESTProbe",
+            "127.0.0.1",
+            {"url": f"{web}/"},
+            True,
+            "hello from a local target",
+        ),
         Expect(
             "HTTP with a stored credential",
             "RESTProbe",
@@ -149,7 +197,9 @@ def _jobs(web_port: int, snmp_port: int | None) -> list[Expect]:
             True,
             "open",
         ),
-        Expect("a topic this appliance refuses", "Command", "127.0.0.1", {"name": "id"}, False, "not permitted"),
+        Expect(
+            "a topic this appliance refuses", "Command", "127.0.0.1", {"name": "id"}, False, "not permitted"
+        ),
         Expect("a topic nobody knows", "NoSuchProbe", "", {}, False, "not permitted"),
     ]
     if snmp_port:
@@ -326,7 +376,7 @@ class _WebTarget(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -359,7 +409,11 @@ def _snmp_target(directory: Path) -> Iterator[int | None]:
         f"rouser {SNMP_USER} priv\nsysLocation midbox demo rack\n",
         encoding="utf-8",
     )
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SNMP_PERSISTENT_DIR": str(directory / "persist"), "MIBS": ""}
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "SNMP_PERSISTENT_DIR": str(directory / "persist"),
+        "MIBS": "",
+    }
     with (directory / "snmpd.log").open("wb") as log:
         proc = subprocess.Popen(  # noqa: S603
             [snmpd, "-f", "-C", "-c", str(conf), "-I", "-smux", "-Lo", f"udp:127.0.0.1:{port}"],

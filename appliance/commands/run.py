@@ -19,7 +19,9 @@ def register(
     common: argparse.ArgumentParser,
 ) -> None:
     run = add_leaf(sub, "run", common, _run, "run the appliance in the foreground until SIGTERM/SIGINT")
-    run.add_argument("--config", type=Path, required=True, help="the signed config file (CONFIG.sig beside it)")
+    run.add_argument(
+        "--config", type=Path, required=True, help="the signed config file (CONFIG.sig beside it)"
+    )
     run.add_argument(
         "--passphrase-file",
         type=Path,

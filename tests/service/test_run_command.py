@@ -64,7 +64,16 @@ def child_env() -> dict[str, str]:
 def appliance(config: Path, state_dir: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "appliance", "run", "--config", str(config), "--state-dir", str(state_dir)],
+            [
+                sys.executable,
+                "-m",
+                "appliance",
+                "run",
+                "--config",
+                str(config),
+                "--state-dir",
+                str(state_dir),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -90,7 +99,9 @@ def wait_answer(store, sys_id: str, timeout: float = 20) -> dict[str, str]:  # t
 
 def http_job(store, url: str) -> str:  # type: ignore[no-untyped-def]
     payload = f'<parameters><parameter name="url" value="{url}"/></parameters>'
-    return str(store.enqueue([{"agent": AGENT, "topic": "RESTProbe", "source": "127.0.0.1", "payload": payload}])[0])
+    return str(
+        store.enqueue([{"agent": AGENT, "topic": "RESTProbe", "source": "127.0.0.1", "payload": payload}])[0]
+    )
 
 
 def listening_inodes() -> set[str]:
@@ -131,8 +142,12 @@ def test_run_answers_jobs_never_listens_and_stops_cleanly_with_a_verified_audit_
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
         store = instance.state.store
         config = write_signed_config(
-            tmp_path / "admin", [admin_key], config_bytes(instance.url, dev_pki, 1, '"1-65535"'), name=NAME,
-            version=1, expires=EXPIRES,
+            tmp_path / "admin",
+            [admin_key],
+            config_bytes(instance.url, dev_pki, 1, '"1-65535"'),
+            name=NAME,
+            version=1,
+            expires=EXPIRES,
         )
         with appliance(config, state_dir, tmp_path / "run.log") as proc:
             answer = wait_answer(store, http_job(store, f"{target}/hello"))
@@ -164,7 +179,11 @@ def test_run_refuses_an_unsigned_config_with_one_line_and_exit_1(
     install_trust(state_dir, [admin_key])
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance:
         config = write_signed_config(
-            tmp_path / "admin", [], config_bytes(instance.url, dev_pki, 1, '"1-65535"'), name=NAME, version=1,
+            tmp_path / "admin",
+            [],
+            config_bytes(instance.url, dev_pki, 1, '"1-65535"'),
+            name=NAME,
+            version=1,
             expires=EXPIRES,
         )
         done = midbox("run", "--config", str(config), "--state-dir", str(state_dir))
@@ -187,7 +206,11 @@ def test_a_bad_config_on_sighup_is_refused_and_a_good_one_is_applied(
         admin = tmp_path / "admin"
         other = port + 1 if port < 65535 else port - 1
         config = write_signed_config(
-            admin, [admin_key], config_bytes(instance.url, dev_pki, 1, str(other)), name=NAME, version=1,
+            admin,
+            [admin_key],
+            config_bytes(instance.url, dev_pki, 1, str(other)),
+            name=NAME,
+            version=1,
             expires=EXPIRES,
         )
         with appliance(config, state_dir, tmp_path / "run.log") as proc:

@@ -21,8 +21,14 @@ def source(paths: VaultPaths) -> KeySource:
     return KeySource(paths.host_key)
 
 
-def put(paths: VaultPaths, source: KeySource, alias: str, secret: bytes = PLANTED, ctype: str = "http-basic",
-        user: str | None = "admin") -> None:
+def put(
+    paths: VaultPaths,
+    source: KeySource,
+    alias: str,
+    secret: bytes = PLANTED,
+    ctype: str = "http-basic",
+    user: str | None = "admin",
+) -> None:
     with edit_store(paths, source, create=True) as draft:
         draft.put(CredentialMeta(alias, ctype, user), [Secret(secret)])
 

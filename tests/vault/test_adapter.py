@@ -38,15 +38,18 @@ def test_no_store_yet_lookups_fail_clearly(paths: VaultPaths) -> None:
 
 def test_snmp_usm_options_and_two_secrets(paths: VaultPaths, source: KeySource) -> None:
     with edit_store(paths, source, create=True) as draft:
-        meta = CredentialMeta("v3", "snmp-usm", "monitor", (("auth_protocol", "SHA-512"), ("priv_protocol", "AES")))
+        meta = CredentialMeta(
+            "v3", "snmp-usm", "monitor", (("auth_protocol", "SHA-512"), ("priv_protocol", "AES"))
+        )
         draft.put(meta, [Secret(b"authpass1"), Secret(b"privpass2")])
     cred = open_credentials(paths.state_dir).lookup("v3")
     assert cred.options == {"auth_protocol": "SHA-512", "priv_protocol": "AES"}
     assert (cred.secret(0), cred.secret(1)) == (b"authpass1", b"privpass2")
 
 
-def test_changes_on_disk_are_seen_and_a_tampered_store_is_refused(small_store: VaultPaths,
-                                                                  source: KeySource) -> None:
+def test_changes_on_disk_are_seen_and_a_tampered_store_is_refused(
+    small_store: VaultPaths, source: KeySource
+) -> None:
     creds = open_credentials(small_store.state_dir)
     put(small_store, source, "later", b"added-while-running")
     assert creds.lookup("later").secret() == b"added-while-running"
@@ -70,7 +73,9 @@ def test_passphrase_and_systemd_host_key(tmp_path: Path, paths: VaultPaths) -> N
     assert load_host_key(paths.state_dir, creddir) == bytes(range(32))
 
 
-def test_redactor_learns_secrets_as_they_are_used(small_store: VaultPaths, caplog: pytest.LogCaptureFixture) -> None:
+def test_redactor_learns_secrets_as_they_are_used(
+    small_store: VaultPaths, caplog: pytest.LogCaptureFixture
+) -> None:
     redactor = SecretRedactor()
     creds = StoreCredentials(VaultPaths(small_store.state_dir), KeySource(small_store.host_key), redactor)
     creds.lookup("web").secret()

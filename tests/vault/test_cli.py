@@ -16,12 +16,17 @@ from tests.vault.conftest import PLANTED
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def midbox(state: Path, *args: str | Path, stdin: str = "", extra_env: dict[str, str] | None = None
-           ) -> subprocess.CompletedProcess[str]:
+def midbox(
+    state: Path, *args: str | Path, stdin: str = "", extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {"PYTHONPATH": str(ROOT), "PATH": os.environ.get("PATH", ""), **(extra_env or {})}
     return subprocess.run(
         [sys.executable, "-m", "appliance", "creds", *map(str, args), "--state-dir", str(state)],
-        env=env, input=stdin, capture_output=True, text=True, timeout=60,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -33,15 +38,30 @@ def state(tmp_path: Path) -> Path:
 def test_add_list_verify_remove(state: Path, tmp_path: Path) -> None:
     r = midbox(state, "add", "web", "--type", "http-basic", "--user", "admin", stdin=PLANTED.decode() + "\n")
     assert r.returncode == 0 and r.stdout.strip() == "added web (http-basic)", r.stderr
-    r = midbox(state, "add", "v3", "--type", "snmp-usm", "--user", "mon", "--auth-protocol", "SHA-512",
-               stdin="authpass1\nprivpass2\n")
+    r = midbox(
+        state,
+        "add",
+        "v3",
+        "--type",
+        "snmp-usm",
+        "--user",
+        "mon",
+        "--auth-protocol",
+        "SHA-512",
+        stdin="authpass1\nprivpass2\n",
+    )
     assert r.returncode == 0, r.stderr
     key = tmp_path / "id_test"
     key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n")
-    assert midbox(state, "add", "box", "--type", "ssh-key", "--user", "root", "--key-file", key).returncode == 0
+    assert (
+        midbox(state, "add", "box", "--type", "ssh-key", "--user", "root", "--key-file", key).returncode == 0
+    )
     listed = json.loads(midbox(state, "list", "--json").stdout)
     assert [(c["alias"], c["type"], c["user"]) for c in listed] == [
-        ("box", "ssh-key", "root"), ("v3", "snmp-usm", "mon"), ("web", "http-basic", "admin")]
+        ("box", "ssh-key", "root"),
+        ("v3", "snmp-usm", "mon"),
+        ("web", "http-basic", "admin"),
+    ]
     assert listed[1]["options"] == {"auth_protocol": "SHA-512", "priv_protocol": "AES"}
     text = midbox(state, "list").stdout
     assert PLANTED.decode() not in text and "authpass1" not in text and "AAAA" not in text
@@ -70,9 +90,23 @@ def test_secret_options_do_not_exist_on_the_command_line() -> None:
     sub = next(a for a in parser._actions if a.dest == "command").choices["creds"]  # type: ignore[union-attr]
     add = next(a for a in sub._actions if a.dest == "creds_command").choices["add"]  # type: ignore[union-attr]
     options = {s for a in add._actions for s in a.option_strings}
-    assert options == {"-h", "--help", "--type", "--user", "--auth-protocol", "--priv-protocol", "--key-file",
-                       "--ask-passphrase", "--passphrase-file", "--state-dir", "--json", "-v", "--verbose",
-                       "-q", "--quiet"}
+    assert options == {
+        "-h",
+        "--help",
+        "--type",
+        "--user",
+        "--auth-protocol",
+        "--priv-protocol",
+        "--key-file",
+        "--ask-passphrase",
+        "--passphrase-file",
+        "--state-dir",
+        "--json",
+        "-v",
+        "--verbose",
+        "-q",
+        "--quiet",
+    }
     positionals = [a.dest for a in add._actions if not a.option_strings]
     assert positionals == ["alias"]
 
@@ -87,8 +121,24 @@ def test_a_secret_on_argv_is_refused_and_nothing_is_written(state: Path, argv: l
 def test_the_secret_is_not_in_the_process_argv_or_environment(state: Path) -> None:
     env = {"PYTHONPATH": str(ROOT), "PATH": os.environ.get("PATH", "")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "creds", "add", "web", "--type", "http-basic", "--user", "u",
-         "--state-dir", str(state)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "appliance",
+            "creds",
+            "add",
+            "web",
+            "--type",
+            "http-basic",
+            "--user",
+            "u",
+            "--state-dir",
+            str(state),
+        ],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         assert proc.stdin is not None
@@ -106,8 +156,13 @@ def test_the_secret_is_not_in_the_process_argv_or_environment(state: Path) -> No
 
 def test_input_errors_are_usage_errors(state: Path) -> None:
     assert midbox(state, "add", "web", "--type", "http-basic", stdin="x\n").returncode == 2  # no --user
-    assert midbox(state, "add", "v3", "--type", "snmp-usm", "--user", "m", stdin="short\nshort\n").returncode == 2
-    assert midbox(state, "add", "v3", "--type", "snmp-usm", "--user", "m", stdin="onlyoneline\n").returncode == 2
+    assert (
+        midbox(state, "add", "v3", "--type", "snmp-usm", "--user", "m", stdin="short\nshort\n").returncode
+        == 2
+    )
+    assert (
+        midbox(state, "add", "v3", "--type", "snmp-usm", "--user", "m", stdin="onlyoneline\n").returncode == 2
+    )
     assert midbox(state, "add", "t", "--type", "http-bearer", stdin="bad token\n").returncode == 2
     assert midbox(state, "add", "bad alias", "--type", "http-bearer", stdin="tok\n").returncode == 2
     assert midbox(state, "add", "c", "--type", "snmp-community", stdin="\n").returncode == 2

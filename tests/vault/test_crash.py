@@ -45,8 +45,12 @@ def test_kill_9_in_a_loop_of_writes_never_corrupts(tmp_path: Path) -> None:
     next_index = 0
     leftovers_seen = 0
     for _ in range(30):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(paths.state_dir), str(next_index)],
-                                env=ENV, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(paths.state_dir), str(next_index)],
+            env=ENV,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.0, 0.15))
@@ -54,7 +58,7 @@ def test_kill_9_in_a_loop_of_writes_never_corrupts(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=30)
         reported = {line for line in out.split() if line.startswith("c")}
         committed |= reported
-        leftovers_seen += sum(1 for p in paths.state_dir.glob('.*.tmp'))
+        leftovers_seen += sum(1 for p in paths.state_dir.glob(".*.tmp"))
         if not paths.store.exists():
             assert not committed
             continue
@@ -76,15 +80,30 @@ def test_kill_9_in_a_loop_of_writes_never_corrupts(tmp_path: Path) -> None:
 def test_kill_9_during_creds_add_never_corrupts(tmp_path: Path) -> None:
     rng = random.Random(int.from_bytes(os.urandom(4), "big"))
     state = tmp_path / "state"
-    cmd = [sys.executable, "-m", "appliance", "creds", "add", "ALIAS", "--type", "http-bearer",
-           "--state-dir", str(state)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "appliance",
+        "creds",
+        "add",
+        "ALIAS",
+        "--type",
+        "http-bearer",
+        "--state-dir",
+        str(state),
+    ]
     started = time.monotonic()
     subprocess.run([*cmd[:5], "first", *cmd[6:]], env=ENV, input=b"tok-first\n", check=True, timeout=60)
     duration = time.monotonic() - started
     paths = VaultPaths(state)
     for i in range(10):
-        proc = subprocess.Popen([*cmd[:5], f"k{i}", *cmd[6:]], env=ENV, stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [*cmd[:5], f"k{i}", *cmd[6:]],
+            env=ENV,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         assert proc.stdin is not None
         proc.stdin.write(b"tok-%d\n" % i)
         proc.stdin.close()

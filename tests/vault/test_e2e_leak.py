@@ -43,8 +43,14 @@ credentials = ["{ALIAS}"]
 
 def needles() -> list[bytes]:
     header = base64.b64encode(USER.encode() + b":" + SECRET)
-    return [SECRET, SECRET.hex().encode(), base64.b64encode(SECRET), header, header.decode().encode("utf-16-le"),
-            SECRET.decode().encode("utf-16-le")]
+    return [
+        SECRET,
+        SECRET.hex().encode(),
+        base64.b64encode(SECRET),
+        header,
+        header.decode().encode("utf-16-le"),
+        SECRET.decode().encode("utf-16-le"),
+    ]
 
 
 def leaks_in(root: Path) -> list[str]:
@@ -52,7 +58,9 @@ def leaks_in(root: Path) -> list[str]:
     for directory, _, files in os.walk(root):
         for name in files:
             data = (Path(directory) / name).read_bytes()
-            found += [f"{Path(directory, name).relative_to(root)}: {n[:12]!r}" for n in needles() if n in data]
+            found += [
+                f"{Path(directory, name).relative_to(root)}: {n[:12]!r}" for n in needles() if n in data
+            ]
     return found
 
 
@@ -127,8 +135,26 @@ def test_full_run_uses_the_secret_and_writes_it_nowhere(dev_pki: Pki, tmp_path: 
     state = tmp_path / "state"
     # The operator adds the credential through the real CLI, secret on stdin.
     env = {"PYTHONPATH": str(ROOT), "PATH": os.environ.get("PATH", "")}
-    subprocess.run([sys.executable, "-m", "appliance", "creds", "add", ALIAS, "--type", "http-basic", "--user",
-                    USER, "--state-dir", str(state)], input=SECRET + b"\n", env=env, check=True, timeout=60)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "appliance",
+            "creds",
+            "add",
+            ALIAS,
+            "--type",
+            "http-basic",
+            "--user",
+            USER,
+            "--state-dir",
+            str(state),
+        ],
+        input=SECRET + b"\n",
+        env=env,
+        check=True,
+        timeout=60,
+    )
     seen: list[bool] = []
     capture = Capture()
     root = logging.getLogger()
@@ -138,10 +164,17 @@ def test_full_run_uses_the_secret_and_writes_it_nowhere(dev_pki: Pki, tmp_path: 
     try:
         with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, basic_auth_target(seen) as target:
             store = instance.state.store
-            [sys_id] = store.enqueue([{
-                "agent": AGENT, "topic": "RESTProbe", "name": "secured", "source": "127.0.0.1",
-                "payload": params(url=f"{target}/secure", http_method="GET", credential=ALIAS),
-            }])
+            [sys_id] = store.enqueue(
+                [
+                    {
+                        "agent": AGENT,
+                        "topic": "RESTProbe",
+                        "name": "secured",
+                        "source": "127.0.0.1",
+                        "payload": params(url=f"{target}/secure", http_method="GET", credential=ALIAS),
+                    }
+                ]
+            )
             config = trusted(config_text(instance.url, dev_pki, ALLOW), tmp_path / "c.toml")
             credentials = open_credentials(state)
             seal_key = load_host_key(state)
@@ -153,9 +186,17 @@ def test_full_run_uses_the_secret_and_writes_it_nowhere(dev_pki: Pki, tmp_path: 
                 with open_audit_log(state) as log:
                     audit = VocabularyBridge(log)
                     bridges.append(audit)
-                    task = asyncio.create_task(run_appliance(
-                        config, state_dir=state, audit=audit, credentials=credentials, stop=stop,
-                        limits=fast_limits(), seal_key=seal_key))
+                    task = asyncio.create_task(
+                        run_appliance(
+                            config,
+                            state_dir=state,
+                            audit=audit,
+                            credentials=credentials,
+                            stop=stop,
+                            limits=fast_limits(),
+                            seal_key=seal_key,
+                        )
+                    )
                     deadline = time.monotonic() + 20
                     while not inputs(store) and time.monotonic() < deadline and not task.done():
                         await asyncio.sleep(0.02)

@@ -77,6 +77,7 @@ print(before, result.core_dumps_disabled, result.non_dumpable, resource.getrlimi
 @pytest.mark.skipif(sys.platform != "linux", reason="prctl is Linux only")
 def test_harden_process_disables_core_dumps_and_dumpable() -> None:
     env = {"PYTHONPATH": str(ROOT), "PATH": os.environ.get("PATH", "")}
-    out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=30,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=30, check=True
+    ).stdout.split()
     assert out == ["True", "True", "True", "(0,", "0)", "0"], out

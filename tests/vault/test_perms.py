@@ -14,9 +14,13 @@ from tests.vault.conftest import put
 NOBODY = 65534
 
 
-@pytest.mark.parametrize("name,mode", [("credentials.store", 0o640), ("credentials.store", 0o604),
-                                       ("host.key", 0o644), ("host.key", 0o660)])
-def test_loose_file_is_refused_with_chmod(small_store: VaultPaths, source: KeySource, name: str, mode: int) -> None:
+@pytest.mark.parametrize(
+    "name,mode",
+    [("credentials.store", 0o640), ("credentials.store", 0o604), ("host.key", 0o644), ("host.key", 0o660)],
+)
+def test_loose_file_is_refused_with_chmod(
+    small_store: VaultPaths, source: KeySource, name: str, mode: int
+) -> None:
     target = small_store.state_dir / name
     target.chmod(mode)
     with pytest.raises(PermissionsError, match=f"run: chmod 600 {target}"):

@@ -115,7 +115,9 @@ def test_record_moved_to_another_alias_does_not_decrypt(small_store: VaultPaths,
         assert store.reveal("api")[0].reveal() == b"another-secret-value"
 
 
-def test_record_with_changed_type_or_user_does_not_decrypt(small_store: VaultPaths, source: KeySource) -> None:
+def test_record_with_changed_type_or_user_does_not_decrypt(
+    small_store: VaultPaths, source: KeySource
+) -> None:
     def retype(records: list[fmt.SealedRecord]) -> list[fmt.SealedRecord]:
         out = []
         for r in records:
@@ -130,8 +132,9 @@ def test_record_with_changed_type_or_user_does_not_decrypt(small_store: VaultPat
         store.reveal("web")
 
 
-def test_record_copied_into_another_store_does_not_decrypt(tmp_path: Path, small_store: VaultPaths,
-                                                          source: KeySource) -> None:
+def test_record_copied_into_another_store_does_not_decrypt(
+    tmp_path: Path, small_store: VaultPaths, source: KeySource
+) -> None:
     # A second store under the same host key: its record dropped into ours fails (store id, generation).
     other_dir = tmp_path / "other"
     other_dir.mkdir(mode=0o700)
@@ -153,7 +156,9 @@ def test_wrong_host_key_fails_closed(small_store: VaultPaths, source: KeySource)
         open_store(small_store, source)
 
 
-def test_missing_host_key_is_not_recreated_for_an_existing_store(small_store: VaultPaths, source: KeySource) -> None:
+def test_missing_host_key_is_not_recreated_for_an_existing_store(
+    small_store: VaultPaths, source: KeySource
+) -> None:
     small_store.host_key.unlink()
     with pytest.raises(VaultMissing, match="host key"):
         open_store(small_store, source)
@@ -198,7 +203,9 @@ def test_older_generation_is_refused(small_store: VaultPaths, source: KeySource)
         pass
 
 
-def test_another_store_put_in_place_is_refused(tmp_path: Path, small_store: VaultPaths, source: KeySource) -> None:
+def test_another_store_put_in_place_is_refused(
+    tmp_path: Path, small_store: VaultPaths, source: KeySource
+) -> None:
     other_dir = tmp_path / "other"
     other_dir.mkdir(mode=0o700)
     (other_dir / "host.key").write_bytes(small_store.host_key.read_bytes())
