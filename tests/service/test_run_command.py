@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -15,11 +16,13 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hardening.audit import audit_dir
 from tests.helpers import AGENT, NAME, Pki, dev_instance, http_target
 from tests.signing.helpers import install_trust, write_signed_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPIRES = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).replace(microsecond=0)
+NOT_BEFORE = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).replace(microsecond=0)
 
 
 def config_bytes(url: str, p: Pki, version: int, port_rule: str) -> bytes:
@@ -130,6 +133,14 @@ def socket_inodes(pid: int) -> set[str]:
     return out
 
 
+def audit_events(state_dir: Path) -> list[str]:
+    """Event names in the order written, read straight from the log files."""
+    names: list[str] = []
+    for segment in sorted(audit_dir(state_dir).glob("audit-*.log")):
+        names += [json.loads(line)["event"] for line in segment.read_text().splitlines() if line]
+    return names
+
+
 @pytest.fixture
 def admin_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
@@ -148,6 +159,7 @@ def test_run_answers_jobs_never_listens_and_stops_cleanly_with_a_verified_audit_
             name=NAME,
             version=1,
             expires=EXPIRES,
+            not_before=NOT_BEFORE,
         )
         with appliance(config, state_dir, tmp_path / "run.log") as proc:
             answer = wait_answer(store, http_job(store, f"{target}/hello"))
@@ -166,11 +178,10 @@ def test_run_answers_jobs_never_listens_and_stops_cleanly_with_a_verified_audit_
         assert anchors and "checkpoint" in anchors[-1]["payload"]
     verify = midbox("audit", "verify", "--state-dir", str(state_dir))
     assert verify.returncode == 0, verify.stderr
-    shown = midbox("audit", "show", "--state-dir", str(state_dir), "--json")
-    events = [line for line in shown.stdout.splitlines()]
-    text = "\n".join(events)
+    events = audit_events(state_dir)
     for event in ("config.accepted", "appliance.start", "job.claimed", "result.posted", "appliance.stop"):
-        assert event in text, f"{event} missing from the audit log"
+        assert event in events, f"{event} missing from the audit log"
+    assert events.index("appliance.start") < events.index("job.claimed") < events.index("appliance.stop")
 
 
 def test_run_refuses_an_unsigned_config_with_one_line_and_exit_1(
@@ -185,6 +196,7 @@ def test_run_refuses_an_unsigned_config_with_one_line_and_exit_1(
             name=NAME,
             version=1,
             expires=EXPIRES,
+            not_before=NOT_BEFORE,
         )
         done = midbox("run", "--config", str(config), "--state-dir", str(state_dir))
         assert done.returncode == 1
@@ -192,8 +204,7 @@ def test_run_refuses_an_unsigned_config_with_one_line_and_exit_1(
         assert len(lines) == 1 and lines[0].startswith("midbox: ") and "sign" in lines[0].lower(), done.stderr
         # It never reached out: the instance saw no poll from this appliance.
         assert NAME not in instance.state.last_seen
-    shown = midbox("audit", "show", "--state-dir", str(state_dir), "--json")
-    assert "config.refused" in shown.stdout
+    assert "config.refused" in audit_events(state_dir)
 
 
 def test_a_bad_config_on_sighup_is_refused_and_a_good_one_is_applied(
@@ -212,6 +223,7 @@ def test_a_bad_config_on_sighup_is_refused_and_a_good_one_is_applied(
             name=NAME,
             version=1,
             expires=EXPIRES,
+            not_before=NOT_BEFORE,
         )
         with appliance(config, state_dir, tmp_path / "run.log") as proc:
             denied = wait_answer(store, http_job(store, f"{target}/hello"))
@@ -223,7 +235,9 @@ def test_a_bad_config_on_sighup_is_refused_and_a_good_one_is_applied(
             still = wait_answer(store, http_job(store, f"{target}/hello"))
             assert proc.poll() is None and "denied" in still["error_string"]
             # Properly signed version 2 allows the target's port.
-            write_signed_config(admin, [admin_key], good_v2, name=NAME, version=2, expires=EXPIRES)
+            write_signed_config(
+                admin, [admin_key], good_v2, name=NAME, version=2, expires=EXPIRES, not_before=NOT_BEFORE
+            )
             proc.send_signal(signal.SIGHUP)
             deadline = time.monotonic() + 20
             while True:
@@ -233,5 +247,5 @@ def test_a_bad_config_on_sighup_is_refused_and_a_good_one_is_applied(
             assert answer["error_string"] == "", answer["error_string"]
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0
-    shown = midbox("audit", "show", "--state-dir", str(state_dir), "--json").stdout
-    assert shown.index("config.reload_refused") < shown.index("config.reloaded")
+    events = audit_events(state_dir)
+    assert events.index("config.reload_refused") < events.index("config.reloaded")
