@@ -150,8 +150,11 @@ def _demo(midbox: list[str], work: Path) -> int:
             app.send_signal(signal.SIGTERM)
             code = app.wait(timeout=30)
             print(f"    exit code {code}")
-        step("the auditor: the audit log's chain and signed checkpoints")
-        run([*midbox, "audit", "verify", "--state-dir", str(state)], show=True)
+        step("the auditor: the audit chain, checked against the checkpoint anchored on the instance")
+        run([*midbox, "audit", "pubkey", "--state-dir", str(state), "--out", str(work / "audit.pub")])
+        anchor = _latest_anchor(inst, work / "anchor.xml")
+        verify = [*midbox, "audit", "verify", "--state-dir", str(state), "--pubkey", str(work / "audit.pub")]
+        run([*verify, "--checkpoint", str(anchor)] if anchor else verify, show=True)
         run([*midbox, "audit", "show", "--state-dir", str(state)], show=True, tail=12)
     if failures or code != 0:
         print(f"\ndemo FAILED: {failures} job(s) without the expected answer, appliance exit {code}")
@@ -288,6 +291,19 @@ def _wait_answers(inst: Path, ids: list[str], timeout: float) -> dict[str, dict[
             time.sleep(0.2)
     finally:
         store.close()
+
+
+def _latest_anchor(inst: Path, out: Path) -> Path | None:
+    """The last audit checkpoint the appliance posted to the instance, saved as the auditor would."""
+    store = Store(inst / "instance.db")
+    try:
+        rows = store.query("ecc_queue", "queue=input^topic=midbox.audit.checkpoint^ORDERBYsys_created_on")
+    finally:
+        store.close()
+    if not rows:
+        return None
+    out.write_text(rows[-1]["payload"], encoding="utf-8")
+    return out
 
 
 def _report(jobs: list[Expect], ids: list[str], answers: dict[str, dict[str, str]]) -> int:
