@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import subprocess
@@ -26,6 +27,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--profile", type=Path, help="write a cProfile of the appliance here")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     inst_dir = tmp / "instance"
@@ -60,23 +62,37 @@ def main() -> None:
             for _ in range(args.jobs)
         ]
     )
+    # The real thing: a config signed with the CLI, `midbox run` with its audit log and credential store.
     config = tmp / "c.toml"
     config.write_text(
-        config_text(url, p, LOOPBACK_HTTP).replace("poll_interval_s = 0.05", "poll_interval_s = 1")
+        config_text(url, p, LOOPBACK_HTTP)
+        .replace("poll_interval_s = 0.05", "poll_interval_s = 1")
+        .replace("max_concurrent_probes = 16", f"max_concurrent_probes = {args.concurrency}")
     )
     state = tmp / "state"
-    state.mkdir(mode=0o700)
+    midbox = [sys.executable, "-m", "appliance"]
+    for cmd in (
+        ["keygen", "--out", str(tmp / "admin"), "--name", "admin", "--no-passphrase"],
+        ["trust", "init", "--state-dir", str(state), "--pubkey", str(tmp / "admin" / "admin.pub")],
+        ["config", "sign", str(config), "--key", str(tmp / "admin" / "admin.key")],
+    ):
+        subprocess.run([*midbox, *cmd], check=True, capture_output=True)
     t0 = time.perf_counter()
     appliance = subprocess.Popen(
         [
             "/usr/bin/time",
             "-v",
-            sys.executable,
-            "-m",
-            "tests.support.appliance_main",
+            *(
+                [sys.executable, "-m", "cProfile", "-o", str(args.profile), "-m", "appliance"]
+                if args.profile
+                else midbox
+            ),
+            "run",
+            "-q",
+            "--config",
             str(config),
+            "--state-dir",
             str(state),
-            str(args.concurrency),
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -95,7 +111,10 @@ def main() -> None:
             break
         time.sleep(0.1)
     elapsed = time.perf_counter() - t0
-    appliance.send_signal(signal.SIGINT)
+    # /usr/bin/time does not pass signals on: stop the appliance itself, as systemd would.
+    children = Path(f"/proc/{appliance.pid}/task/{appliance.pid}/children").read_text().split()
+    for child in children:
+        os.kill(int(child), signal.SIGTERM)
     _, err = appliance.communicate(timeout=60)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
     for proc in (instance, target):
@@ -104,6 +123,8 @@ def main() -> None:
     print(
         f"{args.jobs} jobs, concurrency {args.concurrency}: {elapsed:.1f} s (incl. start-up), {args.jobs / elapsed:.0f} jobs/s"
     )
+    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", err))
+    print(f"appliance CPU: {cpu:.1f} s ({cpu / args.jobs * 1000:.2f} ms per job)")
     print(f"appliance peak RSS: {int(rss.group(1)) / 1024 if rss else float('nan'):.1f} MiB")
     print(
         f"HeartbeatProbe answered while saturated in {hb_latency * 1000:.0f} ms"
