@@ -44,5 +44,9 @@ class ProbeError(ApplianceError):
     """A probe could not complete; the message becomes the error result's one-line reason."""
 
 
+class RunnerHalted(ApplianceError):
+    """Something the appliance cannot work without failed (the audit log, the disk): it stopped claiming."""
+
+
 class TargetDenied(ProbeError):
     """The signed policy does not allow this probe against this target."""

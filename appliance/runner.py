@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from appliance.dispatch import Dispatcher, Outcome, rerun_safe
 from appliance.durable import Journal, Outbox
-from appliance.errors import InstanceAuthError, InstanceError
+from appliance.errors import InstanceAuthError, InstanceError, RunnerHalted
 from appliance.payload import build_results
 from appliance.probes.base import AuditSink
 from appliance.queue.backoff import Backoff
@@ -81,6 +81,8 @@ class Runner:
         self._slot_freed = asyncio.Event()
         self._abort = asyncio.Event()  # shutdown deadline passed: fail what is still running
         self._abandon = asyncio.Event()  # delivery deadline passed: leave the rest in the outbox
+        self._halt = asyncio.Event()  # stop requested, or something we cannot work without failed
+        self._fatal: BaseException | None = None
         self.stats = RunnerStats()
 
     @property
@@ -90,13 +92,29 @@ class Runner:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then drain within the shutdown deadline."""
         senders = [asyncio.create_task(self._sender()) for _ in range(SENDERS)]
+        relay = asyncio.create_task(_relay(stop, self._halt))
         await self._set_status("Up")
         try:
-            await self._recover(stop)
-            await self._poll_loop(stop)
+            await self._recover(self._halt)
+            await self._poll_loop(self._halt)
+        except Exception as e:
+            self._fail(e)
         finally:
+            relay.cancel()
             await self._drain(senders)
             await self._set_status("Down")
+        if self._fatal is not None:
+            raise RunnerHalted(
+                f"stopped claiming work: {_describe(self._fatal)}; every result so far is kept in the "
+                "journal and the outbox and is delivered at the next start; fix the cause and start again"
+            ) from self._fatal
+
+    def _fail(self, error: BaseException) -> None:
+        """Fail closed: a job whose audit entry or journal write failed must not be followed by more."""
+        if self._fatal is None:
+            self._fatal = error
+            log.error("stopping: %s", _describe(error))
+        self._halt.set()
 
     # Recovery at start-up, in order: results owed, jobs interrupted, claims the journal missed.
     async def _recover(self, stop: asyncio.Event) -> None:
@@ -198,8 +216,8 @@ class Runner:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._slot_freed.set()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("job task ended with %s", type(task.exception()).__name__)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self._fail(error)
 
     async def _process(self, record: OutputRecord) -> None:
         inner = asyncio.create_task(self._dispatcher.handle(record))
@@ -233,6 +251,9 @@ class Runner:
             record, outcome, check_first = await self._sending.get()
             try:
                 await self._deliver(record, outcome, check_first)
+            except Exception as e:
+                self._fail(e)
+                return
             finally:
                 self._unsent -= 1
                 self._sending.task_done()
@@ -348,3 +369,18 @@ def _rss_kb() -> int:
     except OSError:
         pass
     return 0
+
+
+async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
+
+
+def _describe(error: BaseException) -> str:
+    """Our own errors carry user-facing messages; anything else is named by type only (it may hold data)."""
+    from appliance.errors import ApplianceError
+    from hardening.errors import HardeningError
+
+    if isinstance(error, (ApplianceError, HardeningError)):
+        return f"{type(error).__name__}: {error}"
+    return f"unexpected {type(error).__name__}"

@@ -86,18 +86,23 @@ async def serve(options: ServiceOptions, *, ready: Callable[[], None] | None = N
         config, reason = await lifecycle.run(config, ready)
         return 0
     finally:
-        if config is not None:
-            await _checkpoint(config, audit, options.state_dir)
-            audit.record(
-                "appliance.stop",
-                {
-                    "config_version": config.version,
-                    "reason": reason,
-                    "uptime_s": round(time.monotonic() - started, 3),
-                },
-            )
-        audit.close()
-        host.close()
+        try:
+            if config is not None:
+                await _checkpoint(config, audit, options.state_dir)
+                audit.record(
+                    "appliance.stop",
+                    {
+                        "config_version": config.version,
+                        "reason": reason,
+                        "uptime_s": round(time.monotonic() - started, 3),
+                    },
+                )
+            audit.close()
+        except HardeningError as e:
+            # The reason we are stopping may be this very log failing; say so, keep the first error.
+            log.error("the audit log could not record the stop: %s", e)
+        finally:
+            host.close()
 
 
 def _first_config(options: ServiceOptions, audit: AuditLog) -> Config:

@@ -14,16 +14,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from appliance.errors import RunnerHalted
 from appliance.probes.base import MemoryAudit
 from devinstance import pki
 from devinstance.server import Fault
 from devinstance.store import Store
+from hardening.audit import AuditWriteError
 from tests.helpers import (
     AGENT,
     LOOPBACK_HTTP,
@@ -248,3 +250,42 @@ def test_each_fault_class_is_survived(
         counts = answers(store)
         assert all(counts[i] == 1 for i in ids), (kind, counts)
         assert proxy.connections > 1
+
+
+class DiskFullAudit(MemoryAudit):
+    """An audit log whose disk fills up after a few entries, as the real one reports it."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self._left = after
+
+    def record(self, event: str, fields: Mapping[str, object]) -> None:
+        self._left -= 1
+        if self._left < 0:
+            raise AuditWriteError("the audit log could not be written: No space left on device")
+        super().record(event, fields)
+
+
+def test_an_audit_write_failure_stops_claiming_and_a_restart_loses_nothing(
+    dev_pki: Pki, tmp_path: Path, state_dir: Path
+) -> None:
+    with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
+        store = instance.state.store
+        ids = store.enqueue(
+            [
+                {"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/work?ms=50")}
+                for _ in range(20)
+            ]
+        )
+        config = trusted(config_text(instance.url, dev_pki, LOOPBACK_HTTP), tmp_path / "c.toml")
+        failing = DiskFullAudit(after=12)
+        with pytest.raises(RunnerHalted, match="No space left on device"):
+            run_until(
+                config, lambda: False, state_dir=state_dir, audit=failing, limits=fast_limits(), timeout=20
+            )
+        # It stopped claiming: most of the work is still on the queue, untouched.
+        claimed = [f for e, f in failing.events if e == "job.claimed"]
+        assert len(claimed) < len(ids)
+        # With the disk fixed, a restart answers every job exactly once.
+        run_until(config, lambda: set(answers(store)) >= set(ids), state_dir=state_dir, limits=fast_limits())
+        assert all(c == 1 for c in answers(store).values()) and set(answers(store)) == set(ids)
