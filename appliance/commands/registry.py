@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from appliance.commands import audit, bundle, config_cmd, creds, hosts, keys, policy, run, trust
+from appliance.commands import audit, bundle, config_cmd, creds, hosts, keys, policy, run, service, trust
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 
@@ -19,4 +19,5 @@ REGISTRARS: tuple[Registrar, ...] = (
     creds.register,
     bundle.register,
     run.register,
+    service.register,
 )
