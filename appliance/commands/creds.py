@@ -123,15 +123,21 @@ def _prompt_passphrase(env: CliEnv, label: str, *, confirm: bool) -> Secret:
 def _key_source(
     args: argparse.Namespace, env: CliEnv, paths: VaultPaths, *, new_store_asks: bool = False
 ) -> KeySource:
-    from hardening.vault import KeySource, needs_passphrase, store_exists
+    from hardening.vault import KeySource, needs_passphrase, store_exists, systemd_passphrase
 
-    passphrase: Secret | None = None
+    if new_store_asks and store_exists(paths):
+        raise UsageError(
+            "the store exists; give it a passphrase with 'midbox creds rotate-key --ask-new-passphrase'"
+        )
     if args.passphrase_file is not None:
-        passphrase = _read_passphrase_file(args.passphrase_file)
-    elif store_exists(paths) and needs_passphrase(paths):
-        passphrase = _prompt_passphrase(env, "Credential store passphrase", confirm=False)
-    elif new_store_asks and not store_exists(paths):
-        passphrase = _prompt_passphrase(env, "New credential store passphrase", confirm=True)
+        passphrase: Secret | None = _read_passphrase_file(args.passphrase_file)
+    else:
+        # The unit's credential first, as the running appliance uses it; then a prompt if one is needed.
+        passphrase = systemd_passphrase(_credentials_dir(env))
+        if passphrase is None and store_exists(paths) and needs_passphrase(paths):
+            passphrase = _prompt_passphrase(env, "Credential store passphrase", confirm=False)
+        elif passphrase is None and new_store_asks:
+            passphrase = _prompt_passphrase(env, "New credential store passphrase", confirm=True)
     return KeySource(paths.host_key, credentials_dir=_credentials_dir(env), passphrase=passphrase)
 
 

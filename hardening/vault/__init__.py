@@ -15,7 +15,7 @@ from hardening.vault.errors import (
     VaultTampered,
 )
 from hardening.vault.format import CREDENTIAL_TYPES, CredentialMeta, validate_alias
-from hardening.vault.keys import KeySource, load_host_key
+from hardening.vault.keys import KeySource, load_host_key, systemd_passphrase
 from hardening.vault.redact import SecretRedactor
 from hardening.vault.secret import Secret
 from hardening.vault.store import (
@@ -25,6 +25,7 @@ from hardening.vault.store import (
     edit_store,
     needs_passphrase,
     open_store,
+    refuse_missing_with_history,
     store_exists,
     verify_store,
 )
@@ -48,7 +49,9 @@ __all__ = [
     "load_host_key",
     "needs_passphrase",
     "open_store",
+    "refuse_missing_with_history",
     "store_exists",
+    "systemd_passphrase",
     "validate_alias",
     "verify_store",
 ]

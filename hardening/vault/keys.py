@@ -30,6 +30,7 @@ from hardening.vault.secret import Secret
 
 HOST_KEY_BYTES = 32
 SYSTEMD_CREDENTIAL_NAME = "midbox.host-key"
+SYSTEMD_PASSPHRASE_NAME = "midbox.store-passphrase"  # noqa: S105 - a file name, not a password
 _DPAPI_PREFIX = b"MBXDPAPI1\x00"
 
 # RFC 9106 section 4, second recommended option: 3 passes, 64 MiB, 4 lanes.
@@ -51,6 +52,22 @@ class KeySource:
             return None
         candidate = self.credentials_dir / SYSTEMD_CREDENTIAL_NAME
         return candidate if candidate.is_file() else None
+
+
+def systemd_passphrase(credentials_dir: Path | None) -> Secret | None:
+    """The store passphrase from ``$CREDENTIALS_DIRECTORY/midbox.store-passphrase``, if the unit has one."""
+    if credentials_dir is None:
+        return None
+    path = credentials_dir / SYSTEMD_PASSPHRASE_NAME
+    try:
+        raw = bytearray(perms.read_private_file(path, caps.MAX_PASSPHRASE_BYTES + 1))
+    except FileNotFoundError:
+        return None
+    if raw.endswith(b"\n"):
+        del raw[-1:]
+    if not raw or len(raw) > caps.MAX_PASSPHRASE_BYTES:
+        raise VaultLocked(f"{path} must hold 1-{caps.MAX_PASSPHRASE_BYTES} bytes")
+    return Secret(raw)
 
 
 def load_host_key(source: KeySource, *, create: bool = False) -> Secret:

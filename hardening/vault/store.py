@@ -306,7 +306,7 @@ def edit_store(paths: VaultPaths, source: keys.KeySource, *, create: bool = Fals
         except VaultMissing:
             if not create or paths.store.exists():
                 raise
-            _refuse_missing_with_history(paths)
+            refuse_missing_with_history(paths)
         draft = Draft({}, existed=old is not None)
         try:
             if old is not None:
@@ -321,7 +321,8 @@ def edit_store(paths: VaultPaths, source: keys.KeySource, *, create: bool = Fals
                 old.close()
 
 
-def _refuse_missing_with_history(paths: VaultPaths) -> None:
+def refuse_missing_with_history(paths: VaultPaths) -> None:
+    """A store that this appliance has seen is gone: refuse rather than silently start empty."""
     recorded = read_generation(paths.generation)
     if recorded is not None:
         raise VaultRollback(

@@ -209,3 +209,9 @@ def test_host_key_from_systemd_credentials_directory(state: Path, tmp_path: Path
     assert midbox(state, "verify", extra_env=env).returncode == 0
     r = midbox(state, "verify")  # without the credential, no key
     assert r.returncode == 1 and "host key" in r.stdout
+
+
+def test_ask_passphrase_on_an_existing_store_is_refused(state: Path) -> None:
+    assert midbox(state, "add", "a", "--type", "http-bearer", stdin="tok\n").returncode == 0
+    r = midbox(state, "add", "b", "--type", "http-bearer", "--ask-passphrase", stdin="tok\n")
+    assert r.returncode == 2 and "rotate-key --ask-new-passphrase" in r.stderr
