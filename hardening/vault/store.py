@@ -77,6 +77,7 @@ class OpenStore:
         self.header = header
         self._records = {r.meta.alias: r for r in records}
         self._data_key = data_key
+        self.kek: Secret | None = None
 
     @property
     def generation(self) -> int:
@@ -100,6 +101,8 @@ class OpenStore:
 
     def close(self) -> None:
         self._data_key.wipe()
+        if self.kek is not None:
+            self.kek.wipe()
         self._records.clear()
 
     def __enter__(self) -> OpenStore:
@@ -162,7 +165,8 @@ def _load(paths: VaultPaths, source: keys.KeySource, *, holding_lock: bool) -> O
     try:
         data_key = keys.unwrap_data_key(kek, header, paths.store)
     finally:
-        kek.wipe()
+        if not holding_lock:
+            kek.wipe()
     try:
         # 5. The whole file is authentic: no record dropped, swapped, added or edited.
         with keys.mac_key(data_key) as mk:
@@ -182,8 +186,12 @@ def _load(paths: VaultPaths, source: keys.KeySource, *, holding_lock: bool) -> O
                 check_and_record(paths.generation, paths.store, header.store_id, header.generation)
     except BaseException:
         data_key.wipe()
+        kek.wipe()
         raise
-    return OpenStore(paths.store, header, records, data_key)
+    store = OpenStore(paths.store, header, records, data_key)
+    # An editor keeps the key-encryption key, so an unchanged one is not derived (Argon2id) twice.
+    store.kek = kek if holding_lock else None
+    return store
 
 
 def _strip_checksum(data: bytes, path: Path) -> bytes:
@@ -347,12 +355,15 @@ def _write(paths: VaultPaths, source: keys.KeySource, old: OpenStore | None, dra
         data_key = Secret(secrets.token_bytes(32)) if draft.new_data_key else Secret(old._data_key.view())
     if generation >= 2**64:
         raise VaultError("generation counter exhausted; re-create the store")
-    host_key = keys.load_host_key(source, create=old is None)
     try:
-        with keys.derive_kek(host_key, passphrase, kdf, store_id) as kek:
+        if old is not None and old.kek is not None and kdf is old.header.kdf:
+            kek = Secret(old.kek.view())
+        else:
+            with keys.load_host_key(source, create=old is None) as host_key:
+                kek = keys.derive_kek(host_key, passphrase, kdf, store_id)
+        with kek:
             data = seal(store_id, generation, kdf, kek, data_key, draft.entries())
     finally:
-        host_key.wipe()
         data_key.wipe()
     # The store first, then the generation: a crash in between leaves a newer store, which is accepted.
     atomic.atomic_write(paths.store, data, mode=0o600)
