@@ -6,6 +6,7 @@ DPAPI-protected on Windows), ``credentials.generation`` (rollback record), ``cre
 
 from __future__ import annotations
 
+from hardening.vault.draft import Draft
 from hardening.vault.errors import (
     VaultError,
     VaultInputError,
@@ -19,7 +20,6 @@ from hardening.vault.keys import KeySource, load_host_key, systemd_passphrase
 from hardening.vault.redact import SecretRedactor
 from hardening.vault.secret import Secret
 from hardening.vault.store import (
-    Draft,
     OpenStore,
     VaultPaths,
     edit_store,
