@@ -246,10 +246,11 @@ def _add(args: argparse.Namespace, env: CliEnv) -> int:
 
 
 def _list(args: argparse.Namespace, env: CliEnv) -> int:
-    from hardening.vault import open_store, store_exists
+    from hardening.vault import open_store, refuse_missing_with_history, store_exists
 
     paths = _prepare(env)
     if not store_exists(paths):
+        refuse_missing_with_history(paths)
         rows: list[dict[str, object]] = []
     else:
         with open_store(paths, _key_source(args, env, paths)) as store:
