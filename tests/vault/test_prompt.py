@@ -38,8 +38,23 @@ def test_prompt_without_echo(tmp_path: Path) -> None:
     pid, fd = pty.fork()
     if pid == 0:  # the child: the operator's shell running midbox on a terminal
         os.environ["PYTHONPATH"] = str(ROOT)
-        os.execv(sys.executable, [sys.executable, "-m", "appliance", "creds", "add", "web", "--type", "http-basic",
-                                  "--user", "admin", "--state-dir", str(state)])
+        os.execv(
+            sys.executable,
+            [
+                sys.executable,
+                "-m",
+                "appliance",
+                "creds",
+                "add",
+                "web",
+                "--type",
+                "http-basic",
+                "--user",
+                "admin",
+                "--state-dir",
+                str(state),
+            ],
+        )
     seen = bytearray()
     try:
         read_until(fd, b"Password for web: ", seen)
