@@ -88,21 +88,14 @@ def _credentials_dir(env: CliEnv) -> Path | None:
 
 
 def _read_passphrase_file(path: Path) -> Secret:
-    from hardening import perms
-    from hardening.vault import Secret
-    from hardening.vault.caps import MAX_PASSPHRASE_BYTES
+    from hardening.vault import VaultInputError, read_passphrase_file
 
     try:
-        data = bytearray(perms.read_private_file(path, MAX_PASSPHRASE_BYTES + 2))
+        return read_passphrase_file(path)
     except FileNotFoundError as e:
         raise UsageError(f"passphrase file {path} does not exist") from e
-    if data.endswith(b"\n"):
-        del data[-1:]
-    if data.endswith(b"\r"):
-        del data[-1:]
-    if not data or len(data) > MAX_PASSPHRASE_BYTES:
-        raise UsageError(f"passphrase file {path} must hold 1-{MAX_PASSPHRASE_BYTES} bytes")
-    return Secret(data)
+    except VaultInputError as e:
+        raise UsageError(str(e)) from e
 
 
 def _prompt_passphrase(env: CliEnv, label: str, *, confirm: bool) -> Secret:

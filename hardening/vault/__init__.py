@@ -16,7 +16,7 @@ from hardening.vault.errors import (
     VaultTampered,
 )
 from hardening.vault.format import CREDENTIAL_TYPES, CredentialMeta, validate_alias
-from hardening.vault.keys import KeySource, load_host_key, systemd_passphrase
+from hardening.vault.keys import KeySource, load_host_key, read_passphrase_file, systemd_passphrase
 from hardening.vault.redact import SecretRedactor
 from hardening.vault.secret import Secret
 from hardening.vault.store import (
@@ -49,6 +49,7 @@ __all__ = [
     "load_host_key",
     "needs_passphrase",
     "open_store",
+    "read_passphrase_file",
     "refuse_missing_with_history",
     "store_exists",
     "systemd_passphrase",
