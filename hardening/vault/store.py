@@ -259,6 +259,7 @@ def edit_store(paths: VaultPaths, source: keys.KeySource, *, create: bool = Fals
     with _locked(paths):
         atomic.remove_stale_temps(paths.store)
         atomic.remove_stale_temps(paths.generation)
+        atomic.remove_stale_temps(paths.host_key)  # a first writer killed while making the key
         old: OpenStore | None = None
         try:
             old = _load(paths, source, holding_lock=True)
