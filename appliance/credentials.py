@@ -26,6 +26,8 @@ from hardening.vault import (
     VaultMissing,
     VaultPaths,
     open_store,
+    refuse_missing_with_history,
+    systemd_passphrase,
 )
 from hardening.vault import load_host_key as _load_host_key
 
@@ -79,7 +81,7 @@ class StoreCredentials:
         self._redactor = redactor
         self._lock = threading.Lock()
         self._store: OpenStore | None = None
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = (-1, -1, -1)  # nothing looked at yet
         with self._lock:
             self._reload_if_changed()
 
@@ -90,13 +92,16 @@ class StoreCredentials:
             stamp = None
         else:
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if stamp == self._stamp and (self._store is not None or stamp is None):
+        if stamp == self._stamp:
             return self._store
         if self._store is not None:
             self._store.close()
             self._store = None
-        self._stamp = None
-        if stamp is not None:
+        self._stamp = (-1, -1, -1)
+        if stamp is None:
+            refuse_missing_with_history(self._paths)
+            self._stamp = None
+        else:
             # Every check of open_store runs again: perms, integrity, keys, rollback.
             self._store = open_store(self._paths, self._source)
             self._stamp = stamp
@@ -163,13 +168,14 @@ def open_credentials(
     """Open the store for ``midbox run``; raises a ``hardening.vault.VaultError`` if it cannot be used.
 
     A missing store is not an error (an appliance may run HTTP/TCP jobs without credentials):
-    lookups then fail with a clear message. ``credentials_directory`` is ``$CREDENTIALS_DIRECTORY``,
-    read by the CLI entry point; ``redactor`` learns every secret as it is revealed.
+    lookups then fail with a clear message; a store this host has seen before and is now gone is.
+    ``credentials_directory`` is ``$CREDENTIALS_DIRECTORY``, read by the CLI entry point; without
+    ``passphrase``, its ``midbox.store-passphrase`` is used if present. ``redactor`` learns every
+    secret as it is revealed.
     """
+    secret = Secret(passphrase) if passphrase is not None else systemd_passphrase(credentials_directory)
     source = KeySource(
-        host_key_path=VaultPaths(state_dir).host_key,
-        credentials_dir=credentials_directory,
-        passphrase=Secret(passphrase) if passphrase is not None else None,
+        host_key_path=VaultPaths(state_dir).host_key, credentials_dir=credentials_directory, passphrase=secret
     )
     return StoreCredentials(VaultPaths(state_dir), source, redactor)
 

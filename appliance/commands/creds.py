@@ -88,21 +88,14 @@ def _credentials_dir(env: CliEnv) -> Path | None:
 
 
 def _read_passphrase_file(path: Path) -> Secret:
-    from hardening import perms
-    from hardening.vault import Secret
-    from hardening.vault.caps import MAX_PASSPHRASE_BYTES
+    from hardening.vault import VaultInputError, read_passphrase_file
 
     try:
-        data = bytearray(perms.read_private_file(path, MAX_PASSPHRASE_BYTES + 2))
+        return read_passphrase_file(path)
     except FileNotFoundError as e:
         raise UsageError(f"passphrase file {path} does not exist") from e
-    if data.endswith(b"\n"):
-        del data[-1:]
-    if data.endswith(b"\r"):
-        del data[-1:]
-    if not data or len(data) > MAX_PASSPHRASE_BYTES:
-        raise UsageError(f"passphrase file {path} must hold 1-{MAX_PASSPHRASE_BYTES} bytes")
-    return Secret(data)
+    except VaultInputError as e:
+        raise UsageError(str(e)) from e
 
 
 def _prompt_passphrase(env: CliEnv, label: str, *, confirm: bool) -> Secret:
@@ -123,15 +116,21 @@ def _prompt_passphrase(env: CliEnv, label: str, *, confirm: bool) -> Secret:
 def _key_source(
     args: argparse.Namespace, env: CliEnv, paths: VaultPaths, *, new_store_asks: bool = False
 ) -> KeySource:
-    from hardening.vault import KeySource, needs_passphrase, store_exists
+    from hardening.vault import KeySource, needs_passphrase, store_exists, systemd_passphrase
 
-    passphrase: Secret | None = None
+    if new_store_asks and store_exists(paths):
+        raise UsageError(
+            "the store exists; give it a passphrase with 'midbox creds rotate-key --ask-new-passphrase'"
+        )
     if args.passphrase_file is not None:
-        passphrase = _read_passphrase_file(args.passphrase_file)
-    elif store_exists(paths) and needs_passphrase(paths):
-        passphrase = _prompt_passphrase(env, "Credential store passphrase", confirm=False)
-    elif new_store_asks and not store_exists(paths):
-        passphrase = _prompt_passphrase(env, "New credential store passphrase", confirm=True)
+        passphrase: Secret | None = _read_passphrase_file(args.passphrase_file)
+    else:
+        # The unit's credential first, as the running appliance uses it; then a prompt if one is needed.
+        passphrase = systemd_passphrase(_credentials_dir(env))
+        if passphrase is None and store_exists(paths) and needs_passphrase(paths):
+            passphrase = _prompt_passphrase(env, "Credential store passphrase", confirm=False)
+        elif passphrase is None and new_store_asks:
+            passphrase = _prompt_passphrase(env, "New credential store passphrase", confirm=True)
     return KeySource(paths.host_key, credentials_dir=_credentials_dir(env), passphrase=passphrase)
 
 
@@ -240,10 +239,11 @@ def _add(args: argparse.Namespace, env: CliEnv) -> int:
 
 
 def _list(args: argparse.Namespace, env: CliEnv) -> int:
-    from hardening.vault import open_store, store_exists
+    from hardening.vault import open_store, refuse_missing_with_history, store_exists
 
     paths = _prepare(env)
     if not store_exists(paths):
+        refuse_missing_with_history(paths)
         rows: list[dict[str, object]] = []
     else:
         with open_store(paths, _key_source(args, env, paths)) as store:

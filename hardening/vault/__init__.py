@@ -6,6 +6,7 @@ DPAPI-protected on Windows), ``credentials.generation`` (rollback record), ``cre
 
 from __future__ import annotations
 
+from hardening.vault.draft import Draft
 from hardening.vault.errors import (
     VaultError,
     VaultInputError,
@@ -15,16 +16,16 @@ from hardening.vault.errors import (
     VaultTampered,
 )
 from hardening.vault.format import CREDENTIAL_TYPES, CredentialMeta, validate_alias
-from hardening.vault.keys import KeySource, load_host_key
+from hardening.vault.keys import KeySource, load_host_key, read_passphrase_file, systemd_passphrase
 from hardening.vault.redact import SecretRedactor
 from hardening.vault.secret import Secret
 from hardening.vault.store import (
-    Draft,
     OpenStore,
     VaultPaths,
     edit_store,
     needs_passphrase,
     open_store,
+    refuse_missing_with_history,
     store_exists,
     verify_store,
 )
@@ -48,7 +49,10 @@ __all__ = [
     "load_host_key",
     "needs_passphrase",
     "open_store",
+    "read_passphrase_file",
+    "refuse_missing_with_history",
     "store_exists",
+    "systemd_passphrase",
     "validate_alias",
     "verify_store",
 ]

@@ -24,12 +24,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hardening import atomic, perms
 from hardening.vault import caps
-from hardening.vault.errors import VaultError, VaultLocked, VaultMissing
+from hardening.vault.errors import VaultError, VaultInputError, VaultLocked, VaultMissing
 from hardening.vault.format import DATA_KEY_BYTES, KDF_HOST_KEY, KDF_HOST_KEY_AND_ARGON2ID, Header, KdfParams
 from hardening.vault.secret import Secret
 
 HOST_KEY_BYTES = 32
 SYSTEMD_CREDENTIAL_NAME = "midbox.host-key"
+SYSTEMD_PASSPHRASE_NAME = "midbox.store-passphrase"  # noqa: S105 - a file name, not a password
 _DPAPI_PREFIX = b"MBXDPAPI1\x00"
 
 # RFC 9106 section 4, second recommended option: 3 passes, 64 MiB, 4 lanes.
@@ -51,6 +52,33 @@ class KeySource:
             return None
         candidate = self.credentials_dir / SYSTEMD_CREDENTIAL_NAME
         return candidate if candidate.is_file() else None
+
+
+def read_passphrase_file(path: Path) -> Secret:
+    """A store passphrase from a file that is ours and 0600; one trailing line ending is not part of it.
+
+    Raises FileNotFoundError if there is no such file, PermissionsError if others could read it.
+    """
+    raw = bytearray(perms.read_private_file(path, caps.MAX_PASSPHRASE_BYTES + 2))
+    if raw.endswith(b"\n"):
+        del raw[-1:]
+        if raw.endswith(b"\r"):
+            del raw[-1:]
+    if not raw or len(raw) > caps.MAX_PASSPHRASE_BYTES:
+        raise VaultInputError(
+            f"passphrase file {path} must hold one line of 1-{caps.MAX_PASSPHRASE_BYTES} bytes"
+        )
+    return Secret(raw)
+
+
+def systemd_passphrase(credentials_dir: Path | None) -> Secret | None:
+    """The store passphrase from ``$CREDENTIALS_DIRECTORY/midbox.store-passphrase``, if the unit has one."""
+    if credentials_dir is None:
+        return None
+    try:
+        return read_passphrase_file(credentials_dir / SYSTEMD_PASSPHRASE_NAME)
+    except FileNotFoundError:
+        return None
 
 
 def load_host_key(source: KeySource, *, create: bool = False) -> Secret:

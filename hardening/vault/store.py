@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hardening import atomic, perms
 from hardening.vault import caps, keys
+from hardening.vault.draft import Draft
 from hardening.vault.errors import VaultError, VaultMissing, VaultRollback, VaultTampered
 from hardening.vault.format import (
     CHECKSUM_BYTES,
@@ -77,6 +78,7 @@ class OpenStore:
         self.header = header
         self._records = {r.meta.alias: r for r in records}
         self._data_key = data_key
+        self.kek: Secret | None = None
 
     @property
     def generation(self) -> int:
@@ -100,6 +102,8 @@ class OpenStore:
 
     def close(self) -> None:
         self._data_key.wipe()
+        if self.kek is not None:
+            self.kek.wipe()
         self._records.clear()
 
     def __enter__(self) -> OpenStore:
@@ -162,7 +166,8 @@ def _load(paths: VaultPaths, source: keys.KeySource, *, holding_lock: bool) -> O
     try:
         data_key = keys.unwrap_data_key(kek, header, paths.store)
     finally:
-        kek.wipe()
+        if not holding_lock:
+            kek.wipe()
     try:
         # 5. The whole file is authentic: no record dropped, swapped, added or edited.
         with keys.mac_key(data_key) as mk:
@@ -182,8 +187,12 @@ def _load(paths: VaultPaths, source: keys.KeySource, *, holding_lock: bool) -> O
                 check_and_record(paths.generation, paths.store, header.store_id, header.generation)
     except BaseException:
         data_key.wipe()
+        kek.wipe()
         raise
-    return OpenStore(paths.store, header, records, data_key)
+    store = OpenStore(paths.store, header, records, data_key)
+    # An editor keeps the key-encryption key, so an unchanged one is not derived (Argon2id) twice.
+    store.kek = kek if holding_lock else None
+    return store
 
 
 def _strip_checksum(data: bytes, path: Path) -> bytes:
@@ -240,56 +249,6 @@ def _locked(paths: VaultPaths) -> Iterator[None]:
         raise VaultError(str(e)) from e
 
 
-class Draft:
-    """The decrypted content of a store being edited. Changes are written when the block ends."""
-
-    def __init__(self, entries: dict[str, tuple[CredentialMeta, list[Secret]]], existed: bool) -> None:
-        self._entries = entries
-        self.existed = existed
-        self.changed = False
-        self.new_data_key = False
-        self.new_passphrase: Secret | None = None
-        self.rewrap = False
-        self.drop_passphrase = False
-
-    def aliases(self) -> list[str]:
-        return sorted(self._entries)
-
-    def has(self, alias: str) -> bool:
-        return alias in self._entries
-
-    def put(self, meta: CredentialMeta, secrets_: list[Secret]) -> None:
-        low, high = CREDENTIAL_TYPES[meta.type]
-        if not low <= len(secrets_) <= high or any(len(s) > caps.MAX_SECRET_BYTES for s in secrets_):
-            raise VaultError(
-                f"type {meta.type} takes {low}-{high} secrets of at most {caps.MAX_SECRET_BYTES} bytes"
-            )
-        if meta.alias not in self._entries and len(self._entries) >= caps.MAX_RECORDS:
-            raise VaultError(f"the store is full ({caps.MAX_RECORDS} credentials)")
-        self._wipe_entry(meta.alias)
-        self._entries[meta.alias] = (meta, secrets_)
-        self.changed = True
-
-    def remove(self, alias: str) -> None:
-        if alias not in self._entries:
-            raise VaultMissing(f"credential {alias!r} is not in the store; 'midbox creds list' shows what is")
-        self._wipe_entry(alias)
-        del self._entries[alias]
-        self.changed = True
-
-    def _wipe_entry(self, alias: str) -> None:
-        for s in self._entries.get(alias, (None, []))[1]:
-            s.wipe()
-
-    def wipe(self) -> None:
-        for alias in list(self._entries):
-            self._wipe_entry(alias)
-        self._entries.clear()
-
-    def entries(self) -> list[tuple[CredentialMeta, list[Secret]]]:
-        return [self._entries[a] for a in sorted(self._entries)]
-
-
 @contextlib.contextmanager
 def edit_store(paths: VaultPaths, source: keys.KeySource, *, create: bool = False) -> Iterator[Draft]:
     """Lock, load (or start) the store, let the caller change the draft, then write it durably."""
@@ -300,18 +259,19 @@ def edit_store(paths: VaultPaths, source: keys.KeySource, *, create: bool = Fals
     with _locked(paths):
         atomic.remove_stale_temps(paths.store)
         atomic.remove_stale_temps(paths.generation)
+        atomic.remove_stale_temps(paths.host_key)  # a first writer killed while making the key
         old: OpenStore | None = None
         try:
             old = _load(paths, source, holding_lock=True)
         except VaultMissing:
             if not create or paths.store.exists():
                 raise
-            _refuse_missing_with_history(paths)
+            refuse_missing_with_history(paths)
         draft = Draft({}, existed=old is not None)
         try:
             if old is not None:
                 for meta in old.credentials():
-                    draft._entries[meta.alias] = (meta, old.reveal(meta.alias))
+                    draft.load(meta, old.reveal(meta.alias))
             yield draft
             if draft.changed or old is None:
                 _write(paths, source, old, draft)
@@ -321,7 +281,8 @@ def edit_store(paths: VaultPaths, source: keys.KeySource, *, create: bool = Fals
                 old.close()
 
 
-def _refuse_missing_with_history(paths: VaultPaths) -> None:
+def refuse_missing_with_history(paths: VaultPaths) -> None:
+    """A store that this appliance has seen is gone: refuse rather than silently start empty."""
     recorded = read_generation(paths.generation)
     if recorded is not None:
         raise VaultRollback(
@@ -346,12 +307,15 @@ def _write(paths: VaultPaths, source: keys.KeySource, old: OpenStore | None, dra
         data_key = Secret(secrets.token_bytes(32)) if draft.new_data_key else Secret(old._data_key.view())
     if generation >= 2**64:
         raise VaultError("generation counter exhausted; re-create the store")
-    host_key = keys.load_host_key(source, create=old is None)
     try:
-        with keys.derive_kek(host_key, passphrase, kdf, store_id) as kek:
+        if old is not None and old.kek is not None and kdf is old.header.kdf:
+            kek = Secret(old.kek.view())
+        else:
+            with keys.load_host_key(source, create=old is None) as host_key:
+                kek = keys.derive_kek(host_key, passphrase, kdf, store_id)
+        with kek:
             data = seal(store_id, generation, kdf, kek, data_key, draft.entries())
     finally:
-        host_key.wipe()
         data_key.wipe()
     # The store first, then the generation: a crash in between leaves a newer store, which is accepted.
     atomic.atomic_write(paths.store, data, mode=0o600)

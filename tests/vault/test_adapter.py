@@ -92,3 +92,29 @@ def test_load_host_key_creates_once(paths: VaultPaths) -> None:
     first = load_host_key(paths.state_dir, create=True)
     assert len(first) == 32 and load_host_key(paths.state_dir) == first
     assert paths.host_key.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_store_seen_before_and_now_gone_is_refused(small_store: VaultPaths) -> None:
+    creds = open_credentials(small_store.state_dir)
+    small_store.store.unlink()
+    with pytest.raises(ProbeError, match="missing, but this appliance recorded generation 2"):
+        creds.lookup("web")
+    from hardening.vault import VaultRollback
+
+    with pytest.raises(VaultRollback):
+        open_credentials(small_store.state_dir)
+
+
+def test_store_passphrase_from_the_credentials_directory(tmp_path: Path, paths: VaultPaths) -> None:
+    creddir = tmp_path / "creds"
+    creddir.mkdir(mode=0o700)
+    put(paths, KeySource(paths.host_key, passphrase=Secret(b"unit passphrase")), "web")
+    (creddir / "midbox.store-passphrase").write_bytes(b"unit passphrase\n")
+    (creddir / "midbox.store-passphrase").chmod(0o400)
+    assert open_credentials(paths.state_dir, credentials_directory=creddir).lookup("web").secret() == PLANTED
+    (creddir / "midbox.store-passphrase").chmod(0o600)
+    (creddir / "midbox.store-passphrase").write_bytes(b"wrong one\n")
+    from hardening.vault import VaultLocked
+
+    with pytest.raises(VaultLocked):
+        open_credentials(paths.state_dir, credentials_directory=creddir)

@@ -209,3 +209,19 @@ def test_host_key_from_systemd_credentials_directory(state: Path, tmp_path: Path
     assert midbox(state, "verify", extra_env=env).returncode == 0
     r = midbox(state, "verify")  # without the credential, no key
     assert r.returncode == 1 and "host key" in r.stdout
+
+
+def test_ask_passphrase_on_an_existing_store_is_refused(state: Path) -> None:
+    assert midbox(state, "add", "a", "--type", "http-bearer", stdin="tok\n").returncode == 0
+    r = midbox(state, "add", "b", "--type", "http-bearer", "--ask-passphrase", stdin="tok\n")
+    assert r.returncode == 2 and "rotate-key --ask-new-passphrase" in r.stderr
+
+
+def test_list_of_a_vanished_store_says_so(state: Path) -> None:
+    r = midbox(state, "list")
+    assert r.returncode == 0 and "no credentials" in r.stdout
+    assert midbox(state, "add", "a", "--type", "http-bearer", stdin="tok\n").returncode == 0
+    (state / "credentials.store").unlink()
+    r = midbox(state, "list")
+    assert r.returncode == 1 and "missing, but this appliance recorded generation 1" in r.stderr
+    assert midbox(state, "verify").returncode == 1

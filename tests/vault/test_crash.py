@@ -73,7 +73,8 @@ def test_kill_9_in_a_loop_of_writes_never_corrupts(tmp_path: Path) -> None:
     # The next writer removes the temp files killed writers left behind.
     with edit_store(paths, KeySource(paths.host_key)) as draft:
         draft.changed = True
-    assert not [p.name for p in paths.state_dir.iterdir() if p.name.endswith(".tmp")]
+    leftovers = [p.name for p in paths.state_dir.iterdir() if p.name.endswith(".tmp")]
+    assert not leftovers
     assert committed == aliases(paths)
 
 
@@ -119,3 +120,19 @@ def _bearer_aliases(paths: VaultPaths) -> set[str]:
         for m in store.credentials():
             assert store.reveal(m.alias)[0].reveal().startswith(b"tok-")
         return {m.alias for m in store.credentials()}
+
+
+def test_a_writer_cleans_up_every_kind_of_temp_file(tmp_path: Path) -> None:
+    # What a kill leaves at each step of the first write: the host key's, the store's, the generation's.
+    paths = VaultPaths(tmp_path / "state")
+    paths.state_dir.mkdir(mode=0o700)
+    for target in (paths.host_key, paths.store, paths.generation):
+        (paths.state_dir / f".{target.name}.0123456789abcdef.tmp").write_bytes(b"partial")
+    with edit_store(paths, KeySource(paths.host_key), create=True) as draft:
+        draft.changed = True
+    assert sorted(p.name for p in paths.state_dir.iterdir()) == [
+        "credentials.generation",
+        "credentials.lock",
+        "credentials.store",
+        "host.key",
+    ]

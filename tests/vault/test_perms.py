@@ -74,3 +74,25 @@ def test_oversized_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PermissionsError, match="more than the 99 allowed"):
         read_private_file(f, 99)
     assert read_private_file(f, 100) == bytes(100)
+
+
+def test_passphrase_file_one_line_ending_dropped_and_private(tmp_path: Path) -> None:
+    from hardening.vault import VaultInputError, read_passphrase_file
+
+    f = tmp_path / "pw"
+    for content, want in (
+        (b"pass word\n", b"pass word"),
+        (b"pw\r\n", b"pw"),
+        (b"pw\n\n", b"pw\n"),
+        (b"pw", b"pw"),
+    ):
+        f.write_bytes(content)
+        f.chmod(0o600)
+        assert read_passphrase_file(f).reveal() == want
+    f.write_bytes(b"\n")
+    with pytest.raises(VaultInputError):
+        read_passphrase_file(f)
+    f.write_bytes(b"pw\n")
+    f.chmod(0o640)
+    with pytest.raises(PermissionsError, match=f"chmod 600 {f}"):
+        read_passphrase_file(f)
