@@ -8,15 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.credentials import StoreCredentials, load_host_key, open_credentials
-from appliance.errors import ConfigError
-from hardening.perms import check_private_file, ensure_private_dir
+from hardening.perms import ensure_private_dir
 from hardening.process import harden_process
 from hardening.sealbox import derive_key
+from hardening.vault import read_passphrase_file
 from hardening.vault.redact import SecretRedactor
 
 log = logging.getLogger(__name__)
-
-MAX_PASSPHRASE_FILE_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -49,9 +47,6 @@ def open_host(state_dir: Path, *, credentials_directory: Path | None, passphrase
 
 
 def _read_passphrase(path: Path) -> bytes:
-    check_private_file(path)
-    with path.open("rb") as f:
-        data = f.read(MAX_PASSPHRASE_FILE_BYTES + 1)
-    if len(data) > MAX_PASSPHRASE_FILE_BYTES:
-        raise ConfigError(f"{path}: a passphrase file holds one line; this one is too large")
-    return data.rstrip(b"\r\n")
+    # The same reader as 'midbox creds': one trailing line ending dropped, 0600 and ours required.
+    with read_passphrase_file(path) as secret:
+        return secret.reveal()
