@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-VALIDITY = dt.timedelta(days=30)
+VALIDITY = dt.timedelta(days=90)  # long enough that `midbox doctor` does not warn on a fresh dev setup
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,19 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from appliance.commands import audit, bundle, config_cmd, creds, hosts, keys, policy, run, service, trust
+from appliance.commands import (
+    audit,
+    bundle,
+    config_cmd,
+    creds,
+    doctor,
+    hosts,
+    keys,
+    policy,
+    run,
+    service,
+    trust,
+)
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 
@@ -20,4 +32,5 @@ REGISTRARS: tuple[Registrar, ...] = (
     bundle.register,
     run.register,
     service.register,
+    doctor.register,
 )

@@ -1,0 +1,170 @@
+"""``midbox doctor``: what the person who dropped the binary on a host checks before calling anyone.
+
+Each check is a named function returning findings; none of them changes anything (the rollback
+counter included), and none prints a secret.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.config.model import Config
+from appliance.errors import ApplianceError
+from appliance.limits import Limits
+from hardening.errors import HardeningError
+
+CERT_WARN_DAYS = 30
+CONFIG_WARN_DAYS = 7
+CLOCK_WARN_S = 60.0  # signatures allow a small skew; a minute off already shows in audit times
+
+
+class Level(enum.Enum):
+    OK = "ok"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    check: str
+    detail: str
+    unreachable: bool = False  # a FAIL that means "could not reach the instance" (exit 3)
+
+
+def check_state_dir(state_dir: Path) -> list[Finding]:
+    from hardening.perms import check_private_dir, check_private_file
+    from hardening.vault.store import VaultPaths
+
+    try:
+        check_private_dir(state_dir)
+    except HardeningError as e:
+        return [Finding(Level.FAIL, "state dir", str(e))]
+    found = [Finding(Level.OK, "state dir", f"{state_dir} is private (0700, ours)")]
+    paths = VaultPaths(state_dir)
+    for name, path in (("host key", paths.host_key), ("credential store", paths.store)):
+        if not path.exists():
+            found.append(Finding(Level.OK, name, f"none yet ({path.name} is made by 'midbox creds add')"))
+            continue
+        try:
+            check_private_file(path)
+            found.append(Finding(Level.OK, name, f"{path.name} is 0600 and ours"))
+        except HardeningError as e:
+            found.append(Finding(Level.FAIL, name, str(e)))
+    return found
+
+
+def check_trust_root(state_dir: Path) -> list[Finding]:
+    from hardening.rollback import load_trust_root
+
+    try:
+        root, _ = load_trust_root(state_dir)
+    except HardeningError as e:
+        return [Finding(Level.FAIL, "trust root", str(e))]
+    return [
+        Finding(
+            Level.OK,
+            "trust root",
+            f"version {root.version}: {len(root.keys)} admin key(s), {root.threshold} signature(s) required",
+        )
+    ]
+
+
+def check_config(path: Path, state_dir: Path, now: dt.datetime) -> tuple[list[Finding], Config | None]:
+    from appliance.config.verify import load_verified_config
+
+    try:
+        config = load_verified_config(path, state_dir, now, commit=False)
+    except (HardeningError, ApplianceError) as e:
+        return [Finding(Level.FAIL, "config", str(e))], None
+    left = config.settings.expires - now
+    level = Level.WARN if left < dt.timedelta(days=CONFIG_WARN_DAYS) else Level.OK
+    detail = f"version {config.version}, signed by {', '.join(config.signers)}, expires in {_days(left)}"
+    return [Finding(level, "config", detail)], config
+
+
+def check_certificates(config: Config, now: dt.datetime) -> list[Finding]:
+    from cryptography import x509
+
+    found: list[Finding] = []
+    files = [("instance CA", config.instance.ca_file), ("client certificate", config.instance.client_cert)]
+    for name, path in files:
+        if path is None:
+            continue
+        try:
+            certs = x509.load_pem_x509_certificates(path.read_bytes()[: 1 << 20])
+        except (OSError, ValueError) as e:
+            found.append(Finding(Level.FAIL, name, f"{path}: cannot be read as PEM certificates ({e})"))
+            continue
+        soonest = min(c.not_valid_after_utc for c in certs)
+        left = soonest - now
+        if left <= dt.timedelta(0):
+            found.append(Finding(Level.FAIL, name, f"{path} expired on {soonest:%Y-%m-%d}; renew it"))
+        elif left < dt.timedelta(days=CERT_WARN_DAYS):
+            found.append(Finding(Level.WARN, name, f"{path} expires in {_days(left)}; renew it soon"))
+        else:
+            found.append(Finding(Level.OK, name, f"{path} valid for {_days(left)}"))
+    return found
+
+
+async def check_instance(config: Config, limits: Limits, now: dt.datetime) -> list[Finding]:
+    """One read-only request over the appliance's own mTLS client: reachable, authenticated, clock."""
+    import httpx
+
+    from appliance.queue.transport import instance_client
+
+    try:
+        client = instance_client(config.instance, limits)
+    except (HardeningError, ApplianceError) as e:
+        return [Finding(Level.FAIL, "instance", str(e))]
+    try:
+        response = await client.get(
+            "/api/now/table/ecc_agent",
+            params={"sysparm_query": f"name={config.appliance.name}", "sysparm_limit": "1"},
+        )
+    except httpx.HTTPError as e:
+        return [
+            Finding(
+                Level.FAIL,
+                "instance",
+                f"{config.instance.url} could not be reached: {type(e).__name__}: {str(e)[:200]}",
+                unreachable=True,
+            )
+        ]
+    finally:
+        await client.aclose()
+    found: list[Finding] = []
+    if response.status_code in (401, 403):
+        found.append(
+            Finding(
+                Level.FAIL, "instance", f"the instance refused this appliance (HTTP {response.status_code})"
+            )
+        )
+    elif response.status_code >= 400:
+        found.append(Finding(Level.FAIL, "instance", f"the instance answered HTTP {response.status_code}"))
+    else:
+        found.append(Finding(Level.OK, "instance", f"{config.instance.url} answered over mutual TLS"))
+    found += _clock(response.headers.get("date"), now)
+    return found
+
+
+def _clock(date_header: str | None, now: dt.datetime) -> list[Finding]:
+    if not date_header:
+        return [Finding(Level.WARN, "clock", "the instance sent no Date header; clock not compared")]
+    try:
+        theirs = email.utils.parsedate_to_datetime(date_header)
+    except (TypeError, ValueError):
+        return [Finding(Level.WARN, "clock", "the instance's Date header could not be read")]
+    skew = abs((theirs - now).total_seconds())
+    if skew > CLOCK_WARN_S:
+        return [Finding(Level.WARN, "clock", f"{skew:.0f} s away from the instance's clock; check NTP")]
+    return [Finding(Level.OK, "clock", f"within {max(skew, 1):.0f} s of the instance")]
+
+
+def _days(delta: dt.timedelta) -> str:
+    days = delta.total_seconds() / 86400
+    return f"{days:.1f} days" if days < 10 else f"{days:.0f} days"

@@ -1,0 +1,114 @@
+"""``midbox doctor`` on a healthy host, and on each thing that commonly goes wrong."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from appliance.cli import main as midbox_main
+from tests.helpers import Pki, dev_instance
+from tests.service.test_run_command import EXPIRES, NOT_BEFORE, config_bytes
+from tests.signing.helpers import install_trust, write_signed_config
+
+
+def doctor(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, dict[str, dict[str, str]]]:
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    code = midbox_main(["doctor", "--json", *args])
+    findings = [json.loads(line) for line in out.getvalue().splitlines()]
+    return code, {f["check"]: f for f in findings}
+
+
+@pytest.fixture
+def signed(tmp_path: Path, state_dir: Path, dev_pki: Pki) -> tuple[Path, Ed25519PrivateKey]:
+    key = Ed25519PrivateKey.generate()
+    install_trust(state_dir, [key])
+    return tmp_path / "admin", key
+
+
+def test_a_healthy_appliance_passes_every_check(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    state_dir: Path,
+    dev_pki: Pki,
+    signed: tuple[Path, Ed25519PrivateKey],
+) -> None:
+    admin, key = signed
+    with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance:
+        config = write_signed_config(
+            admin,
+            [key],
+            config_bytes(instance.url, dev_pki, 1, "443"),
+            version=1,
+            expires=EXPIRES,
+            not_before=NOT_BEFORE,
+        )
+        code, found = doctor(monkeypatch, "--config", str(config), "--state-dir", str(state_dir))
+    assert code == 0, found
+    for check in (
+        "state dir",
+        "trust root",
+        "config",
+        "instance CA",
+        "client certificate",
+        "instance",
+        "clock",
+    ):
+        assert found[check]["level"] == "ok", found[check]
+
+
+def test_a_loose_state_dir_names_the_chmod(
+    monkeypatch: pytest.MonkeyPatch, state_dir: Path, signed: object
+) -> None:
+    os.chmod(state_dir, 0o755)
+    code, found = doctor(monkeypatch, "--state-dir", str(state_dir))
+    assert code == 1
+    assert found["state dir"]["level"] == "FAIL" and "chmod 700" in found["state dir"]["detail"]
+
+
+def test_an_instance_that_is_down_exits_3(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    state_dir: Path,
+    dev_pki: Pki,
+    signed: tuple[Path, Ed25519PrivateKey],
+) -> None:
+    admin, key = signed
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"https://127.0.0.1:{s.getsockname()[1]}"
+    config = write_signed_config(
+        admin, [key], config_bytes(dead, dev_pki, 1, "443"), version=1, expires=EXPIRES, not_before=NOT_BEFORE
+    )
+    code, found = doctor(monkeypatch, "--config", str(config), "--state-dir", str(state_dir))
+    assert code == 3
+    assert found["instance"]["level"] == "FAIL" and "could not be reached" in found["instance"]["detail"]
+
+
+def test_a_tampered_config_fails_and_the_instance_is_not_contacted(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    state_dir: Path,
+    dev_pki: Pki,
+    signed: tuple[Path, Ed25519PrivateKey],
+) -> None:
+    admin, key = signed
+    config = write_signed_config(
+        admin,
+        [key],
+        config_bytes("https://127.0.0.1:9", dev_pki, 1, "443"),
+        version=1,
+        expires=EXPIRES,
+        not_before=NOT_BEFORE,
+    )
+    config.write_bytes(config.read_bytes().replace(b'"443"', b'"1-65535"').replace(b"443", b"1-65535"))
+    code, found = doctor(monkeypatch, "--config", str(config), "--state-dir", str(state_dir))
+    assert code == 1 and found["config"]["level"] == "FAIL"
+    assert "instance" not in found
