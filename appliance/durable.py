@@ -30,16 +30,16 @@ def _record(raw: object) -> OutputRecord:
     return OutputRecord(**raw)
 
 
-class Journal:
-    """Jobs claimed and not yet finished."""
+class _Entries:
+    """Sealed entries named by the output record's sys_id, with the names kept in memory."""
 
     def __init__(self, sealed: SealedDir) -> None:
         self._dir = sealed
         self._names = set(sealed.names())
 
-    def add(self, record: OutputRecord) -> None:
-        self._dir.put(record.sys_id, json.dumps(_record_json(record)).encode())
-        self._names.add(record.sys_id)
+    def _put(self, sys_id: str, body: object) -> None:
+        self._dir.put(sys_id, json.dumps(body).encode())
+        self._names.add(sys_id)
 
     def remove(self, sys_id: str) -> None:
         self._dir.delete(sys_id)
@@ -47,6 +47,13 @@ class Journal:
 
     def __contains__(self, sys_id: object) -> bool:
         return sys_id in self._names
+
+
+class Journal(_Entries):
+    """Jobs claimed and not yet finished."""
+
+    def add(self, record: OutputRecord) -> None:
+        self._put(record.sys_id, _record_json(record))
 
     def entries(self) -> Iterator[OutputRecord]:
         for name in self._dir.names():
@@ -59,13 +66,12 @@ class Pending:
     outcome: Outcome
 
 
-class Outbox:
+class Outbox(_Entries):
     """Results not yet confirmed by the instance. Bounded: when full, the appliance stops claiming."""
 
     def __init__(self, sealed: SealedDir, capacity: int) -> None:
-        self._dir = sealed
+        super().__init__(sealed)
         self.capacity = capacity
-        self._names = set(sealed.names())
 
     def add(self, record: OutputRecord, outcome: Outcome) -> None:
         body = {
@@ -74,15 +80,7 @@ class Outbox:
             "error": outcome.error,
             "duration_ms": outcome.duration_ms,
         }
-        self._dir.put(record.sys_id, json.dumps(body).encode())
-        self._names.add(record.sys_id)
-
-    def remove(self, sys_id: str) -> None:
-        self._dir.delete(sys_id)
-        self._names.discard(sys_id)
-
-    def __contains__(self, sys_id: object) -> bool:
-        return sys_id in self._names
+        self._put(record.sys_id, body)
 
     def count(self) -> int:
         return len(self._names)

@@ -24,6 +24,13 @@ def doctor(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, dict[str, 
     return code, {f["check"]: f for f in findings}
 
 
+def signed_config(signed: tuple[Path, Ed25519PrivateKey], url: str, p: Pki) -> Path:
+    admin, key = signed
+    return write_signed_config(
+        admin, [key], config_bytes(url, p, 1, "443"), version=1, expires=EXPIRES, not_before=NOT_BEFORE
+    )
+
+
 @pytest.fixture
 def signed(tmp_path: Path, state_dir: Path, dev_pki: Pki) -> tuple[Path, Ed25519PrivateKey]:
     key = Ed25519PrivateKey.generate()
@@ -38,16 +45,8 @@ def test_a_healthy_appliance_passes_every_check(
     dev_pki: Pki,
     signed: tuple[Path, Ed25519PrivateKey],
 ) -> None:
-    admin, key = signed
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance:
-        config = write_signed_config(
-            admin,
-            [key],
-            config_bytes(instance.url, dev_pki, 1, "443"),
-            version=1,
-            expires=EXPIRES,
-            not_before=NOT_BEFORE,
-        )
+        config = signed_config(signed, instance.url, dev_pki)
         code, found = doctor(monkeypatch, "--config", str(config), "--state-dir", str(state_dir))
     assert code == 0, found
     for check in (
@@ -78,15 +77,12 @@ def test_an_instance_that_is_down_exits_3(
     dev_pki: Pki,
     signed: tuple[Path, Ed25519PrivateKey],
 ) -> None:
-    admin, key = signed
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = f"https://127.0.0.1:{s.getsockname()[1]}"
-    config = write_signed_config(
-        admin, [key], config_bytes(dead, dev_pki, 1, "443"), version=1, expires=EXPIRES, not_before=NOT_BEFORE
-    )
+    config = signed_config(signed, dead, dev_pki)
     code, found = doctor(monkeypatch, "--config", str(config), "--state-dir", str(state_dir))
     assert code == 3
     assert found["instance"]["level"] == "FAIL" and "could not be reached" in found["instance"]["detail"]
@@ -99,15 +95,7 @@ def test_a_tampered_config_fails_and_the_instance_is_not_contacted(
     dev_pki: Pki,
     signed: tuple[Path, Ed25519PrivateKey],
 ) -> None:
-    admin, key = signed
-    config = write_signed_config(
-        admin,
-        [key],
-        config_bytes("https://127.0.0.1:9", dev_pki, 1, "443"),
-        version=1,
-        expires=EXPIRES,
-        not_before=NOT_BEFORE,
-    )
+    config = signed_config(signed, "https://127.0.0.1:9", dev_pki)
     config.write_bytes(config.read_bytes().replace(b'"443"', b'"1-65535"').replace(b"443", b"1-65535"))
     code, found = doctor(monkeypatch, "--config", str(config), "--state-dir", str(state_dir))
     assert code == 1 and found["config"]["level"] == "FAIL"
