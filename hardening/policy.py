@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -53,6 +54,8 @@ class AllowRule:
     probes: frozenset[str]
     ports: tuple[PortRange, ...]
     credentials: frozenset[str]
+    # HTTPS targets of this rule are verified against this CA file only (else the system's trust store).
+    tls_ca: Path | None = None
 
     def matches_target(self, address: IPAddress, hostname: str | None) -> bool:
         if any(address in net for net in self.networks):
@@ -105,6 +108,10 @@ class Policy:
     @property
     def rules(self) -> tuple[AllowRule, ...]:
         return self._rules
+
+    def rule(self, number: int | None) -> AllowRule | None:
+        """The rule a Decision names (1-based), or None."""
+        return self._rules[number - 1] if number is not None and 1 <= number <= len(self._rules) else None
 
     def check(
         self,

@@ -81,7 +81,7 @@ def parse_config(data: bytes, source: Path) -> ParsedConfig:
     appliance = _appliance(top.table("appliance"))
     instance = _instance(top.table("instance"), base)
     allow_raw = top.take("allow", list, default=[])
-    allow = tuple(_allow(item, f"allow[{i}]") for i, item in enumerate(allow_raw))
+    allow = tuple(_allow(item, f"allow[{i}]", source.parent) for i, item in enumerate(allow_raw))
     top.done()
     return ParsedConfig(version, expires, appliance, instance, allow, source)
 
@@ -140,7 +140,7 @@ def _instance(t: _Table, base: Path) -> InstanceSection:
     )
 
 
-def _allow(item: object, path: str) -> AllowSection:
+def _allow(item: object, path: str, base: Path) -> AllowSection:
     if not isinstance(item, dict):
         raise ConfigError(f"config: {path!r} must be a table")
     t = _Table(item, path)
@@ -166,6 +166,9 @@ def _allow(item: object, path: str) -> AllowSection:
     if not ports:
         raise ConfigError(f"config: {path}.ports must not be empty")
     creds = t.strings("credentials", required=False)
+    tls_ca = t.take("tls_ca", str, required=False)
+    if tls_ca is not None and "http" not in probes:
+        raise ConfigError(f"config: {path}.tls_ca only applies to rules that allow the 'http' probe")
     t.done()
     rule = AllowRule(
         networks=tuple(networks),
@@ -173,6 +176,7 @@ def _allow(item: object, path: str) -> AllowSection:
         probes=frozenset(probes),
         ports=ports,
         credentials=frozenset(creds),
+        tls_ca=base / tls_ca if tls_ca else None,
     )
     return AllowSection(cidrs, hosts, probes, tuple(str(p) for p in ports_raw), creds, rule)
 

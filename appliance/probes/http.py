@@ -14,12 +14,14 @@ import ssl
 # ElementTree only builds XML here; untrusted XML is parsed with defusedxml.
 import xml.etree.ElementTree as ET  # nosec B405
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
 from appliance.errors import PayloadError, ProbeError
 from appliance.probes.base import Job, ProbeContext, use_credential
 from appliance.probes.targets import checked_addresses
+from hardening.policy import IPAddress
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MAX_REDIRECTS = 5
@@ -44,7 +46,7 @@ class HttpProbe:
         # pooled connection is keyed by address: sharing it would reuse one host's verified TLS session
         # for another host on the same address.
         self._plain: httpx.AsyncClient | None = None
-        self._tls: dict[str, httpx.AsyncClient] = {}
+        self._tls: dict[tuple[str, Path | None], httpx.AsyncClient] = {}
 
     async def run(self, job: Job, ctx: ProbeContext) -> ET.Element:
         request = _parse_request(job)
@@ -65,7 +67,8 @@ class HttpProbe:
             # Credentials never follow a redirect to another origin.
             if auth_header and (url.scheme, url.host, url.port) == origin:
                 headers["Authorization"] = auth_header
-            response, body, truncated = await self._send(request, addresses[0], headers, timeout, ctx)
+            ca = _rule_ca(ctx, url.host, addresses[0], port, credential) if url.scheme == "https" else None
+            response, body, truncated = await self._send(request, addresses[0], headers, timeout, ctx, ca)
             location = response.headers.get("location")
             if response.is_redirect and location:
                 request = _follow(request, response.status_code, url.join(location))
@@ -85,7 +88,13 @@ class HttpProbe:
         )
 
     async def _send(
-        self, request: _Request, address: object, headers: dict[str, str], timeout: float, ctx: ProbeContext
+        self,
+        request: _Request,
+        address: object,
+        headers: dict[str, str],
+        timeout: float,
+        ctx: ProbeContext,
+        ca: Path | None,
     ) -> tuple[httpx.Response, bytes, bool]:
         url = request.url
         host_header = url.host if url.port is None else f"{url.host}:{url.port}"
@@ -93,7 +102,7 @@ class HttpProbe:
         target = url.copy_with(host=literal.strip("[]"))
         headers["Host"] = host_header
         extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
-        client = self._client(url.scheme, url.host)
+        client = self._client(url.scheme, url.host, ca)
         limit = ctx.limits.http_response_bytes
         try:
             async with client.stream(
@@ -120,18 +129,18 @@ class HttpProbe:
             raise ProbeError(f"HTTP request to {url.host} failed: {_reason(e)}") from e
         return response, b"".join(chunks), truncated
 
-    def _client(self, scheme: str, host: str) -> httpx.AsyncClient:
+    def _client(self, scheme: str, host: str, ca: Path | None) -> httpx.AsyncClient:
         common = {"trust_env": False, "follow_redirects": False}
         if scheme != "https":
             if self._plain is None:
                 self._plain = httpx.AsyncClient(**common)  # type: ignore[arg-type]
             return self._plain
-        client = self._tls.get(host)
+        client = self._tls.get((host, ca))
         if client is None:
             if len(self._tls) >= MAX_TLS_CLIENTS:
                 self._tls.pop(next(iter(self._tls)))  # closed by GC; bounded memory matters more
-            client = httpx.AsyncClient(verify=ssl.create_default_context(), **common)  # type: ignore[arg-type]
-            self._tls[host] = client
+            client = httpx.AsyncClient(verify=_target_context(ca), **common)  # type: ignore[arg-type]
+            self._tls[(host, ca)] = client
         return client
 
     async def aclose(self) -> None:
@@ -140,6 +149,28 @@ class HttpProbe:
             await client.aclose()
         self._tls.clear()
         self._plain = None
+
+
+def _rule_ca(
+    ctx: ProbeContext, host: str, address: IPAddress, port: int, credential: str | None
+) -> Path | None:
+    """The CA file of the rule that allowed this connection, if that rule names one."""
+    hostname = None if host.strip("[]") == str(address) else host
+    decision = ctx.policy.check(
+        probe="http", address=address, port=port, credential=credential, hostname=hostname
+    )
+    rule = ctx.policy.rule(decision.rule)
+    return rule.tls_ca if rule is not None else None
+
+
+def _target_context(ca: Path | None) -> ssl.SSLContext:
+    """Verification is never off: the rule's CA only, or else the system's trust store."""
+    try:
+        ctx = ssl.create_default_context(cafile=str(ca) if ca else None)
+    except (OSError, ssl.SSLError) as e:
+        raise ProbeError(f"the allow rule's tls_ca {ca} cannot be loaded: {e}") from e
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
 
 
 def _parse_request(job: Job) -> _Request:

@@ -78,3 +78,19 @@ def test_empty_allowlist_denies_everything() -> None:
     c = parse_config(GOOD.split("[[allow]]")[0].encode(), Path("c.toml"))
     d = c.policy().check(probe="http", address=ipaddress.ip_address("10.20.0.9"), port=443)
     assert not d.allowed and "deny by default" in d.reason
+
+
+def test_tls_ca_of_a_rule_is_relative_to_the_config() -> None:
+    c = parse_config(
+        GOOD.replace('credentials = ["linux-ro"]', 'credentials = ["linux-ro"]\ntls_ca = "targets-ca.pem"').encode(),
+        Path("/etc/midbox/config.toml"),
+    )
+    assert c.allow[0].rule.tls_ca == Path("/etc/midbox/targets-ca.pem")
+
+
+def test_tls_ca_on_a_rule_without_http_is_refused() -> None:
+    text = GOOD.replace('probes = ["ssh", "http"]', 'probes = ["ssh"]').replace(
+        'credentials = ["linux-ro"]', 'credentials = ["linux-ro"]\ntls_ca = "targets-ca.pem"'
+    )
+    with pytest.raises(ConfigError, match=r"allow\[0\]\.tls_ca only applies"):
+        parse(text)

@@ -1,0 +1,100 @@
+"""HTTPS targets: verified against the CA the allow rule names, never with verification off."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import ipaddress
+import ssl
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import ProbeError
+from appliance.probes.http import HttpProbe
+from devinstance import pki
+from hardening.policy import AllowRule, Policy, PortRange
+from tests.probes.conftest import MemCredentials, make_ctx, make_job
+
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"hello over TLS"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def https_target(directory: Path, names: tuple[str, ...] = ("127.0.0.1",)) -> Iterator[tuple[int, Path]]:
+    ca = pki.ensure_ca(directory)
+    leaf = pki.issue(ca, directory, "target", names[0], server=True, hosts=names)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(leaf.cert), str(leaf.key))
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], ca.cert
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def rule(port: int, ca: Path | None) -> AllowRule:
+    return AllowRule(
+        networks=(ipaddress.ip_network("127.0.0.1/32"),),
+        hosts=(),
+        probes=frozenset({"http"}),
+        ports=(PortRange(port, port),),
+        credentials=frozenset(),
+        tls_ca=ca,
+    )
+
+
+def fetch(url: str, policy: Policy, tmp_path: Path) -> ET.Element:
+    ctx = make_ctx(policy, MemCredentials(), tmp_path)
+    probe = HttpProbe()
+
+    async def go() -> ET.Element:
+        try:
+            return await probe.run(make_job("RESTProbe", "https", "127.0.0.1", url=url), ctx)
+        finally:
+            await probe.aclose()
+
+    return asyncio.run(go())
+
+
+def test_a_target_signed_by_the_rules_ca_is_verified_and_read(tmp_path: Path) -> None:
+    with https_target(tmp_path / "pki") as (port, ca):
+        result = fetch(f"https://127.0.0.1:{port}/", Policy([rule(port, ca)]), tmp_path)
+    assert result.get("status") == "200"
+    assert "hello over TLS" in ET.tostring(result, encoding="unicode")
+
+
+def test_a_certificate_for_another_name_is_refused(tmp_path: Path) -> None:
+    with (
+        https_target(tmp_path / "pki", names=("other.example",)) as (port, ca),
+        pytest.raises(ProbeError, match="(?i)certificate|hostname|match"),
+    ):
+        fetch(f"https://127.0.0.1:{port}/", Policy([rule(port, ca)]), tmp_path)
+
+
+def test_without_the_rules_ca_the_certificate_is_refused(tmp_path: Path) -> None:
+    with https_target(tmp_path / "pki") as (port, _), pytest.raises(ProbeError, match="(?i)certificate"):
+        fetch(f"https://127.0.0.1:{port}/", Policy([rule(port, None)]), tmp_path)
+
+
+def test_another_ca_is_refused(tmp_path: Path) -> None:
+    other = pki.ensure_ca(tmp_path / "other").cert
+    with https_target(tmp_path / "pki") as (port, _), pytest.raises(ProbeError, match="(?i)certificate"):
+        fetch(f"https://127.0.0.1:{port}/", Policy([rule(port, other)]), tmp_path)
