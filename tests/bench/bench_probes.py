@@ -285,6 +285,62 @@ def bench_tcp(state: Path, runs: int) -> None:
         )
 
 
+def bench_http(state: Path, runs: int, in_flight: int = 50, requests: int = 2000) -> None:
+    """The HTTP probe at 50 in flight against a target in its own process, beside a bare httpx client
+    on the same target in the same run (the target's own limit shows in both)."""
+    import sys
+
+    import httpx
+
+    from appliance.probes.http import HttpProbe
+
+    target = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.target_main"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        url = target.stdout.readline().strip() + "/hello"  # type: ignore[union-attr]
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        ctx = make_ctx(Policy([loopback_rule(("http",), ((port, port),), ())]), MemCredentials(), state)
+        job = make_job("RESTProbe", "http", "127.0.0.1", url=url)
+
+        async def flood(one: Callable[[], object]) -> float:
+            sem = asyncio.Semaphore(in_flight)
+
+            async def task() -> None:
+                async with sem:
+                    await one()  # type: ignore[misc]
+
+            start = time.perf_counter()
+            await asyncio.gather(*(task() for _ in range(requests)))
+            return requests / (time.perf_counter() - start)
+
+        def probe_run() -> float:
+            async def go() -> float:
+                probe = HttpProbe()
+                try:
+                    return await flood(lambda: probe.run(job, ctx))
+                finally:
+                    await probe.aclose()
+
+            return asyncio.run(go())
+
+        def bare_run() -> float:
+            async def go() -> float:
+                async with httpx.AsyncClient(trust_env=False) as client:
+                    return await flood(lambda: client.get(url))
+
+            return asyncio.run(go())
+
+        for name, fn in (("HTTP probe", probe_run), ("bare httpx client", bare_run)):
+            m, raw = median_of(runs, fn)
+            print(
+                f"{name}: requests/s at {in_flight} in flight ({requests} GETs): {m:.0f} (runs {fmt(raw, 0)})"
+            )
+    finally:
+        target.terminate()
+        target.wait(10)
+
+
 def fmt(values: list[float], digits: int = 3) -> str:
     return ", ".join(f"{v:.{digits}f}" for v in values)
 
@@ -292,7 +348,7 @@ def fmt(values: list[float], digits: int = 3) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--only", choices=["snmp", "ssh", "tcp"])
+    parser.add_argument("--only", choices=["snmp", "ssh", "tcp", "http"])
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (sshd fixture)")
@@ -306,6 +362,8 @@ def main() -> None:
                 bench_ssh(server, root, args.runs)
         if args.only in (None, "tcp"):
             bench_tcp(root, args.runs)
+        if args.only in (None, "http"):
+            bench_http(root, args.runs)
 
 
 if __name__ == "__main__":
