@@ -122,6 +122,11 @@ class Runner:
             self.stats.recovered += 1
             self._queue_send(pending.record, pending.outcome, check_first=True)
         for record in list(self._journal.entries()):
+            if record.sys_id in self._outbox:
+                # Killed between keeping the result and closing the journal: the result is owed
+                # already (sent above); running the job again would answer it twice.
+                self._journal.remove(record.sys_id)
+                continue
             self.stats.recovered += 1
             self._resume(record)
         backoff = self._backoff()

@@ -166,6 +166,7 @@ class TargetHandler(http.server.BaseHTTPRequestHandler):
 
 class _TargetServer(http.server.ThreadingHTTPServer):
     request_queue_size = 128  # socketserver's 5 drops SYNs under a burst of 50 new connections
+
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # clients that go away mid-answer (timeouts, kill -9) are part of the tests
 

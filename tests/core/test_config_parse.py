@@ -82,7 +82,9 @@ def test_empty_allowlist_denies_everything() -> None:
 
 def test_tls_ca_of_a_rule_is_relative_to_the_config() -> None:
     c = parse_config(
-        GOOD.replace('credentials = ["linux-ro"]', 'credentials = ["linux-ro"]\ntls_ca = "targets-ca.pem"').encode(),
+        GOOD.replace(
+            'credentials = ["linux-ro"]', 'credentials = ["linux-ro"]\ntls_ca = "targets-ca.pem"'
+        ).encode(),
         Path("/etc/midbox/config.toml"),
     )
     assert c.allow[0].rule.tls_ca == Path("/etc/midbox/targets-ca.pem")

@@ -29,6 +29,7 @@ from hardening.audit import AuditWriteError
 from tests.helpers import (
     AGENT,
     LOOPBACK_HTTP,
+    TEST_SEAL_KEY,
     Pki,
     config_text,
     dev_instance,
@@ -289,3 +290,36 @@ def test_an_audit_write_failure_stops_claiming_and_a_restart_loses_nothing(
         # With the disk fixed, a restart answers every job exactly once.
         run_until(config, lambda: set(answers(store)) >= set(ids), state_dir=state_dir, limits=fast_limits())
         assert all(c == 1 for c in answers(store).values()) and set(answers(store)) == set(ids)
+
+
+def test_a_kill_between_keeping_a_result_and_closing_its_journal_entry_answers_once(
+    dev_pki: Pki, tmp_path: Path, state_dir: Path
+) -> None:
+    from appliance.dispatch import Outcome
+    from appliance.durable import Journal, Outbox
+    from appliance.payload import build_results
+    from appliance.queue.records import parse_output
+    from hardening.sealbox import SealedDir, derive_key
+
+    with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
+        store = instance.state.store
+        [job] = store.enqueue(
+            [{"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/hello")}]
+        )
+        store.update("ecc_queue", job, {"state": "processing"})
+        record = parse_output(store.get("ecc_queue", job))
+        # The state a kill -9 leaves between Outbox.add and Journal.remove: the job is in both.
+        journal = Journal(SealedDir(state_dir / "journal", derive_key(TEST_SEAL_KEY, "journal"), "journal"))
+        outbox = Outbox(SealedDir(state_dir / "outbox", derive_key(TEST_SEAL_KEY, "outbox"), "outbox"), 100)
+        journal.add(record)
+        payload = build_results(
+            result=None, echo_record=record.echo(), parameters=(), probe_time_ms=1, error=None
+        )
+        outbox.add(record, Outcome(payload, None, 1))
+        config = trusted(config_text(instance.url, dev_pki, LOOPBACK_HTTP), tmp_path / "c.toml")
+        audit = MemoryAudit()
+        run_until(config, lambda: job in answers(store), state_dir=state_dir, audit=audit, timeout=10)
+        # Let any second answer arrive if one were on its way.
+        run_until(config, lambda: False, state_dir=state_dir, timeout=1)
+        assert answers(store)[job] == 1
+        assert "job.resumed" not in [e for e, _ in audit.events]
