@@ -212,9 +212,7 @@ class Runner:
                 "job.claimed",
                 {"job": record.sys_id, "topic": record.topic[:80], "target": record.source[:255]},
             )
-            # Written before the probe starts: after a crash, this is how we know the job was ours.
-            self._journal.add(record)
-        task = asyncio.create_task(self._process(record), name=f"job-{record.sys_id}")
+        task = asyncio.create_task(self._process(record, journal=not journaled), name=f"job-{record.sys_id}")
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
@@ -224,7 +222,11 @@ class Runner:
         if not task.cancelled() and (error := task.exception()) is not None:
             self._fail(error)
 
-    async def _process(self, record: OutputRecord) -> None:
+    async def _process(self, record: OutputRecord, *, journal: bool) -> None:
+        if journal:
+            # Before the probe starts: after a crash, this is how we know the job was ours. The disk
+            # work (write, fsync, rename, fsync the dir) runs in a thread, not on the event loop.
+            await asyncio.to_thread(self._journal.add, record)
         inner = asyncio.create_task(self._dispatcher.handle(record))
         aborted = asyncio.create_task(self._abort.wait())
         await asyncio.wait({inner, aborted}, return_when=asyncio.FIRST_COMPLETED)
@@ -239,12 +241,17 @@ class Runner:
                 result=None, echo_record=record.echo(), parameters=(), probe_time_ms=0, error=SHUTDOWN_ERROR
             )
             outcome = Outcome(payload, SHUTDOWN_ERROR, 0)
-        self._keep(record, outcome)
+        await asyncio.to_thread(self._make_durable, record, outcome)
+        self._queue_send(record, outcome, check_first=False)
+
+    def _make_durable(self, record: OutputRecord, outcome: Outcome) -> None:
+        """The result is in the outbox (fsync'd) before the journal entry goes."""
+        self._outbox.add(record, outcome)
+        self._journal.remove(record.sys_id)
 
     def _keep(self, record: OutputRecord, outcome: Outcome) -> None:
         """Make the result durable, close the journal entry, and hand it to the senders."""
-        self._outbox.add(record, outcome)
-        self._journal.remove(record.sys_id)
+        self._make_durable(record, outcome)
         self._queue_send(record, outcome, check_first=False)
 
     def _queue_send(self, record: OutputRecord, outcome: Outcome, *, check_first: bool) -> None:
@@ -271,7 +278,7 @@ class Runner:
                 if ambiguous and await self._client.has_response(record.sys_id):
                     # An earlier try (or another cluster member) got through: sending again would duplicate.
                     self.stats.duplicates_avoided += 1
-                    self._outbox.remove(record.sys_id)
+                    await asyncio.to_thread(self._outbox.remove, record.sys_id)
                     self._audit.record("result.already_posted", {"job": record.sys_id})
                     return
                 input_id = await self._client.respond(record, outcome.payload, outcome.error)
@@ -286,7 +293,7 @@ class Runner:
                     return
                 await _wait_any(self._abandon, timeout=backoff.next_delay(getattr(e, "retry_after_s", None)))
                 continue
-            self._outbox.remove(record.sys_id)
+            await asyncio.to_thread(self._outbox.remove, record.sys_id)
             self.stats.answered += 1
             if outcome.error:
                 self.stats.errors += 1
