@@ -22,6 +22,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.config import parse_config
+from appliance.dispatch import rerun_safe
 from appliance.errors import ConfigError, InstanceError, PayloadError
 from appliance.limits import MAX_PAYLOAD_BYTES
 from appliance.payload import parse_parameters
@@ -98,6 +99,8 @@ def ecc_record(data: bytes) -> None:
             continue
         # sys_ids become file names in the outbox and terms of encoded queries: nothing else may pass.
         assert _SYS_ID.fullmatch(record.sys_id), record.sys_id
+        # Crash recovery classifies every record it finds in processing; that must never raise.
+        rerun_safe(record)
 
 
 def config_toml(data: bytes) -> None:
@@ -186,7 +189,8 @@ class Targets:
                 Target("ecc_payload", ecc_payload, "appliance.payload.parse_parameters: PayloadError only; "
                        "names unique and non-empty"),
                 Target("ecc_record", ecc_record, "appliance.queue.records.parse_output on each JSON row: "
-                       "InstanceError only; a passed sys_id is only [A-Za-z0-9_-]{1,64}"),
+                       "InstanceError only; a passed sys_id is only [A-Za-z0-9_-]{1,64}; "
+                       "dispatch.rerun_safe never raises"),
                 Target("config_toml", config_toml, "appliance.config.parse_config: ConfigError only"),
                 Target("config_signature", config_signature, "hardening.signing.parse_envelope "
                        "(EnvelopeError only), then ConfigSignatureCheck.run_all (SigningError only)"),

@@ -182,3 +182,11 @@ def test_seal_mac_with_non_ascii_text_is_tampered_not_a_crash(tmp_path: Path) ->
     path.write_bytes(b"\n".join(lines))
     report = verify_log(d, seal_key=vkey)
     assert report.verdict is Verdict.TAMPERED and report.seq == i
+
+
+def test_recovery_classifies_a_payload_with_a_lone_surrogate() -> None:
+    from appliance.dispatch import rerun_safe
+
+    # str.encode() raised UnicodeEncodeError, so every restart crashed on this record in processing.
+    record = parse_output({"sys_id": "a1", "topic": "RESTProbe", "payload": "\ud800"})
+    assert rerun_safe(record) is True
