@@ -24,10 +24,11 @@ TOKENS: tuple[bytes, ...] = (
     b"{", b"}", b"[", b"]", b",", b":", b"null", b"true", b"false", b"NaN", b"Infinity", b"-0", b"1e999",
     b"9" * 30, b"9" * 5000, b"\\u0000", b"\\ud800", b"\\udfff",
     b"[[", b"]]", b'"""', b"'''", b"\\", b"\\n", b"\n", b"\r\n", b"\t", b"\x00", b"\xff", b"\xc0\x80", b"\xed\xa0\x80",
-    b"\xe2\x80\xa8", b"\xef\xbb\xbf", b"#", b"@", b"|1|", b"*", b"ssh-ed25519 ", b"ssh-rsa ",
+    b"\xe2\x80\xa8", b"\xef\xbb\xbf", "\u0662".encode(), "\uff11".encode(), "\u00e9".encode(), "\U0001f600".encode(), b"#", b"@", b"|1|", b"*", b"ssh-ed25519 ", b"ssh-rsa ",
     b"AAAA", b"====", b"=", b"0000-00-00T00:00:00Z", b"9999-12-31T23:59:59.999999Z", b"2027-02-30",
     b"\x00\x00\x00\x00", b"\xff\xff\xff\xff", b"\x7f\xff\xff\xff", b"\x80\x00\x00\x00", b"\x00\x00\x00\x01",
 )
+UNICODE_DIGITS = tuple(c.encode() for c in "\u0662\u0967\uff11\U0001d7d9")
 INTERESTING = (0, 1, 0x7F, 0x80, 0xFF, 0x20, 0x0A, 0x22, 0x3C)
 
 
@@ -106,10 +107,14 @@ def mutate(data: bytes, seeds: Sequence[bytes], rng: random.Random) -> bytes:
         elif op == 10 and n > 1:  # copy a chunk somewhere else
             i, j = rng.randrange(n), rng.randrange(n)
             buf[j:j] = buf[i : i + rng.randint(1, 32)]
-        elif op == 11 and n:  # change a decimal digit run (counts, lengths, seqs)
+        elif op == 11 and n:  # change a digit (counts, lengths, seqs), sometimes to a non-ASCII digit
             i = rng.randrange(n)
             if 0x30 <= buf[i] <= 0x39:
-                buf[i] = rng.choice(b"0123456789")
+                if rng.random() < 0.2:
+                    # One character for one character: "\\d" in a str pattern matches these too.
+                    buf[i : i + 1] = rng.choice(UNICODE_DIGITS)
+                else:
+                    buf[i] = rng.choice(b"0123456789")
         if len(buf) > MAX_INPUT_BYTES:
             del buf[MAX_INPUT_BYTES:]
     return bytes(buf)

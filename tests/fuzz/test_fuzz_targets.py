@@ -190,3 +190,15 @@ def test_recovery_classifies_a_payload_with_a_lone_surrogate() -> None:
     # str.encode() raised UnicodeEncodeError, so every restart crashed on this record in processing.
     record = parse_output({"sys_id": "a1", "topic": "RESTProbe", "payload": "\ud800"})
     assert rerun_safe(record) is True
+
+
+@pytest.mark.parametrize("digit", ["\u0662", "\u0967", "\uff11"])
+def test_checkpoint_time_with_a_non_ascii_digit_is_refused(digit: str) -> None:
+    from hardening.audit import CheckpointError, parse_checkpoint_xml
+
+    data = (CORPUS / "audit_checkpoint" / "seed-signed").read_bytes()
+    bad = data.replace(b'time="2', f'time="{digit}'.encode(), 1)
+    assert bad != data
+    # "\d" matched any Unicode digit, and verify_checkpoint then raised UnicodeEncodeError.
+    with pytest.raises(CheckpointError, match="time"):
+        parse_checkpoint_xml(bad)
