@@ -147,7 +147,8 @@ def parse_checkpoint_xml(data: bytes) -> UnverifiedCheckpoint:
         )
     try:
         root = DET.fromstring(data)
-    except (ET.ParseError, DefusedXmlException, ValueError) as e:
+    # LookupError: expat looks up the encoding an XML declaration names, e.g. encoding="utv-16".
+    except (ET.ParseError, DefusedXmlException, ValueError, LookupError) as e:
         raise CheckpointError("the checkpoint is not well-formed XML") from e
     if root.tag != "results" or dict(root.attrib) != {"probe_time": "0", "result_code": "0"}:
         raise CheckpointError('a checkpoint payload is <results probe_time="0" result_code="0">')

@@ -202,3 +202,13 @@ def test_checkpoint_time_with_a_non_ascii_digit_is_refused(digit: str) -> None:
     # "\d" matched any Unicode digit, and verify_checkpoint then raised UnicodeEncodeError.
     with pytest.raises(CheckpointError, match="time"):
         parse_checkpoint_xml(bad)
+
+
+@pytest.mark.parametrize("encoding", ["utv-16", "no-such-codec"])
+def test_checkpoint_with_an_unknown_declared_encoding_is_refused(encoding: str) -> None:
+    from hardening.audit import CheckpointError, parse_checkpoint_xml
+
+    data = (CORPUS / "audit_checkpoint" / "seed-signed").read_bytes()
+    # expat raised LookupError for the encoding named in the XML declaration.
+    with pytest.raises(CheckpointError, match="well-formed"):
+        parse_checkpoint_xml(f"<?xml version='1.0' encoding='{encoding}'?>".encode() + data)
