@@ -39,7 +39,9 @@ def rerun_safe(record: OutputRecord) -> bool:
         return True
     if record.topic in ("RESTProbe", "HTTPClient"):
         try:
-            params = dict(parse_parameters(record.payload, len(record.payload.encode()) + 1))
+            # surrogatepass: the instance's JSON may carry lone surrogates, which strict UTF-8 refuses.
+            size = len(record.payload.encode("utf-8", "surrogatepass"))
+            params = dict(parse_parameters(record.payload, size + 1))
         except ApplianceError:
             return True  # it will fail the same way again, with an error result
         return params.get("http_method", "GET").upper() in READ_ONLY_HTTP_METHODS

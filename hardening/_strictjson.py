@@ -18,7 +18,7 @@ from hardening.errors import HardeningError
 E = TypeVar("E", bound=HardeningError)
 T = TypeVar("T")
 
-_HEX = re.compile(r"^[0-9a-f]*$")
+_HEX = re.compile(r"[0-9a-f]*")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -101,7 +101,8 @@ class Fields:
 
     def hex(self, key: str, length: int) -> str:
         value = self.take(key, str)
-        if len(value) != length or not _HEX.match(value):
+        # fullmatch: "$" would also match before a trailing newline.
+        if len(value) != length or not _HEX.fullmatch(value):
             raise self.fail(f"field {key!r} must be {length} lowercase hex digits")
         return value
 

@@ -25,6 +25,7 @@ MAX_TRUST_BYTES = 64_000
 MAX_KEYS = 32
 MAX_SIGNATURES = 32
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+_KEY_ID = re.compile(f"[0-9a-f]{{{KEY_ID_HEX}}}")
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def parse(data: bytes, what: str = "trust root") -> tuple[TrustRoot, tuple[Signa
     keys = r.each("keys", MAX_KEYS, _key)
     retired = r.take("retired", list)
     r.done()
-    if not all(isinstance(x, str) and len(x) == KEY_ID_HEX for x in retired):
+    if not all(isinstance(x, str) and _KEY_ID.fullmatch(x) for x in retired):
         raise TrustRootError(f"{what}: 'retired' must list key ids")
     return TrustRoot(version, threshold, keys, tuple(retired)), sigs
 

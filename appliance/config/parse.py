@@ -8,7 +8,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from appliance.config.model import AllowSection, ApplianceSection, InstanceSection, ParsedConfig
 from appliance.errors import ConfigError
@@ -39,7 +39,10 @@ class _Table:
         # bool is an int subclass in Python; a TOML true must not pass as a number.
         if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                return float(value)  # type: ignore[return-value]
+                try:
+                    return float(value)  # type: ignore[return-value]
+                except OverflowError as e:
+                    raise ConfigError(f"config: {self._where(key)!r} is too large") from e
             raise ConfigError(
                 f"config: {self._where(key)!r} must be {kind.__name__}, got {type(value).__name__}"
             )
@@ -70,7 +73,8 @@ def parse_config(data: bytes, source: Path) -> ParsedConfig:
         raise ConfigError(f"config: file is {len(data)} bytes, more than the {MAX_CONFIG_BYTES} allowed")
     try:
         raw = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+    # tomllib raises a bare ValueError for integers over Python's 4300-digit conversion limit.
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError) as e:
         raise ConfigError(f"config: not valid UTF-8 TOML: {e}") from e
     base = source.parent
     top = _Table(raw, "")
@@ -103,9 +107,17 @@ def _appliance(t: _Table) -> ApplianceSection:
     return ApplianceSection(name, probes)
 
 
+def _urlsplit(url: str, key: str) -> SplitResult:
+    # urlsplit raises ValueError for a malformed bracketed host such as "https://[x]/".
+    try:
+        return urlsplit(url)
+    except ValueError as e:
+        raise ConfigError(f"config: {key!r} is not a valid URL ({e})") from e
+
+
 def _instance(t: _Table, base: Path) -> InstanceSection:
     url = t.take("url", str)
-    parts = urlsplit(url)
+    parts = _urlsplit(url, "instance.url")
     if parts.scheme != "https" or not parts.hostname:
         raise ConfigError("config: 'instance.url' must be an https:// URL; plain http is refused")
     if parts.username or parts.password or parts.query or parts.fragment:
@@ -120,7 +132,7 @@ def _instance(t: _Table, base: Path) -> InstanceSection:
         raise ConfigError("config: 'instance.poll_interval_s' must be between 0.05 and 3600")
     system_trust = t.take("use_system_trust", bool, required=False) or False
     proxy = t.take("proxy", str, required=False)
-    if proxy is not None and urlsplit(proxy).scheme not in ("http", "https"):
+    if proxy is not None and _urlsplit(proxy, "instance.proxy").scheme not in ("http", "https"):
         raise ConfigError("config: 'instance.proxy' must be an http:// or https:// URL")
     basic = t.take("basic_auth_credential", str, required=False)
     if cert is None and basic is None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from appliance.errors import InstanceError
 
-_SYS_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SYS_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 OUTPUT_FIELDS = (
     "sys_id",
@@ -74,7 +74,7 @@ def parse_output(raw: object) -> OutputRecord:
         raise InstanceError("the instance sent an ecc_queue record that is not a JSON object")
     sys_id = _str(raw, "sys_id", required=True)
     # sys_ids go back into encoded queries and file names: only the instance's own alphabet passes.
-    if not _SYS_ID.match(sys_id):
+    if not _SYS_ID.fullmatch(sys_id):
         raise InstanceError(f"the instance sent an ecc_queue record with a malformed sys_id {sys_id[:40]!r}")
     return OutputRecord(
         sys_id=sys_id,

@@ -27,7 +27,8 @@ _PATTERNS = {
     "log_id": re.compile(r"[0-9a-f]{32}"),
     "size": re.compile(r"[1-9][0-9]{0,18}"),
     "head": re.compile(r"[0-9a-f]{64}"),
-    "time": re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"),
+    # re.ASCII: in a str pattern \d also matches non-ASCII digits, which the signed message cannot hold.
+    "time": re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII),
     "key_id": re.compile(r"[0-9a-f]{32}"),
     "signature": re.compile(r"[A-Za-z0-9+/]{86}=="),
 }
@@ -146,7 +147,8 @@ def parse_checkpoint_xml(data: bytes) -> UnverifiedCheckpoint:
         )
     try:
         root = DET.fromstring(data)
-    except (ET.ParseError, DefusedXmlException, ValueError) as e:
+    # LookupError: expat looks up the encoding an XML declaration names, e.g. encoding="utv-16".
+    except (ET.ParseError, DefusedXmlException, ValueError, LookupError) as e:
         raise CheckpointError("the checkpoint is not well-formed XML") from e
     if root.tag != "results" or dict(root.attrib) != {"probe_time": "0", "result_code": "0"}:
         raise CheckpointError('a checkpoint payload is <results probe_time="0" result_code="0">')
