@@ -53,7 +53,7 @@ class SealedDir:
                 stale.unlink()
 
     def _path(self, name: str) -> Path:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise ValueError(f"entry name {name[:40]!r} is not allowed")
         return self._dir / f"{name}{_SUFFIX}"
 

@@ -34,7 +34,7 @@ def format_time(value: dt.datetime) -> str:
 
 def _parse_time(f: Fields, key: str) -> dt.datetime:
     text = f.take(key, str)
-    if not _TIME.match(text):
+    if not _TIME.fullmatch(text):
         raise f.fail(f"field {key!r} must look like 2027-06-01T00:00:00Z")
     try:
         return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
@@ -53,7 +53,7 @@ class Statement:
     sha256: str
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.appliance):
+        if not _NAME.fullmatch(self.appliance):
             raise SigningError(f"appliance name {self.appliance!r} is not valid")
         if self.version < 1:
             raise SigningError("config version must be a positive integer")

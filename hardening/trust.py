@@ -89,7 +89,7 @@ class TrustRoot:
 
 
 def trusted_key(public: Ed25519PublicKey, name: str) -> TrustedKey:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise TrustRootError(f"key name {name!r}: use letters, digits, '.', '_', '@', '-' (1-64)")
     return TrustedKey(key_id(public), public, name)
 

@@ -98,7 +98,7 @@ def _datetime(value: dt.datetime, key: str) -> dt.datetime:
 
 def _appliance(t: _Table) -> ApplianceSection:
     name = t.take("name", str)
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ConfigError("config: 'appliance.name' may hold letters, digits, '.', '_' and '-' (1-64)")
     probes = t.take("max_concurrent_probes", int, default=64)
     if not 1 <= probes <= MAX_CONCURRENT_PROBES:
@@ -167,7 +167,7 @@ def _allow(item: object, path: str, base: Path) -> AllowSection:
         except ValueError as e:
             raise ConfigError(f"config: {path}.cidr: {c!r} is not a network ({e})") from e
     for h in hosts:
-        if not _HOST.match(h):
+        if not _HOST.fullmatch(h):
             raise ConfigError(f"config: {path}.host: {h!r} is not a host name")
     probes = t.strings("probes")
     unknown = sorted(set(probes) - PROBE_KINDS)
@@ -196,7 +196,7 @@ def _allow(item: object, path: str, base: Path) -> AllowSection:
 def _port_range(value: object, path: str) -> PortRange:
     if isinstance(value, int) and not isinstance(value, bool):
         low = high = value
-    elif isinstance(value, str) and re.fullmatch(r"\d{1,5}-\d{1,5}", value):
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,5}-[0-9]{1,5}", value):
         low, high = (int(x) for x in value.split("-"))
     else:
         raise ConfigError(f'config: {path}: {value!r} must be a port number or a range like "1-1024"')

@@ -96,3 +96,15 @@ def test_tls_ca_on_a_rule_without_http_is_refused() -> None:
     )
     with pytest.raises(ConfigError, match=r"allow\[0\]\.tls_ca only applies"):
         parse(text)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('name = "edge-01"', 'name = "edge-01\\n"'),
+        ('"8000-8100"', '"\u0661-\u0662"'),
+    ],
+)
+def test_a_trailing_newline_or_non_ascii_digits_are_refused(old: str, new: str) -> None:
+    with pytest.raises(ConfigError):
+        parse(GOOD.replace(old, new))
