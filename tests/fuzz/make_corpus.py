@@ -61,14 +61,26 @@ ports = [161]
 
 
 def payloads() -> Iterator[tuple[str, bytes]]:
-    yield "params", b'<parameters><parameter name="command" value="uname -a"/><parameter name="port" value="22"/></parameters>'
+    yield (
+        "params",
+        b'<parameters><parameter name="command" value="uname -a"/><parameter name="port" value="22"/></parameters>',
+    )
     yield "text-value", b'<parameters><parameter name="body">a &amp; b &lt;c&gt;</parameter></parameters>'
     yield "unicode", '<parameters><parameter name="n\u00e9" value="\u2603 \U0001f600"/></parameters>'.encode()
     yield "empty", b"<parameters/>"
-    yield "declared", b'<?xml version="1.0" encoding="UTF-8"?><parameters><parameter name="a" value=""/></parameters>'
-    yield "duplicate", b'<parameters><parameter name="a" value="1"/><parameter name="a" value="2"/></parameters>'
+    yield (
+        "declared",
+        b'<?xml version="1.0" encoding="UTF-8"?><parameters><parameter name="a" value=""/></parameters>',
+    )
+    yield (
+        "duplicate",
+        b'<parameters><parameter name="a" value="1"/><parameter name="a" value="2"/></parameters>',
+    )
     yield "nested", b"<parameters>" + b"<x>" * 40 + b"</x>" * 40 + b"</parameters>"
-    yield "doctype", b'<!DOCTYPE p [<!ENTITY e "x">]><parameters><parameter name="a" value="&e;"/></parameters>'
+    yield (
+        "doctype",
+        b'<!DOCTYPE p [<!ENTITY e "x">]><parameters><parameter name="a" value="&e;"/></parameters>',
+    )
     yield "ns", b'<p:parameters xmlns:p="urn:x"><p:parameter name="a" value="b"/></p:parameters>'
 
 
@@ -98,12 +110,21 @@ def records() -> Iterator[tuple[str, bytes]]:
 
 def signatures() -> Iterator[tuple[str, bytes]]:
     one = sign_config_bytes(
-        T.SIGNED_CONFIG, T.ADMIN_KEYS[0], appliance=T.APPLIANCE, version=7, expires=EXPIRES,
+        T.SIGNED_CONFIG,
+        T.ADMIN_KEYS[0],
+        appliance=T.APPLIANCE,
+        version=7,
+        expires=EXPIRES,
         not_before=NOT_BEFORE,
     )
     both = sign_config_bytes(
-        T.SIGNED_CONFIG, T.ADMIN_KEYS[1], appliance=T.APPLIANCE, version=7, expires=EXPIRES,
-        not_before=NOT_BEFORE, existing=one,
+        T.SIGNED_CONFIG,
+        T.ADMIN_KEYS[1],
+        appliance=T.APPLIANCE,
+        version=7,
+        expires=EXPIRES,
+        not_before=NOT_BEFORE,
+        existing=one,
     )
     yield "two-signers", both
     yield "one-signer", one
@@ -158,11 +179,21 @@ def audit(tmp: Path) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]], 
     opts = AuditOptions(max_entry_bytes=4096, rotate_bytes=8192, seal_every_entries=6)
     log = AuditLog(d, opts, clock=lambda: next(ticks))
     for i in range(30):
-        log.record("probe.finished", {
-            "job": f"job{i:04d}", "topic": "SSHCommand", "target": f"10.0.0.{i + 1}", "port": 22,
-            "credential": "linux-ro", "result_code": i % 2, "bytes_in": 100 + i, "bytes_out": 2000,
-            "duration_ms": 10.5 + i, "result_sha256": f"{i:064x}",
-        })
+        log.record(
+            "probe.finished",
+            {
+                "job": f"job{i:04d}",
+                "topic": "SSHCommand",
+                "target": f"10.0.0.{i + 1}",
+                "port": 22,
+                "credential": "linux-ro",
+                "result_code": i % 2,
+                "bytes_in": 100 + i,
+                "bytes_out": 2000,
+                "duration_ms": 10.5 + i,
+                "result_sha256": f"{i:064x}",
+            },
+        )
         if i == 20:
             cp = log.checkpoint(T.CHECKPOINT_KEY)
     log.close()
@@ -177,7 +208,11 @@ def audit(tmp: Path) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]], 
         ("torn-tail", header + whole[:-40]),
         ("short", b"seal " + verify_line + b"\n\n" + b"\n".join(lines[:3]) + b"\n"),
     ]
-    entries = [("genesis", lines[0]), ("probe", lines[1]), ("seal", next(x for x in lines if b"audit.seal" in x))]
+    entries = [
+        ("genesis", lines[0]),
+        ("probe", lines[1]),
+        ("seal", next(x for x in lines if b"audit.seal" in x)),
+    ]
     entries.append(("checkpoint-entry", next(x for x in lines if b"audit.checkpoint" in x)))
     signed = sign_checkpoint(T.CHECKPOINT_KEY, cp.log_id, cp.size, cp.head, cp.time)
     xml = checkpoint_xml(signed)
@@ -197,9 +232,13 @@ def vault(tmp: Path) -> list[tuple[str, bytes]]:
         draft.put(CredentialMeta("web", "http-basic", "admin"), [Secret(b"not-a-real-secret")])
     out.append(("one-record", paths.store.read_bytes()))
     with edit_store(paths, source) as draft:
-        draft.put(CredentialMeta("linux-ro", "ssh-key", "probe", (("port", "22"), ("note", "fuzz seed"))),
-                  [Secret(b"-----BEGIN FAKE KEY-----"), Secret(b"passphrase")])
-        draft.put(CredentialMeta("snmp-core", "snmp-usm", "monitor"), [Secret(b"authpass1"), Secret(b"privpass1")])
+        draft.put(
+            CredentialMeta("linux-ro", "ssh-key", "probe", (("port", "22"), ("note", "fuzz seed"))),
+            [Secret(b"-----BEGIN FAKE KEY-----"), Secret(b"passphrase")],
+        )
+        draft.put(
+            CredentialMeta("snmp-core", "snmp-usm", "monitor"), [Secret(b"authpass1"), Secret(b"privpass1")]
+        )
         draft.put(CredentialMeta("api", "http-bearer"), [Secret(b"token")])
     out.append(("four-records", paths.store.read_bytes()))
     with edit_store(paths, source) as draft:
@@ -217,9 +256,15 @@ def write_corpus(out: Path) -> dict[str, int]:
     seeds: dict[str, list[tuple[str, bytes]]] = {
         "ecc_payload": list(payloads()),
         "ecc_record": list(records()),
-        "config_toml": [("full", CONFIG), ("minimal", T.SIGNED_CONFIG + b'[instance]\nurl = "https://a.b"\n'
-                                          b'ca_file = "ca.pem"\nbasic_auth_credential = "svc"\n'),
-                        ("unknown-key", CONFIG.replace(b"poll_interval_s", b"poll_intervall_s"))],
+        "config_toml": [
+            ("full", CONFIG),
+            (
+                "minimal",
+                T.SIGNED_CONFIG + b'[instance]\nurl = "https://a.b"\n'
+                b'ca_file = "ca.pem"\nbasic_auth_credential = "svc"\n',
+            ),
+            ("unknown-key", CONFIG.replace(b"poll_interval_s", b"poll_intervall_s")),
+        ],
         "config_signature": list(signatures()),
         "trust_root": list(trust_files()),
         "known_hosts": list(known_hosts()),

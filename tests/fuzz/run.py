@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--list", action="store_true", help="list the targets and what each checks")
     ap.add_argument("--seconds", type=float, default=60.0, help="seconds per target (default 60)")
     ap.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
-    ap.add_argument("--hang-seconds", type=float, default=5.0, help="one execution longer than this is a hang")
+    ap.add_argument(
+        "--hang-seconds", type=float, default=5.0, help="one execution longer than this is a hang"
+    )
     ap.add_argument("--memory-mb", type=int, default=2048, help="address-space cap of this process")
     ap.add_argument("--corpus", type=Path, default=CORPUS, help="corpus directory (crashes are written here)")
     args = ap.parse_args(argv)
@@ -70,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                 out.mkdir(parents=True, exist_ok=True)
                 path = out / f"crash-{hashlib.sha256(data).hexdigest()[:12]}"
                 path.write_bytes(data)
-                print(f"\nCRASH in {name}: {type(exc).__name__}; input written to {path.name}", file=sys.stderr)
+                print(
+                    f"\nCRASH in {name}: {type(exc).__name__}; input written to {path.name}", file=sys.stderr
+                )
                 traceback.print_exception(exc, file=sys.stderr)
 
             stats = mutate.run(

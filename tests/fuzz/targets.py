@@ -186,28 +186,59 @@ class Targets:
         self.all: dict[str, Target] = {
             t.name: t
             for t in (
-                Target("ecc_payload", ecc_payload, "appliance.payload.parse_parameters: PayloadError only; "
-                       "names unique and non-empty"),
-                Target("ecc_record", ecc_record, "appliance.queue.records.parse_output on each JSON row: "
-                       "InstanceError only; a passed sys_id is only [A-Za-z0-9_-]{1,64}; "
-                       "dispatch.rerun_safe never raises"),
+                Target(
+                    "ecc_payload",
+                    ecc_payload,
+                    "appliance.payload.parse_parameters: PayloadError only; names unique and non-empty",
+                ),
+                Target(
+                    "ecc_record",
+                    ecc_record,
+                    "appliance.queue.records.parse_output on each JSON row: "
+                    "InstanceError only; a passed sys_id is only [A-Za-z0-9_-]{1,64}; "
+                    "dispatch.rerun_safe never raises",
+                ),
                 Target("config_toml", config_toml, "appliance.config.parse_config: ConfigError only"),
-                Target("config_signature", config_signature, "hardening.signing.parse_envelope "
-                       "(EnvelopeError only), then ConfigSignatureCheck.run_all (SigningError only)"),
-                Target("trust_root", trust_file, "hardening.trust.parse: TrustRootError only; "
-                       "parse(serialize(x)) == x"),
-                Target("known_hosts", known_hosts, "hardening.known_hosts.parse_known_hosts and "
-                       "parse_public_key_file: KnownHostsError only"),
-                Target("audit_entry", audit_entry, "hardening.audit._entry.parse_entry: "
-                       "EntryFormatError only"),
-                Target("audit_log", self.audit_log, "hardening.audit.verify_log over a log directory "
-                       "with seal key and checkpoints: returns a verdict, never raises"),
-                Target("audit_checkpoint", audit_checkpoint, "hardening.audit.parse_checkpoint_xml "
-                       "and verify_checkpoint: CheckpointError only"),
-                Target("vault_format", vault_format, "hardening.vault.format.parse_header + "
-                       "parse_records: FormatError only"),
-                Target("vault_store", self.vault_store, "hardening.vault.open_store on the file's "
-                       "bytes (checksum repaired): VaultError only"),
+                Target(
+                    "config_signature",
+                    config_signature,
+                    "hardening.signing.parse_envelope "
+                    "(EnvelopeError only), then ConfigSignatureCheck.run_all (SigningError only)",
+                ),
+                Target(
+                    "trust_root",
+                    trust_file,
+                    "hardening.trust.parse: TrustRootError only; parse(serialize(x)) == x",
+                ),
+                Target(
+                    "known_hosts",
+                    known_hosts,
+                    "hardening.known_hosts.parse_known_hosts and parse_public_key_file: KnownHostsError only",
+                ),
+                Target(
+                    "audit_entry", audit_entry, "hardening.audit._entry.parse_entry: EntryFormatError only"
+                ),
+                Target(
+                    "audit_log",
+                    self.audit_log,
+                    "hardening.audit.verify_log over a log directory "
+                    "with seal key and checkpoints: returns a verdict, never raises",
+                ),
+                Target(
+                    "audit_checkpoint",
+                    audit_checkpoint,
+                    "hardening.audit.parse_checkpoint_xml and verify_checkpoint: CheckpointError only",
+                ),
+                Target(
+                    "vault_format",
+                    vault_format,
+                    "hardening.vault.format.parse_header + parse_records: FormatError only",
+                ),
+                Target(
+                    "vault_store",
+                    self.vault_store,
+                    "hardening.vault.open_store on the file's bytes (checksum repaired): VaultError only",
+                ),
             )
         }
 
@@ -247,8 +278,14 @@ class Targets:
                 if len(parts) == 4 and parts[2].isdigit() and len(parts[2]) < 8:
                     t = "2026-11-25T06:00:00.000000Z"
                     checkpoints.append(
-                        Checkpoint(parts[1].decode("latin-1"), int(parts[2]), parts[3].decode("latin-1"),
-                                   t, "0" * 32, bytes(64))
+                        Checkpoint(
+                            parts[1].decode("latin-1"),
+                            int(parts[2]),
+                            parts[3].decode("latin-1"),
+                            t,
+                            "0" * 32,
+                            bytes(64),
+                        )
                     )
         if self._audit.exists():
             shutil.rmtree(self._audit)

@@ -9,6 +9,8 @@ from its seed.
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,7 +124,8 @@ CONFIG_HEAD = b'version = 1\nexpires = 2027-06-01T00:00:00Z\n[appliance]\nname =
         CONFIG_HEAD + b'url = "https://[acme.service-now.com"\nca_file = "c"\n',
         # urlsplit raised ValueError for a bracketed host that is not an IP address.
         CONFIG_HEAD + b'url = "https://[161]/"\nca_file = "c"\n',
-        CONFIG_HEAD + b'url = "https://a.b"\nca_file = "c"\nbasic_auth_credential = "s"\nproxy = "http://[x"\n',
+        CONFIG_HEAD
+        + b'url = "https://a.b"\nca_file = "c"\nbasic_auth_credential = "s"\nproxy = "http://[x"\n',
         # float() raised OverflowError for an integer poll interval too large for a float.
         CONFIG_HEAD + b'url = "https://a.b"\nca_file = "c"\nbasic_auth_credential = "s"\n'
         b"poll_interval_s = " + b"9" * 400 + b"\n",
@@ -212,3 +215,27 @@ def test_checkpoint_with_an_unknown_declared_encoding_is_refused(encoding: str) 
     # expat raised LookupError for the encoding named in the XML declaration.
     with pytest.raises(CheckpointError, match="well-formed"):
         parse_checkpoint_xml(f"<?xml version='1.0' encoding='{encoding}'?>".encode() + data)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_short_coverage_guided_run_finds_nothing(name: str, tmp_path: Path) -> None:
+    """atheris (libFuzzer) from the corpus for a bounded number of runs; longer runs: tests/fuzz/README.md."""
+    pytest.importorskip("atheris")
+    runs = "400" if name in ("audit_log", "vault_store") else "4000"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.fuzz.atheris_run",
+            name,
+            f"-runs={runs}",
+            f"-artifact_prefix={tmp_path}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not list(tmp_path.glob("crash-*"))

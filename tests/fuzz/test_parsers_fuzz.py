@@ -100,11 +100,23 @@ _value = _scalar | st.lists(_scalar, max_size=3)
 # so most documents get past the earlier checks and reach the later ones.
 _GOOD: dict[str, dict[str, object]] = {
     "appliance": {"name": "edge-01", "max_concurrent_probes": 8},
-    "instance": {"url": "https://a.b", "ca_file": "ca.pem", "client_cert": "c.crt", "client_key": "c.key",
-                 "poll_interval_s": 5, "use_system_trust": False, "proxy": "http://p:3128",
-                 "basic_auth_credential": "svc"},
-    "allow": {"cidr": "10.0.0.0/8", "host": ["h.example"], "probes": ["ssh"], "ports": [22, "1-9"],
-              "credentials": ["c"]},
+    "instance": {
+        "url": "https://a.b",
+        "ca_file": "ca.pem",
+        "client_cert": "c.crt",
+        "client_key": "c.key",
+        "poll_interval_s": 5,
+        "use_system_trust": False,
+        "proxy": "http://p:3128",
+        "basic_auth_credential": "svc",
+    },
+    "allow": {
+        "cidr": "10.0.0.0/8",
+        "host": ["h.example"],
+        "probes": ["ssh"],
+        "ports": [22, "1-9"],
+        "credentials": ["c"],
+    },
 }
 
 
