@@ -228,6 +228,8 @@ def test_a_short_coverage_guided_run_finds_nothing(name: str, tmp_path: Path) ->
             "-m",
             "tests.fuzz.atheris_run",
             name,
+            "--scratch",
+            str(tmp_path),
             f"-runs={runs}",
             f"-artifact_prefix={tmp_path}/",
         ],
