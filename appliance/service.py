@@ -42,6 +42,8 @@ from hardening.signing import format_time
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_POST_TIMEOUT_S = 10.0
+
 
 @dataclass(frozen=True)
 class ServiceOptions:
@@ -237,9 +239,13 @@ async def _checkpoint(config: Config, audit: AuditLog, state_dir: Path) -> None:
         max_response_bytes=MAX_INSTANCE_RESPONSE_BYTES,
     )
     try:
-        await client.post_input(topic=TOPIC, name=TOPIC, payload=checkpoint_xml(cp).decode("utf-8"))
+        # Bounded: at shutdown this must fit in the service manager's stop timeout.
+        await asyncio.wait_for(
+            client.post_input(topic=TOPIC, name=TOPIC, payload=checkpoint_xml(cp).decode("utf-8")),
+            CHECKPOINT_POST_TIMEOUT_S,
+        )
         log.info("audit checkpoint %d anchored on the instance", cp.size)
-    except (InstanceError, ApplianceError) as e:
+    except (InstanceError, ApplianceError, TimeoutError) as e:
         log.warning("audit checkpoint %d kept locally; the instance did not take it: %s", cp.size, e)
     finally:
         await client.aclose()
