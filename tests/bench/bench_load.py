@@ -9,7 +9,6 @@ mTLS on loopback; the appliance runs under /usr/bin/time -v for its peak RSS.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import signal
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 from devinstance.store import Store
+from tests.bench.instance import start_instance
 from tests.helpers import AGENT, LOOPBACK_HTTP, config_text, make_pki, params
 
 
@@ -33,24 +33,7 @@ def main() -> None:
     inst_dir = tmp / "instance"
     p = make_pki(inst_dir / "pki")
     # make_pki wrote the CA and server certificate where `serve` looks for them (--dir/pki).
-    instance = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "devinstance",
-            "serve",
-            "--dir",
-            str(inst_dir),
-            "--appliance",
-            "edge-01",
-            "--heartbeat-s",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    instance.stdout.readline()  # type: ignore[union-attr]
-    url = json.loads((inst_dir / "instance.json").read_text())["url"]
+    instance, url = start_instance(inst_dir)
     target = subprocess.Popen(
         [sys.executable, "-m", "tests.support.target_main"], stdout=subprocess.PIPE, text=True
     )

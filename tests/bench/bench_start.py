@@ -10,18 +10,17 @@ the first mTLS poll, claim and answer); and the peak RSS of an idle ``midbox run
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from devinstance import cli as instance_cli
 from devinstance.store import Store
+from tests.bench.instance import start_instance
 from tests.helpers import LOOPBACK_HTTP
 
 
@@ -41,24 +40,7 @@ def main() -> None:
 
     inst = tmp / "instance"
     instance_cli.init(inst, ["edge-01"])
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "devinstance",
-            "serve",
-            "--dir",
-            str(inst),
-            "--appliance",
-            "edge-01",
-            "--heartbeat-s",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    server.stdout.readline()  # type: ignore[union-attr]
-    url = json.loads((inst / "instance.json").read_text())["url"]
+    server, url = start_instance(inst)
     pki = inst / "pki"
     expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86400))
     config = tmp / "midbox.toml"
