@@ -20,8 +20,7 @@ import httpx
 
 from appliance.errors import PayloadError, ProbeError
 from appliance.probes.base import Job, ProbeContext, use_credential
-from appliance.probes.targets import checked_addresses
-from hardening.policy import IPAddress
+from appliance.probes.targets import checked_target
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MAX_REDIRECTS = 5
@@ -57,7 +56,7 @@ class HttpProbe:
         for _hop in range(MAX_REDIRECTS + 1):
             url = request.url
             port = url.port or (443 if url.scheme == "https" else 80)
-            addresses = await checked_addresses(
+            addresses, rule = await checked_target(
                 ctx, probe="http", host=url.host, port=port, credential=credential
             )
             if credential and auth_header is None and (url.scheme, url.host, url.port) == origin:
@@ -67,7 +66,8 @@ class HttpProbe:
             # Credentials never follow a redirect to another origin.
             if auth_header and (url.scheme, url.host, url.port) == origin:
                 headers["Authorization"] = auth_header
-            ca = _rule_ca(ctx, url.host, addresses[0], port, credential) if url.scheme == "https" else None
+            # HTTPS is verified against the CA of the rule that allowed the address connected to.
+            ca = rule.tls_ca if rule is not None and url.scheme == "https" else None
             response, body, truncated = await self._send(request, addresses[0], headers, timeout, ctx, ca)
             location = response.headers.get("location")
             if response.is_redirect and location:
@@ -149,18 +149,6 @@ class HttpProbe:
             await client.aclose()
         self._tls.clear()
         self._plain = None
-
-
-def _rule_ca(
-    ctx: ProbeContext, host: str, address: IPAddress, port: int, credential: str | None
-) -> Path | None:
-    """The CA file of the rule that allowed this connection, if that rule names one."""
-    hostname = None if host.strip("[]") == str(address) else host
-    decision = ctx.policy.check(
-        probe="http", address=address, port=port, credential=credential, hostname=hostname
-    )
-    rule = ctx.policy.rule(decision.rule)
-    return rule.tls_ca if rule is not None else None
 
 
 def _target_context(ca: Path | None) -> ssl.SSLContext:

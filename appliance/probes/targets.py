@@ -12,7 +12,7 @@ import socket
 
 from appliance.errors import ProbeError, TargetDenied
 from appliance.probes.base import ProbeContext
-from hardening.policy import IPAddress
+from hardening.policy import AllowRule, IPAddress
 
 
 async def resolve(host: str) -> list[IPAddress]:
@@ -44,8 +44,17 @@ async def checked_addresses(
     Every address must pass, not just one: otherwise a name with one allowed and one forbidden
     address would let the resolver's order decide where the probe goes.
     """
+    addresses, _ = await checked_target(ctx, probe=probe, host=host, port=port, credential=credential)
+    return addresses
+
+
+async def checked_target(
+    ctx: ProbeContext, *, probe: str, host: str, port: int, credential: str | None
+) -> tuple[list[IPAddress], AllowRule | None]:
+    """``checked_addresses``, plus the rule that allowed the first address (the one connected to)."""
     hostname = None if _is_literal(host) else host
     addresses = await resolve(host)
+    first_rule: AllowRule | None = None
     for address in addresses:
         decision = ctx.policy.check(
             probe=probe, address=address, port=port, credential=credential, hostname=hostname
@@ -63,7 +72,9 @@ async def checked_addresses(
                 },
             )
             raise TargetDenied(f"target {host} ({address}) port {port} denied for {probe}: {decision.reason}")
-    return addresses
+        if first_rule is None:
+            first_rule = ctx.policy.rule(decision.rule)
+    return addresses, first_rule
 
 
 def _is_literal(host: str) -> bool:
