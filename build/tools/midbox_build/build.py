@@ -74,26 +74,9 @@ def _write_build_info(src: Path, commit: str, epoch: int) -> None:
     os.utime(info, (epoch, epoch))
 
 
-def build(
-    *,
-    src: Path,
-    commit: str,
-    epoch: int,
-    out: Path,
-    target: Target,
-    python: str,
-    wheelhouse: Path | None,
-    work: Path,
-    check_manifest: bool = True,
-) -> BuildResult:
-    started = time.monotonic()
-    if not re.fullmatch(r"[0-9a-f]{40}", commit):
-        raise BuildError(f"source commit must be a full git hash, got {commit!r}")
-    # 1. the source copy gets the commit; the repository never does
-    _write_build_info(src, commit, epoch)
-    version = _version(src)
-
-    # 2. a venv with only the runtime dependencies and PyInstaller, installed by hash
+def _make_build_venv(
+    src: Path, work: Path, target: Target, python: str, wheelhouse: Path | None, epoch: int
+) -> str:
     venv = work / "venv"
     env = clean_env(SOURCE_DATE_EPOCH=str(epoch))
     run([python, "-m", "venv", str(venv)], env=env)
@@ -112,6 +95,32 @@ def build(
         ],
         env=env,
     )
+    return py
+
+
+def build(
+    *,
+    src: Path,
+    commit: str,
+    epoch: int,
+    out: Path,
+    target: Target,
+    python: str,
+    wheelhouse: Path | None,
+    work: Path,
+    check_manifest: bool = True,
+    prepared_python: bool = False,
+) -> BuildResult:
+    started = time.monotonic()
+    if not re.fullmatch(r"[0-9a-f]{40}", commit):
+        raise BuildError(f"source commit must be a full git hash, got {commit!r}")
+    # 1. the source copy gets the commit; the repository never does
+    _write_build_info(src, commit, epoch)
+    version = _version(src)
+
+    # 2. a venv with only the runtime dependencies and PyInstaller, installed by hash
+    # (or, for the Wine cross-build, an embeddable CPython that build/wine filled from the same locks)
+    py = python if prepared_python else _make_build_venv(src, work, target, python, wheelhouse, epoch)
 
     # 3. PyInstaller, its work folder and cache inside the temp dir
     pyi_env = clean_env(
@@ -143,12 +152,15 @@ def build(
     # 4. what is inside: full listing, SBOM, manifest
     listing = work / "dist" / f"{target.binary_name}.contents.txt"
     sbom = work / "dist" / f"{target.binary_name}.cdx.json"
-    tools_env = clean_env(PYTHONPATH=str(src / "build" / "tools"))
+    # The tools path goes in by code, not PYTHONPATH: an embeddable CPython's ._pth file makes it
+    # ignore the environment.
+    launch = "import sys; sys.path.insert(0, sys.argv.pop(1)); from midbox_build.inspect_frozen import main; sys.exit(main())"
     run(
         [
             py,
-            "-m",
-            "midbox_build.inspect_frozen",
+            "-c",
+            launch,
+            str(src / "build" / "tools"),
             str(built),
             "--listing",
             str(listing),
@@ -161,7 +173,7 @@ def build(
             "--epoch",
             str(epoch),
         ],
-        env=tools_env,
+        env=clean_env(),
         cwd=work,
     )
     entries = read_listing(listing)
@@ -213,6 +225,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--wheelhouse", type=Path, help="install wheels from this folder only (offline rebuild)")
     p.add_argument("--keep-work", action="store_true", help="keep the temp dir for inspection")
     p.add_argument("--no-manifest-check", action="store_true", help="skip the manifest comparison")
+    p.add_argument(
+        "--prepared-python",
+        action="store_true",
+        help="build with --python as is, no venv: it already holds exactly the locked wheels "
+        "(build/wine uses this for Windows' embeddable CPython, which cannot make a venv)",
+    )
     return p.parse_args(argv)
 
 
@@ -253,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                 wheelhouse=args.wheelhouse,
                 work=work,
                 check_manifest=not args.no_manifest_check,
+                prepared_python=args.prepared_python,
             )
         finally:
             if args.keep_work:
