@@ -154,7 +154,10 @@ def build(
     sbom = work / "dist" / f"{target.binary_name}.cdx.json"
     # The tools path goes in by code, not PYTHONPATH: an embeddable CPython's ._pth file makes it
     # ignore the environment.
-    launch = "import sys; sys.path.insert(0, sys.argv.pop(1)); from midbox_build.inspect_frozen import main; sys.exit(main())"
+    launch = (
+        "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+        "from midbox_build.inspect_frozen import main; sys.exit(main())"
+    )
     run(
         [
             py,
