@@ -36,6 +36,27 @@ def test_manifest_lines_are_top_level_and_sorted() -> None:
     ]
 
 
+def test_windows_entries_classify_like_linux_ones() -> None:
+    # A Windows build stores data files with the binary type code; they must not become "lib" lines.
+    windows = [
+        FrozenEntry("binary", "_ssl.pyd", "a" * 64),
+        FrozenEntry("binary", "cryptography/hazmat/bindings/_rust.pyd", "b" * 64),
+        FrozenEntry("binary", "_cffi_backend.cp311-win_amd64.pyd", "c" * 64),
+        FrozenEntry("binary", "libssl-3.dll", "d" * 64),
+        FrozenEntry("binary", "certifi/cacert.pem", "e" * 64),
+        FrozenEntry("binary", "base_library.zip", "f" * 64),
+        FrozenEntry("script", "pyiboot01_bootstrap", ""),
+    ]
+    assert manifest.manifest_lines(windows) == [
+        "data base_library.zip",
+        "data certifi",
+        "ext _cffi_backend",
+        "ext _ssl",
+        "ext cryptography",
+        "lib libssl-3.dll",
+    ]
+
+
 def test_dev_tools_are_found_in_modules_and_data() -> None:
     bad = [
         FrozenEntry("module", "devinstance.server", ""),

@@ -32,6 +32,7 @@ FORBIDDEN = frozenset(
 )
 
 _EXT_SUFFIX = re.compile(r"(\.cpython-[^.]+|\.abi3)?\.(so|pyd)$")
+_NATIVE = re.compile(r"\.(so(\.[0-9.]+)?|pyd|dll)$", re.IGNORECASE)
 HEADER = (
     "# What the frozen binary contains: top-level Python packages (py), compiled extension modules\n"
     "# (ext), other native libraries (lib) and data (data). build/build fails when this differs from\n"
@@ -48,7 +49,7 @@ def manifest_lines(entries: list[FrozenEntry]) -> list[str]:
     for e in entries:
         if e.kind == "module":
             lines.add(f"py {_top(e.name)}")
-        elif e.kind == "binary":
+        elif e.kind == "binary" and _NATIVE.search(e.name):
             path = e.name
             if path.startswith("python3.") and "/lib-dynload/" in path:
                 path = path.split("/lib-dynload/", 1)[1]
@@ -56,7 +57,7 @@ def manifest_lines(entries: list[FrozenEntry]) -> list[str]:
                 lines.add(f"ext {_top(_EXT_SUFFIX.sub('', path).replace('/', '.'))}")
             else:
                 lines.add(f"lib {path.rsplit('/', 1)[-1]}")
-        elif e.kind == "data":
+        elif e.kind in ("binary", "data"):  # a Windows build stores data files as binaries too
             lines.add(f"data {e.name.split('/', 1)[0]}")
     return sorted(lines)
 
