@@ -201,14 +201,20 @@ def _unprotect(raw: bytes, path: Path) -> bytes:
         raise VaultLocked(
             f"host key {path} is not DPAPI-protected; it was not written by midbox on this host"
         )
-    return _dpapi(raw[len(_DPAPI_PREFIX) :], protect=False)
+    try:
+        return _dpapi(raw[len(_DPAPI_PREFIX) :], protect=False)
+    except VaultError as e:
+        raise VaultLocked(
+            f"host key {path} cannot be decrypted by DPAPI on this machine ({e}): it was made on "
+            "another machine or is damaged; restore it from the host backup of this machine"
+        ) from e
 
 
 class _Blob(ctypes.Structure):
     _fields_ = [("cbData", ctypes.c_uint32), ("pbData", ctypes.POINTER(ctypes.c_char))]
 
 
-def _dpapi(data: bytes, *, protect: bool) -> bytes:  # pragma: no cover - Windows only
+def _dpapi(data: bytes, *, protect: bool) -> bytes:
     crypt32 = ctypes.WinDLL("crypt32", use_last_error=True)  # type: ignore[attr-defined]
     kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
     buf = ctypes.create_string_buffer(data, len(data))
