@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 SYSTEM_SID = "S-1-5-18"
 ADMINISTRATORS_SID = "S-1-5-32-544"
@@ -99,7 +99,7 @@ def problem_of(security: FileSecurity, user_sid: str) -> Problem | None:
     return None
 
 
-def icacls_fix(path: Path, user_sid: str, *, is_dir: bool, problem: Problem | None = None) -> str:
+def icacls_fix(path: PurePath, user_sid: str, *, is_dir: bool, problem: Problem | None = None) -> str:
     """The icacls command line(s) that make ``path`` private, as the POSIX messages name chmod."""
     quoted = f'"{path}"'
     inherit = "(OI)(CI)" if is_dir else ""
