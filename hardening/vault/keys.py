@@ -205,8 +205,8 @@ def _unprotect(raw: bytes, path: Path) -> bytes:
         return _dpapi(raw[len(_DPAPI_PREFIX) :], protect=False)
     except VaultError as e:
         raise VaultLocked(
-            f"host key {path} cannot be decrypted by DPAPI on this machine ({e}): it was made on "
-            "another machine or is damaged; restore it from the host backup of this machine"
+            f"host key {path} cannot be decrypted by DPAPI on this machine: it was made on another "
+            f"machine or is damaged ({e}); restore it from this machine's backup"
         ) from e
 
 
@@ -232,9 +232,7 @@ def _dpapi(data: bytes, *, protect: bool) -> bytes:
         )
     if not ok:
         err = ctypes.get_last_error()  # type: ignore[attr-defined]
-        raise VaultError(
-            f"DPAPI {'protect' if protect else 'unprotect'} of the host key failed (error {err})"
-        )
+        raise VaultError(f"DPAPI {'protect' if protect else 'unprotect'} failed, Windows error {err}")
     try:
         return ctypes.string_at(blob_out.pbData, blob_out.cbData)
     finally:

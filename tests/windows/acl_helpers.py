@@ -15,7 +15,10 @@ OWNER_INFO, DACL_INFO, PROTECTED_DACL_INFO = 0x1, 0x4, 0x80000000
 def _advapi() -> Any:
     adv = ctypes.WinDLL("advapi32", use_last_error=True)  # type: ignore[attr-defined]
     adv.ConvertStringSecurityDescriptorToSecurityDescriptorW.argtypes = [
-        ctypes.c_wchar_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p
+        ctypes.c_wchar_p,
+        ctypes.c_uint32,
+        ctypes.POINTER(ctypes.c_void_p),
+        ctypes.c_void_p,
     ]
     adv.SetFileSecurityW.argtypes = [ctypes.c_wchar_p, ctypes.c_uint32, ctypes.c_void_p]
     adv.InitializeSecurityDescriptor.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
@@ -35,7 +38,11 @@ def set_sddl(path: str, sddl: str) -> None:
     adv = _advapi()
     sd = ctypes.c_void_p()
     _check(adv.ConvertStringSecurityDescriptorToSecurityDescriptorW(sddl, 1, ctypes.byref(sd), None), "parse")
-    info = DACL_INFO | (PROTECTED_DACL_INFO if "D:P" in sddl else 0) | (OWNER_INFO if sddl.startswith("O:") else 0)
+    info = (
+        DACL_INFO
+        | (PROTECTED_DACL_INFO if "D:P" in sddl else 0)
+        | (OWNER_INFO if sddl.startswith("O:") else 0)
+    )
     _check(adv.SetFileSecurityW(path, info, sd), "SetFileSecurityW")
 
 

@@ -41,8 +41,7 @@ def test_what_wine_keeps_of_a_file_security_descriptor(winpy: WinPy, tmp_path: P
         (tmp_path / name).chmod(0o600)
     out = result_of(
         winpy(
-            CHECKS
-            + "from tests.windows.acl_helpers import set_sddl, set_null_dacl\n"
+            CHECKS + "from tests.windows.acl_helpers import set_sddl, set_null_dacl\n"
             "d = Path(sys.argv[1])\n"
             "set_sddl(str(d / 'everyone'), 'D:P(A;;FA;;;SY)(A;;FA;;;OW)(A;;FR;;;WD)')\n"
             "set_sddl(str(d / 'users'), 'D:P(A;;FA;;;SY)(A;;FA;;;OW)(A;;FR;;;BU)')\n"
@@ -79,8 +78,7 @@ def test_a_directory_midbox_creates_is_private_and_so_are_its_secret_files(
 ) -> None:
     out = result_of(
         winpy(
-            CHECKS
-            + "from hardening import atomic\n"
+            CHECKS + "from hardening import atomic\n"
             "state = Path(sys.argv[1]) / 'a' / 'state'\n"
             "perms.ensure_private_dir(state)\n"
             "perms.ensure_private_dir(state)\n"
@@ -115,8 +113,7 @@ def test_an_everyone_entry_is_refused_with_the_icacls_fix(winpy: WinPy, tmp_path
     (tmp_path / "dir").mkdir(mode=0o755)
     out = result_of(
         winpy(
-            CHECKS
-            + "from tests.windows.acl_helpers import set_sddl\n"
+            CHECKS + "from tests.windows.acl_helpers import set_sddl\n"
             "d = Path(sys.argv[1])\n"
             "set_sddl(str(d / 'by-windows'), 'D:P(A;;FA;;;SY)(A;;FA;;;OW)(A;;FR;;;WD)')\n"
             "out = {'user': winacl.current_user_sid()}\n"
@@ -134,14 +131,14 @@ def test_an_everyone_entry_is_refused_with_the_icacls_fix(winpy: WinPy, tmp_path
     for name in ("by-windows", "by-chmod"):
         p = wine_path(tmp_path / name)
         want = (
-            f"{p} grants access to Everyone (S-1-1-0); run: icacls \"{p}\" /remove:g *S-1-1-0  then: "
-            f"icacls \"{p}\" /inheritance:r /grant:r *S-1-5-18:F *S-1-5-32-544:F *{user}:F"
+            f'{p} grants access to Everyone (S-1-1-0); run: icacls "{p}" /remove:g *S-1-1-0  then: '
+            f'icacls "{p}" /inheritance:r /grant:r *S-1-5-18:F *S-1-5-32-544:F *{user}:F'
         )
         assert out[name] == [want, want]  # by path, and on the handle read_private_file holds
     d = wine_path(tmp_path / "dir")
     assert out["dir"] == (
-        f"{d} grants access to Everyone (S-1-1-0); run: icacls \"{d}\" /remove:g *S-1-1-0  then: "
-        f"icacls \"{d}\" /inheritance:r /grant:r *S-1-5-18:(OI)(CI)F *S-1-5-32-544:(OI)(CI)F *{user}:(OI)(CI)F"
+        f'{d} grants access to Everyone (S-1-1-0); run: icacls "{d}" /remove:g *S-1-1-0  then: '
+        f'icacls "{d}" /inheritance:r /grant:r *S-1-5-18:(OI)(CI)F *S-1-5-32-544:(OI)(CI)F *{user}:(OI)(CI)F'
     )
     assert out["fixed"] is None
 
@@ -155,8 +152,7 @@ def test_a_file_owned_by_someone_else_is_refused(winpy: WinPy, tmp_path: Path) -
         os.chown(tmp_path / name, 4321, 4321)
     out = result_of(
         winpy(
-            CHECKS
-            + "d = Path(sys.argv[1])\n"
+            CHECKS + "d = Path(sys.argv[1])\n"
             "print(json.dumps({'user': winacl.current_user_sid(),\n"
             "  'file': refusal(perms.check_private_file, d / 'key'),\n"
             "  'read': refusal(perms.read_private_file, d / 'key', 100),\n"
@@ -169,7 +165,7 @@ def test_a_file_owned_by_someone_else_is_refused(winpy: WinPy, tmp_path: Path) -
         p = wine_path(tmp_path / name)
         assert out[key].startswith(
             f"{p} is owned by ANONYMOUS LOGON (S-1-5-7), not by the user running midbox ({user}), "
-            f"SYSTEM or Administrators; run: icacls \"{p}\" /setowner *{user}  then: "
+            f'SYSTEM or Administrators; run: icacls "{p}" /setowner *{user}  then: '
         )
 
 
@@ -185,8 +181,7 @@ def test_the_rules_on_descriptors_windows_parses(winpy: WinPy) -> None:
     }
     out = result_of(
         winpy(
-            CHECKS
-            + "from tests.windows.acl_helpers import null_dacl_descriptor\n"
+            CHECKS + "from tests.windows.acl_helpers import null_dacl_descriptor\n"
             "u = winacl.current_user_sid()\n"
             f"cases = {cases!r}\n"
             "p = Path('C:/ProgramData/midbox/host.key')\n"
@@ -207,7 +202,9 @@ def test_the_rules_on_descriptors_windows_parses(winpy: WinPy) -> None:
         ("inherit_only_everyone", "Everyone (S-1-1-0)"),
     ):
         sid = named.rsplit("(", 1)[-1].rstrip(")")
-        assert out[case].startswith(f"C:\\ProgramData\\midbox\\host.key grants access to {named}; run: icacls ")
+        assert out[case].startswith(
+            f"C:\\ProgramData\\midbox\\host.key grants access to {named}; run: icacls "
+        )
         assert f"/remove:g *{sid}  then: " in out[case]
     assert "is owned by BUILTIN\\Users (S-1-5-32-545)" in out["owner_users"]
     assert out["null_read"] == [True, None]
