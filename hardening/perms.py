@@ -64,6 +64,16 @@ def _check_stat(st: os.stat_result, path: Path, *, is_dir: bool) -> None:
         )
 
 
+def _create_dir_command(path: Path) -> str:
+    if os.name != "nt":
+        return f"install -d -m 700 {shlex.quote(str(path))}"
+    try:
+        user = winacl.current_user_sid()
+    except OSError:
+        return f'mkdir "{path}" (then let midbox check it again)'
+    return f'mkdir "{path}"  then: {winacl.icacls_fix(path, user, is_dir=True)}'
+
+
 def _check_windows(read: Callable[[], winacl.FileSecurity], path: Path, *, is_dir: bool) -> None:
     """Owner and DACL private to this user, SYSTEM and Administrators (or an error naming icacls)."""
     try:
@@ -82,9 +92,7 @@ def check_private_dir(path: Path) -> None:
     try:
         st = os.lstat(path)
     except FileNotFoundError as e:
-        raise PermissionsError(
-            f"{path} does not exist; create it with: install -d -m 700 {shlex.quote(str(path))}"
-        ) from e
+        raise PermissionsError(f"{path} does not exist; create it with: {_create_dir_command(path)}") from e
     _check_stat(st, path, is_dir=True)
     if os.name == "nt":
         _check_windows(lambda: winacl.security_of_path(path), path, is_dir=True)

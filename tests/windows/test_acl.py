@@ -92,7 +92,8 @@ def test_a_directory_midbox_creates_is_private_and_so_are_its_secret_files(
             "  'aces': [[a.type, a.flags, a.sid] for a in sd.dacl],\n"
             "  'read': perms.read_private_file(state / 'secret', 10).decode(),\n"
             "  'plain_before': before, 'plain_after': refusal(perms.check_private_file, state / 'plain'),\n"
-            "  'dir': refusal(perms.check_private_dir, state)}))",
+            "  'dir': refusal(perms.check_private_dir, state),\n"
+            "  'missing': refusal(perms.check_private_dir, state / 'nope')}))",
             wine_path(tmp_path),
         )
     )
@@ -102,6 +103,11 @@ def test_a_directory_midbox_creates_is_private_and_so_are_its_secret_files(
     trusted = {"S-1-5-18", "S-1-5-32-544", user}
     assert {sid for _, _, sid in out["aces"]} <= trusted and user in {sid for _, _, sid in out["aces"]}
     assert all(kind == 0 and flags & 0x3 == 0x3 for kind, flags, _ in out["aces"])  # allow, OI|CI
+    nope = wine_path(tmp_path / "a" / "state" / "nope")
+    assert out["missing"] == (
+        f'{nope} does not exist; create it with: mkdir "{nope}"  then: icacls "{nope}" /inheritance:r '
+        f"/grant:r *S-1-5-18:(OI)(CI)F *S-1-5-32-544:(OI)(CI)F *{user}:(OI)(CI)F"
+    )
     # Wine does not apply inheritance: a file made without make_private is world-readable there.
     assert out["plain_before"] is not None and "Everyone (S-1-1-0)" in out["plain_before"]
 
