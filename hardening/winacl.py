@@ -29,6 +29,7 @@ _KNOWN_NAMES = {
 # ACE types (winnt.h). Allowed and callback-allowed ACEs carry the SID right after the mask.
 _ALLOW_TYPES = frozenset({0x0, 0x9})
 _DENY_TYPES = frozenset({0x1, 0x6, 0xA, 0xC})
+_SID_AFTER_MASK = _ALLOW_TYPES | {0x1, 0xA}  # object ACEs (0x5, 0x6, 0xB, 0xC) put GUIDs first
 
 _OWNER_INFO = 0x1
 _DACL_INFO = 0x4
@@ -236,7 +237,7 @@ def _read_descriptor(api: _Api, descriptor: int) -> FileSecurity:
         if not api.get_ace(acl.value, index, ctypes.byref(entry)) or not entry.value:
             raise _error("GetAce", _last_error())
         header = _AceHeader.from_address(entry.value)
-        if header.type in _ALLOW_TYPES or header.type in {0x1, 0xA}:
+        if header.type in _SID_AFTER_MASK:
             body = _AllowAce.from_address(entry.value)
             sid = _sid_string(api, entry.value + 8)
             aces.append(Ace(header.type, header.flags, body.mask, sid))
