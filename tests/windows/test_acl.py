@@ -197,6 +197,8 @@ def test_the_rules_on_descriptors_windows_parses(winpy: WinPy) -> None:
             "null = winacl.read_descriptor(address)\n"
             "out['null_dacl'] = refusal(perms._check_windows, lambda: null, p, is_dir=False)\n"
             "out['null_read'] = [null.owner == u, null.dacl]\n"
+            "made = winacl.security_of_sddl(winacl.private_sddl(u, is_dir=True)).dacl\n"
+            "out['made'] = [[a.type, a.flags, a.mask, a.sid] for a in made]\n"
             "print(json.dumps(out))"
         )
     )
@@ -213,6 +215,10 @@ def test_the_rules_on_descriptors_windows_parses(winpy: WinPy) -> None:
         )
         assert f"/remove:g *{sid}  then: " in out[case]
     assert "is owned by BUILTIN\\Users (S-1-5-32-545)" in out["owner_users"]
+    # The DACL ensure_private_dir and make_private hand to Windows, as Windows' own parser builds it.
+    user = out["made"][2][3]
+    assert user.startswith("S-1-5-21-")
+    assert out["made"] == [[0, 3, 0x1F01FF, sid] for sid in ("S-1-5-18", "S-1-5-32-544", user)]
     assert out["null_read"] == [True, None]
     assert out["null_dacl"].startswith(
         "C:\\ProgramData\\midbox\\host.key has a NULL DACL, which gives everyone full access; run: icacls "
