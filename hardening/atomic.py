@@ -13,11 +13,18 @@ _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | g
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` so a crash leaves either the old or the new file, never a mix."""
+    """Replace ``path`` with ``data`` so a crash leaves either the old or the new file, never a mix.
+
+    On Windows a private ``mode`` (no group/other bits) becomes the private DACL, set on the empty
+    temp file before any data goes in: the mode argument means nothing there, and a directory's
+    inherited entries may not be private.
+    """
     directory = path.parent
     tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
     fd = os.open(tmp, _FLAGS, mode)
     try:
+        if os.name == "nt" and not mode & 0o077:
+            private_on_windows(fd, tmp)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -28,6 +35,20 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(directory)
+
+
+def private_on_windows(fd: int, path: Path) -> None:
+    """Give a file just created (open as ``fd``, still empty) the private DACL; on failure close ``fd``.
+
+    Only for Windows, where the ``mode`` of os.open is ignored and Wine does not apply inheritance.
+    """
+    from hardening import winacl
+
+    try:
+        winacl.make_private(path, is_dir=False)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def fsync_dir(directory: Path) -> None:

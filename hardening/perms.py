@@ -1,7 +1,8 @@
 """Refuse protected files and directories that others could read or replace.
 
 Every message names the exact ``chmod``/``chown`` that fixes the problem. On Windows, where modes
-do not express access, the checks are limited to file type (ACLs are set by the installer).
+do not express access, the owner and DACL are checked instead (``hardening.winacl``) and the message
+names the ``icacls`` command line that fixes it.
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ import contextlib
 import os
 import shlex
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
+from hardening import winacl
 from hardening.errors import HardeningError
+
+_NAME_SURROGATE = 0x20000000  # IsReparseTagNameSurrogate: junctions, symlinks; not dedup or cloud files
 
 
 class PermissionsError(HardeningError):
@@ -28,12 +33,20 @@ def _owner_name(uid: int) -> str:
         return str(uid)
 
 
+def _is_name_surrogate(st: os.stat_result) -> bool:
+    """A Windows junction or symlink (a reparse point that names another file); never on POSIX."""
+    tag: int = getattr(st, "st_reparse_tag", 0)
+    return bool(tag & _NAME_SURROGATE)
+
+
 def _check_stat(st: os.stat_result, path: Path, *, is_dir: bool) -> None:
     quoted = shlex.quote(str(path))
     if is_dir and not stat.S_ISDIR(st.st_mode):
         raise PermissionsError(f"{path} must be a directory; move it away and let midbox create it")
     if not is_dir and not stat.S_ISREG(st.st_mode):
         raise PermissionsError(f"{path} must be a regular file (not a link or device); replace it")
+    if _is_name_surrogate(st):
+        raise PermissionsError(f"{path} is a junction or symlink; replace it with a real one")
     if os.name != "posix":
         return
     euid = os.geteuid()
@@ -51,15 +64,38 @@ def _check_stat(st: os.stat_result, path: Path, *, is_dir: bool) -> None:
         )
 
 
+def _create_dir_command(path: Path) -> str:
+    if os.name != "nt":
+        return f"install -d -m 700 {shlex.quote(str(path))}"
+    try:
+        user = winacl.current_user_sid()
+    except OSError:
+        return f'mkdir "{path}" (then let midbox check it again)'
+    return f'mkdir "{path}"  then: {winacl.icacls_fix(path, user, is_dir=True)}'
+
+
+def _check_windows(read: Callable[[], winacl.FileSecurity], path: Path, *, is_dir: bool) -> None:
+    """Owner and DACL private to this user, SYSTEM and Administrators (or an error naming icacls)."""
+    try:
+        security = read()
+        user = winacl.current_user_sid()
+    except OSError as e:
+        raise PermissionsError(f"cannot read the owner and access list of {path}: {e}") from e
+    problem = winacl.problem_of(security, user)
+    if problem is not None:
+        fix = winacl.icacls_fix(path, user, is_dir=is_dir, problem=problem)
+        raise PermissionsError(f"{path} {problem.reason}; run: {fix}")
+
+
 def check_private_dir(path: Path) -> None:
     """``path`` is a directory of ours that nobody else can list, enter or write (0700)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError as e:
-        raise PermissionsError(
-            f"{path} does not exist; create it with: install -d -m 700 {shlex.quote(str(path))}"
-        ) from e
+        raise PermissionsError(f"{path} does not exist; create it with: {_create_dir_command(path)}") from e
     _check_stat(st, path, is_dir=True)
+    if os.name == "nt":
+        _check_windows(lambda: winacl.security_of_path(path), path, is_dir=True)
 
 
 def check_private_file(path: Path) -> None:
@@ -69,24 +105,59 @@ def check_private_file(path: Path) -> None:
     except FileNotFoundError as e:
         raise PermissionsError(f"{path} does not exist") from e
     _check_stat(st, path, is_dir=False)
+    if os.name == "nt":
+        _check_windows(lambda: winacl.security_of_path(path), path, is_dir=False)
 
 
 def check_private_fd(fd: int, path: Path) -> None:
     """The same check on an open descriptor, so the file checked is the file read."""
     _check_stat(os.fstat(fd), path, is_dir=False)
+    if os.name == "nt":
+        _check_windows(lambda: winacl.security_of_fd(fd), path, is_dir=False)
+
+
+def make_private(path: Path) -> None:
+    """Make an existing file or directory of ours private: 0600/0700, or on Windows the private DACL."""
+    st = os.lstat(path)
+    is_dir = stat.S_ISDIR(st.st_mode)
+    if not is_dir and not stat.S_ISREG(st.st_mode):
+        raise PermissionsError(f"{path} must be a regular file or directory (not a link or device)")
+    if os.name == "nt":
+        try:
+            winacl.make_private(path, is_dir=is_dir)
+        except OSError as e:
+            raise PermissionsError(f"cannot set a private access list on {path}: {e}") from e
+        return
+    os.chmod(path, 0o700 if is_dir else 0o600)
 
 
 def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` as 0700 if it is missing (parents as needed), then check it."""
+    """Create ``path`` as 0700 if it is missing (parents as needed), then check it.
+
+    On Windows the directory gets a protected DACL (full control for this user, SYSTEM and
+    Administrators, inherited by what is created inside), so nothing is inherited from above.
+    """
     if not os.path.lexists(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileExistsError):
-            os.mkdir(path, 0o700)
+            if os.name == "nt":
+                winacl.create_private_dir(path)
+            else:
+                os.mkdir(path, 0o700)
     check_private_dir(path)
 
 
 def read_private_file(path: Path, max_bytes: int) -> bytes:
-    """Read a small protected file: no symlinks, ours, 0600, at most ``max_bytes`` (checked on the fd)."""
+    """Read a small protected file: no symlinks, ours, 0600, at most ``max_bytes`` (checked on the fd).
+
+    On Windows, where O_NOFOLLOW does not exist, a symlink or junction in its place is refused
+    before opening; the owner/DACL check then runs on the handle that is read.
+    """
+    if os.name == "nt":
+        with contextlib.suppress(FileNotFoundError):
+            link = os.lstat(path)
+            if stat.S_ISLNK(link.st_mode) or _is_name_surrogate(link):
+                raise PermissionsError(f"{path} is a symlink or junction; a protected file must be real")
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(path, flags)

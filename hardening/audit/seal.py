@@ -20,8 +20,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from hardening.atomic import fsync_dir
+from hardening.atomic import fsync_dir, private_on_windows
 from hardening.audit.errors import AuditError, SigningKeyError
+from hardening.audit.signing import check_private_windows
 
 SEAL_KEY_FILE = "seal.key"
 SEAL_VERIFY_FILE = "seal-verify.key"
@@ -46,12 +47,16 @@ def _read_small(path: Path) -> bytes:
     with os.fdopen(fd, "rb") as fh:
         if os.name == "posix" and os.fstat(fh.fileno()).st_mode & 0o077:
             raise SigningKeyError(f"{path.name} is readable by others; run 'chmod 600' on it")
+        if os.name == "nt":
+            check_private_windows(fh.fileno(), path)
         return fh.read(_MAX_FILE)
 
 
 def _write_new(path: Path, data: bytes) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags, 0o600)
+    if os.name == "nt":
+        private_on_windows(fd, path)
     try:
         os.write(fd, data)
         os.fsync(fd)

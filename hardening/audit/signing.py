@@ -17,7 +17,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hardening.atomic import fsync_dir
+from hardening import perms
+from hardening.atomic import fsync_dir, private_on_windows
 from hardening.audit.errors import SigningKeyError
 
 KEY_FILE_NAME = "audit-signing.key"
@@ -57,12 +58,22 @@ def verify_signature(public_key: Ed25519PublicKey, signature: bytes, message: by
     return True
 
 
+def check_private_windows(fd: int, path: Path) -> None:
+    """Owner and DACL of the open key file, as hardening.perms checks them (icacls in the message)."""
+    try:
+        perms.check_private_fd(fd, path)
+    except perms.PermissionsError as e:
+        raise SigningKeyError(str(e)) from e
+
+
 def _read_private(path: Path) -> Ed25519PrivateKey:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
     with os.fdopen(fd, "rb") as fh:
         st = os.fstat(fh.fileno())
         if os.name == "posix" and st.st_mode & 0o077:
             raise SigningKeyError(f"{path.name} is readable by others; run 'chmod 600' on it")
+        if os.name == "nt":
+            check_private_windows(fh.fileno(), path)
         if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_KEY_FILE_BYTES:
             raise SigningKeyError(f"{path.name} is not a key file")
         data = fh.read(MAX_KEY_FILE_BYTES + 1)
@@ -80,6 +91,11 @@ def load_or_create_signing_key(state_dir: Path) -> Ed25519PrivateKey:
     path = state_dir / KEY_FILE_NAME
     if path.exists():
         return _read_private(path)
+    if os.name == "nt" and not os.path.lexists(state_dir):
+        try:
+            perms.ensure_private_dir(state_dir)
+        except perms.PermissionsError as e:
+            raise SigningKeyError(str(e)) from e
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
@@ -88,6 +104,8 @@ def load_or_create_signing_key(state_dir: Path) -> Ed25519PrivateKey:
     tmp = state_dir / f".{KEY_FILE_NAME}.{secrets.token_hex(8)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     try:
+        if os.name == "nt":
+            private_on_windows(fd, tmp)
         with os.fdopen(fd, "wb") as fh:
             fh.write(pem)
             fh.flush()

@@ -201,14 +201,20 @@ def _unprotect(raw: bytes, path: Path) -> bytes:
         raise VaultLocked(
             f"host key {path} is not DPAPI-protected; it was not written by midbox on this host"
         )
-    return _dpapi(raw[len(_DPAPI_PREFIX) :], protect=False)
+    try:
+        return _dpapi(raw[len(_DPAPI_PREFIX) :], protect=False)
+    except VaultError as e:
+        raise VaultLocked(
+            f"host key {path} cannot be decrypted by DPAPI on this machine: it was made on another "
+            f"machine or is damaged ({e}); restore it from this machine's backup"
+        ) from e
 
 
 class _Blob(ctypes.Structure):
     _fields_ = [("cbData", ctypes.c_uint32), ("pbData", ctypes.POINTER(ctypes.c_char))]
 
 
-def _dpapi(data: bytes, *, protect: bool) -> bytes:  # pragma: no cover - Windows only
+def _dpapi(data: bytes, *, protect: bool) -> bytes:
     crypt32 = ctypes.WinDLL("crypt32", use_last_error=True)  # type: ignore[attr-defined]
     kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
     buf = ctypes.create_string_buffer(data, len(data))
@@ -226,9 +232,7 @@ def _dpapi(data: bytes, *, protect: bool) -> bytes:  # pragma: no cover - Window
         )
     if not ok:
         err = ctypes.get_last_error()  # type: ignore[attr-defined]
-        raise VaultError(
-            f"DPAPI {'protect' if protect else 'unprotect'} of the host key failed (error {err})"
-        )
+        raise VaultError(f"DPAPI {'protect' if protect else 'unprotect'} failed, Windows error {err}")
     try:
         return ctypes.string_at(blob_out.pbData, blob_out.cbData)
     finally:
