@@ -86,10 +86,13 @@ def _enroll(args: argparse.Namespace, env: CliEnv) -> int:
 
 
 def _make_key(args: argparse.Namespace, env: CliEnv, target: _Target) -> int:
-    from hardening.enroll import create_key_and_csr, enrolled_name, validate_name
+    from hardening.enroll import EnrollError, create_key_and_csr, enrolled_name, validate_name
 
     paths = target.paths
-    name = enrolled_name(paths) if args.renew else validate_name(args.name)
+    try:
+        name = enrolled_name(paths) if args.renew else validate_name(args.name)
+    except EnrollError as e:
+        raise UsageError(str(e)) if not args.renew else e
     if target.config_name is not None and name != target.config_name:
         raise UsageError(f"the config names appliance {target.config_name!r}, not {name!r}")
     made = create_key_and_csr(paths, name, renew=args.renew, force=args.force)
