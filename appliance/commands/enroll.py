@@ -89,10 +89,13 @@ def _make_key(args: argparse.Namespace, env: CliEnv, target: _Target) -> int:
     from hardening.enroll import EnrollError, create_key_and_csr, enrolled_name, validate_name
 
     paths = target.paths
-    try:
-        name = enrolled_name(paths) if args.renew else validate_name(args.name)
-    except EnrollError as e:
-        raise UsageError(str(e)) if not args.renew else e
+    if args.renew:
+        name = enrolled_name(paths)
+    else:
+        try:
+            name = validate_name(args.name)
+        except EnrollError as e:
+            raise UsageError(str(e)) from e
     if target.config_name is not None and name != target.config_name:
         raise UsageError(f"the config names appliance {target.config_name!r}, not {name!r}")
     made = create_key_and_csr(paths, name, renew=args.renew, force=args.force)

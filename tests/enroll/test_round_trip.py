@@ -236,3 +236,24 @@ client_key = "appliance.key"
     settings = trusted(text, config).instance
     assert settings.client_key == etc / "appliance.key" and settings.client_cert == etc / "appliance.crt"
     assert _pair_matches(etc)
+
+
+@pytest.mark.usefixtures("enrolled")
+def test_doctor_points_at_enroll_renew(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, etc: Path, state_dir: Path, dev_pki: Pki, client_ca: CA
+) -> None:
+    from appliance.doctor import Level, check_certificates
+
+    cert = sign(etc / "appliance.csr", client_ca, not_after=dt.timedelta(days=5))
+    (etc / "appliance.crt").write_bytes(pem(cert))
+    enrolled = Pki(
+        dev_pki.directory,
+        dev_pki.ca,
+        dev_pki.server,
+        pki.Issued(etc / "appliance.crt", etc / "appliance.key"),
+    )
+    config = trusted(config_text("https://127.0.0.1:9", enrolled), tmp_path / "c.toml")
+    found = {f.check: f for f in check_certificates(config, dt.datetime.now(dt.UTC))}
+    assert found["client certificate"].level is Level.WARN
+    assert "midbox enroll --renew" in found["client certificate"].detail
+    assert "enroll" not in found["instance CA"].detail
