@@ -136,6 +136,9 @@ def create_key_and_csr(paths: EnrollPaths, name: str, *, renew: bool, force: boo
                 f"{key_path} exists; keys are never overwritten: use 'midbox enroll --renew' for a new one "
                 "beside it, or --force to replace it (the installed certificate then stops working)"
             )
+        # Starting over: a pending renewal belongs to the key being replaced.
+        for stale in (paths.next_key, paths.next_csr):
+            stale.unlink(missing_ok=True)
     mode, gid = prepare_key_dir(paths.directory)
     key = ec.generate_private_key(ec.SECP256R1())
     csr = build_csr(key, name)
@@ -249,8 +252,32 @@ def load_pending(paths: EnrollPaths) -> PendingRequest:
 
 
 def enrolled_name(paths: EnrollPaths) -> str:
-    """The name of the current enrollment, from its CSR (what was asked for, checked against the key)."""
-    return _request(paths.key, paths.csr)[1]
+    """The name of the current enrollment: from its CSR, else from the installed certificate.
+
+    Either must be for the current key. The certificate is the fallback for a pair put in place
+    by hand (no CSR kept); it must name a ``mid.server.NAME`` in its CN or a DNS SAN.
+    """
+    if paths.csr.exists() or not paths.cert.exists():
+        return _request(paths.key, paths.csr)[1]
+    public = _load_public_key(paths.key)
+    try:
+        cert = x509.load_pem_x509_certificates(_read_small(paths.cert, 64 * 1024, "certificate"))[0]
+    except ValueError as e:
+        raise EnrollError(f"the certificate {paths.cert} cannot be read; enroll again with --name") from e
+    if public_key_sha256(cert.public_key()) != public_key_sha256(public):
+        raise EnrollError(
+            f"the certificate {paths.cert} is not for the key {paths.key}; enroll again with --name"
+        )
+    names = {str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
+    with contextlib.suppress(x509.ExtensionNotFound):
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names |= set(san.get_values_for_type(x509.DNSName))
+    agents = sorted(n[len(AGENT_PREFIX) :] for n in names if n.startswith(AGENT_PREFIX))
+    if len(agents) != 1:
+        raise EnrollError(
+            f"the certificate {paths.cert} does not name one mid.server.NAME; enroll again with --name"
+        )
+    return validate_name(agents[0])
 
 
 def _request(key_path: Path, csr_path: Path) -> tuple[PublicKeyTypes, str]:

@@ -257,3 +257,36 @@ def test_doctor_points_at_enroll_renew(
     assert found["client certificate"].level is Level.WARN
     assert "midbox enroll --renew" in found["client certificate"].detail
     assert "enroll" not in found["instance CA"].detail
+
+
+@pytest.mark.usefixtures("enrolled")
+def test_renewal_takes_the_name_from_the_certificate_when_no_csr_was_kept(
+    monkeypatch: pytest.MonkeyPatch, etc: Path, state_dir: Path, client_ca: CA
+) -> None:
+    _sign_and_install(
+        monkeypatch, etc / "appliance.csr", client_ca, client_ca.write(etc.parent / "ca.pem"), etc, state_dir
+    )
+    (etc / "appliance.csr").unlink()
+    r = midbox(monkeypatch, "enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir), "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["subject"] == f"CN={AGENT}"
+
+
+@pytest.mark.usefixtures("enrolled")
+def test_starting_over_with_force_drops_a_pending_renewal(
+    monkeypatch: pytest.MonkeyPatch, etc: Path, state_dir: Path, client_ca: CA
+) -> None:
+    _sign_and_install(
+        monkeypatch, etc / "appliance.csr", client_ca, client_ca.write(etc.parent / "ca.pem"), etc, state_dir
+    )
+    assert (
+        midbox(monkeypatch, "enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir)).code == 0
+    )
+    r = midbox(
+        monkeypatch, "enroll", "--name", NAME, "--force", "--out", str(etc), "--state-dir", str(state_dir)
+    )
+    assert r.code == 0, r.err
+    assert not (etc / "appliance.next.key").exists() and not (etc / "appliance.next.csr").exists()
+    # The new key's certificate installs as a first enrollment, not as the dropped renewal.
+    _sign_and_install(monkeypatch, etc / "appliance.csr", client_ca, etc.parent / "ca.pem", etc, state_dir)
+    assert _pair_matches(etc)
