@@ -102,10 +102,12 @@ def check_certificates(config: Config, now: dt.datetime) -> list[Finding]:
             continue
         soonest = min(c.not_valid_after_utc for c in certs)
         left = soonest - now
+        # The appliance's own certificate is renewed on this host; the CA's comes from its owner.
+        how = "run 'midbox enroll --renew'" if path == config.instance.client_cert else "renew it"
         if left <= dt.timedelta(0):
-            found.append(Finding(Level.FAIL, name, f"{path} expired on {soonest:%Y-%m-%d}; renew it"))
+            found.append(Finding(Level.FAIL, name, f"{path} expired on {soonest:%Y-%m-%d}; {how}"))
         elif left < dt.timedelta(days=CERT_WARN_DAYS):
-            found.append(Finding(Level.WARN, name, f"{path} expires in {_days(left)}; renew it soon"))
+            found.append(Finding(Level.WARN, name, f"{path} expires in {_days(left)}; {how} soon"))
         else:
             found.append(Finding(Level.OK, name, f"{path} valid for {_days(left)}"))
     return found

@@ -11,6 +11,7 @@ from appliance.commands import (
     config_cmd,
     creds,
     doctor,
+    enroll,
     hosts,
     keys,
     policy,
@@ -33,4 +34,5 @@ REGISTRARS: tuple[Registrar, ...] = (
     run.register,
     service.register,
     doctor.register,
+    enroll.register,
 )

@@ -31,6 +31,8 @@ the alias, never the secret):
 - ``probe.scan``        job, topic, pairs, ports (TCP scan: allowed address/port pairs)
 - ``probe.connect``     job, topic, probe, target, address, port, credential (the address actually used)
 - ``ssh.hostkey.rejected`` job, target, address, port, verdict, keytype, fingerprint
+- ``enroll.key_created``    name, key_sha256, csr_sha256, renewal  (``midbox enroll``: public key's SHA-256)
+- ``enroll.cert_installed`` name, cert_sha256, key_sha256, not_after, issuer, renewal
 
 Written by the log itself:
 
@@ -85,6 +87,10 @@ EVENTS: Mapping[str, frozenset[str]] = {
     "probe.connect": frozenset({"job", "topic", "probe", "target", "address", "port", "credential"}),
     "ssh.hostkey.rejected": frozenset(
         {"job", "target", "address", "port", "verdict", "keytype", "fingerprint"}
+    ),
+    "enroll.key_created": frozenset({"name", "key_sha256", "csr_sha256", "renewal"}),
+    "enroll.cert_installed": frozenset(
+        {"name", "cert_sha256", "key_sha256", "not_after", "issuer", "renewal"}
     ),
     "audit.genesis": frozenset({"log_id", "format"}),
     "audit.recovered": frozenset({"dropped_bytes", "dropped_sha256"}),
