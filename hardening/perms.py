@@ -131,6 +131,19 @@ def make_private(path: Path) -> None:
     os.chmod(path, 0o700 if is_dir else 0o600)
 
 
+def mkdir_private(path: Path) -> None:
+    """Create ``path`` (and missing parents) if it is missing, private from birth: 0700, or on
+    Windows the protected DACL. An existing directory is left as it is (callers check it if needed)."""
+    if os.path.lexists(path):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        if os.name == "nt":
+            winacl.create_private_dir(path)
+        else:
+            os.mkdir(path, 0o700)
+
+
 def ensure_private_dir(path: Path) -> None:
     """Create ``path`` as 0700 if it is missing (parents as needed), then check it.
 

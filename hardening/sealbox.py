@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hardening.atomic import atomic_write, fsync_dir
 from hardening.errors import HardeningError
+from hardening.perms import mkdir_private
 
 MAGIC = b"MBSX1"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -46,7 +47,7 @@ class SealedDir:
         self._dir = directory
         self._aead = AESGCM(key)
         self._purpose = purpose.encode()
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mkdir_private(directory)
         # Temp files of writes a crash interrupted: the old entry (if any) is still whole.
         for stale in directory.glob(".*.tmp"):
             with contextlib.suppress(FileNotFoundError):

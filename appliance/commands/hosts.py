@@ -56,6 +56,7 @@ def _pin(args: argparse.Namespace, env: CliEnv) -> int:
     from pathlib import Path
 
     from hardening.known_hosts import KnownHosts, parse_public_key_file
+    from hardening.perms import ensure_private_dir
 
     host, port = split_target(args.target)
     if args.pubkey_file == "-":
@@ -69,7 +70,7 @@ def _pin(args: argparse.Namespace, env: CliEnv) -> int:
             raise UsageError(f"cannot read {path}: {e.strerror}") from e
         source = path.name
     key = parse_public_key_file(data, source=source)
-    env.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_private_dir(env.state_dir)
     added = KnownHosts(env.state_dir / KNOWN_HOSTS_FILE).pin(host, port, key, replace=args.replace)
     if env.json:
         print(

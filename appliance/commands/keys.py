@@ -70,6 +70,7 @@ def load_signing_key(args: argparse.Namespace, env: CliEnv) -> Ed25519PrivateKey
 def _keygen(args: argparse.Namespace, env: CliEnv) -> int:
     from hardening.atomic import atomic_write
     from hardening.keys import generate, key_id, private_key_file, public_pem
+    from hardening.perms import mkdir_private
     from hardening.trust import trusted_key
 
     trusted_key(generate().public_key(), args.name)  # validates the name before any prompt
@@ -79,7 +80,7 @@ def _keygen(args: argparse.Namespace, env: CliEnv) -> int:
         if p.exists():
             raise UsageError(f"{p} exists; choose another --name (keys are never overwritten)")
     passphrase = None if args.no_passphrase else read_passphrase(args, env, confirm=True)
-    args.out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mkdir_private(args.out)
     key = generate()
     atomic_write(priv_path, private_key_file(key, passphrase), mode=0o600)
     atomic_write(pub_path, public_pem(key.public_key()), mode=0o644)

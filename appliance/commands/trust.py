@@ -58,11 +58,12 @@ def _keys(paths: list[Path]) -> list[TrustedKey]:
 
 
 def _init(args: argparse.Namespace, env: CliEnv) -> int:
+    from hardening.perms import ensure_private_dir
     from hardening.rollback import install_initial_root
     from hardening.trust import TrustRoot
 
     root = TrustRoot(1, args.threshold, tuple(_keys(args.pubkey)))
-    env.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ensure_private_dir(env.state_dir)
     install_initial_root(env.state_dir, root, args.name)
     print(
         f"trust root v1 installed: {len(root.keys)} key(s), threshold {root.threshold}; "

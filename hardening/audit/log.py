@@ -30,6 +30,7 @@ from hardening.audit.checkpoint import Checkpoint, sign_checkpoint
 from hardening.audit.errors import AuditError, AuditLogBusy, AuditLogDamaged, AuditValueError, AuditWriteError
 from hardening.audit.events import check_event
 from hardening.audit.seal import SealKey
+from hardening.perms import mkdir_private
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class AuditLog:
         self._last_seal = time.monotonic()
         self._closed = False
         self._broken = False
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mkdir_private(directory)
         self._lock_fd = _lock_file(directory)
         try:
             with self._lock:

@@ -56,7 +56,9 @@ def winpy(wine_root: Path) -> WinPy:
     Output goes through pipes: Wine cannot give a Windows program a Linux regular file as stdout.
     """
 
-    def run(code: str, *args: str, timeout: float = 120.0, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        code: str, *args: str, timeout: float = 120.0, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         prelude = f"import sys; sys.path.insert(0, {wine_path(REPO)!r})\n"
         return subprocess.run(
             ["wine", str(wine_root / "python" / "python.exe"), "-c", prelude + code, *args],
