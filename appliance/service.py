@@ -43,6 +43,7 @@ from hardening.signing import format_time
 log = logging.getLogger(__name__)
 
 CHECKPOINT_POST_TIMEOUT_S = 10.0
+MAX_CERT_FILE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -68,16 +69,17 @@ async def serve(options: ServiceOptions, *, ready: Callable[[], None] | None = N
     reason = "error"
     try:
         config = _first_config(options, audit)
-        audit.record(
-            "appliance.start",
-            {
-                "binary_sha256": _binary_sha256(),
-                "version": __version__,
-                "config_version": config.version,
-                "appliance": config.appliance.name,
-                "pid": os.getpid(),
-            },
-        )
+        start = {
+            "binary_sha256": _binary_sha256(),
+            "version": __version__,
+            "config_version": config.version,
+            "appliance": config.appliance.name,
+            "pid": os.getpid(),
+        }
+        cert_sha256 = _client_identity(config)
+        if cert_sha256 is not None:
+            start["client_cert_sha256"] = cert_sha256
+        audit.record("appliance.start", start)
         log.info(
             "midbox %s running as mid.server.%s on config version %d",
             __version__,
@@ -105,6 +107,37 @@ async def serve(options: ServiceOptions, *, ready: Callable[[], None] | None = N
             log.error("the audit log could not record the stop: %s", e)
         finally:
             host.close()
+
+
+def _client_identity(config: Config) -> str | None:
+    """Finish a certificate renewal a crash interrupted (``midbox enroll``), then return the SHA-256
+    of the client certificate this run presents, so the audit log says which identity did the work."""
+    key, cert = config.instance.client_key, config.instance.client_cert
+    if key is None or cert is None:
+        return None
+    from hardening.enroll import EnrollError, EnrollPaths, finish_interrupted_swap
+
+    try:
+        done = finish_interrupted_swap(EnrollPaths(key, cert))
+    except (EnrollError, OSError) as e:
+        log.warning("could not finish an interrupted certificate renewal: %s", e)
+        done = None
+    if done:
+        log.info("certificate renewal completed at start: %s", done)
+    return _file_der_sha256(cert)
+
+
+def _file_der_sha256(path: Path) -> str | None:
+    """SHA-256 of the leaf (the first certificate in the file), as `midbox enroll` prints it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    try:
+        with path.open("rb") as fh:
+            leaf = x509.load_pem_x509_certificates(fh.read(MAX_CERT_FILE_BYTES))[0]
+    except (OSError, ValueError, IndexError):
+        return None
+    return leaf.fingerprint(hashes.SHA256()).hex()
 
 
 def _first_config(options: ServiceOptions, audit: AuditLog) -> Config:

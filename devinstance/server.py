@@ -51,8 +51,9 @@ class InstanceState:
     failovers: int = 0
 
     def seen(self, name: str) -> None:
+        # Certificates from `midbox enroll` carry CN mid.server.NAME; cluster members are bare names.
         with self.lock:
-            self.last_seen[name] = time.monotonic()
+            self.last_seen[name.removeprefix("mid.server.")] = time.monotonic()
 
     def fail_over(self) -> int:
         """Move the open outputs of silent cluster members to the most recently seen live member."""

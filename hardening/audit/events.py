@@ -9,7 +9,8 @@ thing itself. Extra fields beyond the required ones are allowed.
 Vocabulary (``job`` is the ECC output's sys_id, ``target`` the host as named by the job, ``credential``
 the alias, never the secret):
 
-- ``appliance.start``   binary_sha256, version, config_version, appliance     (pid optional)
+- ``appliance.start``   binary_sha256, version, config_version, appliance     (pid, client_cert_sha256
+                        optional)
 - ``appliance.stop``    config_version, reason                                (uptime_s optional)
 - ``config.accepted``   config_version, config_sha256, signers (key ids), expires
 - ``config.refused``    config_sha256, reason                                 (config_version if parsed)

@@ -13,6 +13,8 @@ import signal
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.cli import main as midbox_main
@@ -31,9 +33,10 @@ from tests.signing.helpers import install_trust, write_signed_config
 
 
 class RealRun:
-    def __init__(self, state: Path, anchor: Path) -> None:
+    def __init__(self, state: Path, anchor: Path, client_cert: Path) -> None:
         self.state = state
         self.anchor = anchor
+        self.client_cert = client_cert
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> RealRun:
         [anchor_row] = store.query("ecc_queue", "queue=input^topic=midbox.audit.checkpoint")
     anchor = base / "anchor.xml"
     anchor.write_text(anchor_row["payload"])
-    return RealRun(state, anchor)
+    return RealRun(state, anchor, Path(pki.client.cert))
 
 
 def copy_of(run: RealRun, tmp_path: Path) -> tuple[Path, Checkpoint]:
@@ -102,6 +105,10 @@ def test_the_real_log_is_intact_against_the_instance_checkpoint(real_run: RealRu
     events = [json.loads(line)["event"] for line in lines(state)]
     for event in ("config.accepted", "appliance.start", "probe.finished", "target.denied", "topic.refused"):
         assert event in events
+    # The start names the client certificate the run presented (the identity that did the work).
+    start = next(json.loads(line) for line in lines(state) if json.loads(line)["event"] == "appliance.start")
+    leaf = x509.load_pem_x509_certificate(real_run.client_cert.read_bytes())
+    assert start["fields"]["client_cert_sha256"] == leaf.fingerprint(hashes.SHA256()).hex()
     # The CLI says the same, with exit 0.
     assert (
         midbox_main(["audit", "verify", "--state-dir", str(state), "--checkpoint", str(real_run.anchor)]) == 0
