@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from appliance.errors import ApplianceError, UsageError
-from appliance.winservice import ServiceStatus
 
 SC_MANAGER_CONNECT = 0x1
 SC_MANAGER_CREATE_SERVICE = 0x2
@@ -115,6 +114,20 @@ def command_line(argv: Sequence[str]) -> str:
     if argv[0].endswith("\\"):
         raise UsageError(f"{argv[0]!r} is not a program path")
     return " ".join(quote_arg(a) for a in argv)
+
+
+class ServiceStatus(ctypes.Structure):
+    """SERVICE_STATUS, seven DWORDs."""
+
+    _fields_ = [
+        ("dwServiceType", ctypes.c_uint32),
+        ("dwCurrentState", ctypes.c_uint32),
+        ("dwControlsAccepted", ctypes.c_uint32),
+        ("dwWin32ExitCode", ctypes.c_uint32),
+        ("dwServiceSpecificExitCode", ctypes.c_uint32),
+        ("dwCheckPoint", ctypes.c_uint32),
+        ("dwWaitHint", ctypes.c_uint32),
+    ]
 
 
 class _DescriptionW(ctypes.Structure):
@@ -342,3 +355,17 @@ class Scm:
 
 def _last_error() -> int:
     return int(ctypes.get_last_error())  # type: ignore[attr-defined]
+
+
+def midbox_spec(
+    launcher: Sequence[str], name: str, config_path: str, state_dir: str, *, virtual_account: bool = False
+) -> ServiceSpec:
+    """The midbox service: ``<launcher> service run --name N --config C --state-dir D``, paths absolute."""
+    argv = [*launcher, "service", "run", "--name", name, "--config", config_path, "--state-dir", state_dir]
+    return ServiceSpec(
+        name=name,
+        display_name=f"midbox ServiceNow MID Server ({name})",
+        description="midbox: a hardened ServiceNow MID Server appliance (outbound mutual TLS only).",
+        command_line=command_line(argv),
+        account=f"NT SERVICE\\{name}" if virtual_account else None,
+    )

@@ -17,10 +17,12 @@ import ctypes
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from appliance.errors import ApplianceError, UsageError
 from appliance.service import StopRequest
+from appliance.winscm import ServiceStatus
 
 log = logging.getLogger(__name__)
 
@@ -51,24 +53,11 @@ STOP_CONTROLS = frozenset({SERVICE_CONTROL_STOP, SERVICE_CONTROL_SHUTDOWN, SERVI
 START_WAIT_HINT_MS = 30_000
 STOP_WAIT_HINT_MS = 10_000
 PULSE_INTERVAL_S = 1.0
+SERVICE_LOG_NAME = "service.log"
 
 ControlHandler = Callable[[int], int]
 # The appliance itself: called with (ready, stop_request); returns the process exit code.
 ServiceBody = Callable[[Callable[[], None], StopRequest], int]
-
-
-class ServiceStatus(ctypes.Structure):
-    """SERVICE_STATUS, seven DWORDs."""
-
-    _fields_ = [
-        ("dwServiceType", ctypes.c_uint32),
-        ("dwCurrentState", ctypes.c_uint32),
-        ("dwControlsAccepted", ctypes.c_uint32),
-        ("dwWin32ExitCode", ctypes.c_uint32),
-        ("dwServiceSpecificExitCode", ctypes.c_uint32),
-        ("dwCheckPoint", ctypes.c_uint32),
-        ("dwWaitHint", ctypes.c_uint32),
-    ]
 
 
 class ServiceControlError(ApplianceError):
@@ -295,3 +284,38 @@ def _winfunctype(restype: Any, *argtypes: Any) -> Any:
 
 def _last_error() -> int:
     return int(ctypes.get_last_error())  # type: ignore[attr-defined]
+
+
+def run_service(name: str, config_path: Path, state_dir: Path, passphrase_file: Path | None) -> int:
+    """``midbox service run``: the appliance as the SCM's service ``name``; returns its exit code."""
+    import asyncio
+
+    from appliance.service import ServiceOptions, serve
+
+    options = ServiceOptions(config_path=config_path, state_dir=state_dir, passphrase_file=passphrase_file)
+
+    def body(ready: Callable[[], None], stop: StopRequest) -> int:
+        _log_to_file(state_dir)
+        return asyncio.run(serve(options, ready=ready, stop_request=stop))
+
+    return WindowsService(name, body, Advapi32Scm()).dispatch()
+
+
+def _log_to_file(state_dir: Path) -> None:
+    """A service has no console. Its log goes to a file in the private state dir: the same lines the
+    journal gets on Linux, protected like the rest of the state, readable without an event-log
+    message DLL; the SCM itself records starts, stops and crashes in the System event log."""
+    from logging.handlers import RotatingFileHandler
+
+    from appliance.limits import SERVICE_LOG_BACKUPS, SERVICE_LOG_BYTES
+    from hardening.perms import ensure_private_dir
+
+    ensure_private_dir(state_dir)
+    handler = RotatingFileHandler(
+        state_dir / SERVICE_LOG_NAME,
+        maxBytes=SERVICE_LOG_BYTES,
+        backupCount=SERVICE_LOG_BACKUPS,
+        encoding="utf-8",
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
