@@ -113,7 +113,7 @@ def unit_status(systemd: Systemd, name: str) -> dict[str, object]:
     path = systemd.unit_path(name)
     status: dict[str, object] = {"name": name, "unit": str(path), "installed": path.is_file()}
     if not systemd.running:
-        status.update(state="unknown (systemd is not running here)", pid=None)
+        status.update(state="unknown (systemd is not running here)", pid=None, running=None)
         return status
     out = _systemctl(
         systemd.command("show", path.name, "--property=LoadState,ActiveState,SubState,MainPID,ExecMainStatus")

@@ -239,29 +239,38 @@ class Scm:
         with self._service(name, SERVICE_QUERY_STATUS) as h:
             return self._query(h, name)
 
+    def stop(self, name: str, timeout_s: float) -> ServiceState:
+        """Ask the service to stop and wait (bounded) until it has; returns its final state."""
+        with self._service(name, SERVICE_STOP | SERVICE_QUERY_STATUS) as h:
+            return self._stop_and_wait(h, name, timeout_s)
+
     def uninstall(self, name: str, timeout_s: float) -> ServiceState:
-        """Stop (bounded wait) and delete; returns the state it was stopped from."""
+        """Stop (bounded wait) and delete; returns the state it was in before."""
         with self._service(name, SERVICE_STOP | SERVICE_QUERY_STATUS | DELETE) as h:
             before = self._query(h, name)
-            deadline = time.monotonic() + timeout_s
-            state = before
-            while state.state != "stopped":
-                if state.state != "stop-pending":
-                    status = ServiceStatus()
-                    if not self._api.ControlService(h, SERVICE_CONTROL_STOP, ctypes.byref(status)):
-                        code = _last_error()
-                        if code not in (ERROR_SERVICE_NOT_ACTIVE, ERROR_SERVICE_CANNOT_ACCEPT_CTRL):
-                            self._fail("stop", name, code)
-                if time.monotonic() > deadline:
-                    raise ScmError(
-                        f"service {name} did not stop within {timeout_s:.0f} s (it is {state.state}); "
-                        f"stop it with 'sc stop {name}' and run uninstall again"
-                    )
-                time.sleep(0.25)
-                state = self._query(h, name)
+            self._stop_and_wait(h, name, timeout_s)
             if not self._api.DeleteService(h):
                 self._fail("delete", name)
             return before
+
+    def _stop_and_wait(self, h: int, name: str, timeout_s: float) -> ServiceState:
+        deadline = time.monotonic() + timeout_s
+        state = self._query(h, name)
+        while state.state != "stopped":
+            if state.state != "stop-pending":
+                status = ServiceStatus()
+                if not self._api.ControlService(h, SERVICE_CONTROL_STOP, ctypes.byref(status)):
+                    code = _last_error()
+                    if code not in (ERROR_SERVICE_NOT_ACTIVE, ERROR_SERVICE_CANNOT_ACCEPT_CTRL):
+                        self._fail("stop", name, code)
+            if time.monotonic() > deadline:
+                raise ScmError(
+                    f"service {name} did not stop within {timeout_s:.0f} s (it is {state.state}); "
+                    f"stop it with 'sc stop {name}' and try again"
+                )
+            time.sleep(0.25)
+            state = self._query(h, name)
+        return state
 
     def _configure(self, handle: int, spec: ServiceSpec) -> list[str]:
         description = _DescriptionW(spec.description)
