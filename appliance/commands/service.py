@@ -124,11 +124,13 @@ def _install(args: argparse.Namespace, env: CliEnv) -> int:
 
 
 def _install_windows(args: argparse.Namespace, env: CliEnv) -> int:
+    from appliance.winacl import protect_dir, service_sid
     from appliance.winscm import Scm, midbox_spec
     from hardening.perms import ensure_private_dir
 
     config_path = args.config.resolve()
-    _verified(config_path, env)
+    state_dir = env.state_dir.resolve()
+    _check_state_dir(state_dir, env)
     if args.binary is not None:
         launcher = [str(args.binary.resolve())]
     elif getattr(sys, "frozen", False):
@@ -136,8 +138,10 @@ def _install_windows(args: argparse.Namespace, env: CliEnv) -> int:
     else:  # a source install: the interpreter runs the package
         launcher = [sys.executable, "-m", "appliance"]
     _check_binary_location(Path(launcher[0]), env, unsafe=args.unsafe_binary_location)
-    state_dir = env.state_dir.resolve()
+    _verified(config_path, env)
     ensure_private_dir(state_dir)
+    # SYSTEM and Administrators only (and the service's own SID when it runs as NT SERVICE\NAME).
+    protect_dir(state_dir, [service_sid(args.name)] if args.virtual_account else [])
     spec = midbox_spec(
         launcher, args.name, str(config_path), str(state_dir), virtual_account=args.virtual_account
     )
@@ -163,6 +167,14 @@ def _check_binary_location(binary: Path, env: CliEnv, *, unsafe: bool) -> None:
             "or pass --unsafe-binary-location"
         )
     env.stderr.write(f"midbox: warning: unsafe: the service runs {binary}, outside Program Files\n")
+
+
+def _check_state_dir(state_dir: Path, env: CliEnv) -> None:
+    """Install replaces the state dir's access list: never on a drive root or a system folder."""
+    target = PureWindowsPath(str(state_dir))
+    shared = [env.environ.get(k) for k in ("PROGRAMDATA", "PROGRAMFILES", "SYSTEMROOT", "USERPROFILE")]
+    if target == PureWindowsPath(target.anchor) or any(r and target == PureWindowsPath(r) for r in shared):
+        raise UsageError(f"{state_dir} is a shared folder; give midbox its own, e.g. %ProgramData%\\midbox")
 
 
 def _uninstall(args: argparse.Namespace, env: CliEnv) -> int:

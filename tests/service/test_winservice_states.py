@@ -11,6 +11,7 @@ import pytest
 
 from appliance.errors import ConfigError
 from appliance.service import StopRequest
+from appliance.winacl import private_dacl, service_sid
 from appliance.winscm import ServiceStatus, command_line, quote_arg
 from appliance.winservice import (
     ERROR_CALL_NOT_IMPLEMENTED,
@@ -181,3 +182,15 @@ def test_service_command_lines_are_always_quoted() -> None:
     for bad in ['a"b', "100%PATH%", "a\nb"]:
         with pytest.raises(Exception, match="cannot be part|expand"):
             quote_arg(bad)
+
+
+def test_the_virtual_account_sid_is_derived_as_windows_derives_it() -> None:
+    # NT SERVICE\TrustedInstaller's SID is well known; the same derivation gives NT SERVICE\midbox's.
+    assert service_sid("TrustedInstaller") == "S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464"
+    assert service_sid("trustedinstaller") == service_sid("TrustedInstaller")
+
+
+def test_the_state_dir_acl_is_protected_and_names_only_system_administrators_and_the_service() -> None:
+    assert private_dacl() == "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)"
+    sid = service_sid("midbox")
+    assert private_dacl([sid]) == f"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;{sid})"

@@ -61,17 +61,33 @@ def audit_entries(state_dir: Path) -> list[dict[str, object]]:
 
 @pytest.fixture
 def wine_awake(wine_root: Path) -> Iterator[None]:
-    """Keep one ordinary Wine process alive: when the last one exits, wineserver shuts the prefix
-    down and services.exe ends every service with it (no stop control, just gone); the next Wine
-    process boots the prefix again and starts auto-start services anew."""
+    """One ordinary Wine process that lives as long as the test, and starts the SCM itself.
+
+    When the last ordinary Wine process exits, wineserver shuts the prefix down and services.exe
+    ends every service with it (no stop control: just gone). And services.exe, started on demand
+    by the first process that opens the SCM, keeps that process's stdout: if that were a test's
+    capture pipe, the test would wait for its end until the timeout. So the keeper opens the SCM
+    first, and the tests' own Wine processes come and go beside it.
+    """
     keeper = subprocess.Popen(
-        ["wine", str(wine_root / "python" / "python.exe"), "-c", "import sys; sys.stdin.read()"],
+        [
+            "wine",
+            str(wine_root / "python" / "python.exe"),
+            "-c",
+            "import ctypes, sys\n"
+            "scm = ctypes.WinDLL('advapi32').OpenSCManagerW(None, None, 1)\n"
+            "print('up' if scm else 'no scm', flush=True)\n"
+            "sys.stdin.read()",
+        ],
         env=wine_env(wine_root),
         stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
+        assert keeper.stdout is not None
+        assert keeper.stdout.readline().strip() == "up", "Wine's service control manager did not start"
         yield
     finally:
         assert keeper.stdin is not None
@@ -81,6 +97,8 @@ def wine_awake(wine_root: Path) -> Iterator[None]:
         except subprocess.TimeoutExpired:
             keeper.kill()
             keeper.wait()
+        if keeper.stdout is not None:
+            keeper.stdout.close()
 
 
 @pytest.fixture
@@ -201,6 +219,9 @@ def test_cli_install_verifies_checks_the_binary_location_and_uninstall_removes_i
     # python.exe lives outside Program Files: refused unless the operator says it is deliberate.
     refused = winpy(cli, *base, "--no-start")
     assert refused.returncode == 2 and "Program Files" in refused.stderr, refused.stderr
+    # Install replaces the state dir's access list, so never on a drive root.
+    root = winpy(cli, *base[:-1], "Z:\\", "--no-start", "--unsafe-binary-location")
+    assert root.returncode == 2 and "shared folder" in root.stderr, root.stderr
     # An edited config is refused before the SCM is touched.
     config.write_bytes(config.read_bytes() + b"# edited\n")
     unsigned = winpy(cli, *base, "--no-start", "--unsafe-binary-location")
@@ -223,7 +244,7 @@ def test_cli_install_verifies_checks_the_binary_location_and_uninstall_removes_i
     assert missing.returncode == 1 and "no service named" in missing.stderr
 
 
-def test_run_by_hand_is_a_usage_error_not_a_hang(winpy: WinPy, tmp_path: Path) -> None:
+def test_run_by_hand_is_a_usage_error_not_a_hang(winpy: WinPy, tmp_path: Path, wine_awake: None) -> None:
     done = winpy(
         "from appliance.cli import main\nsys.exit(main(sys.argv[1:]))",
         "service",
