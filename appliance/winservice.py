@@ -20,9 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from appliance.errors import ApplianceError, UsageError
+from appliance.errors import EXIT_CHECK_FAILED, ApplianceError, UsageError
 from appliance.service import StopRequest
 from appliance.winscm import ServiceStatus
+from hardening.errors import HardeningError
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +183,11 @@ class WindowsService:
         except ApplianceError as e:
             log.error("midbox stopped: %s", e)
             return e.exit_code
+        except HardeningError as e:  # a refused signature, a broken audit chain: a check failed
+            log.error("midbox stopped: %s", e)
+            return EXIT_CHECK_FAILED
         except Exception as e:
-            # Hardening errors and anything else: the exit code says "failed", the log says why.
+            # Anything else: the exit code says "failed", the log says what, never with values.
             log.error("midbox stopped on %s: %s", type(e).__name__, e)
             return 1
         log.info("service %s stopped with exit code %d", self._name, code)
