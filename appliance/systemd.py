@@ -79,8 +79,11 @@ def install_unit(systemd: Systemd, name: str, text: str, *, force: bool, start: 
                 f"{path} exists and differs from the unit for this config; compare it with "
                 f"'midbox service render-unit', then pass --force to replace it"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, text.encode("utf-8"), mode=0o644)  # systemd reads units as any user
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, text.encode("utf-8"), mode=0o644)  # systemd reads units as any user
+        except OSError as e:
+            raise HostServiceError(f"cannot write {path}: {e.strerror} (install needs root)") from e
         done.append(f"wrote {path}")
     enable = systemd.command("enable", "--now", path.name) if start else systemd.command("enable", path.name)
     commands = [systemd.command("daemon-reload"), enable]
@@ -102,9 +105,9 @@ def uninstall_unit(systemd: Systemd, name: str, *, force: bool) -> Outcome:
         # What 'systemctl enable' made: the WantedBy link. Removed only if it points at our unit.
         link = systemd.unit_dir / "multi-user.target.wants" / path.name
         if link.is_symlink() and Path(os.readlink(link)) in (path, Path(path.name)):
-            link.unlink()
+            _remove(link)
             done.append(f"removed {link}")
-    path.unlink()
+    _remove(path)
     done.append(f"removed {path}")
     return _apply(systemd, done, [systemd.command("daemon-reload")])
 
@@ -158,3 +161,10 @@ def _read_unit(path: Path) -> str | None:
         return None
     except OSError as e:
         raise HostServiceError(f"cannot read {path}: {e.strerror}") from e
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError as e:
+        raise HostServiceError(f"cannot remove {path}: {e.strerror} (uninstall needs root)") from e

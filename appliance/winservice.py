@@ -88,11 +88,6 @@ class _StatusReporter:
         self._wait_hint_ms = 0
         self._final = False
 
-    @property
-    def state(self) -> int:
-        with self._lock:
-            return self._state
-
     def report(self, state: int, *, wait_hint_ms: int = 0, exit_code: int = 0) -> None:
         with self._lock:
             if self._final:
@@ -187,7 +182,7 @@ class WindowsService:
             log.error("midbox stopped: %s", e)
             return EXIT_CHECK_FAILED
         except Exception as e:
-            # Anything else: the exit code says "failed", the log says what, never with values.
+            # Anything else: the exit code says "failed"; the log names it in one line, no traceback.
             log.error("midbox stopped on %s: %s", type(e).__name__, e)
             return 1
         log.info("service %s stopped with exit code %d", self._name, code)

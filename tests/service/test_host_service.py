@@ -182,3 +182,22 @@ def test_systemctl_runs_only_for_the_directory_systemd_loads(tmp_path: Path) -> 
     live = Systemd.detect(None)
     assert live.unit_dir == SYSTEM_UNIT_DIR
     assert live.running == (Path("/run/systemd/system").is_dir() and live.systemctl is not None)
+
+
+def test_a_unit_dir_that_cannot_be_written_is_one_line_and_exit_1(
+    setup: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, state, units = setup
+    units.write_text("not a directory")
+    code, _, err = cli(
+        monkeypatch,
+        "service",
+        "install",
+        "--config",
+        str(config),
+        "--state-dir",
+        str(state),
+        "--unit-dir",
+        str(units),
+    )
+    assert code == 1 and err.startswith("midbox: cannot ") and len(err.strip().splitlines()) == 1
