@@ -213,8 +213,9 @@ def _status(args: argparse.Namespace, env: CliEnv) -> int:
         env.stdout.write(json.dumps(status, sort_keys=True) + "\n")
     else:
         pid = f", pid {status['pid']}" if status.get("pid") else ""
+        last = f", last exit code {status['service_exit_code']}" if status.get("service_exit_code") else ""
         where = "installed" if status.get("installed") else "not installed"
-        env.stdout.write(f"{args.name}: {where}, {status.get('state')}{pid}\n")
+        env.stdout.write(f"{args.name}: {where}, {status.get('state')}{pid}{last}\n")
     return 0 if status.get("running") else EXIT_CHECK_FAILED
 
 

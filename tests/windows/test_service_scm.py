@@ -236,6 +236,11 @@ def test_a_refused_config_stops_the_service_with_exit_code_1_reported_to_the_scm
     assert final["state"] == "stopped"
     assert (final["win32_exit_code"], final["service_exit_code"]) == (1066, 1), final  # service-specific: 1
     assert "config.refused" in [e["event"] for e in audit_entries(state_dir)]
+    status = winpy(
+        "from appliance.cli import main\nsys.exit(main(['service', 'status', '--name', sys.argv[1]]))",
+        SERVICE,
+    )
+    assert status.returncode == 1 and "stopped" in status.stdout and "last exit code 1" in status.stdout
     assert "midbox stopped:" in (state_dir / "service.log").read_text(encoding="utf-8")
 
 
