@@ -55,3 +55,10 @@ class Limits:
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 MAX_BUNDLE_MEMBER_BYTES = 256 * 1024 * 1024
 MAX_BUNDLE_MEMBERS = 64
+
+# Host service integration (midbox service ...).
+SERVICE_STOP_TIMEOUT_S = 60.0  # uninstall waits this long for a graceful stop (drain 20 s + checkpoint 10 s)
+SERVICE_LOG_BYTES = 10_000_000  # the Windows service's log file, rotated at this size
+SERVICE_LOG_BACKUPS = 3
+MAX_UNIT_BYTES = 1_000_000  # an existing unit file larger than this is not one midbox wrote
+SYSTEMCTL_TIMEOUT_S = 90.0  # enable --now / disable --now wait for a start or a graceful stop

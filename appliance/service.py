@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,8 +57,52 @@ class ServiceOptions:
     config_watch_interval_s: float = 5.0
 
 
-async def serve(options: ServiceOptions, *, ready: Callable[[], None] | None = None) -> int:
-    """Run until SIGTERM/SIGINT; return the exit code. Raises (exit 1) if the config is refused."""
+class StopRequest:
+    """A stop asked for from another thread: the Windows service control handler runs on the
+    dispatcher thread, not on the event loop's, so it cannot touch an asyncio.Event directly."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requested = False
+        self._wake: Callable[[], None] | None = None
+
+    def request(self) -> None:
+        """Ask the appliance to stop gracefully; safe from any thread, any number of times."""
+        with self._lock:
+            self._requested = True
+            wake = self._wake
+        if wake is not None:
+            wake()
+
+    @property
+    def requested(self) -> bool:
+        with self._lock:
+            return self._requested
+
+    def _attach(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing left to stop
+                loop.call_soon_threadsafe(stop.set)
+
+        with self._lock:
+            self._wake = wake
+            requested = self._requested
+        if requested:  # asked before the appliance was up: stop as soon as it is
+            stop.set()
+
+    def _detach(self) -> None:
+        with self._lock:
+            self._wake = None
+
+
+async def serve(
+    options: ServiceOptions,
+    *,
+    ready: Callable[[], None] | None = None,
+    stop_request: StopRequest | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT or ``stop_request``; return the exit code. Raises (exit 1) if the
+    config is refused."""
     host = open_host(
         options.state_dir,
         credentials_directory=options.credentials_directory,
@@ -86,7 +131,7 @@ async def serve(options: ServiceOptions, *, ready: Callable[[], None] | None = N
             config.appliance.name,
             config.version,
         )
-        lifecycle = _Lifecycle(options, audit, host)
+        lifecycle = _Lifecycle(options, audit, host, stop_request)
         config, reason = await lifecycle.run(config, ready)
         return 0
     finally:
@@ -161,8 +206,11 @@ def _first_config(options: ServiceOptions, audit: AuditLog) -> Config:
 class _Lifecycle:
     """Runs the runner; restarts it on a config that verified; stops it on a signal."""
 
-    def __init__(self, options: ServiceOptions, audit: AuditLog, host: Host) -> None:
+    def __init__(
+        self, options: ServiceOptions, audit: AuditLog, host: Host, stop_request: StopRequest | None = None
+    ) -> None:
         self._options = options
+        self._stop_request = stop_request
         self._audit = audit
         self._host = host
         self._stop = asyncio.Event()
@@ -171,6 +219,8 @@ class _Lifecycle:
 
     async def run(self, config: Config, ready: Callable[[], None] | None) -> tuple[Config, str]:
         self._install_signals()
+        if self._stop_request is not None:
+            self._stop_request._attach(asyncio.get_running_loop(), self._stop)
         background = [
             asyncio.create_task(self._watch_config(), name="config-watch"),
             asyncio.create_task(self._checkpoints(lambda: config), name="checkpoints"),
@@ -189,6 +239,8 @@ class _Lifecycle:
                 config = config_changed
                 log.info("runner restarted on config version %d", config.version)
         finally:
+            if self._stop_request is not None:
+                self._stop_request._detach()
             for task in background:
                 task.cancel()
             for task in background:
@@ -218,6 +270,8 @@ class _Lifecycle:
                 runner.result()  # re-raises what stopped it
                 return None
             if self._stop.is_set():
+                if self._stop_request is not None and self._stop_request.requested:
+                    self._reason = "service stop"
                 return None
             self._reload.clear()
             outcome = try_reload(
@@ -233,6 +287,10 @@ class _Lifecycle:
                 log.warning("kept config version %d: %s", config.version, outcome.reason)
 
     def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            # Signals reach only the main thread; a Windows service runs serve() on the thread
+            # the SCM started and stops it through a StopRequest instead.
+            return
         loop = asyncio.get_running_loop()
         if os.name == "nt":  # no add_signal_handler on Windows' proactor loop
             for sig in (signal.SIGINT, getattr(signal, "SIGBREAK", signal.SIGINT)):

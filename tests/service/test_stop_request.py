@@ -1,0 +1,90 @@
+"""serve() stopped from another thread, as the Windows service control handler stops it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from appliance.service import ServiceOptions, StopRequest, serve
+from hardening.audit import audit_dir
+from tests.helpers import NAME, Pki, dev_instance, http_target
+from tests.service.test_run_command import EXPIRES, NOT_BEFORE, config_bytes, http_job, wait_answer
+from tests.signing.helpers import install_trust, write_signed_config
+
+
+def audit_entries(state_dir: Path) -> list[dict[str, object]]:
+    entries: list[dict[str, object]] = []
+    for segment in sorted(audit_dir(state_dir).glob("audit-*.log")):
+        entries += [json.loads(line) for line in segment.read_text().splitlines() if line]
+    return entries
+
+
+def test_a_stop_request_from_another_thread_drains_checkpoints_and_exits_zero(
+    dev_pki: Pki, tmp_path: Path, state_dir: Path
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    install_trust(state_dir, [key])
+    with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
+        store = instance.state.store
+        config = write_signed_config(
+            tmp_path / "admin",
+            [key],
+            config_bytes(instance.url, dev_pki, 1, '"1-65535"'),
+            name=NAME,
+            version=1,
+            expires=EXPIRES,
+            not_before=NOT_BEFORE,
+        )
+        stop = StopRequest()
+        ready = threading.Event()
+        result: list[object] = []
+
+        def service_thread() -> None:  # not the main thread: no signal handlers can be installed here
+            try:
+                result.append(
+                    asyncio.run(serve(ServiceOptions(config, state_dir), ready=ready.set, stop_request=stop))
+                )
+            except BaseException as e:
+                result.append(e)
+
+        thread = threading.Thread(target=service_thread)
+        thread.start()
+        try:
+            assert ready.wait(20), result
+            answer = wait_answer(store, http_job(store, f"{target}/hello"))
+            assert answer["error_string"] == "" and "hello" in answer["payload"]
+        finally:
+            stop.request()
+            stop.request()  # idempotent
+            thread.join(timeout=40)
+        assert not thread.is_alive() and result == [0]
+        anchors = store.query("ecc_queue", "queue=input^topic=midbox.audit.checkpoint")
+        assert anchors, "the audit checkpoint was not posted on the way out"
+    stops = [e for e in audit_entries(state_dir) if e["event"] == "appliance.stop"]
+    assert len(stops) == 1 and stops[0]["fields"]["reason"] == "service stop"  # type: ignore[index]
+
+
+def test_a_stop_requested_before_the_appliance_is_up_stops_it_as_soon_as_it_is(
+    dev_pki: Pki, tmp_path: Path, state_dir: Path
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    install_trust(state_dir, [key])
+    with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance:
+        config = write_signed_config(
+            tmp_path / "admin",
+            [key],
+            config_bytes(instance.url, dev_pki, 1, '"1-65535"'),
+            name=NAME,
+            version=1,
+            expires=EXPIRES,
+            not_before=NOT_BEFORE,
+        )
+        stop = StopRequest()
+        stop.request()
+        code = asyncio.run(asyncio.wait_for(serve(ServiceOptions(config, state_dir), stop_request=stop), 30))
+    assert code == 0
+    assert [e["event"] for e in audit_entries(state_dir)].count("appliance.stop") == 1
