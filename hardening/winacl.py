@@ -9,6 +9,9 @@ every entry that grants access is for one of those three. Deny entries only take
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -325,13 +328,33 @@ def create_private_dir(path: Path) -> None:
 
 
 def make_private(path: Path, *, is_dir: bool) -> None:
-    """Replace the DACL of an existing file or directory with the private one, inheritance cut.
+    """Replace the DACL of an existing file or directory with the private one, inheritance cut."""
+    _set_dacl(path, private_sddl(current_user_sid(), is_dir=is_dir))
 
-    SetFileSecurityW rather than SetNamedSecurityInfoW: it writes exactly the given protected DACL
-    (Wine 8's SetNamedSecurityInfoW adds the parent's entries back despite the protected flag).
-    """
+
+def service_sid(name: str) -> str:
+    """The SID of the virtual account NT SERVICE\\<name>: S-1-5-80- and the SHA-1 of the upper-cased
+    UTF-16LE name as five little-endian words (how Windows derives per-service SIDs)."""
+    digest = hashlib.sha1(name.upper().encode("utf-16-le"), usedforsecurity=False).digest()
+    return "S-1-5-80-" + "-".join(str(w) for w in struct.unpack("<5I", digest))
+
+
+def system_only_sddl(extra_sids: Sequence[str] = ()) -> str:
+    """Protected DACL for a service's state directory: full control for SYSTEM, Administrators and
+    ``extra_sids`` (a service's virtual account), inherited by sub-folders and files."""
+    return "D:P" + "".join(f"(A;OICI;FA;;;{t})" for t in ("SY", "BA", *extra_sids))
+
+
+def restrict_dir(path: Path, extra_sids: Sequence[str] = ()) -> None:
+    """Replace ``path``'s DACL with :func:`system_only_sddl` (``midbox service install``)."""
+    _set_dacl(path, system_only_sddl(extra_sids))
+
+
+def _set_dacl(path: Path, sddl: str) -> None:
+    """SetFileSecurityW rather than SetNamedSecurityInfoW: it writes exactly the given protected DACL
+    (Wine 8's SetNamedSecurityInfoW adds the parent's entries back despite the protected flag)."""
     api = _Api()
-    descriptor = _descriptor_from_sddl(api, private_sddl(current_user_sid(), is_dir=is_dir))
+    descriptor = _descriptor_from_sddl(api, sddl)
     try:
         if not api.set_file(str(path), _DACL_INFO | _PROTECTED_DACL_INFO, descriptor):
             raise _error("SetFileSecurityW", _last_error(), path)

@@ -14,7 +14,7 @@ from pathlib import Path, PureWindowsPath
 
 from appliance.commands.common import CliEnv, add_leaf
 from appliance.config.model import Config
-from appliance.errors import EXIT_CHECK_FAILED, UsageError
+from appliance.errors import EXIT_CHECK_FAILED, ApplianceError, UsageError
 
 DEFAULT_NAME = "midbox"
 
@@ -124,9 +124,9 @@ def _install(args: argparse.Namespace, env: CliEnv) -> int:
 
 
 def _install_windows(args: argparse.Namespace, env: CliEnv) -> int:
-    from appliance.winacl import protect_dir, service_sid
     from appliance.winscm import Scm, midbox_spec
     from hardening.perms import ensure_private_dir
+    from hardening.winacl import restrict_dir, service_sid
 
     config_path = args.config.resolve()
     state_dir = env.state_dir.resolve()
@@ -141,7 +141,12 @@ def _install_windows(args: argparse.Namespace, env: CliEnv) -> int:
     _verified(config_path, env)
     ensure_private_dir(state_dir)
     # SYSTEM and Administrators only (and the service's own SID when it runs as NT SERVICE\NAME).
-    protect_dir(state_dir, [service_sid(args.name)] if args.virtual_account else [])
+    try:
+        restrict_dir(state_dir, [service_sid(args.name)] if args.virtual_account else [])
+    except OSError as e:
+        raise ApplianceError(
+            f"cannot restrict {state_dir} to SYSTEM and Administrators ({e}); run from an elevated prompt"
+        ) from e
     spec = midbox_spec(
         launcher, args.name, str(config_path), str(state_dir), virtual_account=args.virtual_account
     )

@@ -11,7 +11,6 @@ import pytest
 
 from appliance.errors import ConfigError
 from appliance.service import StopRequest
-from appliance.winacl import private_dacl, service_sid
 from appliance.winscm import ServiceStatus, command_line, quote_arg
 from appliance.winservice import (
     ERROR_CALL_NOT_IMPLEMENTED,
@@ -28,6 +27,7 @@ from appliance.winservice import (
     ControlHandler,
     WindowsService,
 )
+from hardening.winacl import service_sid, system_only_sddl
 
 
 @dataclass
@@ -191,6 +191,6 @@ def test_the_virtual_account_sid_is_derived_as_windows_derives_it() -> None:
 
 
 def test_the_state_dir_acl_is_protected_and_names_only_system_administrators_and_the_service() -> None:
-    assert private_dacl() == "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)"
+    assert system_only_sddl() == "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)"
     sid = service_sid("midbox")
-    assert private_dacl([sid]) == f"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;{sid})"
+    assert system_only_sddl([sid]) == f"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;{sid})"
