@@ -159,14 +159,10 @@ class _PreshutdownInfo(ctypes.Structure):
 
 
 class _StatusProcess(ctypes.Structure):
+    """SERVICE_STATUS_PROCESS: SERVICE_STATUS, then the pid and flags."""
+
     _fields_ = [
-        ("dwServiceType", ctypes.c_uint32),
-        ("dwCurrentState", ctypes.c_uint32),
-        ("dwControlsAccepted", ctypes.c_uint32),
-        ("dwWin32ExitCode", ctypes.c_uint32),
-        ("dwServiceSpecificExitCode", ctypes.c_uint32),
-        ("dwCheckPoint", ctypes.c_uint32),
-        ("dwWaitHint", ctypes.c_uint32),
+        *ServiceStatus._fields_,
         ("dwProcessId", ctypes.c_uint32),
         ("dwServiceFlags", ctypes.c_uint32),
     ]

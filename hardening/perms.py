@@ -150,13 +150,7 @@ def ensure_private_dir(path: Path) -> None:
     On Windows the directory gets a protected DACL (full control for this user, SYSTEM and
     Administrators, inherited by what is created inside), so nothing is inherited from above.
     """
-    if not os.path.lexists(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            if os.name == "nt":
-                winacl.create_private_dir(path)
-            else:
-                os.mkdir(path, 0o700)
+    mkdir_private(path)
     check_private_dir(path)
 
 

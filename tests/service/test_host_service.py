@@ -45,6 +45,23 @@ def cli(monkeypatch: pytest.MonkeyPatch, *argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def install(
+    monkeypatch: pytest.MonkeyPatch, config: Path, state: Path, units: Path, *extra: str
+) -> tuple[int, str, str]:
+    return cli(
+        monkeypatch,
+        "service",
+        "install",
+        "--config",
+        str(config),
+        "--state-dir",
+        str(state),
+        "--unit-dir",
+        str(units),
+        *extra,
+    )
+
+
 def test_install_writes_the_rendered_unit_and_prints_the_systemctl_commands(
     setup: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -95,17 +112,7 @@ def test_install_refuses_a_config_that_does_not_verify_and_writes_nothing(
 ) -> None:
     config, state, units = setup
     config.write_bytes(config.read_bytes() + b"\n# edited after signing\n")
-    code, _, err = cli(
-        monkeypatch,
-        "service",
-        "install",
-        "--config",
-        str(config),
-        "--state-dir",
-        str(state),
-        "--unit-dir",
-        str(units),
-    )
+    code, _, err = install(monkeypatch, config, state, units)
     assert code == 1 and err.startswith("midbox: ")
     assert not (units / "midbox.service").exists()
 
@@ -114,17 +121,7 @@ def test_uninstall_removes_our_unit_and_its_enable_link_but_not_a_stranger(
     setup: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config, state, units = setup
-    code, _, err = cli(
-        monkeypatch,
-        "service",
-        "install",
-        "--config",
-        str(config),
-        "--state-dir",
-        str(state),
-        "--unit-dir",
-        str(units),
-    )
+    code, _, err = install(monkeypatch, config, state, units)
     assert code == 0, err
     wants = units / "multi-user.target.wants"
     wants.mkdir()
@@ -162,18 +159,7 @@ def test_windows_only_parts_are_usage_errors_on_linux(
     config, state, units = setup
     code, _, err = cli(monkeypatch, "service", "run", "--config", str(config), "--state-dir", str(state))
     assert code == 2 and "midbox run" in err
-    code, _, _ = cli(
-        monkeypatch,
-        "service",
-        "install",
-        "--config",
-        str(config),
-        "--state-dir",
-        str(state),
-        "--unit-dir",
-        str(units),
-        "--virtual-account",
-    )
+    code, _, _ = install(monkeypatch, config, state, units, "--virtual-account")
     assert code == 2 and not units.exists()
 
 
@@ -189,15 +175,5 @@ def test_a_unit_dir_that_cannot_be_written_is_one_line_and_exit_1(
 ) -> None:
     config, state, units = setup
     units.write_text("not a directory")
-    code, _, err = cli(
-        monkeypatch,
-        "service",
-        "install",
-        "--config",
-        str(config),
-        "--state-dir",
-        str(state),
-        "--unit-dir",
-        str(units),
-    )
+    code, _, err = install(monkeypatch, config, state, units)
     assert code == 1 and err.startswith("midbox: cannot ") and len(err.strip().splitlines()) == 1
