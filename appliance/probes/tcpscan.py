@@ -44,6 +44,8 @@ def parse_scan(job: Job, max_pairs: int) -> ScanSpec:
     if len(ranges_text) > 20_000 or len(ports_text) > 5_000:
         raise PayloadError("Shazzam 'ranges' or 'ports' parameter is too long")
     items = [r.strip() for r in ranges_text.split(",") if r.strip()]
+    if not items:
+        raise PayloadError("Shazzam 'ranges' names no address or CIDR")
     if len(items) > MAX_RANGES:
         raise PayloadError(f"Shazzam job has more than {MAX_RANGES} ranges")
     ranges: list[tuple[str, IPNetwork]] = []
@@ -54,8 +56,10 @@ def parse_scan(job: Job, max_pairs: int) -> ScanSpec:
             raise PayloadError(
                 f"range {item[:60]!r} is not an address or CIDR (host bits must be zero)"
             ) from e
-    ports: list[int] = []
+    ports: dict[int, None] = {}  # ordered and de-duplicated in one pass, even for "1-65535"
     port_items = [p.strip() for p in ports_text.split(",") if p.strip()]
+    if not port_items:
+        raise PayloadError("Shazzam 'ports' names no port")
     if len(port_items) > MAX_PORT_ITEMS:
         raise PayloadError(f"Shazzam job has more than {MAX_PORT_ITEMS} port items")
     for item in port_items:
@@ -66,7 +70,7 @@ def parse_scan(job: Job, max_pairs: int) -> ScanSpec:
         low, high = int(low_text), int(high_text)
         if not 1 <= low <= high <= 65535:
             raise PayloadError(f"port range {item[:20]!r} is outside 1..65535")
-        ports.extend(p for p in range(low, high + 1) if p not in ports)
+        ports.update(dict.fromkeys(range(low, high + 1)))
     pairs = sum(_host_count(net) for _, net in ranges) * len(ports)
     if pairs > max_pairs:
         raise PayloadError(f"Shazzam job asks for {pairs} address/port pairs; the cap is {max_pairs}")

@@ -142,6 +142,8 @@ def test_everything_denied_is_an_error(tmp_path: Path) -> None:
         ("127.0.0.1", "30-20"),
         ("127.0.0.1", "ssh"),
         ("127.0.0.1", "22;23"),
+        (",", "1"),  # found by Hypothesis: a list of nothing is not a scan
+        ("127.0.0.1", " , "),
     ],
 )
 def test_malformed_scans_are_payload_errors(tmp_path: Path, ranges: str, ports: str) -> None:
