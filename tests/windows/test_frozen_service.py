@@ -1,0 +1,101 @@
+"""The frozen midbox.exe as a Windows service, driven only through its own command line, under Wine.
+
+Runs when MIDBOX_WINDOWS_EXE names a built .exe (CI: after ``build/wine build``). The .exe is copied
+under the prefix's Program Files (``service install`` refuses other places), installed for a signed
+config, started by Wine's Service Control Manager, answers a job from the development instance, and
+``service uninstall`` stops it through the SCM: gracefully, with the checkpoint posted and the audit
+chain intact as the .exe itself verifies it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tests.helpers import AGENT, NAME, Pki, dev_instance, http_target
+from tests.service.test_run_command import EXPIRES, NOT_BEFORE, http_job, wait_answer
+from tests.signing.helpers import install_trust, write_signed_config
+from tests.windows.conftest import wine_env, wine_path
+from tests.windows.test_service_scm import SERVICE, audit_entries, windows_config, wine_awake
+
+__all__ = ["wine_awake"]  # a fixture this module uses
+
+EXE = os.environ.get("MIDBOX_WINDOWS_EXE", "")
+pytestmark = pytest.mark.skipif(not EXE, reason="set MIDBOX_WINDOWS_EXE to a built midbox-windows-x86_64.exe")
+
+
+def midbox(wine_root: Path, exe: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["wine", exe, *args],
+        env=wine_env(wine_root),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def installed_exe(wine_root: Path) -> str:
+    folder = wine_root / "prefix" / "drive_c" / "Program Files" / SERVICE
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(EXE, folder / "midbox.exe")
+    return f"C:\\Program Files\\{SERVICE}\\midbox.exe"
+
+
+def test_the_frozen_exe_installs_runs_as_a_service_answers_and_stops_gracefully(
+    wine_root: Path, wine_awake: None, installed_exe: str, dev_pki: Pki, tmp_path: Path, state_dir: Path
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    install_trust(state_dir, [key])
+    state = wine_path(state_dir)
+    try:
+        with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
+            store = instance.state.store
+            config = write_signed_config(
+                tmp_path / "admin",
+                [key],
+                windows_config(instance.url, dev_pki),
+                name=NAME,
+                version=1,
+                expires=EXPIRES,
+                not_before=NOT_BEFORE,
+            )
+            done = midbox(
+                wine_root, installed_exe, "service", "install", "--name", SERVICE,
+                "--config", wine_path(config), "--state-dir", state,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            assert f'"{installed_exe}" "service" "run"' in done.stdout, done.stdout
+            answer = wait_answer(store, http_job(store, f"{target}/hello"), timeout=90)
+            assert answer["error_string"] == "" and "hello" in answer["payload"]
+            assert answer["agent"] == AGENT
+            status = midbox(wine_root, installed_exe, "service", "status", "--name", SERVICE, "--json")
+            assert status.returncode == 0 and '"running": true' in status.stdout, status.stdout
+
+            removed = midbox(wine_root, installed_exe, "service", "uninstall", "--name", SERVICE)
+            assert removed.returncode == 0, removed.stderr
+            assert "stopped it" in removed.stdout
+            assert store.query("ecc_queue", "queue=input^topic=midbox.audit.checkpoint")
+    finally:
+        midbox(wine_root, installed_exe, "service", "uninstall", "--name", SERVICE)
+    stops = [e for e in audit_entries(state_dir) if e["event"] == "appliance.stop"]
+    assert len(stops) == 1 and stops[0]["fields"]["reason"] == "service stop"  # type: ignore[index]
+    pub = tmp_path / "audit.pub"
+    assert (
+        midbox(
+            wine_root, installed_exe, "audit", "pubkey", "--state-dir", state, "--out", wine_path(pub)
+        ).returncode
+        == 0
+    )
+    verified = midbox(
+        wine_root, installed_exe, "audit", "verify", "--state-dir", state, "--pubkey", wine_path(pub)
+    )
+    assert verified.returncode == 0 and verified.stdout.startswith("INTACT"), (
+        verified.stdout + verified.stderr
+    )
