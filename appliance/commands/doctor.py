@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from appliance.commands.common import CliEnv, add_leaf
 
 DEFAULT_CONFIG = Path("/etc/midbox/midbox.toml")
+DEFAULT_CONFIG_HELP = f"{DEFAULT_CONFIG}; on Windows %ProgramData%\\midbox\\midbox.toml"
+
+
+def default_config(env: CliEnv) -> Path:
+    """Where the signed config lives unless --config says otherwise (beside the state on Windows,
+    whose %ProgramData%\\midbox the service installer restricts to SYSTEM and Administrators)."""
+    if os.name == "nt":
+        return Path(env.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "midbox" / "midbox.toml"
+    return DEFAULT_CONFIG
 
 
 def register(
@@ -22,7 +32,9 @@ def register(
         _doctor,
         "check the host: permissions, trust root, config, certificates, clock, the instance",
     )
-    p.add_argument("--config", type=Path, default=None, help=f"the signed config (default {DEFAULT_CONFIG})")
+    p.add_argument(
+        "--config", type=Path, default=None, help=f"the signed config (default {DEFAULT_CONFIG_HELP})"
+    )
 
 
 def _doctor(args: argparse.Namespace, env: CliEnv) -> int:
@@ -34,7 +46,7 @@ def _doctor(args: argparse.Namespace, env: CliEnv) -> int:
 
     now = dt.datetime.now(dt.UTC)
     findings = doctor.check_state_dir(env.state_dir) + doctor.check_trust_root(env.state_dir)
-    config_path: Path = args.config or DEFAULT_CONFIG
+    config_path: Path = args.config or default_config(env)
     if args.config is None and not config_path.exists():
         findings.append(doctor.Finding(doctor.Level.WARN, "config", f"none at {config_path}; pass --config"))
     else:

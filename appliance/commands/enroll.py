@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from appliance.commands.common import CliEnv, add_leaf
-from appliance.commands.doctor import DEFAULT_CONFIG
+from appliance.commands.doctor import DEFAULT_CONFIG_HELP, default_config
 from appliance.errors import UsageError
 
 if TYPE_CHECKING:
@@ -41,7 +41,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     mode.add_argument("--renew", action="store_true", help="new key and CSR beside the current pair")
     where = p.add_mutually_exclusive_group()
     where.add_argument(
-        "--out", type=Path, help=f"directory of appliance.key/.csr/.crt (default {DEFAULT_CONFIG.parent})"
+        "--out",
+        type=Path,
+        help=f"directory of appliance.key/.csr/.crt (default: the folder of {DEFAULT_CONFIG_HELP})",
     )
     where.add_argument("--config", type=Path, help="take the key/cert paths and CA from this signed config")
     p.add_argument("--ca-file", type=Path, help="the CA that signs appliance certificates (for --install)")
@@ -59,7 +61,7 @@ def _target(args: argparse.Namespace, env: CliEnv) -> _Target:
     from hardening.enroll import EnrollPaths
 
     if args.config is None:
-        return _Target(EnrollPaths.in_dir(args.out or DEFAULT_CONFIG.parent), None, None)
+        return _Target(EnrollPaths.in_dir(args.out or default_config(env).parent), None, None)
     from appliance.config.verify import load_verified_config
 
     config = load_verified_config(args.config, env.state_dir, dt.datetime.now(dt.UTC), commit=False)
