@@ -363,10 +363,19 @@ def _last_error() -> int:
 
 
 def midbox_spec(
-    launcher: Sequence[str], name: str, config_path: str, state_dir: str, *, virtual_account: bool = False
+    launcher: Sequence[str],
+    name: str,
+    config_path: str,
+    state_dir: str,
+    *,
+    virtual_account: bool = False,
+    passphrase_file: str | None = None,
 ) -> ServiceSpec:
-    """The midbox service: ``<launcher> service run --name N --config C --state-dir D``, paths absolute."""
+    """The midbox service: ``<launcher> service run --name N --config C --state-dir D``, paths absolute
+    (and ``--passphrase-file F`` when the credential store has an operator passphrase)."""
     argv = [*launcher, "service", "run", "--name", name, "--config", config_path, "--state-dir", state_dir]
+    if passphrase_file is not None:
+        argv += ["--passphrase-file", passphrase_file]
     return ServiceSpec(
         name=name,
         display_name=f"midbox ServiceNow MID Server ({name})",

@@ -53,6 +53,13 @@ def register(
         action="store_true",
         help="Windows: allow a binary outside Program Files (anyone who can replace it runs as the service)",
     )
+    p.add_argument(
+        "--passphrase-file",
+        type=Path,
+        default=None,
+        help="Windows: the credential store's passphrase file, passed to the service as a path (never the "
+        "passphrase itself); keep it in the restricted state folder",
+    )
 
     p = add_leaf(leaves, "uninstall", common, _uninstall, "stop the service if it runs, then remove it")
     p.add_argument("--name", default=DEFAULT_NAME, help="service name (default: midbox)")
@@ -114,8 +121,10 @@ def _install(args: argparse.Namespace, env: CliEnv) -> int:
         return _install_windows(args, env)
     from appliance.systemd import Systemd, install_unit
 
-    if args.virtual_account or args.unsafe_binary_location:
-        raise UsageError("--virtual-account and --unsafe-binary-location are Windows options")
+    if args.virtual_account or args.unsafe_binary_location or args.passphrase_file:
+        raise UsageError(
+            "--virtual-account, --unsafe-binary-location and --passphrase-file are Windows options"
+        )
     text = _unit_text(args.config.resolve(), args.binary, env)
     systemd = Systemd.detect(args.unit_dir)
     outcome = install_unit(systemd, args.name, text, force=args.force, start=not args.no_start)
@@ -148,7 +157,12 @@ def _install_windows(args: argparse.Namespace, env: CliEnv) -> int:
             f"cannot restrict {state_dir} to SYSTEM and Administrators ({e}); run from an elevated prompt"
         ) from e
     spec = midbox_spec(
-        launcher, args.name, str(config_path), str(state_dir), virtual_account=args.virtual_account
+        launcher,
+        args.name,
+        str(config_path),
+        str(state_dir),
+        virtual_account=args.virtual_account,
+        passphrase_file=str(args.passphrase_file.resolve()) if args.passphrase_file else None,
     )
     scm = Scm()
     for note in scm.install(spec):

@@ -159,8 +159,9 @@ def test_windows_only_parts_are_usage_errors_on_linux(
     config, state, units = setup
     code, _, err = cli(monkeypatch, "service", "run", "--config", str(config), "--state-dir", str(state))
     assert code == 2 and "midbox run" in err
-    code, _, _ = install(monkeypatch, config, state, units, "--virtual-account")
-    assert code == 2 and not units.exists()
+    for windows_only in (["--virtual-account"], ["--passphrase-file", str(state / "pass")]):
+        code, _, _ = install(monkeypatch, config, state, units, *windows_only)
+        assert code == 2 and not units.exists()
 
 
 def test_systemctl_runs_only_for_the_directory_systemd_loads(tmp_path: Path) -> None:

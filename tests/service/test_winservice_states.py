@@ -11,7 +11,7 @@ import pytest
 
 from appliance.errors import ConfigError
 from appliance.service import StopRequest
-from appliance.winscm import ServiceStatus, command_line, quote_arg
+from appliance.winscm import ServiceStatus, command_line, midbox_spec, quote_arg
 from appliance.winservice import (
     ERROR_CALL_NOT_IMPLEMENTED,
     ERROR_SERVICE_SPECIFIC_ERROR,
@@ -182,6 +182,19 @@ def test_service_command_lines_are_always_quoted() -> None:
     for bad in ['a"b', "100%PATH%", "a\nb"]:
         with pytest.raises(Exception, match="cannot be part|expand"):
             quote_arg(bad)
+
+
+def test_the_store_passphrase_file_reaches_the_service_as_a_quoted_path() -> None:
+    plain = midbox_spec([r"C:\Program Files\midbox\midbox.exe"], "midbox", r"C:\m\c.toml", r"C:\m")
+    assert "--passphrase-file" not in plain.command_line
+    spec = midbox_spec(
+        [r"C:\Program Files\midbox\midbox.exe"],
+        "midbox",
+        r"C:\m\c.toml",
+        r"C:\m",
+        passphrase_file=r"C:\m\store pass.txt",
+    )
+    assert spec.command_line.endswith(r'"--passphrase-file" "C:\m\store pass.txt"')
 
 
 def test_the_virtual_account_sid_is_derived_as_windows_derives_it() -> None:
