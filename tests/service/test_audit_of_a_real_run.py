@@ -28,8 +28,8 @@ from hardening.audit import (
 )
 from hardening.audit.checkpoint import Checkpoint
 from tests.helpers import AGENT, dev_instance, http_target, make_pki
-from tests.service.test_run_command import EXPIRES, NOT_BEFORE, appliance, config_bytes, http_job, wait_answer
-from tests.signing.helpers import install_trust, write_signed_config
+from tests.service.test_run_command import appliance, config_bytes, http_job, signed_config, wait_answer
+from tests.signing.helpers import install_trust
 
 
 class RealRun:
@@ -50,14 +50,11 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> RealRun:
     with dev_instance(pki, base / "db.sqlite") as instance, http_target() as target:
         store = instance.state.store
         port = target.rsplit(":", 1)[1]
-        config = write_signed_config(
+        config = signed_config(
             base / "admin",
             [key],
             config_bytes(instance.url, pki, 1, port),
             name="edge-01",
-            version=1,
-            expires=EXPIRES,
-            not_before=NOT_BEFORE,
         )
         with appliance(config, state, base / "run.log") as proc:
             for url in (f"{target}/hello", "http://169.254.169.254/", f"{target}/hello"):

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -133,12 +134,26 @@ def socket_inodes(pid: int) -> set[str]:
     return out
 
 
-def audit_events(state_dir: Path) -> list[str]:
-    """Event names in the order written, read straight from the log files."""
-    names: list[str] = []
+def signed_config(
+    admin: Path, keys: list[Ed25519PrivateKey], body: bytes, *, name: str = NAME, version: int = 1
+) -> Path:
+    """``body`` as the config of appliance ``name``, signed by ``keys``, valid from an hour ago for 30 days."""
+    return write_signed_config(
+        admin, keys, body, name=name, version=version, expires=EXPIRES, not_before=NOT_BEFORE
+    )
+
+
+def audit_entries(state_dir: Path) -> list[dict[str, Any]]:
+    """Entries in the order written, read straight from the log files."""
+    entries: list[dict[str, Any]] = []
     for segment in sorted(audit_dir(state_dir).glob("audit-*.log")):
-        names += [json.loads(line)["event"] for line in segment.read_text().splitlines() if line]
-    return names
+        entries += [json.loads(line) for line in segment.read_text().splitlines() if line]
+    return entries
+
+
+def audit_events(state_dir: Path) -> list[str]:
+    """Event names in the order written."""
+    return [e["event"] for e in audit_entries(state_dir)]
 
 
 @pytest.fixture
@@ -152,14 +167,10 @@ def test_run_answers_jobs_never_listens_and_stops_cleanly_with_a_verified_audit_
     install_trust(state_dir, [admin_key])
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
         store = instance.state.store
-        config = write_signed_config(
+        config = signed_config(
             tmp_path / "admin",
             [admin_key],
             config_bytes(instance.url, dev_pki, 1, '"1-65535"'),
-            name=NAME,
-            version=1,
-            expires=EXPIRES,
-            not_before=NOT_BEFORE,
         )
         with appliance(config, state_dir, tmp_path / "run.log") as proc:
             answer = wait_answer(store, http_job(store, f"{target}/hello"))
@@ -189,14 +200,10 @@ def test_run_refuses_an_unsigned_config_with_one_line_and_exit_1(
 ) -> None:
     install_trust(state_dir, [admin_key])
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance:
-        config = write_signed_config(
+        config = signed_config(
             tmp_path / "admin",
             [],
             config_bytes(instance.url, dev_pki, 1, '"1-65535"'),
-            name=NAME,
-            version=1,
-            expires=EXPIRES,
-            not_before=NOT_BEFORE,
         )
         done = midbox("run", "--config", str(config), "--state-dir", str(state_dir))
         assert done.returncode == 1
@@ -216,14 +223,10 @@ def test_a_bad_config_on_sighup_is_refused_and_a_good_one_is_applied(
         port = int(target.rsplit(":", 1)[1])
         admin = tmp_path / "admin"
         other = port + 1 if port < 65535 else port - 1
-        config = write_signed_config(
+        config = signed_config(
             admin,
             [admin_key],
             config_bytes(instance.url, dev_pki, 1, str(other)),
-            name=NAME,
-            version=1,
-            expires=EXPIRES,
-            not_before=NOT_BEFORE,
         )
         with appliance(config, state_dir, tmp_path / "run.log") as proc:
             denied = wait_answer(store, http_job(store, f"{target}/hello"))

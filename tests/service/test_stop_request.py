@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.service import ServiceOptions, StopRequest, serve
-from hardening.audit import audit_dir
-from tests.helpers import NAME, Pki, dev_instance, http_target
-from tests.service.test_run_command import EXPIRES, NOT_BEFORE, config_bytes, http_job, wait_answer
-from tests.signing.helpers import install_trust, write_signed_config
-
-
-def audit_entries(state_dir: Path) -> list[dict[str, object]]:
-    entries: list[dict[str, object]] = []
-    for segment in sorted(audit_dir(state_dir).glob("audit-*.log")):
-        entries += [json.loads(line) for line in segment.read_text().splitlines() if line]
-    return entries
+from tests.helpers import Pki, dev_instance, http_target
+from tests.service.test_run_command import audit_entries, config_bytes, http_job, signed_config, wait_answer
+from tests.signing.helpers import install_trust
 
 
 def test_a_stop_request_from_another_thread_drains_checkpoints_and_exits_zero(
@@ -30,14 +21,10 @@ def test_a_stop_request_from_another_thread_drains_checkpoints_and_exits_zero(
     install_trust(state_dir, [key])
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
         store = instance.state.store
-        config = write_signed_config(
+        config = signed_config(
             tmp_path / "admin",
             [key],
             config_bytes(instance.url, dev_pki, 1, '"1-65535"'),
-            name=NAME,
-            version=1,
-            expires=EXPIRES,
-            not_before=NOT_BEFORE,
         )
         stop = StopRequest()
         ready = threading.Event()
@@ -74,14 +61,10 @@ def test_a_stop_requested_before_the_appliance_is_up_stops_it_as_soon_as_it_is(
     key = Ed25519PrivateKey.generate()
     install_trust(state_dir, [key])
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance:
-        config = write_signed_config(
+        config = signed_config(
             tmp_path / "admin",
             [key],
             config_bytes(instance.url, dev_pki, 1, '"1-65535"'),
-            name=NAME,
-            version=1,
-            expires=EXPIRES,
-            not_before=NOT_BEFORE,
         )
         stop = StopRequest()
         stop.request()

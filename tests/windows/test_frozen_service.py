@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.helpers import AGENT, NAME, Pki, dev_instance, http_target
-from tests.service.test_run_command import EXPIRES, NOT_BEFORE, http_job, wait_answer
-from tests.signing.helpers import install_trust, write_signed_config
+from tests.helpers import AGENT, Pki, dev_instance, http_target
+from tests.service.test_run_command import audit_entries, http_job, signed_config, wait_answer
+from tests.signing.helpers import install_trust
 from tests.windows.conftest import wine_env, wine_path
-from tests.windows.test_service_scm import SERVICE, audit_entries, windows_config, wine_awake
+from tests.windows.test_service_scm import SERVICE, windows_config, wine_awake
 
 __all__ = ["wine_awake"]  # a fixture this module uses
 
@@ -57,14 +57,10 @@ def test_the_frozen_exe_installs_runs_as_a_service_answers_and_stops_gracefully(
     try:
         with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
             store = instance.state.store
-            config = write_signed_config(
+            config = signed_config(
                 tmp_path / "admin",
                 [key],
                 windows_config(instance.url, dev_pki),
-                name=NAME,
-                version=1,
-                expires=EXPIRES,
-                not_before=NOT_BEFORE,
             )
             done = midbox(
                 wine_root, installed_exe, "service", "install", "--name", SERVICE,

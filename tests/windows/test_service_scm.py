@@ -20,7 +20,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.helpers import AGENT, NAME, Pki, dev_instance, http_target
-from tests.service.test_run_command import EXPIRES, NOT_BEFORE, http_job, wait_answer
+from tests.service.test_run_command import (
+    EXPIRES,
+    NOT_BEFORE,
+    audit_entries,
+    http_job,
+    signed_config,
+    wait_answer,
+)
 from tests.signing.helpers import install_trust, write_signed_config
 from tests.windows.conftest import REPO, WinPy, result_of, wine_env, wine_path
 
@@ -50,13 +57,6 @@ cidr = "127.0.0.1/32"
 probes = ["http"]
 ports = ["1-65535"]
 """.encode()
-
-
-def audit_entries(state_dir: Path) -> list[dict[str, object]]:
-    entries: list[dict[str, object]] = []
-    for segment in sorted((state_dir / "audit").glob("audit-*.log")):
-        entries += [json.loads(line) for line in segment.read_text().splitlines() if line]
-    return entries
 
 
 @pytest.fixture
@@ -119,14 +119,10 @@ def test_the_scm_starts_the_service_it_answers_a_job_and_stops_gracefully_on_sto
     install_trust(state_dir, [key])
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
         store = instance.state.store
-        config = write_signed_config(
+        config = signed_config(
             tmp_path / "admin",
             [key],
             windows_config(instance.url, dev_pki),
-            name=NAME,
-            version=1,
-            expires=EXPIRES,
-            not_before=NOT_BEFORE,
         )
         started = time.monotonic()
         installed = result_of(
@@ -205,14 +201,10 @@ def test_a_refused_config_stops_the_service_with_exit_code_1_reported_to_the_scm
 ) -> None:
     key = Ed25519PrivateKey.generate()
     install_trust(state_dir, [key])
-    config = write_signed_config(
+    config = signed_config(
         tmp_path / "admin",
         [key],
         windows_config("https://127.0.0.1:9", dev_pki),
-        name=NAME,
-        version=1,
-        expires=EXPIRES,
-        not_before=NOT_BEFORE,
     )
     config.write_bytes(config.read_bytes() + b"# edited after signing\n")
     final = result_of(
