@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.common import CliEnv, add_leaf, read_capped
 from appliance.errors import EXIT_CHECK_FAILED, UsageError
 
 if TYPE_CHECKING:
@@ -17,11 +17,7 @@ MAX_PUBKEY_FILE_BYTES = 16_384
 
 
 def _read_capped(path: Path, cap: int, what: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(cap + 1)
-    except OSError as e:
-        raise UsageError(f"cannot read {what} {path}: {e.strerror}") from e
+    data = read_capped(path, cap, what)
     if len(data) > cap:
         raise UsageError(f"{what} {path} is larger than {cap} bytes; it is not a {what}")
     return data

@@ -39,3 +39,15 @@ def add_leaf(
     )
     parser.set_defaults(handler=handler)
     return parser
+
+
+def read_capped(path: Path, cap: int, what: str) -> bytes:
+    """At most ``cap + 1`` bytes of a file the user named, so the size check that follows sees an
+    oversize file as oversize; an unreadable file is a usage error naming it."""
+    from appliance.errors import UsageError
+
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(cap + 1)
+    except OSError as e:
+        raise UsageError(f"cannot read {what} {path}: {e.strerror}") from e

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.common import CliEnv, add_leaf, read_capped
 from appliance.commands.doctor import DEFAULT_CONFIG_HELP, default_config
 from appliance.errors import UsageError
 
@@ -168,8 +168,10 @@ def _install(args: argparse.Namespace, env: CliEnv, target: _Target) -> int:
             f"the pending request is for {pending.name!r}; the config names {target.config_name!r}"
         )
     # 1. Size first, then parse (the CA file is read the same way, for step 6).
-    unverified = parse_certificate_file(_read_capped(args.install, MAX_CERT_FILE_BYTES), args.install.name)
-    anchors = parse_ca_file(_read_capped(ca_path, MAX_CA_FILE_BYTES), str(ca_path))
+    unverified = parse_certificate_file(
+        read_capped(args.install, MAX_CERT_FILE_BYTES, "certificate"), args.install.name
+    )
+    anchors = parse_ca_file(read_capped(ca_path, MAX_CA_FILE_BYTES, "CA file"), str(ca_path))
     # 2-6. Key, name, validity, leaf profile, chain.
     verified = verify_certificate(
         unverified,
@@ -220,15 +222,6 @@ def _install(args: argparse.Namespace, env: CliEnv, target: _Target) -> int:
     if why_not:
         print(f"midbox: {why_not}", file=env.stderr)
     return 0
-
-
-def _read_capped(path: Path, cap: int) -> bytes:
-    """Read at most cap+1 bytes, so the size check that follows sees an oversize file as oversize."""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(cap + 1)
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror}") from e
 
 
 def _audit(env: CliEnv, event: str, fields: dict[str, object]) -> tuple[bool, str | None]:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.common import CliEnv, add_leaf, read_capped
 from appliance.commands.keys import add_passphrase_file, load_signing_key
 from appliance.errors import UsageError
 
@@ -43,11 +43,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def _read(path: Path, what: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(_MAX_FILE + 1)
-    except OSError as e:
-        raise UsageError(f"cannot read {what} {path}: {e.strerror}") from e
+    return read_capped(path, _MAX_FILE, what)
 
 
 def _keys(paths: list[Path]) -> list[TrustedKey]:
