@@ -24,6 +24,7 @@ class Limits:
     http_response_bytes: int = 5_000_000
     http_timeout_s: float = 30.0
     ssh_output_bytes: int = 1_000_000
+    ssh_stdin_bytes: int = 1_000_000  # a ${File:...} script sent on stdin (it is never written on the target)
     ssh_command_timeout_s: float = 60.0
     snmp_varbinds: int = 100_000
     scan_targets: int = 65_536

@@ -16,6 +16,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 PROBE_KINDS = frozenset({"ssh", "snmp", "http", "tcp"})
 
+# How an SSH rule treats a host key nobody pinned: refuse it, or pin the first one seen (then refuse changes).
+HOST_KEY_MODES = frozenset({"pinned", "pin-on-first-use"})
+
 # Addresses a probe must never reach by accident: a rule has to name them with a CIDR inside the block.
 SPECIAL_BLOCKS: tuple[IPNetwork, ...] = tuple(
     ipaddress.ip_network(n)
@@ -56,6 +59,14 @@ class AllowRule:
     credentials: frozenset[str]
     # HTTPS targets of this rule are verified against this CA file only (else the system's trust store).
     tls_ca: Path | None = None
+    # SSH jobs with must_sudo=true may run their command under sudo on this rule's targets.
+    sudo: bool = False
+    # "pinned": an unknown host key is refused; "pin-on-first-use": the first key seen is pinned.
+    host_keys: str = "pinned"
+
+    def __post_init__(self) -> None:
+        if self.host_keys not in HOST_KEY_MODES:
+            raise ValueError(f"host_keys must be one of {sorted(HOST_KEY_MODES)}")
 
     def matches_target(self, address: IPAddress, hostname: str | None) -> bool:
         if any(address in net for net in self.networks):

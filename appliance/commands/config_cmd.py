@@ -10,6 +10,7 @@ from pathlib import Path
 from appliance.commands.common import CliEnv, add_leaf
 from appliance.commands.keys import add_passphrase_file, load_signing_key
 from appliance.errors import UsageError
+from hardening.policy import AllowRule
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -100,6 +101,7 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
             "probes": list(a.probes),
             "ports": list(a.ports),
             "credentials": list(a.credentials),
+            **_ssh_keys(a.rule),
         }
         for a in cfg.settings.allow
     ]
@@ -132,8 +134,15 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
     for i, a in enumerate(cfg.settings.allow, start=1):
         where = ", ".join((*a.cidrs, *a.hosts))
         creds = ", ".join(a.credentials) or "none"
-        out.append(
-            f"    {i}. {where}  probes {','.join(a.probes)}  ports {','.join(a.ports)}  credentials {creds}"
-        )
+        ssh = "".join(f"  {k.replace('_', ' ')} {str(v).lower()}" for k, v in _ssh_keys(a.rule).items())
+        ports = ",".join(a.ports)
+        out.append(f"    {i}. {where}  probes {','.join(a.probes)}  ports {ports}  credentials {creds}{ssh}")
     print("\n".join(out), file=env.stdout)
     return 0
+
+
+def _ssh_keys(rule: AllowRule) -> dict[str, object]:
+    """The SSH-only keys of a rule (``sudo``, ``host_keys``), shown for rules that allow ssh."""
+    if "ssh" not in rule.probes:
+        return {}
+    return {"sudo": rule.sudo, "host_keys": rule.host_keys}

@@ -74,7 +74,18 @@ def _explain(args: argparse.Namespace, env: CliEnv) -> int:
         d = policy.check(
             probe=kind, address=address, port=port, credential=args.credential, hostname=hostname
         )
-        results.append({"address": str(address), "allowed": d.allowed, "reason": d.reason, "rule": d.rule})
+        entry: dict[str, object] = {
+            "address": str(address),
+            "allowed": d.allowed,
+            "reason": d.reason,
+            "rule": d.rule,
+        }
+        rule = policy.rule(d.rule) if d.allowed else None
+        if rule is not None and kind == "ssh":
+            # What the deciding rule lets an SSH job do beyond connecting: sudo, and unknown host keys.
+            entry["sudo"] = rule.sudo
+            entry["host_keys"] = rule.host_keys
+        results.append(entry)
     allowed = all(r["allowed"] for r in results)
     if env.json:
         print(
@@ -101,7 +112,11 @@ def _explain(args: argparse.Namespace, env: CliEnv) -> int:
             file=env.stdout,
         )
         for r in results:
-            print(f"  {r['address']}: {'allow' if r['allowed'] else 'deny'} - {r['reason']}", file=env.stdout)
+            extra = f" (sudo {str(r['sudo']).lower()}, host keys {r['host_keys']})" if "sudo" in r else ""
+            print(
+                f"  {r['address']}: {'allow' if r['allowed'] else 'deny'} - {r['reason']}{extra}",
+                file=env.stdout,
+            )
         if not allowed and len(results) > 1:
             print("  every address of a name must be allowed", file=env.stdout)
     return 0 if allowed else EXIT_CHECK_FAILED

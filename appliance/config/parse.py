@@ -13,7 +13,7 @@ from urllib.parse import SplitResult, urlsplit
 from appliance.config.model import AllowSection, ApplianceSection, InstanceSection, ParsedConfig
 from appliance.errors import ConfigError
 from appliance.limits import MAX_CONCURRENT_PROBES, MAX_CONFIG_BYTES
-from hardening.policy import PROBE_KINDS, AllowRule, PortRange
+from hardening.policy import HOST_KEY_MODES, PROBE_KINDS, AllowRule, PortRange
 
 T = TypeVar("T")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -181,6 +181,15 @@ def _allow(item: object, path: str, base: Path) -> AllowSection:
     tls_ca = t.take("tls_ca", str, required=False)
     if tls_ca is not None and "http" not in probes:
         raise ConfigError(f"config: {path}.tls_ca only applies to rules that allow the 'http' probe")
+    sudo = t.take("sudo", bool, required=False)
+    host_keys = t.take("host_keys", str, required=False)
+    for key, value in (("sudo", sudo), ("host_keys", host_keys)):
+        if value is not None and "ssh" not in probes:
+            raise ConfigError(f"config: {path}.{key} only applies to rules that allow the 'ssh' probe")
+    if host_keys is not None and host_keys not in HOST_KEY_MODES:
+        raise ConfigError(
+            f'config: {path}.host_keys must be "pinned" or "pin-on-first-use", got {host_keys[:40]!r}'
+        )
     t.done()
     rule = AllowRule(
         networks=tuple(networks),
@@ -189,6 +198,8 @@ def _allow(item: object, path: str, base: Path) -> AllowSection:
         ports=ports,
         credentials=frozenset(creds),
         tls_ca=base / tls_ca if tls_ca else None,
+        sudo=bool(sudo),
+        host_keys=host_keys or "pinned",
     )
     return AllowSection(cidrs, hosts, probes, tuple(str(p) for p in ports_raw), creds, rule)
 

@@ -13,12 +13,13 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import paramiko
 
 from appliance.errors import ProbeError
+from appliance.probes._sshcommand import SHELL_CHECK, SHELL_CHECK_OK, Plan
 from hardening.known_hosts import HostKey, KnownHosts, KnownHostsError, Verdict
 from hardening.policy import IPAddress
 
@@ -69,6 +70,27 @@ class SessionLimits:
     connect_timeout_s: float
     command_timeout_s: float
     output_bytes: int
+
+
+@dataclass(frozen=True)
+class HostKeyPolicy:
+    """What the allowing rule says about a key nobody pinned: refuse it, or pin it (``pin_first``).
+
+    ``lock`` serialises pinning across the probe's threads; ``on_pinned`` is told about each new pin.
+    """
+
+    pin_first: bool
+    lock: threading.Lock
+    on_pinned: Callable[[HostKey], None]
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """Everything one session needs besides the credential: the plans and how to treat the target."""
+
+    plans: tuple[Plan, ...]
+    shell_check: bool  # confirm a POSIX login shell before the first plan
+    hostkeys: HostKeyPolicy
 
 
 class HostKeyRejected(ProbeError):
@@ -143,14 +165,14 @@ def run_session(
     target: Target,
     auth: AuthMaterial,
     known_hosts: KnownHosts,
-    commands: Sequence[str],
+    spec: SessionSpec,
     limits: SessionLimits,
     aborter: Aborter,
 ) -> list[CommandResult]:
-    """Connect, verify the pinned host key, authenticate, run ``commands`` in order; raise ProbeError."""
+    """Connect, verify the host key, authenticate, run the plans in order; raise ProbeError."""
     where = f"{target.host}:{target.port}"
     try:
-        return _run(target, auth, known_hosts, commands, limits, aborter, where)
+        return _run(target, auth, known_hosts, spec, limits, aborter, where)
     except ProbeError:
         raise
     except KnownHostsError as e:
@@ -178,7 +200,7 @@ def _run(
     target: Target,
     auth: AuthMaterial,
     known_hosts: KnownHosts,
-    commands: Sequence[str],
+    spec: SessionSpec,
     limits: SessionLimits,
     aborter: Aborter,
     where: str,
@@ -208,7 +230,12 @@ def _run(
         transport.start_client(timeout=limits.connect_timeout_s)
         server_key = transport.get_remote_server_key()
         _verify_host_key(
-            known_hosts, names, target, HostKey(server_key.get_name(), server_key.asbytes()), where
+            known_hosts,
+            names,
+            target,
+            HostKey(server_key.get_name(), server_key.asbytes()),
+            where,
+            spec.hostkeys,
         )
         if auth.pkey is not None:
             transport.auth_publickey(auth.user, auth.pkey)
@@ -218,7 +245,9 @@ def _run(
             raise ProbeError(f"credential {auth.alias!r} has neither a password nor a key")
         if not transport.is_authenticated():
             raise paramiko.AuthenticationException("not authenticated")
-        return [_exec(transport, cmd, limits, where) for cmd in commands]
+        if spec.shell_check:
+            _check_shell(transport, limits, where)
+        return [_exec(transport, plan, auth.password, limits, where) for plan in spec.plans]
     finally:
         if transport is not None:
             transport.close()
@@ -226,9 +255,17 @@ def _run(
 
 
 def _verify_host_key(
-    known: KnownHosts, names: list[str], target: Target, offered: HostKey, where: str
+    known: KnownHosts, names: list[str], target: Target, offered: HostKey, where: str, policy: HostKeyPolicy
 ) -> None:
     verdict = known.check(names, target.port, offered)
+    if verdict is Verdict.UNKNOWN and policy.pin_first:
+        # Check again under the lock: a concurrent job to the same new target may have pinned it.
+        with policy.lock:
+            verdict = known.check(names, target.port, offered)
+            if verdict is Verdict.UNKNOWN:
+                known.pin(target.host, target.port, offered)
+                policy.on_pinned(offered)
+                return
     if verdict is Verdict.MATCH:
         return
     host = f"[{target.host}]" if ":" in target.host else target.host
@@ -250,18 +287,55 @@ def _verify_host_key(
     )
 
 
-def _exec(transport: paramiko.Transport, command: str, limits: SessionLimits, where: str) -> CommandResult:
+def _check_shell(transport: paramiko.Transport, limits: SessionLimits, where: str) -> None:
+    probe = Plan(SHELL_CHECK, SHELL_CHECK, "")
+    result = _exec(transport, probe, None, limits, where)
+    if SHELL_CHECK_OK.encode() not in result.stdout.splitlines():
+        raise ProbeError(
+            f"{where} did not answer as a POSIX shell (a network device, or a csh login shell?); "
+            "a job for a device without one sets the parameter allow_unsupported_shells=true"
+        )
+
+
+def _stdin_for(plan: Plan, password: str | None, where: str) -> bytes:
+    if not plan.password_first:
+        return plan.stdin.encode()
+    if password is None:
+        raise ProbeError(f"sudo -S on {where} needs a password credential")  # build_plan prevents this
+    if "\n" in password or "\r" in password:
+        raise ProbeError(f"the password has a line break, so sudo -S on {where} cannot read it; use sudo -n")
+    return password.encode() + b"\n" + plan.stdin.encode()
+
+
+def _exec(
+    transport: paramiko.Transport, plan: Plan, password: str | None, limits: SessionLimits, where: str
+) -> CommandResult:
     deadline = time.monotonic() + limits.command_timeout_s
+    stdin = _stdin_for(plan, password, where)
+    sent = 0
     chan = transport.open_session(timeout=limits.command_timeout_s)
     try:
         # No PTY: stdout and stderr stay apart, no terminal side effects. Running the command is the
         # purpose of this probe; the signed policy decides where and with which credential.
-        chan.exec_command(command)  # nosec B601
+        chan.exec_command(plan.exec_line)  # nosec B601
+        if not stdin:
+            chan.shutdown_write()  # EOF at once: a command that reads stdin must not wait for the timeout
         cap = limits.output_bytes
         out, err = bytearray(), bytearray()
         out_cut = err_cut = False
+        command = plan.command
         while True:
             progressed = False
+            if sent < len(stdin) and chan.send_ready():
+                # Stdin goes out while output is read, so neither side can block the other on a full window.
+                try:
+                    sent += chan.send(stdin[sent : sent + _READ_CHUNK])
+                except OSError:
+                    sent = len(stdin)  # the command ended without reading all of it
+                else:
+                    if sent == len(stdin):
+                        chan.shutdown_write()
+                progressed = True
             if chan.recv_ready():
                 data = chan.recv(_READ_CHUNK)
                 progressed = True
@@ -288,7 +362,7 @@ def _exec(transport: paramiko.Transport, command: str, limits: SessionLimits, wh
                 return CommandResult(command, bytes(out), bytes(err), chan.exit_status, False, False)
             if not transport.is_active():
                 raise ProbeError(f"ssh connection to {where} closed while the command ran")
-            select.select([chan], [], [], min(remaining, 1.0))
+            select.select([chan], [], [], min(remaining, 0.05 if sent < len(stdin) else 1.0))
     finally:
         chan.close()
 

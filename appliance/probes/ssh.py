@@ -10,18 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from appliance.errors import ApplianceError, PayloadError, ProbeError
+from appliance.errors import ApplianceError, PayloadError, ProbeError, TargetDenied
 from appliance.limits import Limits
+from appliance.probes._sshcommand import build_plan, options_from
 from appliance.probes._xmltext import xml_text
 from appliance.probes.base import Credential, Job, ProbeContext, use_credential
-from appliance.probes.targets import checked_addresses
-from hardening.known_hosts import KnownHosts
-from hardening.policy import IPAddress
+from appliance.probes.targets import checked_target
+from hardening.known_hosts import HostKey, KnownHosts
+from hardening.policy import AllowRule, IPAddress
 
 if TYPE_CHECKING:
     from appliance.probes._sshsession import AuthMaterial, CommandResult
@@ -29,7 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SSH_CREDENTIAL_TYPES = frozenset({"ssh-password", "ssh-key"})
-MAX_COMMAND_CHARS = 65_536
 KNOWN_HOSTS_FILE = "known_hosts"
 
 
@@ -46,6 +47,7 @@ class SshProbe:
         self._connect_timeout_s = connect_timeout_s
         self._executor: ThreadPoolExecutor | None = None
         self._target_slots: dict[tuple[str, int], _Slot] = {}
+        self._pin_lock = threading.Lock()  # pin-on-first-use: one writer of known_hosts at a time
 
     @classmethod
     def from_limits(cls, limits: Limits) -> SshProbe:
@@ -57,15 +59,20 @@ class SshProbe:
         return "ssh"
 
     async def run(self, job: Job, ctx: ProbeContext) -> ET.Element:
-        command = job.name
-        if not command or len(command) > MAX_COMMAND_CHARS or "\x00" in command:
-            raise PayloadError("SSH job needs a command in 'name' (at most 65536 characters, no NUL)")
-        results = await self.run_commands(job, ctx, [command])
+        results = await self.run_commands(job, ctx, [job.name])
         return command_result_element(results[0])
 
     async def run_commands(self, job: Job, ctx: ProbeContext, commands: Sequence[str]) -> list[CommandResult]:
-        """Run ``commands`` in order on one connection to the job's target (``source``)."""
-        from appliance.probes._sshsession import Aborter, HostKeyRejected, SessionLimits, Target, run_session
+        """Run ``commands`` (each built as the job's ``name`` would be) in order on one connection."""
+        from appliance.probes._sshsession import (
+            Aborter,
+            HostKeyPolicy,
+            HostKeyRejected,
+            SessionLimits,
+            SessionSpec,
+            Target,
+            run_session,
+        )
 
         host = job.source.strip()
         if not host:
@@ -73,15 +80,32 @@ class SshProbe:
         port = job.int_param("port", 22, 1, 65535)
         cap_ms = int(ctx.limits.ssh_command_timeout_s * 1000)
         timeout_ms = job.int_param("command_timeout_ms", cap_ms, 1, cap_ms)
+        params = _params(job)
+        opts = options_from(params)
+        for command in commands:  # a malformed job fails before any target, credential or connection
+            build_plan(command, params, opts, sudo_password=False)
         alias = job.param("credential") or ""
         if not alias:
             raise PayloadError(
                 "SSH job needs a 'credential' parameter (the alias of an ssh-password or ssh-key)"
             )
-        addresses = await checked_addresses(ctx, probe="ssh", host=host, port=port, credential=alias)
+        addresses, rule = await checked_target(ctx, probe="ssh", host=host, port=port, credential=alias)
+        if rule is None:  # checked_target returns a rule for every allowed address
+            raise TargetDenied(f"target {host} port {port}: no [[allow]] rule decided")
+        if opts.must_sudo and not rule.sudo:
+            number = _rule_number(ctx, rule)
+            ctx.audit.record("ssh.sudo.refused", {"target": host, "port": port, "rule": number})
+            raise TargetDenied(
+                f"job asks for must_sudo=true but [[allow]] rule {number}, which allows {host} port {port}, "
+                "does not permit sudo; add 'sudo = true' to that rule and sign the config again"
+            )
         credential = use_credential(ctx, job, alias, host)
         if credential.type not in SSH_CREDENTIAL_TYPES:
             raise ProbeError(f"credential {alias!r} is a {credential.type}, not an SSH credential")
+        sudo_password = credential.type == "ssh-password"
+        plans = tuple(build_plan(c, params, opts, sudo_password=sudo_password) for c in commands)
+        if any(len(p.stdin.encode()) > ctx.limits.ssh_stdin_bytes for p in plans):
+            raise PayloadError(f"the script is larger than {ctx.limits.ssh_stdin_bytes} bytes")
         address = addresses[0]
         limits = SessionLimits(
             connect_timeout_s=min(self._connect_timeout_s, timeout_ms / 1000),
@@ -90,13 +114,30 @@ class SshProbe:
         )
         known = KnownHosts(ctx.state_dir / KNOWN_HOSTS_FILE)
         target = Target(host=host, address=address, port=port)
-        # Overall deadline: connection set-up plus every command, all under the probe's own cap.
+        loop = asyncio.get_running_loop()
+
+        def pinned(key: HostKey) -> None:  # called in the session's thread
+            fields = {
+                "target": host,
+                "address": str(address),
+                "port": port,
+                "keytype": key.keytype,
+                "fingerprint": key.fingerprint(),
+                "rule": _rule_number(ctx, rule),
+            }
+            loop.call_soon_threadsafe(ctx.audit.record, "ssh.hostkey.pinned", fields)
+
+        spec = SessionSpec(
+            plans=plans,
+            shell_check=not opts.raw,
+            hostkeys=HostKeyPolicy(rule.host_keys == "pin-on-first-use", self._pin_lock, pinned),
+        )
+        # Overall deadline: connection set-up, the shell check and every command, under the probe's cap.
         budget = min(
             ctx.limits.probe_timeout_s,
-            3 * limits.connect_timeout_s + len(commands) * limits.command_timeout_s,
+            3 * limits.connect_timeout_s + (len(commands) + 1) * limits.command_timeout_s,
         )
         aborter = Aborter()
-        loop = asyncio.get_running_loop()
         async with self._slot(address, port):
             auth = _auth_material(credential, alias)
             ctx.audit.record(
@@ -111,7 +152,7 @@ class SshProbe:
                 },
             )
             future = loop.run_in_executor(
-                self._pool(), run_session, target, auth, known, list(commands), limits, aborter
+                self._pool(), run_session, target, auth, known, spec, limits, aborter
             )
             del auth
             try:
@@ -172,6 +213,19 @@ class _Slot:
     def __init__(self, sem: asyncio.Semaphore) -> None:
         self.sem = sem
         self.users = 0
+
+
+def _params(job: Job) -> dict[str, str]:
+    """The job's parameters by name; where a name repeats, the first wins (as ``Job.param``)."""
+    params: dict[str, str] = {}
+    for name, value in job.parameters:
+        params.setdefault(name, value)
+    return params
+
+
+def _rule_number(ctx: ProbeContext, rule: AllowRule) -> int:
+    """The 1-based number of ``rule`` in the signed config, as ``policy explain`` shows it."""
+    return ctx.policy.rules.index(rule) + 1
 
 
 def _auth_material(credential: Credential, alias: str) -> AuthMaterial:

@@ -32,6 +32,9 @@ the alias, never the secret):
 - ``probe.scan``        job, topic, pairs, ports (TCP scan: allowed address/port pairs)
 - ``probe.connect``     job, topic, probe, target, address, port, credential (the address actually used)
 - ``ssh.hostkey.rejected`` job, target, address, port, verdict, keytype, fingerprint
+- ``ssh.hostkey.pinned``   job, target, address, port, keytype, fingerprint, rule  (pin-on-first-use:
+                           the first key seen for a target of that [[allow]] rule was pinned)
+- ``ssh.sudo.refused``     job, target, port, rule  (must_sudo=true on a rule without ``sudo = true``)
 - ``enroll.key_created``    name, key_sha256, csr_sha256, renewal  (``midbox enroll``: public key's SHA-256)
 - ``enroll.cert_installed`` name, cert_sha256, key_sha256, not_after, issuer, renewal
 
@@ -89,6 +92,8 @@ EVENTS: Mapping[str, frozenset[str]] = {
     "ssh.hostkey.rejected": frozenset(
         {"job", "target", "address", "port", "verdict", "keytype", "fingerprint"}
     ),
+    "ssh.hostkey.pinned": frozenset({"job", "target", "address", "port", "keytype", "fingerprint", "rule"}),
+    "ssh.sudo.refused": frozenset({"job", "target", "port", "rule"}),
     "enroll.key_created": frozenset({"name", "key_sha256", "csr_sha256", "renewal"}),
     "enroll.cert_installed": frozenset(
         {"name", "cert_sha256", "key_sha256", "not_after", "issuer", "renewal"}
