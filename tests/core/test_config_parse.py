@@ -108,3 +108,36 @@ def test_tls_ca_on_a_rule_without_http_is_refused() -> None:
 def test_a_trailing_newline_or_non_ascii_digits_are_refused(old: str, new: str) -> None:
     with pytest.raises(ConfigError):
         parse(GOOD.replace(old, new))
+
+
+def test_ssh_rule_keys_default_to_no_sudo_and_pinned_keys() -> None:
+    c = parse_config(GOOD.encode(), Path("/etc/midbox/config.toml"))
+    assert c.allow[0].rule.sudo is False and c.allow[0].rule.host_keys == "pinned"
+
+
+def test_ssh_rule_keys_are_read() -> None:
+    text = GOOD.replace(
+        'credentials = ["linux-ro"]', 'credentials = ["linux-ro"]\nsudo = true\nhost_keys = "pin-on-first-use"'
+    )
+    rule = parse_config(text.encode(), Path("/etc/midbox/config.toml")).allow[0].rule
+    assert rule.sudo is True and rule.host_keys == "pin-on-first-use"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('sudo = "yes"', r"allow\[0\]\.sudo' must be bool"),
+        ('host_keys = "accept-new"', r"allow\[0\]\.host_keys must be \"pinned\" or \"pin-on-first-use\""),
+        ("host_keys = true", r"allow\[0\]\.host_keys' must be str"),
+    ],
+)
+def test_bad_ssh_rule_keys_are_refused(line: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse(GOOD.replace('credentials = ["linux-ro"]', f'credentials = ["linux-ro"]\n{line}'))
+
+
+@pytest.mark.parametrize("line", ["sudo = true", 'host_keys = "pin-on-first-use"'])
+def test_ssh_rule_keys_on_a_rule_without_ssh_are_refused(line: str) -> None:
+    text = GOOD.replace('probes = ["ssh", "http"]', 'probes = ["http"]')
+    with pytest.raises(ConfigError, match=r"only applies to rules that allow the 'ssh' probe"):
+        parse(text.replace('credentials = ["linux-ro"]', f'credentials = ["linux-ro"]\n{line}'))
