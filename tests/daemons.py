@@ -158,6 +158,46 @@ def run_sshd(directory: Path, preferred_port: int = 2222) -> Iterator[SshServer]
         log.close()
 
 
+@contextlib.contextmanager
+def run_sshd_new_host_key(
+    server: SshServer, directory: Path, extra_config: tuple[str, ...] = ()
+) -> Iterator[SshServer]:
+    """A second sshd for ``server``'s user and client keys, with a host key of its own, on another port.
+
+    The user's password is left alone (``run_sshd`` would set a new one under the running server).
+    ``extra_config`` lines are added to its sshd_config (``ForceCommand ...`` plays a router's CLI).
+    """
+    sshd = require("sshd", "openssh-server")
+    directory.mkdir(parents=True, exist_ok=True)
+    host_key = directory / "ssh_host_ed25519_key"
+    _keygen(host_key, "ed25519")
+    port = free_port(server.port + 1)
+    lines = []
+    for line in (server.directory / "sshd_config").read_text(encoding="utf-8").splitlines():
+        key = line.split(" ", 1)[0]
+        line = {"Port": f"Port {port}", "HostKey": f"HostKey {host_key}"}.get(key, line)
+        lines.append(f"PidFile {directory / 'sshd.pid'}" if key == "PidFile" else line)
+    conf = directory / "sshd_config"
+    conf.write_text("\n".join([*lines, *extra_config]) + "\n", encoding="utf-8")
+    log = (directory / "sshd.log").open("wb")
+    proc = subprocess.Popen([sshd, "-D", "-f", str(conf), "-e"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_tcp_banner(port, proc, directory / "sshd.log")
+        yield SshServer(
+            port=port,
+            user=server.user,
+            password=server.password,
+            host_key_pub=Path(f"{host_key}.pub"),
+            client_key=server.client_key,
+            client_key_encrypted=server.client_key_encrypted,
+            client_key_passphrase=server.client_key_passphrase,
+            directory=directory,
+        )
+    finally:
+        _stop(proc)
+        log.close()
+
+
 def _wait_tcp_banner(port: int, proc: subprocess.Popen[bytes], logfile: Path) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -117,7 +117,8 @@ def test_ssh_rule_keys_default_to_no_sudo_and_pinned_keys() -> None:
 
 def test_ssh_rule_keys_are_read() -> None:
     text = GOOD.replace(
-        'credentials = ["linux-ro"]', 'credentials = ["linux-ro"]\nsudo = true\nhost_keys = "pin-on-first-use"'
+        'credentials = ["linux-ro"]',
+        'credentials = ["linux-ro"]\nsudo = true\nhost_keys = "pin-on-first-use"',
     )
     rule = parse_config(text.encode(), Path("/etc/midbox/config.toml")).allow[0].rule
     assert rule.sudo is True and rule.host_keys == "pin-on-first-use"

@@ -18,7 +18,7 @@ HOSTILE = [
     "a;b|c&d",
     "$(touch PWNED)",
     "`touch PWNED`",
-    "it's \"quoted\"",
+    'it\'s "quoted"',
     "'; touch PWNED; '",
     '"; touch PWNED; "',
     "\\",
@@ -78,7 +78,9 @@ def test_a_repeated_variable_and_shell_syntax_that_is_not_a_token(tmp_path: Path
 
 
 def test_a_missing_variable_is_a_payload_error_naming_it() -> None:
-    with pytest.raises(PayloadError, match=r"uses \$\{catalina_home\} but the job has no parameter 'catalina_home'"):
+    with pytest.raises(
+        PayloadError, match=r"uses \$\{catalina_home\} but the job has no parameter 'catalina_home'"
+    ):
         plan("ls ${catalina_home}/bin")
 
 
@@ -109,7 +111,9 @@ def test_set_path_false_leaves_the_login_path(tmp_path: Path) -> None:
     assert sh(plan("echo $PATH", set_path="false"), tmp_path) == "/usr/bin:/bin\n"
 
 
-@pytest.mark.parametrize("bad", ["/bin;touch PWNED", "relative/bin", "/bin:$(id)", "/a b", "/bin:`id`", "replace:"])
+@pytest.mark.parametrize(
+    "bad", ["/bin;touch PWNED", "relative/bin", "/bin:$(id)", "/a b", "/bin:`id`", "replace:"]
+)
 def test_a_path_override_with_shell_characters_is_refused(bad: str) -> None:
     with pytest.raises(PayloadError, match="path_override"):
         plan("true", path_override=bad)
@@ -144,7 +148,9 @@ def test_a_missing_script_is_a_payload_error_naming_it() -> None:
         plan("${File:findcat.sh}")
 
 
-@pytest.mark.parametrize("command", ["echo x; ${File:a.sh}", "${File:a.sh} ${File:a.sh}", "${x} ${File:a.sh}"])
+@pytest.mark.parametrize(
+    "command", ["echo x; ${File:a.sh}", "${File:a.sh} ${File:a.sh}", "${x} ${File:a.sh}"]
+)
 def test_a_script_include_must_start_the_command_once(command: str) -> None:
     with pytest.raises(PayloadError, match="must start the command and appear once"):
         plan(command, x="v", **{"a.sh": "true"})
@@ -175,7 +181,9 @@ def test_the_command_never_sees_the_sudo_password(fake: str, tmp_path: Path) -> 
     # sudo's two stdin behaviours: it reads the password line (a password is required) or it does not
     # (NOPASSWD). In both, what the command or script reads from stdin must not hold the password.
     one = plan("cat; echo done", must_sudo="true", set_path="false", sudo_password=True)
-    assert sh(Plan(one.command, fake + one.exec_line, one.stdin), tmp_path, stdin_prefix="S3CRET\n") == "done\n"
+    assert (
+        sh(Plan(one.command, fake + one.exec_line, one.stdin), tmp_path, stdin_prefix="S3CRET\n") == "done\n"
+    )
     script = plan(
         "${File:s.sh} a1", must_sudo="true", sudo_password=True, **{"s.sh": 'cat; echo "script $1"\n'}
     )
