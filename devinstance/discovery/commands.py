@@ -33,9 +33,13 @@ def add_shape_options(parser: argparse.ArgumentParser) -> None:
         choices=SHAPES,
         help="a real-shaped Discovery output (topic, name and parameters built; --param adds to them)",
     )
-    parser.add_argument("--range", action="append", default=[], help="shazzam: address, a-b or CIDR; repeatable")
+    parser.add_argument(
+        "--range", action="append", default=[], help="shazzam: address, a-b or CIDR; repeatable"
+    )
     parser.add_argument("--port", type=_port, help="snmp-classify/ssh-classify: the target port")
-    parser.add_argument("--credential-id", help="classify: a discovery_credentials sys_id, as the instance adds")
+    parser.add_argument(
+        "--credential-id", help="classify: a discovery_credentials sys_id, as the instance adds"
+    )
     parser.add_argument("--credential-tag", help="classify: a credential tag")
     add_port_options(parser)
 
@@ -53,7 +57,9 @@ def shaped_output(args: argparse.Namespace) -> Output:
             raise SystemExit(f"--shape {shape} needs --source ADDRESS (the target)")
         build = snmp_classify_output if shape == "snmp-classify" else ssh_classify_output
         port = args.port or (args.snmp_port if shape == "snmp-classify" else args.ssh_port)
-        out = build(args.source, port=port, credential_id=args.credential_id, credential_tag=args.credential_tag)
+        out = build(
+            args.source, port=port, credential_id=args.credential_id, credential_tag=args.credential_tag
+        )
     extra = tuple(_pair(p) for p in args.param)
     names = {n for n, _ in out.parameters}
     clash = next((n for n, _ in extra if n in names), None)
@@ -72,7 +78,9 @@ def register_discover(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--ssh-credential-tag")
     p.add_argument("--snmp-credential-id")
     p.add_argument("--snmp-credential-tag")
-    p.add_argument("--first", action="store_true", help="stop at the first classifier that works (real priority)")
+    p.add_argument(
+        "--first", action="store_true", help="stop at the first classifier that works (real priority)"
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds for the whole sequence")
     p.set_defaults(func=_discover)
 
@@ -99,7 +107,11 @@ def _discover(args: argparse.Namespace) -> int:
 
 def _probes(args: argparse.Namespace) -> tuple:  # type: ignore[type-arg]
     return default_port_probes(
-        ssh=args.ssh_port, snmp=args.snmp_port, http=args.http_port, https=args.https_port, generic=args.generic_port
+        ssh=args.ssh_port,
+        snmp=args.snmp_port,
+        http=args.http_port,
+        https=args.https_port,
+        generic=args.generic_port,
     )
 
 

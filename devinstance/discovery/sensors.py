@@ -18,7 +18,8 @@ the walking here should be replaced by them, keeping these functions' results.
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET  # nosec B405 - type only; parsing goes through defusedxml
+# ElementTree for the type only; parsing goes through defusedxml (appliance.payload.parse_xml).
+import xml.etree.ElementTree as ET  # nosec B405
 from dataclasses import dataclass
 
 from appliance.errors import PayloadError
@@ -94,7 +95,9 @@ def read_results(payload: str) -> ET.Element:
     if root.tag != "results":
         raise SensorError(f"the answer's root is <{root.tag[:40]}>, not <results>")
     if root.get("result_code", "0") != "0" or root.get("error"):
-        raise SensorError(f"the probe failed: {root.get('error') or 'result_code ' + root.get('result_code', '')}")
+        raise SensorError(
+            f"the probe failed: {root.get('error') or 'result_code ' + root.get('result_code', '')}"
+        )
     return root
 
 
@@ -154,11 +157,12 @@ def _port(scanner: ScannerResult) -> int:
 
 def oid_text(snmp: ET.Element, path: str) -> str | None:
     """``SNMPResponse.getOIDText``: the text at a MIB-name path under ``<snmp>``, or None."""
-    node: ET.Element | None = snmp
+    node = snmp
     for name in path.split("."):
-        node = node.find(name) if node is not None else None
-        if node is None:
+        child = node.find(name)
+        if child is None:
             return None
+        node = child
     return (node.text or "").strip()
 
 

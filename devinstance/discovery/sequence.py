@@ -96,7 +96,9 @@ def classifier_output(launch: Launch, plan: DiscoveryPlan) -> Output:
     raise ValueError(f"no classifier output for {launch.classifier!r}")
 
 
-def discover(store: Store, plan: DiscoveryPlan, progress: Callable[[str], None] = lambda _: None) -> DiscoveryReport:
+def discover(
+    store: Store, plan: DiscoveryPlan, progress: Callable[[str], None] = lambda _: None
+) -> DiscoveryReport:
     """Shazzam, then per host the classifiers its sensor launches; each answer read by its sensor."""
     deadline = time.monotonic() + plan.timeout_s
     scan = shazzam_output(plan.ranges, plan.port_probes, plan.tuning)

@@ -115,11 +115,17 @@ def default_port_probes(
 
 
 def port_probes_xml(probes: Sequence[PortProbe]) -> str:
-    """The port-probe spec: ``<port_probes><port_probe name=.. scanner=.. service=.. port=.. protocol=../>``."""
+    """The spec: ``<port_probes>``, one ``<port_probe>`` (name, scanner, service, port, protocol) each."""
     root = ET.Element("port_probes")
     for p in probes:
         ET.SubElement(
-            root, "port_probe", name=p.name, scanner=p.scanner, service=p.service, port=p.port, protocol=p.protocol
+            root,
+            "port_probe",
+            name=p.name,
+            scanner=p.scanner,
+            service=p.service,
+            port=p.port,
+            protocol=p.protocol,
         )
     return ET.tostring(root, encoding="unicode")
 
@@ -182,7 +188,7 @@ def snmp_classify_output(
     retries: int = 2,
     extra_specs: Sequence[str] = (),
 ) -> Output:
-    """"SNMP - Classify": a walk of the MIB-named system group; no credential alias, as a real output."""
+    """ "SNMP - Classify": a walk of the MIB-named system group; no credential alias, as a real output."""
     spec = "\n".join([SNMP_CLASSIFY_SPEC, *extra_specs])
     params: list[tuple[str, str]] = [
         ("oid_spec_list", spec),
@@ -203,7 +209,7 @@ def ssh_classify_output(
     command_timeout_ms: int | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> Output:
-    """"UNIX - Classify": ``name`` includes a script whose body travels as the parameter of that name."""
+    """ "UNIX - Classify": ``name`` includes a script whose body travels as the parameter of that name."""
     params: list[tuple[str, str]] = [("port", str(port)), (UNIX_CLASSIFY_SCRIPT, UNIX_CLASSIFY_BODY)]
     if command_timeout_ms is not None:
         params.append(("command_timeout_ms", str(command_timeout_ms)))

@@ -32,7 +32,9 @@ def shazzam_answer(ssh_port: int = 2222, snmp_port: int = 16161) -> str:
 
 def snmp_answer(object_id: str = NET_SNMP_LINUX) -> str:
     object_id_el = (
-        f'<sysObjectID oid="1.3.6.1.2.1.1.2" type="SnmpObjectId">{object_id}</sysObjectID>' if object_id else ""
+        f'<sysObjectID oid="1.3.6.1.2.1.1.2" type="SnmpObjectId">{object_id}</sysObjectID>'
+        if object_id
+        else ""
     )
     return f"""<results probe_time="40" result_code="0"><result><snmp><iso><org><dod><internet><mgmt><mib-2>
 <system oid="1.3.6.1.2.1.1">

@@ -52,14 +52,23 @@ def test_enqueue_shazzam_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_enqueue_classify_shapes_carry_hints_not_aliases(tmp_path: Path) -> None:
     base = ["enqueue", "--dir", str(tmp_path), "--agent", AGENT, "--source", "127.0.0.1"]
-    assert cli.main([*base, "--shape", "snmp-classify", "--snmp-port", "16161", "--credential-tag", "net"]) == 0
-    assert cli.main([*base, "--shape", "ssh-classify", "--port", "2222", "--param", "command_timeout_ms=5000"]) == 0
+    assert (
+        cli.main([*base, "--shape", "snmp-classify", "--snmp-port", "16161", "--credential-tag", "net"]) == 0
+    )
+    assert (
+        cli.main([*base, "--shape", "ssh-classify", "--port", "2222", "--param", "command_timeout_ms=5000"])
+        == 0
+    )
     snmp, ssh = _outputs(tmp_path)
     assert (snmp["topic"], snmp["name"]) == ("SNMP", "SNMP - Classify")
     assert _params(snmp)["port"] == "16161" and _params(snmp)["credential_tag"] == "net"
-    assert (ssh["topic"], ssh["name"], ssh["source"]) == ("SSHCommand", "${File:unix_classify.sh}", "127.0.0.1")
+    assert (ssh["topic"], ssh["name"], ssh["source"]) == (
+        "SSHCommand",
+        "${File:unix_classify.sh}",
+        "127.0.0.1",
+    )
     assert _params(ssh)["port"] == "2222" and _params(ssh)["command_timeout_ms"] == "5000"
-    assert not any("credential" == n for row in (snmp, ssh) for n in _params(row))
+    assert not any(n == "credential" for row in (snmp, ssh) for n in _params(row))
 
 
 def test_enqueue_shape_mistakes_name_the_fix(tmp_path: Path) -> None:
@@ -78,9 +87,15 @@ def test_enqueue_shape_mistakes_name_the_fix(tmp_path: Path) -> None:
 
 
 def test_enqueue_plain_topic_still_works(tmp_path: Path) -> None:
-    assert cli.main(["enqueue", "--dir", str(tmp_path), "--agent", "dev-01", "--topic", "HeartbeatProbe"]) == 0
+    assert (
+        cli.main(["enqueue", "--dir", str(tmp_path), "--agent", "dev-01", "--topic", "HeartbeatProbe"]) == 0
+    )
     (row,) = _outputs(tmp_path)
-    assert (row["topic"], row["name"], row["payload"]) == ("HeartbeatProbe", "HeartbeatProbe", "<parameters />")
+    assert (row["topic"], row["name"], row["payload"]) == (
+        "HeartbeatProbe",
+        "HeartbeatProbe",
+        "<parameters />",
+    )
 
 
 class _Answerer:
@@ -158,6 +173,8 @@ def test_discover_reports_a_classifier_the_sensor_cannot_use(
 def test_discover_without_an_appliance_times_out_with_the_fix(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = cli.main(["discover", "127.0.0.1", "--dir", str(tmp_path), "--agent", "dev-01", "--timeout", "0.5"])
+    code = cli.main(
+        ["discover", "127.0.0.1", "--dir", str(tmp_path), "--agent", "dev-01", "--timeout", "0.5"]
+    )
     assert code == 1
     assert "is the appliance running" in capsys.readouterr().out

@@ -50,7 +50,9 @@ def test_no_snmp_classify_without_a_sysdescr_and_no_unix_classify_without_an_ssh
 def test_error_and_hostile_answers_are_sensor_errors_not_crashes() -> None:
     with pytest.raises(SensorError, match="denied by policy"):
         read_shazzam(samples.ERROR_ANSWER)
-    bomb = '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa">]><results><result ip_address="&a;"/></results>'
+    bomb = (
+        '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa">]><results><result ip_address="&a;"/></results>'
+    )
     with pytest.raises(SensorError, match="not usable XML"):
         read_shazzam(bomb)
     with pytest.raises(SensorError, match="not <results>"):

@@ -25,14 +25,22 @@ def _params(payload: str) -> dict[str, str]:
 
 
 def test_shazzam_output_carries_the_port_probe_spec_json_ranges_and_tuning() -> None:
-    out = shazzam_output(["127.0.0.1", "10.0.0.1-10.0.0.9", "10.1.0.0/24"], default_port_probes(ssh=2222, snmp=16161))
+    out = shazzam_output(
+        ["127.0.0.1", "10.0.0.1-10.0.0.9", "10.1.0.0/24"], default_port_probes(ssh=2222, snmp=16161)
+    )
     assert (out.topic, out.name) == ("Shazzam", "Shazzam")
     params = _params(out.payload())
     assert json.loads(params["ranges"]) == ["127.0.0.1", "10.0.0.1-10.0.0.9", "10.1.0.0/24"]
     spec = parse_xml(params["port_probes"], MAX_PAYLOAD_BYTES)
     assert spec.tag == "port_probes"
     probes = {p.get("name"): p.attrib for p in spec}
-    assert probes["ssh"] == {"name": "ssh", "scanner": "BannerTCP", "service": "ssh", "port": "2222", "protocol": "tcp"}
+    assert probes["ssh"] == {
+        "name": "ssh",
+        "scanner": "BannerTCP",
+        "service": "ssh",
+        "port": "2222",
+        "protocol": "tcp",
+    }
     assert probes["snmp"]["scanner"] == "SNMP" and probes["snmp"]["port"] == "16161"
     assert probes["snmp"]["protocol"] == "udp"
     assert (probes["http"]["scanner"], probes["http"]["port"]) == ("HTTP", "80")
