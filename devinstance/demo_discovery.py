@@ -99,7 +99,7 @@ credentials = ["demo-snmp", "{SNMP_V2_ALIAS}"]
     if ssh is not None:
         # credential_tag (or a credential_id) from the instance -> local aliases, tried in order.
         text += f"""
-[credential_map]
+[credential_map.tags]
 "{SSH_TAG}" = ["{SSH_ALIAS}"]
 """
     return text

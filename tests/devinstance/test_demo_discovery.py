@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from appliance.config import parse_config
 from devinstance import demo_discovery
 from devinstance.sshd import SshServer
 
@@ -27,8 +28,17 @@ def test_config_rules_allow_ssh_and_snmp_by_rule_aliases_and_map_the_tag() -> No
         "credentials": ["demo-ssh"],
     }
     assert snmp_rule["ports"] == [16101] and snmp_rule["credentials"] == ["demo-snmp", "demo-snmp-v2c"]
-    assert doc["credential_map"] == {demo_discovery.SSH_TAG: ["demo-ssh"]}
+    assert doc["credential_map"] == {"tags": {demo_discovery.SSH_TAG: ["demo-ssh"]}}
     assert "pw" not in text  # no secret in the signed config
+    # The appliance's own strict parser accepts the rules and resolves the tag to the alias.
+    header = (
+        'version = 1\nexpires = 2030-01-01T00:00:00Z\n[appliance]\nname = "demo-01"\n[instance]\n'
+        'url = "https://127.0.0.1:1"\nca_file = "ca.pem"\nclient_cert = "c.pem"\nclient_key = "k.pem"\n'
+    )
+    parsed = parse_config((header + text).encode(), Path("/demo/midbox.toml"))
+    assert parsed.credential_map.aliases(credential_id=None, credential_tag=demo_discovery.SSH_TAG) == (
+        "demo-ssh",
+    )
 
 
 def test_without_sshd_only_the_snmp_rule_is_added() -> None:
