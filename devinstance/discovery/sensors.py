@@ -1,6 +1,6 @@
 """Sensors: read the appliance's answers as a ServiceNow instance's Discovery sensors do.
 
-Layouts are the documented ones in /work/shared/ecc-protocol.md ("What a real instance sends"):
+Layouts are the documented ones in the ECC contract (ecc-protocol.md) ("What a real instance sends"):
 
 - Shazzam: one ``<result alive active ip_address>`` per address with ``<scanner service result protocol
   portprobe port name>`` children (``result`` open, refused, timed_out or io_error); classifiers read

@@ -19,7 +19,7 @@ scan, then the classifiers its sensor launches. Sources (ServiceNow's documentat
   command with ``${variable}`` and ``${File:name.sh}`` includes; ``port`` defaults to 22.
 - ``classification-parameters``: the UNIX classifier reads the raw output of ``uname -a``.
 
-What no public source fixes, decided here (marked [?] in /work/shared/ecc-protocol.md): the parameter
+What no public source fixes, decided here (marked [?] in the ECC contract (ecc-protocol.md)): the parameter
 names of the port-probe spec and the ranges (``port_probes`` and ``ranges``, as the project's shared
 decisions fix them), the JSON layout of the ranges (a JSON array of strings, each an address, a dash
 range or a CIDR), and the body of the UNIX classify script (the real one is not published; this one

@@ -1,4 +1,4 @@
-"""Hand-written answers in the documented layouts (/work/shared/ecc-protocol.md, "What a real instance sends").
+"""Hand-written answers in the documented layouts (the ECC contract (ecc-protocol.md), "What a real instance sends").
 
 Until the appliance's real Shazzam, SNMP and SSH answers land, these stand for them; each is what the
 layout section shows, with loopback addresses and this project's test ports.
