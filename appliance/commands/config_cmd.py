@@ -117,6 +117,10 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
         "trust_root_version": root.version,
         "instance": cfg.instance.url,
         "allow": allow,
+        "credential_map": {
+            "ids": {k: list(v) for k, v in cfg.credential_map.ids.items()},
+            "tags": {k: list(v) for k, v in cfg.credential_map.tags.items()},
+        },
     }
     if env.json:
         print(json.dumps(info, indent=2), file=env.stdout)
@@ -137,6 +141,11 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
         ssh = "".join(f"  {k.replace('_', ' ')} {str(v).lower()}" for k, v in _ssh_keys(a.rule).items())
         ports = ",".join(a.ports)
         out.append(f"    {i}. {where}  probes {','.join(a.probes)}  ports {ports}  credentials {creds}{ssh}")
+    cmap = cfg.credential_map
+    if cmap.ids or cmap.tags:
+        out.append(f"  credential map: {len(cmap.ids)} sys_id(s), {len(cmap.tags)} tag(s)")
+        out.extend(f"    id {k} -> {', '.join(v)}" for k, v in cmap.ids.items())
+        out.extend(f"    tag {k} -> {', '.join(v)}" for k, v in cmap.tags.items())
     print("\n".join(out), file=env.stdout)
     return 0
 

@@ -20,8 +20,9 @@ from appliance.errors import ApplianceError, PayloadError, ProbeError, TargetDen
 from appliance.limits import Limits
 from appliance.probes._sshcommand import build_plan, options_from
 from appliance.probes._xmltext import xml_text
-from appliance.probes.base import Credential, Job, ProbeContext, use_credential
-from appliance.probes.targets import checked_target
+from appliance.probes.base import Credential, Job, ProbeContext
+from appliance.probes.credchoice import explicit_alias, with_credentials
+from appliance.probes.targets import checked_target, is_literal
 from hardening.known_hosts import HostKey, KnownHosts
 from hardening.policy import AllowRule, IPAddress
 
@@ -84,13 +85,10 @@ class SshProbe:
         opts = options_from(params)
         for command in commands:  # a malformed job fails before any target, credential or connection
             build_plan(command, params, opts, sudo_password=False)
-        alias = job.param("credential") or ""
-        if not alias:
-            raise PayloadError(
-                "SSH job needs a 'credential' parameter (the alias of an ssh-password or ssh-key)"
-            )
-        addresses, rule = await checked_target(ctx, probe="ssh", host=host, port=port, credential=alias)
-        if rule is None:  # checked_target returns a rule for every allowed address
+        named = explicit_alias(job)
+        hostname = None if is_literal(host) else host
+        addresses, rule = await checked_target(ctx, probe="ssh", host=host, port=port, credential=named)
+        if rule is None:  # checked_target returns the rule that allowed the address connected to
             raise TargetDenied(f"target {host} port {port}: no [[allow]] rule decided")
         if opts.must_sudo and not rule.sudo:
             number = _rule_number(ctx, rule)
@@ -99,13 +97,6 @@ class SshProbe:
                 f"job asks for must_sudo=true but [[allow]] rule {number}, which allows {host} port {port}, "
                 "does not permit sudo; add 'sudo = true' to that rule and sign the config again"
             )
-        credential = use_credential(ctx, job, alias, host)
-        if credential.type not in SSH_CREDENTIAL_TYPES:
-            raise ProbeError(f"credential {alias!r} is a {credential.type}, not an SSH credential")
-        sudo_password = credential.type == "ssh-password"
-        plans = tuple(build_plan(c, params, opts, sudo_password=sudo_password) for c in commands)
-        if any(len(p.stdin.encode()) > ctx.limits.ssh_stdin_bytes for p in plans):
-            raise PayloadError(f"the script is larger than {ctx.limits.ssh_stdin_bytes} bytes")
         address = addresses[0]
         limits = SessionLimits(
             connect_timeout_s=min(self._connect_timeout_s, timeout_ms / 1000),
@@ -127,57 +118,73 @@ class SshProbe:
             }
             loop.call_soon_threadsafe(ctx.audit.record, "ssh.hostkey.pinned", fields)
 
-        spec = SessionSpec(
-            plans=plans,
-            shell_check=not opts.raw,
-            hostkeys=HostKeyPolicy(rule.host_keys == "pin-on-first-use", self._pin_lock, pinned),
-        )
+        hostkeys = HostKeyPolicy(rule.host_keys == "pin-on-first-use", self._pin_lock, pinned)
         # Overall deadline: connection set-up, the shell check and every command, under the probe's cap.
         budget = min(
             ctx.limits.probe_timeout_s,
             3 * limits.connect_timeout_s + (len(commands) + 1) * limits.command_timeout_s,
         )
-        aborter = Aborter()
-        async with self._slot(address, port):
-            auth = _auth_material(credential, alias)
-            ctx.audit.record(
-                "probe.connect",
-                {
-                    "probe": "ssh",
-                    "target": host,
-                    "address": str(address),
-                    "port": port,
-                    "credential": alias,
-                    "commands": len(commands),
-                },
-            )
-            future = loop.run_in_executor(
-                self._pool(), run_session, target, auth, known, spec, limits, aborter
-            )
-            del auth
-            try:
-                return await asyncio.wait_for(asyncio.shield(future), budget)
-            except HostKeyRejected as e:
+
+        async def attempt(alias: str, credential: Credential) -> list[CommandResult]:
+            # Built per credential: sudo -S takes the password of the very credential that logs in.
+            sudo_password = credential.type == "ssh-password"
+            plans = tuple(build_plan(c, params, opts, sudo_password=sudo_password) for c in commands)
+            if any(len(p.stdin.encode()) > ctx.limits.ssh_stdin_bytes for p in plans):
+                raise PayloadError(f"the script is larger than {ctx.limits.ssh_stdin_bytes} bytes")
+            spec = SessionSpec(plans=plans, shell_check=not opts.raw, hostkeys=hostkeys)
+            aborter = Aborter()
+            async with self._slot(address, port):
+                auth = _auth_material(credential, alias)
                 ctx.audit.record(
-                    "ssh.hostkey.rejected",
+                    "probe.connect",
                     {
+                        "probe": "ssh",
                         "target": host,
                         "address": str(address),
                         "port": port,
-                        "verdict": e.verdict,
-                        "keytype": e.keytype,
-                        "fingerprint": e.fingerprint,
+                        "credential": alias,
+                        "commands": len(commands),
                     },
                 )
-                raise
-            except TimeoutError as e:
-                aborter.abort()
-                with contextlib.suppress(ApplianceError, OSError):
-                    await future  # the thread ends promptly once its socket is shut down
-                raise ProbeError(f"ssh job on {host}:{port} timed out after {budget:g} s") from e
-            except asyncio.CancelledError:
-                aborter.abort()
-                raise
+                future = loop.run_in_executor(
+                    self._pool(), run_session, target, auth, known, spec, limits, aborter
+                )
+                del auth
+                try:
+                    return await asyncio.wait_for(asyncio.shield(future), budget)
+                except HostKeyRejected as e:
+                    ctx.audit.record(
+                        "ssh.hostkey.rejected",
+                        {
+                            "target": host,
+                            "address": str(address),
+                            "port": port,
+                            "verdict": e.verdict,
+                            "keytype": e.keytype,
+                            "fingerprint": e.fingerprint,
+                        },
+                    )
+                    raise
+                except TimeoutError as e:
+                    aborter.abort()
+                    with contextlib.suppress(ApplianceError, OSError):
+                        await future  # the thread ends promptly once its socket is shut down
+                    raise ProbeError(f"ssh job on {host}:{port} timed out after {budget:g} s") from e
+                except asyncio.CancelledError:
+                    aborter.abort()
+                    raise
+
+        return await with_credentials(
+            ctx,
+            job,
+            probe="ssh",
+            types=SSH_CREDENTIAL_TYPES,
+            target=host,
+            address=address,
+            port=port,
+            hostname=hostname,
+            attempt=attempt,
+        )
 
     async def aclose(self) -> None:
         if self._executor is not None:

@@ -16,7 +16,7 @@ from appliance.probes._sshcommand import DEFAULT_PATH
 from appliance.probes.base import ProbeContext
 from appliance.probes.ssh import SshProbe
 from hardening.known_hosts import KnownHosts, parse_public_key_file
-from hardening.policy import AllowRule, Policy
+from hardening.policy import AllowRule, IPAddress, Policy
 from tests.daemons import SshServer, run_sshd_new_host_key
 from tests.probes.conftest import loopback_rule, make_ctx
 from tests.probes.test_ssh import creds, job, pinned_state, run
@@ -200,3 +200,51 @@ def test_concurrent_first_contacts_pin_once(sshd: SshServer, tmp_path: Path) -> 
     assert asyncio.run(go()) == [f"{i}\n" for i in range(4)]
     assert len(events(ctx, "ssh.hostkey.pinned")) == 1
     assert len((tmp_path / "known_hosts").read_text().splitlines()) == 1
+
+
+def test_the_session_feeds_sudo_the_password_of_the_credential_that_logged_in(
+    sshd: SshServer, tmp_path: Path
+) -> None:
+    import hashlib
+    import threading
+
+    from appliance.probes._sshcommand import Plan
+    from appliance.probes._sshsession import (
+        Aborter,
+        AuthMaterial,
+        HostKeyPolicy,
+        SessionLimits,
+        SessionSpec,
+        Target,
+        run_session,
+    )
+
+    # A stand-in for "sudo -S": read the first stdin line and print its digest, never the line itself.
+    plan = Plan("x", 'IFS= read -r p; printf %s "$p" | sha256sum; cat', "after\n", password_first=True)
+    spec = SessionSpec((plan,), True, HostKeyPolicy(False, threading.Lock(), lambda key: None))
+    target = Target("127.0.0.1", ipaddress_of("127.0.0.1"), sshd.port)
+    auth = AuthMaterial(user=sshd.user, alias="pw", password=sshd.password)
+    known = KnownHosts(pinned_state(tmp_path, sshd) / "known_hosts")
+    (result,) = run_session(target, auth, known, spec, SessionLimits(5, 5, 10_000), Aborter())
+    digest = hashlib.sha256(sshd.password.encode()).hexdigest()
+    assert result.stdout == f"{digest}  -\nafter\n".encode()
+
+
+def test_must_sudo_through_the_candidate_loop_uses_the_credential_that_worked(
+    sshd: SshServer, tmp_path: Path
+) -> None:
+    r = dataclasses.replace(loopback_rule(("ssh",), ((sshd.port, sshd.port),), ("badpw", "pw")), sudo=True)
+    ctx = make_ctx(Policy([r]), creds(sshd), pinned_state(tmp_path, sshd))
+    j = job(sshd, "id -u", must_sudo="true")
+    j = dataclasses.replace(j, parameters=tuple(p for p in j.parameters if p[0] != "credential"))
+    el = run(SshProbe(), j, ctx)
+    attempts = [(f["alias"], f["outcome"]) for f in events(ctx, "credential.attempt")]
+    assert attempts == [("badpw", "rejected"), ("pw", "accepted")]
+    text = (el.findtext("stdout") or "") + (el.findtext("stderr") or "")
+    assert "sudo" in text and sshd.password not in text and "not-the-password" not in text
+
+
+def ipaddress_of(text: str) -> IPAddress:
+    import ipaddress
+
+    return ipaddress.ip_address(text)
