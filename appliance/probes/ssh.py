@@ -116,6 +116,14 @@ class SshProbe:
                 "fingerprint": key.fingerprint(),
                 "rule": _rule_number(ctx, rule),
             }
+            # Trust on first use is the rule's choice, never silent: a warning and an audit entry each time.
+            log.warning(
+                "pinned the first host key of %s:%s (%s) under rule %s",
+                host,
+                port,
+                fields["fingerprint"],
+                fields["rule"],
+            )
             loop.call_soon_threadsafe(ctx.audit.record, "ssh.hostkey.pinned", fields)
 
         hostkeys = HostKeyPolicy(rule.host_keys == "pin-on-first-use", self._pin_lock, pinned)

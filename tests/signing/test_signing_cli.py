@@ -96,12 +96,15 @@ def test_keygen_sign_init_verify_explain(dirs: tuple[Path, Path]) -> None:
     assert "alice" in out and "bob" in out and "version: 3" in out and "127.0.0.0/8" in out
     info = json.loads(ok("config", "verify", "midbox.toml", "--json", "--state-dir", state, cwd=ws))
     assert info["version"] == 3 and len(info["signers"]) == 2 and info["allow"][0]["probes"] == ["ssh", "tcp"]
+    # The SSH rule keys are shown with their defaults (no sudo, unknown host keys refused).
+    assert info["allow"][0]["sudo"] is False and info["allow"][0]["host_keys"] == "pinned"
+    assert "sudo false  host keys pinned" in out
     shown = json.loads(ok("trust", "show", "--json", "--state-dir", state, cwd=ws))
     assert shown["threshold"] == 2 and shown["config_version"] == 0  # verify never commits
 
     base = ("policy", "explain", "--config", "midbox.toml", "--state-dir", state)
     out = ok(*base, "--topic", "SSHCommand", "--target", "127.0.0.1", "--credential", "linux-ro", cwd=ws)
-    assert out.startswith("ALLOW") and "rule 1" in out
+    assert out.startswith("ALLOW") and "rule 1" in out and "(sudo false, host keys pinned)" in out
     # A real probe names no alias: explain shows which the appliance would try, in order.
     out = ok(*base, "--topic", "SSHCommand", "--target", "127.0.0.1", cwd=ws)
     assert out.startswith("ALLOW") and "credentials tried, in order: linux-ro" in out
