@@ -7,6 +7,7 @@ to the login user; every failure is a DaemonError whose message names the fix.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pwd
 import secrets
@@ -153,6 +154,37 @@ def run_sshd(directory: Path, preferred_port: int = 2222, user: str = SSH_USER) 
             client_key_encrypted=client_key_enc,
             client_key_passphrase=passphrase,
             directory=directory,
+        )
+    finally:
+        stop(proc)
+        log.close()
+
+
+@contextlib.contextmanager
+def run_sshd_new_host_key(
+    server: SshServer, directory: Path, extra_config: tuple[str, ...] = ()
+) -> Iterator[SshServer]:
+    """A second sshd for ``server``'s user and client keys, with a host key of its own, on another port.
+
+    The user's password and keys are left alone (``run_sshd`` would set new ones under the running
+    server). ``extra_config`` lines end its sshd_config (``ForceCommand ...`` plays a router's CLI).
+    """
+    sshd = find_binary("sshd", "openssh-server")
+    directory.mkdir(parents=True, exist_ok=True)
+    host_key = directory / "ssh_host_ed25519_key"
+    _keygen(host_key, "ed25519")
+    port = free_port(server.port + 1)
+    conf = directory / "sshd_config"
+    conf.write_text(
+        _config(port, directory, host_key, server.user) + "".join(f"{line}\n" for line in extra_config),
+        encoding="utf-8",
+    )
+    log = (directory / "sshd.log").open("wb")
+    proc = subprocess.Popen([sshd, "-D", "-f", str(conf), "-e"], stdout=log, stderr=subprocess.STDOUT)  # noqa: S603  # nosec B603
+    try:
+        _wait_tcp_banner(port, proc, directory / "sshd.log")
+        yield dataclasses.replace(
+            server, port=port, host_key_pub=Path(f"{host_key}.pub"), directory=directory
         )
     finally:
         stop(proc)

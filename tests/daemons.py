@@ -20,6 +20,7 @@ import pytest
 
 from devinstance.sshd import SSH_USER, DaemonError, SshServer, find_binary, free_port, stop
 from devinstance.sshd import run_sshd as _run_sshd
+from devinstance.sshd import run_sshd_new_host_key as _run_sshd_new_host_key
 
 __all__ = [
     "SSH_USER",
@@ -59,60 +60,12 @@ def run_sshd(directory: Path, preferred_port: int = 2222) -> Iterator[SshServer]
 def run_sshd_new_host_key(
     server: SshServer, directory: Path, extra_config: tuple[str, ...] = ()
 ) -> Iterator[SshServer]:
-    """A second sshd for ``server``'s user and client keys, with a host key of its own, on another port.
-
-    The user's password is left alone (``run_sshd`` would set a new one under the running server).
-    ``extra_config`` lines are added to its sshd_config (``ForceCommand ...`` plays a router's CLI).
-    """
-    sshd = require("sshd", "openssh-server")
-    directory.mkdir(parents=True, exist_ok=True)
-    host_key = directory / "ssh_host_ed25519_key"
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-f", str(host_key), "-N", "", "-C", "midbox-test"],
-        check=True,
-        capture_output=True,
-    )
-    port = free_port(server.port + 1)
-    lines = []
-    for line in (server.directory / "sshd_config").read_text(encoding="utf-8").splitlines():
-        key = line.split(" ", 1)[0]
-        replaced = {
-            "Port": f"Port {port}",
-            "HostKey": f"HostKey {host_key}",
-            "PidFile": f"PidFile {directory / 'sshd.pid'}",
-        }
-        lines.append(replaced.get(key, line))
-    conf = directory / "sshd_config"
-    conf.write_text("\n".join([*lines, *extra_config]) + "\n", encoding="utf-8")
-    log = (directory / "sshd.log").open("wb")
-    proc = subprocess.Popen([sshd, "-D", "-f", str(conf), "-e"], stdout=log, stderr=subprocess.STDOUT)
+    """A second sshd for ``server``'s user with a host key of its own (devinstance.sshd), failing the test."""
     try:
-        deadline = time.monotonic() + 10
-        while not _banner(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"second sshd did not start: {(directory / 'sshd.log').read_text()[-500:]}")
-            time.sleep(0.05)
-        yield SshServer(
-            port=port,
-            user=server.user,
-            password=server.password,
-            host_key_pub=Path(f"{host_key}.pub"),
-            client_key=server.client_key,
-            client_key_encrypted=server.client_key_encrypted,
-            client_key_passphrase=server.client_key_passphrase,
-            directory=directory,
-        )
-    finally:
-        stop(proc)
-        log.close()
-
-
-def _banner(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            return s.recv(64).startswith(b"SSH-")
-    except OSError:
-        return False
+        with _run_sshd_new_host_key(server, directory, extra_config) as other:
+            yield other
+    except DaemonError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @dataclass(frozen=True)
