@@ -17,6 +17,10 @@ from appliance.errors import PayloadError
 from appliance.limits import MAX_PARAMETERS, MAX_XML_DEPTH
 
 # Fields of the output record that a result echoes back, as the MID does.
+# A probe that answers with several <result> elements (Shazzam: one per address) returns them inside an
+# element of this tag; build_results puts its children, not the container, into <results>.
+RESULT_LIST = "midbox-result-list"
+
 ECHO_FIELDS = ("agent", "topic", "name", "source", "sys_id", "response_to", "agent_correlator", "priority")
 
 
@@ -81,7 +85,11 @@ def build_results(
     root = ET.Element("results", probe_time=str(probe_time_ms), result_code="1" if error else "0")
     if error:
         root.set("error", one_line(error))
-    if result is not None:
+    if result is not None and result.tag == RESULT_LIST:
+        root.extend(list(result))
+        if result.get("truncated") == "true":
+            root.set("truncated", "true")
+    elif result is not None:
         root.append(result)
     echo = ET.SubElement(root, "parameters")
     for name, value in parameters:

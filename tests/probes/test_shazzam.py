@@ -1,0 +1,409 @@
+"""Shazzam as an instance builds it (port_probes + ranges), against real loopback listeners and sshd."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import socket
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import PayloadError, TargetDenied
+from appliance.limits import Limits
+from appliance.payload import build_results
+from appliance.probes._shazzamranges import parse_ranges
+from appliance.probes.base import ProbeContext
+from appliance.probes.tcpscan import TcpScanProbe
+from devinstance.shazzamresult import ShazzamAddress, read_shazzam
+from hardening.policy import AllowRule, Policy, PortRange
+from tests.daemons import SshServer
+from tests.probes.conftest import MemCredentials, ProbeAudit, make_ctx, make_job
+
+
+@contextlib.contextmanager
+def listener(host: str = "127.0.0.1", backlog: int = 64) -> Iterator[socket.socket]:
+    s = socket.socket()
+    s.bind((host, 0))
+    s.listen(backlog)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rule(
+    cidr: str, probes: tuple[str, ...] = ("tcp",), ports: tuple[tuple[int, int], ...] = ((1, 65535),)
+) -> AllowRule:
+    return AllowRule(
+        (ipaddress.ip_network(cidr),),
+        (),
+        frozenset(probes),
+        tuple(PortRange(a, b) for a, b in ports),
+        frozenset(),
+    )
+
+
+def ctx(tmp_path: Path, *rules: AllowRule, limits: Limits | None = None) -> ProbeContext:
+    return make_ctx(Policy(list(rules or (rule("127.0.0.1/32"),))), MemCredentials(), tmp_path, limits)
+
+
+def spec(*probes: tuple[str, str, str, str, str]) -> str:
+    body = "".join(
+        f'<port_probe name="{n}" scanner="{sc}" service="{sv}" port="{p}" protocol="{pr}"/>'
+        for n, sc, sv, p, pr in probes
+    )
+    return f"<port_probes>{body}</port_probes>"
+
+
+def job(port_probes: str, ranges: object, **params: str):  # type: ignore[no-untyped-def]
+    text = ranges if isinstance(ranges, str) else json.dumps(ranges)
+    return make_job("Shazzam", "Shazzam", "", port_probes=port_probes, ranges=text, **params)
+
+
+def run(j, c: ProbeContext, probe: TcpScanProbe | None = None) -> dict[str, ShazzamAddress]:  # type: ignore[no-untyped-def]
+    async def go() -> ET.Element:
+        p = probe or TcpScanProbe()
+        try:
+            return await p.run(j, c)
+        finally:
+            await p.aclose()
+
+    element = asyncio.run(go())
+    payload = build_results(
+        result=element, echo_record={}, parameters=j.parameters, probe_time_ms=1, error=None
+    )
+    return read_shazzam(payload)
+
+
+def test_banner_refused_and_silent_ports(tmp_path: Path, sshd: SshServer) -> None:
+    closed = closed_port()
+    with listener() as silent, listener() as web:
+        quiet, http = silent.getsockname()[1], web.getsockname()[1]
+        started = time.monotonic()
+        got = run(
+            job(
+                spec(
+                    ("ssh", "BannerTCP", "ssh", str(sshd.port), "tcp"),
+                    ("quiet", "BannerTCP", "quiet", str(quiet), "tcp"),
+                    ("telnet", "GenericTCP", "telnet", str(closed), "tcp"),
+                    ("http", "HTTP", "http", str(http), "tcp"),
+                ),
+                ["127.0.0.1"],
+                BannerTCP_waitForConnectMS="400",
+            ),
+            ctx(tmp_path),
+        )
+        elapsed = time.monotonic() - started
+    host = got["127.0.0.1"]
+    assert host.alive and host.active
+    assert host.get("ssh.ssh.result") == "open"
+    assert (host.get("ssh.ssh.banner_text") or "").startswith("SSH-2.0-OpenSSH")
+    assert host.get("ssh.ssh.port") == str(sshd.port) and host.get("ssh.ssh.name") == "BannerTCP"
+    # A server that never speaks: the port is open, the banner read times out, no banner is made up.
+    assert host.get("quiet.quiet.result") == "open" and host.get("quiet.quiet.banner_text") is None
+    assert host.get("telnet.telnet.result") == "refused"
+    assert host.get("http.http.result") == "open" and host.get("http.http.protocol") == "tcp"
+    assert 0.3 <= elapsed < 5  # the silent banner waited for BannerTCP_waitForConnectMS, not forever
+
+
+def test_result_layout_is_the_instance_shape(tmp_path: Path, sshd: SshServer) -> None:
+    j = job(spec(("ssh", "BannerTCP", "ssh", str(sshd.port), "tcp")), ["127.0.0.1"])
+    element = asyncio.run(TcpScanProbe().run(j, ctx(tmp_path)))
+    root = ET.fromstring(
+        build_results(result=element, echo_record={}, parameters=j.parameters, probe_time_ms=1, error=None)
+    )
+    results = root.findall("result")
+    assert len(results) == 1 and results[0].attrib == {
+        "alive": "true",
+        "active": "true",
+        "ip_address": "127.0.0.1",
+    }
+    scanner = results[0].find("scanner")
+    assert scanner is not None and list(scanner.attrib.items()) == [
+        ("service", "ssh"),
+        ("result", "open"),
+        ("protocol", "tcp"),
+        ("portprobe", "ssh"),
+        ("port", str(sshd.port)),
+        ("name", "BannerTCP"),
+    ]
+    assert root.find("parameters/parameter[@name='port_probes']") is not None  # the echo
+
+
+def test_denied_pairs_are_left_out_and_never_touched(tmp_path: Path) -> None:
+    with listener("127.0.0.1") as a, listener("127.0.0.2") as b, listener("127.0.0.1") as c:
+        pa, pb, pc = a.getsockname()[1], b.getsockname()[1], c.getsockname()[1]
+        b.setblocking(False)
+        c.setblocking(False)
+        context = ctx(tmp_path, rule("127.0.0.1/32", ports=((pa, pa),)))
+        got = run(
+            job(
+                spec(("a", "GenericTCP", "a", f"{pa},{pb}", "tcp"), ("c", "GenericTCP", "c", str(pc), "tcp")),
+                ["127.0.0.1-127.0.0.2"],
+            ),
+            context,
+        )
+        for s in (b, c):
+            with pytest.raises(BlockingIOError):
+                s.accept()  # nothing ever connected to a denied pair
+    assert set(got) == {"127.0.0.1"}
+    host = got["127.0.0.1"]
+    assert host.get("a.a.port") == str(pa) and host.get("c.c.result") is None
+    assert isinstance(context.audit, ProbeAudit)
+    denied = [f for e, f in context.audit.events if e == "target.denied"]
+    assert len(denied) == 1 and denied[0]["pairs"] == 5  # .1:pb .1:pc .2:pa .2:pb .2:pc
+
+
+def test_everything_denied_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(TargetDenied, match="no address/port of this scan is allowed"):
+        run(job(spec(("ssh", "BannerTCP", "ssh", "22", "tcp")), ["10.0.0.1-10.0.0.3"]), ctx(tmp_path))
+
+
+def test_excludes_are_honoured(tmp_path: Path) -> None:
+    with listener("127.0.0.2") as b, listener("127.0.0.3") as d:
+        port = b.getsockname()[1]
+        d.close()
+        b.setblocking(False)
+        context = ctx(tmp_path, rule("127.0.0.0/29"))
+        got = run(
+            job(
+                spec(("p", "GenericTCP", "p", str(port), "tcp")),
+                {"ranges": ["127.0.0.1-127.0.0.3"], "excludes": ["127.0.0.2"]},
+            ),
+            context,
+        )
+        with pytest.raises(BlockingIOError):
+            b.accept()
+    assert "127.0.0.2" not in got
+    assert got["127.0.0.1"].get("p.p.result") == "refused"
+
+
+def test_xml_ranges_and_object_items(tmp_path: Path) -> None:
+    with listener() as a:
+        port = a.getsockname()[1]
+        probes = spec(("p", "GenericTCP", "p", str(port), "tcp"))
+        xml = '<ranges><range start="127.0.0.1" end="127.0.0.2"/><exclude address="127.0.0.2"/></ranges>'
+        assert run(job(probes, xml), ctx(tmp_path))["127.0.0.1"].get("p.p.result") == "open"
+        objects = [{"network": "127.0.0.0", "mask": "255.255.255.252"}, {"address": "127.0.0.1"}]
+        got = run(job(probes, objects), ctx(tmp_path, rule("127.0.0.0/30")))
+    assert got["127.0.0.1"].active and not got["127.0.0.2"].active and got["127.0.0.2"].alive
+
+
+def test_report_inactive_and_dead(tmp_path: Path) -> None:
+    closed = closed_port()
+    probes = spec(("p", "GenericTCP", "p", str(closed), "tcp"))
+    inactive = run(job(probes, ["127.0.0.1"]), ctx(tmp_path))["127.0.0.1"]
+    assert inactive.alive and not inactive.active and inactive.get("p.p.result") == "refused"
+    assert run(job(probes, ["127.0.0.1"], shazzam_report_inactive="false"), ctx(tmp_path)) == {}
+    # A listener with a full accept queue drops further SYNs: nothing answers, the address is dead.
+    with listener(backlog=0) as s:
+        port = s.getsockname()[1]
+        fillers = []
+        for _ in range(3):
+            f = socket.socket()
+            f.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                f.connect(("127.0.0.1", port))
+            fillers.append(f)
+        time.sleep(0.2)
+        try:
+            dead = spec(("p", "GenericTCP", "p", str(port), "tcp"))
+            assert run(job(dead, ["127.0.0.1"], GenericTCP_waitForConnectMS="200"), ctx(tmp_path)) == {}
+            got = run(
+                job(dead, ["127.0.0.1"], GenericTCP_waitForConnectMS="200", shazzam_report_dead="true"),
+                ctx(tmp_path),
+            )
+        finally:
+            for f in fillers:
+                f.close()
+    host = got["127.0.0.1"]
+    assert not host.alive and not host.active and host.get("p.p.result") == "timed_out"
+
+
+def test_unsupported_scanners_are_reported_not_dropped(tmp_path: Path) -> None:
+    with listener() as a:
+        port = a.getsockname()[1]
+        got = run(
+            job(
+                spec(("p", "GenericTCP", "p", str(port), "tcp"), ("dns", "DNS", "dns", "53", "udp")),
+                ["127.0.0.1"],
+            ),
+            ctx(tmp_path),
+        )
+    host = got["127.0.0.1"]
+    assert host.get("dns.dns.result") == "io_error" and host.get("dns.dns.name") == "DNS"
+    assert "does not implement the DNS scanner" in (host.get("dns.dns.error_msg") or "")
+    with pytest.raises(PayloadError, match="only scanners midbox does not implement"):
+        run(job(spec(("nbt", "NBT", "nbt", "137", "udp")), ["127.0.0.1"]), ctx(tmp_path))
+
+
+def test_deadline_marks_the_results_truncated(tmp_path: Path) -> None:
+    with listener(backlog=0) as s:
+        port = s.getsockname()[1]
+        fillers = []
+        for _ in range(3):
+            f = socket.socket()
+            f.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                f.connect(("127.0.0.1", port))
+            fillers.append(f)
+        time.sleep(0.2)
+        j = job(
+            spec(("p", "GenericTCP", "p", str(port), "tcp")),
+            ["127.0.0.1"],
+            GenericTCP_waitForConnectMS="20000",
+        )
+        try:
+            element = asyncio.run(TcpScanProbe().run(j, ctx(tmp_path, limits=Limits(probe_timeout_s=0.5))))
+        finally:
+            for f in fillers:
+                f.close()
+    root = ET.fromstring(
+        build_results(result=element, echo_record={}, parameters=(), probe_time_ms=1, error=None)
+    )
+    assert root.get("truncated") == "true" and root.findall("result") == []
+
+
+def test_pair_cap_is_checked_before_expansion(tmp_path: Path) -> None:
+    with pytest.raises(PayloadError, match="cap is 100"):
+        run(
+            job(spec(("p", "GenericTCP", "p", "1-1000", "tcp")), ["10.0.0.0/8"]),
+            ctx(tmp_path, limits=Limits(scan_targets=100)),
+        )
+
+
+def test_dash_ranges_cidrs_and_excludes_expand_as_written() -> None:
+    r = parse_ranges(
+        json.dumps(
+            {"ranges": ["10.0.0.1-10.0.0.40", "10.0.1.0/30", "10.0.2.9"], "exclude": ["10.0.0.5", "10.0.0.6"]}
+        )
+    )
+    addresses = [str(a) for a in r.addresses()]
+    assert len(addresses) == 40 - 2 + 2 + 1
+    assert (
+        addresses[0] == "10.0.0.1"
+        and "10.0.0.5" not in addresses
+        and addresses[-3:] == ["10.0.1.1", "10.0.1.2", "10.0.2.9"]
+    )
+    assert r.upper_bound == 43
+
+
+@pytest.mark.parametrize(
+    ("ranges", "message"),
+    [
+        ('{"ranges": ["10.0.0.1"], "subnets": []}', "unknown key 'subnets'.*capture"),
+        ('[{"first": "10.0.0.1", "last": "10.0.0.2"}]', "unknown key 'first'.*capture"),
+        ('[{"start": "10.0.0.1"}]', "start\\+end"),
+        ("[1, 2]", "must be a string or an object"),
+        ('["10.0.0.40-10.0.0.1"]', "lower to a higher"),
+        ('["10.0.0.1/24"]', "host bits"),
+        ('["host.example"]', "not an IP address"),
+        ('["fe80::1%eth0"]', "zone"),
+        ("[", "not valid JSON"),
+        ("[]", "names no address"),
+        ("10.0.0.1,10.0.0.2", "must be JSON"),
+        ('<ranges><subnet a="1"/></ranges>', "unknown element <subnet>.*capture"),
+        ('<ranges><range start="10.0.0.1" end="10.0.0.2" step="2"/></ranges>', "unknown key 'step'"),
+        ("<ranges><range>", "not well-formed"),
+        ("[" * 100_000, "not valid JSON"),
+    ],
+)
+def test_malformed_ranges_are_refused_by_name(ranges: str, message: str) -> None:
+    with pytest.raises(PayloadError, match=message):
+        parse_ranges(ranges)
+
+
+@pytest.mark.parametrize(
+    ("port_probes", "message"),
+    [
+        ("<port_probe/>", "root must be <port_probes>"),
+        ("<port_probes/>", "names no <port_probe>"),
+        (
+            "<port_probes><port_probe name='a' scanner='GenericTCP' service='a' port='1'/></port_probes>",
+            "needs 'protocol'",
+        ),
+        (
+            "<port_probes><port_probe name='a' scanner='Nmap' service='a' port='1' protocol='tcp'/></port_probes>",
+            "unknown scanner",
+        ),
+        (
+            "<port_probes><port_probe name='a' scanner='SNMP' service='a' port='161' protocol='tcp'/></port_probes>",
+            "scans udp",
+        ),
+        (
+            "<port_probes><port_probe name='a' scanner='GenericTCP' service='a' port='0' protocol='tcp'/></port_probes>",
+            "outside",
+        ),
+        (
+            "<port_probes><port_probe name='a' scanner='GenericTCP' service='a' port='ssh' protocol='tcp'/></port_probes>",
+            "not a number",
+        ),
+        (
+            "<port_probes><port_probe name='a' scanner='GenericTCP' service='a' port='1' protocol='tcp' prio='1'/></port_probes>",
+            "unknown attribute 'prio'.*capture",
+        ),
+        (
+            "<port_probes><port_probe name='a b' scanner='GenericTCP' service='a' port='1' protocol='tcp'/></port_probes>",
+            "letters",
+        ),
+        (
+            "<port_probes><port_probe name='a' scanner='GenericTCP' service='a' port='1' protocol='tcp'/>"
+            "<port_probe name='a' scanner='GenericTCP' service='a' port='2' protocol='tcp'/></port_probes>",
+            "listed twice",
+        ),
+        ("<!DOCTYPE x [<!ENTITY e 'x'>]><port_probes/>", "DTDs"),
+        ("<port_probes>", "not well-formed"),
+    ],
+)
+def test_malformed_port_probes_are_refused(tmp_path: Path, port_probes: str, message: str) -> None:
+    with pytest.raises(PayloadError, match=message):
+        run(job(port_probes, ["127.0.0.1"]), ctx(tmp_path))
+
+
+def test_fields_as_child_elements_and_port_lists(tmp_path: Path) -> None:
+    closed = closed_port()
+    with listener() as a:
+        port = a.getsockname()[1]
+        probes = (
+            "<port_probes><port_probe><name>web</name><scanner>GenericTCP</scanner><service>www</service>"
+            f"<port>{closed},{port}</port><protocol>TCP</protocol></port_probe></port_probes>"
+        )
+        got = run(job(probes, ["127.0.0.1"]), ctx(tmp_path))
+    assert got["127.0.0.1"].get("web.www.result") == "open" and got["127.0.0.1"].get("web.www.port") == str(
+        port
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("shazzam_report_dead", "yes"), ("SNMP_taps", "0"), ("BannerTCP_waitForConnectMS", "-1")],
+)
+def test_bad_tuning_parameters_are_refused(tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(PayloadError, match=name):
+        run(job(spec(("p", "GenericTCP", "p", "1", "tcp")), ["127.0.0.1"], **{name: value}), ctx(tmp_path))
+
+
+def test_unknown_scanner_parameters_are_ignored_and_echoed(tmp_path: Path) -> None:
+    j = job(
+        spec(("p", "GenericTCP", "p", str(closed_port()), "tcp")),
+        ["127.0.0.1"],
+        NBT_waitForResponseMS="x",
+        debug="true",
+    )
+    element = asyncio.run(TcpScanProbe().run(j, ctx(tmp_path)))
+    root = ET.fromstring(
+        build_results(result=element, echo_record={}, parameters=j.parameters, probe_time_ms=1, error=None)
+    )
+    assert root.find("parameters/parameter[@name='NBT_waitForResponseMS']") is not None
