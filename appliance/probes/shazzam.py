@@ -15,7 +15,6 @@ when ``shazzam_report_inactive`` (default true); a dead one (nothing answered) o
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET  # nosec B405
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from appliance.errors import PayloadError, TargetDenied
@@ -23,6 +22,7 @@ from appliance.payload import RESULT_LIST
 from appliance.probes._scanpool import ScanPool
 from appliance.probes._shazzamranges import parse_ranges
 from appliance.probes._shazzamscanners import Outcome, scan_tcp, unsupported
+from appliance.probes._shazzamsnmp import SnmpScanner
 from appliance.probes._shazzamspec import (
     UNSUPPORTED_SCANNERS,
     PortProbe,
@@ -33,9 +33,6 @@ from appliance.probes._shazzamspec import (
 from appliance.probes.base import Job, ProbeContext
 from hardening.policy import IPAddress
 
-# The SNMP scanner, given the pair and the job's tuning (``_shazzamsnmp`` provides it per job).
-SnmpScan = Callable[[IPAddress, int, Tuning], Awaitable[Outcome]]
-
 
 @dataclass(frozen=True)
 class _Pair:
@@ -44,9 +41,7 @@ class _Pair:
     port: int
 
 
-async def run_shazzam(
-    pool: ScanPool, job: Job, ctx: ProbeContext, snmp: SnmpScan | None = None
-) -> ET.Element:
+async def run_shazzam(pool: ScanPool, job: Job, ctx: ProbeContext) -> ET.Element:
     # 1. Parse all of the job before touching the network.
     probes = parse_port_probes(job.param("port_probes") or "")
     ranges_text = job.param("ranges")
@@ -99,17 +94,18 @@ async def run_shazzam(
     ctx.audit.record("probe.scan", {"probe": "shazzam", "pairs": len(allowed), "ports": ports})
 
     # 3. Scan, paced and capped with every other scan of this probe, until the probe deadline.
+    snmp = SnmpScanner(ctx, job)
+
     async def one(i: int) -> Outcome:
         pair = allowed[i]
         if pair.probe.scanner == "SNMP":
-            if snmp is None:
-                return Outcome(
-                    "io_error", (("error_msg", "the SNMP scanner is not available in this build"),)
-                )
-            return await snmp(pair.address, pair.port, tuning)
+            return await snmp.scan(pair.address, pair.port, tuning)
         return await scan_tcp(pair.probe, pair.address, pair.port, tuning)
 
-    outcomes = await pool.run([p.address for p in allowed], one, ctx.limits.probe_timeout_s)
+    try:
+        outcomes = await pool.run([p.address for p in allowed], one, ctx.limits.probe_timeout_s)
+    finally:
+        await snmp.aclose()
     return _results(allowed, outcomes, [p for p in probes if p.scanner in UNSUPPORTED_SCANNERS], tuning)
 
 

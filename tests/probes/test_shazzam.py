@@ -22,8 +22,8 @@ from appliance.probes.base import ProbeContext
 from appliance.probes.tcpscan import TcpScanProbe
 from devinstance.shazzamresult import ShazzamAddress, read_shazzam
 from hardening.policy import AllowRule, Policy, PortRange
-from tests.daemons import SshServer
-from tests.probes.conftest import MemCredentials, ProbeAudit, make_ctx, make_job
+from tests.daemons import SnmpServer, SshServer
+from tests.probes.conftest import MemCredential, MemCredentials, ProbeAudit, make_ctx, make_job
 
 
 @contextlib.contextmanager
@@ -44,19 +44,21 @@ def closed_port() -> int:
 
 
 def rule(
-    cidr: str, probes: tuple[str, ...] = ("tcp",), ports: tuple[tuple[int, int], ...] = ((1, 65535),)
+    cidr: str,
+    probes: tuple[str, ...] = ("tcp",),
+    ports: tuple[tuple[int, int], ...] = ((1, 65535),),
+    creds: tuple[str, ...] = (),
 ) -> AllowRule:
     return AllowRule(
-        (ipaddress.ip_network(cidr),),
-        (),
-        frozenset(probes),
-        tuple(PortRange(a, b) for a, b in ports),
-        frozenset(),
+        (ipaddress.ip_network(cidr),), (), frozenset(probes), tuple(PortRange(a, b) for a, b in ports), creds
     )
 
 
-def ctx(tmp_path: Path, *rules: AllowRule, limits: Limits | None = None) -> ProbeContext:
-    return make_ctx(Policy(list(rules or (rule("127.0.0.1/32"),))), MemCredentials(), tmp_path, limits)
+def ctx(
+    tmp_path: Path, *rules: AllowRule, limits: Limits | None = None, creds: MemCredentials | None = None
+) -> ProbeContext:
+    policy = Policy(list(rules or (rule("127.0.0.1/32"),)))
+    return make_ctx(policy, creds or MemCredentials(), tmp_path, limits)
 
 
 def spec(*probes: tuple[str, str, str, str, str]) -> str:
@@ -407,3 +409,86 @@ def test_unknown_scanner_parameters_are_ignored_and_echoed(tmp_path: Path) -> No
         build_results(result=element, echo_record={}, parameters=j.parameters, probe_time_ms=1, error=None)
     )
     assert root.find("parameters/parameter[@name='NBT_waitForResponseMS']") is not None
+
+
+def snmp_creds(s: SnmpServer) -> MemCredentials:
+    return MemCredentials(
+        MemCredential("v2bad", "snmp-community", None, (b"wrong-community",)),
+        MemCredential("v2", "snmp-community", None, (s.community.encode(),)),
+        MemCredential(
+            "v3",
+            "snmp-usm",
+            s.v3_user,
+            (s.v3_auth.encode(), s.v3_priv.encode()),
+            {"auth_protocol": "SHA-256", "priv_protocol": "AES"},
+        ),
+    )
+
+
+def snmp_spec(port: int) -> str:
+    return spec(("snmp", "SNMP", "snmp", str(port), "udp"))
+
+
+def attempts(c: ProbeContext) -> list[tuple[object, object]]:
+    assert isinstance(c.audit, ProbeAudit)
+    return [(f["alias"], f["outcome"]) for e, f in c.audit.events if e == "credential.attempt"]
+
+
+def test_snmp_scanner_reads_sys_descr_with_the_rules_community(tmp_path: Path, snmpd: SnmpServer) -> None:
+    c = ctx(
+        tmp_path,
+        rule("127.0.0.1/32", ("snmp",), ((snmpd.port, snmpd.port),), ("v2bad", "v2")),
+        creds=snmp_creds(snmpd),
+    )
+    started = time.monotonic()
+    got = run(job(snmp_spec(snmpd.port), ["127.0.0.1"], SNMP_taps="2", SNMP_tapIntervalMS="200"), c)
+    host = got["127.0.0.1"]
+    assert host.active and host.get("snmp.snmp.result") == "open" and host.get("snmp.snmp.protocol") == "udp"
+    assert (host.get("snmp.snmp.sysDescr") or "").startswith("Linux")
+    # The wrong community is tried first (rule order) and gets silence for SNMP_taps x SNMP_tapIntervalMS.
+    assert attempts(c) == [("v2bad", "rejected"), ("v2", "accepted")]
+    assert 0.35 <= time.monotonic() - started < 5
+    # The winner is remembered: the next scan of this agent tries it first and only.
+    run(job(snmp_spec(snmpd.port), ["127.0.0.1"], SNMP_taps="1", SNMP_tapIntervalMS="200"), c)
+    assert attempts(c)[2:] == [("v2", "accepted")]
+
+
+def test_snmp_scanner_with_a_usm_credential(tmp_path: Path, snmpd: SnmpServer) -> None:
+    c = ctx(
+        tmp_path,
+        rule("127.0.0.1/32", ("snmp",), ((snmpd.port, snmpd.port),), ("v3",)),
+        creds=snmp_creds(snmpd),
+    )
+    host = run(job(snmp_spec(snmpd.port), ["127.0.0.1"]), c)["127.0.0.1"]
+    assert host.get("snmp.snmp.result") == "open" and (host.get("snmp.snmp.sysDescr") or "").startswith(
+        "Linux"
+    )
+
+
+def test_snmp_without_an_answer_is_timed_out_and_the_address_dead(tmp_path: Path, snmpd: SnmpServer) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))  # bound, never answers: no ICMP either
+        port = silent.getsockname()[1]
+        c = ctx(tmp_path, rule("127.0.0.1/32", ("snmp",), creds=("v2",)), creds=snmp_creds(snmpd))
+        params = {"SNMP_taps": "1", "SNMP_tapIntervalMS": "100"}
+        assert run(job(snmp_spec(port), ["127.0.0.1"], **params), c) == {}
+        host = run(job(snmp_spec(port), ["127.0.0.1"], shazzam_report_dead="true", **params), c)["127.0.0.1"]
+    assert not host.alive and host.get("snmp.snmp.result") == "timed_out"
+    assert host.get("snmp.snmp.sysDescr") is None
+
+
+def test_snmp_is_checked_as_snmp_and_needs_rule_credentials(tmp_path: Path, snmpd: SnmpServer) -> None:
+    closed = closed_port()
+    probes = spec(
+        ("snmp", "SNMP", "snmp", str(snmpd.port), "udp"), ("t", "GenericTCP", "t", str(closed), "tcp")
+    )
+    # A rule for tcp only: the SNMP pair is denied and left out, the TCP pair is scanned.
+    c = ctx(tmp_path, rule("127.0.0.1/32", ("tcp",), creds=("v2",)), creds=snmp_creds(snmpd))
+    host = run(job(probes, ["127.0.0.1"]), c)["127.0.0.1"]
+    assert host.get("snmp.snmp.result") is None and host.get("t.t.result") == "refused"
+    assert attempts(c) == []
+    # SNMP allowed but no rule names a credential: an io_error that says what to add.
+    c = ctx(tmp_path, rule("127.0.0.1/32", ("tcp", "snmp")), creds=snmp_creds(snmpd))
+    host = run(job(probes, ["127.0.0.1"]), c)["127.0.0.1"]
+    assert host.get("snmp.snmp.result") == "io_error"
+    assert "lists 'credentials'" in (host.get("snmp.snmp.error_msg") or "")
