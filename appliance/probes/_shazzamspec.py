@@ -63,7 +63,6 @@ class Tuning:
     https_connect_s: float = 0.5
     snmp_taps: int = 2
     snmp_tap_interval_s: float = 1.0
-    snmp_wait_s: float = 1.0
 
 
 def parse_port_probes(text: str) -> tuple[PortProbe, ...]:
@@ -166,7 +165,6 @@ def parse_tuning(job: Job) -> Tuning:
         https_connect_s=seconds("HTTPS_waitForConnectMS", 500),
         snmp_taps=job.int_param("SNMP_taps", 2, 1, MAX_SHAZZAM_SNMP_TAPS),
         snmp_tap_interval_s=seconds("SNMP_tapIntervalMS", 1000),
-        snmp_wait_s=seconds("SNMP_waitForResponseMS", 1000),
     )
 
 
