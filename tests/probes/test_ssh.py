@@ -230,9 +230,7 @@ def test_without_a_credential_parameter_the_rule_aliases_are_tried_in_order(
     ctx = make_ctx(policy(sshd, "community", "badpw", "pw", "key"), creds(sshd), pinned_state(tmp_path, sshd))
     el = run(SshProbe(), make_job("SSHCommand", "id -un", "127.0.0.1", port=str(sshd.port)), ctx)
     assert el.findtext("stdout") == f"{sshd.user}\n"
-    attempts = [
-        (f["alias"], f["outcome"], f["via"]) for e, f in ctx.audit.events if e == "credential.attempt"
-    ]  # type: ignore[attr-defined]
+    attempts = [(f["alias"], f["outcome"], f["via"]) for e, f in ctx.audit.events if e == "credential.attempt"]  # type: ignore[attr-defined]
     assert attempts == [("badpw", "rejected", "rule"), ("pw", "accepted", "rule")]
     assert ctx.affinity.get("ssh", "127.0.0.1", sshd.port) == "pw"
 
