@@ -18,9 +18,10 @@ from appliance.errors import PayloadError, TargetDenied
 from appliance.limits import Limits
 from appliance.payload import build_results
 from appliance.probes._shazzamranges import parse_ranges
-from appliance.probes.base import ProbeContext
+from appliance.probes.base import Job, ProbeContext
 from appliance.probes.tcpscan import TcpScanProbe
-from devinstance.shazzamresult import ShazzamAddress, read_shazzam
+from devinstance.discovery.sensors import ShazzamHost, classifiers_to_launch, read_shazzam
+from devinstance.discovery.shapes import default_port_probes, shazzam_output
 from hardening.policy import AllowRule, Policy, PortRange
 from tests.daemons import SnmpServer, SshServer
 from tests.probes.conftest import MemCredential, MemCredentials, ProbeAudit, make_ctx, make_job
@@ -74,7 +75,7 @@ def job(port_probes: str, ranges: object, **params: str):  # type: ignore[no-unt
     return make_job("Shazzam", "Shazzam", "", port_probes=port_probes, ranges=text, **params)
 
 
-def run(j, c: ProbeContext, probe: TcpScanProbe | None = None) -> dict[str, ShazzamAddress]:  # type: ignore[no-untyped-def]
+def run(j, c: ProbeContext, probe: TcpScanProbe | None = None) -> dict[str, ShazzamHost]:  # type: ignore[no-untyped-def]
     async def go() -> ET.Element:
         p = probe or TcpScanProbe()
         try:
@@ -86,7 +87,13 @@ def run(j, c: ProbeContext, probe: TcpScanProbe | None = None) -> dict[str, Shaz
     payload = build_results(
         result=element, echo_record={}, parameters=j.parameters, probe_time_ms=1, error=None
     )
-    return read_shazzam(payload)
+    return {h.ip_address: h for h in read_shazzam(payload)}
+
+
+def attr(host: ShazzamHost, portprobe: str, name: str) -> str:
+    """An attribute of the scanner element of ``portprobe`` (the sensor's ``value`` has result and port)."""
+    scanner = next(s for s in host.scanners if s.portprobe == portprobe)
+    return str(getattr(scanner, name))
 
 
 def test_banner_refused_and_silent_ports(tmp_path: Path, sshd: SshServer) -> None:
@@ -110,13 +117,13 @@ def test_banner_refused_and_silent_ports(tmp_path: Path, sshd: SshServer) -> Non
         elapsed = time.monotonic() - started
     host = got["127.0.0.1"]
     assert host.alive and host.active
-    assert host.get("ssh.ssh.result") == "open"
-    assert (host.get("ssh.ssh.banner_text") or "").startswith("SSH-2.0-OpenSSH")
-    assert host.get("ssh.ssh.port") == str(sshd.port) and host.get("ssh.ssh.name") == "BannerTCP"
+    assert host.value("ssh.ssh.result") == "open"
+    assert (host.value("ssh.ssh.banner_text") or "").startswith("SSH-2.0-OpenSSH")
+    assert host.value("ssh.ssh.port") == str(sshd.port) and attr(host, "ssh", "name") == "BannerTCP"
     # A server that never speaks: the port is open, the banner read times out, no banner is made up.
-    assert host.get("quiet.quiet.result") == "open" and host.get("quiet.quiet.banner_text") is None
-    assert host.get("telnet.telnet.result") == "refused"
-    assert host.get("http.http.result") == "open" and host.get("http.http.protocol") == "tcp"
+    assert host.value("quiet.quiet.result") == "open" and host.value("quiet.quiet.banner_text") is None
+    assert host.value("telnet.telnet.result") == "refused"
+    assert host.value("http.http.result") == "open" and attr(host, "http", "protocol") == "tcp"
     assert 0.3 <= elapsed < 5  # the silent banner waited for BannerTCP_waitForConnectMS, not forever
 
 
@@ -162,7 +169,7 @@ def test_denied_pairs_are_left_out_and_never_touched(tmp_path: Path) -> None:
                 s.accept()  # nothing ever connected to a denied pair
     assert set(got) == {"127.0.0.1"}
     host = got["127.0.0.1"]
-    assert host.get("a.a.port") == str(pa) and host.get("c.c.result") is None
+    assert host.value("a.a.port") == str(pa) and host.value("c.c.result") is None
     assert isinstance(context.audit, ProbeAudit)
     denied = [f for e, f in context.audit.events if e == "target.denied"]
     assert len(denied) == 1 and denied[0]["pairs"] == 5  # .1:pb .1:pc .2:pa .2:pb .2:pc
@@ -189,7 +196,7 @@ def test_excludes_are_honoured(tmp_path: Path) -> None:
         with pytest.raises(BlockingIOError):
             b.accept()
     assert "127.0.0.2" not in got
-    assert got["127.0.0.1"].get("p.p.result") == "refused"
+    assert got["127.0.0.1"].value("p.p.result") == "refused"
 
 
 def test_xml_ranges_and_object_items(tmp_path: Path) -> None:
@@ -197,7 +204,7 @@ def test_xml_ranges_and_object_items(tmp_path: Path) -> None:
         port = a.getsockname()[1]
         probes = spec(("p", "GenericTCP", "p", str(port), "tcp"))
         xml = '<ranges><range start="127.0.0.1" end="127.0.0.2"/><exclude address="127.0.0.2"/></ranges>'
-        assert run(job(probes, xml), ctx(tmp_path))["127.0.0.1"].get("p.p.result") == "open"
+        assert run(job(probes, xml), ctx(tmp_path))["127.0.0.1"].value("p.p.result") == "open"
         objects = [{"network": "127.0.0.0", "mask": "255.255.255.252"}, {"address": "127.0.0.1"}]
         got = run(job(probes, objects), ctx(tmp_path, rule("127.0.0.0/30")))
     assert got["127.0.0.1"].active and not got["127.0.0.2"].active and got["127.0.0.2"].alive
@@ -207,7 +214,7 @@ def test_report_inactive_and_dead(tmp_path: Path) -> None:
     closed = closed_port()
     probes = spec(("p", "GenericTCP", "p", str(closed), "tcp"))
     inactive = run(job(probes, ["127.0.0.1"]), ctx(tmp_path))["127.0.0.1"]
-    assert inactive.alive and not inactive.active and inactive.get("p.p.result") == "refused"
+    assert inactive.alive and not inactive.active and inactive.value("p.p.result") == "refused"
     assert run(job(probes, ["127.0.0.1"], shazzam_report_inactive="false"), ctx(tmp_path)) == {}
     # A listener with a full accept queue drops further SYNs: nothing answers, the address is dead.
     with listener(backlog=0) as s:
@@ -231,7 +238,7 @@ def test_report_inactive_and_dead(tmp_path: Path) -> None:
             for f in fillers:
                 f.close()
     host = got["127.0.0.1"]
-    assert not host.alive and not host.active and host.get("p.p.result") == "timed_out"
+    assert not host.alive and not host.active and host.value("p.p.result") == "timed_out"
 
 
 def test_unsupported_scanners_are_reported_not_dropped(tmp_path: Path) -> None:
@@ -245,8 +252,8 @@ def test_unsupported_scanners_are_reported_not_dropped(tmp_path: Path) -> None:
             ctx(tmp_path),
         )
     host = got["127.0.0.1"]
-    assert host.get("dns.dns.result") == "io_error" and host.get("dns.dns.name") == "DNS"
-    assert "does not implement the DNS scanner" in (host.get("dns.dns.error_msg") or "")
+    assert host.value("dns.dns.result") == "io_error" and attr(host, "dns", "name") == "DNS"
+    assert "does not implement the DNS scanner" in (host.value("dns.dns.error_msg") or "")
     with pytest.raises(PayloadError, match="only scanners midbox does not implement"):
         run(job(spec(("nbt", "NBT", "nbt", "137", "udp")), ["127.0.0.1"]), ctx(tmp_path))
 
@@ -383,9 +390,8 @@ def test_fields_as_child_elements_and_port_lists(tmp_path: Path) -> None:
             f"<port>{closed},{port}</port><protocol>TCP</protocol></port_probe></port_probes>"
         )
         got = run(job(probes, ["127.0.0.1"]), ctx(tmp_path))
-    assert got["127.0.0.1"].get("web.www.result") == "open" and got["127.0.0.1"].get("web.www.port") == str(
-        port
-    )
+    results = [(x.port, x.result) for x in got["127.0.0.1"].scanners]
+    assert results == [(str(closed), "refused"), (str(port), "open")]  # one scanner per listed port
 
 
 @pytest.mark.parametrize(
@@ -443,8 +449,10 @@ def test_snmp_scanner_reads_sys_descr_with_the_rules_community(tmp_path: Path, s
     started = time.monotonic()
     got = run(job(snmp_spec(snmpd.port), ["127.0.0.1"], SNMP_taps="2", SNMP_tapIntervalMS="200"), c)
     host = got["127.0.0.1"]
-    assert host.active and host.get("snmp.snmp.result") == "open" and host.get("snmp.snmp.protocol") == "udp"
-    assert (host.get("snmp.snmp.sysDescr") or "").startswith("Linux")
+    assert (
+        host.active and host.value("snmp.snmp.result") == "open" and attr(host, "snmp", "protocol") == "udp"
+    )
+    assert (host.value("snmp.snmp.sysDescr") or "").startswith("Linux")
     # The wrong community is tried first (rule order) and gets silence for SNMP_taps x SNMP_tapIntervalMS.
     assert attempts(c) == [("v2bad", "rejected"), ("v2", "accepted")]
     assert 0.35 <= time.monotonic() - started < 5
@@ -460,7 +468,7 @@ def test_snmp_scanner_with_a_usm_credential(tmp_path: Path, snmpd: SnmpServer) -
         creds=snmp_creds(snmpd),
     )
     host = run(job(snmp_spec(snmpd.port), ["127.0.0.1"]), c)["127.0.0.1"]
-    assert host.get("snmp.snmp.result") == "open" and (host.get("snmp.snmp.sysDescr") or "").startswith(
+    assert host.value("snmp.snmp.result") == "open" and (host.value("snmp.snmp.sysDescr") or "").startswith(
         "Linux"
     )
 
@@ -473,8 +481,8 @@ def test_snmp_without_an_answer_is_timed_out_and_the_address_dead(tmp_path: Path
         params = {"SNMP_taps": "1", "SNMP_tapIntervalMS": "100"}
         assert run(job(snmp_spec(port), ["127.0.0.1"], **params), c) == {}
         host = run(job(snmp_spec(port), ["127.0.0.1"], shazzam_report_dead="true", **params), c)["127.0.0.1"]
-    assert not host.alive and host.get("snmp.snmp.result") == "timed_out"
-    assert host.get("snmp.snmp.sysDescr") is None
+    assert not host.alive and host.value("snmp.snmp.result") == "timed_out"
+    assert host.value("snmp.snmp.sysDescr") is None
 
 
 def test_snmp_is_checked_as_snmp_and_needs_rule_credentials(tmp_path: Path, snmpd: SnmpServer) -> None:
@@ -485,10 +493,26 @@ def test_snmp_is_checked_as_snmp_and_needs_rule_credentials(tmp_path: Path, snmp
     # A rule for tcp only: the SNMP pair is denied and left out, the TCP pair is scanned.
     c = ctx(tmp_path, rule("127.0.0.1/32", ("tcp",), creds=("v2",)), creds=snmp_creds(snmpd))
     host = run(job(probes, ["127.0.0.1"]), c)["127.0.0.1"]
-    assert host.get("snmp.snmp.result") is None and host.get("t.t.result") == "refused"
+    assert host.value("snmp.snmp.result") is None and host.value("t.t.result") == "refused"
     assert attempts(c) == []
     # SNMP allowed but no rule names a credential: an io_error that says what to add.
     c = ctx(tmp_path, rule("127.0.0.1/32", ("tcp", "snmp")), creds=snmp_creds(snmpd))
     host = run(job(probes, ["127.0.0.1"]), c)["127.0.0.1"]
-    assert host.get("snmp.snmp.result") == "io_error"
-    assert "lists 'credentials'" in (host.get("snmp.snmp.error_msg") or "")
+    assert host.value("snmp.snmp.result") == "io_error"
+    assert "lists 'credentials'" in (host.value("snmp.snmp.error_msg") or "")
+
+
+def test_the_devinstance_output_scanned_and_read_by_its_sensor(
+    tmp_path: Path, sshd: SshServer, snmpd: SnmpServer
+) -> None:
+    closed = closed_port()
+    out = shazzam_output(
+        ["127.0.0.1"],
+        default_port_probes(ssh=sshd.port, snmp=snmpd.port, http=closed, https=closed, generic=closed),
+    )
+    j = Job("0" * 32, out.topic, out.name, out.source, "mid.server.test", parameters=out.parameters)
+    c = ctx(tmp_path, rule("127.0.0.1/32", ("tcp", "snmp"), creds=("v2",)), creds=snmp_creds(snmpd))
+    host = run(j, c)["127.0.0.1"]
+    assert host.value("https.https.result") == "refused" and host.value("wmi.epmap.result") == "refused"
+    launches = [(launch.classifier, launch.port) for launch in classifiers_to_launch(host)]
+    assert launches == [("UNIX - Classify", sshd.port), ("SNMP - Classify", snmpd.port)]
