@@ -16,7 +16,8 @@ the alias, never the secret):
 - ``config.refused``    config_sha256, reason                                 (config_version if parsed)
 - ``credential.used``   alias, type, job, target, topic
 - ``job.claimed``       job, topic, target                                    (priority optional)
-- ``topic.refused``     job, topic
+- ``topic.refused``     job, topic            (reason optional: a topic or a result_format midbox
+                        refuses for want of a public payload layout)
 - ``probe.started``     job, topic, target, port, credential
 - ``probe.finished``    job, topic, target, port, credential, result_code, bytes_in, bytes_out,
                         duration_ms, result_sha256                            (error: one line, optional)
