@@ -20,8 +20,8 @@ RESULT_FORMAT_JSON_REFUSED = (
 UNPUBLISHED_TOPICS: Mapping[str, str] = {
     "MultiProbe": (
         "topic 'MultiProbe' (identity probes such as 'Linux - Identity', 'SNMP - Identity') is not "
-        "supported by midbox (no public payload layout): set Discovery to Classic mode and point the "
-        f"classifier's identification at the classic probes (SSHCommand, SNMP); {SEE}"
+        "supported by midbox (no public payload layout): have the classifier trigger the simple classic "
+        f"probes (SSHCommand, SNMP) instead of the MultiProbe; {SEE}"
     ),
     "HorizontalDiscoveryProbe": (
         "topic 'HorizontalDiscoveryProbe' (the Horizontal Pattern probe, 'Pattern Launcher: ...') is not "
@@ -34,10 +34,15 @@ UNPUBLISHED_TOPICS: Mapping[str, str] = {
 PATTERN_NAME_PREFIX = "Pattern Launcher"
 
 
+_BY_FOLDED = {t.casefold(): t for t in UNPUBLISHED_TOPICS}
+
+
 def unsupported_topic(topic: str, name: str) -> str | None:
     """The refusal for an output midbox will not run for want of a public layout, else None."""
-    if topic in UNPUBLISHED_TOPICS:
-        return UNPUBLISHED_TOPICS[topic]
+    # ServiceNow spells the multiprobe topic both "MultiProbe" and "Multiprobe".
+    known = _BY_FOLDED.get(topic.casefold())
+    if known is not None:
+        return UNPUBLISHED_TOPICS[known]
     if name.startswith(PATTERN_NAME_PREFIX):
         return UNPUBLISHED_TOPICS["HorizontalDiscoveryProbe"]
     return None

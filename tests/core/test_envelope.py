@@ -138,8 +138,18 @@ def test_topics_and_formats_without_a_public_layout_are_refused(
     dev_pki: Pki, tmp_path: Path, state_dir: Path
 ) -> None:
     cases = [
-        ({"topic": "MultiProbe", "name": "Linux - Identity"}, params(), "'MultiProbe'", "Classic mode"),
-        ({"topic": "MultiProbe", "name": "SNMP - Identity"}, params(), "'MultiProbe'", "Classic mode"),
+        (
+            {"topic": "MultiProbe", "name": "Linux - Identity"},
+            params(),
+            "'MultiProbe'",
+            "simple classic probes",
+        ),
+        (
+            {"topic": "Multiprobe", "name": "SNMP - Identity"},
+            params(),
+            "'MultiProbe'",
+            "simple classic probes",
+        ),
         (
             {"topic": "HorizontalDiscoveryProbe", "name": "Pattern Launcher: Linux Server"},
             params(),
