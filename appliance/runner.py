@@ -337,7 +337,7 @@ class Runner:
         if self._agent_refused:
             return
         try:
-            outcome = await self._client.set_status(
+            outcome, record = await self._client.set_status(
                 status, host_name=self._settings.host_name, ip_address=self._settings.ip_address
             )
         except InstanceAuthError:
@@ -351,8 +351,14 @@ class Runner:
         except InstanceError as e:
             log.warning("could not set this MID's ecc_agent status to %s: %s", status, e)
             return
-        if outcome is AgentWrite.CREATED:
-            log.info("created this MID's ecc_agent record; an admin must validate it before it is selected")
+        if status != "Up":
+            return
+        if outcome is AgentWrite.CREATED or (record is not None and not record.is_validated):
+            # Only Up and Validated MIDs are selected: without this the appliance just sits idle.
+            log.warning(
+                "this MID's ecc_agent record is not validated, so the instance will not select it for "
+                "work; an admin validates it (docs/servicenow.md, 'Validation')"
+            )
 
     async def _pause(self, stop: asyncio.Event, delay: float, error: Exception) -> None:
         log.warning("%s; next try in %.1f s", error, delay)

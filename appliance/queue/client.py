@@ -178,11 +178,14 @@ class EccClient:
             return None
         return _agent_record(rows[0])
 
-    async def set_status(self, status: str, *, host_name: str, ip_address: str = "") -> AgentWrite:
+    async def set_status(
+        self, status: str, *, host_name: str, ip_address: str = ""
+    ) -> tuple[AgentWrite, AgentRecord | None]:
         """Say Up (at start) or Down (at stop) on this MID's ``ecc_agent`` record, creating it at
         start where the instance has none, as a MID does when it first connects.
 
-        Raises InstanceAuthError where a business rule or an ACL refuses the read or the write.
+        Returns what was done and the record as it was before. Raises InstanceAuthError where a
+        business rule or an ACL refuses the read or the write.
         """
         now = _glide_now()
         fields = {"status": status, "last_refreshed": now}
@@ -195,11 +198,11 @@ class EccClient:
         record = await self.agent_record()
         if record is None:
             if status != "Up":
-                return AgentWrite.MISSING
+                return AgentWrite.MISSING, None
             await self._request("POST", AGENT_TABLE, json_body=_agent_fields({"name": self._name, **fields}))
-            return AgentWrite.CREATED
+            return AgentWrite.CREATED, None
         await self._request("PATCH", f"{AGENT_TABLE}/{record.sys_id}", json_body=_agent_fields(fields))
-        return AgentWrite.UPDATED
+        return AgentWrite.UPDATED, record
 
     async def _insert(self, fields: dict[str, str]) -> dict[str, Any]:
         body = await self._request("POST", TABLE, json_body=fields)

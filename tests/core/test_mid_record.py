@@ -49,9 +49,10 @@ def instance(dev_pki: Pki, tmp_path: Path) -> Iterator[DevInstance]:
 
 
 def test_a_fresh_instance_gets_the_record_from_the_mid(
-    instance: DevInstance, dev_pki: Pki, tmp_path: Path, state_dir: Path
+    instance: DevInstance, dev_pki: Pki, tmp_path: Path, state_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert agent_rows(instance) == []  # the default, as on a fresh instance
+    caplog.set_level(logging.INFO)
     seen_up: list[dict[str, str]] = []
     with http_target() as target:
         store = instance.state.store
@@ -73,13 +74,17 @@ def test_a_fresh_instance_gets_the_record_from_the_mid(
     assert methods == ["POST", "PATCH"]
     assert instance.state.agent_writes[0][1]["name"] == NAME
     assert all("version" not in body and "validated" not in body for _, body in instance.state.agent_writes)
+    [message] = refusal_logs(caplog)  # says once why no work will come yet
+    assert "not validated" in message and "docs/servicenow.md" in message
 
 
 def test_a_pre_created_record_is_updated_not_duplicated(
-    instance: DevInstance, dev_pki: Pki, tmp_path: Path, state_dir: Path
+    instance: DevInstance, dev_pki: Pki, tmp_path: Path, state_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     instance.state.store.ensure_agent(NAME, validated=True)
+    caplog.set_level(logging.INFO)
     run_jobs(instance, dev_pki, tmp_path, state_dir)
+    assert refusal_logs(caplog) == []  # validated: nothing to say
     [row] = agent_rows(instance)
     assert row["status"] == "Down" and row["validated"] == "true" and row["version"] == ""
     assert [m for m, _ in instance.state.agent_writes] == ["PATCH", "PATCH"]
