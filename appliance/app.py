@@ -53,7 +53,28 @@ def runner_settings(config: Config, limits: Limits) -> RunnerSettings:
         retry_after_cap_s=limits.retry_after_cap_s,
         version=__version__,
         host_name=socket.gethostname(),
+        ip_address=local_address_towards(config.instance.url),
     )
+
+
+def local_address_towards(url: str) -> str:
+    """The local address this host would use to reach ``url`` ("" when that cannot be told).
+
+    A UDP connect() only picks a route: no packet leaves the host.
+    """
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname
+    if not host:
+        return ""
+    try:
+        infos = socket.getaddrinfo(host, 443, type=socket.SOCK_DGRAM)
+        family, _, _, _, address = infos[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            return str(sock.getsockname()[0])
+    except (OSError, IndexError, UnicodeError):
+        return ""
 
 
 def _mark_sniffio_absent() -> None:

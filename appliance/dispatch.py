@@ -18,6 +18,7 @@ from appliance.errors import ApplianceError, TargetDenied
 from appliance.payload import build_results, one_line, parse_parameters
 from appliance.probes.base import Job, JobAudit, Probe, ProbeContext
 from appliance.queue.records import OutputRecord
+from appliance.scope import unsupported_parameters, unsupported_topic
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,16 @@ class Dispatcher:
         error: str | None = None
         probe = self._probes.get(record.topic)
         try:
+            if (unsupported := unsupported_topic(record.topic, record.name)) is not None:
+                self._audit("topic.refused", record, {"reason": "no public payload layout"})
+                raise ApplianceError(unsupported)
             if probe is None or record.topic in REFUSED_TOPICS:
                 self._audit("topic.refused", record, {})
                 raise ApplianceError(f"{NOT_PERMITTED}: {record.topic[:80]!r}")
             params = parse_parameters(record.payload, self._ctx.limits.payload_bytes)
+            if (unsupported := unsupported_parameters(params)) is not None:
+                self._audit("topic.refused", record, {"reason": "result_format=JSON"})
+                raise ApplianceError(unsupported)
             job = Job(
                 sys_id=record.sys_id,
                 topic=record.topic,

@@ -20,6 +20,7 @@ from hardening.errors import HardeningError
 CERT_WARN_DAYS = 30
 CONFIG_WARN_DAYS = 7
 CLOCK_WARN_S = 60.0  # signatures allow a small skew; a minute off already shows in audit times
+MAX_AGENT_ANSWER = 1 << 20  # one ecc_agent row; anything longer is not read
 
 
 class Level(enum.Enum):
@@ -126,7 +127,11 @@ async def check_instance(config: Config, limits: Limits, now: dt.datetime) -> li
     try:
         response = await client.get(
             "/api/now/table/ecc_agent",
-            params={"sysparm_query": f"name={config.appliance.name}", "sysparm_limit": "1"},
+            params={
+                "sysparm_query": f"name={config.appliance.name}",
+                "sysparm_limit": "1",
+                "sysparm_fields": "sys_id,name,status,validated",
+            },
         )
     except httpx.HTTPError as e:
         return [
@@ -150,8 +155,58 @@ async def check_instance(config: Config, limits: Limits, now: dt.datetime) -> li
         found.append(Finding(Level.FAIL, "instance", f"the instance answered HTTP {response.status_code}"))
     else:
         found.append(Finding(Level.OK, "instance", f"{config.instance.url} answered over mutual TLS"))
+        found += check_agent_record(response.content, config.appliance.name)
     found += _clock(response.headers.get("date"), now)
     return found
+
+
+AGENT_DOC = "docs/servicenow.md, 'The MID record'"
+
+
+def check_agent_record(body: bytes, name: str) -> list[Finding]:
+    """This MID's ``ecc_agent`` record from the instance's answer: only Up and Validated MIDs are
+    selected for work, so a missing or unvalidated record is why nothing arrives."""
+    import json
+
+    try:
+        rows = json.loads(body[:MAX_AGENT_ANSWER]).get("result")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        rows = None
+    if not isinstance(rows, list):
+        return [Finding(Level.WARN, "MID record", "the instance's ecc_agent answer could not be read")]
+    if not rows or not isinstance(rows[0], dict):
+        return [
+            Finding(
+                Level.WARN,
+                "MID record",
+                f"no ecc_agent record named {name!r} yet: midbox creates it at its first start; where "
+                f"the instance refuses that, an admin creates it (MID Server > Servers > New, "
+                f"name {name!r}); see {AGENT_DOC}",
+            )
+        ]
+    row = rows[0]
+    status = str(row.get("status") or "?")[:40]
+    validated = str(row.get("validated") or "false")[:40]
+    shown = f"{name!r}: status {status}, validated {validated}"
+    if validated.strip().lower() not in ("true", "yes"):
+        return [
+            Finding(
+                Level.WARN,
+                "MID record",
+                f"{shown}: the instance selects only validated MIDs; an admin must validate this record "
+                f"(MID Server > Servers > {name} > Validate, or as {AGENT_DOC} says for mTLS MIDs)",
+            )
+        ]
+    if status != "Up":
+        return [
+            Finding(
+                Level.WARN,
+                "MID record",
+                f"{shown}: the instance selects only Up MIDs; start midbox ('midbox run' or the service) "
+                "and let it answer the instance's HeartbeatProbe",
+            )
+        ]
+    return [Finding(Level.OK, "MID record", shown)]
 
 
 def _clock(date_header: str | None, now: dt.datetime) -> list[Finding]:

@@ -25,7 +25,9 @@ def _record(raw: object) -> OutputRecord:
     if not isinstance(raw, dict):
         raise ValueError("not a record")
     fields = {f.name for f in dataclasses.fields(OutputRecord)}
-    if set(raw) != fields or not all(isinstance(v, str) for v in raw.values()):
+    # Fields with a default came later: an entry kept by an older version may lack them.
+    required = {f.name for f in dataclasses.fields(OutputRecord) if f.default is dataclasses.MISSING}
+    if not required <= set(raw) <= fields or not all(isinstance(v, str) for v in raw.values()):
         raise ValueError("record fields do not match")
     return OutputRecord(**raw)
 

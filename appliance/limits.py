@@ -12,6 +12,17 @@ MAX_CONCURRENT_PROBES = 1024
 MAX_XML_DEPTH = 32
 MAX_PARAMETERS = 1000
 
+# Shazzam jobs as an instance builds them (port-probe spec + ranges); pairs are capped by Limits.scan_targets.
+MAX_SHAZZAM_SPEC_BYTES = 100_000  # the port-probe spec XML
+MAX_SHAZZAM_PORT_PROBES = 64
+MAX_SHAZZAM_PORTS_PER_PROBE = 1024
+MAX_SHAZZAM_RANGES_BYTES = 2_000_000  # the ranges parameter, JSON or XML (excludes are listed one by one)
+MAX_SHAZZAM_RANGES = 4096  # include entries
+MAX_SHAZZAM_EXCLUDES = 65_536  # exclude entries
+MAX_SHAZZAM_WAIT_MS = 30_000  # any <Scanner>_wait*MS or tap interval
+MAX_SHAZZAM_SNMP_TAPS = 10
+SHAZZAM_BANNER_BYTES = 1024  # BannerTCP reads at most this much of a banner
+
 
 @dataclass(frozen=True)
 class Limits:

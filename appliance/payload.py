@@ -16,8 +16,26 @@ from defusedxml import DefusedXmlException
 from appliance.errors import PayloadError
 from appliance.limits import MAX_PARAMETERS, MAX_XML_DEPTH
 
-# Fields of the output record that a result echoes back, as the MID does.
-ECHO_FIELDS = ("agent", "topic", "name", "source", "sys_id", "response_to", "agent_correlator", "priority")
+# A probe that answers with several <result> elements (Shazzam: one per address) returns them inside an
+# element of this tag; build_results puts its children, not the container, into <results>.
+RESULT_LIST = "midbox-result-list"
+
+# Fields of the output record that a result echoes back, as the MID does (see OutputRecord.echo).
+ECHO_FIELDS = (
+    "agent",
+    "topic",
+    "name",
+    "source",
+    "sys_id",
+    "ecc_queue",
+    "response_to",
+    "agent_correlator",
+    "priority",
+    "sequence",
+    "sys_created_on",
+)
+# Echoed only when the output record has a value for them (an output answers nothing, usually).
+ECHO_WHEN_SET = frozenset({"response_to", "sequence", "sys_created_on"})
 
 
 def parse_xml(text: str, max_bytes: int) -> ET.Element:
@@ -81,14 +99,36 @@ def build_results(
     root = ET.Element("results", probe_time=str(probe_time_ms), result_code="1" if error else "0")
     if error:
         root.set("error", one_line(error))
-    if result is not None:
+    if result is not None and result.tag == RESULT_LIST:
+        root.extend(list(result))
+        if result.get("truncated") == "true":
+            root.set("truncated", "true")
+    elif result is not None:
         root.append(result)
     echo = ET.SubElement(root, "parameters")
     for name, value in parameters:
-        ET.SubElement(echo, "parameter", name=name, value=value)
+        # The record's own fields win over a job parameter of the same name: one value per name.
+        if name not in ECHO_FIELDS or name not in echo_record:
+            ET.SubElement(echo, "parameter", name=name, value=value)
     for field in ECHO_FIELDS:
-        if field in echo_record:
+        if field in echo_record and (echo_record[field] or field not in ECHO_WHEN_SET):
             ET.SubElement(echo, "parameter", name=field, value=echo_record[field])
+    return ET.tostring(root, encoding="unicode")
+
+
+def with_parameters(payload: str, extra: Mapping[str, str], max_bytes: int) -> str:
+    """``payload`` (a ``<results>`` document this appliance built) with ``extra`` set in its
+    ``<parameters>``, which is added when missing. A parameter already there keeps its value."""
+    root = parse_xml(payload, max_bytes)
+    if root.tag != "results":
+        raise PayloadError(f"an input payload's root must be <results>, got <{root.tag[:40]}>")
+    params = root.find("parameters")
+    if params is None:
+        params = ET.SubElement(root, "parameters")
+    present = {p.get("name") for p in params.iter("parameter")}
+    for name, value in extra.items():
+        if name not in present:
+            ET.SubElement(params, "parameter", name=name, value=value)
     return ET.tostring(root, encoding="unicode")
 
 

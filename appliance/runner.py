@@ -21,7 +21,7 @@ from appliance.errors import InstanceAuthError, InstanceError, RunnerHalted
 from appliance.payload import build_results
 from appliance.probes.base import AuditSink
 from appliance.queue.backoff import Backoff
-from appliance.queue.client import EccClient, InstanceBusy
+from appliance.queue.client import AgentWrite, EccClient, InstanceBusy
 from appliance.queue.records import OutputRecord
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,9 @@ class RunnerSettings:
     backoff_base_s: float
     backoff_cap_s: float
     retry_after_cap_s: float
-    version: str
+    version: str  # reported in HeartbeatProbe answers; never written to ecc_agent
     host_name: str
+    ip_address: str = ""
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Runner:
         self._abandon = asyncio.Event()  # delivery deadline passed: leave the rest in the outbox
         self._halt = asyncio.Event()  # stop requested, or something we cannot work without failed
         self._fatal: BaseException | None = None
+        self._agent_refused = False  # the instance refused an ecc_agent read or write: ask no more
         self.stats = RunnerStats()
 
     @property
@@ -330,14 +332,32 @@ class Runner:
         await self._dispatcher.aclose()
 
     async def _set_status(self, status: str) -> None:
+        """Up at start, Down at stop, where the instance lets us. Never fatal, never retried: the
+        instance's MID Server Monitor and its own rules have the last word on this record."""
+        if self._agent_refused:
+            return
         try:
-            ok = await self._client.set_status(status, self._settings.version, self._settings.host_name)
+            outcome, record = await self._client.set_status(
+                status, host_name=self._settings.host_name, ip_address=self._settings.ip_address
+            )
+        except InstanceAuthError:
+            self._agent_refused = True
+            log.warning(
+                "the instance refused to let this MID read or write its ecc_agent record (a business "
+                "rule or an ACL); going on without it: have an admin create the record as "
+                "docs/servicenow.md says and check it with 'midbox doctor'"
+            )
+            return
         except InstanceError as e:
             log.warning("could not set this MID's ecc_agent status to %s: %s", status, e)
             return
-        if not ok:
+        if status != "Up":
+            return
+        if outcome is AgentWrite.CREATED or (record is not None and not record.is_validated):
+            # Only Up and Validated MIDs are selected: without this the appliance just sits idle.
             log.warning(
-                "the instance has no ecc_agent record for this MID or refuses updates; status not set"
+                "this MID's ecc_agent record is not validated, so the instance will not select it for "
+                "work; an admin validates it (docs/servicenow.md, 'Validation')"
             )
 
     async def _pause(self, stop: asyncio.Event, delay: float, error: Exception) -> None:

@@ -41,9 +41,13 @@ def _serve(args: argparse.Namespace) -> int:
     pki_dir = directory / "pki"
     ctx = server_context(pki_dir / "ca.pem", pki_dir / "server.crt", pki_dir / "server.key")
     store = Store(directory / "instance.db")
-    for name in args.appliance:
-        store.ensure_agent(name)
-    state = InstanceState(store, failover_after_s=args.failover_s)
+    if args.precreate_agent:
+        # As an admin would, where the instance forbids a MID to create its own record.
+        for name in args.appliance:
+            store.ensure_agent(name, validated=args.validated)
+    state = InstanceState(
+        store, failover_after_s=args.failover_s, refuse_agent_writes=args.refuse_agent_writes
+    )
     state.clusters = [tuple(c.split(",")) for c in args.cluster]
     instance = DevInstance(state, ctx, host="127.0.0.1", port=args.port)
     stop = threading.Event()
@@ -112,8 +116,22 @@ def _enqueue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    store = Store(args.dir / "instance.db")
+    row = store.validate_agent(args.agent, validated=not args.invalidate)
+    store.close()
+    if row is None:
+        print(f"no ecc_agent record named {args.agent!r}; start the appliance once, or --precreate-agent")
+        return 1
+    print(f"{row['name']}: status {row['status']}, validated {row['validated']}")
+    return 0
+
+
 def _results(args: argparse.Namespace) -> int:
     store = Store(args.dir / "instance.db")
+    if args.sense:
+        for row in store.sense():
+            print(f"sensed {row['topic']} {row['sys_id']}", file=sys.stderr)
     query = "queue=input^topic!=queue.processing^ORDERBYsys_created_on"
     deadline = time.monotonic() + args.wait
     rows = store.query("ecc_queue", query)
@@ -151,7 +169,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat-s", type=float, default=300.0, help="HeartbeatProbe interval (0: off)")
     p.add_argument("--cluster", action="append", default=[], help="NAME1,NAME2,...: a failover cluster")
     p.add_argument("--failover-s", type=float, default=30.0, help="silence after which a member's work moves")
+    p.add_argument(
+        "--precreate-agent",
+        action="store_true",
+        help="create each --appliance's ecc_agent record (Down) before it connects, as an admin would; "
+        "default: no record until the MID creates it, as on a fresh instance",
+    )
+    p.add_argument("--validated", action="store_true", help="with --precreate-agent: records start validated")
+    p.add_argument(
+        "--refuse-agent-writes",
+        action="store_true",
+        help="answer 403 to every write to ecc_agent, like a business rule or an ACL",
+    )
     p.set_defaults(func=_serve)
+    p = sub.add_parser("validate", help="the admin's Validate on a MID record (ecc_agent.validated)")
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--agent", required=True, help="appliance name")
+    p.add_argument("--invalidate", action="store_true", help="Invalidate instead")
+    p.set_defaults(func=_validate)
     p = sub.add_parser("enqueue", help="insert output records for an appliance")
     p.add_argument("--dir", type=Path, required=True)
     p.add_argument("--agent", required=True, help="appliance name or mid.server.NAME")
@@ -172,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--payload", action="store_true", help="print each payload too")
     p.add_argument("--expect", type=int, default=0, help="wait until at least this many")
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for --expect")
+    p.add_argument(
+        "--sense", action="store_true", help="act as the sensors: mark the ready inputs processed first"
+    )
     p.set_defaults(func=_results)
     return parser
 

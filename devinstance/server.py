@@ -49,6 +49,9 @@ class InstanceState:
     failover_after_s: float = 30.0
     last_seen: dict[str, float] = field(default_factory=dict)
     failovers: int = 0
+    # ecc_agent: True plays an instance whose business rule or ACL refuses a MID's writes (403).
+    refuse_agent_writes: bool = False
+    agent_writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (method, body) seen
 
     def seen(self, name: str) -> None:
         # Certificates from `midbox enroll` carry CN mid.server.NAME; cluster members are bare names.
@@ -183,6 +186,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "Invalid table", table[:100])
             return
         try:
+            if table == "ecc_agent" and method in ("POST", "PATCH"):
+                values = _object(body)
+                with state.lock:
+                    state.agent_writes.append((method, dict(values)))
+                if state.refuse_agent_writes:
+                    self._error(
+                        403,
+                        "Operation Failed",
+                        "Operation against file 'ecc_agent' was aborted by Business Rule 'MID Server "
+                        "record protection'. Business Rule Stack:MID Server record protection",
+                    )
+                    return
+                values.pop("validated", None)  # only an admin validates (Store.validate_agent)
+                body = json.dumps(values).encode()
             if method == "GET" and not sys_id:
                 self._list(table, parse_qs(parts.query))
             elif method == "POST" and not sys_id:

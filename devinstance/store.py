@@ -28,7 +28,18 @@ QUEUE_FIELDS = (
     "processed",
     "error_string",
 )
-AGENT_FIELDS = ("sys_id", "name", "status", "version", "host_name", "last_refreshed")
+AGENT_FIELDS = (
+    "sys_id",
+    "name",
+    "status",
+    "validated",
+    "version",
+    "host_name",
+    "ip_address",
+    "started",
+    "stopped",
+    "last_refreshed",
+)
 TABLES = {"ecc_queue": QUEUE_FIELDS, "ecc_agent": AGENT_FIELDS}
 
 _SCHEMA = f"""
@@ -94,6 +105,10 @@ class Store:
             row["sys_created_on"] = now_text()
             row["state"] = row["state"] or "ready"
             row["priority"] = row["priority"] or "2"
+            if row["queue"] == "input" and _skip_sensor(row["payload"]):
+                row["state"], row["processed"] = "processed", now_text()
+        elif table == "ecc_agent":
+            row["validated"] = row["validated"] or "false"  # new MIDs wait for an admin's Validate
         with self._lock:
             self._seq += 1
             if table == "ecc_queue":
@@ -145,16 +160,51 @@ class Store:
             )
             return int(cur.rowcount)
 
-    def ensure_agent(self, name: str) -> dict[str, str]:
-        """The ecc_agent record a MID is registered under (created Down, as after installation)."""
+    def ensure_agent(self, name: str, *, validated: bool = False) -> dict[str, str]:
+        """Pre-create the ecc_agent record of a MID (created Down, as an admin would make it)."""
         rows = self.query("ecc_agent", f"name={name}", limit=1)
-        return rows[0] if rows else self.insert("ecc_agent", {"name": name, "status": "Down"})
+        if rows:
+            return rows[0]
+        return self.insert(
+            "ecc_agent", {"name": name, "status": "Down", "validated": "true" if validated else "false"}
+        )
+
+    def validate_agent(self, name: str, validated: bool = True) -> dict[str, str] | None:
+        """The admin's Validate (or Invalidate) on a MID record; None if there is no such record."""
+        rows = self.query("ecc_agent", f"name={name}", limit=1)
+        if not rows:
+            return None
+        return self.update("ecc_agent", rows[0]["sys_id"], {"validated": "true" if validated else "false"})
+
+    def sense(self, encoded: str = "") -> list[dict[str, str]]:
+        """The stand-in for the instance's sensors: take the ready inputs (except queue.processing,
+        which the business rule already handled) matching ``encoded`` and mark them processed."""
+        query = "queue=input^state=ready^topic!=queue.processing" + (f"^{encoded}" if encoded else "")
+        rows = self.query("ecc_queue", query + "^ORDERBYsys_created_on")
+        for row in rows:
+            self.update("ecc_queue", row["sys_id"], {"state": "processed", "processed": now_text()})
+        return rows
 
     def enqueue(self, outputs: Iterable[Mapping[str, str]]) -> list[str]:
         ids = []
         for values in outputs:
             ids.append(self.insert("ecc_queue", {**values, "queue": "output", "state": "ready"})["sys_id"])
         return ids
+
+
+def _skip_sensor(payload: str) -> bool:
+    """An input whose payload parameters say skip_sensor=true goes to processed at once; every other
+    input stays ready until a sensor takes it (Store.sense, the stand-in for the instance's sensors)."""
+    if "skip_sensor" not in payload:
+        return False
+    try:
+        root = SafeET.fromstring(payload, forbid_dtd=True)
+    except Exception:  # the instance ignores a payload it cannot read
+        return False
+    return any(
+        p.get("name") == "skip_sensor" and (p.get("value") or p.text or "").strip().lower() == "true"
+        for p in root.iterfind("parameters/parameter")
+    )
 
 
 def _processing_ids(payload: str) -> list[tuple[str, str]]:

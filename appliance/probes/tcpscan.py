@@ -1,5 +1,9 @@
 """TCP discovery (topic Shazzam): a connect scan of the job's ranges and ports, inside the allowlist only.
 
+This is midbox's own job shape (``ranges`` as comma-separated CIDRs, ``ports``). A job that carries
+``port_probes`` is the shape an instance builds and goes to ``shazzam.run_shazzam``; both share the
+probe's ``ScanPool`` (pacing, caps, deadline).
+
 Denied (address, port) pairs are skipped, never probed, and reported as ``<denied>`` elements with the
 policy's reason (grouped per range and port), so the instance sees what was left out and why. A job of
 which nothing is allowed is an error (TargetDenied). Connects are paced by one rate limit shared by
@@ -9,19 +13,17 @@ whole scan stops at the probe deadline with what it has (``truncated="true"``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import errno
 import ipaddress
-import socket
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from appliance.errors import PayloadError, TargetDenied
 from appliance.limits import Limits
+from appliance.probes._scanpool import Pacer, ScanPool, tcp_connect
 from appliance.probes.base import Job, ProbeContext
+from appliance.probes.shazzam import run_shazzam
 from hardening.policy import IPAddress, IPNetwork
 
 MAX_RANGES = 256
@@ -91,31 +93,19 @@ def _hosts(net: IPNetwork) -> Iterator[IPAddress]:
     return iter(net)
 
 
-class _Pacer:
-    """Spaces connect attempts at most ``rate`` per second, across every scan sharing it."""
-
-    def __init__(self, rate: float) -> None:
-        self._interval = 1.0 / rate
-        self._next = 0.0
-
-    async def wait(self) -> None:
-        now = time.monotonic()
-        slot = max(now, self._next)
-        self._next = slot + self._interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
-
-
 class TcpScanProbe:
     """``rate`` connects/s and ``concurrency`` in flight for the probe; ``per_host`` for one address."""
 
     def __init__(self, *, rate: float = 1000.0, concurrency: int = 256, per_host: int = 16) -> None:
-        if not 1 <= rate <= 100_000 or not 1 <= concurrency <= 4096 or not 1 <= per_host <= concurrency:
-            raise ValueError("rate 1..100000, concurrency 1..4096, per_host 1..concurrency")
-        self._pacer = _Pacer(rate)
-        self._global = asyncio.Semaphore(concurrency)
-        self._concurrency = concurrency
-        self._per_host = per_host
+        self._pool = ScanPool(rate=rate, concurrency=concurrency, per_host=per_host)
+
+    @property
+    def _pacer(self) -> Pacer:
+        return self._pool.pacer
+
+    @property
+    def _per_host(self) -> int:
+        return self._pool.per_host
 
     @classmethod
     def from_limits(cls, limits: Limits) -> TcpScanProbe:
@@ -129,6 +119,8 @@ class TcpScanProbe:
         return "tcp"
 
     async def run(self, job: Job, ctx: ProbeContext) -> ET.Element:
+        if job.param("port_probes") is not None:
+            return await run_shazzam(self._pool, job, ctx)  # the shape an instance builds
         spec = parse_scan(job, ctx.limits.scan_targets)
         allowed: list[tuple[IPAddress, int]] = []
         denied: dict[tuple[str, int], tuple[int, str]] = {}
@@ -176,46 +168,19 @@ class TcpScanProbe:
     async def _scan(
         self, pairs: list[tuple[IPAddress, int]], timeout_s: float, deadline_s: float
     ) -> list[str | None]:
-        states: list[str | None] = [None] * len(pairs)
-        host_slots: dict[IPAddress, asyncio.Semaphore] = {}
-        index = iter(range(len(pairs)))
+        async def one(i: int) -> str:
+            return await probe_port(*pairs[i], timeout_s)
 
-        async def worker() -> None:
-            for i in index:
-                address, port = pairs[i]
-                slot = host_slots.setdefault(address, asyncio.Semaphore(self._per_host))
-                async with self._global, slot:
-                    await self._pacer.wait()
-                    states[i] = await probe_port(address, port, timeout_s)
+        return await self._pool.run([a for a, _ in pairs], one, deadline_s)
 
-        workers = [asyncio.create_task(worker()) for _ in range(min(self._concurrency, len(pairs)))]
-        try:
-            await asyncio.wait_for(asyncio.gather(*workers), deadline_s)
-        except TimeoutError:
-            pass  # report what finished; the caller marks the result truncated
-        finally:
-            for w in workers:
-                w.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-        return states
+
+_LEGACY_STATES = {"open": "open", "refused": "closed", "timed_out": "filtered", "io_error": "filtered"}
 
 
 async def probe_port(address: IPAddress, port: int, timeout_s: float) -> str:
     """``open`` (handshake completed), ``closed`` (refused) or ``filtered`` (no answer, unreachable)."""
-    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    try:
-        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (str(address), port)), timeout_s)
-        return "open"
-    except ConnectionRefusedError:
-        return "closed"
-    except TimeoutError:
-        return "filtered"
-    except OSError as e:
-        if e.errno in (errno.ECONNREFUSED, errno.ECONNRESET):
-            return "closed"
-        return "filtered"
-    finally:
+    outcome = await tcp_connect(address, port, timeout_s)
+    if outcome.sock is not None:
         with contextlib.suppress(OSError):
-            sock.close()
+            outcome.sock.close()
+    return _LEGACY_STATES[outcome.state]

@@ -5,24 +5,57 @@ Every instance answer is size-capped and parsed strictly; every httpx error is t
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
+import enum
 import json
 import logging
 import ssl
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from appliance.errors import InstanceAuthError, InstanceError
+from appliance.payload import with_parameters
 from appliance.queue.records import OUTPUT_FIELDS, OutputRecord, parse_output
 
 log = logging.getLogger(__name__)
 
 TABLE = "/api/now/table/ecc_queue"
 AGENT_TABLE = "/api/now/table/ecc_agent"
+AGENT_READ_FIELDS = ("sys_id", "name", "status", "validated", "host_name")
+# The only ecc_agent columns midbox writes. Never ``version``: a real instance compares it with its
+# MID buildstamp and starts an auto-upgrade of a MID whose version differs.
+AGENT_WRITABLE = frozenset(
+    {"name", "status", "host_name", "ip_address", "started", "stopped", "last_refreshed"}
+)
+# Parameters of every input the appliance posts on its own: no sensor waits for those, so the
+# instance may close them at once instead of leaving them in state ready.
+UNSOLICITED_PARAMETERS = {"skip_sensor": "true"}
+
+
+class AgentWrite(enum.Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    MISSING = "missing"  # no record, and nothing to say about a MID that was never registered
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    """This MID's ``ecc_agent`` record as the instance shows it."""
+
+    sys_id: str
+    name: str
+    status: str
+    validated: str
+
+    @property
+    def is_validated(self) -> bool:
+        return self.validated.strip().lower() in ("true", "yes")
 
 
 class InstanceBusy(InstanceError):
@@ -103,7 +136,8 @@ class EccClient:
         return str(created.get("sys_id", ""))
 
     async def post_input(self, *, topic: str, name: str, payload: str) -> None:
-        """An input record that answers no output (audit checkpoints)."""
+        """An input record that answers no output (audit checkpoints); it carries ``skip_sensor``."""
+        payload = with_parameters(payload, UNSOLICITED_PARAMETERS, self._max)
         await self._insert(
             {
                 "agent": self._agent,
@@ -128,23 +162,47 @@ class EccClient:
         return bool(_result_list(body))
 
     # 5. Liveness
-    async def set_status(self, status: str, version: str, host_name: str) -> bool:
-        """PATCH this MID's ecc_agent record; False (logged once by the caller) where ACLs refuse it."""
-        try:
-            body = await self._request(
-                "GET", AGENT_TABLE, params={"sysparm_query": f"name={self._name}", "sysparm_limit": "1"}
-            )
-            rows = _result_list(body)
-            if not rows or not isinstance(rows[0], dict) or not rows[0].get("sys_id"):
-                return False
-            await self._request(
-                "PATCH",
-                f"{AGENT_TABLE}/{rows[0]['sys_id']}",
-                json_body={"status": status, "version": version, "host_name": host_name},
-            )
-        except InstanceAuthError:
-            return False
-        return True
+    async def agent_record(self) -> AgentRecord | None:
+        """This MID's ``ecc_agent`` record (``name=NAME``), or None where the instance has none."""
+        body = await self._request(
+            "GET",
+            AGENT_TABLE,
+            params={
+                "sysparm_query": f"name={self._name}",
+                "sysparm_limit": "1",
+                "sysparm_fields": ",".join(AGENT_READ_FIELDS),
+            },
+        )
+        rows = _result_list(body)
+        if not rows:
+            return None
+        return _agent_record(rows[0])
+
+    async def set_status(
+        self, status: str, *, host_name: str, ip_address: str = ""
+    ) -> tuple[AgentWrite, AgentRecord | None]:
+        """Say Up (at start) or Down (at stop) on this MID's ``ecc_agent`` record, creating it at
+        start where the instance has none, as a MID does when it first connects.
+
+        Returns what was done and the record as it was before. Raises InstanceAuthError where a
+        business rule or an ACL refuses the read or the write.
+        """
+        now = _glide_now()
+        fields = {"status": status, "last_refreshed": now}
+        if status == "Up":
+            fields.update(started=now, host_name=host_name)
+            if ip_address:
+                fields["ip_address"] = ip_address
+        else:
+            fields["stopped"] = now
+        record = await self.agent_record()
+        if record is None:
+            if status != "Up":
+                return AgentWrite.MISSING, None
+            await self._request("POST", AGENT_TABLE, json_body=_agent_fields({"name": self._name, **fields}))
+            return AgentWrite.CREATED, None
+        await self._request("PATCH", f"{AGENT_TABLE}/{record.sys_id}", json_body=_agent_fields(fields))
+        return AgentWrite.UPDATED, record
 
     async def _insert(self, fields: dict[str, str]) -> dict[str, Any]:
         body = await self._request("POST", TABLE, json_body=fields)
@@ -207,6 +265,34 @@ def _check_response(response: httpx.Response, data: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InstanceError("the instance answered with JSON that is not an object")
     return body
+
+
+def _agent_fields(fields: dict[str, str]) -> dict[str, str]:
+    unknown = set(fields) - AGENT_WRITABLE
+    if unknown:  # a wiring mistake, never data: refuse before anything reaches the instance
+        raise ValueError(f"refusing to write ecc_agent column(s) {sorted(unknown)}")
+    return fields
+
+
+def _agent_record(raw: object) -> AgentRecord:
+    if not isinstance(raw, dict):
+        raise InstanceError("the instance sent an ecc_agent record that is not a JSON object")
+
+    def text(key: str) -> str:
+        value = raw.get(key, "")
+        if isinstance(value, dict):
+            value = value.get("value", "")
+        return str(value if value is not None else "")[:200]
+
+    sys_id = text("sys_id")
+    if not sys_id or not sys_id.replace("-", "").replace("_", "").isalnum():
+        raise InstanceError("the instance sent an ecc_agent record without a usable sys_id")
+    return AgentRecord(sys_id=sys_id, name=text("name"), status=text("status"), validated=text("validated"))
+
+
+def _glide_now() -> str:
+    """Now as the Table API's internal date-time (UTC, ``YYYY-MM-DD HH:MM:SS``)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _result_list(body: dict[str, Any]) -> list[Any]:

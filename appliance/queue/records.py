@@ -41,17 +41,26 @@ class OutputRecord:
     agent_correlator: str
     priority: str
     sys_created_on: str
+    # Defaults: journal and outbox entries written before these fields existed still load.
+    sequence: str = ""
+    response_to: str = ""
 
     def echo(self) -> dict[str, str]:
-        """The fields a result echoes back to the instance, as the MID does."""
+        """The fields a result echoes back to the instance, as the MID does: public results carry the
+        output's sys_id as ``ecc_queue`` beside ``sequence``, ``sys_created_on`` and ``response_to``
+        (``skip_sensor``, when the instance sets it, is a payload parameter and is echoed with them)."""
         return {
             "agent": self.agent,
             "topic": self.topic,
             "name": self.name,
             "source": self.source,
             "sys_id": self.sys_id,
+            "ecc_queue": self.sys_id,
+            "response_to": self.response_to,
             "agent_correlator": self.agent_correlator,
             "priority": self.priority,
+            "sequence": self.sequence,
+            "sys_created_on": self.sys_created_on,
         }
 
 
@@ -87,4 +96,6 @@ def parse_output(raw: object) -> OutputRecord:
         agent_correlator=_str(raw, "agent_correlator"),
         priority=_str(raw, "priority") or "2",
         sys_created_on=_str(raw, "sys_created_on"),
+        sequence=_str(raw, "sequence"),
+        response_to=_str(raw, "response_to"),
     )

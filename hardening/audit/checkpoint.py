@@ -136,6 +136,27 @@ def _only_child(element: ET.Element, tag: str) -> ET.Element:
     return children[0]
 
 
+# What the appliance adds to a checkpoint it posts to the instance (see EccClient.post_input).
+_ENVELOPE_PARAMETERS = {"skip_sensor": "true"}
+
+
+def _drop_envelope_parameters(root: ET.Element) -> None:
+    """Remove a trailing ``<parameters>`` holding only the envelope's own parameters; anything else
+    stays and is refused by the strict parse that follows."""
+    children = list(root)
+    if len(children) != 2 or children[1].tag != "parameters" or (children[1].text or "").strip():
+        return
+    params = children[1]
+    seen = {}
+    for p in params:
+        if p.tag != "parameter" or set(p.attrib) != {"name", "value"} or list(p) or (p.tail or "").strip():
+            return
+        seen[p.get("name")] = p.get("value")
+    if seen and all(_ENVELOPE_PARAMETERS.get(str(k)) == v for k, v in seen.items()):
+        children[0].tail = None
+        root.remove(params)
+
+
 def parse_checkpoint_xml(data: bytes) -> UnverifiedCheckpoint:
     """Size first, then a strict parse: known elements and attributes only, each of the right shape."""
     import defusedxml.ElementTree as DET
@@ -152,6 +173,7 @@ def parse_checkpoint_xml(data: bytes) -> UnverifiedCheckpoint:
         raise CheckpointError("the checkpoint is not well-formed XML") from e
     if root.tag != "results" or dict(root.attrib) != {"probe_time": "0", "result_code": "0"}:
         raise CheckpointError('a checkpoint payload is <results probe_time="0" result_code="0">')
+    _drop_envelope_parameters(root)
     element = _only_child(_only_child(root, "result"), "checkpoint")
     if list(element) or (element.text or "").strip():
         raise CheckpointError("<checkpoint> must be empty")

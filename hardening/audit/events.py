@@ -19,7 +19,8 @@ the alias, never the secret):
                         the target, ``error`` for anything else), via (``job``, ``id``, ``tag``, ``rule``);
                         reason optional
 - ``job.claimed``       job, topic, target                                    (priority optional)
-- ``topic.refused``     job, topic
+- ``topic.refused``     job, topic            (reason optional: a topic or a result_format midbox
+                        refuses for want of a public payload layout)
 - ``probe.started``     job, topic, target, port, credential
 - ``probe.finished``    job, topic, target, port, credential, result_code, bytes_in, bytes_out,
                         duration_ms, result_sha256                            (error: one line, optional)

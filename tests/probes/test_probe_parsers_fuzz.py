@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.errors import PayloadError
+from appliance.probes._shazzamranges import parse_ranges
+from appliance.probes._shazzamspec import parse_port_probes
 from appliance.probes._snmpspec import format_oid, parse_oid, parse_spec
 from appliance.probes._xmltext import xml_text
 from appliance.probes.tcpscan import parse_scan
@@ -69,3 +71,68 @@ def test_xml_text_always_round_trips_through_a_strict_parser(data: bytes | str) 
     # XML parsers turn CR LF and lone CR in text into LF (ElementTree does not escape CR in text).
     assert (back.text or "") == el.text.replace("\r\n", "\n").replace("\r", "\n")
     assert back.get("a") == el.get("a")
+
+
+range_words = st.sampled_from(
+    [
+        '"10.0.0.1"',
+        '"10.0.0.1-10.0.0.9"',
+        '"10.0.0.0/30"',
+        '{"start":"10.0.0.1","end":"10.0.0.2"}',
+        "[",
+        "]",
+        "{",
+        "}",
+        ",",
+        ":",
+        '"ranges"',
+        '"excludes"',
+        '"x"',
+        "1",
+        "<ranges>",
+        "</ranges>",
+        "<range>",
+        "</range>",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=200), st.lists(range_words, max_size=25).map("".join)))
+def test_shazzam_ranges_parser_only_raises_payload_error(text: str) -> None:
+    try:
+        ranges = parse_ranges(text)
+    except PayloadError:
+        return
+    assert ranges.blocks and all(b.size >= 0 for b in ranges.blocks)
+
+
+spec_parts = st.sampled_from(
+    [
+        "<port_probes>",
+        "</port_probes>",
+        "<port_probe ",
+        "/>",
+        ">",
+        "</port_probe>",
+        'name="a" ',
+        'scanner="SNMP" ',
+        'scanner="BannerTCP" ',
+        'service="s" ',
+        'port="1-3" ',
+        'port="0" ',
+        'protocol="udp" ',
+        'protocol="tcp" ',
+        "<port>9</port>",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=200), st.lists(spec_parts, max_size=20).map("".join)))
+def test_port_probe_parser_only_raises_payload_error(text: str) -> None:
+    try:
+        probes = parse_port_probes(text)
+    except PayloadError:
+        return
+    assert probes and all(p.ports and all(1 <= x <= 65535 for x in p.ports) for p in probes)
