@@ -67,14 +67,14 @@ def _target_port(args: argparse.Namespace, kind: str) -> tuple[str, int]:
 
 def _explain(args: argparse.Namespace, env: CliEnv) -> int:
     from appliance.config.verify import load_verified_config
-    from appliance.probes.targets import resolve
+    from appliance.probes.resolver import system_resolve
 
     kind = TOPIC_KINDS[args.topic]
     host, port = _target_port(args, kind)
     cfg = load_verified_config(
         args.config, env.state_dir, dt.datetime.now(dt.UTC), commit=False, trust_file=args.trust
     )
-    addresses = asyncio.run(resolve(host))
+    addresses = asyncio.run(system_resolve(host))
     policy = cfg.policy()
     hostname = None if host.strip("[]") in {str(a) for a in addresses} else host
     results = []

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from appliance.limits import Limits
 from appliance.probes.affinity import CredentialAffinity
+from appliance.probes.resolver import Resolver, system_resolve
 from hardening.audit.events import check_event
 from hardening.policy import CredentialMap, Policy
 
@@ -131,6 +132,8 @@ class ProbeContext:
     state_dir: Path = field(default=Path("."))
     credential_map: CredentialMap = field(default_factory=CredentialMap)
     affinity: CredentialAffinity = field(default_factory=CredentialAffinity)
+    # Every target name is resolved through this, once per connection (tests supply their own answers).
+    resolver: Resolver = system_resolve
 
 
 class Probe(Protocol):

@@ -6,34 +6,11 @@ Probes connect to the address returned here, never to the name again, so a secon
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import socket
 
-from appliance.errors import ProbeError, TargetDenied
+from appliance.errors import TargetDenied
 from appliance.probes.base import ProbeContext
 from hardening.policy import AllowRule, IPAddress
-
-
-async def resolve(host: str) -> list[IPAddress]:
-    """All addresses of ``host`` (an IP literal resolves to itself), in resolver order, deduplicated."""
-    try:
-        return [ipaddress.ip_address(host.strip("[]"))]
-    except ValueError:
-        pass
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except socket.gaierror as e:
-        raise ProbeError(f"cannot resolve target {host!r}: {e.strerror}") from e
-    seen: list[IPAddress] = []
-    for info in infos:
-        addr = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if addr not in seen:
-            seen.append(addr)
-    if not seen:
-        raise ProbeError(f"target {host!r} has no address")
-    return seen
 
 
 async def checked_addresses(
@@ -53,7 +30,8 @@ async def checked_target(
 ) -> tuple[list[IPAddress], AllowRule | None]:
     """``checked_addresses``, plus the rule that allowed the first address (the one connected to)."""
     hostname = None if is_literal(host) else host
-    addresses = await resolve(host)
+    # An IP literal is its own answer; only names go to the resolver (the context's seam).
+    addresses = [ipaddress.ip_address(host.strip("[]"))] if hostname is None else await ctx.resolver(host)
     first_rule: AllowRule | None = None
     for address in addresses:
         decision = ctx.policy.check(

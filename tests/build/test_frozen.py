@@ -26,7 +26,9 @@ from midbox_build.bundle import make_tar_gz  # noqa: E402
 from midbox_build.common import host_target  # noqa: E402
 
 FROZEN = os.environ.get("MIDBOX_FROZEN_BINARY", "")
-pytestmark = pytest.mark.skipif(not FROZEN, reason="set MIDBOX_FROZEN_BINARY to a built binary to run these")
+pytestmark = pytest.mark.skipif(
+    not FROZEN, reason="set MIDBOX_FROZEN_BINARY to a built binary (build/build makes dist/midbox-linux-x86_64)"
+)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.probes.base import MemoryAudit
 from appliance.queue.backoff import Backoff
 from appliance.queue.client import parse_retry_after
 from devinstance.server import Fault
@@ -56,14 +57,13 @@ def test_shutdown_fails_in_flight_work_within_the_deadline(
 ) -> None:
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
         store = instance.state.store
+        # The target answers after 60 s: an answer other than the shutdown error means we waited.
         [slow] = store.enqueue(
-            [{"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/slow")}]
+            [{"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/work?ms=60000")}]
         )
         config = trusted(config_text(instance.url, dev_pki, LOOPBACK_HTTP), tmp_path / "c.toml")
         claimed = lambda: store.get("ecc_queue", slow)["state"] == "processing"
-        started = time.monotonic()
         run_until(config, claimed, state_dir=state_dir, limits=fast_limits(shutdown_deadline_s=0.3))
-        assert time.monotonic() - started < 3  # the /slow target takes 3 s: we did not wait for it
         [row] = inputs(store)
         assert row["response_to"] == slow
         assert "shut down before this probe finished" in row["error_string"]
@@ -78,16 +78,24 @@ def test_work_left_in_processing_is_resumed_at_start(dev_pki: Pki, tmp_path: Pat
                 for _ in range(2)
             ]
         )
-        # As if a previous run claimed both and crashed after answering only the second.
-        store.update("ecc_queue", orphan, {"state": "processing"})
-        store.update("ecc_queue", answered, {"state": "processing"})
+        # As if a previous run claimed both and crashed after answering only the second, before the
+        # instance closed it. The answer goes in first: the instance's "mark outputs processed" rule
+        # closes its output, so "processing" is set after it, leaving the runner's has_response check
+        # as the only thing that keeps the answered one from being run and answered again.
         store.insert(
             "ecc_queue", {"agent": AGENT, "queue": "input", "topic": "RESTProbe", "response_to": answered}
         )
+        store.update("ecc_queue", orphan, {"state": "processing"})
+        store.update("ecc_queue", answered, {"state": "processing"})
+        assert store.get("ecc_queue", answered)["state"] == "processing"
         config = trusted(config_text(instance.url, dev_pki, LOOPBACK_HTTP), tmp_path / "c.toml")
-        run_until(config, lambda: len(inputs(store)) >= 2, state_dir=state_dir)
+        audit = MemoryAudit()
+        stats = run_until(config, lambda: len(inputs(store)) >= 2, state_dir=state_dir, audit=audit)
         responses = sorted(r["response_to"] for r in inputs(store))
         assert responses == sorted([orphan, answered])  # the answered one was not answered twice
+        # Resumption is decided before the first poll, so this does not depend on when the run stopped.
+        assert [f["job"] for e, f in audit.events if e == "job.resumed"] == [orphan]
+        assert stats.recovered == 1
 
 
 def test_backoff_grows_with_jitter_and_caps() -> None:
@@ -108,30 +116,37 @@ def test_retry_after_parsing(value: str | None, expected: float | None) -> None:
 def test_heartbeat_is_answered_while_saturated(dev_pki: Pki, tmp_path: Path, state_dir: Path) -> None:
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
         store = instance.state.store
+        # Both slots are taken by jobs the target answers after 60 s, longer than the run lasts.
         slow = store.enqueue(
             [
-                {"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/slow")}
+                {"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/work?ms=60000")}
                 for _ in range(2)
             ]
         )
         config = trusted(config_text(instance.url, dev_pki, LOOPBACK_HTTP), tmp_path / "c.toml")
         hb: list[str] = []
+        answered_before_heartbeat: list[str] = []
 
         def saturated_then_heartbeat() -> bool:
             if not hb and all(store.get("ecc_queue", s)["state"] == "processing" for s in slow):
                 hb.extend(store.enqueue([{"agent": AGENT, "topic": "HeartbeatProbe", "priority": "0"}]))
-            done = bool(hb) and any(r["response_to"] == hb[0] for r in inputs(store))
-            if done and not answered_at:
-                answered_at.append(time.monotonic())
+            rows = inputs(store)
+            done = bool(hb) and any(r["response_to"] == hb[0] for r in rows)
+            if done:
+                answered_before_heartbeat.extend(r["response_to"] for r in rows if r["response_to"] in slow)
             return done
 
-        answered_at: list[float] = []
-        started = time.monotonic()
         run_until(
-            config, saturated_then_heartbeat, state_dir=state_dir, limits=fast_limits(concurrent_probes=2)
+            config,
+            saturated_then_heartbeat,
+            state_dir=state_dir,
+            limits=fast_limits(concurrent_probes=2, shutdown_deadline_s=0.3),
         )
         answered = {r["response_to"]: r for r in inputs(store)}
         assert hb and hb[0] in answered
         assert "<mid_operational_state>Up</mid_operational_state>" in answered[hb[0]]["payload"]
-        # Answered while both slots were still busy with 3-second jobs.
-        assert answered_at[0] - started < 3
+        # Answered while both slots were still busy: neither slow job had an answer yet, and both
+        # were still running when the run was stopped.
+        assert answered_before_heartbeat == []
+        for s in slow:
+            assert "shut down before this probe finished" in answered[s]["error_string"]

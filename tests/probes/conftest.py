@@ -1,9 +1,14 @@
-"""Shared fixtures: real daemons on loopback, an in-memory credential store, a loopback-only policy."""
+"""Shared fixtures: real daemons on loopback, an in-memory credential store, a loopback-only policy,
+a DNS whose answers the test sets, and listeners that record whether anything reached them."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import socket
+import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +17,8 @@ import pytest
 from appliance.errors import ProbeError
 from appliance.limits import Limits
 from appliance.probes.base import Credential, Job, MemoryAudit, ProbeContext
-from hardening.policy import AllowRule, Policy, PortRange
+from appliance.probes.resolver import Resolver, system_resolve
+from hardening.policy import AllowRule, IPAddress, Policy, PortRange
 from tests.daemons import SnmpServer, SshServer, run_snmpd, run_sshd
 
 
@@ -75,11 +81,103 @@ class ProbeAudit(MemoryAudit):
 
 
 def make_ctx(
-    policy: Policy, creds: MemCredentials, state_dir: Path, limits: Limits | None = None
+    policy: Policy,
+    creds: MemCredentials,
+    state_dir: Path,
+    limits: Limits | None = None,
+    resolver: Resolver = system_resolve,
 ) -> ProbeContext:
     return ProbeContext(
-        policy=policy, credentials=creds, audit=ProbeAudit(), limits=limits or Limits(), state_dir=state_dir
+        policy=policy,
+        credentials=creds,
+        audit=ProbeAudit(),
+        limits=limits or Limits(),
+        state_dir=state_dir,
+        resolver=resolver,
     )
+
+
+class FixedDns:
+    """A resolver (the ProbeContext seam) whose answers the test sets; other names fail as NXDOMAIN."""
+
+    def __init__(self) -> None:
+        self._answers: dict[str, list[IPAddress]] = {}
+        self.asked: list[str] = []
+
+    def set(self, name: str, *addresses: str) -> None:
+        self._answers[name] = [ipaddress.ip_address(a) for a in addresses]
+
+    async def __call__(self, host: str) -> list[IPAddress]:
+        self.asked.append(host)
+        try:
+            return list(self._answers[host])
+        except KeyError:
+            raise ProbeError(f"cannot resolve target {host!r}: no such name in the test's DNS") from None
+
+
+@pytest.fixture
+def dns() -> FixedDns:
+    return FixedDns()
+
+
+class Listener:
+    """A TCP or UDP socket on loopback that records every connection or datagram and answers nothing."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.port: int = sock.getsockname()[1]
+        self.seen: list[tuple[str, int]] = []
+        self._lock = threading.Lock()
+
+    def hits(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return list(self.seen)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                if self.sock.type == socket.SOCK_STREAM:
+                    conn, peer = self.sock.accept()
+                    conn.close()
+                else:
+                    _, peer = self.sock.recvfrom(65535)
+            except OSError:
+                return  # closed by the fixture
+            with self._lock:
+                self.seen.append(peer)
+
+
+@contextmanager
+def listening(address: str, kind: socket.SocketKind, port: int = 0) -> Iterator[Listener]:
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        sock.bind((address, port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(16)
+        listener = Listener(sock)
+        thread = threading.Thread(target=listener._serve, daemon=True)
+        thread.start()
+        yield listener
+    finally:
+        if kind == socket.SOCK_STREAM:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+
+@contextmanager
+def listener_pair(kind: socket.SocketKind) -> Iterator[tuple[Listener, Listener]]:
+    """One listener on 127.0.0.1 and one on 127.0.0.2, on the same port (as one name's two addresses)."""
+    for _ in range(20):
+        with contextlib.ExitStack() as stack:
+            first = stack.enter_context(listening("127.0.0.1", kind))
+            try:
+                second = stack.enter_context(listening("127.0.0.2", kind, first.port))
+            except OSError:
+                continue  # that port is taken on 127.0.0.2: try another
+            yield first, second
+            return
+    raise RuntimeError("no port free on both 127.0.0.1 and 127.0.0.2")
 
 
 def make_job(topic: str, name: str, source: str, **params: str) -> Job:

@@ -1,0 +1,254 @@
+"""The HTTP probe against real loopback servers: redirects re-checked hop by hop, credentials kept to
+their origin, the checked address connected to (never the name again), the body cap, refused URLs and
+headers. Names resolve through a DNS the test controls (the ProbeContext resolver seam)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import PayloadError, TargetDenied
+from appliance.limits import Limits
+from appliance.probes.base import ProbeContext
+from appliance.probes.http import HttpProbe
+from hardening.policy import AllowRule, Policy, PortRange
+from tests.helpers import TargetHandler, _TargetServer
+from tests.probes.conftest import (
+    FixedDns,
+    MemCredential,
+    MemCredentials,
+    ProbeAudit,
+    listening,
+    make_ctx,
+    make_job,
+)
+
+BASIC = "Basic dXNlcjpwYXNzd29yZA=="  # user:password, the "web" credential below
+
+
+@dataclass
+class Seen:
+    """What one server received: connections accepted and (path, headers) of each request."""
+
+    connections: int = 0
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _RecordingServer(_TargetServer):
+    seen: Seen
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        sock, addr = super().get_request()
+        with self.seen.lock:
+            self.seen.connections += 1
+        return sock, addr
+
+
+class _RecordingHandler(TargetHandler):
+    server: _RecordingServer
+
+    def do_GET(self) -> None:
+        with self.server.seen.lock:
+            self.server.seen.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        super().do_GET()
+
+
+@dataclass(frozen=True)
+class Target:
+    port: int
+    seen: Seen
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def target() -> Iterator[Target]:
+    server = _RecordingServer(("127.0.0.1", 0), _RecordingHandler)
+    server.seen = Seen()
+    server.daemon_threads = True
+    # A short poll interval: shutdown() waits for it, and every test starts and stops servers.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield Target(server.server_address[1], server.seen)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def rule(*ports: int, creds: tuple[str, ...] = ("web",)) -> AllowRule:
+    return AllowRule(
+        networks=(ipaddress.ip_network("127.0.0.1/32"),),
+        hosts=(),
+        probes=frozenset({"http"}),
+        ports=tuple(PortRange(p, p) for p in ports),
+        credentials=creds,
+    )
+
+
+def ctx_for(
+    tmp_path: Path, *ports: int, dns: FixedDns | None = None, limits: Limits | None = None
+) -> ProbeContext:
+    creds = MemCredentials(MemCredential("web", "http-basic", "user", (b"password",)))
+    if dns is None:
+        return make_ctx(Policy([rule(*ports)]), creds, tmp_path, limits)
+    return make_ctx(Policy([rule(*ports)]), creds, tmp_path, limits, resolver=dns)
+
+
+def fetch(ctx: ProbeContext, url: str, **params: str) -> ET.Element:
+    probe = HttpProbe()
+
+    async def go() -> ET.Element:
+        try:
+            return await probe.run(make_job("RESTProbe", "http", "127.0.0.1", url=url, **params), ctx)
+        finally:
+            await probe.aclose()
+
+    return asyncio.run(go())
+
+
+def body(result: ET.Element) -> str:
+    return result.findtext("body") or ""
+
+
+def denied(ctx: ProbeContext) -> list[dict[str, object]]:
+    assert isinstance(ctx.audit, ProbeAudit)
+    return [fields for event, fields in ctx.audit.events if event == "target.denied"]
+
+
+# --- redirects are re-resolved and re-checked hop by hop ----------------------------------------
+
+
+def test_a_redirect_to_a_port_no_rule_allows_is_refused_before_connecting(tmp_path: Path) -> None:
+    with target() as allowed, listening("127.0.0.1", socket.SOCK_STREAM) as other:
+        ctx = ctx_for(tmp_path, allowed.port)
+        with pytest.raises(TargetDenied, match=f"port {other.port} denied"):
+            fetch(ctx, f"{allowed.url}/redirect?to=http://127.0.0.1:{other.port}/hello")
+        assert [p for p, _ in allowed.seen.requests] == [f"/redirect?to=http://127.0.0.1:{other.port}/hello"]
+        assert other.hits() == []
+        [entry] = denied(ctx)
+        assert entry["port"] == other.port and entry["address"] == "127.0.0.1"
+
+
+def test_a_redirect_to_a_listener_no_rule_allows_sees_no_connection(tmp_path: Path) -> None:
+    # The second hop goes to another HTTP server; the first (allowed) hop is followed, the second
+    # never reaches it, and a later hop after an allowed one is checked just the same.
+    with target() as allowed, target() as unlisted:
+        ctx = ctx_for(tmp_path, allowed.port)
+        to_unlisted = f"{unlisted.url}/hello"
+        with pytest.raises(TargetDenied):
+            fetch(ctx, f"{allowed.url}/redirect?to=/redirect?to={to_unlisted}")
+        assert len(allowed.seen.requests) == 2  # both hops on the allowed server were made
+        assert unlisted.seen.connections == 0 and unlisted.seen.requests == []
+        assert [e["port"] for e in denied(ctx)] == [unlisted.port]
+
+
+def test_a_redirect_to_a_name_resolving_outside_the_rules_is_refused(tmp_path: Path, dns: FixedDns) -> None:
+    dns.set("moved.midbox.test", "169.254.169.254")
+    with target() as allowed:
+        ctx = ctx_for(tmp_path, allowed.port, dns=dns)
+        with pytest.raises(TargetDenied):
+            fetch(ctx, f"{allowed.url}/redirect?to=http://moved.midbox.test:{allowed.port}/hello")
+        assert dns.asked == ["moved.midbox.test"]  # resolved again at the hop, not reused
+        assert [e["address"] for e in denied(ctx)] == ["169.254.169.254"]
+        assert len(allowed.seen.requests) == 1
+
+
+# --- credentials never follow a redirect to another origin --------------------------------------
+
+
+def test_credentials_are_kept_on_a_same_origin_redirect(tmp_path: Path) -> None:
+    with target() as t:
+        result = fetch(ctx_for(tmp_path, t.port), f"{t.url}/redirect?to=/echo", credential="web")
+        assert result.get("status") == "200"
+        [(_, first), (path, second)] = t.seen.requests
+        assert path == "/echo"
+        assert first.get("authorization") == BASIC
+        assert second.get("authorization") == BASIC
+
+
+def test_credentials_are_dropped_on_a_cross_origin_redirect(tmp_path: Path) -> None:
+    # Both servers are allowed by the same rule, with the credential: only the origin differs.
+    with target() as origin, target() as other:
+        result = fetch(
+            ctx_for(tmp_path, origin.port, other.port),
+            f"{origin.url}/redirect?to={other.url}/echo",
+            credential="web",
+        )
+        assert result.get("status") == "200"
+        assert origin.seen.requests[0][1].get("authorization") == BASIC
+        [(path, headers)] = other.seen.requests
+        assert path == "/echo"
+        assert "authorization" not in headers
+        assert "password" not in body(result) and "Basic" not in body(result)
+
+
+# --- the probe connects to the checked address, with the name only in Host: ---------------------
+
+
+def test_a_name_reaches_the_checked_address_with_its_host_header(tmp_path: Path, dns: FixedDns) -> None:
+    # "svc.midbox.test" exists only in the test's DNS: a client that resolved the name again
+    # (instead of connecting to the checked address) could not reach the server at all.
+    dns.set("svc.midbox.test", "127.0.0.1")
+    with target() as t:
+        result = fetch(ctx_for(tmp_path, t.port, dns=dns), f"http://svc.midbox.test:{t.port}/hello")
+        assert result.get("status") == "200"
+        assert body(result) == f"hello svc.midbox.test:{t.port}"
+        [(_, headers)] = t.seen.requests
+        assert headers["host"] == f"svc.midbox.test:{t.port}"
+        assert dns.asked == ["svc.midbox.test"]
+
+
+# --- caps and refused input ---------------------------------------------------------------------
+
+
+def test_the_body_cap_truncates_and_marks_the_result(tmp_path: Path) -> None:
+    with target() as t:
+        result = fetch(ctx_for(tmp_path, t.port, limits=Limits(http_response_bytes=4096)), f"{t.url}/big")
+    assert result.get("status") == "200"
+    assert result.get("truncated") == "true"
+    assert body(result) == "x" * 4096
+
+
+def test_a_body_within_the_cap_is_not_marked(tmp_path: Path) -> None:
+    with target() as t:
+        result = fetch(ctx_for(tmp_path, t.port), f"{t.url}/hello")
+    assert result.get("truncated") is None
+    assert body(result) == f"hello 127.0.0.1:{t.port}"
+
+
+@pytest.mark.parametrize("userinfo", ["user:password@", "user@", ":password@"])
+def test_user_info_in_the_url_is_a_payload_error(tmp_path: Path, userinfo: str) -> None:
+    with target() as t:
+        with pytest.raises(PayloadError, match="user info"):
+            fetch(ctx_for(tmp_path, t.port), f"http://{userinfo}127.0.0.1:{t.port}/echo")
+        assert t.seen.connections == 0
+
+
+@pytest.mark.parametrize(
+    "header", ["Authorization", "authorization", "Host", "Content-Length", "Transfer-Encoding", "Connection"]
+)
+def test_reserved_headers_are_a_payload_error(tmp_path: Path, header: str) -> None:
+    with target() as t:
+        with pytest.raises(PayloadError, match="may not be set by a job"):
+            fetch(ctx_for(tmp_path, t.port), f"{t.url}/echo", headers=f'{{"{header}": "x"}}')
+        assert t.seen.connections == 0
+
+
+def test_an_ordinary_header_is_sent(tmp_path: Path) -> None:
+    with target() as t:
+        fetch(ctx_for(tmp_path, t.port), f"{t.url}/echo", headers='{"X-Probe": "yes"}')
+        [(_, headers)] = t.seen.requests
+        assert headers["x-probe"] == "yes"
