@@ -43,3 +43,29 @@ def test_a_skip_fails_with_the_flag_and_names_its_reason(tmp_path: Path) -> None
     assert done.returncode == 1, done.stdout
     assert "1 failed, 1 passed" in done.stdout
     assert "MIDBOX_REQUIRE_ALL=1 and this test skipped: needs the frobnicator" in done.stdout
+
+
+BINARY = """
+import pytest
+
+pytestmark = pytest.mark.built_binary
+
+def test_checks_the_binary() -> None:
+    pytest.skip("set MIDBOX_FROZEN_BINARY to a built binary")
+"""
+
+
+def test_a_built_binary_skip_is_expected_only_when_the_binary_tests_run_later(tmp_path: Path) -> None:
+    (tmp_path / "test_binary.py").write_text(BINARY)
+    (tmp_path / "conftest.py").write_text(
+        'def pytest_configure(config):\n    config.addinivalue_line("markers", "built_binary: x")\n'
+    )
+    for later, code, summary in (("1", 0, "1 skipped"), ("", 1, "1 failed")):
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "MIDBOX_REQUIRE_ALL": "1"}
+        env["MIDBOX_BINARY_TESTS_LATER"] = later
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
+             "test_binary.py"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == code and summary in done.stdout, done.stdout

@@ -26,9 +26,13 @@ from midbox_build.bundle import make_tar_gz  # noqa: E402
 from midbox_build.common import host_target  # noqa: E402
 
 FROZEN = os.environ.get("MIDBOX_FROZEN_BINARY", "")
-pytestmark = pytest.mark.skipif(
-    not FROZEN, reason="set MIDBOX_FROZEN_BINARY to a built binary (build/build makes dist/midbox-linux-x86_64)"
-)
+pytestmark = [
+    pytest.mark.built_binary,
+    pytest.mark.skipif(
+        not FROZEN,
+        reason="set MIDBOX_FROZEN_BINARY to a built binary (build/build makes dist/midbox-linux-x86_64)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,10 @@ from tests.windows.test_service_scm import SERVICE, windows_config, wine_awake
 __all__ = ["wine_awake"]  # a fixture this module uses
 
 EXE = os.environ.get("MIDBOX_WINDOWS_EXE", "")
-pytestmark = pytest.mark.skipif(not EXE, reason="set MIDBOX_WINDOWS_EXE to a built midbox-windows-x86_64.exe")
+pytestmark = [
+    pytest.mark.built_binary,
+    pytest.mark.skipif(not EXE, reason="set MIDBOX_WINDOWS_EXE to a built midbox-windows-x86_64.exe"),
+]
 
 
 def midbox(wine_root: Path, exe: str, *args: str) -> subprocess.CompletedProcess[str]:
