@@ -26,6 +26,8 @@ class Limits:
     ssh_output_bytes: int = 1_000_000
     ssh_command_timeout_s: float = 60.0
     snmp_varbinds: int = 100_000
+    # The SNMP result tree, serialised; half the MID's payload cap leaves room for the parameters echo.
+    snmp_result_bytes: int = 10_000_000
     scan_targets: int = 65_536
     # Probe concurrency. sshd's default MaxStartups is 10:30:100; one snmpd overflowed its UDP receive
     # buffer under a burst of 400 requests; a connect scan must not flood a network.

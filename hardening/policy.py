@@ -56,6 +56,8 @@ class AllowRule:
     credentials: frozenset[str]
     # HTTPS targets of this rule are verified against this CA file only (else the system's trust store).
     tls_ca: Path | None = None
+    # SNMPv1 (no protection, coarse errors) only where a rule says so; v2c and v3 are always allowed.
+    snmp_v1: bool = False
 
     def matches_target(self, address: IPAddress, hostname: str | None) -> bool:
         if any(address in net for net in self.networks):

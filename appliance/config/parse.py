@@ -181,6 +181,9 @@ def _allow(item: object, path: str, base: Path) -> AllowSection:
     tls_ca = t.take("tls_ca", str, required=False)
     if tls_ca is not None and "http" not in probes:
         raise ConfigError(f"config: {path}.tls_ca only applies to rules that allow the 'http' probe")
+    snmp_v1 = t.take("snmp_v1", bool, default=False)
+    if snmp_v1 and "snmp" not in probes:
+        raise ConfigError(f"config: {path}.snmp_v1 only applies to rules that allow the 'snmp' probe")
     t.done()
     rule = AllowRule(
         networks=tuple(networks),
@@ -189,6 +192,7 @@ def _allow(item: object, path: str, base: Path) -> AllowSection:
         ports=ports,
         credentials=frozenset(creds),
         tls_ca=base / tls_ca if tls_ca else None,
+        snmp_v1=snmp_v1,
     )
     return AllowSection(cidrs, hosts, probes, tuple(str(p) for p in ports_raw), creds, rule)
 

@@ -44,6 +44,7 @@ _ERROR_STATUS = {
 }
 
 Row = tuple[Oid, Value]
+_NO_SUCH_NAME = 2
 
 
 class Session:
@@ -118,6 +119,9 @@ class PysnmpSession(Session):
         where: str,
         timeout_s: float,
         retries: int,
+        *,
+        v1: bool = False,
+        context: str = "",
     ) -> None:
         from pysnmp.hlapi.v3arch.asyncio import ContextData
 
@@ -125,8 +129,9 @@ class PysnmpSession(Session):
         self._engine = engine
         self._auth = auth
         self._target = target
-        self._ctx = ContextData()
+        self._ctx = ContextData(contextName=context.encode()) if context else ContextData()
         self._wait_s = timeout_s * (retries + 1) + 1.0
+        self._v1 = v1
 
     async def _request(self, pdu: int, oids: tuple[Oid, ...], max_repetitions: int) -> list[Row]:
         from pysnmp.hlapi.v3arch.asyncio import ObjectIdentity, ObjectType, bulk_cmd, get_cmd, next_cmd
@@ -146,6 +151,8 @@ class PysnmpSession(Session):
                 raise ProbeError(f"no SNMP response from {self._where}") from e
         if err_ind:
             raise ProbeError(_indication_message(str(err_ind), self._where))
+        if self._v1 and pdu == GETNEXT and int(err_status) == _NO_SUCH_NAME:
+            return []  # SNMPv1's end of the MIB view: a walk ends here
         self._check_status(int(err_status), int(err_index))
         return [(tuple(int(s) for s in name), normalize(value)) for name, value in out]
 
@@ -159,28 +166,31 @@ def _indication_message(text: str, where: str) -> str:
     return f"SNMP error with {where}: {text[:160]}"
 
 
-def community_of(credential: Credential, alias: str) -> bytes:
+def community_of(credential: Credential, alias: str, index: int = 0) -> bytes:
+    """The community to send; Cisco-style community indexing appends ``@INDEX`` (a VLAN)."""
     if credential.type != "snmp-community":
-        raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP v2c needs an snmp-community")
+        raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP v1/v2c needs an snmp-community")
     raw = credential.secret(0)
     if not raw:
         raise ProbeError(f"credential {alias!r} has an empty community")
-    return raw
+    return raw + b"@" + str(index).encode() if index else raw
 
 
-def pysnmp_auth(credential: Credential, alias: str, version: str, index_key: bytes) -> Any:
-    """pysnmp CommunityData or UsmUserData (authPriv only) for ``credential``."""
+def pysnmp_auth(credential: Credential, alias: str, version: str, index_key: bytes, index: int = 0) -> Any:
+    """pysnmp CommunityData (v1, v2c) or UsmUserData (v3, authPriv only) for ``credential``."""
     from pysnmp.hlapi.v3arch.asyncio import CommunityData, UsmUserData
     from pysnmp.hlapi.v3arch.asyncio import auth as a
 
-    if version == "2c":
-        raw = community_of(credential, alias)
+    if version in ("1", "2c"):
+        raw = community_of(credential, alias, index)
         try:
             community = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise ProbeError(f"credential {alias!r}: the community is not UTF-8") from e
-        index = hmac.new(index_key, alias.encode() + b"\0" + raw, hashlib.sha256).hexdigest()[:24]
-        return CommunityData(f"m{index}", community, mpModel=1)  # noqa: S508 - v2c is asked for by the job
+        model = 0 if version == "1" else 1
+        tag = hmac.new(index_key, f"{alias}\0{model}\0".encode() + raw, hashlib.sha256).hexdigest()[:24]
+        # v1 and v2c are what the credential (or the job) asks for; v1 only where a rule allows it.
+        return CommunityData(f"m{tag}", community, mpModel=model)  # noqa: S508
     if credential.type != "snmp-usm":
         raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP v3 needs an snmp-usm")
     if not credential.user:

@@ -212,7 +212,9 @@ def parse_spec(text: str) -> list[SpecLine]:
     lines = [line.split("//", 1)[0].strip() for line in text.replace(";", "\n").splitlines()]
     lines = [line for line in lines if line and not line.startswith("#")]
     if not lines:
-        raise PayloadError("oid_spec_list is empty; give lines such as 'walk iso.org.dod.internet.mgmt.mib-2.system'")
+        raise PayloadError(
+            "oid_spec_list is empty; give lines such as 'walk iso.org.dod.internet.mgmt.mib-2.system'"
+        )
     if len(lines) > MAX_SPEC_LINES:
         raise PayloadError(f"oid_spec_list has more than {MAX_SPEC_LINES} lines")
     out: list[SpecLine] = []

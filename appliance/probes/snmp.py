@@ -1,4 +1,8 @@
-"""The SNMP probe (topic SNMP): v2c and v3 (USM authPriv) get, getnext, getbulk-based walk and tables.
+"""The SNMP probe (topic SNMP): v1, v2c and v3 (USM authPriv) walks, tables, get and getnext.
+
+The job is read as ServiceNow's SNMP probes write it (``_snmpparams``, ``_snmpspec``) and answered
+with the MIB-named ``<result><snmp>`` tree its sensors read (``_snmptree``). v1 runs only where the
+covering allow rule says ``snmp_v1 = true``.
 
 v2c goes through a small strict BER codec of our own (``_snmpber``; pyasn1's generic decoder made a
 full walk 7x slower than net-snmp); v3 goes through pysnmp, imported inside the probe so the CLI starts
@@ -15,20 +19,26 @@ import secrets
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from appliance.errors import PayloadError
+from appliance.errors import PayloadError, ProbeError, TargetDenied
 from appliance.limits import Limits
-from appliance.probes._snmpsession import FastV2cSession, PysnmpSession, Session, community_of, pysnmp_auth
-from appliance.probes._snmpspec import SpecLine, parse_spec
+from appliance.probes._snmpparams import SnmpParams, parse_params
+from appliance.probes._snmpsession import (
+    FastV2cSession,
+    PysnmpSession,
+    Row,
+    Session,
+    community_of,
+    pysnmp_auth,
+)
+from appliance.probes._snmpspec import Oid, SpecLine
+from appliance.probes._snmptree import TreeBuilder
 from appliance.probes._snmpv2c import V2cChannel
-from appliance.probes._snmpvalues import varbind_element
+from appliance.probes._snmpvalues import render
 from appliance.probes.base import Credential, Job, ProbeContext, use_credential
-from appliance.probes.targets import checked_addresses
+from appliance.probes.targets import checked_target
 from hardening.policy import IPAddress
 
 log = logging.getLogger(__name__)
-
-MAX_TIMEOUT_MS = 60_000
-MAX_RETRIES = 5
 
 
 class SnmpProbe:
@@ -59,42 +69,53 @@ class SnmpProbe:
         host = job.source.strip()
         if not host:
             raise PayloadError("SNMP job needs the agent host in 'source'")
-        spec = parse_spec(job.param("oid_spec_list") or "")
-        version = (job.param("version") or "2c").strip().lower()
-        if version not in ("2c", "3"):
-            raise PayloadError(f"SNMP version must be '2c' or '3', got {version[:10]!r}")
-        port = job.int_param("port", 161, 1, 65535)
-        timeout_ms = job.int_param("timeout", 1500, 10, MAX_TIMEOUT_MS)
-        retries = job.int_param("retries", 1, 0, MAX_RETRIES)
-        use_bulk = (job.param("use_getbulk") or "true").strip().lower() != "false"
+        params = parse_params(job)
         alias = job.param("credential") or ""
         if not alias:
             raise PayloadError("SNMP job needs a 'credential' parameter (snmp-community or snmp-usm alias)")
-        addresses = await checked_addresses(ctx, probe="snmp", host=host, port=port, credential=alias)
+        addresses, rule = await checked_target(
+            ctx, probe="snmp", host=host, port=params.port, credential=alias
+        )
         credential = use_credential(ctx, job, alias, host)
+        version = _version(params, credential, alias)
         address = addresses[0]
+        if version == "1" and not (rule is not None and rule.snmp_v1):
+            reason = "SNMPv1 is not enabled for this target"
+            ctx.audit.record(
+                "target.denied",
+                {
+                    "probe": "snmp",
+                    "target": host,
+                    "address": str(address),
+                    "port": params.port,
+                    "credential": alias,
+                    "reason": reason,
+                },
+            )
+            raise TargetDenied(
+                f"{reason} ({host}:{params.port}): v1 has no error-free walks and no protection; "
+                "use a v2c or v3 credential, or set snmp_v1 = true in the [[allow]] rule that covers it"
+            )
         ctx.audit.record(
             "probe.connect",
             {
                 "probe": "snmp",
                 "target": host,
                 "address": str(address),
-                "port": port,
+                "port": params.port,
                 "credential": alias,
                 "version": version,
             },
         )
-        key = (str(address), port)
+        key = (str(address), params.port)
         slot = self._agent_slots.get(key)
         if slot is None:
             slot = self._agent_slots[key] = _AgentSlot(asyncio.Semaphore(self._per_agent))
         slot.users += 1
         try:
-            session = await self._session(
-                credential, alias, version, address, port, timeout_ms / 1000, retries, host, slot.sem
-            )
+            session = await self._session(credential, alias, version, address, params, host, slot.sem)
             try:
-                return await self._collect(session, spec, use_bulk, ctx.limits.snmp_varbinds)
+                return await self._collect(session, params, version != "1" and params.use_bulk, ctx.limits)
             finally:
                 await session.close()
         finally:
@@ -102,25 +123,32 @@ class SnmpProbe:
             if slot.users == 0:
                 del self._agent_slots[key]
 
-    async def _collect(self, session: Session, spec: list[SpecLine], use_bulk: bool, cap: int) -> ET.Element:
+    async def _collect(
+        self, session: Session, params: SnmpParams, use_bulk: bool, limits: Limits
+    ) -> ET.Element:
         result = ET.Element("result")
+        tree = TreeBuilder(limits.snmp_result_bytes)
+        cap = limits.snmp_varbinds
         count = 0
-        for line in spec:
-            if line.op == "get":
-                rows = await session.get(line.oids)
-            elif line.op == "getnext":
-                rows = await session.getnext(line.oids)
+        for line in params.spec:
+            if line.op in ("get", "getnext"):
+                tree.scope(None)
+                rows = await (session.get(line.oids) if line.op == "get" else session.getnext(line.oids))
             else:
+                tree.scope(line.table or line.oids[0])
                 rows = []
                 for root in line.oids:
                     room = cap - count - len(rows) + 1  # one more than fits, so a cut walk is seen
                     rows.extend(await session.walk(root, use_bulk, self._max_repetitions, room))
+                if line.filtered:
+                    rows = _filtered(line, rows)
             for oid, value in rows:
-                if count >= cap:
+                if count >= cap or not tree.add(oid, value):
                     result.set("truncated", "true")
+                    result.append(tree.root)
                     return result
-                result.append(varbind_element(oid, value))
                 count += 1
+        result.append(tree.root)
         return result
 
     async def _session(
@@ -129,30 +157,71 @@ class SnmpProbe:
         alias: str,
         version: str,
         address: IPAddress,
-        port: int,
-        timeout_s: float,
-        retries: int,
+        params: SnmpParams,
         host: str,
         sem: asyncio.Semaphore,
     ) -> Session:
-        where = f"{host}:{port}"
+        where = f"{host}:{params.port}"
         if version == "2c" and self._fast_v2c:
-            channel = V2cChannel(address, port, community_of(credential, alias), timeout_s, retries, where)
+            community = community_of(credential, alias, params.index)
+            channel = V2cChannel(address, params.port, community, params.timeout_s, params.retries, where)
             await channel.open()
             return FastV2cSession(channel, sem, where)
-        auth = pysnmp_auth(credential, alias, version, self._index_key)
+        auth = pysnmp_auth(credential, alias, version, self._index_key, params.index)
         from pysnmp.hlapi.v3arch.asyncio import SnmpEngine, Udp6TransportTarget, UdpTransportTarget
 
         if self._engine is None:
             self._engine = SnmpEngine()
         cls = Udp6TransportTarget if address.version == 6 else UdpTransportTarget
-        target = await cls.create((str(address), port), timeout=timeout_s, retries=retries)
-        return PysnmpSession(self._engine, auth, target, sem, where, timeout_s, retries)
+        target = await cls.create(
+            (str(address), params.port), timeout=params.timeout_s, retries=params.retries
+        )
+        # Cisco's v3 form of community indexing is the context "vlan-N".
+        context = f"vlan-{params.index}" if version == "3" and params.index else ""
+        return PysnmpSession(
+            self._engine,
+            auth,
+            target,
+            sem,
+            where,
+            params.timeout_s,
+            params.retries,
+            v1=version == "1",
+            context=context,
+        )
 
     async def aclose(self) -> None:
         if self._engine is not None:
             self._engine.close_dispatcher()
             self._engine = None
+
+
+def _version(params: SnmpParams, credential: Credential, alias: str) -> str:
+    """The job's own version if it names one, else the credential's: usm is v3, community v2c
+    unless it was stored with ``--snmp-version 1``."""
+    if params.version is not None:
+        return params.version
+    if credential.type == "snmp-usm":
+        return "3"
+    if credential.type == "snmp-community":
+        return "1" if credential.options.get("version") == "1" else "2c"
+    raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP needs an snmp-community or snmp-usm")
+
+
+def _filtered(line: SpecLine, rows: list[Row]) -> list[Row]:
+    """The rows of the table entries for which ANY column filter matches (ServiceNow's rule)."""
+    width = len(line.columns[0].oid)
+    texts: dict[Oid, dict[Oid, str]] = {}
+    for oid, value in rows:
+        texts.setdefault(oid[:width], {})[oid[width:]] = render(value)[1]
+    keep = {
+        instance
+        for column in line.columns
+        if column.op
+        for instance, text in texts.get(column.oid, {}).items()
+        if column.matches(text)
+    }
+    return [(oid, value) for oid, value in rows if oid[width:] in keep]
 
 
 class _AgentSlot:
