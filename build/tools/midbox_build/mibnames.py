@@ -202,9 +202,7 @@ def build_table(texts: dict[str, str]) -> list[Node]:
 
 def render(nodes: list[Node], source_digest: str) -> str:
     rows = "\n".join(
-        " ".join(
-            (".".join(str(a) for a in n.oid), n.name, n.kind[0], n.syntax or "-", n.index or "-")
-        )
+        " ".join((".".join(str(a) for a in n.oid), n.name, n.kind[0], n.syntax or "-", n.index or "-"))
         for n in nodes
     )
     return (
