@@ -14,6 +14,7 @@ from appliance.config.model import Config
 from appliance.dispatch import Dispatcher
 from appliance.durable import Journal, Outbox
 from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES, Limits
+from appliance.probes.affinity import AFFINITY_FILE, CredentialAffinity
 from appliance.probes.base import AuditSink, CredentialSource, Probe, ProbeContext
 from appliance.probes.heartbeat import HeartbeatProbe
 from appliance.probes.http import HttpProbe
@@ -89,7 +90,15 @@ async def run_appliance(
     )
     holder: list[Runner] = []
     probes = default_probes(lambda: holder[0].status(), limits)
-    ctx = ProbeContext(config.policy(), credentials, audit, limits, state_dir)
+    ctx = ProbeContext(
+        config.policy(),
+        credentials,
+        audit,
+        limits,
+        state_dir,
+        credential_map=config.credential_map,
+        affinity=CredentialAffinity(state_dir / AFFINITY_FILE, limits.affinity_entries),
+    )
     runner = Runner(
         client=client,
         dispatcher=Dispatcher(probes, ctx),

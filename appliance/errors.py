@@ -50,3 +50,7 @@ class RunnerHalted(ApplianceError):
 
 class TargetDenied(ProbeError):
     """The signed policy does not allow this probe against this target."""
+
+
+class CredentialRejected(ProbeError):
+    """The target refused this credential (authentication failed): the next candidate may be tried."""

@@ -28,6 +28,10 @@ class Limits:
     snmp_varbinds: int = 100_000
     # The SNMP result tree, serialised; half the MID's payload cap leaves room for the parameters echo.
     snmp_result_bytes: int = 10_000_000
+    # Credentials tried for one job before giving up (each failed try costs a login attempt on the target).
+    credential_attempts: int = 8
+    # Targets whose working credential is remembered (STATE_DIR/affinity.json); the oldest go first.
+    affinity_entries: int = 65_536
     scan_targets: int = 65_536
     # Probe concurrency. sshd's default MaxStartups is 10:30:100; one snmpd overflowed its UDP receive
     # buffer under a burst of 400 requests; a connect scan must not flood a network.

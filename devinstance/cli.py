@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from devinstance import pki
+from devinstance.discovery.commands import add_shape_options, register_discover, shaped_output
 from devinstance.server import DevInstance, InstanceState, server_context
 from devinstance.store import Store
 
@@ -88,19 +89,23 @@ def params_xml(params: Sequence[str]) -> str:
 def _enqueue(args: argparse.Namespace) -> int:
     store = Store(args.dir / "instance.db")
     agent = args.agent if args.agent.startswith("mid.server.") else f"mid.server.{args.agent}"
-    payload = args.payload if args.payload is not None else params_xml(args.param)
-    outputs = [
-        {
+    if args.shape:
+        if args.payload is not None or args.topic:
+            raise SystemExit("--shape builds topic and payload: leave out --topic and --payload")
+        record = shaped_output(args).record(agent, priority=args.priority, correlator=args.correlator)
+    elif not args.topic:
+        raise SystemExit("enqueue needs --topic TOPIC, or --shape shazzam|snmp-classify|ssh-classify")
+    else:
+        record = {
             "agent": agent,
             "topic": args.topic,
             "name": args.name or args.topic,
             "source": args.source,
-            "payload": payload,
+            "payload": args.payload if args.payload is not None else params_xml(args.param),
             "priority": args.priority,
             "agent_correlator": args.correlator,
         }
-        for _ in range(args.count)
-    ]
+    outputs = [dict(record) for _ in range(args.count)]
     for sys_id in store.enqueue(outputs):
         print(sys_id)
     store.close()
@@ -150,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enqueue", help="insert output records for an appliance")
     p.add_argument("--dir", type=Path, required=True)
     p.add_argument("--agent", required=True, help="appliance name or mid.server.NAME")
-    p.add_argument("--topic", required=True)
+    p.add_argument("--topic", help="the output's topic (or --shape)")
     p.add_argument("--name", default="")
     p.add_argument("--source", default="")
     p.add_argument("--param", action="append", default=[], help="NAME=VALUE, repeatable")
@@ -158,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--priority", default="2")
     p.add_argument("--correlator", default="")
     p.add_argument("--count", type=int, default=1)
+    add_shape_options(p)
     p.set_defaults(func=_enqueue)
+    register_discover(sub)
     p = sub.add_parser("results", help="print input records (results)")
     p.add_argument("--dir", type=Path, required=True)
     p.add_argument("--json", action="store_true")

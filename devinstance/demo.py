@@ -1,11 +1,13 @@
 """The end-to-end demo: one appliance, the development instance, and local targets, all on loopback.
 
-    python -m devinstance.demo [--binary dist/midbox-linux-x86_64] [--keep DIR]
+    python -m devinstance.demo [--binary dist/midbox-linux-x86_64] [--keep DIR] [--discovery]
 
 It plays every role in turn, each through the real command line: the admin (key, trust root,
 signed config), the host owner (credential store), the instance (jobs on the ECC queue), the
 appliance (``midbox run``) and the auditor (``midbox audit verify``). Exit 0 only if every job
-got the answer it should.
+got the answer it should. With discovery on (``--discovery``, or ``REAL_DISCOVERY`` in
+devinstance/demo_discovery.py) the instance also runs real-shaped Discovery: Shazzam, then UNIX - Classify
+against a local sshd and SNMP - Classify against the local snmpd.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from devinstance import cli as instance_cli
+from devinstance import demo_discovery
 from devinstance.store import Store
 
 NAME = "demo-01"
@@ -54,19 +57,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devinstance.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--binary", type=Path, help="run this frozen midbox binary instead of the source")
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it afterwards")
+    parser.add_argument(
+        "--discovery", action="store_true", help="also run real-shaped Discovery (Shazzam, then classifiers)"
+    )
     args = parser.parse_args(argv)
+    discovery = args.discovery or demo_discovery.REAL_DISCOVERY
     midbox = [str(args.binary.resolve())] if args.binary else [sys.executable, "-m", "appliance"]
     work = args.keep or Path(tempfile.mkdtemp(prefix="midbox-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     os.chmod(work, 0o700)
     try:
-        return _demo(midbox, work.resolve())
+        return _demo(midbox, work.resolve(), discovery)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _demo(midbox: list[str], work: Path) -> int:
+def _demo(midbox: list[str], work: Path, discovery: bool = False) -> int:
     state = work / "state"
     admin = work / "admin"
     inst = work / "instance"
@@ -89,7 +96,8 @@ def _demo(midbox: list[str], work: Path) -> int:
             work / "instance.log",
         ),
         _web_target() as web_port,
-        _snmp_target(work / "snmpd") as snmp_port,
+        _snmp_target(work / "snmpd", demo_discovery.snmpd_extra_config() if discovery else "") as snmp_port,
+        demo_discovery.ssh_target(work / "sshd") if discovery else nullcontext(None) as ssh,
     ):
         url = _wait_for_instance(inst)
         print(f"    {url}")
@@ -97,7 +105,8 @@ def _demo(midbox: list[str], work: Path) -> int:
         run([*midbox, "keygen", "--out", str(admin), "--name", "admin", "--no-passphrase"])
         run([*midbox, "trust", "init", "--state-dir", str(state), "--pubkey", str(admin / "admin.pub")])
         config = work / "midbox.toml"
-        config.write_text(_config_text(url, inst / "pki", web_port, snmp_port), encoding="utf-8")
+        rules = demo_discovery.config_rules(ssh, snmp_port) if discovery else ""
+        config.write_text(_config_text(url, inst / "pki", web_port, snmp_port) + rules, encoding="utf-8")
         run([*midbox, "config", "sign", str(config), "--key", str(admin / "admin.key")])
         run([*midbox, "config", "verify", str(config), "--state-dir", str(state)], show=True)
         step("the host owner: secrets go into the encrypted store from stdin, never argv")
@@ -136,6 +145,8 @@ def _demo(midbox: list[str], work: Path) -> int:
                 ],
                 stdin=f"{SNMP_AUTH}\n{SNMP_PRIV}\n",
             )
+        if discovery:
+            demo_discovery.add_credentials(run, midbox, state, ssh, bool(snmp_port))
         run([*midbox, "creds", "list", "--state-dir", str(state)], show=True)
         step("the appliance: midbox run (outbound mTLS only; it never listens)")
         with _process(
@@ -146,6 +157,9 @@ def _demo(midbox: list[str], work: Path) -> int:
             ids = _enqueue(inst, jobs)
             answers = _wait_answers(inst, ids, timeout=60)
             failures = _report(jobs, ids, answers)
+            if discovery:
+                step("the instance runs Discovery: Shazzam, then the classifiers its sensor launches")
+                failures += demo_discovery.run_discovery(inst, NAME, ssh, snmp_port, _closed_port())
             step("stopping the appliance (SIGTERM): it finishes, checkpoints the audit log, exits")
             app.send_signal(signal.SIGTERM)
             code = app.wait(timeout=30)
@@ -157,10 +171,13 @@ def _demo(midbox: list[str], work: Path) -> int:
         run([*verify, "--checkpoint", str(anchor)] if anchor else verify, show=True)
         run([*midbox, "audit", "show", "--state-dir", str(state)], show=True, tail=12)
     if failures or code != 0:
-        print(f"\ndemo FAILED: {failures} job(s) without the expected answer, appliance exit {code}")
+        print(
+            f"\ndemo FAILED: {failures} job(s) or step(s) without the expected answer, appliance exit {code}"
+        )
         print(f"logs: {work}/appliance.log, {work}/instance.log")
         return 1
-    print(f"\ndemo OK: {len(jobs)} jobs answered as expected; audit chain verified")
+    done = " and real-shaped Discovery" if discovery else ""
+    print(f"\ndemo OK: {len(jobs)} jobs{done} answered as expected; audit chain verified")
     return 0
 
 
@@ -409,7 +426,7 @@ def _web_target() -> Iterator[int]:
 
 
 @contextmanager
-def _snmp_target(directory: Path) -> Iterator[int | None]:
+def _snmp_target(directory: Path, extra_config: str = "") -> Iterator[int | None]:
     """net-snmp's snmpd on a loopback port with one v3 user, if snmpd is installed."""
     snmpd = shutil.which("snmpd") or ("/usr/sbin/snmpd" if Path("/usr/sbin/snmpd").exists() else None)
     if snmpd is None:
@@ -422,7 +439,7 @@ def _snmp_target(directory: Path) -> Iterator[int | None]:
     conf = directory / "snmpd.conf"
     conf.write_text(
         f'createUser {SNMP_USER} SHA-256 "{SNMP_AUTH}" AES "{SNMP_PRIV}"\n'
-        f"rouser {SNMP_USER} priv\nsysLocation midbox demo rack\n",
+        f"rouser {SNMP_USER} priv\nsysLocation midbox demo rack\n{extra_config}",
         encoding="utf-8",
     )
     env = {

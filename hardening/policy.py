@@ -7,8 +7,8 @@ the checked address), so DNS answers and redirects cannot steer a probe outside 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -53,7 +53,8 @@ class AllowRule:
     hosts: tuple[str, ...]
     probes: frozenset[str]
     ports: tuple[PortRange, ...]
-    credentials: frozenset[str]
+    # Ordered: with no credential named by the job, these are tried in this order.
+    credentials: tuple[str, ...]
     # HTTPS targets of this rule are verified against this CA file only (else the system's trust store).
     tls_ca: Path | None = None
     # SNMPv1 (no protection, coarse errors) only where a rule says so; v2c and v3 are always allowed.
@@ -76,6 +77,26 @@ class AllowRule:
                     for net in self.networks
                 )
         return True
+
+
+@dataclass(frozen=True)
+class CredentialMap:
+    """What real probes name (a ``discovery_credentials`` sys_id or a credential tag) → local aliases.
+
+    The instance never sees a secret and never names a local alias: it sends the sys_id or tag it knows,
+    and only this signed map turns that into aliases of this host's store. An unmapped name is refused.
+    """
+
+    ids: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def aliases(self, *, credential_id: str | None, credential_tag: str | None) -> tuple[str, ...] | None:
+        """The mapped aliases, in order; None when the job names neither; KeyError when unmapped."""
+        if credential_id:
+            return self.ids[credential_id]
+        if credential_tag:
+            return self.tags[credential_tag]
+        return None
 
 
 @dataclass(frozen=True)
@@ -149,3 +170,21 @@ class Policy:
                 continue
             return Decision(True, f"allowed by rule {index}", index)
         return Decision(False, near_miss or f"no [[allow]] rule covers {address}")
+
+    def credentials_for(
+        self, *, probe: str, address: IPAddress, port: int, hostname: str | None = None
+    ) -> tuple[str, ...]:
+        """The aliases of every rule that allows (probe, address, port), in rule order, each once.
+
+        These are the candidates when a job names no credential; each is still checked with ``check``.
+        """
+        address = canonical(address)
+        found: dict[str, None] = {}
+        for rule in self._rules:
+            if (
+                rule.matches_target(address, hostname)
+                and probe in rule.probes
+                and any(port in r for r in rule.ports)
+            ):
+                found.update(dict.fromkeys(rule.credentials))
+        return tuple(found)

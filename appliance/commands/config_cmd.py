@@ -115,6 +115,10 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
         "trust_root_version": root.version,
         "instance": cfg.instance.url,
         "allow": allow,
+        "credential_map": {
+            "ids": {k: list(v) for k, v in cfg.credential_map.ids.items()},
+            "tags": {k: list(v) for k, v in cfg.credential_map.tags.items()},
+        },
     }
     if env.json:
         print(json.dumps(info, indent=2), file=env.stdout)
@@ -135,5 +139,10 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
         out.append(
             f"    {i}. {where}  probes {','.join(a.probes)}  ports {','.join(a.ports)}  credentials {creds}"
         )
+    cmap = cfg.credential_map
+    if cmap.ids or cmap.tags:
+        out.append(f"  credential map: {len(cmap.ids)} sys_id(s), {len(cmap.tags)} tag(s)")
+        out.extend(f"    id {k} -> {', '.join(v)}" for k, v in cmap.ids.items())
+        out.extend(f"    tag {k} -> {', '.join(v)}" for k, v in cmap.tags.items())
     print("\n".join(out), file=env.stdout)
     return 0

@@ -7,10 +7,15 @@ import asyncio
 import datetime as dt
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from appliance.commands.common import CliEnv, add_leaf
 from appliance.errors import EXIT_CHECK_FAILED, UsageError
+
+if TYPE_CHECKING:
+    from appliance.config.model import Config
+    from hardening.policy import IPAddress
 
 # ECC topic -> probe kind of the allowlist, and the port that kind uses unless told otherwise.
 TOPIC_KINDS = {
@@ -36,7 +41,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     what.add_argument("--oid", help="SNMP OID (shown)")
     what.add_argument("--url", help="URL for RESTProbe/HTTPClient; its host and port are checked")
     e.add_argument("--port", type=int, help="port (default: --url, 22 ssh, 161 snmp)")
-    e.add_argument("--credential", help="credential alias the probe would use")
+    named = e.add_mutually_exclusive_group()
+    named.add_argument("--credential", help="credential alias the probe would use (midbox's own parameter)")
+    named.add_argument("--credential-id", help="discovery_credentials sys_id a real probe carries")
+    named.add_argument("--credential-tag", help="credential tag a real probe carries")
     e.add_argument("--trust", type=Path, help="trust root file to verify against")
 
 
@@ -76,6 +84,9 @@ def _explain(args: argparse.Namespace, env: CliEnv) -> int:
         )
         results.append({"address": str(address), "allowed": d.allowed, "reason": d.reason, "rule": d.rule})
     allowed = all(r["allowed"] for r in results)
+    tried = _tried(args, cfg, kind, addresses[0], port, hostname) if allowed and not args.credential else None
+    if isinstance(tried, str):
+        allowed = False
     if env.json:
         print(
             json.dumps(
@@ -87,6 +98,8 @@ def _explain(args: argparse.Namespace, env: CliEnv) -> int:
                     "credential": args.credential,
                     "config_version": cfg.version,
                     "addresses": results,
+                    "credentials_tried": tried if isinstance(tried, list) else [],
+                    "credential_error": tried if isinstance(tried, str) else None,
                 },
                 indent=2,
             ),
@@ -104,4 +117,31 @@ def _explain(args: argparse.Namespace, env: CliEnv) -> int:
             print(f"  {r['address']}: {'allow' if r['allowed'] else 'deny'} - {r['reason']}", file=env.stdout)
         if not allowed and len(results) > 1:
             print("  every address of a name must be allowed", file=env.stdout)
+        if isinstance(tried, list):
+            print(f"  credentials tried, in order: {', '.join(tried) or 'none'}", file=env.stdout)
+        elif isinstance(tried, str):
+            print(f"  {tried}", file=env.stdout)
     return 0 if allowed else EXIT_CHECK_FAILED
+
+
+def _tried(
+    args: argparse.Namespace, cfg: Config, kind: str, address: IPAddress, port: int, hostname: str | None
+) -> list[str] | str | None:
+    """The aliases a real probe would try (before the store's types and the affinity), or why none."""
+    if kind not in ("ssh", "snmp"):
+        return None
+    policy = cfg.policy()
+    try:
+        named = cfg.credential_map.aliases(
+            credential_id=(args.credential_id or "").lower() or None, credential_tag=args.credential_tag
+        )
+    except KeyError:
+        section = "ids" if args.credential_id else "tags"
+        return f"not mapped: add it under [credential_map.{section}] in the signed config"
+    if named is None:
+        named = policy.credentials_for(probe=kind, address=address, port=port, hostname=hostname)
+    return [
+        a
+        for a in named
+        if policy.check(probe=kind, address=address, port=port, credential=a, hostname=hostname).allowed
+    ]

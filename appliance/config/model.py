@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.limits import Limits
-from hardening.policy import AllowRule, Policy
+from hardening.policy import AllowRule, CredentialMap, Policy
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,8 @@ class ParsedConfig:
     instance: InstanceSection
     allow: tuple[AllowSection, ...]
     source: Path
+    # Real probes name a discovery_credentials sys_id or a tag, never a local alias.
+    credential_map: CredentialMap = field(default_factory=CredentialMap)
 
     def policy(self) -> Policy:
         return Policy([a.rule for a in self.allow])
@@ -88,3 +90,7 @@ class Config:
 
     def limits(self) -> Limits:
         return self.settings.limits()
+
+    @property
+    def credential_map(self) -> CredentialMap:
+        return self.settings.credential_map

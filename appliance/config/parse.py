@@ -13,10 +13,12 @@ from urllib.parse import SplitResult, urlsplit
 from appliance.config.model import AllowSection, ApplianceSection, InstanceSection, ParsedConfig
 from appliance.errors import ConfigError
 from appliance.limits import MAX_CONCURRENT_PROBES, MAX_CONFIG_BYTES
-from hardening.policy import PROBE_KINDS, AllowRule, PortRange
+from hardening.policy import PROBE_KINDS, AllowRule, CredentialMap, PortRange
 
 T = TypeVar("T")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SYS_ID = re.compile(r"^[0-9A-Fa-f]{32}$")
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$")
 
 
@@ -61,6 +63,10 @@ class _Table:
             raise ConfigError(f"config: {self._where(key)!r} must be a string or a list of strings")
         return tuple(items)
 
+    def remaining(self) -> list[str]:
+        """The keys still to be taken, sorted (for tables whose keys are data, not names)."""
+        return sorted(self._data)
+
     def done(self) -> None:
         if self._data:
             key = sorted(self._data)[0]
@@ -86,8 +92,9 @@ def parse_config(data: bytes, source: Path) -> ParsedConfig:
     instance = _instance(top.table("instance"), base)
     allow_raw = top.take("allow", list, default=[])
     allow = tuple(_allow(item, f"allow[{i}]", source.parent) for i, item in enumerate(allow_raw))
+    credential_map = _credential_map(top.take("credential_map", dict, default={}), allow)
     top.done()
-    return ParsedConfig(version, expires, appliance, instance, allow, source)
+    return ParsedConfig(version, expires, appliance, instance, allow, source, credential_map)
 
 
 def _datetime(value: dt.datetime, key: str) -> dt.datetime:
@@ -190,11 +197,45 @@ def _allow(item: object, path: str, base: Path) -> AllowSection:
         hosts=tuple(h.lower().rstrip(".") for h in hosts),
         probes=frozenset(probes),
         ports=ports,
-        credentials=frozenset(creds),
+        credentials=tuple(dict.fromkeys(creds)),
         tls_ca=base / tls_ca if tls_ca else None,
         snmp_v1=snmp_v1,
     )
     return AllowSection(cidrs, hosts, probes, tuple(str(p) for p in ports_raw), creds, rule)
+
+
+def _credential_map(raw: dict[str, Any], allow: tuple[AllowSection, ...]) -> CredentialMap:
+    """``[credential_map]``: ``ids`` (discovery_credentials sys_id → aliases) and ``tags`` (tag → aliases).
+
+    Every alias it names must be bound by some [[allow]] rule: a mapping no rule lets the instance use
+    would only ever fail at run time, so it is refused when the admin signs.
+    """
+    t = _Table(raw, "credential_map")
+    bound = {alias for a in allow for alias in a.credentials}
+    maps: list[dict[str, tuple[str, ...]]] = []
+    for key, pattern, example in (
+        ("ids", _SYS_ID, "a 32-character hex sys_id of a discovery_credentials record"),
+        ("tags", _TAG, "a credential tag: letters, digits, '.', '_', '-' (1-100)"),
+    ):
+        sub = _Table(t.take(key, dict, default={}), f"credential_map.{key}")
+        mapping: dict[str, tuple[str, ...]] = {}
+        for name in sub.remaining():
+            if not pattern.fullmatch(name):
+                raise ConfigError(f"config: credential_map.{key}: {name[:80]!r} is not {example}")
+            aliases = tuple(dict.fromkeys(sub.strings(name)))
+            if not aliases:
+                raise ConfigError(f"config: credential_map.{key}.{name} names no alias")
+            for alias in aliases:
+                if alias not in bound:
+                    raise ConfigError(
+                        f"config: credential_map.{key}.{name}: alias {alias!r} is in no [[allow]] rule's "
+                        "'credentials'; add it to the rule for the targets it serves"
+                    )
+            mapping[name.lower() if key == "ids" else name] = aliases
+        sub.done()
+        maps.append(mapping)
+    t.done()
+    return CredentialMap(ids=maps[0], tags=maps[1])
 
 
 def _port_range(value: object, path: str) -> PortRange:

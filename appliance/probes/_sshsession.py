@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import paramiko
 
-from appliance.errors import ProbeError
+from appliance.errors import CredentialRejected, ProbeError
 from hardening.known_hosts import HostKey, KnownHosts, KnownHostsError, Verdict
 from hardening.policy import IPAddress
 
@@ -156,7 +156,7 @@ def run_session(
     except KnownHostsError as e:
         raise ProbeError(f"known_hosts: {e}") from e
     except paramiko.AuthenticationException as e:
-        raise ProbeError(
+        raise CredentialRejected(
             f"authentication as {auth.user!r} on {where} failed (credential {auth.alias!r})"
         ) from e
     except (paramiko.SSHException, EOFError) as e:

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Protocol
 
 from appliance.limits import Limits
+from appliance.probes.affinity import CredentialAffinity
 from hardening.audit.events import check_event
-from hardening.policy import Policy
+from hardening.policy import CredentialMap, Policy
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,8 @@ class ProbeContext:
     audit: AuditSink
     limits: Limits
     state_dir: Path = field(default=Path("."))
+    credential_map: CredentialMap = field(default_factory=CredentialMap)
+    affinity: CredentialAffinity = field(default_factory=CredentialAffinity)
 
 
 class Probe(Protocol):

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 from appliance.errors import ApplianceError, PayloadError, ProbeError
 from appliance.limits import Limits
 from appliance.probes._xmltext import xml_text
-from appliance.probes.base import Credential, Job, ProbeContext, use_credential
-from appliance.probes.targets import checked_addresses
+from appliance.probes.base import Credential, Job, ProbeContext
+from appliance.probes.credchoice import explicit_alias, with_credentials
+from appliance.probes.targets import checked_addresses, is_literal
 from hardening.known_hosts import KnownHosts
 from hardening.policy import IPAddress
 
@@ -73,15 +74,9 @@ class SshProbe:
         port = job.int_param("port", 22, 1, 65535)
         cap_ms = int(ctx.limits.ssh_command_timeout_s * 1000)
         timeout_ms = job.int_param("command_timeout_ms", cap_ms, 1, cap_ms)
-        alias = job.param("credential") or ""
-        if not alias:
-            raise PayloadError(
-                "SSH job needs a 'credential' parameter (the alias of an ssh-password or ssh-key)"
-            )
-        addresses = await checked_addresses(ctx, probe="ssh", host=host, port=port, credential=alias)
-        credential = use_credential(ctx, job, alias, host)
-        if credential.type not in SSH_CREDENTIAL_TYPES:
-            raise ProbeError(f"credential {alias!r} is a {credential.type}, not an SSH credential")
+        named = explicit_alias(job)
+        hostname = None if is_literal(host) else host
+        addresses = await checked_addresses(ctx, probe="ssh", host=host, port=port, credential=named)
         address = addresses[0]
         limits = SessionLimits(
             connect_timeout_s=min(self._connect_timeout_s, timeout_ms / 1000),
@@ -95,48 +90,62 @@ class SshProbe:
             ctx.limits.probe_timeout_s,
             3 * limits.connect_timeout_s + len(commands) * limits.command_timeout_s,
         )
-        aborter = Aborter()
-        loop = asyncio.get_running_loop()
-        async with self._slot(address, port):
-            auth = _auth_material(credential, alias)
-            ctx.audit.record(
-                "probe.connect",
-                {
-                    "probe": "ssh",
-                    "target": host,
-                    "address": str(address),
-                    "port": port,
-                    "credential": alias,
-                    "commands": len(commands),
-                },
-            )
-            future = loop.run_in_executor(
-                self._pool(), run_session, target, auth, known, list(commands), limits, aborter
-            )
-            del auth
-            try:
-                return await asyncio.wait_for(asyncio.shield(future), budget)
-            except HostKeyRejected as e:
+
+        async def attempt(alias: str, credential: Credential) -> list[CommandResult]:
+            aborter = Aborter()
+            loop = asyncio.get_running_loop()
+            async with self._slot(address, port):
+                auth = _auth_material(credential, alias)
                 ctx.audit.record(
-                    "ssh.hostkey.rejected",
+                    "probe.connect",
                     {
+                        "probe": "ssh",
                         "target": host,
                         "address": str(address),
                         "port": port,
-                        "verdict": e.verdict,
-                        "keytype": e.keytype,
-                        "fingerprint": e.fingerprint,
+                        "credential": alias,
+                        "commands": len(commands),
                     },
                 )
-                raise
-            except TimeoutError as e:
-                aborter.abort()
-                with contextlib.suppress(ApplianceError, OSError):
-                    await future  # the thread ends promptly once its socket is shut down
-                raise ProbeError(f"ssh job on {host}:{port} timed out after {budget:g} s") from e
-            except asyncio.CancelledError:
-                aborter.abort()
-                raise
+                future = loop.run_in_executor(
+                    self._pool(), run_session, target, auth, known, list(commands), limits, aborter
+                )
+                del auth
+                try:
+                    return await asyncio.wait_for(asyncio.shield(future), budget)
+                except HostKeyRejected as e:
+                    ctx.audit.record(
+                        "ssh.hostkey.rejected",
+                        {
+                            "target": host,
+                            "address": str(address),
+                            "port": port,
+                            "verdict": e.verdict,
+                            "keytype": e.keytype,
+                            "fingerprint": e.fingerprint,
+                        },
+                    )
+                    raise
+                except TimeoutError as e:
+                    aborter.abort()
+                    with contextlib.suppress(ApplianceError, OSError):
+                        await future  # the thread ends promptly once its socket is shut down
+                    raise ProbeError(f"ssh job on {host}:{port} timed out after {budget:g} s") from e
+                except asyncio.CancelledError:
+                    aborter.abort()
+                    raise
+
+        return await with_credentials(
+            ctx,
+            job,
+            probe="ssh",
+            types=SSH_CREDENTIAL_TYPES,
+            target=host,
+            address=address,
+            port=port,
+            hostname=hostname,
+            attempt=attempt,
+        )
 
     async def aclose(self) -> None:
         if self._executor is not None:

@@ -52,7 +52,7 @@ async def checked_target(
     ctx: ProbeContext, *, probe: str, host: str, port: int, credential: str | None
 ) -> tuple[list[IPAddress], AllowRule | None]:
     """``checked_addresses``, plus the rule that allowed the first address (the one connected to)."""
-    hostname = None if _is_literal(host) else host
+    hostname = None if is_literal(host) else host
     addresses = await resolve(host)
     first_rule: AllowRule | None = None
     for address in addresses:
@@ -77,7 +77,7 @@ async def checked_target(
     return addresses, first_rule
 
 
-def _is_literal(host: str) -> bool:
+def is_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:

@@ -15,6 +15,9 @@ the alias, never the secret):
 - ``config.accepted``   config_version, config_sha256, signers (key ids), expires
 - ``config.refused``    config_sha256, reason                                 (config_version if parsed)
 - ``credential.used``   alias, type, job, target, topic
+- ``credential.attempt`` job, topic, probe, target, address, alias, outcome (``accepted``, ``rejected`` by
+                        the target, ``error`` for anything else), via (``job``, ``id``, ``tag``, ``rule``);
+                        reason optional
 - ``job.claimed``       job, topic, target                                    (priority optional)
 - ``topic.refused``     job, topic
 - ``probe.started``     job, topic, target, port, credential
@@ -56,6 +59,9 @@ EVENTS: Mapping[str, frozenset[str]] = {
     "config.accepted": frozenset({"config_version", "config_sha256", "signers", "expires"}),
     "config.refused": frozenset({"config_sha256", "reason"}),
     "credential.used": frozenset({"alias", "type", "job", "target", "topic"}),
+    "credential.attempt": frozenset(
+        {"job", "topic", "probe", "target", "address", "alias", "outcome", "via"}
+    ),
     "job.claimed": frozenset({"job", "topic", "target"}),
     "topic.refused": frozenset({"job", "topic"}),
     "probe.started": frozenset({"job", "topic", "target", "port", "credential"}),

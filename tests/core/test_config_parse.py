@@ -108,3 +108,49 @@ def test_tls_ca_on_a_rule_without_http_is_refused() -> None:
 def test_a_trailing_newline_or_non_ascii_digits_are_refused(old: str, new: str) -> None:
     with pytest.raises(ConfigError):
         parse(GOOD.replace(old, new))
+
+
+MAPPED = (
+    GOOD.replace('credentials = ["linux-ro"]', 'credentials = ["linux-ro", "linux-alt"]')
+    + """
+[credential_map.ids]
+"0A1B2C3D4E5F60718293A4B5C6D7E8F9" = "linux-ro"
+[credential_map.tags]
+linux-prod = ["linux-alt", "linux-ro"]
+"""
+)
+
+
+def test_credential_map_turns_ids_and_tags_into_ordered_aliases() -> None:
+    c = parse_config(MAPPED.encode(), Path("/etc/midbox/config.toml"))
+    m = c.credential_map
+    # sys_ids are compared in lower case, as the instance writes them; tags keep their order.
+    assert m.aliases(credential_id="0a1b2c3d4e5f60718293a4b5c6d7e8f9", credential_tag=None) == ("linux-ro",)
+    assert m.aliases(credential_id=None, credential_tag="linux-prod") == ("linux-alt", "linux-ro")
+    assert m.aliases(credential_id=None, credential_tag=None) is None
+    with pytest.raises(KeyError):
+        m.aliases(credential_id=None, credential_tag="windows")
+    assert c.allow[0].rule.credentials == ("linux-ro", "linux-alt")  # the rule's order is kept
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('"0A1B2C3D4E5F60718293A4B5C6D7E8F9"', '"not-a-sys-id"'), "is not a 32-character hex sys_id"),
+        (('linux-prod = ["linux-alt", "linux-ro"]', 'linux-prod = ["root-everywhere"]'), "in no [[allow]]"),
+        (('linux-prod = ["linux-alt", "linux-ro"]', "linux-prod = []"), "names no alias"),
+        (
+            ("[credential_map.tags]", "[credential_map.tags]\n'bad tag!' = 'linux-ro'"),
+            "is not a credential tag",
+        ),
+        (
+            ("[credential_map.ids]", "[credential_map]\ncolour = 1\n[credential_map.ids]"),
+            "unknown key 'credential_map.colour'",
+        ),
+    ],
+)
+def test_bad_credential_maps_are_refused_at_signing(change: tuple[str, str], message: str) -> None:
+    old, new = change
+    assert old in MAPPED
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        parse(MAPPED.replace(old, new, 1))

@@ -21,7 +21,7 @@ def rule(
         hosts=hosts,
         probes=frozenset(probes),
         ports=tuple(PortRange(lo, hi) for lo, hi in ports),
-        credentials=frozenset(creds),
+        credentials=tuple(creds),
     )
 
 

@@ -63,7 +63,7 @@ def loopback_rule(
         hosts=(),
         probes=frozenset(probes),
         ports=tuple(PortRange(lo, hi) for lo, hi in ports),
-        credentials=frozenset(creds),
+        credentials=tuple(creds),
     )
 
 

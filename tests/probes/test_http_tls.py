@@ -56,7 +56,7 @@ def rule(port: int, ca: Path | None) -> AllowRule:
         hosts=(),
         probes=frozenset({"http"}),
         ports=(PortRange(port, port),),
-        credentials=frozenset(),
+        credentials=(),
         tls_ca=ca,
     )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import PayloadError, ProbeError, TargetDenied
+from appliance.errors import ProbeError, TargetDenied
 from appliance.limits import Limits
 from appliance.probes._sshsession import CommandResult
 from appliance.probes.base import Job, ProbeContext
@@ -114,8 +114,10 @@ def test_changed_host_key_is_refused(sshd: SshServer, tmp_path: Path) -> None:
     ctx = make_ctx(policy(sshd), creds(sshd), state)
     with pytest.raises(ProbeError, match="HOST KEY CHANGED"):
         run(SshProbe(), job(sshd, "echo should-not-run"), ctx)
-    event, fields = ctx.audit.events[-1]  # type: ignore[attr-defined]
+    # The host key refusal is audited, then the credential attempt it ended (as an error, not a rejection).
+    (event, fields), (after, attempt) = ctx.audit.events[-2:]  # type: ignore[attr-defined]
     assert event == "ssh.hostkey.rejected" and fields["verdict"] == "changed"
+    assert after == "credential.attempt" and attempt["outcome"] == "error"
     assert str(fields["fingerprint"]).startswith("SHA256:")
 
 
@@ -195,7 +197,7 @@ def test_hostname_resolving_outside_the_rules_is_denied(sshd: SshServer, tmp_pat
         hosts=("localhost",),
         probes=frozenset({"ssh"}),
         ports=(PortRange(sshd.port, sshd.port),),
-        credentials=frozenset({"pw"}),
+        credentials=("pw",),
     )
     ctx = make_ctx(Policy([rule]), creds(sshd), pinned_state(tmp_path, sshd, host="localhost"))
     with pytest.raises(TargetDenied, match="localhost"):
@@ -213,17 +215,24 @@ def test_hostname_resolving_to_an_allowed_address_runs(sshd: SshServer, tmp_path
         hosts=(),
         probes=frozenset({"ssh"}),
         ports=(PortRange(sshd.port, sshd.port),),
-        credentials=frozenset({"pw"}),
+        credentials=("pw",),
     )
     ctx = make_ctx(Policy([rule]), creds(sshd), pinned_state(tmp_path, sshd, host="localhost"))
     el = run(SshProbe(), job(sshd, "echo via-name", host="localhost"), ctx)
     assert el.findtext("stdout") == "via-name\n"
 
 
-def test_missing_credential_parameter_is_a_payload_error(sshd: SshServer, tmp_path: Path) -> None:
-    ctx = make_ctx(policy(sshd), creds(sshd), pinned_state(tmp_path, sshd))
-    with pytest.raises(PayloadError, match="credential"):
-        run(SshProbe(), make_job("SSHCommand", "true", "127.0.0.1", port=str(sshd.port)), ctx)
+def test_without_a_credential_parameter_the_rule_aliases_are_tried_in_order(
+    sshd: SshServer, tmp_path: Path
+) -> None:
+    # A real probe names no alias: the rule's SSH aliases are tried in the rule's order ("community" is
+    # skipped by type), the wrong password is refused by sshd, the next one works.
+    ctx = make_ctx(policy(sshd, "community", "badpw", "pw", "key"), creds(sshd), pinned_state(tmp_path, sshd))
+    el = run(SshProbe(), make_job("SSHCommand", "id -un", "127.0.0.1", port=str(sshd.port)), ctx)
+    assert el.findtext("stdout") == f"{sshd.user}\n"
+    attempts = [(f["alias"], f["outcome"], f["via"]) for e, f in ctx.audit.events if e == "credential.attempt"]  # type: ignore[attr-defined]
+    assert attempts == [("badpw", "rejected", "rule"), ("pw", "accepted", "rule")]
+    assert ctx.affinity.get("ssh", "127.0.0.1", sshd.port) == "pw"
 
 
 def test_several_commands_share_one_connection(sshd: SshServer, tmp_path: Path) -> None:

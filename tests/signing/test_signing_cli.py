@@ -102,6 +102,11 @@ def test_keygen_sign_init_verify_explain(dirs: tuple[Path, Path]) -> None:
     base = ("policy", "explain", "--config", "midbox.toml", "--state-dir", state)
     out = ok(*base, "--topic", "SSHCommand", "--target", "127.0.0.1", "--credential", "linux-ro", cwd=ws)
     assert out.startswith("ALLOW") and "rule 1" in out
+    # A real probe names no alias: explain shows which the appliance would try, in order.
+    out = ok(*base, "--topic", "SSHCommand", "--target", "127.0.0.1", cwd=ws)
+    assert out.startswith("ALLOW") and "credentials tried, in order: linux-ro" in out
+    r = midbox(*base, "--topic", "SSHCommand", "--target", "127.0.0.1", "--credential-tag", "linux", cwd=ws)
+    assert r.returncode == 1 and "add it under [credential_map.tags]" in r.stdout
     r = midbox(*base, "--topic", "SNMP", "--target", "127.0.0.1", cwd=ws)
     assert r.returncode == 1 and r.stdout.startswith("DENY") and "not probe 'snmp'" in r.stdout
     r = midbox(*base, "--topic", "Shazzam", "--target", "127.0.0.1", "--port", "9000", cwd=ws)
