@@ -45,7 +45,7 @@ class SNMPResponse:
             if not part or part.isdigit():
                 return None  # numeric OIDs do not work here, as in ServiceNow's SNMPResponse
             child = node.find(part)
-            if child is None or "instance" in child.attrib and child.get("type") is None:
+            if child is None or ("instance" in child.attrib and child.get("type") is None):
                 return None
             node = child
         return node
@@ -79,7 +79,7 @@ class SNMPResponse:
         return table
 
     # ServiceNow's names.
-    getOIDObj = get_oid_obj  # noqa: N815
-    getOIDText = get_oid_text  # noqa: N815
-    getOIDInt = get_oid_int  # noqa: N815
-    getOIDTable = get_oid_table  # noqa: N815
+    getOIDObj = get_oid_obj
+    getOIDText = get_oid_text
+    getOIDInt = get_oid_int
+    getOIDTable = get_oid_table

@@ -11,10 +11,10 @@ import hashlib
 import hmac
 from typing import Any
 
-from appliance.errors import ProbeError
+from appliance.errors import CredentialRejected, ProbeError
 from appliance.probes._snmpber import GET, GETBULK, GETNEXT, Value
 from appliance.probes._snmpspec import Oid, format_oid
-from appliance.probes._snmpv2c import V2cChannel
+from appliance.probes._snmpv2c import NoResponse, V2cChannel
 from appliance.probes._snmpvalues import normalize
 from appliance.probes.base import Credential
 
@@ -53,6 +53,7 @@ class Session:
     def __init__(self, sem: asyncio.Semaphore, where: str) -> None:
         self._sem = sem
         self._where = where
+        self.answered = 0  # responses received: a timeout before the first one may be a wrong community
 
     async def get(self, oids: tuple[Oid, ...]) -> list[Row]:
         return await self._request(GET, oids, 0)
@@ -102,6 +103,7 @@ class FastV2cSession(Session):
     async def _request(self, pdu: int, oids: tuple[Oid, ...], max_repetitions: int) -> list[Row]:
         async with self._sem:
             response = await self._channel.request(pdu, oids, 0, max_repetitions)
+        self.answered += 1
         self._check_status(response.error_status, response.error_index)
         return list(response.varbinds)
 
@@ -148,22 +150,24 @@ class PysnmpSession(Session):
                     self._wait_s,
                 )
             except TimeoutError as e:
-                raise ProbeError(f"no SNMP response from {self._where}") from e
+                raise NoResponse(f"no SNMP response from {self._where}") from e
         if err_ind:
-            raise ProbeError(_indication_message(str(err_ind), self._where))
+            raise _indication_error(str(err_ind), self._where)
+        self.answered += 1
         if self._v1 and pdu == GETNEXT and int(err_status) == _NO_SUCH_NAME:
             return []  # SNMPv1's end of the MIB view: a walk ends here
         self._check_status(int(err_status), int(err_index))
         return [(tuple(int(s) for s in name), normalize(value)) for name, value in out]
 
 
-def _indication_message(text: str, where: str) -> str:
+def _indication_error(text: str, where: str) -> ProbeError:
+    """pysnmp's error indication as our error; an authentication failure is the credential's fault."""
     low = text.lower()
     if "timeout" in low or "no snmp response" in low:
-        return f"no SNMP response from {where} (agent down, filtered, or wrong community/user)"
+        return NoResponse(f"no SNMP response from {where} (agent down, filtered, or wrong community/user)")
     if "digest" in low or "decryption" in low or "unknown user" in low or "username" in low:
-        return f"SNMPv3 authentication with {where} failed: {text[:120]}"
-    return f"SNMP error with {where}: {text[:160]}"
+        return CredentialRejected(f"SNMPv3 authentication with {where} failed: {text[:120]}")
+    return ProbeError(f"SNMP error with {where}: {text[:160]}")
 
 
 def community_of(credential: Credential, alias: str, index: int = 0) -> bytes:
@@ -190,7 +194,7 @@ def pysnmp_auth(credential: Credential, alias: str, version: str, index_key: byt
         model = 0 if version == "1" else 1
         tag = hmac.new(index_key, f"{alias}\0{model}\0".encode() + raw, hashlib.sha256).hexdigest()[:24]
         # v1 and v2c are what the credential (or the job) asks for; v1 only where a rule allows it.
-        return CommunityData(f"m{tag}", community, mpModel=model)  # noqa: S508
+        return CommunityData(f"m{tag}", community, mpModel=model)
     if credential.type != "snmp-usm":
         raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP v3 needs an snmp-usm")
     if not credential.user:

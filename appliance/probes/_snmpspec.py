@@ -223,7 +223,8 @@ def parse_spec(text: str) -> list[SpecLine]:
         op = words[0].lower()
         if op not in OPERATIONS:
             raise PayloadError(
-                f"oid_spec_list line {number}: unknown operation {words[0][:20]!r}; use walk, table, get or getnext"
+                f"oid_spec_list line {number}: unknown operation {words[0][:20]!r}; "
+                "use walk, table, get or getnext"
             )
         if op == "table":
             if len(words) < 3:

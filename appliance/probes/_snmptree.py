@@ -103,7 +103,9 @@ class TreeBuilder:
         element = self._elements.get(node.oid)
         if element is None:
             scope = self._scope
-            attrs = {"oid": format_oid(node.oid)} if scope is not None and node.oid[: len(scope)] == scope else {}
+            attrs = (
+                {"oid": format_oid(node.oid)} if scope is not None and node.oid[: len(scope)] == scope else {}
+            )
             element = ET.SubElement(self._parent_element(node), node.name, attrs)
             self._elements[node.oid] = element
             self.bytes += _cost(node.name, attrs, "")

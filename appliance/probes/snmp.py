@@ -2,7 +2,10 @@
 
 The job is read as ServiceNow's SNMP probes write it (``_snmpparams``, ``_snmpspec``) and answered
 with the MIB-named ``<result><snmp>`` tree its sensors read (``_snmptree``). v1 runs only where the
-covering allow rule says ``snmp_v1 = true``.
+covering allow rule says ``snmp_v1 = true``. Credentials come from ``credchoice``: the job's own
+``credential`` (midbox's extension), else ``credential_id``/``credential_tag`` through the signed map,
+else the rule's aliases in order; a v1/v2c community the agent never answers, or a v3 unknown user,
+wrong digest or decryption error, moves on to the next one.
 
 v2c goes through a small strict BER codec of our own (``_snmpber``; pyasn1's generic decoder made a
 full walk 7x slower than net-snmp); v3 goes through pysnmp, imported inside the probe so the CLI starts
@@ -19,7 +22,7 @@ import secrets
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from appliance.errors import PayloadError, ProbeError, TargetDenied
+from appliance.errors import CredentialRejected, PayloadError, ProbeError, TargetDenied
 from appliance.limits import Limits
 from appliance.probes._snmpparams import SnmpParams, parse_params
 from appliance.probes._snmpsession import (
@@ -32,13 +35,16 @@ from appliance.probes._snmpsession import (
 )
 from appliance.probes._snmpspec import Oid, SpecLine
 from appliance.probes._snmptree import TreeBuilder
-from appliance.probes._snmpv2c import V2cChannel
+from appliance.probes._snmpv2c import NoResponse, V2cChannel
 from appliance.probes._snmpvalues import render
-from appliance.probes.base import Credential, Job, ProbeContext, use_credential
-from appliance.probes.targets import checked_target
+from appliance.probes.base import Credential, Job, ProbeContext
+from appliance.probes.credchoice import explicit_alias, with_credentials
+from appliance.probes.targets import checked_addresses, is_literal
 from hardening.policy import IPAddress
 
 log = logging.getLogger(__name__)
+
+SNMP_CREDENTIAL_TYPES = frozenset({"snmp-community", "snmp-usm"})
 
 
 class SnmpProbe:
@@ -70,32 +76,56 @@ class SnmpProbe:
         if not host:
             raise PayloadError("SNMP job needs the agent host in 'source'")
         params = parse_params(job)
-        alias = job.param("credential") or ""
-        if not alias:
-            raise PayloadError("SNMP job needs a 'credential' parameter (snmp-community or snmp-usm alias)")
-        addresses, rule = await checked_target(
-            ctx, probe="snmp", host=host, port=params.port, credential=alias
-        )
-        credential = use_credential(ctx, job, alias, host)
-        version = _version(params, credential, alias)
+        named = explicit_alias(job)
+        hostname = None if is_literal(host) else host
+        addresses = await checked_addresses(ctx, probe="snmp", host=host, port=params.port, credential=named)
         address = addresses[0]
-        if version == "1" and not (rule is not None and rule.snmp_v1):
-            reason = "SNMPv1 is not enabled for this target"
-            ctx.audit.record(
-                "target.denied",
-                {
-                    "probe": "snmp",
-                    "target": host,
-                    "address": str(address),
-                    "port": params.port,
-                    "credential": alias,
-                    "reason": reason,
-                },
-            )
-            raise TargetDenied(
-                f"{reason} ({host}:{params.port}): v1 has no error-free walks and no protection; "
-                "use a v2c or v3 credential, or set snmp_v1 = true in the [[allow]] rule that covers it"
-            )
+
+        async def attempt(alias: str, credential: Credential) -> ET.Element:
+            version = _version(params, credential, alias)
+            if version == "1" and not _v1_allowed(ctx, address, params.port, alias, hostname):
+                reason = "SNMPv1 is not enabled for this target and credential"
+                ctx.audit.record(
+                    "target.denied",
+                    {
+                        "probe": "snmp",
+                        "target": host,
+                        "address": str(address),
+                        "port": params.port,
+                        "credential": alias,
+                        "reason": reason,
+                    },
+                )
+                message = (
+                    f"{reason} ({host}:{params.port}, {alias!r}): v1 has no protection and coarse errors; "
+                    "use a v2c or v3 credential, or set snmp_v1 = true in the [[allow]] rule that covers it"
+                )
+                # A credential the job named itself ends the job; one of a rule's list is skipped.
+                raise TargetDenied(message) if named else CredentialRejected(message)
+            return await self._attempt(ctx, host, address, params, alias, credential, version)
+
+        return await with_credentials(
+            ctx,
+            job,
+            probe="snmp",
+            types=SNMP_CREDENTIAL_TYPES,
+            target=host,
+            address=address,
+            port=params.port,
+            hostname=hostname,
+            attempt=attempt,
+        )
+
+    async def _attempt(
+        self,
+        ctx: ProbeContext,
+        host: str,
+        address: IPAddress,
+        params: SnmpParams,
+        alias: str,
+        credential: Credential,
+        version: str,
+    ) -> ET.Element:
         ctx.audit.record(
             "probe.connect",
             {
@@ -116,6 +146,12 @@ class SnmpProbe:
             session = await self._session(credential, alias, version, address, params, host, slot.sem)
             try:
                 return await self._collect(session, params, version != "1" and params.use_bulk, ctx.limits)
+            except NoResponse as e:
+                # An agent that answered before, or a v3 one (wrong keys get a report), is not refusing
+                # the credential; a v1/v2c agent does not answer a community it does not know.
+                if session.answered or version == "3":
+                    raise
+                raise CredentialRejected(str(e)) from e
             finally:
                 await session.close()
         finally:
@@ -194,6 +230,13 @@ class SnmpProbe:
         if self._engine is not None:
             self._engine.close_dispatcher()
             self._engine = None
+
+
+def _v1_allowed(ctx: ProbeContext, address: IPAddress, port: int, alias: str, hostname: str | None) -> bool:
+    """True if the rule that allows this alias against this target says ``snmp_v1 = true``."""
+    decision = ctx.policy.check(probe="snmp", address=address, port=port, credential=alias, hostname=hostname)
+    rule = ctx.policy.rule(decision.rule) if decision.allowed else None
+    return rule is not None and rule.snmp_v1
 
 
 def _version(params: SnmpParams, credential: Credential, alias: str) -> str:

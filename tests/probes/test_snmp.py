@@ -112,7 +112,9 @@ def varbinds(el: ET.Element) -> list[tuple[str, str, str]]:
         if kind is None:
             continue
         if id(leaf) in rows:
-            oid = ".".join(str(a) for a in mib_table().by_name[leaf.tag].oid) + rows[id(leaf)].get("instance", "")
+            oid = ".".join(str(a) for a in mib_table().by_name[leaf.tag].oid) + rows[id(leaf)].get(
+                "instance", ""
+            )
         elif leaf.tag == "unnamed":
             oid = leaf.get("oid", "")
         else:
@@ -136,7 +138,9 @@ def netsnmp(s: SnmpServer, tool: str, *args: str) -> list[str]:
     return [line.split(" ", 1)[0].lstrip(".") for line in out.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize(("alias", "version"), [("v2", "2c"), ("v3", "3"), ("v3x", "3"), ("v2", ""), ("v3", "")])
+@pytest.mark.parametrize(
+    ("alias", "version"), [("v2", "2c"), ("v3", "3"), ("v3x", "3"), ("v2", ""), ("v3", "")]
+)
 def test_get_with_each_version(snmpd: SnmpServer, tmp_path: Path, alias: str, version: str) -> None:
     # Without a 'version' parameter the version follows the credential (community: v2c, usm: v3).
     el = run(
@@ -212,7 +216,7 @@ def test_wrong_v3_auth_key_is_an_error(snmpd: SnmpServer, tmp_path: Path) -> Non
 def test_version_and_credential_type_must_agree(snmpd: SnmpServer, tmp_path: Path) -> None:
     with pytest.raises(ProbeError, match="needs an snmp-usm"):
         run(job(snmpd, f"get {SYS_DESCR}", "v2", "3"), ctx_for(snmpd, tmp_path))
-    with pytest.raises(ProbeError, match="needs an snmp-community"):
+    with pytest.raises(ProbeError, match="not an SNMP credential"):
         run(job(snmpd, f"get {SYS_DESCR}", "sshpw", "2c"), ctx_for(snmpd, tmp_path))
 
 
@@ -340,7 +344,9 @@ def test_walk_of_system_by_name_reads_like_a_sensor(snmpd: SnmpServer, tmp_path:
     system = el.find("snmp/iso/org/dod/internet/mgmt/mib-2/system")
     assert system is not None and system.get("oid") == "1.3.6.1.2.1.1"
     descr = system.find("sysDescr")
-    assert descr is not None and descr.get("oid") == "1.3.6.1.2.1.1.1" and descr.get("type") == "SnmpOctetString"
+    assert (
+        descr is not None and descr.get("oid") == "1.3.6.1.2.1.1.1" and descr.get("type") == "SnmpOctetString"
+    )
     r = response(el)
     assert (r.getOIDText(f"{SYSTEM}.sysObjectID") or "").startswith(".1.3.6.1.4.1.8072.")
     assert (r.getOIDText(f"{SYSTEM}.sysDescr") or "").startswith("Linux")
@@ -436,7 +442,9 @@ def test_result_format_json_is_refused(snmpd: SnmpServer, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(("alias", "version"), [("v2", ""), ("v2", "2c"), ("v3", "3")])
-def test_index_is_sent_as_community_at_vlan(snmpd: SnmpServer, tmp_path: Path, alias: str, version: str) -> None:
+def test_index_is_sent_as_community_at_vlan(
+    snmpd: SnmpServer, tmp_path: Path, alias: str, version: str
+) -> None:
     ctx = ctx_for(snmpd, tmp_path)
     ifs = f"walk {IF_TABLE}"
     if alias == "v3":  # v3 asks for the context vlan-7 instead, which this snmpd does not serve
@@ -481,7 +489,15 @@ def test_v1_needs_snmp_v1_in_the_rule(snmpd: SnmpServer, tmp_path: Path) -> None
 
 def _get_nexts(snmpd: SnmpServer) -> int:
     out = subprocess.run(
-        ["snmpget", "-v2c", "-c", snmpd.community, "-Oqv", f"udp:127.0.0.1:{snmpd.port}", "1.3.6.1.2.1.11.16.0"],
+        [
+            "snmpget",
+            "-v2c",
+            "-c",
+            snmpd.community,
+            "-Oqv",
+            f"udp:127.0.0.1:{snmpd.port}",
+            "1.3.6.1.2.1.11.16.0",
+        ],
         capture_output=True,
         check=True,
         text=True,
@@ -508,3 +524,55 @@ def test_result_byte_cap_truncates(snmpd: SnmpServer, tmp_path: Path) -> None:
     size = len(ET.tostring(el.find("snmp")))  # type: ignore[arg-type]
     assert 1500 < size <= 3000
     assert varbinds(el)
+
+
+# ---- credentials as real probes carry them (none: the rule's aliases, in order) ------------------
+
+
+def attempts(ctx: ProbeContext) -> list[tuple[str, str]]:
+    return [
+        (str(f["alias"]), str(f["outcome"]))
+        for e, f in ctx.audit.events  # type: ignore[attr-defined]
+        if e == "credential.attempt"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("aliases", "tried"),
+    [
+        (("sshpw", "v2bad", "v2"), [("v2bad", "rejected"), ("v2", "accepted")]),
+        (("v3bad", "v3"), [("v3bad", "rejected"), ("v3", "accepted")]),
+    ],
+)
+def test_a_job_without_credential_tries_the_rule_aliases(
+    snmpd: SnmpServer, tmp_path: Path, aliases: tuple[str, ...], tried: list[tuple[str, str]]
+) -> None:
+    ctx = ctx_for(snmpd, tmp_path, aliases)
+    j = make_job(
+        "SNMP",
+        "SNMP - Classify",
+        "127.0.0.1",
+        oid_spec_list=f"walk {SYSTEM}",
+        port=str(snmpd.port),
+        timeout="300",
+        retries="0",
+    )
+    el = run(j, ctx)
+    assert response(el).getOIDText(f"{SYSTEM}.sysLocation") == "midbox test rack"
+    assert attempts(ctx) == tried  # sshpw is not an SNMP type: never tried
+
+
+def test_every_rule_alias_refused_is_one_clear_error(snmpd: SnmpServer, tmp_path: Path) -> None:
+    ctx = ctx_for(snmpd, tmp_path, ("v2bad", "v3bad"))
+    j = make_job(
+        "SNMP",
+        "SNMP - Classify",
+        "127.0.0.1",
+        oid_spec_list=f"walk {SYSTEM}",
+        port=str(snmpd.port),
+        timeout="300",
+        retries="0",
+    )
+    with pytest.raises(ProbeError, match=r"refused every credential tried \(v2bad, v3bad"):
+        run(j, ctx)
+    assert attempts(ctx) == [("v2bad", "rejected"), ("v3bad", "rejected")]
