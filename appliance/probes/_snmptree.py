@@ -52,24 +52,23 @@ class TreeBuilder:
         instance = oid[len(node.oid) :] if node is not None else oid
         attrs: dict[str, str] = {}
         parent_entry = self._mib.by_oid.get(node.oid[:-1]) if node is not None else None
+        row_key: tuple[Oid, Oid] | None = None
         if node is not None and node.kind == "column" and parent_entry is not None and instance:
             name, row_key = node.name, (parent_entry.oid, instance)
-            cost = _cost(name, {"type": kind}, text) + (
-                0 if row_key in self._rows else _row_cost(parent_entry, instance)
-            )
         elif node is not None and node.kind == "scalar":
-            name, row_key = node.name, None
+            name = node.name
             attrs = {"oid": format_oid(node.oid)}
             if instance != (0,) and instance:
                 attrs["instance"] = "." + format_oid(instance)
         else:
-            name, row_key = "unnamed", None
+            name = "unnamed"
             attrs = {"oid": format_oid(oid)}
         attrs["type"] = kind
         if hexed:
             attrs["encoding"] = "hex"
-        if row_key is None:
-            cost = _cost(name, attrs, text)
+        cost = _cost(name, attrs, text)
+        if row_key is not None and row_key not in self._rows and parent_entry is not None:
+            cost += _row_cost(parent_entry, instance)
         if self.bytes + cost + self._chain_cost(node) > self._cap:
             return False
         if row_key is not None and parent_entry is not None:
