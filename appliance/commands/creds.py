@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     add.add_argument(
         "--snmp-version",
         choices=("1", "2c"),
-        help="snmp-community: the SNMP version to speak (default 2c; 1 also needs snmp_v1 = true in the rule)",
+        help="snmp-community: SNMP version (default 2c; 1 also needs snmp_v1 = true in the rule)",
     )
     add.add_argument("--key-file", type=Path, help="ssh-key: the private key file")
     add.add_argument(
