@@ -576,3 +576,16 @@ def test_every_rule_alias_refused_is_one_clear_error(snmpd: SnmpServer, tmp_path
     with pytest.raises(ProbeError, match=r"refused every credential tried \(v2bad, v3bad"):
         run(j, ctx)
     assert attempts(ctx) == [("v2bad", "rejected"), ("v3bad", "rejected")]
+
+
+def test_the_devinstance_classify_output_and_sensor_round_trip(snmpd: SnmpServer, tmp_path: Path) -> None:
+    # The instance stand-in's "SNMP - Classify" output, run as is; its sensor reads our answer.
+    from devinstance.discovery.sensors import read_snmp_classify
+    from devinstance.discovery.shapes import snmp_classify_output
+
+    out = snmp_classify_output("127.0.0.1", port=snmpd.port)
+    j = make_job(out.topic, out.name, out.source, **dict(out.parameters))
+    el = run(j, ctx_for(snmpd, tmp_path, ("v3", "v2")))
+    payload = f'<results probe_time="1" result_code="0">{ET.tostring(el, encoding="unicode")}</results>'
+    found = read_snmp_classify(payload)
+    assert found.sys_object_id.startswith(".1.3.6.1.4.1.8072.") and found.sys_descr.startswith("Linux")
