@@ -4,9 +4,9 @@ The appliance never compiles or loads a MIB at run time; it ships this generated
 numeric OID -> name, node kind, SMI syntax of leaves and index columns of table entries. Regenerate
 (development time only) with:
 
-    /work/main/.venv/bin/pip --isolated download --no-deps -d /tmp/mibs pysnmp-mibs==0.1.6
-    build/mibnames --wheel /tmp/mibs/pysnmp_mibs-0.1.6-py2.py3-none-any.whl          # writes the module
-    build/mibnames --wheel /tmp/mibs/pysnmp_mibs-0.1.6-py2.py3-none-any.whl --check  # exit 1 if stale
+    .venv/bin/pip --isolated download --no-deps -d MIBDIR pysnmp-mibs==0.1.6   # the project's venv
+    .venv/bin/python build/mibnames --wheel MIBDIR/pysnmp_mibs-0.1.6-py2.py3-none-any.whl  # writes it
+    .venv/bin/python build/mibnames --wheel MIBDIR/pysnmp_mibs-0.1.6-py2.py3-none-any.whl --check
 
 Sources, read as TEXT and never imported or executed: the precompiled pysnmp modules inside the
 ``pysnmp-mibs`` wheel (pysmi 0.0.x output) and the MIB modules pysnmp 7 itself ships (pysmi 1.x
