@@ -38,6 +38,8 @@ class Limits:
     ssh_stdin_bytes: int = 1_000_000  # a ${File:...} script sent on stdin (it is never written on the target)
     ssh_command_timeout_s: float = 60.0
     snmp_varbinds: int = 100_000
+    # The SNMP result tree, serialised; half the MID's payload cap leaves room for the parameters echo.
+    snmp_result_bytes: int = 10_000_000
     # Credentials tried for one job before giving up (each failed try costs a login attempt on the target).
     credential_attempts: int = 8
     # Targets whose working credential is remembered (STATE_DIR/affinity.json); the oldest go first.

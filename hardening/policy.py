@@ -64,6 +64,8 @@ class AllowRule:
     sudo: bool = False
     # "pinned": an unknown host key is refused; "pin-on-first-use": the first key seen is pinned.
     host_keys: str = "pinned"
+    # SNMPv1 (no protection, coarse errors) only where a rule says so; v2c and v3 are always allowed.
+    snmp_v1: bool = False
 
     def __post_init__(self) -> None:
         if self.host_keys not in HOST_KEY_MODES:

@@ -37,6 +37,7 @@ SNMP_COMMUNITY = "midbox-ro-test"
 SNMP_V3_USER = "midboxv3"
 SNMP_V3_AUTH = "auth-pass-for-tests"
 SNMP_V3_PRIV = "priv-pass-for-tests"
+SNMP_INDEX = 7  # community@7: Cisco-style community indexing (a VLAN)
 
 
 def require(binary: str, package: str) -> str:
@@ -77,6 +78,7 @@ class SnmpServer:
     v3_priv: str  # AES (128)
     v3_user_aes256: str  # SHA-512 / AES-256 (Blumenthal key extension, net-snmp "AES-256")
     directory: Path
+    index: int = 0  # COMMUNITY@INDEX is a second community that sees only the system group
 
 
 @contextlib.contextmanager
@@ -92,6 +94,8 @@ def run_snmpd(directory: Path, preferred_port: int = 16161) -> Iterator[SnmpServ
         "\n".join(
             [
                 f"rocommunity {SNMP_COMMUNITY} 127.0.0.1",
+                # Cisco-style community indexing (community@VLAN): this one sees the system group only.
+                f"rocommunity {SNMP_COMMUNITY}@{SNMP_INDEX} 127.0.0.1 .1.3.6.1.2.1.1",
                 f'createUser {SNMP_V3_USER} SHA-256 "{SNMP_V3_AUTH}" AES "{SNMP_V3_PRIV}"',
                 f'createUser {SNMP_V3_USER}x SHA-512 "{SNMP_V3_AUTH}" AES-256 "{SNMP_V3_PRIV}"',
                 f"rouser {SNMP_V3_USER} priv",
@@ -153,6 +157,7 @@ def run_snmpd(directory: Path, preferred_port: int = 16161) -> Iterator[SnmpServ
             v3_priv=SNMP_V3_PRIV,
             v3_user_aes256=f"{SNMP_V3_USER}x",
             directory=directory,
+            index=SNMP_INDEX,
         )
     finally:
         stop(proc)

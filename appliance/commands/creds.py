@@ -47,6 +47,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     add.add_argument("--user", help="user name (ssh-*, http-basic, snmp-usm)")
     add.add_argument("--auth-protocol", choices=AUTH_PROTOCOLS, help="snmp-usm (default SHA-256)")
     add.add_argument("--priv-protocol", choices=PRIV_PROTOCOLS, help="snmp-usm (default AES)")
+    add.add_argument(
+        "--snmp-version",
+        choices=("1", "2c"),
+        help="snmp-community: SNMP version (default 2c; 1 also needs snmp_v1 = true in the rule)",
+    )
     add.add_argument("--key-file", type=Path, help="ssh-key: the private key file")
     add.add_argument(
         "--ask-passphrase", action="store_true", help="a new store: protect it with a passphrase too"
@@ -211,6 +216,10 @@ def _meta(args: argparse.Namespace) -> object:
         ]
     elif args.auth_protocol or args.priv_protocol:
         raise UsageError("--auth-protocol/--priv-protocol are for type snmp-usm only")
+    if args.snmp_version is not None and args.type != "snmp-community":
+        raise UsageError("--snmp-version is for type snmp-community only (snmp-usm is always v3)")
+    if args.snmp_version == "1":
+        options = [("version", "1")]
     if args.key_file is not None and args.type != "ssh-key":
         raise UsageError("--key-file is for type ssh-key only")
     try:

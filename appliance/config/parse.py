@@ -197,6 +197,9 @@ def _allow(item: object, path: str, base: Path) -> AllowSection:
         raise ConfigError(
             f'config: {path}.host_keys must be "pinned" or "pin-on-first-use", got {host_keys[:40]!r}'
         )
+    snmp_v1 = t.take("snmp_v1", bool, default=False)
+    if snmp_v1 and "snmp" not in probes:
+        raise ConfigError(f"config: {path}.snmp_v1 only applies to rules that allow the 'snmp' probe")
     t.done()
     rule = AllowRule(
         networks=tuple(networks),
@@ -207,6 +210,7 @@ def _allow(item: object, path: str, base: Path) -> AllowSection:
         tls_ca=base / tls_ca if tls_ca else None,
         sudo=bool(sudo),
         host_keys=host_keys or "pinned",
+        snmp_v1=snmp_v1,
     )
     return AllowSection(cidrs, hosts, probes, tuple(str(p) for p in ports_raw), creds, rule)
 

@@ -11,10 +11,10 @@ import hashlib
 import hmac
 from typing import Any
 
-from appliance.errors import ProbeError
+from appliance.errors import CredentialRejected, ProbeError
 from appliance.probes._snmpber import GET, GETBULK, GETNEXT, Value
 from appliance.probes._snmpspec import Oid, format_oid
-from appliance.probes._snmpv2c import V2cChannel
+from appliance.probes._snmpv2c import NoResponse, V2cChannel
 from appliance.probes._snmpvalues import normalize
 from appliance.probes.base import Credential
 
@@ -44,6 +44,7 @@ _ERROR_STATUS = {
 }
 
 Row = tuple[Oid, Value]
+_NO_SUCH_NAME = 2
 
 
 class Session:
@@ -52,6 +53,7 @@ class Session:
     def __init__(self, sem: asyncio.Semaphore, where: str) -> None:
         self._sem = sem
         self._where = where
+        self.answered = 0  # responses received: a timeout before the first one may be a wrong community
 
     async def get(self, oids: tuple[Oid, ...]) -> list[Row]:
         return await self._request(GET, oids, 0)
@@ -101,6 +103,7 @@ class FastV2cSession(Session):
     async def _request(self, pdu: int, oids: tuple[Oid, ...], max_repetitions: int) -> list[Row]:
         async with self._sem:
             response = await self._channel.request(pdu, oids, 0, max_repetitions)
+        self.answered += 1
         self._check_status(response.error_status, response.error_index)
         return list(response.varbinds)
 
@@ -118,6 +121,9 @@ class PysnmpSession(Session):
         where: str,
         timeout_s: float,
         retries: int,
+        *,
+        v1: bool = False,
+        context: str = "",
     ) -> None:
         from pysnmp.hlapi.v3arch.asyncio import ContextData
 
@@ -125,8 +131,9 @@ class PysnmpSession(Session):
         self._engine = engine
         self._auth = auth
         self._target = target
-        self._ctx = ContextData()
+        self._ctx = ContextData(contextName=context.encode()) if context else ContextData()
         self._wait_s = timeout_s * (retries + 1) + 1.0
+        self._v1 = v1
 
     async def _request(self, pdu: int, oids: tuple[Oid, ...], max_repetitions: int) -> list[Row]:
         from pysnmp.hlapi.v3arch.asyncio import ObjectIdentity, ObjectType, bulk_cmd, get_cmd, next_cmd
@@ -143,44 +150,51 @@ class PysnmpSession(Session):
                     self._wait_s,
                 )
             except TimeoutError as e:
-                raise ProbeError(f"no SNMP response from {self._where}") from e
+                raise NoResponse(f"no SNMP response from {self._where}") from e
         if err_ind:
-            raise ProbeError(_indication_message(str(err_ind), self._where))
+            raise _indication_error(str(err_ind), self._where)
+        self.answered += 1
+        if self._v1 and pdu == GETNEXT and int(err_status) == _NO_SUCH_NAME:
+            return []  # SNMPv1's end of the MIB view: a walk ends here
         self._check_status(int(err_status), int(err_index))
         return [(tuple(int(s) for s in name), normalize(value)) for name, value in out]
 
 
-def _indication_message(text: str, where: str) -> str:
+def _indication_error(text: str, where: str) -> ProbeError:
+    """pysnmp's error indication as our error; an authentication failure is the credential's fault."""
     low = text.lower()
     if "timeout" in low or "no snmp response" in low:
-        return f"no SNMP response from {where} (agent down, filtered, or wrong community/user)"
+        return NoResponse(f"no SNMP response from {where} (agent down, filtered, or wrong community/user)")
     if "digest" in low or "decryption" in low or "unknown user" in low or "username" in low:
-        return f"SNMPv3 authentication with {where} failed: {text[:120]}"
-    return f"SNMP error with {where}: {text[:160]}"
+        return CredentialRejected(f"SNMPv3 authentication with {where} failed: {text[:120]}")
+    return ProbeError(f"SNMP error with {where}: {text[:160]}")
 
 
-def community_of(credential: Credential, alias: str) -> bytes:
+def community_of(credential: Credential, alias: str, index: int = 0) -> bytes:
+    """The community to send; Cisco-style community indexing appends ``@INDEX`` (a VLAN)."""
     if credential.type != "snmp-community":
-        raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP v2c needs an snmp-community")
+        raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP v1/v2c needs an snmp-community")
     raw = credential.secret(0)
     if not raw:
         raise ProbeError(f"credential {alias!r} has an empty community")
-    return raw
+    return raw + b"@" + str(index).encode() if index else raw
 
 
-def pysnmp_auth(credential: Credential, alias: str, version: str, index_key: bytes) -> Any:
-    """pysnmp CommunityData or UsmUserData (authPriv only) for ``credential``."""
+def pysnmp_auth(credential: Credential, alias: str, version: str, index_key: bytes, index: int = 0) -> Any:
+    """pysnmp CommunityData (v1, v2c) or UsmUserData (v3, authPriv only) for ``credential``."""
     from pysnmp.hlapi.v3arch.asyncio import CommunityData, UsmUserData
     from pysnmp.hlapi.v3arch.asyncio import auth as a
 
-    if version == "2c":
-        raw = community_of(credential, alias)
+    if version in ("1", "2c"):
+        raw = community_of(credential, alias, index)
         try:
             community = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise ProbeError(f"credential {alias!r}: the community is not UTF-8") from e
-        index = hmac.new(index_key, alias.encode() + b"\0" + raw, hashlib.sha256).hexdigest()[:24]
-        return CommunityData(f"m{index}", community, mpModel=1)  # noqa: S508 - v2c is asked for by the job
+        model = 0 if version == "1" else 1
+        tag = hmac.new(index_key, f"{alias}\0{model}\0".encode() + raw, hashlib.sha256).hexdigest()[:24]
+        # v1 and v2c are what the credential (or the job) asks for; v1 only where a rule allows it.
+        return CommunityData(f"m{tag}", community, mpModel=model)
     if credential.type != "snmp-usm":
         raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP v3 needs an snmp-usm")
     if not credential.user:

@@ -19,6 +19,10 @@ from hardening.policy import IPAddress
 _QUEUE_DEPTH = 16
 
 
+class NoResponse(ProbeError):
+    """The agent did not answer at all (down, filtered, or a community/user it does not know)."""
+
+
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.queue: asyncio.Queue[bytes | Exception] = asyncio.Queue(_QUEUE_DEPTH)
@@ -85,6 +89,6 @@ class V2cChannel:
                     continue  # not ours or malformed: keep waiting for the real answer
                 if response.request_id == request_id and response.community == self._community:
                     return response
-        raise ProbeError(
+        raise NoResponse(
             f"no SNMP response from {self._where} (agent down, filtered, or wrong community/user)"
         )

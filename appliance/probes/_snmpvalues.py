@@ -1,12 +1,11 @@
-"""SNMP values as typed, XML-safe result attributes: ``<varbind oid type value [encoding]/>``."""
+"""SNMP values as typed, XML-safe result text: the type names and text forms results carry."""
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from typing import Any
 
 from appliance.probes._snmpber import Value
-from appliance.probes._snmpspec import Oid, format_oid
+from appliance.probes._snmpspec import format_oid
 from appliance.probes._xmltext import xml_text
 
 # pysnmp class name -> SMI type name in results (Integer is pysnmp's name for Integer32 on the wire).
@@ -44,29 +43,44 @@ def normalize(value: Any) -> Value:
     return smi, int(value)
 
 
-def render(value: Value) -> tuple[str, str, str | None]:
-    """(type, value text, encoding or None). Octet strings are text when printable UTF-8, else hex."""
+# Wire type -> the type name results carry (ServiceNow's names, as its sensors read them).
+RESULT_TYPES = {
+    "Integer32": "SnmpInt32",
+    "OctetString": "SnmpOctetString",
+    "ObjectIdentifier": "SnmpObjectId",
+    "IpAddress": "SnmpIPAddress",
+    "Counter32": "SnmpCounter32",
+    "Gauge32": "SnmpGauge32",
+    "TimeTicks": "SnmpTimeTicks",
+    "Counter64": "SnmpCounter64",
+    "Opaque": "SnmpOpaque",
+    "Null": "SnmpNull",
+    "noSuchObject": "SnmpNoSuchObject",
+    "noSuchInstance": "SnmpNoSuchInstance",
+    "endOfMibView": "SnmpEndOfMibView",
+}
+
+
+def render(value: Value) -> tuple[str, str, bool]:
+    """(result type, value text, hex?). Octet strings are text when printable UTF-8, else colon hex.
+
+    Hex is lower-case pairs joined by ':' (``00:1a:2b``), the way SNMP4J prints a non-printable
+    OctetString, so MAC addresses read as sensors expect.
+    """
     smi, raw = value
+    kind = RESULT_TYPES.get(smi, "SnmpOpaque")
     if raw is None:
-        return smi, "", None
+        return kind, "", False
     if isinstance(raw, bytes):
         if smi == "IpAddress":
-            return smi, ".".join(str(b) for b in raw), None
+            return kind, ".".join(str(b) for b in raw), False
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            return smi, raw.hex(), "hex"
+            return kind, raw.hex(":"), True
         if all(c.isprintable() or c in "\t\r\n" for c in text):
-            return smi, text, None
-        return smi, raw.hex(), "hex"
+            return kind, xml_text(text), False
+        return kind, raw.hex(":"), True
     if isinstance(raw, tuple):
-        return smi, format_oid(raw), None
-    return smi, str(raw), None
-
-
-def varbind_element(oid: Oid, value: Value) -> ET.Element:
-    smi, text, encoding = render(value)
-    el = ET.Element("varbind", {"oid": format_oid(oid), "type": smi, "value": xml_text(text)})
-    if encoding:
-        el.set("encoding", encoding)
-    return el
+        return kind, "." + format_oid(raw), False
+    return kind, str(raw), False

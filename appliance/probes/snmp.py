@@ -1,4 +1,11 @@
-"""The SNMP probe (topic SNMP): v2c and v3 (USM authPriv) get, getnext, getbulk-based walk and tables.
+"""The SNMP probe (topic SNMP): v1, v2c and v3 (USM authPriv) walks, tables, get and getnext.
+
+The job is read as ServiceNow's SNMP probes write it (``_snmpparams``, ``_snmpspec``) and answered
+with the MIB-named ``<result><snmp>`` tree its sensors read (``_snmptree``). v1 runs only where the
+covering allow rule says ``snmp_v1 = true``. Credentials come from ``credchoice``: the job's own
+``credential`` (midbox's extension), else ``credential_id``/``credential_tag`` through the signed map,
+else the rule's aliases in order; a v1/v2c community the agent never answers, or a v3 unknown user,
+wrong digest or decryption error, moves on to the next one.
 
 v2c goes through a small strict BER codec of our own (``_snmpber``; pyasn1's generic decoder made a
 full walk 7x slower than net-snmp); v3 goes through pysnmp, imported inside the probe so the CLI starts
@@ -15,20 +22,29 @@ import secrets
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from appliance.errors import PayloadError
+from appliance.errors import CredentialRejected, PayloadError, ProbeError, TargetDenied
 from appliance.limits import Limits
-from appliance.probes._snmpsession import FastV2cSession, PysnmpSession, Session, community_of, pysnmp_auth
-from appliance.probes._snmpspec import SpecLine, parse_spec
-from appliance.probes._snmpv2c import V2cChannel
-from appliance.probes._snmpvalues import varbind_element
-from appliance.probes.base import Credential, Job, ProbeContext, use_credential
-from appliance.probes.targets import checked_addresses
+from appliance.probes._snmpparams import SnmpParams, parse_params
+from appliance.probes._snmpsession import (
+    FastV2cSession,
+    PysnmpSession,
+    Row,
+    Session,
+    community_of,
+    pysnmp_auth,
+)
+from appliance.probes._snmpspec import Oid, SpecLine
+from appliance.probes._snmptree import TreeBuilder
+from appliance.probes._snmpv2c import NoResponse, V2cChannel
+from appliance.probes._snmpvalues import render
+from appliance.probes.base import Credential, Job, ProbeContext
+from appliance.probes.credchoice import explicit_alias, with_credentials
+from appliance.probes.targets import checked_addresses, is_literal
 from hardening.policy import IPAddress
 
 log = logging.getLogger(__name__)
 
-MAX_TIMEOUT_MS = 60_000
-MAX_RETRIES = 5
+SNMP_CREDENTIAL_TYPES = frozenset({"snmp-community", "snmp-usm"})
 
 
 class SnmpProbe:
@@ -59,42 +75,83 @@ class SnmpProbe:
         host = job.source.strip()
         if not host:
             raise PayloadError("SNMP job needs the agent host in 'source'")
-        spec = parse_spec(job.param("oid_spec_list") or "")
-        version = (job.param("version") or "2c").strip().lower()
-        if version not in ("2c", "3"):
-            raise PayloadError(f"SNMP version must be '2c' or '3', got {version[:10]!r}")
-        port = job.int_param("port", 161, 1, 65535)
-        timeout_ms = job.int_param("timeout", 1500, 10, MAX_TIMEOUT_MS)
-        retries = job.int_param("retries", 1, 0, MAX_RETRIES)
-        use_bulk = (job.param("use_getbulk") or "true").strip().lower() != "false"
-        alias = job.param("credential") or ""
-        if not alias:
-            raise PayloadError("SNMP job needs a 'credential' parameter (snmp-community or snmp-usm alias)")
-        addresses = await checked_addresses(ctx, probe="snmp", host=host, port=port, credential=alias)
-        credential = use_credential(ctx, job, alias, host)
+        params = parse_params(job)
+        named = explicit_alias(job)
+        hostname = None if is_literal(host) else host
+        addresses = await checked_addresses(ctx, probe="snmp", host=host, port=params.port, credential=named)
         address = addresses[0]
+
+        async def attempt(alias: str, credential: Credential) -> ET.Element:
+            version = _version(params, credential, alias)
+            if version == "1" and not _v1_allowed(ctx, address, params.port, alias, hostname):
+                reason = "SNMPv1 is not enabled for this target and credential"
+                ctx.audit.record(
+                    "target.denied",
+                    {
+                        "probe": "snmp",
+                        "target": host,
+                        "address": str(address),
+                        "port": params.port,
+                        "credential": alias,
+                        "reason": reason,
+                    },
+                )
+                message = (
+                    f"{reason} ({host}:{params.port}, {alias!r}): v1 has no protection and coarse errors; "
+                    "use a v2c or v3 credential, or set snmp_v1 = true in the [[allow]] rule that covers it"
+                )
+                # A credential the job named itself ends the job; one of a rule's list is skipped.
+                raise TargetDenied(message) if named else CredentialRejected(message)
+            return await self._attempt(ctx, host, address, params, alias, credential, version)
+
+        return await with_credentials(
+            ctx,
+            job,
+            probe="snmp",
+            types=SNMP_CREDENTIAL_TYPES,
+            target=host,
+            address=address,
+            port=params.port,
+            hostname=hostname,
+            attempt=attempt,
+        )
+
+    async def _attempt(
+        self,
+        ctx: ProbeContext,
+        host: str,
+        address: IPAddress,
+        params: SnmpParams,
+        alias: str,
+        credential: Credential,
+        version: str,
+    ) -> ET.Element:
         ctx.audit.record(
             "probe.connect",
             {
                 "probe": "snmp",
                 "target": host,
                 "address": str(address),
-                "port": port,
+                "port": params.port,
                 "credential": alias,
                 "version": version,
             },
         )
-        key = (str(address), port)
+        key = (str(address), params.port)
         slot = self._agent_slots.get(key)
         if slot is None:
             slot = self._agent_slots[key] = _AgentSlot(asyncio.Semaphore(self._per_agent))
         slot.users += 1
         try:
-            session = await self._session(
-                credential, alias, version, address, port, timeout_ms / 1000, retries, host, slot.sem
-            )
+            session = await self._session(credential, alias, version, address, params, host, slot.sem)
             try:
-                return await self._collect(session, spec, use_bulk, ctx.limits.snmp_varbinds)
+                return await self._collect(session, params, version != "1" and params.use_bulk, ctx.limits)
+            except NoResponse as e:
+                # An agent that answered before, or a v3 one (wrong keys get a report), is not refusing
+                # the credential; a v1/v2c agent does not answer a community it does not know.
+                if session.answered or version == "3":
+                    raise
+                raise CredentialRejected(str(e)) from e
             finally:
                 await session.close()
         finally:
@@ -102,25 +159,32 @@ class SnmpProbe:
             if slot.users == 0:
                 del self._agent_slots[key]
 
-    async def _collect(self, session: Session, spec: list[SpecLine], use_bulk: bool, cap: int) -> ET.Element:
+    async def _collect(
+        self, session: Session, params: SnmpParams, use_bulk: bool, limits: Limits
+    ) -> ET.Element:
         result = ET.Element("result")
+        tree = TreeBuilder(limits.snmp_result_bytes)
+        cap = limits.snmp_varbinds
         count = 0
-        for line in spec:
-            if line.op == "get":
-                rows = await session.get(line.oids)
-            elif line.op == "getnext":
-                rows = await session.getnext(line.oids)
+        for line in params.spec:
+            if line.op in ("get", "getnext"):
+                tree.scope(None)
+                rows = await (session.get(line.oids) if line.op == "get" else session.getnext(line.oids))
             else:
+                tree.scope(line.table or line.oids[0])
                 rows = []
                 for root in line.oids:
                     room = cap - count - len(rows) + 1  # one more than fits, so a cut walk is seen
                     rows.extend(await session.walk(root, use_bulk, self._max_repetitions, room))
+                if line.filtered:
+                    rows = _filtered(line, rows)
             for oid, value in rows:
-                if count >= cap:
+                if count >= cap or not tree.add(oid, value):
                     result.set("truncated", "true")
+                    result.append(tree.root)
                     return result
-                result.append(varbind_element(oid, value))
                 count += 1
+        result.append(tree.root)
         return result
 
     async def _session(
@@ -129,30 +193,78 @@ class SnmpProbe:
         alias: str,
         version: str,
         address: IPAddress,
-        port: int,
-        timeout_s: float,
-        retries: int,
+        params: SnmpParams,
         host: str,
         sem: asyncio.Semaphore,
     ) -> Session:
-        where = f"{host}:{port}"
+        where = f"{host}:{params.port}"
         if version == "2c" and self._fast_v2c:
-            channel = V2cChannel(address, port, community_of(credential, alias), timeout_s, retries, where)
+            community = community_of(credential, alias, params.index)
+            channel = V2cChannel(address, params.port, community, params.timeout_s, params.retries, where)
             await channel.open()
             return FastV2cSession(channel, sem, where)
-        auth = pysnmp_auth(credential, alias, version, self._index_key)
+        auth = pysnmp_auth(credential, alias, version, self._index_key, params.index)
         from pysnmp.hlapi.v3arch.asyncio import SnmpEngine, Udp6TransportTarget, UdpTransportTarget
 
         if self._engine is None:
             self._engine = SnmpEngine()
         cls = Udp6TransportTarget if address.version == 6 else UdpTransportTarget
-        target = await cls.create((str(address), port), timeout=timeout_s, retries=retries)
-        return PysnmpSession(self._engine, auth, target, sem, where, timeout_s, retries)
+        target = await cls.create(
+            (str(address), params.port), timeout=params.timeout_s, retries=params.retries
+        )
+        # Cisco's v3 form of community indexing is the context "vlan-N".
+        context = f"vlan-{params.index}" if version == "3" and params.index else ""
+        return PysnmpSession(
+            self._engine,
+            auth,
+            target,
+            sem,
+            where,
+            params.timeout_s,
+            params.retries,
+            v1=version == "1",
+            context=context,
+        )
 
     async def aclose(self) -> None:
         if self._engine is not None:
             self._engine.close_dispatcher()
             self._engine = None
+
+
+def _v1_allowed(ctx: ProbeContext, address: IPAddress, port: int, alias: str, hostname: str | None) -> bool:
+    """True if the rule that allows this alias against this target says ``snmp_v1 = true``."""
+    decision = ctx.policy.check(probe="snmp", address=address, port=port, credential=alias, hostname=hostname)
+    rule = ctx.policy.rule(decision.rule) if decision.allowed else None
+    return rule is not None and rule.snmp_v1
+
+
+def _version(params: SnmpParams, credential: Credential, alias: str) -> str:
+    """The job's own version if it names one, else the credential's: usm is v3, community v2c
+    unless it was stored with ``--snmp-version 1``."""
+    if params.version is not None:
+        return params.version
+    if credential.type == "snmp-usm":
+        return "3"
+    if credential.type == "snmp-community":
+        return "1" if credential.options.get("version") == "1" else "2c"
+    raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP needs an snmp-community or snmp-usm")
+
+
+def _filtered(line: SpecLine, rows: list[Row]) -> list[Row]:
+    """The rows of the table entries for which ANY column filter matches (ServiceNow's rule)."""
+    width = len(line.columns[0].oid)
+    texts: dict[Oid, dict[Oid, str]] = {}
+    for oid, value in rows:
+        texts.setdefault(oid[:width], {})[oid[width:]] = render(value)[1]
+    keep = {
+        instance
+        for column in line.columns
+        if column.op
+        for instance, text in texts.get(column.oid, {}).items()
+        if column.matches(text)
+    }
+    return [(oid, value) for oid, value in rows if oid[width:] in keep]
 
 
 class _AgentSlot:

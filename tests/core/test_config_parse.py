@@ -90,6 +90,18 @@ def test_tls_ca_of_a_rule_is_relative_to_the_config() -> None:
     assert c.allow[0].rule.tls_ca == Path("/etc/midbox/targets-ca.pem")
 
 
+def test_snmp_v1_is_off_unless_a_rule_says_so() -> None:
+    assert parse_config(GOOD.encode(), Path("c.toml")).allow[0].rule.snmp_v1 is False
+    text = GOOD.replace('probes = ["ssh", "http"]', 'probes = ["ssh", "snmp"]')
+    on_text = text.replace('credentials = ["linux-ro"]', 'credentials = ["linux-ro"]\nsnmp_v1 = true')
+    on = parse_config(on_text.encode(), Path("c.toml"))
+    assert on.allow[0].rule.snmp_v1 is True
+    with pytest.raises(ConfigError, match=r"allow\[0\]\.snmp_v1 only applies"):
+        parse(GOOD.replace('credentials = ["linux-ro"]', 'credentials = ["linux-ro"]\nsnmp_v1 = true'))
+    with pytest.raises(ConfigError, match="must be bool"):
+        parse(text.replace('credentials = ["linux-ro"]', 'credentials = ["linux-ro"]\nsnmp_v1 = "yes"'))
+
+
 def test_tls_ca_on_a_rule_without_http_is_refused() -> None:
     text = GOOD.replace('probes = ["ssh", "http"]', 'probes = ["ssh"]').replace(
         'credentials = ["linux-ro"]', 'credentials = ["linux-ro"]\ntls_ca = "targets-ca.pem"'

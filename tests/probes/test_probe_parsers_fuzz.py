@@ -19,7 +19,30 @@ from hardening.known_hosts import KnownHostsError, parse_known_hosts, parse_publ
 from tests.probes.conftest import make_job
 
 spec_words = st.sampled_from(
-    ["get", "getnext", "walk", "table", "GET", "frob", "1.3.6.1", ".1.3", "1", "x", ";", "\n"]
+    [
+        "get",
+        "getnext",
+        "walk",
+        "table",
+        "GET",
+        "frob",
+        "1.3.6.1",
+        ".1.3",
+        "1",
+        "x",
+        ";",
+        "\n",
+        "ifTable",
+        "ifEntry.ifDescr",
+        "ifDescr(=lo)",
+        "(!=",
+        ")",
+        ",",
+        "//",
+        "#",
+        "iso.org.dod",
+        "mib-2",
+    ]
 )
 
 

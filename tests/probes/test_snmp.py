@@ -12,8 +12,10 @@ import pytest
 
 from appliance.errors import PayloadError, ProbeError, TargetDenied
 from appliance.limits import Limits
+from appliance.probes._mibtable import mib_table
 from appliance.probes.base import ProbeContext
 from appliance.probes.snmp import SnmpProbe
+from devinstance.snmpresponse import SNMPResponse
 from hardening.policy import Policy
 from tests.daemons import SnmpServer
 from tests.probes.conftest import MemCredential, MemCredentials, loopback_rule, make_ctx, make_job
@@ -79,10 +81,10 @@ def ctx_for(
     )
 
 
-def job(s: SnmpServer, spec: str, alias: str = "v2", version: str = "2c", host: str = "127.0.0.1", **kw: str):  # type: ignore[no-untyped-def]
-    return make_job(
-        "SNMP", "snmp", host, oid_spec_list=spec, version=version, port=str(s.port), credential=alias, **kw
-    )
+def job(s: SnmpServer, spec: str, alias: str = "v2", version: str = "", host: str = "127.0.0.1", **kw: str):  # type: ignore[no-untyped-def]
+    if version:
+        kw["version"] = version
+    return make_job("SNMP", "snmp", host, oid_spec_list=spec, port=str(s.port), credential=alias, **kw)
 
 
 def run(job, ctx, probe: SnmpProbe | None = None) -> ET.Element:  # type: ignore[no-untyped-def]
@@ -98,7 +100,31 @@ def run(job, ctx, probe: SnmpProbe | None = None) -> ET.Element:  # type: ignore
 
 
 def varbinds(el: ET.Element) -> list[tuple[str, str, str]]:
-    return [(v.get("oid", ""), v.get("type", ""), v.get("value", "")) for v in el.iter("varbind")]
+    """(numeric OID, type, text) of every leaf of the result tree, in document order.
+
+    Scalars carry their object OID (instance .0 implied), unnamed leaves their full OID, and table
+    cells are found by their column name in the compiled-in table plus their entry's instance.
+    """
+    out = []
+    rows = {id(cell): row for row in el.iter() if "instance" in row.attrib for cell in row}
+    for leaf in el.iter():
+        kind = leaf.get("type")
+        if kind is None:
+            continue
+        if id(leaf) in rows:
+            oid = ".".join(str(a) for a in mib_table().by_name[leaf.tag].oid) + rows[id(leaf)].get(
+                "instance", ""
+            )
+        elif leaf.tag == "unnamed":
+            oid = leaf.get("oid", "")
+        else:
+            oid = leaf.get("oid", "") + leaf.get("instance", ".0")
+        out.append((oid, kind, leaf.text or ""))
+    return out
+
+
+def sorted_oids(vb: list[tuple[str, str, str]]) -> list[str]:
+    return sorted((v[0] for v in vb), key=lambda o: tuple(int(a) for a in o.split(".")))
 
 
 def netsnmp(s: SnmpServer, tool: str, *args: str) -> list[str]:
@@ -112,23 +138,26 @@ def netsnmp(s: SnmpServer, tool: str, *args: str) -> list[str]:
     return [line.split(" ", 1)[0].lstrip(".") for line in out.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize(("alias", "version"), [("v2", "2c"), ("v3", "3"), ("v3x", "3")])
+@pytest.mark.parametrize(
+    ("alias", "version"), [("v2", "2c"), ("v3", "3"), ("v3x", "3"), ("v2", ""), ("v3", "")]
+)
 def test_get_with_each_version(snmpd: SnmpServer, tmp_path: Path, alias: str, version: str) -> None:
+    # Without a 'version' parameter the version follows the credential (community: v2c, usm: v3).
     el = run(
         job(snmpd, f"get {SYS_DESCR} {SYS_OBJECT_ID} {SYS_UPTIME}\nget {SYS_LOCATION}", alias, version),
         ctx_for(snmpd, tmp_path),
     )
     vb = varbinds(el)
     assert [v[0] for v in vb] == [SYS_DESCR, SYS_OBJECT_ID, SYS_UPTIME, SYS_LOCATION]
-    assert vb[0][1] == "OctetString" and vb[0][2].startswith("Linux")
-    assert vb[1][1] == "ObjectIdentifier" and vb[1][2].startswith("1.3.6.1.4.1.")
-    assert vb[2][1] == "TimeTicks" and int(vb[2][2]) >= 0
-    assert vb[3] == (SYS_LOCATION, "OctetString", "midbox test rack")
+    assert vb[0][1] == "SnmpOctetString" and vb[0][2].startswith("Linux")
+    assert vb[1][1] == "SnmpObjectId" and vb[1][2].startswith(".1.3.6.1.4.1.")
+    assert vb[2][1] == "SnmpTimeTicks" and int(vb[2][2]) >= 0
+    assert vb[3] == (SYS_LOCATION, "SnmpOctetString", "midbox test rack")
 
 
 def test_get_missing_instance_is_typed(snmpd: SnmpServer, tmp_path: Path) -> None:
     vb = varbinds(run(job(snmpd, "get 1.3.6.1.2.1.1.1.99"), ctx_for(snmpd, tmp_path)))
-    assert vb == [("1.3.6.1.2.1.1.1.99", "noSuchInstance", "")]
+    assert vb == [("1.3.6.1.2.1.1.1.99", "SnmpNoSuchInstance", "")]
 
 
 def test_getnext(snmpd: SnmpServer, tmp_path: Path) -> None:
@@ -139,7 +168,7 @@ def test_getnext(snmpd: SnmpServer, tmp_path: Path) -> None:
 @pytest.mark.parametrize("bulk", ["true", "false"])
 def test_walk_matches_net_snmp(snmpd: SnmpServer, tmp_path: Path, bulk: str) -> None:
     el = run(job(snmpd, "walk 1.3.6.1.2.1.2", use_getbulk=bulk), ctx_for(snmpd, tmp_path))
-    ours = [v[0] for v in varbinds(el)]
+    ours = sorted_oids(varbinds(el))  # the tree groups table cells by row; the walk went by column
     theirs = netsnmp(snmpd, "snmpbulkwalk", "1.3.6.1.2.1.2")
     assert len(ours) > 10
     assert ours == theirs
@@ -149,6 +178,7 @@ def test_walk_over_v3_matches_v2c(snmpd: SnmpServer, tmp_path: Path) -> None:
     v2 = varbinds(run(job(snmpd, "walk 1.3.6.1.2.1.1.9"), ctx_for(snmpd, tmp_path)))
     v3 = varbinds(run(job(snmpd, "walk 1.3.6.1.2.1.1.9", "v3", "3"), ctx_for(snmpd, tmp_path)))
     assert v2 and [v[0] for v in v2] == [v[0] for v in v3]
+    assert v2[0][0].startswith("1.3.6.1.2.1.1.9.1.")
 
 
 def test_table_columns(snmpd: SnmpServer, tmp_path: Path) -> None:
@@ -157,7 +187,7 @@ def test_table_columns(snmpd: SnmpServer, tmp_path: Path) -> None:
     indexes = [v for v in vb if v[0].startswith("1.3.6.1.2.1.2.2.1.1.")]
     descrs = [v for v in vb if v[0].startswith("1.3.6.1.2.1.2.2.1.2.")]
     assert indexes and len(indexes) == len(descrs)
-    assert all(v[1] == "Integer32" for v in indexes)
+    assert all(v[1] == "SnmpInt32" for v in indexes)
     assert "lo" in [v[2] for v in descrs]
 
 
@@ -186,7 +216,7 @@ def test_wrong_v3_auth_key_is_an_error(snmpd: SnmpServer, tmp_path: Path) -> Non
 def test_version_and_credential_type_must_agree(snmpd: SnmpServer, tmp_path: Path) -> None:
     with pytest.raises(ProbeError, match="needs an snmp-usm"):
         run(job(snmpd, f"get {SYS_DESCR}", "v2", "3"), ctx_for(snmpd, tmp_path))
-    with pytest.raises(ProbeError, match="needs an snmp-community"):
+    with pytest.raises(ProbeError, match="not an SNMP credential"):
         run(job(snmpd, f"get {SYS_DESCR}", "sshpw", "2c"), ctx_for(snmpd, tmp_path))
 
 
@@ -206,14 +236,17 @@ def test_denied_target_and_credential(snmpd: SnmpServer, tmp_path: Path) -> None
     [
         "",
         "get",
-        "get sysDescr.0",
+        "get sysDescrX.0",
         "walk 1.3 1.4",
         "frob 1.3.6",
         "get 1.3.6.1.-1",
         "table 1.3.6.1.2.1.2.2",
-        "get 9.1",
+        "get 9.x.1",
         "get 1.3.6." + "1." * 200 + "1",
         "table 1.3.6.1.2.1.2.2 x",
+        "table ifTable ifDescr(=lo",
+        "table ifTable sysDescr",
+        "table sysDescr ifIndex",
     ],
 )
 def test_malformed_spec_is_a_payload_error(snmpd: SnmpServer, tmp_path: Path, spec: str) -> None:
@@ -297,3 +330,267 @@ def test_requests_in_flight_per_agent_are_capped(snmpd: SnmpServer, tmp_path: Pa
 
     asyncio.run(go())
     assert peak == 3
+
+
+# ---- ServiceNow's spec syntax and result layout --------------------------------------------------
+
+SYSTEM = "iso.org.dod.internet.mgmt.mib-2.system"
+IF_TABLE = "iso.org.dod.internet.mgmt.mib-2.interfaces.ifTable"
+
+
+def response(el: ET.Element) -> SNMPResponse:
+    return SNMPResponse.from_payload(ET.tostring(el, encoding="unicode"))
+
+
+def test_walk_of_system_by_name_reads_like_a_sensor(snmpd: SnmpServer, tmp_path: Path) -> None:
+    el = run(job(snmpd, f"walk {SYSTEM}"), ctx_for(snmpd, tmp_path))
+    chain = [e.tag for e in el.iter()][:9]
+    assert chain == ["result", "snmp", "iso", "org", "dod", "internet", "mgmt", "mib-2", "system"]
+    system = el.find("snmp/iso/org/dod/internet/mgmt/mib-2/system")
+    assert system is not None and system.get("oid") == "1.3.6.1.2.1.1"
+    descr = system.find("sysDescr")
+    assert (
+        descr is not None and descr.get("oid") == "1.3.6.1.2.1.1.1" and descr.get("type") == "SnmpOctetString"
+    )
+    r = response(el)
+    assert (r.getOIDText(f"{SYSTEM}.sysObjectID") or "").startswith(".1.3.6.1.4.1.8072.")
+    assert (r.getOIDText(f"{SYSTEM}.sysDescr") or "").startswith("Linux")
+    assert r.getOIDText(f"{SYSTEM}.sysLocation") == "midbox test rack"
+    assert r.getOIDInt(f"{SYSTEM}.sysUpTime") >= 0
+    assert r.getOIDText("1.3.6.1.2.1.1.1") is None  # numbers do not work, as in ServiceNow's reader
+    # sysORTable rows are entries: a plain path through them finds nothing, getOIDTable reads them.
+    assert r.getOIDObj(f"{SYSTEM}.sysORTable.sysOREntry.sysORDescr") is None
+    rows = r.getOIDTable(f"{SYSTEM}.sysORTable", "sysOREntry")
+    assert rows and all("sysORID" in row for row in rows.values())
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        f"walk {IF_TABLE}",
+        f"table {IF_TABLE} ifEntry.ifIndex,ifEntry.ifDescr,ifEntry.ifType",
+        "table ifTable ifIndex, ifDescr, ifType  // the entry prefix may be left off",
+        "table 2.1.2.2 1,2,3",
+    ],
+)
+def test_if_table_rows(snmpd: SnmpServer, tmp_path: Path, spec: str) -> None:
+    el = run(job(snmpd, spec), ctx_for(snmpd, tmp_path))
+    table = response(el).getOIDTable(IF_TABLE, "ifEntry")
+    assert table is not None
+    lo = [(instance, row) for instance, row in table.items() if row.get("ifDescr") == "lo"]
+    assert len(lo) == 1
+    instance, row = lo[0]
+    assert row["ifIndex"] == instance and row["ifType"] == "24"  # softwareLoopback
+    entry = el.find(f".//ifTable/ifEntry[@instance='.{instance}']")
+    assert entry is not None and entry.find("ifIndex").get("type") == "SnmpInt32"  # type: ignore[union-attr]
+    if spec.startswith("table"):
+        assert set(row) == {"ifIndex", "ifDescr", "ifType"}
+    else:
+        assert {"ifMtu", "ifSpeed", "ifPhysAddress"} <= set(row)
+
+
+def _if_rows(snmpd: SnmpServer, tmp_path: Path, columns: str) -> dict[str, dict[str, str]]:
+    el = run(job(snmpd, f"table ifTable {columns}"), ctx_for(snmpd, tmp_path))
+    return response(el).getOIDTable(IF_TABLE, "ifEntry") or {}
+
+
+def test_table_filters(snmpd: SnmpServer, tmp_path: Path) -> None:
+    every = _if_rows(snmpd, tmp_path, "ifIndex,ifDescr,ifType")
+    assert len(every) >= 2, "the test host needs an interface besides lo"
+    only_lo = _if_rows(snmpd, tmp_path, "ifIndex,ifDescr(=lo)")
+    assert [r["ifDescr"] for r in only_lo.values()] == ["lo"]
+    not_lo = _if_rows(snmpd, tmp_path, "ifIndex,ifDescr(!=lo)")
+    assert len(not_lo) == len(every) - 1 and "lo" not in [r["ifDescr"] for r in not_lo.values()]
+    contains = _if_rows(snmpd, tmp_path, "ifDescr(# o )")  # a value is trimmed; '#' means contains
+    assert set(contains) == {i for i, r in every.items() if "o" in r["ifDescr"]}
+    # Filters on two children: a row is kept when either matches.
+    either = _if_rows(snmpd, tmp_path, f"ifDescr(=lo),ifIndex(={max(every, key=int)})")
+    assert set(either) == {i for i, r in every.items() if r["ifDescr"] == "lo"} | {max(every, key=int)}
+    assert _if_rows(snmpd, tmp_path, "ifIndex,ifDescr(=no-such-interface)") == {}
+
+
+def test_prefix_and_comments(snmpd: SnmpServer, tmp_path: Path) -> None:
+    ctx = ctx_for(snmpd, tmp_path)
+    full = sorted_oids(varbinds(run(job(snmpd, "walk 1.3.6.1.2.1.1.9"), ctx)))
+    for spec in (
+        "walk 2.1.1.9 // 1.3.6.1 is put in front",
+        "walk mgmt.mib-2.system.sysORTable",
+        "// a comment line\nwalk .1.3.6.1.2.1.1.9\n# midbox's older comment form",
+        "walk sysORTable",
+    ):
+        assert sorted_oids(varbinds(run(job(snmpd, spec), ctx))) == full, spec
+
+
+def test_oids_without_a_name_go_under_the_nearest_named_ancestor(snmpd: SnmpServer, tmp_path: Path) -> None:
+    # SNMP-USER-BASED-SM-MIB (1.3.6.1.6.3.15) is not in the compiled-in table.
+    el = run(job(snmpd, "walk 1.3.6.1.6.3.15.1.1"), ctx_for(snmpd, tmp_path))
+    parent = el.find("snmp/iso/org/dod/internet/snmpV2/snmpModules")
+    assert parent is not None
+    unnamed = parent.findall("unnamed")
+    assert unnamed and all(u.get("oid", "").startswith("1.3.6.1.6.3.15.1.1.") for u in unnamed)
+    assert all(u.get("type") == "SnmpCounter32" and (u.text or "").isdigit() for u in unnamed)
+
+
+def test_unknown_name_is_a_clear_payload_error(snmpd: SnmpServer, tmp_path: Path) -> None:
+    ctx = ctx_for(snmpd, tmp_path)
+    with pytest.raises(PayloadError, match=r"'ciscoVtpMIB' is not in midbox's compiled MIB table"):
+        run(job(snmpd, "walk ciscoVtpMIB"), ctx)
+    with pytest.raises(PayloadError, match=r"'ifFrob' is not in midbox's compiled MIB table"):
+        run(job(snmpd, "table ifTable ifIndex,ifFrob"), ctx)
+
+
+def test_result_format_json_is_refused(snmpd: SnmpServer, tmp_path: Path) -> None:
+    with pytest.raises(PayloadError, match=r"result_format=JSON is not supported by midbox.*set the probe"):
+        run(job(snmpd, f"walk {SYSTEM}", result_format="JSON"), ctx_for(snmpd, tmp_path))
+    el = run(job(snmpd, f"walk {SYSTEM}", result_format="XML"), ctx_for(snmpd, tmp_path))
+    assert response(el).getOIDText(f"{SYSTEM}.sysName")
+
+
+@pytest.mark.parametrize(("alias", "version"), [("v2", ""), ("v2", "2c"), ("v3", "3")])
+def test_index_is_sent_as_community_at_vlan(
+    snmpd: SnmpServer, tmp_path: Path, alias: str, version: str
+) -> None:
+    ctx = ctx_for(snmpd, tmp_path)
+    ifs = f"walk {IF_TABLE}"
+    if alias == "v3":  # v3 asks for the context vlan-7 instead, which this snmpd does not serve
+        with pytest.raises(ProbeError):
+            run(job(snmpd, ifs, alias, version, index="7", timeout="300", retries="0"), ctx)
+        assert response(run(job(snmpd, ifs, alias, version), ctx)).getOIDTable(IF_TABLE, "ifEntry")
+        return
+    # snmpd knows COMMUNITY@7 as a second community that sees only the system group.
+    indexed = run(job(snmpd, f"walk {SYSTEM}\n{ifs}", alias, version, index=str(snmpd.index)), ctx)
+    r = response(indexed)
+    assert r.getOIDText(f"{SYSTEM}.sysLocation") == "midbox test rack"
+    assert r.getOIDTable(IF_TABLE, "ifEntry") is None  # the indexed community sees no interfaces
+    plain = run(job(snmpd, ifs, alias, version, index="0"), ctx)  # the documented default: no index
+    assert response(plain).getOIDTable(IF_TABLE, "ifEntry")
+    with pytest.raises(ProbeError, match="no SNMP response"):  # COMMUNITY@8 is unknown to snmpd
+        run(job(snmpd, ifs, alias, version, index="8", timeout="300", retries="0"), ctx)
+
+
+def test_v1_needs_snmp_v1_in_the_rule(snmpd: SnmpServer, tmp_path: Path) -> None:
+    import dataclasses
+
+    c = MemCredentials(
+        MemCredential("v1", "snmp-community", None, (snmpd.community.encode(),), {"version": "1"})
+    )
+    rule = loopback_rule(("snmp",), ((snmpd.port, snmpd.port),), ("v1",))
+    ctx = make_ctx(Policy([rule]), c, tmp_path)
+    with pytest.raises(TargetDenied, match="snmp_v1 = true"):
+        run(job(snmpd, f"walk {SYSTEM}", "v1"), ctx)
+    assert any(e == "target.denied" for e, _ in ctx.audit.events)  # type: ignore[attr-defined]
+    with pytest.raises(TargetDenied, match="snmp_v1 = true"):  # the job's own version=1 as well
+        run(job(snmpd, f"walk {SYSTEM}", "v1", "1"), ctx)
+    ctx = make_ctx(Policy([dataclasses.replace(rule, snmp_v1=True)]), c, tmp_path)
+    el = run(job(snmpd, f"walk {SYSTEM}\nwalk 1.3.6.1.6.3.200", "v1", use_getbulk="true"), ctx)
+    r = response(el)
+    assert r.getOIDText(f"{SYSTEM}.sysLocation") == "midbox test rack"
+    assert (r.getOIDText(f"{SYSTEM}.sysObjectID") or "").startswith(".1.3.6.1.4.1.")
+    # v1 has no endOfMibView: a walk past the end gets noSuchName, which ends it without an error.
+    assert varbinds(el)[-1][0].startswith("1.3.6.1.2.1.1.")
+    with pytest.raises(ProbeError, match="noSuchName"):  # v1 error semantics for a missing instance
+        run(job(snmpd, "get 1.3.6.1.2.1.1.1.99", "v1"), ctx)
+
+
+def _get_nexts(snmpd: SnmpServer) -> int:
+    out = subprocess.run(
+        [
+            "snmpget",
+            "-v2c",
+            "-c",
+            snmpd.community,
+            "-Oqv",
+            f"udp:127.0.0.1:{snmpd.port}",
+            "1.3.6.1.2.1.11.16.0",
+        ],
+        capture_output=True,
+        check=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "MIBS": ""},
+    ).stdout
+    return int(out.strip())
+
+
+def test_use_getbulk_defaults_to_false(snmpd: SnmpServer, tmp_path: Path) -> None:
+    # snmpInGetNexts counts the GETNEXT PDUs the agent received.
+    ctx = ctx_for(snmpd, tmp_path)
+    before = _get_nexts(snmpd)
+    n = len(varbinds(run(job(snmpd, f"walk {SYSTEM}"), ctx)))
+    after_default = _get_nexts(snmpd)
+    run(job(snmpd, f"walk {SYSTEM}", use_getbulk="true"), ctx)
+    after_bulk = _get_nexts(snmpd)
+    assert after_default - before == n + 1  # one GETNEXT per varbind, one more to leave the subtree
+    assert after_bulk == after_default
+
+
+def test_result_byte_cap_truncates(snmpd: SnmpServer, tmp_path: Path) -> None:
+    el = run(job(snmpd, "walk 1.3.6.1.2.1"), ctx_for(snmpd, tmp_path, limits=Limits(snmp_result_bytes=3000)))
+    assert el.get("truncated") == "true"
+    size = len(ET.tostring(el.find("snmp")))  # type: ignore[arg-type]
+    assert 1500 < size <= 3000
+    assert varbinds(el)
+
+
+# ---- credentials as real probes carry them (none: the rule's aliases, in order) ------------------
+
+
+def attempts(ctx: ProbeContext) -> list[tuple[str, str]]:
+    return [
+        (str(f["alias"]), str(f["outcome"]))
+        for e, f in ctx.audit.events  # type: ignore[attr-defined]
+        if e == "credential.attempt"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("aliases", "tried"),
+    [
+        (("sshpw", "v2bad", "v2"), [("v2bad", "rejected"), ("v2", "accepted")]),
+        (("v3bad", "v3"), [("v3bad", "rejected"), ("v3", "accepted")]),
+    ],
+)
+def test_a_job_without_credential_tries_the_rule_aliases(
+    snmpd: SnmpServer, tmp_path: Path, aliases: tuple[str, ...], tried: list[tuple[str, str]]
+) -> None:
+    ctx = ctx_for(snmpd, tmp_path, aliases)
+    j = make_job(
+        "SNMP",
+        "SNMP - Classify",
+        "127.0.0.1",
+        oid_spec_list=f"walk {SYSTEM}",
+        port=str(snmpd.port),
+        timeout="300",
+        retries="0",
+    )
+    el = run(j, ctx)
+    assert response(el).getOIDText(f"{SYSTEM}.sysLocation") == "midbox test rack"
+    assert attempts(ctx) == tried  # sshpw is not an SNMP type: never tried
+
+
+def test_every_rule_alias_refused_is_one_clear_error(snmpd: SnmpServer, tmp_path: Path) -> None:
+    ctx = ctx_for(snmpd, tmp_path, ("v2bad", "v3bad"))
+    j = make_job(
+        "SNMP",
+        "SNMP - Classify",
+        "127.0.0.1",
+        oid_spec_list=f"walk {SYSTEM}",
+        port=str(snmpd.port),
+        timeout="300",
+        retries="0",
+    )
+    with pytest.raises(ProbeError, match=r"refused every credential tried \(v2bad, v3bad"):
+        run(j, ctx)
+    assert attempts(ctx) == [("v2bad", "rejected"), ("v3bad", "rejected")]
+
+
+def test_the_devinstance_classify_output_and_sensor_round_trip(snmpd: SnmpServer, tmp_path: Path) -> None:
+    # The instance stand-in's "SNMP - Classify" output, run as is; its sensor reads our answer.
+    from devinstance.discovery.sensors import read_snmp_classify
+    from devinstance.discovery.shapes import snmp_classify_output
+
+    out = snmp_classify_output("127.0.0.1", port=snmpd.port)
+    j = make_job(out.topic, out.name, out.source, **dict(out.parameters))
+    el = run(j, ctx_for(snmpd, tmp_path, ("v3", "v2")))
+    payload = f'<results probe_time="1" result_code="0">{ET.tostring(el, encoding="unicode")}</results>'
+    found = read_snmp_classify(payload)
+    assert found.sys_object_id.startswith(".1.3.6.1.4.1.8072.") and found.sys_descr.startswith("Linux")

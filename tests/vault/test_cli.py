@@ -73,6 +73,26 @@ def test_add_list_verify_remove(state: Path, tmp_path: Path) -> None:
     assert len(json.loads(midbox(state, "list", "--json").stdout)) == 2
 
 
+def test_a_community_can_be_stored_as_snmp_v1(state: Path) -> None:
+    r = midbox(state, "add", "old", "--type", "snmp-community", "--snmp-version", "1", stdin="public\n")
+    assert r.returncode == 0, r.stderr
+    listed = json.loads(midbox(state, "list", "--json").stdout)
+    assert listed[0]["options"] == {"version": "1"}
+    r = midbox(
+        state,
+        "add",
+        "v3",
+        "--type",
+        "snmp-usm",
+        "--user",
+        "u",
+        "--snmp-version",
+        "1",
+        stdin="a" * 8 + "\n" + "b" * 8 + "\n",
+    )
+    assert r.returncode != 0 and "--snmp-version is for type snmp-community only" in r.stderr
+
+
 def test_verify_exits_1_on_a_tampered_store(state: Path) -> None:
     midbox(state, "add", "web", "--type", "http-bearer", stdin="tok-abc.def\n")
     store = state / "credentials.store"
@@ -97,6 +117,7 @@ def test_secret_options_do_not_exist_on_the_command_line() -> None:
         "--user",
         "--auth-protocol",
         "--priv-protocol",
+        "--snmp-version",
         "--key-file",
         "--ask-passphrase",
         "--passphrase-file",

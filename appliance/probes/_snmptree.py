@@ -1,0 +1,133 @@
+"""The SNMP result as a tree of MIB-named elements under ``<snmp>``, the layout ServiceNow's sensors read.
+
+For each varbind, the longest prefix of its OID that has a name in the compiled-in table decides
+where it goes:
+
+- a table column: ``<ifTable><ifEntry instance=".8"><ifDescr type="SnmpOctetString">lo</ifDescr>``
+  (one entry element per instance, cells in the order the columns were read);
+- a scalar: ``<system><sysDescr oid="1.3.6.1.2.1.1.1" type="SnmpOctetString">Linux...</sysDescr>``
+  (instance ``.0`` is implied; any other instance is written as an ``instance`` attribute);
+- anything else (no name for the object itself): ``<unnamed oid="FULL.OID" type="...">value</unnamed>``
+  under the element of the nearest named ancestor (a name made of the next arc would not be XML).
+
+Every named ancestor is an element, from ``<iso>`` down. Elements at or below the subtree a spec line
+asked for carry their ``oid``; the chain above it does not. Hex values carry ``encoding="hex"``.
+The result is capped in bytes: ``add`` refuses a varbind that would pass the cap.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from xml.sax.saxutils import escape, quoteattr
+
+from appliance.probes._mibtable import MibNode, MibTable, mib_table
+from appliance.probes._snmpber import Value
+from appliance.probes._snmpspec import Oid, format_oid
+from appliance.probes._snmpvalues import render
+
+
+class TreeBuilder:
+    """Builds ``<snmp>``; ``add`` returns False once the next varbind would pass ``byte_cap``."""
+
+    def __init__(self, byte_cap: int) -> None:
+        self.root = ET.Element("snmp")
+        self.bytes = 13  # <snmp></snmp>
+        self._cap = byte_cap
+        self._mib: MibTable = mib_table()
+        self._elements: dict[Oid, ET.Element] = {}
+        self._rows: dict[tuple[Oid, Oid], ET.Element] = {}
+        self._scope: Oid | None = None
+
+    def scope(self, root: Oid | None) -> None:
+        """The subtree the next varbinds were asked for (elements under it get an ``oid``); None
+        for get and getnext, where only the leaves carry one."""
+        self._scope = root
+        element = self._elements.get(root) if root is not None else None
+        if element is not None and root is not None and "oid" not in element.attrib:
+            element.set("oid", format_oid(root))
+
+    def add(self, oid: Oid, value: Value) -> bool:
+        kind, text, hexed = render(value)
+        node = self._mib.named_prefix(oid)
+        instance = oid[len(node.oid) :] if node is not None else oid
+        attrs: dict[str, str] = {}
+        parent_entry = self._mib.by_oid.get(node.oid[:-1]) if node is not None else None
+        row_key: tuple[Oid, Oid] | None = None
+        if node is not None and node.kind == "column" and parent_entry is not None and instance:
+            name, row_key = node.name, (parent_entry.oid, instance)
+        elif node is not None and node.kind == "scalar":
+            name = node.name
+            attrs = {"oid": format_oid(node.oid)}
+            if instance != (0,) and instance:
+                attrs["instance"] = "." + format_oid(instance)
+        else:
+            name = "unnamed"
+            attrs = {"oid": format_oid(oid)}
+        attrs["type"] = kind
+        if hexed:
+            attrs["encoding"] = "hex"
+        cost = _cost(name, attrs, text)
+        if row_key is not None and row_key not in self._rows and parent_entry is not None:
+            cost += _row_cost(parent_entry, instance)
+        if self.bytes + cost + self._chain_cost(node) > self._cap:
+            return False
+        if row_key is not None and parent_entry is not None:
+            parent = self._row(parent_entry, instance)
+        elif node is None:
+            parent = self.root
+        elif name == "unnamed":
+            parent = self._element(node)
+        else:
+            parent = self._parent_element(node)
+        leaf = ET.SubElement(parent, name, attrs)
+        leaf.text = text
+        self.bytes += cost
+        return True
+
+    def _row(self, entry: MibNode, instance: Oid) -> ET.Element:
+        row = self._rows.get((entry.oid, instance))
+        if row is None:
+            table = self._mib.by_oid.get(entry.oid[:-1])
+            parent = self._element(table) if table is not None else self._parent_element(entry)
+            row = self._rows[(entry.oid, instance)] = ET.SubElement(
+                parent, entry.name, {"instance": "." + format_oid(instance)}
+            )
+        return row
+
+    def _parent_element(self, node: MibNode) -> ET.Element:
+        parent = self._mib.named_prefix(node.oid[:-1])
+        return self.root if parent is None else self._element(parent)
+
+    def _element(self, node: MibNode) -> ET.Element:
+        element = self._elements.get(node.oid)
+        if element is None:
+            scope = self._scope
+            attrs = (
+                {"oid": format_oid(node.oid)} if scope is not None and node.oid[: len(scope)] == scope else {}
+            )
+            element = ET.SubElement(self._parent_element(node), node.name, attrs)
+            self._elements[node.oid] = element
+            self.bytes += _cost(node.name, attrs, "")
+        return element
+
+    def _chain_cost(self, node: MibNode | None) -> int:
+        """Bytes the not-yet-created ancestor elements of ``node`` would add (an upper bound)."""
+        if node is None:
+            return 0
+        return sum(
+            _cost(n.name, {"oid": format_oid(n.oid)}, "")
+            for n in self._mib.chain(node.oid)
+            if n.oid not in self._elements
+        )
+
+
+def _cost(name: str, attrs: dict[str, str], text: str) -> int:
+    """The serialised size of one element: tags, attributes and escaped text."""
+    size = 2 * len(name) + 5 + len(escape(text).encode("utf-8"))
+    for key, value in attrs.items():
+        size += len(key) + 2 + len(quoteattr(value).encode("utf-8"))
+    return size
+
+
+def _row_cost(entry: MibNode, instance: Oid) -> int:
+    return _cost(entry.name, {"instance": "." + format_oid(instance)}, "")
