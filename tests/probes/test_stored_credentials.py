@@ -17,6 +17,7 @@ import defusedxml.ElementTree as SafeET
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from devinstance.snmpresponse import SNMPResponse
 from tests.daemons import SnmpServer, SshServer
 from tests.helpers import AGENT, NAME, Pki, dev_instance, params
 from tests.service.test_run_command import (
@@ -138,9 +139,9 @@ def test_stored_credentials_reach_sshd_and_snmpd_through_midbox_run(
     ssh_result = SafeET.fromstring(answers[ssh_job]["payload"])
     assert ssh_result.findtext(".//stdout") == f"{sshd.user}\n"
     for job in (v3_job, v2_job):
-        varbinds = list(SafeET.fromstring(answers[job]["payload"]).iter("varbind"))
-        assert varbinds and varbinds[0].get("oid") == SYS_DESCR
-        assert (varbinds[0].get("value") or "").startswith("Linux")
+        # Read as ServiceNow's sensors read it: by MIB name, from the <snmp> tree.
+        response = SNMPResponse.from_payload(answers[job]["payload"])
+        assert (response.get_oid_text("iso.org.dod.internet.mgmt.mib-2.system.sysDescr") or "").startswith("Linux")
     # The audit log names each credential used, by alias and type, for its job.
     used = {
         (e["fields"]["alias"], e["fields"]["job"])
