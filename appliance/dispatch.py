@@ -84,6 +84,7 @@ class Dispatcher:
         result = None
         error: str | None = None
         probe = self._probes.get(record.topic)
+        job_audit = JobAudit(self._ctx.audit, record.sys_id, record.topic[:80])
         try:
             if (unsupported := unsupported_topic(record.topic, record.name)) is not None:
                 self._audit("topic.refused", record, {"reason": "no public payload layout"})
@@ -106,7 +107,7 @@ class Dispatcher:
                 parameters=params,
             )
             self._audit("probe.started", record, {"probe": probe.kind, **_aim(params)})
-            ctx = replace(self._ctx, audit=JobAudit(self._ctx.audit, record.sys_id, record.topic[:80]))
+            ctx = replace(self._ctx, audit=job_audit)
             result = await asyncio.wait_for(probe.run(job, ctx), self._ctx.limits.probe_timeout_s)
         except TargetDenied as e:
             error = str(e)  # already audited as target.denied by the policy check
@@ -131,6 +132,8 @@ class Dispatcher:
             record,
             {
                 **_aim(params),
+                # A real probe names no alias: the one the target accepted is what the auditor needs.
+                **({"credential": job_audit.accepted} if job_audit.accepted else {}),
                 "result_code": 1 if error else 0,
                 "error": one_line(error, 200) if error else None,
                 "duration_ms": duration_ms,

@@ -1,13 +1,13 @@
 """The end-to-end demo: one appliance, the development instance, and local targets, all on loopback.
 
-    python -m devinstance.demo [--binary dist/midbox-linux-x86_64] [--keep DIR] [--discovery]
+    python -m devinstance.demo [--binary dist/midbox-linux-x86_64] [--keep DIR] [--no-discovery]
 
 It plays every role in turn, each through the real command line: the admin (key, trust root,
 signed config), the host owner (credential store), the instance (jobs on the ECC queue), the
 appliance (``midbox run``) and the auditor (``midbox audit verify``). Exit 0 only if every job
-got the answer it should. With discovery on (``--discovery``, or ``REAL_DISCOVERY`` in
-devinstance/demo_discovery.py) the instance also runs real-shaped Discovery: Shazzam, then UNIX - Classify
-against a local sshd and SNMP - Classify against the local snmpd.
+got the answer it should. Then the instance runs real-shaped Discovery as a ServiceNow instance does:
+Shazzam, then UNIX - Classify against a local sshd and SNMP - Classify against the local snmpd, each
+answer read the way a sensor reads it (``--no-discovery`` leaves that out).
 """
 
 from __future__ import annotations
@@ -58,22 +58,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--binary", type=Path, help="run this frozen midbox binary instead of the source")
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it afterwards")
     parser.add_argument(
-        "--discovery", action="store_true", help="also run real-shaped Discovery (Shazzam, then classifiers)"
+        "--no-discovery",
+        dest="discovery",
+        action="store_false",
+        help="leave out the real-shaped Discovery (Shazzam, then the classifiers it launches)",
     )
     args = parser.parse_args(argv)
-    discovery = args.discovery or demo_discovery.REAL_DISCOVERY
+    discovery: bool = args.discovery
     midbox = [str(args.binary.resolve())] if args.binary else [sys.executable, "-m", "appliance"]
     work = args.keep or Path(tempfile.mkdtemp(prefix="midbox-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     os.chmod(work, 0o700)
     try:
-        return _demo(midbox, work.resolve(), discovery)
+        # CI sets MIDBOX_REQUIRE_ALL=1: nothing of the demo may be left out for a missing daemon there.
+        return _demo(midbox, work.resolve(), discovery, strict=os.environ.get("MIDBOX_REQUIRE_ALL") == "1")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _demo(midbox: list[str], work: Path, discovery: bool = False) -> int:
+def _demo(midbox: list[str], work: Path, discovery: bool = True, *, strict: bool = False) -> int:
     state = work / "state"
     admin = work / "admin"
     inst = work / "instance"
@@ -97,7 +101,7 @@ def _demo(midbox: list[str], work: Path, discovery: bool = False) -> int:
         ),
         _web_target() as web_port,
         _snmp_target(work / "snmpd", demo_discovery.snmpd_extra_config() if discovery else "") as snmp_port,
-        demo_discovery.ssh_target(work / "sshd") if discovery else nullcontext(None) as ssh,
+        demo_discovery.ssh_target(work / "sshd", required=strict) if discovery else nullcontext(None) as ssh,
     ):
         url = _wait_for_instance(inst)
         print(f"    {url}")

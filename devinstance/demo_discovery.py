@@ -1,26 +1,21 @@
 """The demo's real-shaped Discovery: Shazzam, then UNIX - Classify and SNMP - Classify, as an instance does.
 
-Each piece is one function that ``devinstance.demo`` calls when discovery is switched on
-(``python -m devinstance.demo --discovery``, or ``REAL_DISCOVERY = True`` once the appliance answers
-real-shaped Shazzam, SNMP and SSH jobs). Everything it needs is started by the demo itself: a local
-OpenSSH sshd (``devinstance.sshd``, the tests' copy), the demo's snmpd, the stored credentials, the
-pinned host key and the signed config's rule and credential map.
+Each piece is one function that ``devinstance.demo`` calls (unless ``--no-discovery``). Everything it
+needs is started by the demo itself: a local OpenSSH sshd (``devinstance.sshd``, the tests' copy), the
+demo's snmpd, the stored credentials, the pinned host key and the signed config's rule and credential map.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from devinstance.discovery.sequence import CredentialChoice, DiscoveryPlan, discover
 from devinstance.discovery.shapes import SNMP_CLASSIFY, UNIX_CLASSIFY, default_port_probes
 from devinstance.sshd import DaemonError, SshServer, run_sshd
 from devinstance.store import Store
-
-# Switch on once the shazzam, snmp, ssh and credentials branches are merged (see the module docstring).
-REAL_DISCOVERY = False
 
 SSH_ALIAS = "demo-ssh"
 SNMP_V2_ALIAS = "demo-snmp-v2c"
@@ -31,18 +26,25 @@ Run = Callable[..., None]
 
 
 @contextmanager
-def ssh_target(directory: Path) -> Iterator[SshServer | None]:
-    """The tests' sshd on a loopback port, or None (with a note) where it cannot run."""
-    if shutil.which("sshd", path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
-        print("    (sshd is not installed: UNIX - Classify is left out)")
-        yield None
-        return
-    try:
-        with run_sshd(directory, preferred_port=2222) as server:
-            yield server
-    except DaemonError as e:
-        print(f"    (sshd could not start: {e}; UNIX - Classify is left out)")
-        yield None
+def ssh_target(directory: Path, *, required: bool = False) -> Iterator[SshServer | None]:
+    """The tests' sshd on a loopback port, or None (with a note) where it cannot run.
+
+    ``required`` (CI sets MIDBOX_REQUIRE_ALL=1) turns "left out" into a failure.
+    """
+    with ExitStack() as stack:
+        server: SshServer | None = None
+        if shutil.which("sshd", path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
+            reason = "sshd is not installed (apt-get install openssh-server)"
+        else:
+            try:
+                server = stack.enter_context(run_sshd(directory, preferred_port=2222))
+            except DaemonError as e:
+                reason = f"sshd could not start: {e}"
+        if server is None:
+            if required:
+                raise DaemonError(f"{reason}; the demo's UNIX - Classify needs it")
+            print(f"    ({reason}: UNIX - Classify is left out)")
+        yield server
 
 
 def snmpd_extra_config() -> str:

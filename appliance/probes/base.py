@@ -106,11 +106,15 @@ class JobAudit:
         self._sink = sink
         self._job = job
         self._topic = topic
+        self.accepted: str | None = None  # the credential alias the target accepted, if any
 
     def record(self, event: str, fields: Mapping[str, object]) -> None:
         merged: dict[str, object] = {"job": self._job, "topic": self._topic}
         merged.update(fields)
         self._sink.record(event, merged)
+        if event == "credential.attempt" and fields.get("outcome") == "accepted":
+            alias = fields.get("alias")
+            self.accepted = alias if isinstance(alias, str) else None
 
 
 def use_credential(ctx: ProbeContext, job: Job, alias: str, target: str) -> Credential:

@@ -111,3 +111,30 @@ def test_a_rule_with_no_credentials_names_the_fix(sshd: SshServer, tmp_path: Pat
     ctx = mapped_ctx(sshd, tmp_path, ())
     with pytest.raises(ProbeError, match="lists 'credentials'; add the aliases"):
         run(SshProbe(), ssh_job(sshd), ctx)  # type: ignore[arg-type]
+
+
+def test_the_audit_names_the_alias_that_worked_when_the_job_named_none(sshd: SshServer, tmp_path: Path) -> None:
+    import asyncio
+
+    from appliance.dispatch import Dispatcher
+    from appliance.payload import parse_xml
+    from appliance.queue.records import OutputRecord
+
+    ctx = mapped_ctx(sshd, tmp_path, ("badpw", "pw"))
+    record = OutputRecord(
+        sys_id="1" * 32, agent="mid.server.test", topic="SSHCommand", name="id -un", source="127.0.0.1",
+        payload=f'<parameters><parameter name="port" value="{sshd.port}"/></parameters>', state="ready",
+        agent_correlator="", priority="2", sys_created_on="",
+    )  # fmt: skip
+    dispatcher = Dispatcher({"SSHCommand": SshProbe()}, ctx)
+
+    async def go() -> str:
+        try:
+            return (await dispatcher.handle(record)).payload
+        finally:
+            await dispatcher.aclose()
+
+    payload = asyncio.run(go())
+    assert parse_xml(payload, 10**6).findtext(".//stdout") == f"{sshd.user}\n"
+    finished = [f for e, f in ctx.audit.events if e == "probe.finished"]  # type: ignore[attr-defined]
+    assert [f["credential"] for f in finished] == ["pw"]
