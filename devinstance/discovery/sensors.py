@@ -12,8 +12,8 @@ Layouts are the documented ones in the ECC contract (ecc-protocol.md) ("What a r
   "UNIX - Classify" input) carry ``<output>`` instead, accepted too.
 
 Every payload is untrusted: parsed size first with defusedxml through ``appliance.payload.parse_xml``.
-After the appliance-side readers land (``devinstance/shazzamresult.py``, ``devinstance/snmpresponse.py``)
-the walking here should be replaced by them, keeping these functions' results.
+SNMP answers are read through ``devinstance.snmpresponse.SNMPResponse`` (the getOIDText reader); the
+Shazzam reader below is the one the appliance's own Shazzam tests use.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from appliance.errors import PayloadError
 from appliance.limits import MAX_PAYLOAD_BYTES
 from appliance.payload import parse_xml
 from devinstance.discovery.shapes import SNMP_CLASSIFY, SYSTEM_SUBTREE, UNIX_CLASSIFY
+from devinstance.snmpresponse import SNMPResponse
 
 SYS_OBJECT_ID = f"{SYSTEM_SUBTREE}.sysObjectID"
 SYS_DESCR = f"{SYSTEM_SUBTREE}.sysDescr"
@@ -155,17 +156,6 @@ def _port(scanner: ScannerResult) -> int:
         raise SensorError(f"scanner {scanner.portprobe!r} reports port {scanner.port[:20]!r}") from e
 
 
-def oid_text(snmp: ET.Element, path: str) -> str | None:
-    """``SNMPResponse.getOIDText``: the text at a MIB-name path under ``<snmp>``, or None."""
-    node = snmp
-    for name in path.split("."):
-        child = node.find(name)
-        if child is None:
-            return None
-        node = child
-    return (node.text or "").strip()
-
-
 @dataclass(frozen=True)
 class SnmpClassification:
     sys_object_id: str
@@ -179,13 +169,14 @@ def read_snmp_classify(payload: str) -> SnmpClassification:
     snmp = result.find("snmp") if result is not None else None
     if snmp is None:
         raise SensorError("the SNMP answer has no <result><snmp> tree")
-    object_id = oid_text(snmp, SYS_OBJECT_ID)
+    response = SNMPResponse(snmp)
+    object_id = (response.get_oid_text(SYS_OBJECT_ID) or "").strip()
     if not object_id:
         raise SensorError(f"the SNMP answer has no {SYS_OBJECT_ID}: the device cannot be classified")
     return SnmpClassification(
         sys_object_id=object_id,
-        sys_descr=oid_text(snmp, SYS_DESCR) or "",
-        sys_name=oid_text(snmp, SYS_NAME) or "",
+        sys_descr=(response.get_oid_text(SYS_DESCR) or "").strip(),
+        sys_name=(response.get_oid_text(SYS_NAME) or "").strip(),
     )
 
 
