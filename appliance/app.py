@@ -31,14 +31,15 @@ def default_probes(status: Callable[[], Mapping[str, str]], limits: Limits) -> d
     """Topic → probe for everything this appliance was built to run. Anything else is refused."""
     http = HttpProbe()
     ssh = SshProbe.from_limits(limits)
+    snmp = SnmpProbe.from_limits(limits)
     return {
         "HeartbeatProbe": HeartbeatProbe(status),
         "RESTProbe": http,
         "HTTPClient": http,
         "SSHCommand": ssh,
         "SSHCommandLong": ssh,
-        "SNMP": SnmpProbe.from_limits(limits),
-        "Shazzam": TcpScanProbe.from_limits(limits),
+        "SNMP": snmp,
+        "Shazzam": TcpScanProbe.from_limits(limits, snmp=snmp.opener),
     }
 
 

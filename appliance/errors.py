@@ -54,3 +54,7 @@ class TargetDenied(ProbeError):
 
 class CredentialRejected(ProbeError):
     """The target refused this credential (authentication failed): the next candidate may be tried."""
+
+
+class EveryCredentialRejected(ProbeError):
+    """The target refused every candidate credential (none was left to try)."""

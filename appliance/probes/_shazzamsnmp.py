@@ -4,55 +4,65 @@ The job carries no credential (a real one does not): ``credchoice`` gives the al
 covering (snmp, address, port), tried in order, affinity first. Each is sent ``SNMP_taps`` times,
 ``SNMP_tapIntervalMS`` apart, and waits that long for the answer to any tap; silence counts as the
 agent refusing that community (v2c agents drop a wrong community without a word), so the next one is
-tried. v2c goes through midbox's own BER codec, v3 through pysnmp with one engine per job.
+tried. Sessions open through the SNMP probe's own ``SessionOpener`` (v2c over midbox's BER codec, v1
+and v3 through its one pysnmp engine); a v1 community is tried only where the rule says ``snmp_v1``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-from typing import Any
 
-from appliance.errors import CredentialRejected, ProbeError
+from appliance.errors import CredentialRejected, EveryCredentialRejected, ProbeError
 from appliance.payload import one_line
 from appliance.probes._shazzamscanners import Outcome
 from appliance.probes._shazzamspec import Tuning
-from appliance.probes._snmpsession import (
-    FastV2cSession,
-    PysnmpSession,
-    Row,
-    Session,
-    community_of,
-    pysnmp_auth,
+from appliance.probes._snmpopen import (
+    SNMP_CREDENTIAL_TYPES,
+    SessionOpener,
+    credential_version,
+    refused_credential,
+    v1_allowed,
 )
-from appliance.probes._snmpv2c import V2cChannel
+from appliance.probes._snmpsession import Row
+from appliance.probes._snmpv2c import NoResponse
 from appliance.probes._xmltext import xml_text
 from appliance.probes.base import Credential, Job, ProbeContext
 from appliance.probes.credchoice import with_credentials
 from hardening.policy import IPAddress
 
-SNMP_TYPES = frozenset({"snmp-community", "snmp-usm"})
 SYS_DESCR = (1, 3, 6, 1, 2, 1, 1, 1, 0)
 
 
 class SnmpScanner:
-    """One per Shazzam job; ``aclose`` releases the v3 engine if one was started."""
+    """The SNMP scanner of one Shazzam job, on the opener (and engine) of the appliance's SNMP probe."""
 
-    def __init__(self, ctx: ProbeContext, job: Job) -> None:
+    def __init__(self, ctx: ProbeContext, job: Job, opener: SessionOpener) -> None:
         self._ctx = ctx
         self._job = job
-        self._engine: Any = None
-        self._index_key = secrets.token_bytes(32)  # see SnmpProbe: pysnmp caches communities by index
+        self._opener = opener
 
     async def scan(self, address: IPAddress, port: int, tuning: Tuning) -> Outcome:
         where = f"{address}:{port}"
 
         async def attempt(alias: str, credential: Credential) -> Outcome:
-            session = await self._session(credential, alias, address, port, tuning, where)
+            version = credential_version(credential, alias)
+            if version == "1" and not v1_allowed(self._ctx, address, port, alias, None):
+                raise CredentialRejected(f"SNMPv1 is not enabled for {where} and {alias!r}")
+            session = await self._opener.open(
+                credential,
+                alias,
+                version,
+                address,
+                port,
+                timeout_s=tuning.snmp_tap_interval_s,
+                retries=tuning.snmp_taps - 1,
+                sem=asyncio.Semaphore(1),
+                where=where,
+            )
             try:
                 rows = await session.get((SYS_DESCR,))
-            except ProbeError as e:
-                if "no SNMP response" in str(e) or "authentication" in str(e):
+            except NoResponse as e:
+                if refused_credential(session, version):
                     raise CredentialRejected(str(e)) from e
                 raise
             finally:
@@ -64,40 +74,16 @@ class SnmpScanner:
                 self._ctx,
                 self._job,
                 probe="snmp",
-                types=SNMP_TYPES,
+                types=SNMP_CREDENTIAL_TYPES,
                 target=str(address),
                 address=address,
                 port=port,
                 attempt=attempt,
             )
+        except (NoResponse, EveryCredentialRejected):
+            return Outcome("timed_out", (("error_msg", "no SNMP answer to any credential allowed here"),))
         except ProbeError as e:
-            if "refused every credential" in str(e):
-                return Outcome("timed_out", (("error_msg", "no SNMP answer to any credential allowed here"),))
             return Outcome("io_error", (("error_msg", one_line(str(e), 300)),))
-
-    async def _session(
-        self, credential: Credential, alias: str, address: IPAddress, port: int, tuning: Tuning, where: str
-    ) -> Session:
-        retries = tuning.snmp_taps - 1
-        sem = asyncio.Semaphore(1)
-        if credential.type == "snmp-community":
-            community = community_of(credential, alias)
-            channel = V2cChannel(address, port, community, tuning.snmp_tap_interval_s, retries, where)
-            await channel.open()
-            return FastV2cSession(channel, sem, where)
-        auth = pysnmp_auth(credential, alias, "3", self._index_key)
-        from pysnmp.hlapi.v3arch.asyncio import SnmpEngine, Udp6TransportTarget, UdpTransportTarget
-
-        if self._engine is None:
-            self._engine = SnmpEngine()
-        cls = Udp6TransportTarget if address.version == 6 else UdpTransportTarget
-        target = await cls.create((str(address), port), timeout=tuning.snmp_tap_interval_s, retries=retries)
-        return PysnmpSession(self._engine, auth, target, sem, where, tuning.snmp_tap_interval_s, retries)
-
-    async def aclose(self) -> None:
-        if self._engine is not None:
-            self._engine.close_dispatcher()
-            self._engine = None
 
 
 def _answered(rows: list[Row]) -> Outcome:

@@ -21,7 +21,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from appliance.errors import ApplianceError, CredentialRejected, PayloadError, ProbeError
+from appliance.errors import (
+    ApplianceError,
+    CredentialRejected,
+    EveryCredentialRejected,
+    PayloadError,
+    ProbeError,
+)
 from appliance.probes.base import Credential, Job, ProbeContext, use_credential
 from hardening.policy import IPAddress
 
@@ -177,7 +183,7 @@ async def with_credentials(
         ctx.audit.record("credential.attempt", {**fields, "outcome": "accepted"})
         ctx.affinity.remember(probe, str(address), port, alias)
         return result
-    raise ProbeError(
+    raise EveryCredentialRejected(
         f"{target} refused every credential tried ({', '.join(rejected)}; last: {last_reason}); check the "
         "secrets with 'midbox creds verify' and the accounts on the target"
     )

@@ -30,6 +30,7 @@ from appliance.probes._shazzamspec import (
     parse_port_probes,
     parse_tuning,
 )
+from appliance.probes._snmpopen import SessionOpener
 from appliance.probes.base import Job, ProbeContext
 from hardening.policy import IPAddress
 
@@ -41,7 +42,7 @@ class _Pair:
     port: int
 
 
-async def run_shazzam(pool: ScanPool, job: Job, ctx: ProbeContext) -> ET.Element:
+async def run_shazzam(pool: ScanPool, opener: SessionOpener, job: Job, ctx: ProbeContext) -> ET.Element:
     # 1. Parse all of the job before touching the network.
     probes = parse_port_probes(job.param("port_probes") or "")
     ranges_text = job.param("ranges")
@@ -94,7 +95,7 @@ async def run_shazzam(pool: ScanPool, job: Job, ctx: ProbeContext) -> ET.Element
     ctx.audit.record("probe.scan", {"probe": "shazzam", "pairs": len(allowed), "ports": ports})
 
     # 3. Scan, paced and capped with every other scan of this probe, until the probe deadline.
-    snmp = SnmpScanner(ctx, job)
+    snmp = SnmpScanner(ctx, job, opener)
 
     async def one(i: int) -> Outcome:
         pair = allowed[i]
@@ -102,10 +103,7 @@ async def run_shazzam(pool: ScanPool, job: Job, ctx: ProbeContext) -> ET.Element
             return await snmp.scan(pair.address, pair.port, tuning)
         return await scan_tcp(pair.probe, pair.address, pair.port, tuning)
 
-    try:
-        outcomes = await pool.run([p.address for p in allowed], one, ctx.limits.probe_timeout_s)
-    finally:
-        await snmp.aclose()
+    outcomes = await pool.run([p.address for p in allowed], one, ctx.limits.probe_timeout_s)
     return _results(allowed, outcomes, [p for p in probes if p.scanner in UNSUPPORTED_SCANNERS], tuning)
 
 

@@ -18,24 +18,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import xml.etree.ElementTree as ET
-from typing import Any
 
-from appliance.errors import CredentialRejected, PayloadError, ProbeError, TargetDenied
+from appliance.errors import CredentialRejected, PayloadError, TargetDenied
 from appliance.limits import Limits
+from appliance.probes._snmpopen import (
+    SNMP_CREDENTIAL_TYPES,
+    SessionOpener,
+    credential_version,
+    refused_credential,
+    v1_allowed,
+)
 from appliance.probes._snmpparams import SnmpParams, parse_params
 from appliance.probes._snmpsession import (
-    FastV2cSession,
-    PysnmpSession,
     Row,
     Session,
-    community_of,
-    pysnmp_auth,
 )
 from appliance.probes._snmpspec import Oid, SpecLine
 from appliance.probes._snmptree import TreeBuilder
-from appliance.probes._snmpv2c import NoResponse, V2cChannel
+from appliance.probes._snmpv2c import NoResponse
 from appliance.probes._snmpvalues import render
 from appliance.probes.base import Credential, Job, ProbeContext
 from appliance.probes.credchoice import explicit_alias, with_credentials
@@ -43,8 +44,6 @@ from appliance.probes.targets import checked_addresses, is_literal
 from hardening.policy import IPAddress
 
 log = logging.getLogger(__name__)
-
-SNMP_CREDENTIAL_TYPES = frozenset({"snmp-community", "snmp-usm"})
 
 
 class SnmpProbe:
@@ -54,13 +53,14 @@ class SnmpProbe:
         if not 1 <= per_agent <= 256 or not 1 <= max_repetitions <= 1000:
             raise ValueError("per_agent must be 1..256 and max_repetitions 1..1000")
         self._per_agent = per_agent
-        self._fast_v2c = fast_v2c
         self._max_repetitions = max_repetitions
-        self._engine: Any = None
+        self._opener = SessionOpener(fast_v2c=fast_v2c)
         self._agent_slots: dict[tuple[str, int], _AgentSlot] = {}
-        # pysnmp caches a community by its index and ignores a new secret under an old index, so the
-        # index is derived from alias and secret under a key that lives only as long as this probe.
-        self._index_key = secrets.token_bytes(32)
+
+    @property
+    def opener(self) -> SessionOpener:
+        """The session opener (and pysnmp engine) this probe owns; Shazzam's SNMP scanner shares it."""
+        return self._opener
 
     @classmethod
     def from_limits(cls, limits: Limits) -> SnmpProbe:
@@ -82,8 +82,8 @@ class SnmpProbe:
         address = addresses[0]
 
         async def attempt(alias: str, credential: Credential) -> ET.Element:
-            version = _version(params, credential, alias)
-            if version == "1" and not _v1_allowed(ctx, address, params.port, alias, hostname):
+            version = credential_version(credential, alias, params.version)
+            if version == "1" and not v1_allowed(ctx, address, params.port, alias, hostname):
                 reason = "SNMPv1 is not enabled for this target and credential"
                 ctx.audit.record(
                     "target.denied",
@@ -143,15 +143,24 @@ class SnmpProbe:
             slot = self._agent_slots[key] = _AgentSlot(asyncio.Semaphore(self._per_agent))
         slot.users += 1
         try:
-            session = await self._session(credential, alias, version, address, params, host, slot.sem)
+            session = await self._opener.open(
+                credential,
+                alias,
+                version,
+                address,
+                params.port,
+                timeout_s=params.timeout_s,
+                retries=params.retries,
+                sem=slot.sem,
+                where=f"{host}:{params.port}",
+                index=params.index,
+            )
             try:
                 return await self._collect(session, params, version != "1" and params.use_bulk, ctx.limits)
             except NoResponse as e:
-                # An agent that answered before, or a v3 one (wrong keys get a report), is not refusing
-                # the credential; a v1/v2c agent does not answer a community it does not know.
-                if session.answered or version == "3":
-                    raise
-                raise CredentialRejected(str(e)) from e
+                if refused_credential(session, version):
+                    raise CredentialRejected(str(e)) from e
+                raise
             finally:
                 await session.close()
         finally:
@@ -187,68 +196,8 @@ class SnmpProbe:
         result.append(tree.root)
         return result
 
-    async def _session(
-        self,
-        credential: Credential,
-        alias: str,
-        version: str,
-        address: IPAddress,
-        params: SnmpParams,
-        host: str,
-        sem: asyncio.Semaphore,
-    ) -> Session:
-        where = f"{host}:{params.port}"
-        if version == "2c" and self._fast_v2c:
-            community = community_of(credential, alias, params.index)
-            channel = V2cChannel(address, params.port, community, params.timeout_s, params.retries, where)
-            await channel.open()
-            return FastV2cSession(channel, sem, where)
-        auth = pysnmp_auth(credential, alias, version, self._index_key, params.index)
-        from pysnmp.hlapi.v3arch.asyncio import SnmpEngine, Udp6TransportTarget, UdpTransportTarget
-
-        if self._engine is None:
-            self._engine = SnmpEngine()
-        cls = Udp6TransportTarget if address.version == 6 else UdpTransportTarget
-        target = await cls.create(
-            (str(address), params.port), timeout=params.timeout_s, retries=params.retries
-        )
-        # Cisco's v3 form of community indexing is the context "vlan-N".
-        context = f"vlan-{params.index}" if version == "3" and params.index else ""
-        return PysnmpSession(
-            self._engine,
-            auth,
-            target,
-            sem,
-            where,
-            params.timeout_s,
-            params.retries,
-            v1=version == "1",
-            context=context,
-        )
-
     async def aclose(self) -> None:
-        if self._engine is not None:
-            self._engine.close_dispatcher()
-            self._engine = None
-
-
-def _v1_allowed(ctx: ProbeContext, address: IPAddress, port: int, alias: str, hostname: str | None) -> bool:
-    """True if the rule that allows this alias against this target says ``snmp_v1 = true``."""
-    decision = ctx.policy.check(probe="snmp", address=address, port=port, credential=alias, hostname=hostname)
-    rule = ctx.policy.rule(decision.rule) if decision.allowed else None
-    return rule is not None and rule.snmp_v1
-
-
-def _version(params: SnmpParams, credential: Credential, alias: str) -> str:
-    """The job's own version if it names one, else the credential's: usm is v3, community v2c
-    unless it was stored with ``--snmp-version 1``."""
-    if params.version is not None:
-        return params.version
-    if credential.type == "snmp-usm":
-        return "3"
-    if credential.type == "snmp-community":
-        return "1" if credential.options.get("version") == "1" else "2c"
-    raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP needs an snmp-community or snmp-usm")
+        await self._opener.aclose()
 
 
 def _filtered(line: SpecLine, rows: list[Row]) -> list[Row]:

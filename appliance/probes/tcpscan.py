@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from appliance.errors import PayloadError, TargetDenied
 from appliance.limits import Limits
 from appliance.probes._scanpool import Pacer, ScanPool, tcp_connect
+from appliance.probes._snmpopen import SessionOpener
 from appliance.probes.base import Job, ProbeContext
 from appliance.probes.shazzam import run_shazzam
 from hardening.policy import IPAddress, IPNetwork
@@ -96,8 +97,18 @@ def _hosts(net: IPNetwork) -> Iterator[IPAddress]:
 class TcpScanProbe:
     """``rate`` connects/s and ``concurrency`` in flight for the probe; ``per_host`` for one address."""
 
-    def __init__(self, *, rate: float = 1000.0, concurrency: int = 256, per_host: int = 16) -> None:
+    def __init__(
+        self,
+        *,
+        rate: float = 1000.0,
+        concurrency: int = 256,
+        per_host: int = 16,
+        snmp: SessionOpener | None = None,
+    ) -> None:
         self._pool = ScanPool(rate=rate, concurrency=concurrency, per_host=per_host)
+        # Shazzam's SNMP scanner opens sessions like the SNMP probe; the app hands it that probe's opener.
+        self._owns_opener = snmp is None
+        self._opener = snmp or SessionOpener()
 
     @property
     def _pacer(self) -> Pacer:
@@ -108,10 +119,13 @@ class TcpScanProbe:
         return self._pool.per_host
 
     @classmethod
-    def from_limits(cls, limits: Limits) -> TcpScanProbe:
+    def from_limits(cls, limits: Limits, snmp: SessionOpener | None = None) -> TcpScanProbe:
         """The probe with the concurrency caps of ``limits`` (the dispatcher's constructor)."""
         return cls(
-            rate=limits.scan_rate_per_s, concurrency=limits.scan_concurrency, per_host=limits.scan_per_host
+            rate=limits.scan_rate_per_s,
+            concurrency=limits.scan_concurrency,
+            per_host=limits.scan_per_host,
+            snmp=snmp,
         )
 
     @property
@@ -120,7 +134,7 @@ class TcpScanProbe:
 
     async def run(self, job: Job, ctx: ProbeContext) -> ET.Element:
         if job.param("port_probes") is not None:
-            return await run_shazzam(self._pool, job, ctx)  # the shape an instance builds
+            return await run_shazzam(self._pool, self._opener, job, ctx)  # the shape an instance builds
         spec = parse_scan(job, ctx.limits.scan_targets)
         allowed: list[tuple[IPAddress, int]] = []
         denied: dict[tuple[str, int], tuple[int, str]] = {}
@@ -163,7 +177,9 @@ class TcpScanProbe:
         return result
 
     async def aclose(self) -> None:
-        """Nothing to release: every socket is closed by the connect that opened it."""
+        """Every socket is closed by the connect that opened it; an opener of its own is released."""
+        if self._owns_opener:
+            await self._opener.aclose()
 
     async def _scan(
         self, pairs: list[tuple[IPAddress, int]], timeout_s: float, deadline_s: float
