@@ -180,6 +180,25 @@ def listener_pair(kind: socket.SocketKind) -> Iterator[tuple[Listener, Listener]
     raise RuntimeError("no port free on both 127.0.0.1 and 127.0.0.2")
 
 
+@contextmanager
+def listener(host: str = "127.0.0.1", backlog: int = 64) -> Iterator[socket.socket]:
+    """A TCP socket listening on ``host`` (port from the kernel) that never accepts by itself."""
+    s = socket.socket()
+    s.bind((host, 0))
+    s.listen(backlog)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (connects are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def make_job(topic: str, name: str, source: str, **params: str) -> Job:
     return Job(
         sys_id="0" * 32,

@@ -9,7 +9,6 @@ import json
 import socket
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,24 +23,15 @@ from devinstance.discovery.sensors import ShazzamHost, classifiers_to_launch, re
 from devinstance.discovery.shapes import default_port_probes, shazzam_output
 from hardening.policy import AllowRule, Policy, PortRange
 from tests.daemons import SnmpServer, SshServer
-from tests.probes.conftest import MemCredential, MemCredentials, ProbeAudit, make_ctx, make_job
-
-
-@contextlib.contextmanager
-def listener(host: str = "127.0.0.1", backlog: int = 64) -> Iterator[socket.socket]:
-    s = socket.socket()
-    s.bind((host, 0))
-    s.listen(backlog)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.probes.conftest import (
+    MemCredential,
+    MemCredentials,
+    ProbeAudit,
+    closed_port,
+    listener,
+    make_ctx,
+    make_job,
+)
 
 
 def rule(

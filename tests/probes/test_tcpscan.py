@@ -7,7 +7,6 @@ import contextlib
 import socket
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,24 +15,7 @@ from appliance.errors import PayloadError, TargetDenied
 from appliance.limits import Limits
 from appliance.probes.tcpscan import TcpScanProbe
 from hardening.policy import Policy
-from tests.probes.conftest import MemCredentials, loopback_rule, make_ctx, make_job
-
-
-@contextlib.contextmanager
-def listener(host: str = "127.0.0.1", backlog: int = 64) -> Iterator[socket.socket]:
-    s = socket.socket()
-    s.bind((host, 0))
-    s.listen(backlog)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.probes.conftest import MemCredentials, closed_port, listener, loopback_rule, make_ctx, make_job
 
 
 def ctx(tmp_path: Path, ports: tuple[tuple[int, int], ...] = ((1, 65535),), limits: Limits | None = None):  # type: ignore[no-untyped-def]
