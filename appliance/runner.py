@@ -177,7 +177,9 @@ class Runner:
         else:
             self._keep(record, _error_outcome(record, INTERRUPTED_ERROR.format(topic=record.topic[:80])))
 
-    async def _fetch(self, want: int, *, state: str = "ready", topic: str | None = None) -> list[OutputRecord]:
+    async def _fetch(
+        self, want: int, *, state: str = "ready", topic: str | None = None
+    ) -> list[OutputRecord]:
         """Poll for up to ``want`` records. An answer too large for the cap is asked for again with
         half the batch, down to one record; a single record too large is read by its head fields only
         and answered with an error, so it cannot block the queue."""
@@ -283,7 +285,8 @@ class Runner:
                     # One job's bug is that job's error result; it never stops the others.
                     log.error("job %s: unexpected %s while handling it", record.sys_id, type(e).__name__)
                     outcome = _error_outcome(
-                        record, f"internal error while handling this job ({type(e).__name__}); see the appliance log"
+                        record,
+                        f"internal error while handling this job ({type(e).__name__}); see the appliance log",
                     )
             else:
                 inner.cancel()
@@ -440,7 +443,9 @@ def _fatal(error: BaseException) -> bool:
 
 
 def _error_outcome(record: OutputRecord, error: str) -> Outcome:
-    payload = build_results(result=None, echo_record=record.echo(), parameters=(), probe_time_ms=0, error=error)
+    payload = build_results(
+        result=None, echo_record=record.echo(), parameters=(), probe_time_ms=0, error=error
+    )
     return Outcome(payload, error, 0)
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import base64
 import json
 import ssl
-import zlib
 
 # ElementTree only builds XML here; untrusted XML is parsed with defusedxml.
 import xml.etree.ElementTree as ET  # nosec B405
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,7 +213,9 @@ def _parse_request(job: Job) -> _Request:
 
 
 def _printable_ascii(text: str, *, allow_space: bool = False) -> bool:
-    return all(0x21 <= ord(c) <= 0x7E or (allow_space and c in " \t") for c in text) and (allow_space or bool(text))
+    return all(0x21 <= ord(c) <= 0x7E or (allow_space and c in " \t") for c in text) and (
+        allow_space or bool(text)
+    )
 
 
 def _follow(request: _Request, status: int, url: httpx.URL) -> _Request:

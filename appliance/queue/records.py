@@ -23,6 +23,7 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 class UnusableRecord(InstanceError):
     """A record whose sys_id cannot be used: it cannot be claimed or answered, only skipped."""
 
+
 OUTPUT_FIELDS = (
     "sys_id",
     "agent",
@@ -123,7 +124,9 @@ def parse_output(raw: object) -> OutputRecord:
     fields = _Fields(raw)
     sys_id = fields.text("sys_id")
     if fields.problem or not sys_id:
-        raise UnusableRecord(f"the instance sent an ecc_queue record without a usable sys_id ({fields.problem or 'empty'})")
+        raise UnusableRecord(
+            f"the instance sent an ecc_queue record without a usable sys_id ({fields.problem or 'empty'})"
+        )
     # sys_ids go back into encoded queries and file names: only the instance's own alphabet passes.
     if not _SYS_ID.fullmatch(sys_id):
         raise UnusableRecord(f"the instance sent an ecc_queue record with a malformed sys_id {sys_id[:40]!r}")
@@ -142,5 +145,7 @@ def parse_output(raw: object) -> OutputRecord:
         response_to=fields.text("response_to"),
     )
     if fields.problem:
-        return record.refused(f"the output record cannot be run: its {fields.problem}; fix the record on the instance")
+        return record.refused(
+            f"the output record cannot be run: its {fields.problem}; fix the record on the instance"
+        )
     return record

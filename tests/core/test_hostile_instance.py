@@ -59,7 +59,9 @@ def rss_mb() -> float:
 
 
 # 1. Poison record: a lone surrogate (legal JSON) in any field.
-def test_lone_surrogate_in_any_field_is_an_error_result(dev_pki: Pki, tmp_path: Path, state_dir: Path) -> None:
+def test_lone_surrogate_in_any_field_is_an_error_result(
+    dev_pki: Pki, tmp_path: Path, state_dir: Path
+) -> None:
     poison = {
         "poison-payload": row("poison-payload", payload="<parameters>\ud800</parameters>"),
         "poison-name": row("poison-name", name="a\ud800b"),
@@ -88,7 +90,9 @@ def test_lone_surrogate_in_any_field_is_an_error_result(dev_pki: Pki, tmp_path: 
 
 
 # 3. One record with an unusable sys_id must not stop every poll.
-def test_a_bad_sys_id_is_skipped_and_a_bad_field_answered(dev_pki: Pki, tmp_path: Path, state_dir: Path) -> None:
+def test_a_bad_sys_id_is_skipped_and_a_bad_field_answered(
+    dev_pki: Pki, tmp_path: Path, state_dir: Path
+) -> None:
     bad_ids = ["../../x", "a\nb", "", "x" * 65, "a b"]
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance:
         store = instance.state.store
@@ -124,11 +128,22 @@ def test_an_answer_over_the_cap_shrinks_the_batch(dev_pki: Pki, tmp_path: Path, 
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
         store = instance.state.store
         [huge] = store.enqueue(
-            [{"agent": AGENT, "topic": "RESTProbe", "priority": "1", "payload": params(url=target, pad="h" * cap)}]
+            [
+                {
+                    "agent": AGENT,
+                    "topic": "RESTProbe",
+                    "priority": "1",
+                    "payload": params(url=target, pad="h" * cap),
+                }
+            ]
         )
         ids = store.enqueue(
             [
-                {"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/hello", pad="p" * 300_000)}
+                {
+                    "agent": AGENT,
+                    "topic": "RESTProbe",
+                    "payload": params(url=f"{target}/hello", pad="p" * 300_000),
+                }
                 for _ in range(4)
             ]
         )
@@ -247,7 +262,9 @@ def test_build_results_is_xml_safe_and_capped() -> None:
     assert len(payload.encode()) <= MAX_PAYLOAD_BYTES
     root = SafeET.fromstring(payload)
     assert root.get("result_code") == "1" and "too large" in root.get("error", "")
-    small = build_results(result=None, echo_record={"name": "a\x01"}, parameters=(), probe_time_ms=1, error="e\x05")
+    small = build_results(
+        result=None, echo_record={"name": "a\x01"}, parameters=(), probe_time_ms=1, error="e\x05"
+    )
     assert SafeET.fromstring(small).get("error") == "e\ufffd"
 
 

@@ -17,7 +17,18 @@ from pathlib import Path
 import defusedxml.ElementTree as SafeET
 
 from appliance.limits import Limits
-from tests.helpers import AGENT, LOOPBACK_HTTP, Pki, config_text, dev_instance, fast_limits, inputs, params, run_until, trusted
+from tests.helpers import (
+    AGENT,
+    LOOPBACK_HTTP,
+    Pki,
+    config_text,
+    dev_instance,
+    fast_limits,
+    inputs,
+    params,
+    run_until,
+    trusted,
+)
 
 BOMB_BYTES = 200_000_000  # what the bodies below inflate to
 BAD_LOCATIONS = ["http://[::1", "http://xn--/", "http://-\u00e9-.example/", "ftp://x/", "http://a/%"]
@@ -104,10 +115,17 @@ def test_hostile_targets_give_clean_results(dev_pki: Pki, tmp_path: Path, state_
                 "gzip": params(url=f"{target}/gzip-bomb"),
                 "deflate": params(url=f"{target}/deflate-bomb"),
                 "raw-deflate": params(url=f"{target}/raw-deflate-bomb"),
-                **{f"bad-location-{i}": params(url=f"{target}/bad-location/{i}") for i in range(len(BAD_LOCATIONS))},
+                **{
+                    f"bad-location-{i}": params(url=f"{target}/bad-location/{i}")
+                    for i in range(len(BAD_LOCATIONS))
+                },
                 "latin1-header": params(url=f"{target}/latin1-header"),
-                "non-ascii-request-header": params(url=f"{target}/latin1-header", headers='{"X-Name": "caf\u00e9"}'),
-                "newline-request-header": params(url=f"{target}/latin1-header", headers='{"X-A": "a\\r\\nX-B: b"}'),
+                "non-ascii-request-header": params(
+                    url=f"{target}/latin1-header", headers='{"X-Name": "caf\u00e9"}'
+                ),
+                "newline-request-header": params(
+                    url=f"{target}/latin1-header", headers='{"X-A": "a\\r\\nX-B: b"}'
+                ),
             }
         )
         for kind in ("gzip", "deflate", "raw-deflate"):

@@ -12,7 +12,17 @@ from pathlib import Path
 
 from appliance.durable import Journal
 from hardening.sealbox import SealedDir, derive_key
-from tests.helpers import AGENT, LOOPBACK_HTTP, TEST_SEAL_KEY, Pki, config_text, dev_instance, http_target, inputs, params
+from tests.helpers import (
+    AGENT,
+    LOOPBACK_HTTP,
+    TEST_SEAL_KEY,
+    Pki,
+    config_text,
+    dev_instance,
+    http_target,
+    inputs,
+    params,
+)
 from tests.reliability.test_nothing_lost import appliance_process, wait_for
 
 
@@ -21,10 +31,14 @@ def starts(state_dir: Path, sys_id: str) -> int:
     return next((c.starts for c in journal.entries() if c.record.sys_id == sys_id), 0)
 
 
-def test_a_job_interrupted_twice_is_answered_with_an_error(dev_pki: Pki, tmp_path: Path, state_dir: Path) -> None:
+def test_a_job_interrupted_twice_is_answered_with_an_error(
+    dev_pki: Pki, tmp_path: Path, state_dir: Path
+) -> None:
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
         store = instance.state.store
-        [job] = store.enqueue([{"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/slow")}])
+        [job] = store.enqueue(
+            [{"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/slow")}]
+        )
         config = tmp_path / "c.toml"
         config.write_text(config_text(instance.url, dev_pki, LOOPBACK_HTTP))
         for expected in (1, 2):
