@@ -83,6 +83,9 @@ MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 MAX_BUNDLE_MEMBER_BYTES = 256 * 1024 * 1024
 MAX_BUNDLE_MEMBERS = 64
 
+# The audit log: a checkpoint is anchored on the instance at least this often (entries), besides the timer.
+AUDIT_CHECKPOINT_ENTRIES = 1000
+
 # Host service integration (midbox service ...).
 SERVICE_STOP_TIMEOUT_S = 60.0  # uninstall waits this long for a graceful stop (drain 20 s + checkpoint 10 s)
 SERVICE_LOG_BYTES = 10_000_000  # the Windows service's log file, rotated at this size
