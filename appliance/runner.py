@@ -23,7 +23,7 @@ from appliance.payload import build_results
 from appliance.probes.base import AuditSink
 from appliance.queue.backoff import Backoff
 from appliance.queue.client import AgentWrite, AnswerTooLarge, EccClient, InstanceBusy
-from appliance.queue.records import HEAD_FIELDS, OutputRecord
+from appliance.queue.records import HEAD_FIELDS, ID_FIELDS, OutputRecord
 from hardening.audit.errors import AuditValueError
 from hardening.errors import HardeningError
 
@@ -192,7 +192,10 @@ class Runner:
                     self._poll_cap = max(1, limit // 2)
                     log.warning("%s; asking for %d record(s) at a time", e, self._poll_cap)
                     continue
-                head = await self._client.poll(1, state=state, topic=topic, fields=HEAD_FIELDS)
+                try:
+                    head = await self._client.poll(1, state=state, topic=topic, fields=HEAD_FIELDS)
+                except AnswerTooLarge:  # even its name or source is huge: answer by sys_id alone
+                    head = await self._client.poll(1, state=state, topic=topic, fields=ID_FIELDS)
                 refusal = TOO_LARGE_ERROR.format(cap=self._settings.answer_bytes)
                 polled = replace(head, records=[r.refused(refusal) for r in head.records])
             if self._poll_cap < self._settings.batch:

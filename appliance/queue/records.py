@@ -16,6 +16,7 @@ from appliance.limits import MAX_RECORD_FIELD_CHARS
 
 _SYS_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # What a record's head is read with when the whole record is too large for one answer.
+ID_FIELDS = ("sys_id", "agent")
 HEAD_FIELDS = ("sys_id", "agent", "topic", "name", "source", "agent_correlator", "priority", "sys_created_on")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 

@@ -137,6 +137,10 @@ def test_an_answer_over_the_cap_shrinks_the_batch(dev_pki: Pki, tmp_path: Path, 
                 }
             ]
         )
+        # Even its head is too large for one answer: it is answered by its sys_id alone.
+        [huge_name] = store.enqueue(
+            [{"agent": AGENT, "topic": "RESTProbe", "priority": "1", "name": "n" * (cap + 1)}]
+        )
         ids = store.enqueue(
             [
                 {
@@ -152,7 +156,7 @@ def test_an_answer_over_the_cap_shrinks_the_batch(dev_pki: Pki, tmp_path: Path, 
         config = trusted(config_text(instance.url, dev_pki, LOOPBACK_HTTP), tmp_path / "c.toml")
         run_until(
             config,
-            lambda: {huge, *ids} <= set(answered(store)),
+            lambda: {huge, huge_name, *ids} <= set(answered(store)),
             state_dir=state_dir,
             limits=fast_limits(instance_response_bytes=cap),
             timeout=20,
@@ -160,6 +164,7 @@ def test_an_answer_over_the_cap_shrinks_the_batch(dev_pki: Pki, tmp_path: Path, 
         got = answered(store)
         assert "larger than" in got[huge]["error_string"]
         assert got[huge]["name"] == store.get("ecc_queue", huge)["name"]  # type: ignore[index]
+        assert "larger than" in got[huge_name]["error_string"] and got[huge_name]["name"] == ""
         assert all(got[i]["error_string"] == "" for i in ids)
         assert any("sysparm_limit=1&" in p for p in seen_limits)
 
