@@ -13,7 +13,7 @@ from appliance import __version__
 from appliance.config.model import Config
 from appliance.dispatch import Dispatcher
 from appliance.durable import Journal, Outbox
-from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES, Limits
+from appliance.limits import INSTANCE_DEADLINE_FACTOR, Limits
 from appliance.probes.affinity import AFFINITY_FILE, CredentialAffinity
 from appliance.probes.base import AuditSink, CredentialSource, Probe, ProbeContext
 from appliance.probes.heartbeat import HeartbeatProbe
@@ -108,7 +108,8 @@ async def run_appliance(
     client = EccClient(
         instance_client(config.instance, limits),
         name=config.appliance.name,
-        max_response_bytes=MAX_INSTANCE_RESPONSE_BYTES,
+        max_response_bytes=limits.instance_response_bytes,
+        deadline_s=limits.instance_timeout_s * INSTANCE_DEADLINE_FACTOR,
     )
     holder: list[Runner] = []
     probes = default_probes(lambda: holder[0].status(), limits)

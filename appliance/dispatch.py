@@ -14,8 +14,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from appliance.errors import ApplianceError, TargetDenied
-from appliance.payload import build_results, one_line, parse_parameters
+from appliance.errors import ApplianceError, PayloadError, TargetDenied
+from appliance.payload import one_line, parse_parameters, results_and_error
 from appliance.probes.base import Job, JobAudit, Probe, ProbeContext
 from appliance.queue.records import OutputRecord
 from appliance.scope import unsupported_parameters, unsupported_topic
@@ -86,6 +86,9 @@ class Dispatcher:
         probe = self._probes.get(record.topic)
         job_audit = JobAudit(self._ctx.audit, record.sys_id, record.topic[:80])
         try:
+            if record.refusal:
+                self._audit("record.refused", record, {"reason": one_line(record.refusal, 200)})
+                raise PayloadError(record.refusal)
             if (unsupported := unsupported_topic(record.topic, record.name)) is not None:
                 self._audit("topic.refused", record, {"reason": "no public payload layout"})
                 raise ApplianceError(unsupported)
@@ -120,7 +123,7 @@ class Dispatcher:
             log.error("job %s (%s): unexpected %s", record.sys_id, record.topic, type(e).__name__)
             error = f"internal error in the {record.topic} probe ({type(e).__name__}); see the appliance log"
         duration_ms = int((time.monotonic() - started) * 1000)
-        payload = build_results(
+        payload, error = results_and_error(
             result=result,
             echo_record=record.echo(),
             parameters=params,
@@ -137,7 +140,7 @@ class Dispatcher:
                 "result_code": 1 if error else 0,
                 "error": one_line(error, 200) if error else None,
                 "duration_ms": duration_ms,
-                "bytes_in": len(record.payload.encode()),
+                "bytes_in": len(record.payload.encode("utf-8", "surrogatepass")),
                 "bytes_out": len(payload.encode()),
                 "result_sha256": hashlib.sha256(payload.encode()).hexdigest(),
             },

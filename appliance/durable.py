@@ -51,15 +51,28 @@ class _Entries:
         return sys_id in self._names
 
 
+@dataclass(frozen=True)
+class Claimed:
+    record: OutputRecord
+    starts: int  # how often a probe was started for it; each start but the last was interrupted
+
+
 class Journal(_Entries):
-    """Jobs claimed and not yet finished."""
+    """Jobs claimed and not yet finished, each with the number of times it was started."""
 
-    def add(self, record: OutputRecord) -> None:
-        self._put(record.sys_id, _record_json(record))
+    def add(self, record: OutputRecord, starts: int = 1) -> None:
+        self._put(record.sys_id, {"record": _record_json(record), "starts": starts})
 
-    def entries(self) -> Iterator[OutputRecord]:
+    def entries(self) -> Iterator[Claimed]:
         for name in self._dir.names():
-            yield _record(json.loads(self._dir.get(name)))
+            raw = json.loads(self._dir.get(name))
+            if isinstance(raw, dict) and set(raw) == {"record", "starts"}:
+                starts = raw["starts"]
+                if not isinstance(starts, int) or isinstance(starts, bool) or starts < 1:
+                    raise ValueError("journal entry has a bad start count")
+                yield Claimed(_record(raw["record"]), starts)
+            else:
+                yield Claimed(_record(raw), 1)  # written before start counts were kept
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,15 @@ from dataclasses import dataclass
 MAX_CONFIG_BYTES = 1_000_000
 MAX_PAYLOAD_BYTES = 20_000_000  # as the MID's mid.eccq.max_payload_size
 MAX_INSTANCE_RESPONSE_BYTES = 64_000_000
+MAX_JSON_DEPTH = 32  # an instance answer nests four levels deep; more is refused before json.loads
+MAX_RECORD_FIELD_CHARS = 100_000  # an output record's fields other than its payload
+MAX_RETRY_AFTER_S = 300.0  # an instance's Retry-After is honoured up to this (an hour would idle a MID)
+# An output record claimed this many times without a result (each start interrupted by the process
+# ending) is answered with an error instead of being run again: it may be what ends the process.
+MAX_JOB_STARTS = 2
 MAX_CONCURRENT_PROBES = 1024
 MAX_XML_DEPTH = 32
+INSTANCE_DEADLINE_FACTOR = 4  # a whole instance request, slow drip included, ends by then
 MAX_PARAMETERS = 1000
 
 # Shazzam jobs as an instance builds them (port-probe spec + ranges); pairs are capped by Limits.scan_targets.
@@ -54,11 +61,12 @@ class Limits:
     scan_rate_per_s: float = 1000.0  # TCP connects started per second, all scans together
     scan_concurrency: int = 256  # TCP connects in flight, all scans together
     scan_per_host: int = 16  # TCP connects in flight to one address
-    instance_timeout_s: float = 30.0
+    instance_timeout_s: float = 30.0  # per read; a whole request gets INSTANCE_DEADLINE_FACTOR times this
+    instance_response_bytes: int = MAX_INSTANCE_RESPONSE_BYTES
     shutdown_deadline_s: float = 20.0
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 300.0
-    retry_after_cap_s: float = 3600.0
+    retry_after_cap_s: float = MAX_RETRY_AFTER_S
     heartbeat_interval_s: float = 300.0
     outbox_entries: int = 10_000  # when this many results wait unsent, the appliance stops claiming
 
@@ -67,12 +75,19 @@ class Limits:
             raise ValueError(f"concurrent_probes must be 1..{MAX_CONCURRENT_PROBES}")
         if not 1 <= self.payload_bytes <= MAX_PAYLOAD_BYTES:
             raise ValueError(f"payload_bytes must be 1..{MAX_PAYLOAD_BYTES}")
+        if not 1 <= self.instance_response_bytes <= MAX_INSTANCE_RESPONSE_BYTES:
+            raise ValueError(f"instance_response_bytes must be 1..{MAX_INSTANCE_RESPONSE_BYTES}")
+        if not 0 <= self.retry_after_cap_s <= MAX_RETRY_AFTER_S:
+            raise ValueError(f"retry_after_cap_s must be 0..{MAX_RETRY_AFTER_S:g}")
 
 
 # Offline release bundles (midbox bundle verify): a bundle is a handful of files around one binary.
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 MAX_BUNDLE_MEMBER_BYTES = 256 * 1024 * 1024
 MAX_BUNDLE_MEMBERS = 64
+
+# The audit log: a checkpoint is anchored on the instance at least this often (entries), besides the timer.
+AUDIT_CHECKPOINT_ENTRIES = 1000
 
 # Host service integration (midbox service ...).
 SERVICE_STOP_TIMEOUT_S = 60.0  # uninstall waits this long for a graceful stop (drain 20 s + checkpoint 10 s)

@@ -14,7 +14,8 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from appliance.errors import PayloadError
-from appliance.limits import MAX_PARAMETERS, MAX_XML_DEPTH
+from appliance.limits import MAX_PARAMETERS, MAX_PAYLOAD_BYTES, MAX_XML_DEPTH
+from appliance.probes._xmltext import xml_text
 
 # A probe that answers with several <result> elements (Shazzam: one per address) returns them inside an
 # element of this tag; build_results puts its children, not the container, into <results>.
@@ -94,8 +95,55 @@ def build_results(
     parameters: Sequence[tuple[str, str]],
     probe_time_ms: int,
     error: str | None,
+    max_bytes: int = MAX_PAYLOAD_BYTES,
 ) -> str:
-    """The ``<results>`` payload of an input record: result, error and the echo of the output."""
+    """The ``<results>`` payload of an input record: result, error and the echo of the output.
+
+    Total: every value is made XML-safe here (control characters and lone surrogates become U+FFFD),
+    and a payload over ``max_bytes`` (what the instance accepts) becomes an error result instead.
+    """
+    return results_and_error(
+        result=result,
+        echo_record=echo_record,
+        parameters=parameters,
+        probe_time_ms=probe_time_ms,
+        error=error,
+        max_bytes=max_bytes,
+    )[0]
+
+
+def results_and_error(
+    *,
+    result: ET.Element | None,
+    echo_record: Mapping[str, str],
+    parameters: Sequence[tuple[str, str]],
+    probe_time_ms: int,
+    error: str | None,
+    max_bytes: int = MAX_PAYLOAD_BYTES,
+) -> tuple[str, str | None]:
+    """As build_results, with the error the payload carries (``error``, or why the result was cut)."""
+    payload = _results(result, echo_record, parameters, probe_time_ms, error)
+    size = len(payload.encode())
+    if size <= max_bytes:
+        return payload, error
+    too_large = (
+        f"result too large: {size} bytes, more than the {max_bytes} the instance accepts; it was cut "
+        "to this error: narrow the probe (fewer targets, a smaller response)"
+    )
+    payload = _results(None, echo_record, (), probe_time_ms, too_large)
+    if len(payload.encode()) > max_bytes:  # the echo alone is too large: the sys_id says which job
+        only_ids = {k: v for k, v in echo_record.items() if k in ("sys_id", "ecc_queue")}
+        payload = _results(None, only_ids, (), probe_time_ms, too_large)
+    return payload, too_large
+
+
+def _results(
+    result: ET.Element | None,
+    echo_record: Mapping[str, str],
+    parameters: Sequence[tuple[str, str]],
+    probe_time_ms: int,
+    error: str | None,
+) -> str:
     root = ET.Element("results", probe_time=str(probe_time_ms), result_code="1" if error else "0")
     if error:
         root.set("error", one_line(error))
@@ -113,7 +161,19 @@ def build_results(
     for field in ECHO_FIELDS:
         if field in echo_record and (echo_record[field] or field not in ECHO_WHEN_SET):
             ET.SubElement(echo, "parameter", name=field, value=echo_record[field])
+    _make_xml_safe(root)
     return ET.tostring(root, encoding="unicode")
+
+
+def _make_xml_safe(root: ET.Element) -> None:
+    """XML 1.0 cannot carry C0 controls or lone surrogates; ElementTree would write them anyway."""
+    for element in root.iter():
+        if element.text:
+            element.text = xml_text(element.text)
+        if element.tail:
+            element.tail = xml_text(element.tail)
+        for key, value in element.attrib.items():
+            element.set(key, xml_text(value))
 
 
 def with_parameters(payload: str, extra: Mapping[str, str], max_bytes: int) -> str:

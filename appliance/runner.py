@@ -13,22 +13,33 @@ import contextlib
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from appliance.dispatch import Dispatcher, Outcome, rerun_safe
 from appliance.durable import Journal, Outbox
 from appliance.errors import InstanceAuthError, InstanceError, RunnerHalted
+from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES, MAX_JOB_STARTS
 from appliance.payload import build_results
 from appliance.probes.base import AuditSink
 from appliance.queue.backoff import Backoff
-from appliance.queue.client import AgentWrite, EccClient, InstanceBusy
-from appliance.queue.records import OutputRecord
+from appliance.queue.client import AgentWrite, AnswerTooLarge, EccClient, InstanceBusy
+from appliance.queue.records import HEAD_FIELDS, ID_FIELDS, OutputRecord
+from hardening.audit.errors import AuditValueError
+from hardening.errors import HardeningError
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_ERROR = "the appliance shut down before this probe finished; the instance may send it again"
 INTERRUPTED_ERROR = (
     "the appliance stopped while this probe ran; it is not run again because {topic} may have side effects"
+)
+RESTARTED_ERROR = (
+    "this job was started {starts} times and each time the appliance stopped before it finished; it is "
+    "not run again, since it may be what stops the appliance: check the appliance log, then re-send it"
+)
+TOO_LARGE_ERROR = (
+    "the output record is larger than the {cap} bytes the appliance reads in one answer; it is not run: "
+    "make its payload smaller"
 )
 AUTH_RETRY_FLOOR_S = 60.0  # 401/403: an operator has to act; retry slowly meanwhile
 SENDERS = 8
@@ -46,6 +57,7 @@ class RunnerSettings:
     version: str  # reported in HeartbeatProbe answers; never written to ecc_agent
     host_name: str
     ip_address: str = ""
+    answer_bytes: int = MAX_INSTANCE_RESPONSE_BYTES  # the cap on one instance answer (for messages)
 
 
 @dataclass
@@ -85,6 +97,8 @@ class Runner:
         self._halt = asyncio.Event()  # stop requested, or something we cannot work without failed
         self._fatal: BaseException | None = None
         self._agent_refused = False  # the instance refused an ecc_agent read or write: ask no more
+        self._running: set[str] = set()  # sys_ids of jobs started and not yet kept in the outbox
+        self._poll_cap = max(1, settings.batch)  # halved on each answer too large, regrown on success
         self.stats = RunnerStats()
 
     @property
@@ -123,23 +137,25 @@ class Runner:
         for pending in self._outbox.entries():
             self.stats.recovered += 1
             self._queue_send(pending.record, pending.outcome, check_first=True)
-        for record in list(self._journal.entries()):
+        for claimed_entry in list(self._journal.entries()):
+            record = claimed_entry.record
             if record.sys_id in self._outbox:
                 # Killed between keeping the result and closing the journal: the result is owed
                 # already (sent above); running the job again would answer it twice.
                 self._journal.remove(record.sys_id)
                 continue
             self.stats.recovered += 1
-            self._resume(record)
+            self._resume(record, claimed_entry.starts)
         backoff = self._backoff()
         while not stop.is_set():
             try:
-                claimed = await self._client.poll(self._settings.batch, state="processing")
+                claimed = await self._fetch(self._settings.batch, state="processing")
                 orphans = [
                     r
                     for r in claimed
                     if r.sys_id not in self._journal
                     and r.sys_id not in self._outbox
+                    and r.sys_id not in self._running
                     and not await self._client.has_response(r.sys_id)
                 ]
                 break
@@ -151,16 +167,44 @@ class Runner:
             self.stats.recovered += 1
             self._resume(record)
 
-    def _resume(self, record: OutputRecord) -> None:
+    def _resume(self, record: OutputRecord, starts: int = 0) -> None:
+        """A job claimed before this start and not answered: ``starts`` is how often it was started."""
         self._audit.record("job.resumed", {"job": record.sys_id, "topic": record.topic[:80]})
-        if rerun_safe(record):
-            self._start(record, journaled=record.sys_id in self._journal)
-            return
-        error = INTERRUPTED_ERROR.format(topic=record.topic[:80])
-        payload = build_results(
-            result=None, echo_record=record.echo(), parameters=(), probe_time_ms=0, error=error
-        )
-        self._keep(record, Outcome(payload, error, 0))
+        if starts >= MAX_JOB_STARTS:
+            self._keep(record, _error_outcome(record, RESTARTED_ERROR.format(starts=starts)))
+        elif rerun_safe(record):
+            self._start(record, journaled=starts > 0, starts=starts + 1)
+        else:
+            self._keep(record, _error_outcome(record, INTERRUPTED_ERROR.format(topic=record.topic[:80])))
+
+    async def _fetch(
+        self, want: int, *, state: str = "ready", topic: str | None = None
+    ) -> list[OutputRecord]:
+        """Poll for up to ``want`` records. An answer too large for the cap is asked for again with
+        half the batch, down to one record; a single record too large is read by its head fields only
+        and answered with an error, so it cannot block the queue."""
+        while True:
+            limit = max(1, min(want, self._poll_cap))
+            try:
+                polled = await self._client.poll(limit, state=state, topic=topic)
+            except AnswerTooLarge as e:
+                if limit > 1:
+                    self._poll_cap = max(1, limit // 2)
+                    log.warning("%s; asking for %d record(s) at a time", e, self._poll_cap)
+                    continue
+                try:
+                    head = await self._client.poll(1, state=state, topic=topic, fields=HEAD_FIELDS)
+                except AnswerTooLarge:  # even its name or source is huge: answer by sys_id alone
+                    head = await self._client.poll(1, state=state, topic=topic, fields=ID_FIELDS)
+                refusal = TOO_LARGE_ERROR.format(cap=self._settings.answer_bytes)
+                polled = replace(head, records=[r.refused(refusal) for r in head.records])
+            if self._poll_cap < self._settings.batch:
+                self._poll_cap = min(self._settings.batch, self._poll_cap * 2)
+            for reason in polled.skipped:
+                log.warning("skipped a record the instance sent: %s", reason)
+                self._audit.record("record.skipped", {"reason": reason[:300]})
+            # Never more than asked for, never a job already running: the concurrency cap holds.
+            return [r for r in polled.records if r.sys_id not in self._running][:want]
 
     async def _poll_loop(self, stop: asyncio.Event) -> None:
         backoff = self._backoff()
@@ -183,10 +227,10 @@ class Runner:
             want = min(max(free, 0), self._settings.batch)
             try:
                 if want:
-                    records = await self._client.poll(want)
+                    records = await self._fetch(want)
                 else:
                     # Saturated: still answer the instance's monitor, so a busy MID is not marked Down.
-                    records = await self._client.poll(1, topic="HeartbeatProbe")
+                    records = await self._fetch(1, topic="HeartbeatProbe")
                 if records:
                     await self._client.claim(records)
                 backoff.reset()
@@ -201,20 +245,21 @@ class Runner:
                 continue
             for record in records:
                 self._start(record)
-            if not want or len(records) < want:  # a full batch means more is waiting: poll again at once
+            if not want or len(records) < min(want, self._poll_cap):  # a full batch: more is waiting
                 self._slot_freed.clear()
                 await _wait_any(
                     stop, *([self._slot_freed] if not want else []), timeout=self._settings.poll_interval_s
                 )
 
-    def _start(self, record: OutputRecord, journaled: bool = False) -> None:
+    def _start(self, record: OutputRecord, journaled: bool = False, starts: int = 1) -> None:
         self.stats.claimed += 1
+        self._running.add(record.sys_id)
         if not journaled:
             self._audit.record(
                 "job.claimed",
                 {"job": record.sys_id, "topic": record.topic[:80], "target": record.source[:255]},
             )
-        task = asyncio.create_task(self._process(record, journal=not journaled), name=f"job-{record.sys_id}")
+        task = asyncio.create_task(self._process(record, starts), name=f"job-{record.sys_id}")
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
@@ -224,26 +269,36 @@ class Runner:
         if not task.cancelled() and (error := task.exception()) is not None:
             self._fail(error)
 
-    async def _process(self, record: OutputRecord, *, journal: bool) -> None:
-        if journal:
-            # Before the probe starts: after a crash, this is how we know the job was ours. The disk
-            # work (write, fsync, rename, fsync the dir) runs in a thread, not on the event loop.
-            await asyncio.to_thread(self._journal.add, record)
-        inner = asyncio.create_task(self._dispatcher.handle(record))
-        aborted = asyncio.create_task(self._abort.wait())
-        await asyncio.wait({inner, aborted}, return_when=asyncio.FIRST_COMPLETED)
-        aborted.cancel()
-        if inner.done():
-            outcome = inner.result()
-        else:
-            inner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await inner
-            payload = build_results(
-                result=None, echo_record=record.echo(), parameters=(), probe_time_ms=0, error=SHUTDOWN_ERROR
-            )
-            outcome = Outcome(payload, SHUTDOWN_ERROR, 0)
-        await asyncio.to_thread(self._make_durable, record, outcome)
+    async def _process(self, record: OutputRecord, starts: int) -> None:
+        try:
+            # Before the probe starts: after a crash, this is how we know the job was ours, and how
+            # often it was started. The disk work (write, fsync, rename, fsync the dir) runs in a
+            # thread, not on the event loop.
+            await asyncio.to_thread(self._journal.add, record, starts)
+            inner = asyncio.create_task(self._dispatcher.handle(record))
+            aborted = asyncio.create_task(self._abort.wait())
+            await asyncio.wait({inner, aborted}, return_when=asyncio.FIRST_COMPLETED)
+            aborted.cancel()
+            if inner.done():
+                try:
+                    outcome = inner.result()
+                except Exception as e:
+                    if _fatal(e):
+                        raise
+                    # One job's bug is that job's error result; it never stops the others.
+                    log.error("job %s: unexpected %s while handling it", record.sys_id, type(e).__name__)
+                    outcome = _error_outcome(
+                        record,
+                        f"internal error while handling this job ({type(e).__name__}); see the appliance log",
+                    )
+            else:
+                inner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await inner
+                outcome = _error_outcome(record, SHUTDOWN_ERROR)
+            await asyncio.to_thread(self._make_durable, record, outcome)
+        finally:
+            self._running.discard(record.sys_id)
         self._queue_send(record, outcome, check_first=False)
 
     def _make_durable(self, record: OutputRecord, outcome: Outcome) -> None:
@@ -266,8 +321,12 @@ class Runner:
             try:
                 await self._deliver(record, outcome, check_first)
             except Exception as e:
-                self._fail(e)
-                return
+                if _fatal(e):
+                    self._fail(e)
+                    return
+                # Kept in the outbox (tried again at the next start); the other results go on.
+                self.stats.undelivered += 1
+                log.error("result for %s not sent: unexpected %s", record.sys_id, type(e).__name__)
             finally:
                 self._unsent -= 1
                 self._sending.task_done()
@@ -378,6 +437,19 @@ class Runner:
             "outbox_depth": str(self._outbox.count()),
             "rss_kb": str(_rss_kb()),
         }
+
+
+def _fatal(error: BaseException) -> bool:
+    """Errors of what every job depends on (the audit log, the disk): going on would do work that is
+    not accounted for. Anything else belongs to one job and ends as that job's error result."""
+    return isinstance(error, (HardeningError, OSError)) and not isinstance(error, AuditValueError)
+
+
+def _error_outcome(record: OutputRecord, error: str) -> Outcome:
+    payload = build_results(
+        result=None, echo_record=record.echo(), parameters=(), probe_time_ms=0, error=error
+    )
+    return Outcome(payload, error, 0)
 
 
 async def _wait_any(*events: asyncio.Event, timeout: float | None) -> None:

@@ -27,7 +27,7 @@ from appliance.config.model import Config
 from appliance.config.verify import fingerprint, load_verified_config, try_reload
 from appliance.errors import ApplianceError, ConfigError, InstanceError
 from appliance.host import Host, open_host
-from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES
+from appliance.limits import AUDIT_CHECKPOINT_ENTRIES, INSTANCE_DEADLINE_FACTOR
 from appliance.queue.client import EccClient
 from appliance.queue.transport import instance_client
 from hardening.audit import (
@@ -44,6 +44,7 @@ from hardening.signing import format_time
 log = logging.getLogger(__name__)
 
 CHECKPOINT_POST_TIMEOUT_S = 10.0
+CHECKPOINT_COUNT_CHECK_S = 1.0  # how often the entry count is looked at
 MAX_CERT_FILE_BYTES = 64 * 1024
 
 
@@ -54,6 +55,9 @@ class ServiceOptions:
     passphrase_file: Path | None = None
     credentials_directory: Path | None = None  # systemd's $CREDENTIALS_DIRECTORY, read by the CLI
     checkpoint_interval_s: float = 300.0
+    # Also checkpoint once this many entries were written since the last one: under load the
+    # unanchored tail (which could be cut unnoticed) stays short whatever the interval.
+    checkpoint_entries: int = AUDIT_CHECKPOINT_ENTRIES
     config_watch_interval_s: float = 5.0
 
 
@@ -137,7 +141,7 @@ async def serve(
     finally:
         try:
             if config is not None:
-                await _checkpoint(config, audit, options.state_dir)
+                # The stop entry first, then the final checkpoint, so that it covers the stop too.
                 audit.record(
                     "appliance.stop",
                     {
@@ -146,6 +150,7 @@ async def serve(
                         "uptime_s": round(time.monotonic() - started, 3),
                     },
                 )
+                await _checkpoint(config, audit, options.state_dir)
             audit.close()
         except HardeningError as e:
             # The reason we are stopping may be this very log failing; say so, keep the first error.
@@ -310,9 +315,15 @@ class _Lifecycle:
                 self._reload.set()
 
     async def _checkpoints(self, current: Callable[[], Config]) -> None:
+        """A checkpoint every interval, or sooner once enough entries were written since the last."""
+        opts = self._options
+        last_size, last_time = self._audit.size, time.monotonic()
         while True:
-            await asyncio.sleep(self._options.checkpoint_interval_s)
-            await _checkpoint(current(), self._audit, self._options.state_dir)
+            await asyncio.sleep(min(opts.checkpoint_interval_s, CHECKPOINT_COUNT_CHECK_S))
+            grown = self._audit.size - last_size
+            if grown >= opts.checkpoint_entries or time.monotonic() - last_time >= opts.checkpoint_interval_s:
+                await _checkpoint(current(), self._audit, opts.state_dir)
+                last_size, last_time = self._audit.size, time.monotonic()
 
 
 async def _checkpoint(config: Config, audit: AuditLog, state_dir: Path) -> None:
@@ -327,7 +338,8 @@ async def _checkpoint(config: Config, audit: AuditLog, state_dir: Path) -> None:
     client = EccClient(
         instance_client(config.instance, limits),
         name=config.appliance.name,
-        max_response_bytes=MAX_INSTANCE_RESPONSE_BYTES,
+        max_response_bytes=limits.instance_response_bytes,
+        deadline_s=limits.instance_timeout_s * INSTANCE_DEADLINE_FACTOR,
     )
     try:
         # Bounded: at shutdown this must fit in the service manager's stop timeout.

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 from devinstance.store import TABLES, QueryError, Store
 
@@ -28,12 +28,22 @@ PREFIX = "/api/now/table/"
 
 @dataclass
 class Fault:
-    """A canned failure for the next ``count`` requests (tests of backoff and Retry-After)."""
+    """A canned answer for the next ``count`` matching requests: a failure (tests of backoff and
+    Retry-After), or, with ``answer``, exactly the bytes a hostile or broken instance would send."""
 
     status: int
     count: int
     retry_after: str | None = None
     match: bytes | None = None  # only requests whose body contains this
+    path: str | None = None  # only requests whose URL-decoded path and query contain this
+    answer: bytes | None = None  # the whole body to send (as application/json) instead of an error
+    drip_s: float = 0.0  # send the answer one byte every drip_s seconds: a server that never quite ends
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers
+
+
+def table_answer(rows: list[dict[str, Any]]) -> bytes:
+    """A Table API query answer holding ``rows`` exactly as given (lone surrogates and all)."""
+    return json.dumps({"result": rows}).encode()
 
 
 @dataclass
@@ -80,13 +90,15 @@ class InstanceState:
                         moved += count
         return moved
 
-    def take_fault(self, body: bytes) -> Fault | None:
+    def take_fault(self, body: bytes, path: str = "") -> Fault | None:
         with self.lock:
             self.requests += 1
             if not self.faults:
                 return None
             fault = self.faults[0]
             if fault.match is not None and fault.match not in body:
+                return None
+            if fault.path is not None and fault.path not in unquote_plus(path):
                 return None
             fault.count -= 1
             if fault.count <= 0:
@@ -168,11 +180,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         body = self.rfile.read(length) if length else b""
-        fault = state.take_fault(body)
+        fault = state.take_fault(body, self.path)
         if state.on_request:
             state.on_request(method, self.path)
         if fault is not None:
-            self._error(fault.status, "Injected fault", "", retry_after=fault.retry_after)
+            self._fault(fault)
             return
         if not self._authenticated():
             self._error(401, "User Not Authenticated", "Required to provide Auth information")
@@ -236,6 +248,28 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         expected = self.server.state.basic_users.get(user)
         return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+
+    def _fault(self, fault: Fault) -> None:
+        if fault.answer is None:
+            headers = dict(fault.headers)
+            if fault.retry_after:
+                headers["Retry-After"] = fault.retry_after
+            body = {"error": {"message": "Injected fault", "detail": ""}, "status": "failure"}
+            self._send(fault.status, body, headers)
+            return
+        self.send_response(fault.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(fault.answer)))
+        for k, v in fault.headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        if not fault.drip_s:
+            self.wfile.write(fault.answer)
+            return
+        for i in range(len(fault.answer)):
+            self.wfile.write(fault.answer[i : i + 1])
+            self.wfile.flush()
+            time.sleep(fault.drip_s)
 
     def _error(self, status: int, message: str, detail: str, retry_after: str | None = None) -> None:
         headers = {"Retry-After": retry_after} if retry_after else {}

@@ -13,12 +13,14 @@ import ssl
 
 # ElementTree only builds XML here; untrusted XML is parsed with defusedxml.
 import xml.etree.ElementTree as ET  # nosec B405
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from appliance.errors import PayloadError, ProbeError
+from appliance.probes._httpbody import ACCEPT_ENCODING, BoundedBody
 from appliance.probes.base import Job, ProbeContext, use_credential
 from appliance.probes.targets import checked_target
 
@@ -27,6 +29,7 @@ MAX_REDIRECTS = 5
 MAX_TLS_CLIENTS = 64
 # Headers the job may not set: they belong to the transport or to the credential store.
 _RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "authorization"})
+_BAD_LOCATION = "the target redirected to an invalid redirect Location ({reason}); fix the target or the url"
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,11 @@ class HttpProbe:
             response, body, truncated = await self._send(request, addresses[0], headers, timeout, ctx, ca)
             location = response.headers.get("location")
             if response.is_redirect and location:
-                request = _follow(request, response.status_code, url.join(location))
+                try:
+                    target = url.join(location)
+                except (httpx.InvalidURL, UnicodeError, ValueError) as e:
+                    raise ProbeError(_BAD_LOCATION.format(reason=type(e).__name__)) from e
+                request = _follow(request, response.status_code, target)
                 continue
             return _result(response, body, truncated)
         raise ProbeError(f"more than {MAX_REDIRECTS} redirects")
@@ -101,6 +108,7 @@ class HttpProbe:
         literal = f"[{address}]" if ":" in str(address) else str(address)
         target = url.copy_with(host=literal.strip("[]"))
         headers["Host"] = host_header
+        headers.setdefault("Accept-Encoding", ACCEPT_ENCODING)
         extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
         client = self._client(url.scheme, url.host, ca)
         limit = ctx.limits.http_response_bytes
@@ -113,21 +121,26 @@ class HttpProbe:
                 timeout=timeout,
                 extensions=extensions,
             ) as response:
-                chunks: list[bytes] = []
-                size = 0
-                truncated = False
-                async for chunk in response.aiter_bytes():
-                    if size + len(chunk) > limit:
-                        chunks.append(chunk[: limit - size])
-                        truncated = True
+                # Raw bytes, decoded here with a bound on every inflate step (see _httpbody).
+                body = BoundedBody(response.headers.get("content-encoding", ""), limit)
+                async for chunk in response.aiter_raw():
+                    body.feed(chunk)
+                    if body.truncated:
                         break
-                    chunks.append(chunk)
-                    size += len(chunk)
         except httpx.TimeoutException as e:
             raise ProbeError(f"HTTP request to {url.host} timed out after {timeout:g} s") from e
+        except httpx.RemoteProtocolError as e:
+            if "location header" in str(e).lower():
+                raise ProbeError(_BAD_LOCATION.format(reason=_reason(e))) from e
+            raise ProbeError(f"HTTP request to {url.host} failed: {_reason(e)}") from e
         except httpx.HTTPError as e:
             raise ProbeError(f"HTTP request to {url.host} failed: {_reason(e)}") from e
-        return response, b"".join(chunks), truncated
+        except (httpx.InvalidURL, UnicodeError) as e:
+            # httpx builds the next request from a redirect's Location while it reads the answer.
+            raise ProbeError(_BAD_LOCATION.format(reason=type(e).__name__)) from e
+        except zlib.error as e:
+            raise ProbeError(f"HTTP response from {url.host} has a corrupt compressed body ({e})") from e
+        return response, body.body(), body.truncated
 
     def _client(self, scheme: str, host: str, ca: Path | None) -> httpx.AsyncClient:
         common = {"trust_env": False, "follow_redirects": False}
@@ -189,9 +202,20 @@ def _parse_request(job: Job) -> _Request:
             raise PayloadError("'headers' must be a JSON object of strings")
         for key, value in parsed.items():
             if key.lower() in _RESERVED_HEADERS:
-                raise PayloadError(f"header {key!r} may not be set by a job")
+                raise PayloadError(f"header {key[:40]!r} may not be set by a job")
+            if not _printable_ascii(key) or not _printable_ascii(value, allow_space=True):
+                raise PayloadError(
+                    f"header {key[:40]!r}: names and values must be printable ASCII (no line breaks); "
+                    "percent- or base64-encode other text"
+                )
             headers[key] = value
     return _Request(method, url, headers, (job.param("body") or "").encode())
+
+
+def _printable_ascii(text: str, *, allow_space: bool = False) -> bool:
+    return all(0x21 <= ord(c) <= 0x7E or (allow_space and c in " \t") for c in text) and (
+        allow_space or bool(text)
+    )
 
 
 def _follow(request: _Request, status: int, url: httpx.URL) -> _Request:

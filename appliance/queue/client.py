@@ -5,11 +5,13 @@ Every instance answer is size-capped and parsed strictly; every httpx error is t
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email.utils
 import enum
 import json
 import logging
+import re
 import ssl
 import time
 import xml.etree.ElementTree as ET
@@ -20,8 +22,9 @@ from typing import Any
 import httpx
 
 from appliance.errors import InstanceAuthError, InstanceError
+from appliance.limits import MAX_JSON_DEPTH, MAX_RETRY_AFTER_S
 from appliance.payload import with_parameters
-from appliance.queue.records import OUTPUT_FIELDS, OutputRecord, parse_output
+from appliance.queue.records import OUTPUT_FIELDS, OutputRecord, UnusableRecord, parse_output
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +69,35 @@ class InstanceBusy(InstanceError):
         self.retry_after_s = retry_after_s
 
 
+class AnswerTooLarge(InstanceError):
+    """The instance's answer exceeded the cap: ask for fewer records (or fewer fields) next time."""
+
+
+@dataclass(frozen=True)
+class Polled:
+    """A poll's usable records (at most the limit asked for) and why any others were skipped."""
+
+    records: list[OutputRecord]
+    skipped: list[str]
+
+
 class EccClient:
     """One appliance's view of the instance's ``ecc_queue`` table."""
 
-    def __init__(self, http: httpx.AsyncClient, *, name: str, max_response_bytes: int) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        name: str,
+        max_response_bytes: int,
+        deadline_s: float | None = None,
+    ) -> None:
         self._http = http
         self._name = name
         self._agent = f"mid.server.{name}"
         self._max = max_response_bytes
+        # Per-read timeouts do not end a server that sends one byte at a time: this ends every request.
+        self._deadline_s = deadline_s
 
     @property
     def agent(self) -> str:
@@ -83,7 +107,14 @@ class EccClient:
         await self._http.aclose()
 
     # 1. Poll
-    async def poll(self, limit: int, state: str = "ready", topic: str | None = None) -> list[OutputRecord]:
+    async def poll(
+        self,
+        limit: int,
+        state: str = "ready",
+        topic: str | None = None,
+        fields: Sequence[str] = OUTPUT_FIELDS,
+    ) -> Polled:
+        """Up to ``limit`` records, parsed one by one: a bad record is skipped or refused, never the poll."""
         only = f"^topic={topic}" if topic else ""
         query = f"agent={self._agent}^queue=output^state={state}{only}^ORDERBYpriority^ORDERBYsys_created_on"
         body = await self._request(
@@ -92,13 +123,25 @@ class EccClient:
             params={
                 "sysparm_query": query,
                 "sysparm_limit": str(limit),
-                "sysparm_fields": ",".join(OUTPUT_FIELDS),
+                "sysparm_fields": ",".join(fields),
             },
         )
-        rows = _result_list(body)
-        records = [parse_output(r) for r in rows]
-        # A record for another agent would mean the instance ignored our query: never run it.
-        return [r for r in records if r.agent == self._agent]
+        records: list[OutputRecord] = []
+        skipped: list[str] = []
+        seen: set[str] = set()
+        # More rows than asked for are left on the queue: the limit is what our free slots allow.
+        for raw in _result_list(body)[: max(limit, 0)]:
+            try:
+                record = parse_output(raw)
+            except UnusableRecord as e:
+                skipped.append(str(e))
+                continue
+            # A record for another agent would mean the instance ignored our query: never run it.
+            if record.agent != self._agent or record.sys_id in seen:
+                continue
+            seen.add(record.sys_id)
+            records.append(record)
+        return Polled(records, skipped)
 
     # 2. Claim
     async def claim(self, records: Sequence[OutputRecord]) -> None:
@@ -221,8 +264,15 @@ class EccClient:
     ) -> dict[str, Any]:
         content = json.dumps(json_body).encode() if json_body is not None else None
         try:
-            async with self._http.stream(method, path, params=params, content=content) as response:
+            async with (
+                asyncio.timeout(self._deadline_s),
+                self._http.stream(method, path, params=params, content=content) as response,
+            ):
                 data = await _read_capped(response, self._max)
+        except TimeoutError as e:
+            raise InstanceError(
+                f"the instance did not finish its answer within {self._deadline_s:g} s; retrying later"
+            ) from e
         except httpx.TimeoutException as e:
             raise InstanceError(f"the instance did not answer in time ({type(e).__name__})") from e
         except httpx.TransportError as e:
@@ -239,7 +289,7 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
     async for chunk in response.aiter_raw():
         size += len(chunk)
         if size > limit:
-            raise InstanceError(f"the instance sent more than {limit} bytes in one answer; refusing it")
+            raise AnswerTooLarge(f"the instance sent more than {limit} bytes in one answer; refusing it")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -258,13 +308,33 @@ def _check_response(response: httpx.Response, data: bytes) -> dict[str, Any]:
         )
     if status >= 300:
         raise InstanceError(f"the instance answered {status}{_error_message(data)}")
+    if json_too_deep(data, MAX_JSON_DEPTH):
+        raise InstanceError(f"the instance answered with JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise InstanceError("the instance answered with something that is not JSON") from e
     if not isinstance(body, dict):
         raise InstanceError("the instance answered with JSON that is not an object")
     return body
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_EMPTY_PAIR = re.compile(rb"\[\]|\{\}")
+
+
+def json_too_deep(data: bytes, limit: int) -> bool:
+    """True if ``data`` nests arrays and objects more than ``limit`` deep. Strings are dropped, then
+    every other byte but brackets, then one innermost level per pass: C-speed, and no recursion."""
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKET)
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets, count = _EMPTY_PAIR.subn(b"", brackets)
+        if not count:
+            return False  # unbalanced: json.loads says what is wrong
+    return bool(brackets)
 
 
 def _agent_fields(fields: dict[str, str]) -> dict[str, str]:
@@ -338,11 +408,11 @@ def _transport_reason(e: httpx.TransportError) -> str:
 def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
-    value = value.strip()
+    value = value.strip()[:100]
     if value.isdigit():
-        return float(value)
+        return min(float(value[:12]), MAX_RETRY_AFTER_S)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return min(max(0.0, when.timestamp() - time.time()), MAX_RETRY_AFTER_S)

@@ -21,6 +21,9 @@ the alias, never the secret):
 - ``job.claimed``       job, topic, target                                    (priority optional)
 - ``topic.refused``     job, topic            (reason optional: a topic or a result_format midbox
                         refuses for want of a public payload layout)
+- ``record.refused``    job, topic, target, reason  (a field is not text, or the record is too large:
+                        answered with an error, never run)
+- ``record.skipped``    reason              (a record whose sys_id cannot be used: neither run nor answered)
 - ``probe.started``     job, topic, target, port, credential
 - ``probe.finished``    job, topic, target, port, credential, result_code, bytes_in, bytes_out,
                         duration_ms, result_sha256                            (error: one line, optional)
@@ -68,6 +71,8 @@ EVENTS: Mapping[str, frozenset[str]] = {
     ),
     "job.claimed": frozenset({"job", "topic", "target"}),
     "topic.refused": frozenset({"job", "topic"}),
+    "record.refused": frozenset({"job", "topic", "reason"}),
+    "record.skipped": frozenset({"reason"}),
     "probe.started": frozenset({"job", "topic", "target", "port", "credential"}),
     "probe.finished": frozenset(
         {

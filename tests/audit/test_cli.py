@@ -107,3 +107,12 @@ def test_seal_export_and_verify(state: Path, tmp_path: Path) -> None:
 def test_usage_errors_exit_2(state: Path) -> None:
     assert midbox("audit", "checkpoint", "--state-dir", state).returncode == 2
     assert midbox("audit", "--state-dir", state).returncode == 2
+
+
+def test_a_torn_last_line_fails_verify(state: Path) -> None:
+    write_log(state, 5).close()
+    path = log_files(state / "audit")[0][1]
+    path.write_bytes(path.read_bytes()[:-20])  # the last entry cut mid-line
+    torn = midbox("audit", "verify", "--state-dir", state)
+    assert torn.returncode == 1, torn.stdout
+    assert "torn" in torn.stderr and "may have been cut" in torn.stderr

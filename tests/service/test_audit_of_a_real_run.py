@@ -112,6 +112,15 @@ def test_the_real_log_is_intact_against_the_instance_checkpoint(real_run: RealRu
     )
 
 
+def test_the_final_checkpoint_covers_the_stop_entry(real_run: RealRun, tmp_path: Path) -> None:
+    state, checkpoint = copy_of(real_run, tmp_path)
+    stop = seq_of(state, "appliance.stop")
+    assert checkpoint.size > stop  # the run's last word is anchored on the instance too
+    body = lines(state)
+    segment(state).write_bytes(b"".join(body[:stop]))  # cut the stop (and what follows) cleanly
+    assert judged(state, checkpoint) == (Verdict.TRUNCATED, stop)
+
+
 def test_a_failed_run_made_to_look_successful_is_tampered(real_run: RealRun, tmp_path: Path) -> None:
     state, checkpoint = copy_of(real_run, tmp_path)
     body = lines(state)

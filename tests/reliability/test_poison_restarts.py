@@ -1,0 +1,70 @@
+"""A job that keeps ending the process is answered with an error, not run again at every start.
+
+The appliance runs as a real process; kill -9 while a read-only job runs stands in for whatever that job
+did to the process. One interruption gets a re-run (a restart is not the job's fault); a second does not.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from appliance.durable import Journal
+from hardening.sealbox import SealedDir, derive_key
+from tests.helpers import (
+    AGENT,
+    LOOPBACK_HTTP,
+    TEST_SEAL_KEY,
+    Pki,
+    config_text,
+    dev_instance,
+    http_target,
+    inputs,
+    params,
+)
+from tests.reliability.test_nothing_lost import appliance_process, wait_for
+
+
+def starts(state_dir: Path, sys_id: str) -> int:
+    journal = Journal(SealedDir(state_dir / "journal", derive_key(TEST_SEAL_KEY, "journal"), "journal"))
+    return next((c.starts for c in journal.entries() if c.record.sys_id == sys_id), 0)
+
+
+def test_a_job_interrupted_twice_is_answered_with_an_error(
+    dev_pki: Pki, tmp_path: Path, state_dir: Path
+) -> None:
+    with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
+        store = instance.state.store
+        [job] = store.enqueue(
+            [{"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/slow")}]
+        )
+        config = tmp_path / "c.toml"
+        config.write_text(config_text(instance.url, dev_pki, LOOPBACK_HTTP))
+        for expected in (1, 2):
+            with appliance_process(config, state_dir) as proc:
+                assert wait_for(lambda e=expected: starts(state_dir, job) == e, 20), f"start {expected}"
+                time.sleep(0.3)  # the /slow target answers after 3 s: the job is still running
+                proc.send_signal(signal.SIGKILL)
+        assert not inputs(store)
+        with appliance_process(config, state_dir) as proc:
+            assert wait_for(lambda: bool(inputs(store)), 20)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        [answer] = inputs(store)
+        assert answer["response_to"] == job
+        assert "started 2 times" in answer["error_string"] and "not run again" in answer["error_string"]
+        assert starts(state_dir, job) == 0
+
+
+def test_journal_entries_of_an_older_version_load_with_one_start(tmp_path: Path) -> None:
+    import json
+
+    from appliance.queue.records import parse_output
+
+    sealed = SealedDir(tmp_path / "j", derive_key(TEST_SEAL_KEY, "journal"), "journal")
+    record = parse_output({"sys_id": "abc", "agent": AGENT, "topic": "HeartbeatProbe"})
+    old = {k: v for k, v in record.__dict__.items() if k not in ("refusal", "sequence", "response_to")}
+    sealed.put("abc", json.dumps(old).encode())
+    [entry] = Journal(sealed).entries()
+    assert entry.starts == 1 and entry.record == record
