@@ -22,7 +22,8 @@ from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES, MAX_JOB_STARTS
 from appliance.payload import build_results
 from appliance.probes.base import AuditSink
 from appliance.queue.backoff import Backoff
-from appliance.queue.client import AgentWrite, AnswerTooLarge, EccClient, InstanceBusy
+from appliance.queue.client import AnswerTooLarge, EccClient, InstanceBusy
+from appliance.queue.midrecord import MidRecord
 from appliance.queue.records import HEAD_FIELDS, ID_FIELDS, OutputRecord
 from hardening.audit.errors import AuditValueError
 from hardening.errors import HardeningError
@@ -96,7 +97,7 @@ class Runner:
         self._abandon = asyncio.Event()  # delivery deadline passed: leave the rest in the outbox
         self._halt = asyncio.Event()  # stop requested, or something we cannot work without failed
         self._fatal: BaseException | None = None
-        self._agent_refused = False  # the instance refused an ecc_agent read or write: ask no more
+        self._mid_record = MidRecord(client, host_name=settings.host_name, ip_address=settings.ip_address)
         self._running: set[str] = set()  # sys_ids of jobs started and not yet kept in the outbox
         self._poll_cap = max(1, settings.batch)  # halved on each answer too large, regrown on success
         self.stats = RunnerStats()
@@ -109,7 +110,7 @@ class Runner:
         """Run until ``stop`` is set, then drain within the shutdown deadline."""
         senders = [asyncio.create_task(self._sender()) for _ in range(SENDERS)]
         relay = asyncio.create_task(_relay(stop, self._halt))
-        await self._set_status("Up")
+        await self._mid_record.announce("Up")
         try:
             await self._recover(self._halt)
             await self._poll_loop(self._halt)
@@ -118,7 +119,7 @@ class Runner:
         finally:
             relay.cancel()
             await self._drain(senders)
-            await self._set_status("Down")
+            await self._mid_record.announce("Down")
         if self._fatal is not None:
             raise RunnerHalted(
                 f"stopped claiming work: {_describe(self._fatal)}; every result so far is kept in the "
@@ -389,35 +390,6 @@ class Runner:
             task.cancel()
         await asyncio.gather(*senders, *self._tasks, return_exceptions=True)
         await self._dispatcher.aclose()
-
-    async def _set_status(self, status: str) -> None:
-        """Up at start, Down at stop, where the instance lets us. Never fatal, never retried: the
-        instance's MID Server Monitor and its own rules have the last word on this record."""
-        if self._agent_refused:
-            return
-        try:
-            outcome, record = await self._client.set_status(
-                status, host_name=self._settings.host_name, ip_address=self._settings.ip_address
-            )
-        except InstanceAuthError:
-            self._agent_refused = True
-            log.warning(
-                "the instance refused to let this MID read or write its ecc_agent record (a business "
-                "rule or an ACL); going on without it: have an admin create the record as "
-                "docs/servicenow.md says and check it with 'midbox doctor'"
-            )
-            return
-        except InstanceError as e:
-            log.warning("could not set this MID's ecc_agent status to %s: %s", status, e)
-            return
-        if status != "Up":
-            return
-        if outcome is AgentWrite.CREATED or (record is not None and not record.is_validated):
-            # Only Up and Validated MIDs are selected: without this the appliance just sits idle.
-            log.warning(
-                "this MID's ecc_agent record is not validated, so the instance will not select it for "
-                "work; an admin validates it (docs/servicenow.md, 'Validation')"
-            )
 
     async def _pause(self, stop: asyncio.Event, delay: float, error: Exception) -> None:
         log.warning("%s; next try in %.1f s", error, delay)

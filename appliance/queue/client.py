@@ -6,9 +6,7 @@ Every instance answer is size-capped and parsed strictly; every httpx error is t
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import email.utils
-import enum
 import json
 import logging
 import re
@@ -24,41 +22,23 @@ import httpx
 from appliance.errors import InstanceAuthError, InstanceError
 from appliance.limits import MAX_JSON_DEPTH, MAX_RETRY_AFTER_S
 from appliance.payload import with_parameters
+from appliance.queue.midrecord import (
+    AGENT_READ_FIELDS,
+    AGENT_TABLE,
+    AgentRecord,
+    AgentWrite,
+    agent_fields,
+    glide_now,
+    parse_agent_record,
+)
 from appliance.queue.records import OUTPUT_FIELDS, OutputRecord, UnusableRecord, parse_output
 
 log = logging.getLogger(__name__)
 
 TABLE = "/api/now/table/ecc_queue"
-AGENT_TABLE = "/api/now/table/ecc_agent"
-AGENT_READ_FIELDS = ("sys_id", "name", "status", "validated", "host_name")
-# The only ecc_agent columns midbox writes. Never ``version``: a real instance compares it with its
-# MID buildstamp and starts an auto-upgrade of a MID whose version differs.
-AGENT_WRITABLE = frozenset(
-    {"name", "status", "host_name", "ip_address", "started", "stopped", "last_refreshed"}
-)
 # Parameters of every input the appliance posts on its own: no sensor waits for those, so the
 # instance may close them at once instead of leaving them in state ready.
 UNSOLICITED_PARAMETERS = {"skip_sensor": "true"}
-
-
-class AgentWrite(enum.Enum):
-    CREATED = "created"
-    UPDATED = "updated"
-    MISSING = "missing"  # no record, and nothing to say about a MID that was never registered
-
-
-@dataclass(frozen=True)
-class AgentRecord:
-    """This MID's ``ecc_agent`` record as the instance shows it."""
-
-    sys_id: str
-    name: str
-    status: str
-    validated: str
-
-    @property
-    def is_validated(self) -> bool:
-        return self.validated.strip().lower() in ("true", "yes")
 
 
 class InstanceBusy(InstanceError):
@@ -219,7 +199,7 @@ class EccClient:
         rows = _result_list(body)
         if not rows:
             return None
-        return _agent_record(rows[0])
+        return parse_agent_record(rows[0])
 
     async def set_status(
         self, status: str, *, host_name: str, ip_address: str = ""
@@ -230,7 +210,7 @@ class EccClient:
         Returns what was done and the record as it was before. Raises InstanceAuthError where a
         business rule or an ACL refuses the read or the write.
         """
-        now = _glide_now()
+        now = glide_now()
         fields = {"status": status, "last_refreshed": now}
         if status == "Up":
             fields.update(started=now, host_name=host_name)
@@ -242,9 +222,9 @@ class EccClient:
         if record is None:
             if status != "Up":
                 return AgentWrite.MISSING, None
-            await self._request("POST", AGENT_TABLE, json_body=_agent_fields({"name": self._name, **fields}))
+            await self._request("POST", AGENT_TABLE, json_body=agent_fields({"name": self._name, **fields}))
             return AgentWrite.CREATED, None
-        await self._request("PATCH", f"{AGENT_TABLE}/{record.sys_id}", json_body=_agent_fields(fields))
+        await self._request("PATCH", f"{AGENT_TABLE}/{record.sys_id}", json_body=agent_fields(fields))
         return AgentWrite.UPDATED, record
 
     async def _insert(self, fields: dict[str, str]) -> dict[str, Any]:
@@ -335,34 +315,6 @@ def json_too_deep(data: bytes, limit: int) -> bool:
         if not count:
             return False  # unbalanced: json.loads says what is wrong
     return bool(brackets)
-
-
-def _agent_fields(fields: dict[str, str]) -> dict[str, str]:
-    unknown = set(fields) - AGENT_WRITABLE
-    if unknown:  # a wiring mistake, never data: refuse before anything reaches the instance
-        raise ValueError(f"refusing to write ecc_agent column(s) {sorted(unknown)}")
-    return fields
-
-
-def _agent_record(raw: object) -> AgentRecord:
-    if not isinstance(raw, dict):
-        raise InstanceError("the instance sent an ecc_agent record that is not a JSON object")
-
-    def text(key: str) -> str:
-        value = raw.get(key, "")
-        if isinstance(value, dict):
-            value = value.get("value", "")
-        return str(value if value is not None else "")[:200]
-
-    sys_id = text("sys_id")
-    if not sys_id or not sys_id.replace("-", "").replace("_", "").isalnum():
-        raise InstanceError("the instance sent an ecc_agent record without a usable sys_id")
-    return AgentRecord(sys_id=sys_id, name=text("name"), status=text("status"), validated=text("validated"))
-
-
-def _glide_now() -> str:
-    """Now as the Table API's internal date-time (UTC, ``YYYY-MM-DD HH:MM:SS``)."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _result_list(body: dict[str, Any]) -> list[Any]:
