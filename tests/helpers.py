@@ -16,7 +16,7 @@ from pathlib import Path
 from appliance.app import run_appliance
 from appliance.config import Config, parse_config
 from appliance.limits import Limits
-from appliance.probes.base import MemoryAudit, NoCredentials
+from appliance.probes.base import CredentialSource, MemoryAudit, NoCredentials
 from appliance.runner import RunnerStats
 from devinstance import pki
 from devinstance.server import DevInstance, InstanceState, server_context
@@ -105,6 +105,7 @@ def run_until(
     timeout: float = 20.0,
     limits: Limits | None = None,
     audit: MemoryAudit | None = None,
+    credentials: CredentialSource | None = None,
 ) -> RunnerStats:
     """Run the appliance until ``done()`` is true (checked every 20 ms), then shut it down."""
 
@@ -115,7 +116,7 @@ def run_until(
                 config,
                 state_dir=state_dir,
                 audit=audit or MemoryAudit(),
-                credentials=NoCredentials(),
+                credentials=credentials or NoCredentials(),
                 stop=stop,
                 limits=limits or fast_limits(),
                 seal_key=TEST_SEAL_KEY,

@@ -61,11 +61,19 @@ class Session:
     async def getnext(self, oids: tuple[Oid, ...]) -> list[Row]:
         return await self._request(GETNEXT, oids, 0)
 
-    async def walk(self, root: Oid, use_bulk: bool, repetitions: int, cap: int) -> list[Row]:
-        """Every varbind under ``root`` (GETBULK pages, or GETNEXT when bulk is off), at most ``cap``."""
+    async def walk(
+        self, root: Oid, use_bulk: bool, repetitions: int, cap: int, byte_cap: int | None = None
+    ) -> list[Row]:
+        """Every varbind under ``root`` (GETBULK pages, or GETNEXT when bulk is off), at most ``cap``
+        of them and, with ``byte_cap``, no further than the page that passes ``byte_cap`` value bytes.
+
+        Counting varbinds alone let a hostile agent answer each request with one 60 KB value: the
+        walk held 1,500 of them (900 MiB of RSS) before the result's byte cap was ever consulted.
+        """
         rows: list[Row] = []
         current = root
-        while len(rows) < cap:
+        held = 0
+        while len(rows) < cap and (byte_cap is None or held <= byte_cap):
             if use_bulk:
                 page = await self._request(GETBULK, (current,), min(repetitions, max(cap - len(rows), 1)))
             else:
@@ -80,6 +88,7 @@ class Session:
                         f"SNMP agent {self._where} returned a non-increasing OID {format_oid(oid)}"
                     )
                 rows.append((oid, value))
+                held += row_bytes(oid, value)
                 current = oid
         return rows
 
@@ -158,6 +167,12 @@ class PysnmpSession(Session):
             return []  # SNMPv1's end of the MIB view: a walk ends here
         self._check_status(int(err_status), int(err_index))
         return [(tuple(int(s) for s in name), normalize(value)) for name, value in out]
+
+
+def row_bytes(oid: Oid, value: Value) -> int:
+    """A lower bound of what one varbind adds to the result (its value's octets, its OID's arcs)."""
+    data = value[1]
+    return len(oid) + (len(data) if isinstance(data, bytes | tuple) else 8)
 
 
 def _indication_error(text: str, where: str) -> ProbeError:

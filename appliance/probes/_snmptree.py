@@ -46,6 +46,10 @@ class TreeBuilder:
         if element is not None and root is not None and "oid" not in element.attrib:
             element.set("oid", format_oid(root))
 
+    def room(self) -> int:
+        """Bytes left under the cap."""
+        return self._cap - self.bytes
+
     def add(self, oid: Oid, value: Value) -> bool:
         kind, text, hexed = render(value)
         node = self._mib.named_prefix(oid)

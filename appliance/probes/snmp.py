@@ -33,6 +33,7 @@ from appliance.probes._snmpparams import SnmpParams, parse_params
 from appliance.probes._snmpsession import (
     Row,
     Session,
+    row_bytes,
 )
 from appliance.probes._snmpspec import Oid, SpecLine
 from appliance.probes._snmptree import TreeBuilder
@@ -184,7 +185,10 @@ class SnmpProbe:
                 rows = []
                 for root in line.oids:
                     room = cap - count - len(rows) + 1  # one more than fits, so a cut walk is seen
-                    rows.extend(await session.walk(root, use_bulk, self._max_repetitions, room))
+                    # The bytes left in the result bound what a walk may hold (a hostile agent's
+                    # values are big); the varbinds past them are cut below and marked truncated.
+                    left = tree.room() - sum(row_bytes(o, v) for o, v in rows)
+                    rows.extend(await session.walk(root, use_bulk, self._max_repetitions, room, left))
                 if line.filtered:
                     rows = _filtered(line, rows)
             for oid, value in rows:
