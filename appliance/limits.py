@@ -30,6 +30,10 @@ MAX_SHAZZAM_WAIT_MS = 30_000  # any <Scanner>_wait*MS or tap interval
 MAX_SHAZZAM_SNMP_TAPS = 10
 SHAZZAM_BANNER_BYTES = 1024  # BannerTCP reads at most this much of a banner
 
+# What an SSH server may send before authentication (paramiko's banner read has no bound of its own).
+SSH_BANNER_BYTES = 64 * 1024  # lines before the SSH- version line, and that line
+SSH_PREAUTH_BYTES = 1_000_000  # banner, key exchange and authentication together
+
 
 @dataclass(frozen=True)
 class Limits:

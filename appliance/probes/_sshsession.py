@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import paramiko
 
 from appliance.errors import CredentialRejected, ProbeError
+from appliance.limits import SSH_BANNER_BYTES, SSH_PREAUTH_BYTES
 from appliance.probes._sshcommand import SHELL_CHECK, SHELL_CHECK_OK, Plan
+from appliance.probes._sshguard import PreAuthGuard
 from hardening.known_hosts import HostKey, KnownHosts, KnownHostsError, Verdict
 from hardening.policy import IPAddress
 
@@ -214,10 +216,11 @@ def _run(
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.settimeout(limits.connect_timeout_s)
     transport: paramiko.Transport | None = None
+    guard = PreAuthGuard(sock, SSH_BANNER_BYTES, SSH_PREAUTH_BYTES, where)
     try:
         sock.connect((str(target.address), target.port))
         sock.settimeout(None)
-        transport = paramiko.Transport(sock)
+        transport = paramiko.Transport(guard)  # type: ignore[arg-type]  # a socket in all paramiko uses
         transport.banner_timeout = limits.connect_timeout_s
         transport.handshake_timeout = limits.connect_timeout_s
         transport.auth_timeout = limits.connect_timeout_s
@@ -228,7 +231,13 @@ def _run(
             if offered:
                 opts.key_types = tuple(dict.fromkeys(offered))
         transport.start_client(timeout=limits.connect_timeout_s)
-        server_key = transport.get_remote_server_key()
+        try:
+            server_key = transport.get_remote_server_key()
+        except paramiko.SSHException as e:  # start_client returns silently when its timeout passes
+            raise ProbeError(
+                f"the SSH server at {where} did not finish its banner and key exchange within "
+                f"{limits.connect_timeout_s:g} s (timed out)"
+            ) from e
         _verify_host_key(
             known_hosts,
             names,
@@ -245,9 +254,15 @@ def _run(
             raise ProbeError(f"credential {auth.alias!r} has neither a password nor a key")
         if not transport.is_authenticated():
             raise paramiko.AuthenticationException("not authenticated")
+        guard.authenticated()
         if spec.shell_check:
             _check_shell(transport, limits, where)
         return [_exec(transport, plan, auth.password, limits, where) for plan in spec.plans]
+    except (paramiko.SSHException, EOFError, OSError) as e:
+        # paramiko rewraps what the guard raised in its own thread; the guard still knows why.
+        if guard.tripped:
+            raise ProbeError(guard.tripped) from e
+        raise
     finally:
         if transport is not None:
             transport.close()
