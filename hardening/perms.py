@@ -154,6 +154,49 @@ def ensure_private_dir(path: Path) -> None:
     check_private_dir(path)
 
 
+def read_regular_file(path: Path, max_bytes: int) -> bytes:
+    """Read a small state file that must be a regular file in its place, never a link to one elsewhere.
+
+    Unlike ``read_private_file`` the owner and mode are not checked (``trust show`` or ``doctor`` may
+    run as root on the service user's state); FileNotFoundError passes through.
+    """
+    if os.name == "nt":
+        with contextlib.suppress(FileNotFoundError):
+            link = os.lstat(path)
+            if stat.S_ISLNK(link.st_mode) or _is_name_surrogate(link):
+                raise PermissionsError(f"{path} is a symlink or junction; replace it with the real file")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise PermissionsError(
+            f"cannot open {path}: {e.strerror} (a symlink is refused: replace it with the real file)"
+        ) from e
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PermissionsError(f"{path} is not a regular file; replace it with the real file")
+        return _read_capped_fd(fd, path, max_bytes)
+    finally:
+        os.close(fd)
+
+
+def _read_capped_fd(fd: int, path: Path, max_bytes: int) -> bytes:
+    chunks: list[bytes] = []
+    remaining = max_bytes + 1
+    while remaining > 0:
+        chunk = os.read(fd, min(remaining, 1 << 16))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    data = b"".join(chunks)
+    if len(data) > max_bytes:
+        raise PermissionsError(f"{path} is larger than the {max_bytes} bytes allowed")
+    return data
+
+
 def read_private_file(path: Path, max_bytes: int) -> bytes:
     """Read a small protected file: no symlinks, ours, 0600, at most ``max_bytes`` (checked on the fd).
 

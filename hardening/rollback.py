@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hardening._strictjson import Fields, canonical, loads_strict
 from hardening.atomic import atomic_write, fsync_dir
+from hardening.perms import PermissionsError, read_regular_file
 from hardening.signing_errors import RollbackError, TrustRootError
 from hardening.trust import MAX_TRUST_BYTES, TrustRoot, parse, serialize, verify_rotation
 
@@ -68,9 +69,12 @@ def _serialize_state(s: PinnedState) -> bytes:
 def read_state(state_dir: Path) -> PinnedState | None:
     path = state_dir / STATE_FILE
     try:
-        data = path.read_bytes()
+        # Never through a link: one to a file someone else can write would let them roll the counter back.
+        data = read_regular_file(path, MAX_STATE_BYTES)
     except FileNotFoundError:
         return None
+    except PermissionsError as e:
+        raise TrustRootError(f"{STATE_FILE}: {e}") from e
     except OSError as e:
         raise TrustRootError(f"cannot read {path.name}: {e.strerror}") from e
     what = STATE_FILE

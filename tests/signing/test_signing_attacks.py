@@ -255,6 +255,19 @@ def test_pin_removed_with_the_trust_root_in_place(tmp_path: Path) -> None:
         verify(s.config, s.state_dir)
 
 
+def test_a_symlinked_rollback_counter_is_refused(tmp_path: Path) -> None:
+    """Issue 13 item 10: a link to a file elsewhere (one someone else may write) is not the counter."""
+    s = make_signed_setup(tmp_path)
+    verify(s.config, s.state_dir)  # version 7 accepted: the counter says so
+    elsewhere = tmp_path / "writable-by-others.json"
+    (s.state_dir / STATE_FILE).rename(elsewhere)
+    (s.state_dir / STATE_FILE).symlink_to(elsewhere)
+    with pytest.raises(TrustRootError, match="symlink is refused"):
+        verify(s.config, s.state_dir)
+    with pytest.raises(TrustRootError, match="symlink is refused"):
+        read_state(s.state_dir)
+
+
 def test_no_trust_root(tmp_path: Path) -> None:
     s = make_signed_setup(tmp_path)
     with pytest.raises(TrustRootError, match="no trust root installed"):
