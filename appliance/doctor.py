@@ -77,6 +77,7 @@ def check_trust_root(state_dir: Path) -> list[Finding]:
 
 def check_config(path: Path, state_dir: Path, now: dt.datetime) -> tuple[list[Finding], Config | None]:
     from appliance.config.verify import load_verified_config
+    from appliance.config.warnings import config_warnings
 
     try:
         config = load_verified_config(path, state_dir, now, commit=False)
@@ -85,7 +86,8 @@ def check_config(path: Path, state_dir: Path, now: dt.datetime) -> tuple[list[Fi
     left = config.settings.expires - now
     level = Level.WARN if left < dt.timedelta(days=CONFIG_WARN_DAYS) else Level.OK
     detail = f"version {config.version}, signed by {', '.join(config.signers)}, expires in {_days(left)}"
-    return [Finding(level, "config", detail)], config
+    warnings = [Finding(Level.WARN, w.topic, w.message) for w in config_warnings(config.settings)]
+    return [Finding(level, "config", detail), *warnings], config
 
 
 def check_certificates(config: Config, now: dt.datetime) -> list[Finding]:

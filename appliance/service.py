@@ -24,7 +24,7 @@ from pathlib import Path
 from appliance import __version__
 from appliance.app import run_appliance
 from appliance.config.model import Config
-from appliance.config.verify import fingerprint, load_verified_config, try_reload
+from appliance.config.verify import fingerprint, load_verified_config, log_warnings, try_reload
 from appliance.errors import ApplianceError, ConfigError, InstanceError
 from appliance.host import Host, open_host
 from appliance.limits import AUDIT_CHECKPOINT_ENTRIES, INSTANCE_DEADLINE_FACTOR
@@ -196,6 +196,7 @@ def _first_config(options: ServiceOptions, audit: AuditLog) -> Config:
     except (HardeningError, ConfigError) as e:
         audit.record("config.refused", {"config_sha256": _file_sha256(options.config_path), "reason": str(e)})
         raise
+    log_warnings(config)
     audit.record(
         "config.accepted",
         {

@@ -66,6 +66,11 @@ class AllowRule:
     host_keys: str = "pinned"
     # SNMPv1 (no protection, coarse errors) only where a rule says so; v2c and v3 are always allowed.
     snmp_v1: bool = False
+    # Where the rule's host names may resolve: whoever answers DNS for a name otherwise decides which
+    # address the rule's probes and credentials reach. Empty: the name alone matches (warned).
+    resolves_within: tuple[IPNetwork, ...] = ()
+    # The SHA-256 the signed config pins for ``tls_ca`` (None: not pinned).
+    tls_ca_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.host_keys not in HOST_KEY_MODES:
@@ -74,6 +79,13 @@ class AllowRule:
     def matches_target(self, address: IPAddress, hostname: str | None) -> bool:
         if any(address in net for net in self.networks):
             return True
+        if hostname is None:
+            return False
+        return self.names_host(hostname) and (
+            not self.resolves_within or any(address in net for net in self.resolves_within)
+        )
+
+    def names_host(self, hostname: str | None) -> bool:
         if hostname is None:
             return False
         name = hostname.lower().rstrip(".")
@@ -163,6 +175,12 @@ class Policy:
         near_miss = ""
         for index, rule in enumerate(self._rules, start=1):
             if not rule.matches_target(address, hostname):
+                if rule.names_host(hostname):
+                    within = ", ".join(str(n) for n in rule.resolves_within)
+                    near_miss = near_miss or (
+                        f"rule {index} names {hostname} but allows it only where it resolves within "
+                        f"{within}; it resolved to {address}"
+                    )
                 continue
             if probe not in rule.probes:
                 near_miss = near_miss or f"rule {index} matches {address} but not probe {probe!r}"

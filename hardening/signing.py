@@ -149,7 +149,7 @@ def sign_config_bytes(
         if statement.sha256 != sha:
             raise SigningError(
                 "the existing .sig is for other bytes; the config changed since the first signature "
-                "(delete the .sig to start over)"
+                "(start over: midbox config sign --replace)"
             )
         wanted = (appliance, version, format_time(expires))
         if (statement.appliance, statement.version, format_time(statement.expires)) != wanted:

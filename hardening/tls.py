@@ -6,6 +6,7 @@ import ssl
 from pathlib import Path
 
 from hardening.errors import HardeningError
+from hardening.filepins import read_pinned
 
 # TLS 1.2 suites limited to forward-secret AEAD; TLS 1.3 suites are OpenSSL's defaults (all AEAD).
 _TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
@@ -21,20 +22,27 @@ def client_context(
     client_cert: Path | None,
     client_key: Path | None,
     use_system_trust: bool = False,
+    ca_sha256: str | None = None,
+    client_cert_sha256: str | None = None,
 ) -> ssl.SSLContext:
     """Build the one SSLContext the appliance uses to reach its instance.
 
     Trust is the pinned CA file only; the system store is added only when the signed config asks
     (``use_system_trust``). Nothing here reads the environment, so SSL_CERT_FILE and friends have no
-    effect unless the system store was asked for.
+    effect unless the system store was asked for. A pinned CA file is read once, checked against its
+    pin and loaded from those bytes; a pinned client certificate is checked before it is loaded.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname=True, CERT_REQUIRED
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(_TLS12_CIPHERS)
     ctx.options |= ssl.OP_NO_COMPRESSION | getattr(ssl, "OP_NO_RENEGOTIATION", 0)
     try:
-        ctx.load_verify_locations(cafile=str(ca_file))
-    except (OSError, ssl.SSLError) as e:
+        if ca_sha256 is None:
+            ctx.load_verify_locations(cafile=str(ca_file))
+        else:
+            pem = read_pinned(ca_file, ca_sha256, "instance.ca_file")
+            ctx.load_verify_locations(cadata=pem.decode("ascii"))
+    except (OSError, ssl.SSLError, ValueError) as e:
         raise TLSConfigError(
             f"cannot load the instance CA file {ca_file}: {_reason(e)}; "
             "check 'instance.ca_file' in the config"
@@ -42,6 +50,8 @@ def client_context(
     if use_system_trust:
         ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
     if client_cert is not None:
+        if client_cert_sha256 is not None:
+            read_pinned(client_cert, client_cert_sha256, "instance.client_cert")
         try:
             ctx.load_cert_chain(certfile=str(client_cert), keyfile=str(client_key) if client_key else None)
         except (OSError, ssl.SSLError) as e:

@@ -21,6 +21,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     s.add_argument("--key", type=Path, required=True, help="the admin's private key (NAME.key)")
     add_passphrase_file(s)
     s.add_argument("--not-before", help="valid from this UTC time (2027-01-01T00:00:00Z); default now")
+    s.add_argument(
+        "--replace",
+        action="store_true",
+        help="start over: drop CONFIG.sig's signatures and pin the files again (every admin signs again)",
+    )
     v = add_leaf(gsub, "verify", common, _verify, "check signatures, trust, expiry, binding, version")
     v.add_argument("config", type=Path)
     v.add_argument("--trust", type=Path, help="check against this trust root file instead of the state dir's")
@@ -28,6 +33,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def _sign(args: argparse.Namespace, env: CliEnv) -> int:
+    from appliance.commands.config_pins import write_pins
     from appliance.config.parse import parse_config
     from appliance.config.verify import signature_path
     from appliance.limits import MAX_CONFIG_BYTES
@@ -44,9 +50,10 @@ def _sign(args: argparse.Namespace, env: CliEnv) -> int:
     parsed = parse_config(data, args.config)
     sig_path = signature_path(args.config)
     existing = None
-    if sig_path.exists():
+    if sig_path.exists() and not args.replace:
         with open(sig_path, "rb") as fh:
             existing = fh.read(MAX_ENVELOPE_BYTES + 1)
+    data = write_pins(args.config, data, cosigning=existing is not None, out=env.stdout)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     not_before = _utc(args.not_before) if args.not_before else now
     if parsed.expires <= now:
@@ -83,6 +90,7 @@ def _utc(text: str) -> dt.datetime:
 
 def _verify(args: argparse.Namespace, env: CliEnv) -> int:
     from appliance.config.verify import load_verified_config, signature_path
+    from appliance.config.warnings import config_warnings
     from hardening.rollback import load_trust_root
     from hardening.signing import format_time
     from hardening.trust import parse as parse_trust
@@ -102,9 +110,11 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
             "ports": list(a.ports),
             "credentials": list(a.credentials),
             **_ssh_keys(a.rule),
+            **({"resolves_within": [str(n) for n in a.rule.resolves_within]} if a.hosts else {}),
         }
         for a in cfg.settings.allow
     ]
+    warnings = [str(w) for w in config_warnings(cfg.settings)]
     info = {
         "config": str(args.config),
         "signature": str(signature_path(args.config)),
@@ -121,6 +131,8 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
             "ids": {k: list(v) for k, v in cfg.credential_map.ids.items()},
             "tags": {k: list(v) for k, v in cfg.credential_map.tags.items()},
         },
+        "files": {f.key: {"path": f.written, "sha256": f.sha256} for f in cfg.settings.files},
+        "warnings": warnings,
     }
     if env.json:
         print(json.dumps(info, indent=2), file=env.stdout)
@@ -146,6 +158,9 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
         out.append(f"  credential map: {len(cmap.ids)} sys_id(s), {len(cmap.tags)} tag(s)")
         out.extend(f"    id {k} -> {', '.join(v)}" for k, v in cmap.ids.items())
         out.extend(f"    tag {k} -> {', '.join(v)}" for k, v in cmap.tags.items())
+    pinned = sum(1 for f in cfg.settings.files if f.sha256)
+    out.append(f"  files pinned: {pinned} of {len(cfg.settings.files)}")
+    out.extend(f"  WARN: {w}" for w in warnings)
     print("\n".join(out), file=env.stdout)
     return 0
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.limits import Limits
+from hardening.filepins import NamedFile
 from hardening.policy import AllowRule, CredentialMap, Policy
 
 
@@ -31,6 +32,9 @@ class InstanceSection:
     use_system_trust: bool = False
     proxy: str | None = None
     basic_auth_credential: str | None = None  # alias in the credential store, for instances without mTLS
+    # SHA-256 pins from the signed config's [files] table (None: not pinned).
+    ca_file_sha256: str | None = None
+    client_cert_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class ParsedConfig:
     source: Path
     # Real probes name a discovery_credentials sys_id or a tag, never a local alias.
     credential_map: CredentialMap = field(default_factory=CredentialMap)
+    # Every file the config names (CA files, the client certificate), with its pin if [files] has one.
+    files: tuple[NamedFile, ...] = ()
 
     def policy(self) -> Policy:
         return Policy([a.rule for a in self.allow])

@@ -13,11 +13,13 @@ from urllib.parse import SplitResult, urlsplit
 from appliance.config.model import AllowSection, ApplianceSection, InstanceSection, ParsedConfig
 from appliance.errors import ConfigError
 from appliance.limits import MAX_CONCURRENT_PROBES, MAX_CONFIG_BYTES
-from hardening.policy import HOST_KEY_MODES, PROBE_KINDS, AllowRule, CredentialMap, PortRange
+from hardening.filepins import NamedFile
+from hardening.policy import HOST_KEY_MODES, PROBE_KINDS, AllowRule, CredentialMap, IPNetwork, PortRange
 
 T = TypeVar("T")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SYS_ID = re.compile(r"^[0-9A-Fa-f]{32}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$")
 
@@ -84,17 +86,49 @@ def parse_config(data: bytes, source: Path) -> ParsedConfig:
         raise ConfigError(f"config: not valid UTF-8 TOML: {e}") from e
     base = source.parent
     top = _Table(raw, "")
+    pins = _Pins(top.take("files", dict, default={}))
     version = top.take("version", int)
     if version < 1:
         raise ConfigError("config: 'version' must be a positive integer")
     expires = _datetime(top.take("expires", dt.datetime), "expires")
     appliance = _appliance(top.table("appliance"))
-    instance = _instance(top.table("instance"), base)
+    instance = _instance(top.table("instance"), base, pins)
     allow_raw = top.take("allow", list, default=[])
-    allow = tuple(_allow(item, f"allow[{i}]", source.parent) for i, item in enumerate(allow_raw))
+    allow = tuple(_allow(item, f"allow[{i}]", source.parent, pins) for i, item in enumerate(allow_raw))
     credential_map = _credential_map(top.take("credential_map", dict, default={}), allow)
     top.done()
-    return ParsedConfig(version, expires, appliance, instance, allow, source, credential_map)
+    pins.done()
+    return ParsedConfig(version, expires, appliance, instance, allow, source, credential_map, pins.named)
+
+
+class _Pins:
+    """``[files]``: each file the config names (as written) → its SHA-256, written by ``config sign``."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        for written, digest in raw.items():
+            if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+                raise ConfigError(
+                    f"config: files.{written[:80]!r} must be a SHA-256 (64 lowercase hex digits); "
+                    "let 'midbox config sign' write the [files] table"
+                )
+        self._pins: dict[str, str] = dict(raw)
+        self._used: set[str] = set()
+        self.named: tuple[NamedFile, ...] = ()
+
+    def name(self, key: str, written: str, path: Path) -> str | None:
+        """Record that ``key`` names the file ``written``; its pin, or None."""
+        self._used.add(written)
+        pin = self._pins.get(written)
+        self.named = (*self.named, NamedFile(key, written, path, pin))
+        return pin
+
+    def done(self) -> None:
+        unused = sorted(set(self._pins) - self._used)
+        if unused:
+            raise ConfigError(
+                f"config: files.{unused[0][:80]!r} pins a file no key of the config names; remove it "
+                "(or sign again: 'midbox config sign' rewrites the [files] table)"
+            )
 
 
 def _datetime(value: dt.datetime, key: str) -> dt.datetime:
@@ -122,18 +156,21 @@ def _urlsplit(url: str, key: str) -> SplitResult:
         raise ConfigError(f"config: {key!r} is not a valid URL ({e})") from e
 
 
-def _instance(t: _Table, base: Path) -> InstanceSection:
+def _instance(t: _Table, base: Path, pins: _Pins) -> InstanceSection:
     url = t.take("url", str)
     parts = _urlsplit(url, "instance.url")
     if parts.scheme != "https" or not parts.hostname:
         raise ConfigError("config: 'instance.url' must be an https:// URL; plain http is refused")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise ConfigError("config: 'instance.url' must not carry user info, a query or a fragment")
-    ca_file = base / t.take("ca_file", str)
+    ca_written = t.take("ca_file", str)
+    ca_file = base / ca_written
+    ca_pin = pins.name("instance.ca_file", ca_written, ca_file)
     cert = t.take("client_cert", str, required=False)
     key = t.take("client_key", str, required=False)
     if (cert is None) != (key is None):
         raise ConfigError("config: 'instance.client_cert' and 'instance.client_key' go together")
+    cert_pin = pins.name("instance.client_cert", cert, base / cert) if cert else None
     poll = t.take("poll_interval_s", float, default=5.0)
     if not 0.05 <= poll <= 3600:
         raise ConfigError("config: 'instance.poll_interval_s' must be between 0.05 and 3600")
@@ -156,10 +193,12 @@ def _instance(t: _Table, base: Path) -> InstanceSection:
         system_trust,
         proxy,
         basic,
+        ca_pin,
+        cert_pin,
     )
 
 
-def _allow(item: object, path: str, base: Path) -> AllowSection:
+def _allow(item: object, path: str, base: Path, pins: _Pins) -> AllowSection:
     if not isinstance(item, dict):
         raise ConfigError(f"config: {path!r} must be a table")
     t = _Table(item, path)
@@ -167,15 +206,15 @@ def _allow(item: object, path: str, base: Path) -> AllowSection:
     hosts = t.strings("host", required=False)
     if not cidrs and not hosts:
         raise ConfigError(f"config: {path!r} needs 'cidr' or 'host'")
-    networks = []
-    for c in cidrs:
-        try:
-            networks.append(ipaddress.ip_network(c, strict=True))
-        except ValueError as e:
-            raise ConfigError(f"config: {path}.cidr: {c!r} is not a network ({e})") from e
+    networks = _networks(cidrs, f"{path}.cidr")
     for h in hosts:
         if not _HOST.fullmatch(h):
             raise ConfigError(f"config: {path}.host: {h!r} is not a host name")
+    within = _networks(t.strings("resolves_within", required=False), f"{path}.resolves_within")
+    if within and not hosts:
+        raise ConfigError(f"config: {path}.resolves_within only applies to a rule with 'host' names")
+    if "resolves_within" in item and not within:
+        raise ConfigError(f"config: {path}.resolves_within is empty; name the networks or remove the key")
     probes = t.strings("probes")
     unknown = sorted(set(probes) - PROBE_KINDS)
     if unknown:
@@ -188,6 +227,7 @@ def _allow(item: object, path: str, base: Path) -> AllowSection:
     tls_ca = t.take("tls_ca", str, required=False)
     if tls_ca is not None and "http" not in probes:
         raise ConfigError(f"config: {path}.tls_ca only applies to rules that allow the 'http' probe")
+    tls_ca_pin = pins.name(f"{path}.tls_ca", tls_ca, base / tls_ca) if tls_ca else None
     sudo = t.take("sudo", bool, required=False)
     host_keys = t.take("host_keys", str, required=False)
     for key, value in (("sudo", sudo), ("host_keys", host_keys)):
@@ -211,8 +251,20 @@ def _allow(item: object, path: str, base: Path) -> AllowSection:
         sudo=bool(sudo),
         host_keys=host_keys or "pinned",
         snmp_v1=snmp_v1,
+        resolves_within=within,
+        tls_ca_sha256=tls_ca_pin,
     )
     return AllowSection(cidrs, hosts, probes, tuple(str(p) for p in ports_raw), creds, rule)
+
+
+def _networks(values: tuple[str, ...], path: str) -> tuple[IPNetwork, ...]:
+    networks = []
+    for c in values:
+        try:
+            networks.append(ipaddress.ip_network(c, strict=True))
+        except ValueError as e:
+            raise ConfigError(f"config: {path}: {c!r} is not a network ({e})") from e
+    return tuple(networks)
 
 
 def _credential_map(raw: dict[str, Any], allow: tuple[AllowSection, ...]) -> CredentialMap:

@@ -1,7 +1,8 @@
 """The appliance side of config verification: the only place a ``Config`` is constructed.
 
 Steps 1-8 are ``hardening.sigverify.ConfigSignatureCheck``; step 9 parses the TOML (only now) and
-checks that it says what the envelope says; step 10 moves the rollback counter.
+checks that it says what the envelope says; 9b checks the files it pins; step 10 moves the rollback
+counter.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from pathlib import Path
 
 from appliance.config.model import Config, ParsedConfig
 from appliance.config.parse import parse_config
+from appliance.config.warnings import config_warnings
 from appliance.errors import ConfigError
 from appliance.limits import MAX_CONFIG_BYTES
 from appliance.probes.base import AuditSink
 from hardening.errors import HardeningError
+from hardening.filepins import check_pins
 from hardening.rollback import PinnedState, load_trust_root, read_state, write_state
 from hardening.signing import MAX_ENVELOPE_BYTES, format_time
 from hardening.signing_errors import BindingError
@@ -96,6 +99,8 @@ def load_verified_config(
     )
     verified = check.run_all(data, envelope)  # steps 1-8
     parsed = step9_parse_and_match(data, path, verified)
+    # 9b. The files it names and pins (CA files, client certificate) are the files that were signed.
+    check_pins(parsed.files)
     st = verified.statement
     # 10. Persist the highest accepted version (atomic) before the config is used.
     if commit and trust_file is None and state is not None:
@@ -103,6 +108,12 @@ def load_verified_config(
         if new_state != state:
             write_state(state_dir, new_state)
     return Config(parsed, st.sha256, verified.signers)
+
+
+def log_warnings(config: Config) -> None:
+    """What a verified config leaves open (unpinned files, host rules without resolves_within)."""
+    for warning in config_warnings(config.settings):
+        log.warning("config: %s", warning)
 
 
 def _file_sha256(path: Path) -> str | None:
@@ -159,6 +170,7 @@ def try_reload(
     if new.sha256 == current.sha256:
         return ReloadOutcome(current, False)
     log.info("config reloaded: version %d -> %d", current.version, new.version)
+    log_warnings(new)
     audit.record(
         "config.reloaded",
         {

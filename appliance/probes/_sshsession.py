@@ -220,7 +220,7 @@ def _run(
     try:
         sock.connect((str(target.address), target.port))
         sock.settimeout(None)
-        transport = paramiko.Transport(guard)  # type: ignore[arg-type]  # a socket in all paramiko uses
+        transport = paramiko.Transport(guard)  # a socket in all paramiko uses
         transport.banner_timeout = limits.connect_timeout_s
         transport.handshake_timeout = limits.connect_timeout_s
         transport.auth_timeout = limits.connect_timeout_s

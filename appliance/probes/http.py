@@ -23,9 +23,11 @@ from appliance.errors import PayloadError, ProbeError
 from appliance.probes._httpbody import ACCEPT_ENCODING, BoundedBody
 from appliance.probes.base import Job, ProbeContext, use_credential
 from appliance.probes.targets import checked_target
+from hardening.filepins import FilePinError, read_pinned
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MAX_REDIRECTS = 5
+CaFile = tuple[Path, str | None]  # a rule's tls_ca and its pinned SHA-256
 MAX_TLS_CLIENTS = 64
 # Headers the job may not set: they belong to the transport or to the credential store.
 _RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "authorization"})
@@ -48,7 +50,7 @@ class HttpProbe:
         # pooled connection is keyed by address: sharing it would reuse one host's verified TLS session
         # for another host on the same address.
         self._plain: httpx.AsyncClient | None = None
-        self._tls: dict[tuple[str, Path | None], httpx.AsyncClient] = {}
+        self._tls: dict[tuple[str, CaFile | None], httpx.AsyncClient] = {}
 
     async def run(self, job: Job, ctx: ProbeContext) -> ET.Element:
         request = _parse_request(job)
@@ -70,7 +72,7 @@ class HttpProbe:
             if auth_header and (url.scheme, url.host, url.port) == origin:
                 headers["Authorization"] = auth_header
             # HTTPS is verified against the CA of the rule that allowed the address connected to.
-            ca = rule.tls_ca if rule is not None and url.scheme == "https" else None
+            ca = (rule.tls_ca, rule.tls_ca_sha256) if rule and rule.tls_ca and url.scheme == "https" else None
             response, body, truncated = await self._send(request, addresses[0], headers, timeout, ctx, ca)
             location = response.headers.get("location")
             if response.is_redirect and location:
@@ -101,7 +103,7 @@ class HttpProbe:
         headers: dict[str, str],
         timeout: float,
         ctx: ProbeContext,
-        ca: Path | None,
+        ca: CaFile | None,
     ) -> tuple[httpx.Response, bytes, bool]:
         url = request.url
         host_header = url.host if url.port is None else f"{url.host}:{url.port}"
@@ -142,7 +144,7 @@ class HttpProbe:
             raise ProbeError(f"HTTP response from {url.host} has a corrupt compressed body ({e})") from e
         return response, body.body(), body.truncated
 
-    def _client(self, scheme: str, host: str, ca: Path | None) -> httpx.AsyncClient:
+    def _client(self, scheme: str, host: str, ca: CaFile | None) -> httpx.AsyncClient:
         common = {"trust_env": False, "follow_redirects": False}
         if scheme != "https":
             if self._plain is None:
@@ -164,12 +166,23 @@ class HttpProbe:
         self._plain = None
 
 
-def _target_context(ca: Path | None) -> ssl.SSLContext:
-    """Verification is never off: the rule's CA only, or else the system's trust store."""
+def _target_context(ca: CaFile | None) -> ssl.SSLContext:
+    """Verification is never off: the rule's CA only, or else the system's trust store.
+
+    A pinned CA is read once, checked against its pin, and loaded from the bytes that were checked.
+    """
     try:
-        ctx = ssl.create_default_context(cafile=str(ca) if ca else None)
-    except (OSError, ssl.SSLError) as e:
-        raise ProbeError(f"the allow rule's tls_ca {ca} cannot be loaded: {e}") from e
+        if ca is None:
+            ctx = ssl.create_default_context()
+        elif ca[1] is None:
+            ctx = ssl.create_default_context(cafile=str(ca[0]))
+        else:
+            pem = read_pinned(ca[0], ca[1], "the allow rule's tls_ca")
+            ctx = ssl.create_default_context(cadata=pem.decode("ascii"))
+    except FilePinError as e:
+        raise ProbeError(str(e)) from e
+    except (OSError, ssl.SSLError, ValueError) as e:
+        raise ProbeError(f"the allow rule's tls_ca {ca[0] if ca else ''} cannot be loaded: {e}") from e
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 

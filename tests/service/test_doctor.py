@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.cli import main as midbox_main
+from appliance.config.pinning import pin_files
 from tests.helpers import Pki, dev_instance
 from tests.service.test_run_command import EXPIRES, NOT_BEFORE, config_bytes
 from tests.signing.helpers import install_trust, write_signed_config
@@ -25,10 +26,10 @@ def doctor(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, dict[str, 
 
 
 def signed_config(signed: tuple[Path, Ed25519PrivateKey], url: str, p: Pki) -> Path:
+    """Signed as 'midbox config sign' does: with the SHA-256 pins of the files it names."""
     admin, key = signed
-    return write_signed_config(
-        admin, [key], config_bytes(url, p, 1, "443"), version=1, expires=EXPIRES, not_before=NOT_BEFORE
-    )
+    data = pin_files(config_bytes(url, p, 1, "443"), admin / "midbox.toml").data
+    return write_signed_config(admin, [key], data, version=1, expires=EXPIRES, not_before=NOT_BEFORE)
 
 
 @pytest.fixture
@@ -59,6 +60,54 @@ def test_a_healthy_appliance_passes_every_check(
         "clock",
     ):
         assert found[check]["level"] == "ok", found[check]
+    assert "file pins" not in found  # every file the config names is pinned
+
+
+def test_a_swapped_ca_file_fails_the_config_check(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    state_dir: Path,
+    dev_pki: Pki,
+    signed: tuple[Path, Ed25519PrivateKey],
+) -> None:
+    """Issue 13 item 6: the signature covered the config, not the CA file it names."""
+    admin, key = signed
+    admin.mkdir()
+    own_ca = tmp_path / "instance-ca.pem"
+    own_ca.write_bytes(dev_pki.ca.cert.read_bytes())
+    data = config_bytes("https://localhost:1", dev_pki, 1, "443").replace(
+        str(dev_pki.ca.cert).encode(), b"../instance-ca.pem"
+    )
+    config = write_signed_config(
+        admin,
+        [key],
+        pin_files(data, admin / "midbox.toml").data,
+        version=1,
+        expires=EXPIRES,
+        not_before=NOT_BEFORE,
+    )
+    own_ca.write_bytes(dev_pki.ca.cert.read_bytes() + b"\n")  # any other bytes: another CA
+    code, found = doctor(monkeypatch, "--config", str(config), "--state-dir", str(state_dir))
+    assert code == 1
+    assert found["config"]["level"] == "FAIL"
+    assert "not the file that was signed" in found["config"]["detail"]
+    assert "midbox config sign --replace" in found["config"]["detail"]
+
+
+def test_unpinned_files_are_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    state_dir: Path,
+    dev_pki: Pki,
+    signed: tuple[Path, Ed25519PrivateKey],
+) -> None:
+    admin, key = signed
+    data = config_bytes("https://localhost:1", dev_pki, 1, "443")
+    config = write_signed_config(admin, [key], data, version=1, expires=EXPIRES, not_before=NOT_BEFORE)
+    _, found = doctor(monkeypatch, "--config", str(config), "--state-dir", str(state_dir))
+    assert found["config"]["level"] == "ok"
+    assert found["file pins"]["level"] == "WARN"
+    assert "midbox config sign --replace" in found["file pins"]["detail"]
 
 
 def test_a_loose_state_dir_names_the_chmod(
