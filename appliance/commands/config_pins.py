@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TextIO
 
 from appliance.config.pinning import pin_files
-from appliance.errors import UsageError
+from appliance.errors import ConfigError
 from hardening.atomic import atomic_write
 from hardening.filepins import RESIGN
 
@@ -29,7 +29,7 @@ def write_pins(config: Path, data: bytes, *, cosigning: bool, out: TextIO) -> by
     if cosigning:
         if pinning.changed:
             f = pinning.changed[0]
-            raise UsageError(
+            raise ConfigError(
                 f"{f.key} ({f.written}) is not the file the first signer pinned in [files]; get the "
                 f"signed file, or start over with '{RESIGN}'"
             )
