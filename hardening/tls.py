@@ -23,14 +23,13 @@ def client_context(
     client_key: Path | None,
     use_system_trust: bool = False,
     ca_sha256: str | None = None,
-    client_cert_sha256: str | None = None,
 ) -> ssl.SSLContext:
     """Build the one SSLContext the appliance uses to reach its instance.
 
     Trust is the pinned CA file only; the system store is added only when the signed config asks
     (``use_system_trust``). Nothing here reads the environment, so SSL_CERT_FILE and friends have no
     effect unless the system store was asked for. A pinned CA file is read once, checked against its
-    pin and loaded from those bytes; a pinned client certificate is checked before it is loaded.
+    pin and loaded from those bytes.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname=True, CERT_REQUIRED
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -50,8 +49,6 @@ def client_context(
     if use_system_trust:
         ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
     if client_cert is not None:
-        if client_cert_sha256 is not None:
-            read_pinned(client_cert, client_cert_sha256, "instance.client_cert")
         try:
             ctx.load_cert_chain(certfile=str(client_cert), keyfile=str(client_key) if client_key else None)
         except (OSError, ssl.SSLError) as e:

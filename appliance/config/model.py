@@ -34,7 +34,6 @@ class InstanceSection:
     basic_auth_credential: str | None = None  # alias in the credential store, for instances without mTLS
     # SHA-256 pins from the signed config's [files] table (None: not pinned).
     ca_file_sha256: str | None = None
-    client_cert_sha256: str | None = None
 
 
 @dataclass(frozen=True)

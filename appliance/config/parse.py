@@ -170,7 +170,8 @@ def _instance(t: _Table, base: Path, pins: _Pins) -> InstanceSection:
     key = t.take("client_key", str, required=False)
     if (cert is None) != (key is None):
         raise ConfigError("config: 'instance.client_cert' and 'instance.client_key' go together")
-    cert_pin = pins.name("instance.client_cert", cert, base / cert) if cert else None
+    # The client certificate is not pinned: it is this host's own identity, renewed on the host by
+    # 'midbox enroll --renew' without the offline admins; enroll checks its key, name, validity and chain.
     poll = t.take("poll_interval_s", float, default=5.0)
     if not 0.05 <= poll <= 3600:
         raise ConfigError("config: 'instance.poll_interval_s' must be between 0.05 and 3600")
@@ -194,7 +195,6 @@ def _instance(t: _Table, base: Path, pins: _Pins) -> InstanceSection:
         proxy,
         basic,
         ca_pin,
-        cert_pin,
     )
 
 

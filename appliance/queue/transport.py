@@ -23,7 +23,6 @@ def instance_client(
         client_key=instance.client_key,
         use_system_trust=instance.use_system_trust,
         ca_sha256=instance.ca_file_sha256,
-        client_cert_sha256=instance.client_cert_sha256,
     )
     return httpx.AsyncClient(
         base_url=instance.url,
