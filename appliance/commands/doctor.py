@@ -10,7 +10,8 @@ from pathlib import Path
 from appliance.commands.common import CliEnv, add_leaf
 
 DEFAULT_CONFIG = Path("/etc/midbox/midbox.toml")
-DEFAULT_CONFIG_HELP = f"{DEFAULT_CONFIG}; on Windows %ProgramData%\\midbox\\midbox.toml"
+# Goes into argparse help, which %-formats it: the Windows variable is written %%-escaped.
+DEFAULT_CONFIG_HELP = f"{DEFAULT_CONFIG}; on Windows %%ProgramData%%\\midbox\\midbox.toml"
 
 
 def default_config(env: CliEnv) -> Path:
