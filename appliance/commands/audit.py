@@ -206,7 +206,7 @@ def register(
     p.add_argument("--job", default=None, help="only this job (the ECC output sys_id)")
     p.add_argument("--target", default=None, help="only this target host")
     p.add_argument("--since", default=None, help="only runs since a time: 2h, 7d or 2026-11-25T06:00:00Z")
-    p.add_argument("--wide", action="store_true", help="print every column whole instead of cutting it with ~")
+    p.add_argument("--wide", action="store_true", help="print columns whole, not cut with ~")
 
     p = add_leaf(leaves, "checkpoint", common, _checkpoint, "export a signed checkpoint of the intact log")
     p.add_argument("--out", type=Path, required=True, metavar="FILE")

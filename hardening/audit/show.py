@@ -112,9 +112,8 @@ WIDTHS = (23, 6, 24, 14, 14, 28, 7, 32)
 
 def table_row(values: tuple[str, ...], wide: bool = False) -> str:
     """Cells padded to the column widths; a longer value is cut with ``~``, or kept whole when ``wide``."""
-    cells = [
-        v[: w - 1] + "~" if len(v) > w and not wide else v.ljust(w) for v, w in zip(values, WIDTHS, strict=True)
-    ]
+    pairs = zip(values, WIDTHS, strict=True)
+    cells = [v.ljust(w) if wide or len(v) <= w else v[: w - 1] + "~" for v, w in pairs]
     return " ".join(cells).rstrip()
 
 
