@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     s.add_argument("--key", type=Path, required=True, help="the admin's private key (NAME.key)")
     add_passphrase_file(s)
     s.add_argument("--not-before", help="valid from this UTC time (2027-01-01T00:00:00Z); default now")
+    s.add_argument(
+        "--replace", action="store_true", help="drop CONFIG.sig's signatures and start a fresh set (after an edit)"
+    )
     v = add_leaf(gsub, "verify", common, _verify, "check signatures, trust, expiry, binding, version")
     v.add_argument("config", type=Path)
     v.add_argument("--trust", type=Path, help="check against this trust root file instead of the state dir's")
@@ -44,7 +47,7 @@ def _sign(args: argparse.Namespace, env: CliEnv) -> int:
     parsed = parse_config(data, args.config)
     sig_path = signature_path(args.config)
     existing = None
-    if sig_path.exists():
+    if sig_path.exists() and not args.replace:
         with open(sig_path, "rb") as fh:
             existing = fh.read(MAX_ENVELOPE_BYTES + 1)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
