@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     add_passphrase_file(s)
     s.add_argument("--not-before", help="valid from this UTC time (2027-01-01T00:00:00Z); default now")
     s.add_argument(
-        "--replace", action="store_true", help="drop CONFIG.sig's signatures and start a fresh set (after an edit)"
+        "--replace", action="store_true", help="drop the old signatures: start a fresh set (after an edit)"
     )
     v = add_leaf(gsub, "verify", common, _verify, "check signatures, trust, expiry, binding, version")
     v.add_argument("config", type=Path)
