@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.doctor import DEFAULT_CONFIG_HELP, default_config
 from appliance.errors import EXIT_CHECK_FAILED, UsageError
 
 if TYPE_CHECKING:
@@ -33,7 +34,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     group = sub.add_parser("policy", help="inspect the signed allowlist")
     g = group.add_subparsers(dest="policy_command", metavar="COMMAND", required=True)
     e = add_leaf(g, "explain", common, _explain, "dry run of the signed policy (exit 0 allow, 1 deny)")
-    e.add_argument("--config", type=Path, required=True)
+    e.add_argument(
+        "--config", type=Path, default=None, help=f"the signed config (default {DEFAULT_CONFIG_HELP})"
+    )
     e.add_argument("--topic", required=True, choices=sorted(TOPIC_KINDS))
     e.add_argument("--target", required=True, help="host name or address")
     what = e.add_mutually_exclusive_group()
@@ -72,7 +75,11 @@ def _explain(args: argparse.Namespace, env: CliEnv) -> int:
     kind = TOPIC_KINDS[args.topic]
     host, port = _target_port(args, kind)
     cfg = load_verified_config(
-        args.config, env.state_dir, dt.datetime.now(dt.UTC), commit=False, trust_file=args.trust
+        args.config or default_config(env),
+        env.state_dir,
+        dt.datetime.now(dt.UTC),
+        commit=False,
+        trust_file=args.trust,
     )
     addresses = asyncio.run(system_resolve(host))
     policy = cfg.policy()
