@@ -143,7 +143,24 @@ def _explain(args: argparse.Namespace, env: CliEnv) -> int:
             print(f"  credentials tried, in order: {', '.join(tried) or 'none'}", file=env.stdout)
         elif isinstance(tried, str):
             print(f"  {tried}", file=env.stdout)
+        if allowed:
+            names = [args.credential] if args.credential else tried if isinstance(tried, list) else []
+            for line in _missing_aliases(cfg, names, env):
+                print(f"  WARNING: {line}", file=env.stdout)
     return 0 if allowed else EXIT_CHECK_FAILED
+
+
+def _missing_aliases(cfg: Config, names: list[str], env: CliEnv) -> list[str]:
+    """An ALLOW whose credential is not in this host's store still fails at run time: say so."""
+    from appliance.aliases import alias_problems, store_types
+
+    if not names:
+        return []
+    creds_dir = env.environ.get("CREDENTIALS_DIRECTORY")
+    types = store_types(env.state_dir, Path(creds_dir) if creds_dir else None)
+    if isinstance(types, str):
+        return [f"credentials not checked against the store: {types}"]
+    return [p for p in alias_problems(cfg, types) if any(repr(n) in p for n in names)]
 
 
 def _tried(
