@@ -66,7 +66,12 @@ def test_jobs_after_a_hot_reload_carry_the_new_version(tmp_path: Path) -> None:
     s = make_signed_setup(tmp_path)
     current = load_verified_config(s.config, s.state_dir, NOW)
     audit = AuditLog(tmp_path / "audit", NO_SEAL, clock=FakeClock())
-    start = {"binary_sha256": "b" * 64, "version": "1", "config_version": current.version, "appliance": "edge-01"}
+    start = {
+        "binary_sha256": "b" * 64,
+        "version": "1",
+        "config_version": current.version,
+        "appliance": "edge-01",
+    }
     audit.record("appliance.start", start)
     audit.record("probe.finished", probe_fields(0))
     write_signed_config(s.workstation, s.keys, version=current.version + 1)
