@@ -6,7 +6,6 @@ an inline table or a dotted key simply gets no line number.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,7 +49,29 @@ def sections(text: str) -> dict[str, list[Section]]:
     return out
 
 
+def _distance(a: str, b: str) -> int:
+    """Edits (insert, delete, replace, swap two neighbours) from ``a`` to ``b``."""
+    rows = [list(range(len(b) + 1))]
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            row.append(min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (ca != cb)))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
+
+
+def closest(key: str, known: Iterable[str]) -> str | None:
+    """The known name ``key`` is most likely a misspelling of (difflib is not in the frozen binary)."""
+    if len(key) > 64:  # no key is that long; and the distance costs len(key) * len(name)
+        return None
+    limit = min(2, max(1, len(key) // 3))
+    scored = sorted((_distance(key.lower(), k.lower()), k) for k in known)
+    return scored[0][1] if scored and scored[0][0] <= limit else None
+
+
 def did_you_mean(key: str, known: Iterable[str]) -> str:
     """``; did you mean 'credentials'?`` for a near miss, else nothing."""
-    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    near = closest(key, known)
+    return f"; did you mean {near!r}?" if near else ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import ipaddress
 import re
 import tomllib
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
-from appliance.config._lines import Section, did_you_mean, sections
+from appliance.config._lines import Section, closest, did_you_mean, sections
 from appliance.config.model import AllowSection, ApplianceSection, InstanceSection, ParsedConfig
 from appliance.errors import ConfigError
 from appliance.limits import MAX_CONCURRENT_PROBES, MAX_CONFIG_BYTES
@@ -62,9 +61,9 @@ class _Table:
         if key not in self._data:
             if default is not None or not required:
                 return default  # type: ignore[return-value]
-            near = difflib.get_close_matches(key, sorted(self._data), n=1, cutoff=0.6)
+            near = closest(key, [k for k in self._data if isinstance(k, str)])
             if near:  # "port = [22]" is a misspelt 'ports', not a missing one
-                raise ConfigError(f"config: unknown key {self.name(near[0])}; did you mean {key!r}?")
+                raise ConfigError(f"config: unknown key {self.name(near)}; did you mean {key!r}?")
             raise ConfigError(f"config: missing required key {self.name(key)}")
         value = self._data.pop(key)
         # bool is an int subclass in Python; a TOML true must not pass as a number.
