@@ -16,6 +16,7 @@ from appliance.config.model import Config
 from appliance.errors import ApplianceError
 from appliance.limits import Limits
 from hardening.errors import HardeningError
+from hardening.sigverify import CLOCK_SKEW
 
 CERT_WARN_DAYS = 30
 CONFIG_WARN_DAYS = 7
@@ -136,14 +137,10 @@ async def check_instance(config: Config, limits: Limits, now: dt.datetime) -> li
             },
         )
     except httpx.HTTPError as e:
-        return [
-            Finding(
-                Level.FAIL,
-                "instance",
-                f"{config.instance.url} could not be reached: {type(e).__name__}: {str(e)[:200]}",
-                unreachable=True,
-            )
-        ]
+        from appliance.doctor_net import diagnose
+
+        why = diagnose(e, config.instance, limits.instance_timeout_s)
+        return [Finding(Level.FAIL, "instance", why.detail, unreachable=why.unreachable)]
     finally:
         await client.aclose()
     found: list[Finding] = []
@@ -219,6 +216,15 @@ def _clock(date_header: str | None, now: dt.datetime) -> list[Finding]:
     except (TypeError, ValueError):
         return [Finding(Level.WARN, "clock", "the instance's Date header could not be read")]
     skew = abs((theirs - now).total_seconds())
+    if skew > CLOCK_SKEW.total_seconds():
+        return [
+            Finding(
+                Level.FAIL,
+                "clock",
+                f"{skew:.0f} s away from the instance's clock, beyond the {CLOCK_SKEW.total_seconds():.0f} s "
+                "signatures allow; fix NTP (timedatectl set-ntp true)",
+            )
+        ]
     if skew > CLOCK_WARN_S:
         return [Finding(Level.WARN, "clock", f"{skew:.0f} s away from the instance's clock; check NTP")]
     return [Finding(Level.OK, "clock", f"within {max(skew, 1):.0f} s of the instance")]

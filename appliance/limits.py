@@ -99,3 +99,5 @@ SERVICE_LOG_BYTES = 10_000_000  # the Windows service's log file, rotated at thi
 SERVICE_LOG_BACKUPS = 3
 MAX_UNIT_BYTES = 1_000_000  # an existing unit file larger than this is not one midbox wrote
 SYSTEMCTL_TIMEOUT_S = 90.0  # enable --now / disable --now wait for a start or a graceful stop
+RELOAD_ANSWER_TIMEOUT_S = 30.0  # 'midbox reload' waits this long for the running appliance's verdict
+RELOAD_REQUEST_POLL_S = 0.5  # how often the running appliance looks for a reload request

@@ -24,12 +24,19 @@ from pathlib import Path
 from appliance import __version__
 from appliance.app import run_appliance
 from appliance.config.model import Config
-from appliance.config.verify import fingerprint, load_verified_config, log_warnings, try_reload
+from appliance.config.verify import (
+    ReloadOutcome,
+    fingerprint,
+    load_verified_config,
+    log_warnings,
+    try_reload,
+)
 from appliance.errors import ApplianceError, ConfigError, InstanceError
 from appliance.host import Host, open_host
-from appliance.limits import AUDIT_CHECKPOINT_ENTRIES, INSTANCE_DEADLINE_FACTOR
+from appliance.limits import AUDIT_CHECKPOINT_ENTRIES, INSTANCE_DEADLINE_FACTOR, RELOAD_REQUEST_POLL_S
 from appliance.queue.client import EccClient
 from appliance.queue.transport import instance_client
+from appliance.reload_request import ReloadAnswer, read_request, write_answer
 from hardening.audit import (
     TOPIC,
     AuditLog,
@@ -222,6 +229,8 @@ class _Lifecycle:
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._reason = "signal"
+        self._request: str | None = None  # a 'midbox reload' waiting for its verdict
+        self._refused = False  # the last reload was refused: a good file put back is worth a log line
 
     async def run(self, config: Config, ready: Callable[[], None] | None) -> tuple[Config, str]:
         self._install_signals()
@@ -230,6 +239,7 @@ class _Lifecycle:
         background = [
             asyncio.create_task(self._watch_config(), name="config-watch"),
             asyncio.create_task(self._checkpoints(lambda: config), name="checkpoints"),
+            asyncio.create_task(self._watch_reload_requests(), name="reload-requests"),
         ]
         if ready is not None:
             ready()
@@ -287,10 +297,40 @@ class _Lifecycle:
                 dt.datetime.now(dt.UTC),
                 self._audit,
             )
+            # try_reload has logged a refusal (once); a good file put back after one is logged here.
+            if not outcome.changed and outcome.reason is None and self._refused:
+                log.info("the config file is back to the running version %d", config.version)
+            self._refused = outcome.reason is not None
+            self._answer(outcome)
             if outcome.changed:
                 return outcome.config
-            if outcome.reason:
-                log.warning("kept config version %d: %s", config.version, outcome.reason)
+
+    def _answer(self, outcome: ReloadOutcome) -> None:
+        """The verdict for a waiting 'midbox reload', if one asked."""
+        if self._request is None:
+            return
+        verdict = "reloaded" if outcome.changed else "refused" if outcome.reason else "unchanged"
+        answer = ReloadAnswer(
+            self._request,
+            verdict,
+            outcome.config.version,
+            str(self._options.config_path),
+            outcome.reason or "",
+        )
+        self._request = None
+        try:
+            write_answer(self._options.state_dir, answer)
+        except OSError as e:
+            log.warning("could not answer 'midbox reload' in %s: %s", self._options.state_dir, e.strerror)
+
+    async def _watch_reload_requests(self) -> None:
+        seen = read_request(self._options.state_dir)  # one left from before this start is not ours to answer
+        while True:
+            await asyncio.sleep(RELOAD_REQUEST_POLL_S)
+            request = read_request(self._options.state_dir)
+            if request is not None and request != seen:
+                seen = self._request = request
+                self._reload.set()
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():

@@ -119,6 +119,8 @@ def render(
         "[Service]",
         "Type=simple",
         f"ExecStart={binary} run --config {config_path} --state-dir {state_dir}",
+        # 'systemctl reload midbox' gets the appliance's verdict as its exit status.
+        f"ExecReload={binary} reload --config {config_path} --state-dir {state_dir}",
         *SANDBOX,
         "# Egress: only what the signed config names; everything else is dropped by the kernel.",
         "IPAddressDeny=any",

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -35,6 +36,50 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+PORT_FILE = "port"
+
+
+def _listen(state: InstanceState, ctx: ssl.SSLContext, directory: Path, port: int | None) -> DevInstance:
+    """On ``port``, else on the port this directory used last, so a restart keeps the URL a signed
+    config names (a new port means signing the config again); an ephemeral one the first time."""
+    stored = directory / PORT_FILE
+    if port is None and stored.is_file():
+        try:
+            last = int(stored.read_text(encoding="ascii").strip())
+            instance = DevInstance(state, ctx, host="127.0.0.1", port=last)
+        except (ValueError, OSError) as e:
+            print(
+                f"the last port is not usable ({e}); listening on a new one: sign the config again",
+                flush=True,
+            )
+        else:
+            return instance
+    instance = DevInstance(state, ctx, host="127.0.0.1", port=port or 0)
+    stored.write_text(f"{instance.port}\n", encoding="ascii")
+    return instance
+
+
+def _sign_csr(args: argparse.Namespace) -> int:
+    pki_dir = args.dir / "pki"
+    ca = pki.ensure_ca(pki_dir)
+    try:
+        with open(args.csr, "rb") as fh:
+            data = fh.read(pki.MAX_CSR_BYTES + 1)
+        cert = pki.sign_csr(ca, data)
+    except OSError as e:
+        print(f"midbox-dev-instance: cannot read {args.csr}: {e.strerror}", file=sys.stderr)
+        return 2
+    except pki.CsrError as e:
+        print(f"midbox-dev-instance: {e}", file=sys.stderr)
+        return 1
+    args.out.write_bytes(cert)
+    print(
+        f"signed {args.out}; install it with: midbox enroll --install {args.out} --ca-file {ca.cert}",
+        flush=True,
+    )
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     directory: Path = args.dir
     init(directory, args.appliance)
@@ -49,7 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
         store, failover_after_s=args.failover_s, refuse_agent_writes=args.refuse_agent_writes
     )
     state.clusters = [tuple(c.split(",")) for c in args.cluster]
-    instance = DevInstance(state, ctx, host="127.0.0.1", port=args.port)
+    instance = _listen(state, ctx, directory, args.port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -164,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_init)
     p = sub.add_parser("serve", help="run the instance on 127.0.0.1 until SIGTERM")
     p.add_argument("--dir", type=Path, required=True)
-    p.add_argument("--port", type=int, default=0)
+    p.add_argument(
+        "--port", type=int, default=None, help="default: the port this --dir used last (kept in DIR/port)"
+    )
     p.add_argument("--appliance", action="append", default=[])
     p.add_argument("--heartbeat-s", type=float, default=300.0, help="HeartbeatProbe interval (0: off)")
     p.add_argument("--cluster", action="append", default=[], help="NAME1,NAME2,...: a failover cluster")
@@ -182,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer 403 to every write to ecc_agent, like a business rule or an ACL",
     )
     p.set_defaults(func=_serve)
+    p = sub.add_parser("sign-csr", help="sign an appliance's CSR (midbox enroll) with the development CA")
+    p.add_argument("csr", type=Path)
+    p.add_argument("--out", type=Path, required=True, metavar="CRT")
+    p.add_argument("--dir", type=Path, required=True)
+    p.set_defaults(func=_sign_csr)
+
     p = sub.add_parser("validate", help="the admin's Validate on a MID record (ecc_agent.validated)")
     p.add_argument("--dir", type=Path, required=True)
     p.add_argument("--agent", required=True, help="appliance name")

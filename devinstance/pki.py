@@ -119,3 +119,48 @@ def issue(
     _write(key_path, _key_pem(key), 0o600)
     _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return Issued(cert_path, key_path)
+
+
+MAX_CSR_BYTES = 16 * 1024
+
+
+class CsrError(ValueError):
+    """A CSR the development CA will not sign; the message says why."""
+
+
+def sign_csr(ca: Issued, csr_pem: bytes, validity: dt.timedelta = VALIDITY) -> bytes:
+    """A client certificate for a CSR made by ``midbox enroll``, as a real CA would issue it: the
+    CSR's subject, its common name as a DNS SAN, clientAuth, signed by the development CA."""
+    if len(csr_pem) > MAX_CSR_BYTES:
+        raise CsrError(f"the CSR is over {MAX_CSR_BYTES} bytes; give the appliance.csr midbox enroll wrote")
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError as e:
+        raise CsrError("not a PEM certificate request; give the appliance.csr midbox enroll wrote") from e
+    if not csr.is_signature_valid:
+        raise CsrError("the CSR's signature does not verify; make a new one with 'midbox enroll --name NAME'")
+    names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not names:
+        raise CsrError("the CSR has no common name; make it with 'midbox enroll --name NAME'")
+    cn = str(names[0].value)
+    ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), password=None)
+    ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(csr.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + validity)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)

@@ -198,7 +198,10 @@ class Policy:
                 )
                 continue
             return Decision(True, f"allowed by rule {index}", index)
-        return Decision(False, near_miss or f"no [[allow]] rule covers {address}")
+        return Decision(
+            False,
+            near_miss or f"no [[allow]] rule covers {address}; add one to the signed config if it should",
+        )
 
     def credentials_for(
         self, *, probe: str, address: IPAddress, port: int, hostname: str | None = None

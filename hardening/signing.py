@@ -153,7 +153,10 @@ def sign_config_bytes(
             )
         wanted = (appliance, version, format_time(expires))
         if (statement.appliance, statement.version, format_time(statement.expires)) != wanted:
-            raise SigningError("the existing .sig states another appliance, version or expiry")
+            raise SigningError(
+                "the existing .sig states another appliance, version or expiry; "
+                "sign with --replace to start a fresh signature set"
+            )
         others = env.signatures
     kid = key_id(private_key.public_key())
     sig = Signature(kid, private_key.sign(statement.message(kid)))

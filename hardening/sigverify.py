@@ -149,7 +149,8 @@ class ConfigSignatureCheck:
         self._enter(5)
         if hashlib.sha256(self._config).hexdigest() != self._envelope.statement.sha256:
             raise BindingError(
-                "config bytes do not match the signed SHA-256: the file was changed after signing"
+                "config bytes do not match the signed SHA-256: the file was changed after signing; "
+                "put the signed file back or sign the edit (midbox config sign --replace)"
             )
         self._leave(5)
 

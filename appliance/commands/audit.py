@@ -98,12 +98,12 @@ def _show(args: argparse.Namespace, env: CliEnv) -> int:
         raise UsageError(str(e)) from e
     runs = iter_runs(audit_dir(env.state_dir), RunFilter(job=args.job, target=args.target, since=since))
     if not env.json:
-        print(table_row(HEADERS), file=env.stdout)
+        print(table_row(HEADERS, args.wide), file=env.stdout)
     for run in runs:
         if env.json:
             print(json.dumps(run.as_dict(), sort_keys=True), file=env.stdout)
         else:
-            print(format_run(run), file=env.stdout)
+            print(format_run(run, args.wide), file=env.stdout)
     return 0
 
 
@@ -206,6 +206,7 @@ def register(
     p.add_argument("--job", default=None, help="only this job (the ECC output sys_id)")
     p.add_argument("--target", default=None, help="only this target host")
     p.add_argument("--since", default=None, help="only runs since a time: 2h, 7d or 2026-11-25T06:00:00Z")
+    p.add_argument("--wide", action="store_true", help="print columns whole, not cut with ~")
 
     p = add_leaf(leaves, "checkpoint", common, _checkpoint, "export a signed checkpoint of the intact log")
     p.add_argument("--out", type=Path, required=True, metavar="FILE")

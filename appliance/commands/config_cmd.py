@@ -30,6 +30,22 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     v.add_argument("config", type=Path)
     v.add_argument("--trust", type=Path, help="check against this trust root file instead of the state dir's")
     v.add_argument("--name", help="the appliance name the config must be for")
+    e = add_leaf(
+        gsub, "example", common, _example, "print an annotated config that signs and verifies as printed"
+    )
+    e.add_argument("--name", required=True, help="the appliance name (mid.server.NAME)")
+
+
+def _example(args: argparse.Namespace, env: CliEnv) -> int:
+    from appliance.config.example import example_config
+    from hardening.enroll import EnrollError, validate_name
+
+    try:
+        validate_name(args.name)
+    except EnrollError as e:
+        raise UsageError(str(e)) from e
+    env.stdout.write(example_config(args.name, dt.datetime.now(dt.UTC)))
+    return 0
 
 
 def _sign(args: argparse.Namespace, env: CliEnv) -> int:

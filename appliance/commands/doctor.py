@@ -6,11 +6,17 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance.commands.common import CliEnv, add_leaf
 
+if TYPE_CHECKING:
+    from appliance.config.model import Config
+    from appliance.doctor import Finding
+
 DEFAULT_CONFIG = Path("/etc/midbox/midbox.toml")
-DEFAULT_CONFIG_HELP = f"{DEFAULT_CONFIG}; on Windows %ProgramData%\\midbox\\midbox.toml"
+# Goes into argparse help, which %-formats it: the Windows variable is written %%-escaped.
+DEFAULT_CONFIG_HELP = f"{DEFAULT_CONFIG}; on Windows %%ProgramData%%\\midbox\\midbox.toml"
 
 
 def default_config(env: CliEnv) -> Path:
@@ -54,6 +60,12 @@ def _doctor(args: argparse.Namespace, env: CliEnv) -> int:
         findings += checked
         if config is not None:
             findings += doctor.check_certificates(config, now)
+            findings += _aliases(config, env)
+            if os.name == "posix" and os.geteuid() == 0:  # root reads anything: check as the unit's User=
+                from appliance.doctor_access import check_service_user, unit_user
+
+                user = unit_user()
+                findings += check_service_user(config, env.state_dir, user) if user else []
             findings += asyncio.run(doctor.check_instance(config, config.limits(), now))
     if env.json:
         for f in findings:
@@ -67,3 +79,18 @@ def _doctor(args: argparse.Namespace, env: CliEnv) -> int:
     if not failed:
         return 0
     return EXIT_UNREACHABLE if all(f.unreachable for f in failed) else EXIT_CHECK_FAILED
+
+
+def _aliases(config: Config, env: CliEnv) -> list[Finding]:
+    from appliance.aliases import alias_problems, store_types
+    from appliance.doctor import Finding, Level
+
+    creds_dir = env.environ.get("CREDENTIALS_DIRECTORY")
+    types = store_types(env.state_dir, Path(creds_dir) if creds_dir else None)
+    if isinstance(types, str):
+        return [Finding(Level.WARN, "credentials", f"aliases not checked: {types}")]
+    problems = alias_problems(config, types)
+    if not problems:
+        named = sum(len(a.credentials) for a in config.settings.allow)
+        return [Finding(Level.OK, "credentials", f"all {named} alias(es) the rules name are in the store")]
+    return [Finding(Level.FAIL, "credentials", p) for p in problems]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.doctor import DEFAULT_CONFIG_HELP, default_config
 from appliance.errors import EXIT_CHECK_FAILED, UsageError
 
 if TYPE_CHECKING:
@@ -33,7 +34,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     group = sub.add_parser("policy", help="inspect the signed allowlist")
     g = group.add_subparsers(dest="policy_command", metavar="COMMAND", required=True)
     e = add_leaf(g, "explain", common, _explain, "dry run of the signed policy (exit 0 allow, 1 deny)")
-    e.add_argument("--config", type=Path, required=True)
+    e.add_argument(
+        "--config", type=Path, default=None, help=f"the signed config (default {DEFAULT_CONFIG_HELP})"
+    )
     e.add_argument("--topic", required=True, choices=sorted(TOPIC_KINDS))
     e.add_argument("--target", required=True, help="host name or address")
     what = e.add_mutually_exclusive_group()
@@ -72,7 +75,11 @@ def _explain(args: argparse.Namespace, env: CliEnv) -> int:
     kind = TOPIC_KINDS[args.topic]
     host, port = _target_port(args, kind)
     cfg = load_verified_config(
-        args.config, env.state_dir, dt.datetime.now(dt.UTC), commit=False, trust_file=args.trust
+        args.config or default_config(env),
+        env.state_dir,
+        dt.datetime.now(dt.UTC),
+        commit=False,
+        trust_file=args.trust,
     )
     addresses = asyncio.run(system_resolve(host))
     policy = cfg.policy()
@@ -136,7 +143,24 @@ def _explain(args: argparse.Namespace, env: CliEnv) -> int:
             print(f"  credentials tried, in order: {', '.join(tried) or 'none'}", file=env.stdout)
         elif isinstance(tried, str):
             print(f"  {tried}", file=env.stdout)
+        if allowed:
+            names = [args.credential] if args.credential else tried if isinstance(tried, list) else []
+            for line in _missing_aliases(cfg, names, env):
+                print(f"  WARNING: {line}", file=env.stdout)
     return 0 if allowed else EXIT_CHECK_FAILED
+
+
+def _missing_aliases(cfg: Config, names: list[str], env: CliEnv) -> list[str]:
+    """An ALLOW whose credential is not in this host's store still fails at run time: say so."""
+    from appliance.aliases import alias_problems, store_types
+
+    if not names:
+        return []
+    creds_dir = env.environ.get("CREDENTIALS_DIRECTORY")
+    types = store_types(env.state_dir, Path(creds_dir) if creds_dir else None)
+    if isinstance(types, str):
+        return [f"credentials not checked against the store: {types}"]
+    return [p for p in alias_problems(cfg, types) if any(repr(n) in p for n in names)]
 
 
 def _tried(

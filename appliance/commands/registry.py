@@ -32,6 +32,7 @@ REGISTRARS: tuple[Registrar, ...] = (
     creds.register,
     bundle.register,
     run.register,
+    run.register_reload,
     service.register,
     doctor.register,
     enroll.register,

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path, PureWindowsPath
 
 from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.doctor import DEFAULT_CONFIG_HELP, default_config
 from appliance.config.model import Config
 from appliance.errors import EXIT_CHECK_FAILED, ApplianceError, UsageError
 
@@ -32,11 +33,21 @@ def register(
         _render_unit,
         "print the systemd unit for a verified config (egress limited to what it allows)",
     )
-    p.add_argument("--config", type=Path, required=True, help="the signed config the unit will run")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"the signed config the unit will run (default {DEFAULT_CONFIG_HELP})",
+    )
     p.add_argument("--binary", type=Path, default=None, help="path of the midbox binary (default: this one)")
 
     p = add_leaf(leaves, "install", common, _install, "install and start the service for a verified config")
-    p.add_argument("--config", type=Path, required=True, help="the signed config the service will run")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"the signed config the service will run (default {DEFAULT_CONFIG_HELP})",
+    )
     p.add_argument("--name", default=DEFAULT_NAME, help="service name (default: midbox)")
     p.add_argument("--binary", type=Path, default=None, help="path of the midbox binary (default: this one)")
     p.add_argument("--no-start", action="store_true", help="install and enable, but do not start now")
@@ -73,7 +84,9 @@ def register(
     p.add_argument("--unit-dir", type=Path, default=None, help="Linux: where the unit is")
 
     p = add_leaf(leaves, "run", common, _run, "Windows: the entry the Service Control Manager starts")
-    p.add_argument("--config", type=Path, required=True, help="the signed config file")
+    p.add_argument(
+        "--config", type=Path, default=None, help=f"the signed config file (default {DEFAULT_CONFIG_HELP})"
+    )
     p.add_argument("--name", default=DEFAULT_NAME, help="service name (default: midbox)")
     p.add_argument(
         "--passphrase-file", type=Path, default=None, help="the credential store's passphrase file"
@@ -109,7 +122,7 @@ def _unit_text(config_path: Path, binary_arg: Path | None, env: CliEnv) -> str:
 
 
 def _render_unit(args: argparse.Namespace, env: CliEnv) -> int:
-    env.stdout.write(_unit_text(args.config.resolve(), args.binary, env))
+    env.stdout.write(_unit_text(_config(args, env).resolve(), args.binary, env))
     return 0
 
 
@@ -125,7 +138,7 @@ def _install(args: argparse.Namespace, env: CliEnv) -> int:
         raise UsageError(
             "--virtual-account, --unsafe-binary-location and --passphrase-file are Windows options"
         )
-    text = _unit_text(args.config.resolve(), args.binary, env)
+    text = _unit_text(_config(args, env).resolve(), args.binary, env)
     systemd = Systemd.detect(args.unit_dir)
     outcome = install_unit(systemd, args.name, text, force=args.force, start=not args.no_start)
     _print_outcome(outcome.done, outcome.todo, env)
@@ -137,7 +150,7 @@ def _install_windows(args: argparse.Namespace, env: CliEnv) -> int:
     from hardening.perms import ensure_private_dir
     from hardening.winacl import restrict_dir, service_sid
 
-    config_path = args.config.resolve()
+    config_path = _config(args, env).resolve()
     state_dir = env.state_dir.resolve()
     _check_state_dir(state_dir, env)
     if args.binary is not None:
@@ -243,7 +256,7 @@ def _run(args: argparse.Namespace, env: CliEnv) -> int:
         raise UsageError("'service run' is the Windows service entry; systemd runs 'midbox run --config ...'")
     from appliance.winservice import run_service
 
-    return run_service(args.name, args.config, env.state_dir, args.passphrase_file)
+    return run_service(args.name, _config(args, env), env.state_dir, args.passphrase_file)
 
 
 def _print_outcome(done: list[str], todo: list[list[str]], env: CliEnv) -> None:
@@ -253,3 +266,7 @@ def _print_outcome(done: list[str], todo: list[list[str]], env: CliEnv) -> None:
         env.stdout.write("systemd is not managing this host (or the unit is not in its directory); run:\n")
         for argv in todo:
             env.stdout.write("  " + " ".join(argv) + "\n")
+
+
+def _config(args: argparse.Namespace, env: CliEnv) -> Path:
+    return Path(args.config or default_config(env))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
+from appliance.config._lines import Section, closest, did_you_mean, sections
 from appliance.config.model import AllowSection, ApplianceSection, InstanceSection, ParsedConfig
 from appliance.errors import ConfigError
 from appliance.limits import MAX_CONCURRENT_PROBES, MAX_CONFIG_BYTES
@@ -25,20 +26,47 @@ _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]
 
 
 class _Table:
-    """A TOML table read by popping known keys; whatever is left over is an error naming its path."""
+    """A TOML table read by popping known keys; whatever is left over is an error naming its path.
 
-    def __init__(self, data: dict[str, Any], path: str) -> None:
+    ``label`` is how messages name the table ("rule 2" for the second [[allow]]); ``section`` finds
+    a key's line in the text.
+    """
+
+    def __init__(
+        self,
+        data: dict[str, Any],
+        path: str,
+        sections: dict[str, list[Section]] | None = None,
+        section: Section | None = None,
+        label: str | None = None,
+    ) -> None:
         self._data = dict(data)
         self._path = path
+        self._sections = sections or {}
+        self._section = section
+        self._label = label
+        self._known: set[str] = set()
 
     def _where(self, key: str) -> str:
         return f"{self._path}.{key}" if self._path else key
 
+    def name(self, key: str) -> str:
+        """``'instance.url' (line 6)`` or ``'ports' in rule 2 (line 14)``."""
+        shown = f"{key!r} in {self._label}" if self._label else repr(self._where(key))
+        line = self._section.line_of(key) if self._section else None
+        if line is None and self._section is not None:
+            line = self._section.header_line
+        return f"{shown} (line {line})" if line else shown
+
     def take(self, key: str, kind: type[T], default: T | None = None, required: bool = True) -> T:
+        self._known.add(key)
         if key not in self._data:
             if default is not None or not required:
                 return default  # type: ignore[return-value]
-            raise ConfigError(f"config: missing required key {self._where(key)!r}")
+            near = closest(key, [k for k in self._data if isinstance(k, str)])
+            if near:  # "port = [22]" is a misspelt 'ports', not a missing one
+                raise ConfigError(f"config: unknown key {self.name(near)}; did you mean {key!r}?")
+            raise ConfigError(f"config: missing required key {self.name(key)}")
         value = self._data.pop(key)
         # bool is an int subclass in Python; a TOML true must not pass as a number.
         if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
@@ -46,23 +74,29 @@ class _Table:
                 try:
                     return float(value)  # type: ignore[return-value]
                 except OverflowError as e:
-                    raise ConfigError(f"config: {self._where(key)!r} is too large") from e
-            raise ConfigError(
-                f"config: {self._where(key)!r} must be {kind.__name__}, got {type(value).__name__}"
-            )
+                    raise ConfigError(f"config: {self.name(key)} is too large") from e
+            if kind is dt.datetime and isinstance(value, str):
+                raise ConfigError(
+                    f"config: {self.name(key)} is a quoted string; write the date-time unquoted, "
+                    f"e.g. {key} = 2027-06-01T00:00:00Z"
+                )
+            raise ConfigError(f"config: {self.name(key)} must be {kind.__name__}, got {type(value).__name__}")
         return value
 
     def table(self, key: str) -> _Table:
-        return _Table(self.take(key, dict), self._where(key))
+        where = self._where(key)
+        found = self._sections.get(where)
+        return _Table(self.take(key, dict), where, self._sections, found[0] if found else None)
 
     def strings(self, key: str, required: bool = True) -> tuple[str, ...]:
         """A string or a list of strings."""
+        self._known.add(key)
         if key not in self._data and not required:
             return ()
         value = self.take(key, object)
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            raise ConfigError(f"config: {self._where(key)!r} must be a string or a list of strings")
+            raise ConfigError(f"config: {self.name(key)} must be a string or a list of strings")
         return tuple(items)
 
     def remaining(self) -> list[str]:
@@ -72,7 +106,8 @@ class _Table:
     def done(self) -> None:
         if self._data:
             key = sorted(self._data)[0]
-            raise ConfigError(f"config: unknown key {self._where(key)!r}; remove it or check its spelling")
+            hint = did_you_mean(key, self._known) or "; remove it or check its spelling"
+            raise ConfigError(f"config: unknown key {self.name(key)}{hint}")
 
 
 def parse_config(data: bytes, source: Path) -> ParsedConfig:
@@ -80,12 +115,14 @@ def parse_config(data: bytes, source: Path) -> ParsedConfig:
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(f"config: file is {len(data)} bytes, more than the {MAX_CONFIG_BYTES} allowed")
     try:
-        raw = tomllib.loads(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        raw = tomllib.loads(text)
     # tomllib raises a bare ValueError for integers over Python's 4300-digit conversion limit.
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError) as e:
         raise ConfigError(f"config: not valid UTF-8 TOML: {e}") from e
     base = source.parent
-    top = _Table(raw, "")
+    where = sections(text)
+    top = _Table(raw, "", where, where[""][0])
     pins = _Pins(top.take("files", dict, default={}))
     version = top.take("version", int)
     if version < 1:
@@ -94,7 +131,11 @@ def parse_config(data: bytes, source: Path) -> ParsedConfig:
     appliance = _appliance(top.table("appliance"))
     instance = _instance(top.table("instance"), base, pins)
     allow_raw = top.take("allow", list, default=[])
-    allow = tuple(_allow(item, f"allow[{i}]", source.parent, pins) for i, item in enumerate(allow_raw))
+    rules = where.get("allow", [])
+    allow = tuple(
+        _allow(item, i + 1, rules[i] if len(rules) == len(allow_raw) else None, source.parent, pins)
+        for i, item in enumerate(allow_raw)
+    )
     credential_map = _credential_map(top.take("credential_map", dict, default={}), allow)
     top.done()
     pins.done()
@@ -198,48 +239,51 @@ def _instance(t: _Table, base: Path, pins: _Pins) -> InstanceSection:
     )
 
 
-def _allow(item: object, path: str, base: Path, pins: _Pins) -> AllowSection:
+def _allow(item: object, number: int, section: Section | None, base: Path, pins: _Pins) -> AllowSection:
+    """[[allow]] rule ``number`` (1-based, as policy explain and every other message counts rules)."""
+    line = section.header_line if section else None
+    path = f"rule {number} (line {line})" if line else f"rule {number}"
     if not isinstance(item, dict):
-        raise ConfigError(f"config: {path!r} must be a table")
-    t = _Table(item, path)
+        raise ConfigError(f"config: [[allow]] {path} must be a table")
+    t = _Table(item, f"allow[{number - 1}]", section=section, label=f"rule {number}")
     cidrs = t.strings("cidr", required=False)
     hosts = t.strings("host", required=False)
     if not cidrs and not hosts:
-        raise ConfigError(f"config: {path!r} needs 'cidr' or 'host'")
-    networks = _networks(cidrs, f"{path}.cidr")
+        raise ConfigError(f"config: {path} needs 'cidr' or 'host'")
+    networks = _networks(cidrs, f"{path}: cidr")
     for h in hosts:
         if not _HOST.fullmatch(h):
-            raise ConfigError(f"config: {path}.host: {h!r} is not a host name")
-    within = _networks(t.strings("resolves_within", required=False), f"{path}.resolves_within")
+            raise ConfigError(f"config: {path}: host: {h!r} is not a host name")
+    within = _networks(t.strings("resolves_within", required=False), f"{path}: resolves_within")
     if within and not hosts:
-        raise ConfigError(f"config: {path}.resolves_within only applies to a rule with 'host' names")
+        raise ConfigError(f"config: {path}: resolves_within only applies to a rule with 'host' names")
     if "resolves_within" in item and not within:
-        raise ConfigError(f"config: {path}.resolves_within is empty; name the networks or remove the key")
+        raise ConfigError(f"config: {path}: resolves_within is empty; name the networks or remove the key")
     probes = t.strings("probes")
     unknown = sorted(set(probes) - PROBE_KINDS)
     if unknown:
-        raise ConfigError(f"config: {path}.probes: unknown probe {unknown[0]!r}; use {sorted(PROBE_KINDS)}")
+        raise ConfigError(f"config: {path}: probes: unknown probe {unknown[0]!r}; use {sorted(PROBE_KINDS)}")
     ports_raw = t.take("ports", list)
-    ports = tuple(_port_range(p, f"{path}.ports") for p in ports_raw)
+    ports = tuple(_port_range(p, f"{path}: ports") for p in ports_raw)
     if not ports:
-        raise ConfigError(f"config: {path}.ports must not be empty")
+        raise ConfigError(f"config: {path}: ports must not be empty")
     creds = t.strings("credentials", required=False)
     tls_ca = t.take("tls_ca", str, required=False)
     if tls_ca is not None and "http" not in probes:
-        raise ConfigError(f"config: {path}.tls_ca only applies to rules that allow the 'http' probe")
-    tls_ca_pin = pins.name(f"{path}.tls_ca", tls_ca, base / tls_ca) if tls_ca else None
+        raise ConfigError(f"config: {path}: tls_ca only applies to rules that allow the 'http' probe")
+    tls_ca_pin = pins.name(f"allow[{number - 1}].tls_ca", tls_ca, base / tls_ca) if tls_ca else None
     sudo = t.take("sudo", bool, required=False)
     host_keys = t.take("host_keys", str, required=False)
     for key, value in (("sudo", sudo), ("host_keys", host_keys)):
         if value is not None and "ssh" not in probes:
-            raise ConfigError(f"config: {path}.{key} only applies to rules that allow the 'ssh' probe")
+            raise ConfigError(f"config: {path}: {key} only applies to rules that allow the 'ssh' probe")
     if host_keys is not None and host_keys not in HOST_KEY_MODES:
         raise ConfigError(
-            f'config: {path}.host_keys must be "pinned" or "pin-on-first-use", got {host_keys[:40]!r}'
+            f'config: {path}: host_keys must be "pinned" or "pin-on-first-use", got {host_keys[:40]!r}'
         )
     snmp_v1 = t.take("snmp_v1", bool, default=False)
     if snmp_v1 and "snmp" not in probes:
-        raise ConfigError(f"config: {path}.snmp_v1 only applies to rules that allow the 'snmp' probe")
+        raise ConfigError(f"config: {path}: snmp_v1 only applies to rules that allow the 'snmp' probe")
     t.done()
     rule = AllowRule(
         networks=tuple(networks),

@@ -43,7 +43,8 @@ def _read_capped(path: Path, cap: int, what: str, missing_ok: bool = False) -> b
     except FileNotFoundError:
         if missing_ok:
             return None
-        raise ConfigError(f"{what} {path} not found") from None
+        fix = "; pass --config with the signed config's path" if what == "config" else ""
+        raise ConfigError(f"{what} {path} not found{fix}") from None
     except OSError as e:
         raise ConfigError(f"cannot read {what} {path}: {e.strerror}") from e
 

@@ -71,7 +71,8 @@ def iter_runs(directory: Path, flt: RunFilter, max_entry_bytes: int = 65_536) ->
         if entry is None:
             continue
         f = entry.fields
-        if entry.event in ("appliance.start", "config.accepted"):
+        # A hot reload changes the version under the running appliance: jobs after it ran under the new one.
+        if entry.event in ("appliance.start", "config.accepted", "config.reloaded"):
             config_version = f.get("config_version", config_version)
             continue
         if entry.event == "probe.finished":
@@ -109,14 +110,16 @@ HEADERS = ("TIME (UTC)", "CONFIG", "TARGET", "PROBE", "CREDENTIAL", "RESULT", "M
 WIDTHS = (23, 6, 24, 14, 14, 28, 7, 32)
 
 
-def table_row(values: tuple[str, ...]) -> str:
-    cells = [v[: w - 1] + "~" if len(v) > w else v.ljust(w) for v, w in zip(values, WIDTHS, strict=True)]
+def table_row(values: tuple[str, ...], wide: bool = False) -> str:
+    """Cells padded to the column widths; a longer value is cut with ``~``, or kept whole when ``wide``."""
+    pairs = zip(values, WIDTHS, strict=True)
+    cells = [v.ljust(w) if wide or len(v) <= w else v[: w - 1] + "~" for v, w in pairs]
     return " ".join(cells).rstrip()
 
 
-def format_run(run: Run) -> str:
+def format_run(run: Run, wide: bool = False) -> str:
     target = run.target if run.port is None else f"{run.target}:{run.port}"
     d = run.as_dict()
     d["target"] = target
     d["time"] = run.time[:23]
-    return table_row(tuple(_str(d[c]) for c in COLUMNS))
+    return table_row(tuple(_str(d[c]) for c in COLUMNS), wide)

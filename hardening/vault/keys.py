@@ -169,7 +169,8 @@ def unwrap_data_key(kek: Secret, header: Header, path: Path) -> Secret:
     if not hmac.compare_digest(key_check(kek), header.key_check):
         raise VaultLocked(
             f"cannot unlock credential store {path}: the host key or passphrase is wrong, "
-            "or the store header was tampered with"
+            "or the store header was tampered with; check the passphrase given (--passphrase-file or "
+            "the unit's midbox.store-passphrase credential)"
         )
     try:
         plain = AESGCM(kek.reveal()).decrypt(header.wrap_nonce, header.wrapped_key, header.wrap_ad())

@@ -83,6 +83,8 @@ def test_show_table_and_json(state: Path) -> None:
     assert table.returncode == 0, table.stderr
     rows = table.stdout.splitlines()
     assert rows[0].startswith("TIME (UTC)") and len(rows) == 5 and "denied: no rule" in rows[4]
+    wide = midbox("audit", "show", "--wide", "--state-dir", state)
+    assert wide.returncode == 0 and len(wide.stdout.splitlines()) == 5 and "~" not in wide.stdout
     js = midbox("audit", "show", "--json", "--target", "10.0.0.8", "--state-dir", state)
     assert [json.loads(r)["job"] for r in js.stdout.splitlines()] == ["job0007"]
     bad = midbox("audit", "show", "--since", "someday", "--state-dir", state)

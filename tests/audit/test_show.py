@@ -57,3 +57,36 @@ def test_since_forms() -> None:
     assert parse_since("2026-11-25", now) == dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
     with pytest.raises(AuditValueError):
         parse_since("yesterday", now)
+
+
+def test_jobs_after_a_hot_reload_carry_the_new_version(tmp_path: Path) -> None:
+    from appliance.config.verify import load_verified_config, try_reload
+    from tests.signing.helpers import NOW, make_signed_setup, write_signed_config
+
+    s = make_signed_setup(tmp_path)
+    current = load_verified_config(s.config, s.state_dir, NOW)
+    audit = AuditLog(tmp_path / "audit", NO_SEAL, clock=FakeClock())
+    start = {
+        "binary_sha256": "b" * 64,
+        "version": "1",
+        "config_version": current.version,
+        "appliance": "edge-01",
+    }
+    audit.record("appliance.start", start)
+    audit.record("probe.finished", probe_fields(0))
+    write_signed_config(s.workstation, s.keys, version=current.version + 1)
+    assert try_reload(current, s.config, s.state_dir, NOW, audit).changed  # writes config.reloaded
+    audit.record("probe.finished", probe_fields(1))
+    audit.close()
+    runs = list(iter_runs(tmp_path / "audit", RunFilter()))
+    assert [r.config_version for r in runs] == [current.version, current.version + 1]
+
+
+def test_wide_keeps_long_values_whole(state: Path) -> None:
+    audit = AuditLog(state / "audit", NO_SEAL, clock=FakeClock())
+    long_error = "host key for 10.0.0.2 changed; re-pin it with midbox hosts pin after checking it"
+    audit.record("probe.finished", {**probe_fields(1), "error": long_error})
+    audit.close()
+    run = next(iter_runs(state / "audit", RunFilter()))
+    assert long_error not in format_run(run) and "~" in format_run(run)
+    assert long_error in format_run(run, wide=True) and "job0001" in format_run(run, wide=True)

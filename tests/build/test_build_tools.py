@@ -7,6 +7,8 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "build" / "tools"))
 from midbox_build import manifest  # noqa: E402
@@ -121,3 +123,17 @@ def test_build_lock_agrees_with_runtime_lock() -> None:
             k: runtime[k] for k in tools if k in runtime
         }
         assert "pyinstaller" in tools and "pytest" not in tools
+
+
+def test_the_wine_root_is_a_cache_outside_the_source_tree(tmp_path: Path) -> None:
+    # Its prefix maps / as drive Z:; inside the checkout, pip install . walked the whole filesystem.
+    from midbox_build.common import BuildError
+    from midbox_build.wine import default_root, refuse_inside_source
+
+    assert default_root({"HOME": "/home/op"}) == Path("/home/op/.cache/midbox-build/wine")
+    assert default_root({"HOME": "/h", "XDG_CACHE_HOME": "/c"}) == Path("/c/midbox-build/wine")
+    assert default_root({"MIDBOX_WINE_ROOT": "/w", "XDG_CACHE_HOME": "/c"}) == Path("/w")
+    assert not default_root({"HOME": "/h"}).is_relative_to(REPO)
+    with pytest.raises(BuildError, match="inside the source tree"):
+        refuse_inside_source(REPO / "dist" / "wine")
+    refuse_inside_source(tmp_path / "wine")

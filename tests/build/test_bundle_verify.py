@@ -223,8 +223,11 @@ def test_bundle_tool_end_to_end_is_reproducible(tmp_path: Path, key: Ed25519Priv
     with tarfile.open(tmp_path / "out1" / f"{TOP}.tar.gz") as tar:
         names = sorted(m.name.rsplit("/", 1)[-1] for m in tar.getmembers() if m.isfile())
         sig = tar.extractfile(f"{TOP}/SHA256SUMS.minisig").read().decode()  # type: ignore[union-attr]
+    docs = [p.name for p in (Path(__file__).resolve().parents[2] / "docs").glob("*.md")]
+    assert {"config.md", "topics.md", "operations.md"} <= set(docs)
     assert names == sorted(
         [
+            *docs,
             "INSTALL.md",
             "SHA256SUMS",
             "SHA256SUMS.minisig",

@@ -134,7 +134,7 @@ def test_an_instance_that_is_down_exits_3(
     config = signed_config(signed, dead, dev_pki)
     code, found = doctor(monkeypatch, "--config", str(config), "--state-dir", str(state_dir))
     assert code == 3
-    assert found["instance"]["level"] == "FAIL" and "could not be reached" in found["instance"]["detail"]
+    assert found["instance"]["level"] == "FAIL" and "refused the connection" in found["instance"]["detail"]
 
 
 def test_a_tampered_config_fails_and_the_instance_is_not_contacted(

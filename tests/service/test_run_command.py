@@ -252,3 +252,47 @@ def test_a_bad_config_on_sighup_is_refused_and_a_good_one_is_applied(
             assert proc.wait(timeout=30) == 0
     events = audit_events(state_dir)
     assert events.index("config.reload_refused") < events.index("config.reloaded")
+
+
+def test_midbox_reload_prints_the_running_appliances_verdict(
+    dev_pki: Pki, tmp_path: Path, state_dir: Path, admin_key: Ed25519PrivateKey
+) -> None:
+    install_trust(state_dir, [admin_key])
+    nobody = midbox(
+        "reload", "--config", str(tmp_path / "c.toml"), "--state-dir", str(state_dir), "--wait", "1"
+    )
+    assert nobody.returncode == 3 and "no running appliance answered" in nobody.stderr
+    with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance:
+        admin = tmp_path / "admin"
+        body = config_bytes(instance.url, dev_pki, 1, "80")
+        config = signed_config(admin, [admin_key], body)
+        reload = ("reload", "--config", str(config), "--state-dir", str(state_dir))
+        log = tmp_path / "run.log"
+        with appliance(config, state_dir, log) as proc:
+            deadline = time.monotonic() + 30
+            while "running as" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            same = midbox(*reload)
+            assert (same.returncode, same.stdout) == (0, "unchanged: still on config version 1\n"), (
+                same.stderr
+            )
+            config.write_bytes(body.replace(b"80", b"81"))  # edited after signing
+            refused = midbox(*reload)
+            assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1
+            assert "reload refused, still on config version 1" in refused.stderr
+            assert "changed after signing" in refused.stderr
+            config.write_bytes(body)  # the good file put back
+            back = midbox(*reload)
+            assert back.returncode == 0 and "unchanged" in back.stdout
+            signed_config(admin, [admin_key], config_bytes(instance.url, dev_pki, 2, "80"), version=2)
+            done = midbox(*reload)
+            assert (done.returncode, done.stdout) == (0, "reloaded: now on config version 2\n"), done.stderr
+            elsewhere = midbox(
+                "reload", "--config", str(tmp_path / "other.toml"), "--state-dir", str(state_dir)
+            )
+            assert elsewhere.returncode == 1 and f"uses {config}" in elsewhere.stderr
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+    text = log.read_text()
+    assert text.count("config reload refused") == 1  # one line per refusal, not one per layer
+    assert "the config file is back to the running version 1" in text

@@ -69,6 +69,11 @@ def test_rendered_unit_denies_everything_else() -> None:
         "ExecStart=/usr/local/bin/midbox run --config /etc/midbox/midbox.toml --state-dir /var/lib/midbox"
         in lines
     )
+    # systemctl reload asks the running appliance and exits with its verdict.
+    assert (
+        "ExecReload=/usr/local/bin/midbox reload --config /etc/midbox/midbox.toml --state-dir /var/lib/midbox"
+        in lines
+    )
     assert not [line for line in lines if line.startswith("IPAddressAllow=") and "0.0.0.0" in line]
 
 
@@ -82,6 +87,7 @@ def test_the_bundle_unit_has_the_same_sandbox() -> None:
     directives = [line for line in bundle if "=" in line and not line.startswith("#")]
     for line in SANDBOX:
         assert line in directives, f"{line} is missing from the bundle's unit"
+    assert any(line.startswith("ExecReload=@BINARY@ reload ") for line in directives)
 
 
 def test_render_unit_command_verifies_the_config_first(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -119,6 +119,13 @@ def test_keygen_sign_init_verify_explain(dirs: tuple[Path, Path]) -> None:
     assert "changed after signing" in fails(
         1, "config", "verify", "midbox.toml", "--state-dir", state, cwd=ws
     )
+    # Co-signing the edited file is refused with the fix; --replace starts a fresh signature set.
+    assert "--replace" in fails(1, "config", "sign", "midbox.toml", "--key", "keys/bob.key", cwd=ws)
+    out = ok("config", "sign", "midbox.toml", "--key", "keys/bob.key", "--replace", cwd=ws)
+    assert "holds 1 signature(s)" in out
+    out = ok("config", "sign", "midbox.toml", "--key", "keys/alice.key", "--passphrase-file", "pass", cwd=ws)
+    assert "holds 2 signature(s)" in out
+    ok("config", "verify", "midbox.toml", "--state-dir", state, cwd=ws)
 
 
 def test_rotation_through_the_cli(dirs: tuple[Path, Path]) -> None:

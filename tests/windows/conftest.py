@@ -1,6 +1,7 @@
 """Windows code paths, run for real in Windows' own CPython under Wine.
 
-``build/wine prepare`` makes ``dist/wine/``: the embeddable CPython 3.11 with the hash-locked
+``build/wine prepare`` makes the Wine root (a cache directory outside the checkout, e.g.
+``~/.cache/midbox-build/wine``; MIDBOX_WINE_ROOT overrides it): the embeddable CPython 3.11 with the hash-locked
 win_amd64 wheels, and a Wine prefix. These tests skip without it, unless MIDBOX_REQUIRE_WINE=1
 (set by CI, which prepares it), where its absence is a failure. Wine is not Windows: what these
 tests show and what only a real Windows host can show is listed in build/README.md.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,10 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-WINE_ROOT = Path(os.environ.get("MIDBOX_WINE_ROOT", REPO / "dist" / "wine"))
+sys.path.insert(0, str(REPO / "build" / "tools"))
+from midbox_build.wine import default_root  # noqa: E402
+
+WINE_ROOT = default_root(dict(os.environ))
 
 WinPy = Callable[..., subprocess.CompletedProcess[str]]
 

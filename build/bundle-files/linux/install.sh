@@ -38,7 +38,7 @@ echo "2/5 installing $bin"
 install -d -m 0755 "$root$prefix/bin" "$root$prefix/share/doc/midbox"
 # shellcheck disable=SC2086
 install -m 0755 $owner midbox "$root$bin"
-install -m 0644 INSTALL.md midbox.cdx.json "$root$prefix/share/doc/midbox/"
+install -m 0644 ./*.md midbox.cdx.json "$root$prefix/share/doc/midbox/"
 
 echo "3/5 system user and folders"
 if [ -z "$root" ] && [ "$make_user" -eq 1 ] && ! getent passwd midbox >/dev/null 2>&1; then

@@ -26,6 +26,7 @@ from pathlib import Path
 from midbox_build.common import BUILD_DIR, DIST, REPO, BuildError, host_target, sha256_file
 
 FILES_DIR = BUILD_DIR / "bundle-files"
+DOCS_DIR = BUILD_DIR.parent / "docs"
 _EXECUTABLE = {"midbox", "midbox.exe", "install.sh"}
 
 
@@ -56,6 +57,9 @@ def bundle_files(binary: Path, platform: str) -> dict[str, bytes]:
         "INSTALL.md": (FILES_DIR / "INSTALL.md").read_bytes(),
     }
     for f in sorted((FILES_DIR / os_name).iterdir()):
+        files[f.name] = f.read_bytes()
+    # The reference docs, flat beside INSTALL.md (a bundle holds one folder); their links are relative.
+    for f in sorted(DOCS_DIR.glob("*.md")):
         files[f.name] = f.read_bytes()
     return files
 

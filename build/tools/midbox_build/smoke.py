@@ -36,7 +36,6 @@ class Check:
 
 CHECKS: tuple[Check, ...] = (
     Check("version", ("--version",), 0, r"^midbox \d+\.\d+\.\d+ \(([0-9a-f]{40}|source)\)\n$"),
-    Check("help", ("--help",), 0, r"usage: midbox"),
     Check("no command is a usage error", (), 2),
     Check("unknown command is a usage error", ("no-such-command",), 2, "", r"invalid choice"),
 )
@@ -85,11 +84,45 @@ def run_check(binary: Path, check: Check, state: Path) -> Outcome:
     return Outcome(check, not problems, "; ".join(problems), took)
 
 
+def subcommands(help_text: str) -> list[str]:
+    """The command names argparse lists under "positional arguments:" (its metavar line, then one
+    name per line indented four spaces; wrapped help lines are indented further)."""
+    names: list[str] = []
+    section = False
+    for line in help_text.splitlines():
+        if not line.startswith(" "):
+            section = line.startswith("positional arguments")
+            continue
+        if section and re.match(r"^    [a-z][a-z0-9-]*(\s|$)", line):
+            names.append(line.split()[0])
+    return names
+
+
+def help_outcomes(binary: Path, state: Path, path: tuple[str, ...] = (), depth: int = 0) -> list[Outcome]:
+    """``--help`` of the binary and of every command and leaf under it must exit 0 without a traceback
+    (argparse %-formats help strings, so one stray % crashes a whole command's help)."""
+    check = Check("help " + " ".join(path) if path else "help", (*path, "--help"), 0, r"usage: midbox")
+    out = [run_check(binary, check, state)]
+    if depth < 4:  # the tree is two levels deep; the bound only stops a runaway
+        env = {"PATH": os.defpath, "MIDBOX_STATE_DIR": str(state), "LC_ALL": "C.UTF-8", "COLUMNS": "200"}
+        if sys.platform == "win32":
+            env.update({k: os.environ[k] for k in ("SYSTEMROOT", "TEMP", "TMP") if k in os.environ})
+        proc = subprocess.run(
+            [str(binary), *path, "--help"], env=env, capture_output=True, text=True, timeout=TIMEOUT_S
+        )
+        for name in subcommands(proc.stdout):
+            out.extend(help_outcomes(binary, state, (*path, name), depth + 1))
+    return out
+
+
 def run_all(binary: Path, extra: Callable[[Path], tuple[Check, ...]] = _checks_with_state) -> list[Outcome]:
     with tempfile.TemporaryDirectory(prefix="midbox-smoke-") as tmp:
         state = Path(tmp) / "state"
         state.mkdir(mode=0o700)
-        return [run_check(binary, c, state) for c in (*CHECKS, *extra(Path(tmp)))]
+        return [
+            *(run_check(binary, c, state) for c in (*CHECKS, *extra(Path(tmp)))),
+            *help_outcomes(binary, state),
+        ]
 
 
 def main(argv: list[str] | None = None) -> int:

