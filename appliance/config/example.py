@@ -43,6 +43,7 @@ credentials = ["linux-ro", "snmp-ro"]    # aliases from 'midbox creds add', trie
 
 # [[allow]]                          # rule 2: HTTPS to one host, verified against its own CA
 # host = "app.example"
+# resolves_within = ["198.51.100.0/24"]  # the networks the name may resolve into (DNS is not trusted)
 # probes = ["http"]
 # ports = [443]
 # credentials = ["app-api"]
@@ -53,6 +54,9 @@ credentials = ["linux-ro", "snmp-ro"]    # aliases from 'midbox creds add', trie
 # "0123456789abcdef0123456789abcdef" = "linux-ro"
 # [credential_map.tags]
 # linux = ["linux-ro"]
+
+# 'midbox config sign' adds a [files] table here with the SHA-256 of each CA file named above
+# (instance.ca_file, tls_ca); keep it last. ("instance-ca.pem" = "<64 hex digits>")
 """
 
 
