@@ -106,7 +106,7 @@ async def run_appliance(
         SealedDir(state_dir / "outbox", derive_key(seal_key, "outbox"), "outbox"), limits.outbox_entries
     )
     client = EccClient(
-        instance_client(config.instance, limits),
+        instance_client(config.instance, limits, name=config.appliance.name),
         name=config.appliance.name,
         max_response_bytes=limits.instance_response_bytes,
         deadline_s=limits.instance_timeout_s * INSTANCE_DEADLINE_FACTOR,

@@ -11,11 +11,15 @@ import email.utils
 import enum
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance.config.model import Config
 from appliance.errors import ApplianceError
 from appliance.limits import Limits
 from hardening.errors import HardeningError
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 CERT_WARN_DAYS = 30
 CONFIG_WARN_DAYS = 7
@@ -101,6 +105,8 @@ def check_certificates(config: Config, now: dt.datetime) -> list[Finding]:
         except (OSError, ValueError) as e:
             found.append(Finding(Level.FAIL, name, f"{path}: cannot be read as PEM certificates ({e})"))
             continue
+        if path == config.instance.client_cert:
+            found += _identity(certs[0], config.appliance.name, path)
         soonest = min(c.not_valid_after_utc for c in certs)
         left = soonest - now
         # The appliance's own certificate is renewed on this host; the CA's comes from its owner.
@@ -114,6 +120,16 @@ def check_certificates(config: Config, now: dt.datetime) -> list[Finding]:
     return found
 
 
+def _identity(leaf: x509.Certificate, name: str, path: Path) -> list[Finding]:
+    from hardening.identity import check_identity
+
+    try:
+        check_identity(leaf, name, path)
+    except HardeningError as e:
+        return [Finding(Level.FAIL, "certificate name", str(e))]
+    return [Finding(Level.OK, "certificate name", f"{path} is mid.server.{name}'s")]
+
+
 async def check_instance(config: Config, limits: Limits, now: dt.datetime) -> list[Finding]:
     """One read-only request over the appliance's own mTLS client: reachable, authenticated, clock."""
     import httpx
@@ -121,7 +137,7 @@ async def check_instance(config: Config, limits: Limits, now: dt.datetime) -> li
     from appliance.queue.transport import instance_client
 
     try:
-        client = instance_client(config.instance, limits)
+        client = instance_client(config.instance, limits, name=config.appliance.name)
     except (HardeningError, ApplianceError) as e:
         return [Finding(Level.FAIL, "instance", str(e))]
     try:

@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_POST_TIMEOUT_S = 10.0
 CHECKPOINT_COUNT_CHECK_S = 1.0  # how often the entry count is looked at
-MAX_CERT_FILE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,9 @@ async def serve(
     config: Config | None = None
     reason = "error"
     try:
-        config = _first_config(options, audit)
+        accepted = _first_config(options, audit)
+        cert_sha256 = _client_identity(accepted, audit)
+        config = accepted
         start = {
             "binary_sha256": _binary_sha256(),
             "version": __version__,
@@ -125,7 +126,6 @@ async def serve(
             "appliance": config.appliance.name,
             "pid": os.getpid(),
         }
-        cert_sha256 = _client_identity(config)
         if cert_sha256 is not None:
             start["client_cert_sha256"] = cert_sha256
         audit.record("appliance.start", start)
@@ -159,9 +159,9 @@ async def serve(
             host.close()
 
 
-def _client_identity(config: Config) -> str | None:
-    """Finish a certificate renewal a crash interrupted (``midbox enroll``), then return the SHA-256
-    of the client certificate this run presents, so the audit log says which identity did the work."""
+def _client_identity(config: Config, audit: AuditLog) -> str | None:
+    """Finish a certificate renewal a crash interrupted (``midbox enroll``), check the certificate
+    names this appliance, then return its SHA-256, so the audit log says which identity did the work."""
     key, cert = config.instance.client_key, config.instance.client_cert
     if key is None or cert is None:
         return None
@@ -174,19 +174,16 @@ def _client_identity(config: Config) -> str | None:
         done = None
     if done:
         log.info("certificate renewal completed at start: %s", done)
-    return _file_der_sha256(cert)
-
-
-def _file_der_sha256(path: Path) -> str | None:
-    """SHA-256 of the leaf (the first certificate in the file), as `midbox enroll` prints it."""
-    from cryptography import x509
     from cryptography.hazmat.primitives import hashes
 
+    from hardening.identity import check_certificate_file
+
     try:
-        with path.open("rb") as fh:
-            leaf = x509.load_pem_x509_certificates(fh.read(MAX_CERT_FILE_BYTES))[0]
-    except (OSError, ValueError, IndexError):
-        return None
+        leaf = check_certificate_file(cert, config.appliance.name)
+    except HardeningError as e:
+        audit.record("error", {"where": "start", "message": str(e)})
+        raise
+    # SHA-256 of the leaf, as `midbox enroll` prints it.
     return leaf.fingerprint(hashes.SHA256()).hex()
 
 
@@ -336,7 +333,7 @@ async def _checkpoint(config: Config, audit: AuditLog, state_dir: Path) -> None:
         return
     limits = config.limits()
     client = EccClient(
-        instance_client(config.instance, limits),
+        instance_client(config.instance, limits, name=config.appliance.name),
         name=config.appliance.name,
         max_response_bytes=limits.instance_response_bytes,
         deadline_s=limits.instance_timeout_s * INSTANCE_DEADLINE_FACTOR,

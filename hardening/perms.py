@@ -33,6 +33,36 @@ def _owner_name(uid: int) -> str:
         return str(uid)
 
 
+def unreadable_hint(path: Path, e: OSError) -> str:
+    """Why ``path`` could not be opened, with the fix; a permission problem is named as one."""
+    if isinstance(e, PermissionError):
+        return permission_recipe(path)
+    if isinstance(e, FileNotFoundError):
+        return "it does not exist; check the path in the config"
+    return e.strerror or type(e).__name__
+
+
+def permission_recipe(path: Path) -> str:
+    """'permission denied' with the command that fixes it: run as the owner, or hand the file over."""
+    if os.name != "posix":
+        return "permission denied; run midbox as the account that owns it, or grant it read access (icacls)"
+    me = _owner_name(os.geteuid())
+    quoted = shlex.quote(str(path))
+    try:
+        owner = _owner_name(os.stat(path).st_uid)
+    except OSError:
+        return (
+            f"permission denied for {me} on {path} or a directory above it; "
+            "run midbox as the user the files belong to"
+        )
+    if owner != me:
+        return (
+            f"permission denied: it belongs to {owner}, midbox runs as {me}; "
+            f"run: runuser -u {owner} -- midbox ...  (or: chown {me} {quoted})"
+        )
+    return f"permission denied for its owner {me}; run: chmod u+rw {quoted}"
+
+
 def _is_name_surrogate(st: os.stat_result) -> bool:
     """A Windows junction or symlink (a reparse point that names another file); never on POSIX."""
     tag: int = getattr(st, "st_reparse_tag", 0)

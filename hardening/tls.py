@@ -6,6 +6,7 @@ import ssl
 from pathlib import Path
 
 from hardening.errors import HardeningError
+from hardening.identity import IdentityError, check_certificate_file
 
 # TLS 1.2 suites limited to forward-secret AEAD; TLS 1.3 suites are OpenSSL's defaults (all AEAD).
 _TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
@@ -21,12 +22,16 @@ def client_context(
     client_cert: Path | None,
     client_key: Path | None,
     use_system_trust: bool = False,
+    name: str | None = None,
 ) -> ssl.SSLContext:
     """Build the one SSLContext the appliance uses to reach its instance.
 
     Trust is the pinned CA file only; the system store is added only when the signed config asks
     (``use_system_trust``). Nothing here reads the environment, so SSL_CERT_FILE and friends have no
     effect unless the system store was asked for.
+
+    A client certificate must name ``mid.server.<name>`` (``name`` is the config's appliance name);
+    without ``name`` one is refused, so no caller can forget the check.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname=True, CERT_REQUIRED
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -42,6 +47,12 @@ def client_context(
     if use_system_trust:
         ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
     if client_cert is not None:
+        if name is None:
+            raise TLSConfigError("internal: a client certificate is loaded only with the appliance name")
+        try:
+            check_certificate_file(client_cert, name)
+        except IdentityError as e:
+            raise TLSConfigError(str(e)) from e
         try:
             ctx.load_cert_chain(certfile=str(client_cert), keyfile=str(client_key) if client_key else None)
         except (OSError, ssl.SSLError) as e:

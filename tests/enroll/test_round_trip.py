@@ -33,7 +33,7 @@ def _poll(url: str, p: Pki, etc: Path, tmp_path: Path) -> None:
 
     async def go() -> None:
         client = EccClient(
-            instance_client(config.instance, fast_limits()),
+            instance_client(config.instance, fast_limits(), name=config.appliance.name),
             name=NAME,
             max_response_bytes=MAX_INSTANCE_RESPONSE_BYTES,
         )
