@@ -94,10 +94,12 @@ async def run_appliance(
     stop: asyncio.Event,
     seal_key: bytes,
     limits: Limits | None = None,
+    hold: Callable[[], str | None] = lambda: None,
 ) -> RunnerStats:
     """Run until ``stop`` is set; return what was done.
 
     ``seal_key`` (32 bytes, derived from the host key) encrypts the journal and the outbox at rest.
+    ``hold`` says why no new work may be claimed (an expired config or certificate), or None.
     """
     limits = limits or config.limits()
     _mark_sniffio_absent()
@@ -129,6 +131,7 @@ async def run_appliance(
         settings=runner_settings(config, limits),
         journal=journal,
         outbox=outbox,
+        hold=hold,
     )
     holder.append(runner)
     try:

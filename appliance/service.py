@@ -30,6 +30,7 @@ from appliance.host import Host, open_host
 from appliance.limits import AUDIT_CHECKPOINT_ENTRIES, INSTANCE_DEADLINE_FACTOR
 from appliance.queue.client import EccClient
 from appliance.queue.transport import instance_client
+from appliance.validity import CHECK_INTERVAL_S, ValidityWatch, tls_fingerprint, tls_usable
 from hardening.audit import (
     TOPIC,
     AuditLog,
@@ -58,6 +59,8 @@ class ServiceOptions:
     # unanchored tail (which could be cut unnoticed) stays short whatever the interval.
     checkpoint_entries: int = AUDIT_CHECKPOINT_ENTRIES
     config_watch_interval_s: float = 5.0
+    # Expiry of the config and certificates is looked at this often, and at each deadline.
+    validity_check_interval_s: float = CHECK_INTERVAL_S
 
 
 class StopRequest:
@@ -217,15 +220,19 @@ class _Lifecycle:
         self._host = host
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
+        self._tls_changed = asyncio.Event()  # a certificate, key or CA file of the config changed
+        self._validity = ValidityWatch(audit)
         self._reason = "signal"
 
     async def run(self, config: Config, ready: Callable[[], None] | None) -> tuple[Config, str]:
         self._install_signals()
         if self._stop_request is not None:
             self._stop_request._attach(asyncio.get_running_loop(), self._stop)
+        self._validity.check(config, dt.datetime.now(dt.UTC))
         background = [
-            asyncio.create_task(self._watch_config(), name="config-watch"),
+            asyncio.create_task(self._watch_config(lambda: config), name="config-watch"),
             asyncio.create_task(self._checkpoints(lambda: config), name="checkpoints"),
+            asyncio.create_task(self._watch_validity(lambda: config), name="validity"),
         ]
         if ready is not None:
             ready()
@@ -239,6 +246,7 @@ class _Lifecycle:
                 if config_changed is None:
                     return config, self._reason
                 config = config_changed
+                self._validity.check(config, dt.datetime.now(dt.UTC))
                 log.info("runner restarted on config version %d", config.version)
         finally:
             if self._stop_request is not None:
@@ -257,6 +265,7 @@ class _Lifecycle:
             credentials=self._host.credentials,
             stop=stop,
             seal_key=self._host.seal_key,
+            hold=lambda: self._validity.hold,
         )
 
     async def _until_stop_or_new_config(self, config: Config, runner: asyncio.Task[None]) -> Config | None:
@@ -264,8 +273,11 @@ class _Lifecycle:
         while True:
             stop_wait = asyncio.create_task(self._stop.wait())
             reload_wait = asyncio.create_task(self._reload.wait())
-            await asyncio.wait({stop_wait, reload_wait, runner}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (stop_wait, reload_wait):
+            tls_wait = asyncio.create_task(self._tls_changed.wait())
+            await asyncio.wait(
+                {stop_wait, reload_wait, tls_wait, runner}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in (stop_wait, reload_wait, tls_wait):
                 task.cancel()
             if runner.done():
                 self._reason = "error"
@@ -275,6 +287,12 @@ class _Lifecycle:
                 if self._stop_request is not None and self._stop_request.requested:
                     self._reason = "service stop"
                 return None
+            if self._tls_changed.is_set():
+                self._tls_changed.clear()
+                if tls_usable(config):
+                    log.info("a certificate or CA file changed: the runner restarts to use it")
+                    return config
+                continue
             self._reload.clear()
             outcome = try_reload(
                 config,
@@ -302,14 +320,27 @@ class _Lifecycle:
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
 
-    async def _watch_config(self) -> None:
+    async def _watch_config(self, current: Callable[[], Config]) -> None:
         seen = fingerprint(self._options.config_path)
+        tls_seen = tls_fingerprint(current())
         while True:
             await asyncio.sleep(self._options.config_watch_interval_s)
             now = fingerprint(self._options.config_path)
             if now != seen:
                 seen = now
                 self._reload.set()
+            tls_now = tls_fingerprint(current())
+            if tls_now != tls_seen:
+                tls_seen = tls_now
+                self._tls_changed.set()
+
+    async def _watch_validity(self, current: Callable[[], Config]) -> None:
+        """Re-check expiry on a timer, and just after each deadline or warning threshold."""
+        interval = self._options.validity_check_interval_s
+        while True:
+            now = dt.datetime.now(dt.UTC)
+            await asyncio.sleep(self._validity.next_check_s(current(), now, interval))
+            self._validity.check(current(), dt.datetime.now(dt.UTC))
 
     async def _checkpoints(self, current: Callable[[], Config]) -> None:
         """A checkpoint every interval, or sooner once enough entries were written since the last."""
