@@ -95,6 +95,7 @@ async def run_appliance(
     seal_key: bytes,
     limits: Limits | None = None,
     hold: Callable[[], str | None] = lambda: None,
+    key_password: bytes | None = None,
 ) -> RunnerStats:
     """Run until ``stop`` is set; return what was done.
 
@@ -108,7 +109,7 @@ async def run_appliance(
         SealedDir(state_dir / "outbox", derive_key(seal_key, "outbox"), "outbox"), limits.outbox_entries
     )
     client = EccClient(
-        instance_client(config.instance, limits, name=config.appliance.name),
+        instance_client(config.instance, limits, name=config.appliance.name, key_password=key_password),
         name=config.appliance.name,
         max_response_bytes=limits.instance_response_bytes,
         deadline_s=limits.instance_timeout_s * INSTANCE_DEADLINE_FACTOR,

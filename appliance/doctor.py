@@ -130,14 +130,52 @@ def _identity(leaf: x509.Certificate, name: str, path: Path) -> list[Finding]:
     return [Finding(Level.OK, "certificate name", f"{path} is mid.server.{name}'s")]
 
 
-async def check_instance(config: Config, limits: Limits, now: dt.datetime) -> list[Finding]:
+def host_key_password(state_dir: Path, credentials_directory: Path | None) -> bytes | None:
+    """The mTLS key's password from the host key, or None where there is no host key (yet)."""
+    from appliance.credentials import load_host_key
+    from hardening.keyatrest import key_password
+
+    try:
+        return key_password(load_host_key(state_dir, credentials_directory, create=False))
+    except (HardeningError, OSError):
+        return None
+
+
+def check_client_key(config: Config, config_path: Path, key_password: bytes | None) -> list[Finding]:
+    """The mTLS key is encrypted under this host's key (a plaintext one works, with a warning)."""
+    from hardening import keyatrest
+    from hardening.perms import unreadable_hint
+
+    path = config.instance.client_key
+    if path is None:
+        return []
+    try:
+        with path.open("rb") as fh:
+            pem = fh.read(keyatrest.MAX_KEY_BYTES)
+    except OSError as e:
+        return [Finding(Level.FAIL, "client key", f"cannot read {path}: {unreadable_hint(path, e)}")]
+    if keyatrest.is_plaintext(pem):
+        fix = f"midbox enroll --encrypt-key --config {config_path}"
+        return [Finding(Level.WARN, "client key", f"{path} is stored unencrypted; run: {fix}")]
+    try:
+        keyatrest.open_pem(pem, key_password, path)
+    except HardeningError as e:
+        return [Finding(Level.FAIL, "client key", str(e))]
+    return [Finding(Level.OK, "client key", f"{path} is encrypted under this host's key")]
+
+
+async def check_instance(
+    config: Config, limits: Limits, now: dt.datetime, key_password: bytes | None = None
+) -> list[Finding]:
     """One read-only request over the appliance's own mTLS client: reachable, authenticated, clock."""
     import httpx
 
     from appliance.queue.transport import instance_client
 
     try:
-        client = instance_client(config.instance, limits, name=config.appliance.name)
+        client = instance_client(
+            config.instance, limits, name=config.appliance.name, key_password=key_password
+        )
     except (HardeningError, ApplianceError) as e:
         return [Finding(Level.FAIL, "instance", str(e))]
     try:

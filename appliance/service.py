@@ -120,7 +120,7 @@ async def serve(
     reason = "error"
     try:
         accepted = _first_config(options, audit)
-        cert_sha256 = _client_identity(accepted, audit)
+        cert_sha256 = _client_identity(accepted, audit, host.key_password)
         config = accepted
         start = {
             "binary_sha256": _binary_sha256(),
@@ -153,7 +153,7 @@ async def serve(
                         "uptime_s": round(time.monotonic() - started, 3),
                     },
                 )
-                await _checkpoint(config, audit, options.state_dir)
+                await _checkpoint(config, audit, options.state_dir, host.key_password)
             audit.close()
         except HardeningError as e:
             # The reason we are stopping may be this very log failing; say so, keep the first error.
@@ -162,7 +162,7 @@ async def serve(
             host.close()
 
 
-def _client_identity(config: Config, audit: AuditLog) -> str | None:
+def _client_identity(config: Config, audit: AuditLog, key_password: bytes) -> str | None:
     """Finish a certificate renewal a crash interrupted (``midbox enroll``), check the certificate
     names this appliance, then return its SHA-256, so the audit log says which identity did the work."""
     key, cert = config.instance.client_key, config.instance.client_cert
@@ -171,7 +171,7 @@ def _client_identity(config: Config, audit: AuditLog) -> str | None:
     from hardening.enroll import EnrollError, EnrollPaths, finish_interrupted_swap
 
     try:
-        done = finish_interrupted_swap(EnrollPaths(key, cert))
+        done = finish_interrupted_swap(EnrollPaths(key, cert, key_password))
     except (EnrollError, OSError) as e:
         log.warning("could not finish an interrupted certificate renewal: %s", e)
         done = None
@@ -266,6 +266,7 @@ class _Lifecycle:
             stop=stop,
             seal_key=self._host.seal_key,
             hold=lambda: self._validity.hold,
+            key_password=self._host.key_password,
         )
 
     async def _until_stop_or_new_config(self, config: Config, runner: asyncio.Task[None]) -> Config | None:
@@ -289,7 +290,7 @@ class _Lifecycle:
                 return None
             if self._tls_changed.is_set():
                 self._tls_changed.clear()
-                if tls_usable(config):
+                if tls_usable(config, self._host.key_password):
                     log.info("a certificate or CA file changed: the runner restarts to use it")
                     return config
                 continue
@@ -350,11 +351,13 @@ class _Lifecycle:
             await asyncio.sleep(min(opts.checkpoint_interval_s, CHECKPOINT_COUNT_CHECK_S))
             grown = self._audit.size - last_size
             if grown >= opts.checkpoint_entries or time.monotonic() - last_time >= opts.checkpoint_interval_s:
-                await _checkpoint(current(), self._audit, opts.state_dir)
+                await _checkpoint(current(), self._audit, opts.state_dir, self._host.key_password)
                 last_size, last_time = self._audit.size, time.monotonic()
 
 
-async def _checkpoint(config: Config, audit: AuditLog, state_dir: Path) -> None:
+async def _checkpoint(
+    config: Config, audit: AuditLog, state_dir: Path, key_password: bytes | None = None
+) -> None:
     """Sign the log's head and anchor it on the instance, off this host. Best effort: a later
     checkpoint covers everything an earlier one would have."""
     try:
@@ -364,7 +367,7 @@ async def _checkpoint(config: Config, audit: AuditLog, state_dir: Path) -> None:
         return
     limits = config.limits()
     client = EccClient(
-        instance_client(config.instance, limits, name=config.appliance.name),
+        instance_client(config.instance, limits, name=config.appliance.name, key_password=key_password),
         name=config.appliance.name,
         max_response_bytes=limits.instance_response_bytes,
         deadline_s=limits.instance_timeout_s * INSTANCE_DEADLINE_FACTOR,

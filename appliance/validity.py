@@ -184,7 +184,7 @@ def tls_fingerprint(config: Config) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-def tls_usable(config: Config) -> bool:
+def tls_usable(config: Config, key_password: bytes | None) -> bool:
     """The changed files load and name this appliance; otherwise the running runner keeps the old ones."""
     from hardening.errors import HardeningError
     from hardening.tls import client_context
@@ -196,6 +196,7 @@ def tls_usable(config: Config) -> bool:
             client_key=config.instance.client_key,
             use_system_trust=config.instance.use_system_trust,
             name=config.appliance.name,
+            key_password=key_password,
         )
     except HardeningError as e:
         log.warning("a certificate or CA file changed but cannot be used yet, keeping the old one: %s", e)

@@ -23,6 +23,7 @@ def client_context(
     client_key: Path | None,
     use_system_trust: bool = False,
     name: str | None = None,
+    key_password: bytes | None = None,
 ) -> ssl.SSLContext:
     """Build the one SSLContext the appliance uses to reach its instance.
 
@@ -31,7 +32,8 @@ def client_context(
     effect unless the system store was asked for.
 
     A client certificate must name ``mid.server.<name>`` (``name`` is the config's appliance name);
-    without ``name`` one is refused, so no caller can forget the check.
+    without ``name`` one is refused, so no caller can forget the check. ``key_password`` opens a key
+    encrypted at rest (``hardening.keyatrest``); a plaintext key loads without it.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname=True, CERT_REQUIRED
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -54,13 +56,30 @@ def client_context(
         except IdentityError as e:
             raise TLSConfigError(str(e)) from e
         try:
-            ctx.load_cert_chain(certfile=str(client_cert), keyfile=str(client_key) if client_key else None)
-        except (OSError, ssl.SSLError) as e:
+            ctx.load_cert_chain(
+                certfile=str(client_cert),
+                keyfile=str(client_key) if client_key else None,
+                password=key_password or _no_password,
+            )
+        except ssl.SSLError as e:
             raise TLSConfigError(
-                f"cannot load the client certificate {client_cert} and key: {_reason(e)}; "
-                "check 'instance.client_cert' and 'instance.client_key', or re-run 'midbox enroll'"
+                f"the client key {client_key or client_cert} does not load with its certificate "
+                f"{client_cert} ({_reason(e)}): a key for another certificate, or encrypted under "
+                "another host's key; check 'instance.client_key', or enroll again"
+            ) from e
+        except OSError as e:
+            from hardening.perms import unreadable_hint
+
+            raise TLSConfigError(
+                f"cannot read the client key {client_key or client_cert}: "
+                f"{unreadable_hint(client_key or client_cert, e)}"
             ) from e
     return ctx
+
+
+def _no_password() -> bytes:
+    # Never prompt on a terminal: an encrypted key without the host key fails instead.
+    raise TLSConfigError("the client key is encrypted and this host's key was not found")
 
 
 def _reason(e: BaseException) -> str:

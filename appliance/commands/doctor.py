@@ -53,8 +53,11 @@ def _doctor(args: argparse.Namespace, env: CliEnv) -> int:
         checked, config = doctor.check_config(config_path, env.state_dir, now)
         findings += checked
         if config is not None:
+            credentials = env.environ.get("CREDENTIALS_DIRECTORY")
+            password = doctor.host_key_password(env.state_dir, Path(credentials) if credentials else None)
             findings += doctor.check_certificates(config, now)
-            findings += asyncio.run(doctor.check_instance(config, config.limits(), now))
+            findings += doctor.check_client_key(config, config_path, password)
+            findings += asyncio.run(doctor.check_instance(config, config.limits(), now, password))
     if env.json:
         for f in findings:
             env.stdout.write(

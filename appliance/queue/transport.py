@@ -11,7 +11,12 @@ from hardening.tls import client_context
 
 
 def instance_client(
-    instance: InstanceSection, limits: Limits, auth: httpx.Auth | None = None, *, name: str
+    instance: InstanceSection,
+    limits: Limits,
+    auth: httpx.Auth | None = None,
+    *,
+    name: str,
+    key_password: bytes | None = None,
 ) -> httpx.AsyncClient:
     """An AsyncClient that talks only to the configured instance, the way the config says.
 
@@ -24,6 +29,7 @@ def instance_client(
         client_key=instance.client_key,
         use_system_trust=instance.use_system_trust,
         name=name,
+        key_password=key_password,
     )
     return httpx.AsyncClient(
         base_url=instance.url,
