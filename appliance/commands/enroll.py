@@ -70,10 +70,14 @@ def _key_password(env: CliEnv) -> bytes:
     from appliance.credentials import load_host_key
     from hardening.keyatrest import key_password
     from hardening.perms import ensure_private_dir
+    from hardening.runas import acting_as, state_owner
 
     credentials = env.environ.get("CREDENTIALS_DIRECTORY")
-    ensure_private_dir(env.state_dir)
-    return key_password(load_host_key(env.state_dir, Path(credentials) if credentials else None, create=True))
+    # Root enrolling for the service user: the host key is the service user's, made as that user.
+    with acting_as(state_owner(env.state_dir)):
+        ensure_private_dir(env.state_dir)
+        host_key = load_host_key(env.state_dir, Path(credentials) if credentials else None, create=True)
+    return key_password(host_key)
 
 
 def _target(args: argparse.Namespace, env: CliEnv) -> _Target:
@@ -267,24 +271,22 @@ def _install(args: argparse.Namespace, env: CliEnv, target: _Target) -> int:
 def _audit(env: CliEnv, event: str, fields: dict[str, object]) -> tuple[bool, str | None]:
     """Record in the state dir's audit log if there is one and it is ours: (recorded, why not).
 
-    The running appliance holds the log's lock, and a log owned by the service user must not get
-    files owned by root, so in those cases nothing is written and the reason is returned.
+    The running appliance holds the log's lock, so then nothing is written and the reason is returned.
+    Root writes as the state dir's owner (hardening.runas), so the log stays the service user's.
     """
-    import os
-
     from hardening.audit import AuditError, audit_dir, open_audit_log
+    from hardening.runas import acting_as, state_owner
 
     directory = audit_dir(env.state_dir)
-    if not any(directory.glob("audit-*.log")):
-        return False, None  # not set up yet (first enrollment comes before the first run)
-    if os.name == "posix" and directory.stat().st_uid != os.geteuid():
-        return False, "the audit log belongs to the service user; not audited (run enroll as that user)"
-    try:
-        log = open_audit_log(env.state_dir)
-    except AuditError as e:
-        return False, f"not audited: {e}"
-    try:
-        log.record(event, fields)
-    finally:
-        log.close()
+    with acting_as(state_owner(env.state_dir)):
+        if not any(directory.glob("audit-*.log")):
+            return False, None  # not set up yet (first enrollment comes before the first run)
+        try:
+            log = open_audit_log(env.state_dir)
+        except AuditError as e:
+            return False, f"not audited: {e}"
+        try:
+            log.record(event, fields)
+        finally:
+            log.close()
     return True, None
