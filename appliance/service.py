@@ -323,17 +323,20 @@ class _Lifecycle:
 
     async def _watch_config(self, current: Callable[[], Config]) -> None:
         seen = fingerprint(self._options.config_path)
-        tls_seen = tls_fingerprint(current())
+        tls_seen = (current().sha256, tls_fingerprint(current()))
         while True:
             await asyncio.sleep(self._options.config_watch_interval_s)
             now = fingerprint(self._options.config_path)
             if now != seen:
                 seen = now
                 self._reload.set()
-            tls_now = tls_fingerprint(current())
+            config = current()
+            tls_now = (config.sha256, tls_fingerprint(config))
+            # Files that changed under the same config are a renewal; a new config restarts anyway.
             if tls_now != tls_seen:
+                if tls_now[0] == tls_seen[0]:
+                    self._tls_changed.set()
                 tls_seen = tls_now
-                self._tls_changed.set()
 
     async def _watch_validity(self, current: Callable[[], Config]) -> None:
         """Re-check expiry on a timer, and just after each deadline or warning threshold."""
