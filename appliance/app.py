@@ -94,10 +94,13 @@ async def run_appliance(
     stop: asyncio.Event,
     seal_key: bytes,
     limits: Limits | None = None,
+    hold: Callable[[], str | None] = lambda: None,
+    key_password: bytes | None = None,
 ) -> RunnerStats:
     """Run until ``stop`` is set; return what was done.
 
     ``seal_key`` (32 bytes, derived from the host key) encrypts the journal and the outbox at rest.
+    ``hold`` says why no new work may be claimed (an expired config or certificate), or None.
     """
     limits = limits or config.limits()
     _mark_sniffio_absent()
@@ -106,7 +109,7 @@ async def run_appliance(
         SealedDir(state_dir / "outbox", derive_key(seal_key, "outbox"), "outbox"), limits.outbox_entries
     )
     client = EccClient(
-        instance_client(config.instance, limits),
+        instance_client(config.instance, limits, name=config.appliance.name, key_password=key_password),
         name=config.appliance.name,
         max_response_bytes=limits.instance_response_bytes,
         deadline_s=limits.instance_timeout_s * INSTANCE_DEADLINE_FACTOR,
@@ -129,6 +132,7 @@ async def run_appliance(
         settings=runner_settings(config, limits),
         journal=journal,
         outbox=outbox,
+        hold=hold,
     )
     holder.append(runner)
     try:

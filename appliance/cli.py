@@ -15,6 +15,26 @@ from appliance.errors import EXIT_CHECK_FAILED, EXIT_USAGE, ApplianceError
 
 DEFAULT_STATE_DIR_POSIX = "/var/lib/midbox"
 
+# Handlers that work on the state dir. Run by root on a state dir the service user owns, they act as
+# that user (hardening.runas), so what they write stays readable by the service. ``run`` drops root
+# for good; enroll acts as the owner only for the state dir (its key goes to /etc/midbox as root).
+# A module name alone covers every handler in it. tests/build/test_install_as_service_user.py
+# checks each entry still names a handler.
+AS_STATE_OWNER = frozenset(
+    {
+        "appliance.commands.audit",
+        "appliance.commands.creds",
+        "appliance.commands.hosts",
+        "appliance.commands.trust._init",
+        "appliance.commands.trust._rotate",
+        "appliance.commands.trust._show",
+        "appliance.commands.config_cmd._verify",
+        "appliance.commands.policy._explain",
+        "appliance.commands.doctor._doctor",
+    }
+)
+DROPS_ROOT = frozenset({"appliance.commands.run._run"})
+
 
 def _default_state_dir(environ: dict[str, str]) -> Path:
     if environ.get("MIDBOX_STATE_DIR"):
@@ -55,6 +75,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _as_state_owner(handler: object, state_dir: Path) -> None:
+    """Root on the service user's state dir becomes that user first (see AS_STATE_OWNER)."""
+    from hardening.runas import act_as, drop_to, state_owner
+
+    module, name = getattr(handler, "__module__", ""), getattr(handler, "__name__", "")
+    qualified = f"{module}.{name}"
+    if qualified not in DROPS_ROOT and qualified not in AS_STATE_OWNER and module not in AS_STATE_OWNER:
+        return
+    owner = state_owner(state_dir)
+    if owner is None:
+        return
+    logging.getLogger(__name__).info("acting as %s, the owner of %s", owner.name, state_dir)
+    if qualified in DROPS_ROOT:
+        drop_to(owner)
+    else:
+        act_as(owner)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     environ = dict(os.environ)
     parser = build_parser()
@@ -85,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         environ=environ,
     )
     try:
+        _as_state_owner(handler, env.state_dir)
         return int(handler(args, env))
     except ApplianceError as e:
         print(f"midbox: {e}", file=sys.stderr)

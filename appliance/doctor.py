@@ -11,12 +11,16 @@ import email.utils
 import enum
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance.config.model import Config
 from appliance.errors import ApplianceError
 from appliance.limits import Limits
 from hardening.errors import HardeningError
 from hardening.sigverify import CLOCK_SKEW
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 CERT_WARN_DAYS = 30
 CONFIG_WARN_DAYS = 7
@@ -104,6 +108,8 @@ def check_certificates(config: Config, now: dt.datetime) -> list[Finding]:
         except (OSError, ValueError) as e:
             found.append(Finding(Level.FAIL, name, f"{path}: cannot be read as PEM certificates ({e})"))
             continue
+        if path == config.instance.client_cert:
+            found += _identity(certs[0], config.appliance.name, path)
         soonest = min(c.not_valid_after_utc for c in certs)
         left = soonest - now
         # The appliance's own certificate is renewed on this host; the CA's comes from its owner.
@@ -117,14 +123,62 @@ def check_certificates(config: Config, now: dt.datetime) -> list[Finding]:
     return found
 
 
-async def check_instance(config: Config, limits: Limits, now: dt.datetime) -> list[Finding]:
+def _identity(leaf: x509.Certificate, name: str, path: Path) -> list[Finding]:
+    from hardening.identity import check_identity
+
+    try:
+        check_identity(leaf, name, path)
+    except HardeningError as e:
+        return [Finding(Level.FAIL, "certificate name", str(e))]
+    return [Finding(Level.OK, "certificate name", f"{path} is mid.server.{name}'s")]
+
+
+def host_key_password(state_dir: Path, credentials_directory: Path | None) -> bytes | None:
+    """The mTLS key's password from the host key, or None where there is no host key (yet)."""
+    from appliance.credentials import load_host_key
+    from hardening.keyatrest import key_password
+
+    try:
+        return key_password(load_host_key(state_dir, credentials_directory, create=False))
+    except (HardeningError, OSError):
+        return None
+
+
+def check_client_key(config: Config, config_path: Path, key_password: bytes | None) -> list[Finding]:
+    """The mTLS key is encrypted under this host's key (a plaintext one works, with a warning)."""
+    from hardening import keyatrest
+    from hardening.perms import unreadable_hint
+
+    path = config.instance.client_key
+    if path is None:
+        return []
+    try:
+        with path.open("rb") as fh:
+            pem = fh.read(keyatrest.MAX_KEY_BYTES)
+    except OSError as e:
+        return [Finding(Level.FAIL, "client key", f"cannot read {path}: {unreadable_hint(path, e)}")]
+    if keyatrest.is_plaintext(pem):
+        fix = f"midbox enroll --encrypt-key --config {config_path}"
+        return [Finding(Level.WARN, "client key", f"{path} is stored unencrypted; run: {fix}")]
+    try:
+        keyatrest.open_pem(pem, key_password, path)
+    except HardeningError as e:
+        return [Finding(Level.FAIL, "client key", str(e))]
+    return [Finding(Level.OK, "client key", f"{path} is encrypted under this host's key")]
+
+
+async def check_instance(
+    config: Config, limits: Limits, now: dt.datetime, key_password: bytes | None = None
+) -> list[Finding]:
     """One read-only request over the appliance's own mTLS client: reachable, authenticated, clock."""
     import httpx
 
     from appliance.queue.transport import instance_client
 
     try:
-        client = instance_client(config.instance, limits)
+        client = instance_client(
+            config.instance, limits, name=config.appliance.name, key_password=key_password
+        )
     except (HardeningError, ApplianceError) as e:
         return [Finding(Level.FAIL, "instance", str(e))]
     try:

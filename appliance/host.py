@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.credentials import StoreCredentials, load_host_key, open_credentials
+from hardening import keyatrest
 from hardening.perms import ensure_private_dir
 from hardening.process import harden_process
 from hardening.sealbox import derive_key
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 class Host:
     credentials: StoreCredentials
     seal_key: bytes  # derived from the host key; encrypts the journal and the outbox
+    key_password: bytes  # derived from the host key; opens the mTLS key at rest (hardening.keyatrest)
 
     def close(self) -> None:
         self.credentials.close()
@@ -36,6 +38,7 @@ def open_host(state_dir: Path, *, credentials_directory: Path | None, passphrase
         handler.addFilter(redactor)
     host_key = load_host_key(state_dir, credentials_directory, create=True)
     seal_key = derive_key(host_key, "midbox-state-seal")
+    key_password = keyatrest.key_password(host_key)
     del host_key
     credentials = open_credentials(
         state_dir,
@@ -43,7 +46,7 @@ def open_host(state_dir: Path, *, credentials_directory: Path | None, passphrase
         passphrase=_read_passphrase(passphrase_file) if passphrase_file else None,
         redactor=redactor,
     )
-    return Host(credentials=credentials, seal_key=seal_key)
+    return Host(credentials=credentials, seal_key=seal_key, key_password=key_password)
 
 
 def _read_passphrase(path: Path) -> bytes:

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from appliance.dispatch import Dispatcher, Outcome, rerun_safe
@@ -38,6 +39,7 @@ RESTARTED_ERROR = (
     "this job was started {starts} times and each time the appliance stopped before it finished; it is "
     "not run again, since it may be what stops the appliance: check the appliance log, then re-send it"
 )
+HELD_ERROR = "not run: {reason}"
 TOO_LARGE_ERROR = (
     "the output record is larger than the {cap} bytes the appliance reads in one answer; it is not run: "
     "make its payload smaller"
@@ -82,8 +84,10 @@ class Runner:
         settings: RunnerSettings,
         journal: Journal,
         outbox: Outbox,
+        hold: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._client = client
+        self._hold = hold  # why no new work may be claimed now (appliance.validity), or None
         self._dispatcher = dispatcher
         self._audit = audit
         self._settings = settings
@@ -171,7 +175,10 @@ class Runner:
     def _resume(self, record: OutputRecord, starts: int = 0) -> None:
         """A job claimed before this start and not answered: ``starts`` is how often it was started."""
         self._audit.record("job.resumed", {"job": record.sys_id, "topic": record.topic[:80]})
-        if starts >= MAX_JOB_STARTS:
+        held = self._hold()
+        if held and record.topic != "HeartbeatProbe":
+            self._keep(record, _error_outcome(record, HELD_ERROR.format(reason=held)))
+        elif starts >= MAX_JOB_STARTS:
             self._keep(record, _error_outcome(record, RESTARTED_ERROR.format(starts=starts)))
         elif rerun_safe(record):
             self._start(record, journaled=starts > 0, starts=starts + 1)
@@ -226,6 +233,8 @@ class Runner:
                 full_reported = False
                 self._audit.record("outbox.resumed", {"count": self._outbox.count()})
             want = min(max(free, 0), self._settings.batch)
+            if self._hold():
+                want = 0  # expired: claim nothing but the monitor's heartbeats, which say why
             try:
                 if want:
                     records = await self._fetch(want)
@@ -401,7 +410,9 @@ class Runner:
 
     def status(self) -> dict[str, str]:
         """What a HeartbeatProbe reports."""
-        return {
+        held = self._hold()
+        paused = {"mid_operational_state": "Paused", "paused_reason": held[:500]} if held else {}
+        return paused | {
             "version": self._settings.version,
             "uptime_s": str(int(time.monotonic() - self.stats.started)),
             "jobs_in_flight": str(len(self._tasks)),

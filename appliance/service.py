@@ -37,6 +37,7 @@ from appliance.limits import AUDIT_CHECKPOINT_ENTRIES, INSTANCE_DEADLINE_FACTOR,
 from appliance.queue.client import EccClient
 from appliance.queue.transport import instance_client
 from appliance.reload_request import ReloadAnswer, read_request, write_answer
+from appliance.validity import CHECK_INTERVAL_S, ValidityWatch, tls_fingerprint, tls_usable
 from hardening.audit import (
     TOPIC,
     AuditLog,
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_POST_TIMEOUT_S = 10.0
 CHECKPOINT_COUNT_CHECK_S = 1.0  # how often the entry count is looked at
-MAX_CERT_FILE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ class ServiceOptions:
     # unanchored tail (which could be cut unnoticed) stays short whatever the interval.
     checkpoint_entries: int = AUDIT_CHECKPOINT_ENTRIES
     config_watch_interval_s: float = 5.0
+    # Expiry of the config and certificates is looked at this often, and at each deadline.
+    validity_check_interval_s: float = CHECK_INTERVAL_S
 
 
 class StopRequest:
@@ -124,7 +126,9 @@ async def serve(
     config: Config | None = None
     reason = "error"
     try:
-        config = _first_config(options, audit)
+        accepted = _first_config(options, audit)
+        cert_sha256 = _client_identity(accepted, audit, host.key_password)
+        config = accepted
         start = {
             "binary_sha256": _binary_sha256(),
             "version": __version__,
@@ -132,7 +136,6 @@ async def serve(
             "appliance": config.appliance.name,
             "pid": os.getpid(),
         }
-        cert_sha256 = _client_identity(config)
         if cert_sha256 is not None:
             start["client_cert_sha256"] = cert_sha256
         audit.record("appliance.start", start)
@@ -157,7 +160,7 @@ async def serve(
                         "uptime_s": round(time.monotonic() - started, 3),
                     },
                 )
-                await _checkpoint(config, audit, options.state_dir)
+                await _checkpoint(config, audit, options.state_dir, host.key_password)
             audit.close()
         except HardeningError as e:
             # The reason we are stopping may be this very log failing; say so, keep the first error.
@@ -166,34 +169,31 @@ async def serve(
             host.close()
 
 
-def _client_identity(config: Config) -> str | None:
-    """Finish a certificate renewal a crash interrupted (``midbox enroll``), then return the SHA-256
-    of the client certificate this run presents, so the audit log says which identity did the work."""
+def _client_identity(config: Config, audit: AuditLog, key_password: bytes) -> str | None:
+    """Finish a certificate renewal a crash interrupted (``midbox enroll``), check the certificate
+    names this appliance, then return its SHA-256, so the audit log says which identity did the work."""
     key, cert = config.instance.client_key, config.instance.client_cert
     if key is None or cert is None:
         return None
     from hardening.enroll import EnrollError, EnrollPaths, finish_interrupted_swap
 
     try:
-        done = finish_interrupted_swap(EnrollPaths(key, cert))
+        done = finish_interrupted_swap(EnrollPaths(key, cert, key_password))
     except (EnrollError, OSError) as e:
         log.warning("could not finish an interrupted certificate renewal: %s", e)
         done = None
     if done:
         log.info("certificate renewal completed at start: %s", done)
-    return _file_der_sha256(cert)
-
-
-def _file_der_sha256(path: Path) -> str | None:
-    """SHA-256 of the leaf (the first certificate in the file), as `midbox enroll` prints it."""
-    from cryptography import x509
     from cryptography.hazmat.primitives import hashes
 
+    from hardening.identity import check_certificate_file
+
     try:
-        with path.open("rb") as fh:
-            leaf = x509.load_pem_x509_certificates(fh.read(MAX_CERT_FILE_BYTES))[0]
-    except (OSError, ValueError, IndexError):
-        return None
+        leaf = check_certificate_file(cert, config.appliance.name)
+    except HardeningError as e:
+        audit.record("error", {"where": "start", "message": str(e)})
+        raise
+    # SHA-256 of the leaf, as `midbox enroll` prints it.
     return leaf.fingerprint(hashes.SHA256()).hex()
 
 
@@ -228,6 +228,8 @@ class _Lifecycle:
         self._host = host
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
+        self._tls_changed = asyncio.Event()  # a certificate, key or CA file of the config changed
+        self._validity = ValidityWatch(audit)
         self._reason = "signal"
         self._request: str | None = None  # a 'midbox reload' waiting for its verdict
         self._refused = False  # the last reload was refused: a good file put back is worth a log line
@@ -236,10 +238,12 @@ class _Lifecycle:
         self._install_signals()
         if self._stop_request is not None:
             self._stop_request._attach(asyncio.get_running_loop(), self._stop)
+        self._validity.check(config, dt.datetime.now(dt.UTC))
         background = [
-            asyncio.create_task(self._watch_config(), name="config-watch"),
+            asyncio.create_task(self._watch_config(lambda: config), name="config-watch"),
             asyncio.create_task(self._checkpoints(lambda: config), name="checkpoints"),
             asyncio.create_task(self._watch_reload_requests(), name="reload-requests"),
+            asyncio.create_task(self._watch_validity(lambda: config), name="validity"),
         ]
         if ready is not None:
             ready()
@@ -253,6 +257,7 @@ class _Lifecycle:
                 if config_changed is None:
                     return config, self._reason
                 config = config_changed
+                self._validity.check(config, dt.datetime.now(dt.UTC))
                 log.info("runner restarted on config version %d", config.version)
         finally:
             if self._stop_request is not None:
@@ -271,6 +276,8 @@ class _Lifecycle:
             credentials=self._host.credentials,
             stop=stop,
             seal_key=self._host.seal_key,
+            hold=lambda: self._validity.hold,
+            key_password=self._host.key_password,
         )
 
     async def _until_stop_or_new_config(self, config: Config, runner: asyncio.Task[None]) -> Config | None:
@@ -278,8 +285,11 @@ class _Lifecycle:
         while True:
             stop_wait = asyncio.create_task(self._stop.wait())
             reload_wait = asyncio.create_task(self._reload.wait())
-            await asyncio.wait({stop_wait, reload_wait, runner}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (stop_wait, reload_wait):
+            tls_wait = asyncio.create_task(self._tls_changed.wait())
+            await asyncio.wait(
+                {stop_wait, reload_wait, tls_wait, runner}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in (stop_wait, reload_wait, tls_wait):
                 task.cancel()
             if runner.done():
                 self._reason = "error"
@@ -289,6 +299,12 @@ class _Lifecycle:
                 if self._stop_request is not None and self._stop_request.requested:
                     self._reason = "service stop"
                 return None
+            if self._tls_changed.is_set():
+                self._tls_changed.clear()
+                if tls_usable(config, self._host.key_password):
+                    log.info("a certificate or CA file changed: the runner restarts to use it")
+                    return config
+                continue
             self._reload.clear()
             outcome = try_reload(
                 config,
@@ -346,14 +362,30 @@ class _Lifecycle:
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
 
-    async def _watch_config(self) -> None:
+    async def _watch_config(self, current: Callable[[], Config]) -> None:
         seen = fingerprint(self._options.config_path)
+        tls_seen = (current().sha256, tls_fingerprint(current()))
         while True:
             await asyncio.sleep(self._options.config_watch_interval_s)
             now = fingerprint(self._options.config_path)
             if now != seen:
                 seen = now
                 self._reload.set()
+            config = current()
+            tls_now = (config.sha256, tls_fingerprint(config))
+            # Files that changed under the same config are a renewal; a new config restarts anyway.
+            if tls_now != tls_seen:
+                if tls_now[0] == tls_seen[0]:
+                    self._tls_changed.set()
+                tls_seen = tls_now
+
+    async def _watch_validity(self, current: Callable[[], Config]) -> None:
+        """Re-check expiry on a timer, and just after each deadline or warning threshold."""
+        interval = self._options.validity_check_interval_s
+        while True:
+            now = dt.datetime.now(dt.UTC)
+            await asyncio.sleep(self._validity.next_check_s(current(), now, interval))
+            self._validity.check(current(), dt.datetime.now(dt.UTC))
 
     async def _checkpoints(self, current: Callable[[], Config]) -> None:
         """A checkpoint every interval, or sooner once enough entries were written since the last."""
@@ -363,11 +395,13 @@ class _Lifecycle:
             await asyncio.sleep(min(opts.checkpoint_interval_s, CHECKPOINT_COUNT_CHECK_S))
             grown = self._audit.size - last_size
             if grown >= opts.checkpoint_entries or time.monotonic() - last_time >= opts.checkpoint_interval_s:
-                await _checkpoint(current(), self._audit, opts.state_dir)
+                await _checkpoint(current(), self._audit, opts.state_dir, self._host.key_password)
                 last_size, last_time = self._audit.size, time.monotonic()
 
 
-async def _checkpoint(config: Config, audit: AuditLog, state_dir: Path) -> None:
+async def _checkpoint(
+    config: Config, audit: AuditLog, state_dir: Path, key_password: bytes | None = None
+) -> None:
     """Sign the log's head and anchor it on the instance, off this host. Best effort: a later
     checkpoint covers everything an earlier one would have."""
     try:
@@ -377,7 +411,7 @@ async def _checkpoint(config: Config, audit: AuditLog, state_dir: Path) -> None:
         return
     limits = config.limits()
     client = EccClient(
-        instance_client(config.instance, limits),
+        instance_client(config.instance, limits, name=config.appliance.name, key_password=key_password),
         name=config.appliance.name,
         max_response_bytes=limits.instance_response_bytes,
         deadline_s=limits.instance_timeout_s * INSTANCE_DEADLINE_FACTOR,

@@ -28,7 +28,7 @@ def init(directory: Path, appliances: Sequence[str]) -> None:
         pki.issue(ca, pki_dir, "server", "localhost", server=True)
     for name in appliances:
         if not (pki_dir / f"appliance-{name}.crt").exists():
-            pki.issue(ca, pki_dir, f"appliance-{name}", name, server=False)
+            pki.issue(ca, pki_dir, f"appliance-{name}", f"mid.server.{name}", server=False)
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -79,6 +79,7 @@ def issue(
     *,
     server: bool,
     hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
+    valid_for: dt.timedelta = VALIDITY,
 ) -> Issued:
     """Issue a leaf certificate signed by ``ca`` into ``out_dir/stem.crt`` and ``stem.key``."""
     ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), password=None)
@@ -93,7 +94,7 @@ def issue(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
+        .not_valid_after(now + valid_for)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage(

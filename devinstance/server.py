@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
+from devinstance.claims import certificate_agents, claimed_agents, refusal
 from devinstance.store import TABLES, QueryError, Store
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,10 @@ class _Handler(BaseHTTPRequestHandler):
         if table not in TABLES:
             self._error(400, "Invalid table", table[:100])
             return
+        why = self._impersonation(table, sys_id, parse_qs(parts.query), body)
+        if why:
+            self._error(403, "Operation Failed", why)
+            return
         try:
             if table == "ecc_agent" and method in ("POST", "PATCH"):
                 values = _object(body)
@@ -235,6 +240,15 @@ class _Handler(BaseHTTPRequestHandler):
         limit = int(query.get("sysparm_limit", ["10000"])[0])
         fields = [f for f in query.get("sysparm_fields", [""])[0].split(",") if f]
         self._send(200, {"result": self.server.state.store.query(table, encoded, limit, fields)})
+
+    def _impersonation(self, table: str, sys_id: str, query: dict[str, list[str]], body: bytes) -> str | None:
+        """Why a certificate-authenticated request may not act for the MID it names, or None."""
+        peer = self.request.getpeercert()
+        if not peer:
+            return None  # Basic auth: the user, not a certificate, is the identity
+        stored = self.server.state.store.get(table, sys_id) if sys_id.isalnum() else None
+        claimed = claimed_agents(table, query.get("sysparm_query", [""])[0], body, stored)
+        return refusal(certificate_agents(peer), claimed)
 
     def _authenticated(self) -> bool:
         if self.request.getpeercert():

@@ -3,7 +3,8 @@
 Layout, beside each other in one directory (by default the config's, so the config's default
 ``client_key = "appliance.key"`` and ``client_cert = "appliance.crt"`` need no editing):
 
-- ``appliance.key``       the private key (ECDSA P-256, PKCS#8 PEM); 0600, or 0640 with the directory's
+- ``appliance.key``       the private key (ECDSA P-256, PKCS#8 PEM encrypted under the host key, see
+                          ``hardening.keyatrest``); 0600, or 0640 with the directory's
                           group when that group may read the directory (``/etc/midbox`` is root:midbox 0750,
                           and the service runs as ``midbox``)
 - ``appliance.csr``       the request that was sent to the CA (public; keeps the enrolled name)
@@ -22,7 +23,7 @@ import hashlib
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -31,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from hardening import keyatrest
 from hardening.atomic import atomic_write, fsync_dir
 from hardening.enroll_verify import AGENT_PREFIX, VerifiedCertificate, public_key_sha256
 from hardening.errors import HardeningError
@@ -50,10 +52,13 @@ class EnrollError(HardeningError):
 class EnrollPaths:
     key: Path
     cert: Path
+    # The host key's password for the key at rest (hardening.keyatrest); None reads plaintext keys only
+    # and writes plaintext (tests of the file layout). ``midbox enroll`` always passes one.
+    key_password: bytes | None = field(default=None, repr=False)
 
     @classmethod
-    def in_dir(cls, directory: Path) -> EnrollPaths:
-        return cls(directory / "appliance.key", directory / "appliance.crt")
+    def in_dir(cls, directory: Path, key_password: bytes | None = None) -> EnrollPaths:
+        return cls(directory / "appliance.key", directory / "appliance.crt", key_password)
 
     def __post_init__(self) -> None:
         if self.key == self.cert or self.key.parent != self.cert.parent:
@@ -142,10 +147,7 @@ def create_key_and_csr(paths: EnrollPaths, name: str, *, renew: bool, force: boo
     mode, gid = prepare_key_dir(paths.directory)
     key = ec.generate_private_key(ec.SECP256R1())
     csr = build_csr(key, name)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    write_key(key_path, key_pem, mode, gid)
+    write_key(key_path, keyatrest.seal(key, paths.key_password), mode, gid)
     csr_pem = csr.public_bytes(serialization.Encoding.PEM)
     atomic_write(csr_path, csr_pem, mode=0o644)
     return KeyCreated(
@@ -234,12 +236,12 @@ def _read_small(path: Path, cap: int, what: str) -> bytes:
     return data
 
 
-def _load_public_key(path: Path) -> PublicKeyTypes:
+def _load_public_key(path: Path, password: bytes | None) -> PublicKeyTypes:
     data = _read_small(path, MAX_KEY_BYTES, "key")
     try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as e:
-        raise EnrollError(f"the key {path} cannot be read as an unencrypted PEM private key") from e
+        key = keyatrest.open_pem(data, password, path)
+    except keyatrest.KeyAtRestError as e:
+        raise EnrollError(str(e)) from e
     return key.public_key()
 
 
@@ -247,7 +249,7 @@ def load_pending(paths: EnrollPaths) -> PendingRequest:
     """The renewal's key and CSR if one is pending, else the current ones; the CSR must be for the key."""
     renewal = paths.next_key.exists()
     key_path, csr_path = (paths.next_key, paths.next_csr) if renewal else (paths.key, paths.csr)
-    public, name = _request(key_path, csr_path)
+    public, name = _request(key_path, csr_path, paths.key_password)
     return PendingRequest(key_path, csr_path, public, name, renewal)
 
 
@@ -258,8 +260,8 @@ def enrolled_name(paths: EnrollPaths) -> str:
     by hand (no CSR kept); it must name a ``mid.server.NAME`` in its CN or a DNS SAN.
     """
     if paths.csr.exists() or not paths.cert.exists():
-        return _request(paths.key, paths.csr)[1]
-    public = _load_public_key(paths.key)
+        return _request(paths.key, paths.csr, paths.key_password)[1]
+    public = _load_public_key(paths.key, paths.key_password)
     try:
         cert = x509.load_pem_x509_certificates(_read_small(paths.cert, 64 * 1024, "certificate"))[0]
     except ValueError as e:
@@ -280,10 +282,10 @@ def enrolled_name(paths: EnrollPaths) -> str:
     return validate_name(agents[0])
 
 
-def _request(key_path: Path, csr_path: Path) -> tuple[PublicKeyTypes, str]:
+def _request(key_path: Path, csr_path: Path, password: bytes | None) -> tuple[PublicKeyTypes, str]:
     if not key_path.exists():
         raise EnrollError(f"no key at {key_path}; run 'midbox enroll --name NAME' first")
-    public = _load_public_key(key_path)
+    public = _load_public_key(key_path, password)
     try:
         csr = x509.load_pem_x509_csr(_read_small(csr_path, MAX_CSR_BYTES, "CSR"))
     except ValueError as e:
@@ -329,10 +331,13 @@ def finish_interrupted_swap(paths: EnrollPaths) -> str | None:
         fsync_dir(paths.directory)
         return f"removed an unreadable staged certificate {paths.staged_cert.name}"
     want = public_key_sha256(staged.public_key())
-    if paths.next_key.exists() and public_key_sha256(_load_public_key(paths.next_key)) == want:
+    if (
+        paths.next_key.exists()
+        and public_key_sha256(_load_public_key(paths.next_key, paths.key_password)) == want
+    ):
         os.replace(paths.next_key, paths.key)
         fsync_dir(paths.directory)
-    if not paths.key.exists() or public_key_sha256(_load_public_key(paths.key)) != want:
+    if not paths.key.exists() or public_key_sha256(_load_public_key(paths.key, paths.key_password)) != want:
         paths.staged_cert.unlink()
         fsync_dir(paths.directory)
         return f"removed a staged certificate {paths.staged_cert.name} that matched no key"

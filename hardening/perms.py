@@ -8,6 +8,7 @@ names the ``icacls`` command line that fixes it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shlex
 import stat
@@ -33,6 +34,53 @@ def _owner_name(uid: int) -> str:
         return str(uid)
 
 
+def unreadable_hint(path: Path, e: OSError) -> str:
+    """Why ``path`` could not be opened, with the fix; a permission problem is named as one."""
+    if isinstance(e, PermissionError):
+        return permission_recipe(path)
+    if isinstance(e, FileNotFoundError):
+        return "it does not exist; check the path in the config"
+    return e.strerror or type(e).__name__
+
+
+def permission_recipe(path: Path) -> str:
+    """'permission denied' with the command that fixes it: run as the owner, or hand the file over."""
+    if os.name != "posix":
+        return "permission denied; run midbox as the account that owns it, or grant it read access (icacls)"
+    me = _owner_name(os.geteuid())
+    quoted = shlex.quote(str(path))
+    try:
+        st = os.stat(path)
+        owner = _owner_name(st.st_uid)
+    except OSError:
+        return (
+            f"permission denied for {me} on {path} or a directory above it; "
+            "run midbox as the user the files belong to"
+        )
+    if owner != me and st.st_uid == 0:
+        # Root's files the service reads (/etc/midbox) are shared through the service's group.
+        group = _group_name(os.getegid())
+        return (
+            f"permission denied: it belongs to root and {me} may not read it; "
+            f"run: chgrp {group} {quoted} && chmod g+r {quoted}"
+        )
+    if owner != me:
+        return (
+            f"permission denied: it belongs to {owner}, midbox runs as {me}; "
+            f"run: runuser -u {owner} -- midbox ...  (or: chown {me} {quoted})"
+        )
+    return f"permission denied for its owner {me}; run: chmod u+rw {quoted}"
+
+
+def _group_name(gid: int) -> str:
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return str(gid)
+
+
 def _is_name_surrogate(st: os.stat_result) -> bool:
     """A Windows junction or symlink (a reparse point that names another file); never on POSIX."""
     tag: int = getattr(st, "st_reparse_tag", 0)
@@ -51,9 +99,11 @@ def _check_stat(st: os.stat_result, path: Path, *, is_dir: bool) -> None:
         return
     euid = os.geteuid()
     if st.st_uid != euid:
+        me, owner = _owner_name(euid), _owner_name(st.st_uid)
+        chown = f"chown -R {me}: {quoted}" if is_dir else f"chown {me} {quoted}"
         raise PermissionsError(
-            f"{path} is owned by {_owner_name(st.st_uid)}, not by {_owner_name(euid)} who runs midbox; "
-            f"run: chown {_owner_name(euid)} {quoted}  (or run midbox as {_owner_name(st.st_uid)})"
+            f"{path} is owned by {owner}, not by {me} who runs midbox; run: {chown}  "
+            f"(or, if midbox should run as {owner}: runuser -u {owner} -- midbox ...)"
         )
     loose = stat.S_IMODE(st.st_mode) & 0o077
     if loose:
@@ -214,7 +264,9 @@ def read_private_file(path: Path, max_bytes: int) -> bytes:
     except FileNotFoundError:
         raise
     except OSError as e:
-        raise PermissionsError(f"cannot open {path}: {e.strerror} (a symlink is refused)") from e
+        if e.errno == errno.ELOOP:
+            raise PermissionsError(f"{path} is a symlink; a protected file must be a real file") from e
+        raise PermissionsError(f"cannot open {path}: {unreadable_hint(path, e)}") from e
     try:
         check_private_fd(fd, path)
         size = os.fstat(fd).st_size

@@ -38,7 +38,7 @@ class Pki:
 def make_pki(directory: Path) -> Pki:
     ca = pki.ensure_ca(directory)
     server = pki.issue(ca, directory, "server", "localhost", server=True)
-    client = pki.issue(ca, directory, "appliance", NAME, server=False)
+    client = pki.issue(ca, directory, "appliance", AGENT, server=False)
     return Pki(directory, ca, server, client)
 
 

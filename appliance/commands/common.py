@@ -45,9 +45,12 @@ def read_capped(path: Path, cap: int, what: str) -> bytes:
     """At most ``cap + 1`` bytes of a file the user named, so the size check that follows sees an
     oversize file as oversize; an unreadable file is a usage error naming it."""
     from appliance.errors import UsageError
+    from hardening.perms import unreadable_hint
+    from hardening.runas import as_invoker
 
     try:
-        with open(path, "rb") as fh:
+        # Root acting as the service user still reads what root named (hardening.runas).
+        with as_invoker(), open(path, "rb") as fh:
             return fh.read(cap + 1)
     except OSError as e:
-        raise UsageError(f"cannot read {what} {path}: {e.strerror}") from e
+        raise UsageError(f"cannot read {what} {path}: {unreadable_hint(path, e)}") from e

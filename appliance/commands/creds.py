@@ -175,8 +175,10 @@ def _read_key_file(path: Path | None) -> Secret:
 
     if path is None:
         raise UsageError("type ssh-key needs --key-file PATH (its passphrase, if any, comes on stdin)")
+    from hardening.runas import as_invoker
+
     try:
-        with open(path, "rb") as fh:
+        with as_invoker(), open(path, "rb") as fh:
             data = bytearray(fh.read(MAX_KEY_FILE_BYTES + 1))
     except OSError as e:
         raise UsageError(f"cannot read key file {path}: {e.strerror}") from e

@@ -59,14 +59,17 @@ def _doctor(args: argparse.Namespace, env: CliEnv) -> int:
         checked, config = doctor.check_config(config_path, env.state_dir, now)
         findings += checked
         if config is not None:
+            credentials = env.environ.get("CREDENTIALS_DIRECTORY")
+            password = doctor.host_key_password(env.state_dir, Path(credentials) if credentials else None)
             findings += doctor.check_certificates(config, now)
             findings += _aliases(config, env)
+            findings += doctor.check_client_key(config, config_path, password)
             if os.name == "posix" and os.geteuid() == 0:  # root reads anything: check as the unit's User=
                 from appliance.doctor_access import check_service_user, unit_user
 
                 user = unit_user()
                 findings += check_service_user(config, env.state_dir, user) if user else []
-            findings += asyncio.run(doctor.check_instance(config, config.limits(), now))
+            findings += asyncio.run(doctor.check_instance(config, config.limits(), now, password))
     if env.json:
         for f in findings:
             env.stdout.write(

@@ -8,6 +8,9 @@ Where: ``--out DIR`` (default the directory of /etc/midbox/midbox.toml), files `
 ``appliance.csr`` / ``appliance.crt`` as the config's defaults expect. With ``--config CONFIG`` the
 verified config's ``instance.client_key`` / ``client_cert`` say where, and its ``instance.ca_file``
 is the CA for the chain check when ``--ca-file`` is not given.
+
+The key is written encrypted under the host key of ``--state-dir`` (``hardening.keyatrest``), made
+there if it is missing; ``--encrypt-key`` converts a key enrolled before that.
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     mode.add_argument("--name", help="the appliance name (as in the config): CSR for mid.server.NAME")
     mode.add_argument("--install", type=Path, metavar="CERT", help="check and install the signed certificate")
     mode.add_argument("--renew", action="store_true", help="new key and CSR beside the current pair")
+    mode.add_argument(
+        "--encrypt-key",
+        action="store_true",
+        help="encrypt a plaintext appliance.key (enrolled before keys were) under this host's key",
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--out",
@@ -57,11 +65,27 @@ class _Target:
     config_ca: Path | None
 
 
+def _key_password(env: CliEnv) -> bytes:
+    """The mTLS key's password, from the host key of the state dir (made there on first use)."""
+    from appliance.credentials import load_host_key
+    from hardening.keyatrest import key_password
+    from hardening.perms import ensure_private_dir
+    from hardening.runas import acting_as, state_owner
+
+    credentials = env.environ.get("CREDENTIALS_DIRECTORY")
+    # Root enrolling for the service user: the host key is the service user's, made as that user.
+    with acting_as(state_owner(env.state_dir)):
+        ensure_private_dir(env.state_dir)
+        host_key = load_host_key(env.state_dir, Path(credentials) if credentials else None, create=True)
+    return key_password(host_key)
+
+
 def _target(args: argparse.Namespace, env: CliEnv) -> _Target:
     from hardening.enroll import EnrollPaths
 
+    password = _key_password(env)
     if args.config is None:
-        return _Target(EnrollPaths.in_dir(args.out or default_config(env).parent), None, None)
+        return _Target(EnrollPaths.in_dir(args.out or default_config(env).parent, password), None, None)
     from appliance.config.verify import load_verified_config
 
     config = load_verified_config(args.config, env.state_dir, dt.datetime.now(dt.UTC), commit=False)
@@ -70,7 +94,9 @@ def _target(args: argparse.Namespace, env: CliEnv) -> _Target:
         raise UsageError(
             "the config has no instance.client_cert/client_key (it uses basic auth); use --out DIR"
         )
-    return _Target(EnrollPaths(inst.client_key, inst.client_cert), config.appliance.name, inst.ca_file)
+    return _Target(
+        EnrollPaths(inst.client_key, inst.client_cert, password), config.appliance.name, inst.ca_file
+    )
 
 
 def _enroll(args: argparse.Namespace, env: CliEnv) -> int:
@@ -84,7 +110,25 @@ def _enroll(args: argparse.Namespace, env: CliEnv) -> int:
         print(f"midbox: an interrupted renewal was completed first: {finished}", file=env.stderr)
     if args.install is not None:
         return _install(args, env, target)
+    if args.encrypt_key:
+        return _encrypt_key(env, target)
     return _make_key(args, env, target)
+
+
+def _encrypt_key(env: CliEnv, target: _Target) -> int:
+    from hardening.keyatrest import encrypt_in_place
+
+    paths = target.paths
+    assert paths.key_password is not None  # _target always derives it
+    if not paths.key.exists():
+        raise UsageError(f"no key at {paths.key}; enroll first with 'midbox enroll --name NAME'")
+    for key in (paths.key, paths.next_key):
+        if not key.exists():
+            continue
+        changed = encrypt_in_place(key, paths.key_password)
+        state = "now encrypted under this host's key" if changed else "already encrypted"
+        print(f"{key}: {state}", file=env.stdout)
+    return 0
 
 
 def _make_key(args: argparse.Namespace, env: CliEnv, target: _Target) -> int:
@@ -227,24 +271,22 @@ def _install(args: argparse.Namespace, env: CliEnv, target: _Target) -> int:
 def _audit(env: CliEnv, event: str, fields: dict[str, object]) -> tuple[bool, str | None]:
     """Record in the state dir's audit log if there is one and it is ours: (recorded, why not).
 
-    The running appliance holds the log's lock, and a log owned by the service user must not get
-    files owned by root, so in those cases nothing is written and the reason is returned.
+    The running appliance holds the log's lock, so then nothing is written and the reason is returned.
+    Root writes as the state dir's owner (hardening.runas), so the log stays the service user's.
     """
-    import os
-
     from hardening.audit import AuditError, audit_dir, open_audit_log
+    from hardening.runas import acting_as, state_owner
 
     directory = audit_dir(env.state_dir)
-    if not any(directory.glob("audit-*.log")):
-        return False, None  # not set up yet (first enrollment comes before the first run)
-    if os.name == "posix" and directory.stat().st_uid != os.geteuid():
-        return False, "the audit log belongs to the service user; not audited (run enroll as that user)"
-    try:
-        log = open_audit_log(env.state_dir)
-    except AuditError as e:
-        return False, f"not audited: {e}"
-    try:
-        log.record(event, fields)
-    finally:
-        log.close()
+    with acting_as(state_owner(env.state_dir)):
+        if not any(directory.glob("audit-*.log")):
+            return False, None  # not set up yet (first enrollment comes before the first run)
+        try:
+            log = open_audit_log(env.state_dir)
+        except AuditError as e:
+            return False, f"not audited: {e}"
+        try:
+            log.record(event, fields)
+        finally:
+            log.close()
     return True, None

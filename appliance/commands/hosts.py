@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.common import CliEnv, add_leaf, read_capped
 from appliance.errors import UsageError
 
 KNOWN_HOSTS_FILE = "known_hosts"
@@ -64,10 +64,7 @@ def _pin(args: argparse.Namespace, env: CliEnv) -> int:
         source = "stdin"
     else:
         path = Path(args.pubkey_file)
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise UsageError(f"cannot read {path}: {e.strerror}") from e
+        data = read_capped(path, 100_000, "public key file")
         source = path.name
     key = parse_public_key_file(data, source=source)
     ensure_private_dir(env.state_dir)

@@ -19,8 +19,10 @@ class HeartbeatProbe:
 
     async def run(self, job: Job, ctx: ProbeContext) -> ET.Element:
         result = ET.Element("result")
-        ET.SubElement(result, "mid_operational_state").text = "Up"
-        for key, value in sorted(self._status().items()):
+        status = dict(self._status())
+        # "Paused" (with paused_reason) while something the appliance depends on has expired.
+        ET.SubElement(result, "mid_operational_state").text = status.pop("mid_operational_state", "Up")
+        for key, value in sorted(status.items()):
             ET.SubElement(result, key).text = value
         return result
 

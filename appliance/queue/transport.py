@@ -11,10 +11,16 @@ from hardening.tls import client_context
 
 
 def instance_client(
-    instance: InstanceSection, limits: Limits, auth: httpx.Auth | None = None
+    instance: InstanceSection,
+    limits: Limits,
+    auth: httpx.Auth | None = None,
+    *,
+    name: str,
+    key_password: bytes | None = None,
 ) -> httpx.AsyncClient:
     """An AsyncClient that talks only to the configured instance, the way the config says.
 
+    ``name`` is the appliance name: the client certificate must be ``mid.server.<name>``'s.
     ``trust_env=False`` keeps HTTPS_PROXY, SSL_CERT_FILE, .netrc and friends out of the decision.
     """
     ctx = client_context(
@@ -23,6 +29,8 @@ def instance_client(
         client_key=instance.client_key,
         use_system_trust=instance.use_system_trust,
         ca_sha256=instance.ca_file_sha256,
+        name=name,
+        key_password=key_password,
     )
     return httpx.AsyncClient(
         base_url=instance.url,

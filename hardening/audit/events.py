@@ -42,6 +42,10 @@ the alias, never the secret):
 - ``ssh.hostkey.pinned``   job, target, address, port, keytype, fingerprint, rule  (pin-on-first-use:
                            the first key seen for a target of that [[allow]] rule was pinned)
 - ``ssh.sudo.refused``     job, target, port, rule  (must_sudo=true on a rule without ``sudo = true``)
+- ``validity.warning``  what, source, expires, days_left  (the config, client certificate or instance CA
+                        lapses within 7 days, then within 1 day: once per threshold)
+- ``validity.expired``  what, source, expires  (it lapsed: no new work is claimed until it is renewed)
+- ``validity.resumed``  config_version      (nothing has lapsed any more: work is claimed again)
 - ``enroll.key_created``    name, key_sha256, csr_sha256, renewal  (``midbox enroll``: public key's SHA-256)
 - ``enroll.cert_installed`` name, cert_sha256, key_sha256, not_after, issuer, renewal
 
@@ -106,6 +110,9 @@ EVENTS: Mapping[str, frozenset[str]] = {
     ),
     "ssh.hostkey.pinned": frozenset({"job", "target", "address", "port", "keytype", "fingerprint", "rule"}),
     "ssh.sudo.refused": frozenset({"job", "target", "port", "rule"}),
+    "validity.warning": frozenset({"what", "source", "expires", "days_left"}),
+    "validity.expired": frozenset({"what", "source", "expires"}),
+    "validity.resumed": frozenset({"config_version"}),
     "enroll.key_created": frozenset({"name", "key_sha256", "csr_sha256", "renewal"}),
     "enroll.cert_installed": frozenset(
         {"name", "cert_sha256", "key_sha256", "not_after", "issuer", "renewal"}

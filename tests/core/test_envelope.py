@@ -120,7 +120,7 @@ def test_post_input_keeps_a_payload_s_own_parameters(dev_pki: Pki, tmp_path: Pat
 
         async def post() -> None:
             client = EccClient(
-                instance_client(config.instance, fast_limits()),
+                instance_client(config.instance, fast_limits(), name=config.appliance.name),
                 name="edge-01",
                 max_response_bytes=MAX_INSTANCE_RESPONSE_BYTES,
             )

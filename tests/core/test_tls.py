@@ -30,7 +30,7 @@ def _poll(url: str, p: Pki, tmp_path: Path, *, without_client_cert: bool = False
 
     async def go() -> None:
         client = EccClient(
-            instance_client(instance, fast_limits()),
+            instance_client(instance, fast_limits(), name=NAME),
             name=NAME,
             max_response_bytes=MAX_INSTANCE_RESPONSE_BYTES,
         )
@@ -96,7 +96,7 @@ def test_server_below_tls12_is_refused(dev_pki: Pki, tmp_path: Path) -> None:
 
 def test_client_context_is_tls12_plus_with_hostname_check(dev_pki: Pki) -> None:
     ctx = client_context(
-        ca_file=dev_pki.ca.cert, client_cert=dev_pki.client.cert, client_key=dev_pki.client.key
+        ca_file=dev_pki.ca.cert, client_cert=dev_pki.client.cert, client_key=dev_pki.client.key, name=NAME
     )
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
     assert ctx.check_hostname and ctx.verify_mode == ssl.CERT_REQUIRED

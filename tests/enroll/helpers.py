@@ -111,3 +111,20 @@ def midbox(monkeypatch: pytest.MonkeyPatch, *args: str) -> Result:
     monkeypatch.setattr("sys.stderr", err)
     code = midbox_main(list(args))
     return Result(code, out.getvalue(), err.getvalue())
+
+
+def password_of(state_dir: Path) -> bytes:
+    """The password ``midbox enroll`` encrypts the key with: derived from ``state_dir``'s host key."""
+    from appliance.credentials import load_host_key
+    from hardening.keyatrest import key_password
+
+    return key_password(load_host_key(state_dir))
+
+
+def load_key(path: Path, state_dir: Path) -> ec.EllipticCurvePrivateKey:
+    """The enrolled key, opened with the password derived from ``state_dir``'s host key."""
+    pem = path.read_bytes()
+    assert b"ENCRYPTED PRIVATE KEY" in pem, "the key must be encrypted at rest"
+    key = serialization.load_pem_private_key(pem, password=password_of(state_dir))
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key

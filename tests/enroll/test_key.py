@@ -14,7 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from appliance.config import parse as config_parse
 from hardening.enroll import NAME_RE
-from tests.enroll.helpers import AGENT, NAME, Result, midbox
+from tests.enroll.helpers import AGENT, NAME, Result, load_key, midbox
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
 
@@ -24,7 +24,7 @@ def _mode(path: Path) -> int:
 
 
 @posix_only
-def test_key_is_private_and_csr_names_the_agent(enrolled: Result, etc: Path) -> None:
+def test_key_is_private_and_csr_names_the_agent(enrolled: Result, etc: Path, state_dir: Path) -> None:
     key, csr_path = etc / "appliance.key", etc / "appliance.csr"
     assert _mode(etc) == 0o700 and _mode(key) == 0o600 and _mode(csr_path) == 0o644
     assert not (etc / "appliance.crt").exists()
@@ -35,7 +35,7 @@ def test_key_is_private_and_csr_names_the_agent(enrolled: Result, etc: Path) -> 
     assert san.get_values_for_type(x509.DNSName) == [AGENT]
     eku = csr.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
-    private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    private = load_key(key, state_dir)  # encrypted at rest under the host key
     assert private.public_key() == csr.public_key()
     # The output names the CSR and its fingerprint, and never the key's contents.
     assert str(csr_path) in enrolled.out

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES
@@ -21,19 +21,24 @@ from hardening.audit import open_audit_log, verify_log
 from hardening.audit._files import audit_dir, log_files
 from hardening.enroll import EnrollPaths, finish_interrupted_swap
 from hardening.tls import TLSConfigError
-from tests.enroll.helpers import AGENT, CA, NAME, load_ca, midbox, pem, sign
+from tests.enroll.helpers import AGENT, CA, NAME, load_ca, load_key, midbox, password_of, pem, sign
 from tests.helpers import Pki, config_text, dev_instance, fast_limits, trusted
 from tests.signing.helpers import install_trust, write_signed_config
 
 
-def _poll(url: str, p: Pki, etc: Path, tmp_path: Path) -> None:
+def _poll(url: str, p: Pki, etc: Path, tmp_path: Path, state_dir: Path) -> None:
     """One ECC poll over the appliance's own TLS client, built from the enrolled files."""
     enrolled = Pki(p.directory, p.ca, p.server, pki.Issued(etc / "appliance.crt", etc / "appliance.key"))
     config = trusted(config_text(url, enrolled), tmp_path / "c.toml")
 
     async def go() -> None:
         client = EccClient(
-            instance_client(config.instance, fast_limits()),
+            instance_client(
+                config.instance,
+                fast_limits(),
+                name=config.appliance.name,
+                key_password=password_of(state_dir),
+            ),
             name=NAME,
             max_response_bytes=MAX_INSTANCE_RESPONSE_BYTES,
         )
@@ -67,8 +72,8 @@ def _sign_and_install(
     return cert
 
 
-def _pair_matches(etc: Path) -> bool:
-    key = serialization.load_pem_private_key((etc / "appliance.key").read_bytes(), password=None)
+def _pair_matches(etc: Path, state_dir: Path) -> bool:
+    key = load_key(etc / "appliance.key", state_dir)
     cert = x509.load_pem_x509_certificate((etc / "appliance.crt").read_bytes())
     return key.public_key() == cert.public_key()
 
@@ -84,9 +89,11 @@ def test_enrolled_files_complete_mutual_tls_with_the_instance(
 ) -> None:
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance:
         with pytest.raises(TLSConfigError, match="client certificate"):
-            _poll(instance.url, dev_pki, etc, tmp_path)  # control: no certificate yet, no connection
+            _poll(
+                instance.url, dev_pki, etc, tmp_path, state_dir
+            )  # control: no certificate yet, no connection
         _sign_and_install(monkeypatch, etc / "appliance.csr", dev_ca, dev_pki.ca.cert, etc, state_dir)
-        _poll(instance.url, dev_pki, etc, tmp_path)
+        _poll(instance.url, dev_pki, etc, tmp_path, state_dir)
         # The instance saw our certificate (CN mid.server.edge-01) and counts it as cluster member edge-01.
         assert AGENT.removeprefix("mid.server.") in instance.state.last_seen
 
@@ -105,7 +112,7 @@ def test_renewal_keeps_the_current_pair_until_the_swap(
     ).read_bytes() == old_cert
     next_key = (etc / "appliance.next.key").read_bytes()
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance:
-        _poll(instance.url, dev_pki, etc, tmp_path)  # the current pair still works mid-renewal
+        _poll(instance.url, dev_pki, etc, tmp_path, state_dir)  # the current pair still works mid-renewal
         # A second --renew would discard the pending key: refused without --force.
         again = midbox(monkeypatch, "enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir))
         assert again.code == 1 and "already pending" in again.err
@@ -134,7 +141,7 @@ def test_renewal_keeps_the_current_pair_until_the_swap(
         assert (etc / "appliance.csr").read_bytes() != old_csr
         if os.name == "posix":
             assert (os.stat(etc / "appliance.key").st_mode & 0o777) == 0o600
-        _poll(instance.url, dev_pki, etc, tmp_path)  # the renewed pair works
+        _poll(instance.url, dev_pki, etc, tmp_path, state_dir)  # the renewed pair works
 
 
 @pytest.mark.usefixtures("enrolled")
@@ -148,23 +155,29 @@ def test_an_interrupted_swap_is_finished_by_the_next_run(
     assert (
         midbox(monkeypatch, "enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir)).code == 0
     )
-    paths = EnrollPaths.in_dir(etc)
+    paths = EnrollPaths.in_dir(etc, password_of(state_dir))
     renewed = sign(paths.next_csr, client_ca)
     # What install() does before a crash: stage the verified certificate, maybe move the key.
     paths.staged_cert.write_bytes(pem(renewed))
     if crash_after == "key_rename":
         os.replace(paths.next_key, paths.key)
-    assert _pair_matches(etc) is (crash_after == "staging")  # after the key moved, a crash leaves a mismatch
+    assert _pair_matches(etc, state_dir) is (
+        crash_after == "staging"
+    )  # after the key moved, a crash leaves a mismatch
     r = midbox(monkeypatch, "enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir))
     assert r.code == 0, r.err
     assert "interrupted renewal was completed" in r.err
-    assert _pair_matches(etc) and x509.load_pem_x509_certificate(paths.cert.read_bytes()) == renewed
+    assert (
+        _pair_matches(etc, state_dir) and x509.load_pem_x509_certificate(paths.cert.read_bytes()) == renewed
+    )
     assert not paths.staged_cert.exists()
     assert finish_interrupted_swap(paths) is None  # idempotent: nothing left to do
 
 
-def test_a_staged_certificate_for_no_key_is_removed(etc: Path, enrolled: object, client_ca: CA) -> None:
-    paths = EnrollPaths.in_dir(etc)
+def test_a_staged_certificate_for_no_key_is_removed(
+    etc: Path, enrolled: object, client_ca: CA, state_dir: Path
+) -> None:
+    paths = EnrollPaths.in_dir(etc, password_of(state_dir))
     stray = sign(paths.csr, client_ca, public_key=client_ca.key.public_key())
     paths.staged_cert.write_bytes(pem(stray))
     assert "matched no key" in (finish_interrupted_swap(paths) or "")
@@ -236,7 +249,7 @@ client_key = "appliance.key"
     assert r.code == 0, r.err
     settings = trusted(text, config).instance
     assert settings.client_key == etc / "appliance.key" and settings.client_cert == etc / "appliance.crt"
-    assert _pair_matches(etc)
+    assert _pair_matches(etc, state_dir)
 
 
 @pytest.mark.usefixtures("enrolled")
@@ -290,4 +303,4 @@ def test_starting_over_with_force_drops_a_pending_renewal(
     assert not (etc / "appliance.next.key").exists() and not (etc / "appliance.next.csr").exists()
     # The new key's certificate installs as a first enrollment, not as the dropped renewal.
     _sign_and_install(monkeypatch, etc / "appliance.csr", client_ca, etc.parent / "ca.pem", etc, state_dir)
-    assert _pair_matches(etc)
+    assert _pair_matches(etc, state_dir)

@@ -133,7 +133,7 @@ def test_kill_9_and_outage_lose_nothing_and_duplicate_nothing(
 
 
 def test_cluster_failover_after_kill_9(dev_pki: Pki, tmp_path: Path) -> None:
-    other = pki.issue(dev_pki.ca, dev_pki.directory, "appliance-b", "edge-02", server=False)
+    other = pki.issue(dev_pki.ca, dev_pki.directory, "appliance-b", "mid.server.edge-02", server=False)
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
         instance.state.clusters = [("edge-01", "edge-02")]
         instance.state.failover_after_s = 1.0

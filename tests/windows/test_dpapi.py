@@ -100,3 +100,40 @@ def test_a_credential_store_round_trips_across_windows_processes(winpy: WinPy, t
     kind, message = reread["refused"]
     assert kind == "VaultLocked"
     assert f"host key {wine_path(state / 'host.key')} cannot be decrypted by DPAPI on this machine" in message
+
+
+ENROLL = """
+import json, ssl, sys
+from pathlib import Path
+from appliance.cli import main
+from appliance.credentials import load_host_key
+from hardening.keyatrest import key_password
+base = Path(sys.argv[1])
+state, etc = base / "state", base / "etc"
+code = main(["enroll", "--name", "edge-01", "--out", str(etc), "--state-dir", str(state)])
+password = key_password(load_host_key(state))
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+key = (etc / "appliance.key").read_bytes()
+from cryptography.hazmat.primitives import serialization
+import datetime as dt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
+opened = serialization.load_pem_private_key(key, password=password)
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mid.server.edge-01")])
+now = dt.datetime.now(dt.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(opened.public_key())
+  .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+  .sign(opened, hashes.SHA256()))
+(etc / "appliance.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+ctx.load_cert_chain(str(etc / "appliance.crt"), str(etc / "appliance.key"), password=password)
+print(json.dumps({"code": code, "encrypted": b"ENCRYPTED PRIVATE KEY" in key,
+  "dpapi": (state / "host.key").read_bytes().startswith(b"MBXDPAPI1"), "opened": opened is not None}))
+"""
+
+
+def test_enroll_encrypts_the_mtls_key_under_the_dpapi_host_key(winpy: WinPy, tmp_path: Path) -> None:
+    """enroll under Windows' CPython: the key is encrypted, the host key is a DPAPI blob, and ssl's
+    load_cert_chain opens the key with the password derived from it."""
+    out = result_of(winpy(ENROLL, wine_path(tmp_path)))
+    assert out == {"code": 0, "encrypted": True, "dpapi": True, "opened": True}
