@@ -87,6 +87,9 @@ def _as_state_owner(handler: object, state_dir: Path) -> None:
     if owner is None:
         return
     logging.getLogger(__name__).info("acting as %s, the owner of %s", owner.name, state_dir)
+    from appliance.preload import before_identity_change
+
+    before_identity_change()
     if qualified in DROPS_ROOT:
         drop_to(owner)
     else:

@@ -17,6 +17,7 @@ from appliance.config.model import Config
 from appliance.errors import ApplianceError
 from appliance.limits import Limits
 from hardening.errors import HardeningError
+from hardening.identity import IdentityError
 from hardening.sigverify import CLOCK_SKEW
 
 if TYPE_CHECKING:
@@ -180,6 +181,9 @@ async def check_instance(
             config.instance, limits, name=config.appliance.name, key_password=key_password
         )
     except (HardeningError, ApplianceError) as e:
+        if isinstance(e.__cause__, IdentityError):
+            # Already a FAIL of its own under "certificate name": one problem, one line.
+            return [Finding(Level.FAIL, "instance", "not contacted (see 'certificate name')")]
         return [Finding(Level.FAIL, "instance", str(e))]
     try:
         response = await client.get(
