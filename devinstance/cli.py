@@ -18,6 +18,7 @@ from devinstance import pki
 from devinstance.discovery.commands import add_shape_options, register_discover, shaped_output
 from devinstance.server import DevInstance, InstanceState, server_context
 from devinstance.store import Store
+from hardening.atomic import atomic_write
 
 
 def init(directory: Path, appliances: Sequence[str]) -> None:
@@ -99,7 +100,8 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     instance.start()
-    (directory / "instance.json").write_text(json.dumps({"url": instance.url, "pid": os.getpid()}))
+    # Readers poll for this file: write it whole or not at all.
+    atomic_write(directory / "instance.json", json.dumps({"url": instance.url, "pid": os.getpid()}).encode())
     print(f"development instance listening on {instance.url} (CA {pki_dir / 'ca.pem'})", flush=True)
     last_heartbeat = time.monotonic()
     while not stop.wait(0.5):

@@ -20,12 +20,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from devinstance import pki
 from tests.helpers import Pki, dev_instance
+from tests.service.test_run_command import EXPIRES as RUN_EXPIRES
 from tests.service.test_run_command import appliance, config_bytes
 from tests.signing.helpers import install_trust, write_signed_config
 
 ROOT = Path(__file__).resolve().parents[2]
-NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-EXPIRES = NOW + dt.timedelta(days=30)
+# The expiry config_bytes writes into the file: the signature must carry the very same one.
+EXPIRES = RUN_EXPIRES
+NOW = EXPIRES - dt.timedelta(days=30)
 NOT_BEFORE = NOW - dt.timedelta(hours=1)
 
 
