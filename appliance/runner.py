@@ -13,11 +13,13 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from appliance.dispatch import Dispatcher, Outcome, rerun_safe
 from appliance.durable import Journal, Outbox
 from appliance.errors import InstanceAuthError, InstanceError, RunnerHalted
+from appliance.health import Health
 from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES, MAX_JOB_STARTS
 from appliance.payload import build_results
 from appliance.probes.base import AuditSink
@@ -82,6 +84,8 @@ class Runner:
         settings: RunnerSettings,
         journal: Journal,
         outbox: Outbox,
+        health: Health | None = None,
+        after_poll: Callable[[Health], None] | None = None,
     ) -> None:
         self._client = client
         self._dispatcher = dispatcher
@@ -101,6 +105,10 @@ class Runner:
         self._running: set[str] = set()  # sys_ids of jobs started and not yet kept in the outbox
         self._poll_cap = max(1, settings.batch)  # halved on each answer too large, regrown on success
         self.stats = RunnerStats()
+        self.health = health or Health(version=settings.version, binary_sha256="")
+        self.health.know_topics(dispatcher.topics)
+        self._after_poll = after_poll
+        self._publish_failed = False
 
     @property
     def in_flight(self) -> int:
@@ -118,6 +126,9 @@ class Runner:
             self._fail(e)
         finally:
             relay.cancel()
+            if self.health.state != "reloading":
+                self.health.state = "draining"
+            self._publish()
             await self._drain(senders)
             await self._mid_record.announce("Down")
         if self._fatal is not None:
@@ -219,6 +230,7 @@ class Runner:
                         "outbox full (%d results unsent): not claiming new work", self._outbox.count()
                     )
                     self._audit.record("outbox.full", {"count": self._outbox.count()})
+                self._publish()
                 await _wait_any(stop, self._slot_freed, timeout=self._settings.poll_interval_s)
                 self._slot_freed.clear()
                 continue
@@ -236,14 +248,18 @@ class Runner:
                     await self._client.claim(records)
                 backoff.reset()
             except InstanceBusy as e:
+                self._polled(e)
                 await self._pause(stop, backoff.next_delay(e.retry_after_s), e)
                 continue
             except InstanceAuthError as e:
+                self._polled(e)
                 await self._pause(stop, max(AUTH_RETRY_FLOOR_S, backoff.next_delay()), e)
                 continue
             except InstanceError as e:
+                self._polled(e)
                 await self._pause(stop, backoff.next_delay(), e)
                 continue
+            self._polled(None)
             for record in records:
                 self._start(record)
             if not want or len(records) < min(want, self._poll_cap):  # a full batch: more is waiting
@@ -252,8 +268,30 @@ class Runner:
                     stop, *([self._slot_freed] if not want else []), timeout=self._settings.poll_interval_s
                 )
 
+    def _polled(self, error: InstanceError | None) -> None:
+        if error is None:
+            self.health.poll_ok()
+        else:
+            self.health.poll_failed(str(error))
+        self._publish()
+
+    def _publish(self) -> None:
+        """Health out after every poll; a status file that cannot be written never stops the work."""
+        self.health.outbox_depth = self._outbox.count()
+        self.health.journal_depth = self._journal.count()
+        if self._after_poll is None:
+            return
+        try:
+            self._after_poll(self.health)
+            self._publish_failed = False
+        except OSError as e:
+            if not self._publish_failed:
+                log.warning("could not write the status file: %s; check the state dir's space", e.strerror)
+            self._publish_failed = True
+
     def _start(self, record: OutputRecord, journaled: bool = False, starts: int = 1) -> None:
         self.stats.claimed += 1
+        self.health.count(record.topic, "claimed")
         self._running.add(record.sys_id)
         if not journaled:
             self._audit.record(
@@ -298,6 +336,7 @@ class Runner:
                     await inner
                 outcome = _error_outcome(record, SHUTDOWN_ERROR)
             await asyncio.to_thread(self._make_durable, record, outcome)
+            self.health.finished(record.topic, outcome.kind, outcome.probe, outcome.duration_ms)
         finally:
             self._running.discard(record.sys_id)
         self._queue_send(record, outcome, check_first=False)
@@ -310,6 +349,7 @@ class Runner:
     def _keep(self, record: OutputRecord, outcome: Outcome) -> None:
         """Make the result durable, close the journal entry, and hand it to the senders."""
         self._make_durable(record, outcome)
+        self.health.finished(record.topic, outcome.kind, outcome.probe, outcome.duration_ms)
         self._queue_send(record, outcome, check_first=False)
 
     def _queue_send(self, record: OutputRecord, outcome: Outcome, *, check_first: bool) -> None:
@@ -408,6 +448,7 @@ class Runner:
             "jobs_answered": str(self.stats.answered),
             "outbox_depth": str(self._outbox.count()),
             "rss_kb": str(_rss_kb()),
+            **self.health.summary(),
         }
 
 
@@ -421,7 +462,7 @@ def _error_outcome(record: OutputRecord, error: str) -> Outcome:
     payload = build_results(
         result=None, echo_record=record.echo(), parameters=(), probe_time_ms=0, error=error
     )
-    return Outcome(payload, error, 0)
+    return Outcome(payload, error, 0, "error")
 
 
 async def _wait_any(*events: asyncio.Event, timeout: float | None) -> None:

@@ -32,11 +32,13 @@ from appliance.config.verify import (
     try_reload,
 )
 from appliance.errors import ApplianceError, ConfigError, InstanceError
+from appliance.health import Health
 from appliance.host import Host, open_host
 from appliance.limits import AUDIT_CHECKPOINT_ENTRIES, INSTANCE_DEADLINE_FACTOR, RELOAD_REQUEST_POLL_S
 from appliance.queue.client import EccClient
 from appliance.queue.transport import instance_client
 from appliance.reload_request import ReloadAnswer, read_request, write_answer
+from appliance.status_file import Publisher
 from hardening.audit import (
     TOPIC,
     AuditLog,
@@ -66,6 +68,7 @@ class ServiceOptions:
     # unanchored tail (which could be cut unnoticed) stays short whatever the interval.
     checkpoint_entries: int = AUDIT_CHECKPOINT_ENTRIES
     config_watch_interval_s: float = 5.0
+    metrics_textfile: Path | None = None  # node_exporter's textfile collector, rewritten after every poll
 
 
 class StopRequest:
@@ -122,11 +125,13 @@ async def serve(
     audit = open_audit_log(options.state_dir, AuditOptions())
     started = time.monotonic()
     config: Config | None = None
+    health: Health | None = None
     reason = "error"
     try:
         config = _first_config(options, audit)
+        binary_sha256 = _binary_sha256()
         start = {
-            "binary_sha256": _binary_sha256(),
+            "binary_sha256": binary_sha256,
             "version": __version__,
             "config_version": config.version,
             "appliance": config.appliance.name,
@@ -142,10 +147,16 @@ async def serve(
             config.appliance.name,
             config.version,
         )
-        lifecycle = _Lifecycle(options, audit, host, stop_request)
+        health = Health(version=__version__, binary_sha256=binary_sha256, audit_head=lambda: audit.size)
+        lifecycle = _Lifecycle(options, audit, host, stop_request, health)
         config, reason = await lifecycle.run(config, ready)
         return 0
+    except Exception as e:
+        reason = f"error: {_describe_error(e)}"
+        raise
     finally:
+        if health is not None:
+            _stopped(health, options, reason)
         try:
             if config is not None:
                 # The stop entry first, then the final checkpoint, so that it covers the stop too.
@@ -164,6 +175,22 @@ async def serve(
             log.error("the audit log could not record the stop: %s", e)
         finally:
             host.close()
+
+
+def _describe_error(error: BaseException) -> str:
+    """Our errors carry user-facing one-liners; anything else is named by its type (it may hold data)."""
+    if isinstance(error, (ApplianceError, HardeningError)):
+        return str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+    return f"unexpected {type(error).__name__}"
+
+
+def _stopped(health: Health, options: ServiceOptions, reason: str) -> None:
+    """The last status: 'midbox status' then says stopped, and why, instead of a stale poll age."""
+    health.state, health.reason = "stopped", reason
+    try:
+        Publisher(options.state_dir, options.metrics_textfile).publish(health)
+    except OSError as e:
+        log.warning("could not write the final status file: %s", e.strerror)
 
 
 def _client_identity(config: Config) -> str | None:
@@ -220,9 +247,16 @@ class _Lifecycle:
     """Runs the runner; restarts it on a config that verified; stops it on a signal."""
 
     def __init__(
-        self, options: ServiceOptions, audit: AuditLog, host: Host, stop_request: StopRequest | None = None
+        self,
+        options: ServiceOptions,
+        audit: AuditLog,
+        host: Host,
+        stop_request: StopRequest | None = None,
+        health: Health | None = None,
     ) -> None:
         self._options = options
+        self._health = health or Health(version=__version__, binary_sha256="")
+        self._publisher = Publisher(options.state_dir, options.metrics_textfile)
         self._stop_request = stop_request
         self._audit = audit
         self._host = host
@@ -271,7 +305,12 @@ class _Lifecycle:
             credentials=self._host.credentials,
             stop=stop,
             seal_key=self._host.seal_key,
+            health=self._health,
+            after_poll=self._after_poll,
         )
+
+    def _after_poll(self, health: Health) -> None:
+        self._publisher.publish(health)
 
     async def _until_stop_or_new_config(self, config: Config, runner: asyncio.Task[None]) -> Config | None:
         """None when the appliance should stop; the new config when one verified."""
