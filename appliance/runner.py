@@ -172,6 +172,7 @@ class Runner:
                 ]
                 break
             except InstanceError as e:
+                self._polled(e)
                 await self._pause(stop, backoff.next_delay(getattr(e, "retry_after_s", None)), e)
         else:
             return

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance import __version__
@@ -38,6 +38,7 @@ from appliance.limits import AUDIT_CHECKPOINT_ENTRIES, INSTANCE_DEADLINE_FACTOR,
 from appliance.queue.client import EccClient
 from appliance.queue.transport import instance_client
 from appliance.reload_request import ReloadAnswer, read_request, write_answer
+from appliance.sdnotify import Notifier, NotifySettings, summary
 from appliance.status_file import Publisher
 from hardening.audit import (
     TOPIC,
@@ -69,6 +70,7 @@ class ServiceOptions:
     checkpoint_entries: int = AUDIT_CHECKPOINT_ENTRIES
     config_watch_interval_s: float = 5.0
     metrics_textfile: Path | None = None  # node_exporter's textfile collector, rewritten after every poll
+    notify: NotifySettings = field(default_factory=NotifySettings)  # NOTIFY_SOCKET, WATCHDOG_USEC
 
 
 class StopRequest:
@@ -257,6 +259,8 @@ class _Lifecycle:
         self._options = options
         self._health = health or Health(version=__version__, binary_sha256="")
         self._publisher = Publisher(options.state_dir, options.metrics_textfile)
+        self._notifier = Notifier(options.notify)
+        self._await_ready = True  # READY=1 goes out after the first successful poll of each runner
         self._stop_request = stop_request
         self._audit = audit
         self._host = host
@@ -275,6 +279,8 @@ class _Lifecycle:
             asyncio.create_task(self._checkpoints(lambda: config), name="checkpoints"),
             asyncio.create_task(self._watch_reload_requests(), name="reload-requests"),
         ]
+        if (interval := self._notifier.watchdog_interval_s) is not None:
+            background.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
         if ready is not None:
             ready()
         try:
@@ -285,6 +291,7 @@ class _Lifecycle:
                 run_stop.set()
                 await runner  # drains: in-flight work finishes or fails within the deadline, results kept
                 if config_changed is None:
+                    self._notifier.stopping(self._reason)
                     return config, self._reason
                 config = config_changed
                 log.info("runner restarted on config version %d", config.version)
@@ -311,6 +318,26 @@ class _Lifecycle:
 
     def _after_poll(self, health: Health) -> None:
         self._publisher.publish(health)
+        if health.state != "running":
+            return
+        line = summary(
+            health.state,
+            health.config.version if health.config else None,
+            sum(n for (_, outcome), n in health.counters.items() if outcome == "ok"),
+            [p.key for p in health.problems()],
+        )
+        if self._await_ready:
+            self._await_ready = False
+            self._notifier.ready(line)
+        else:
+            self._notifier.status(line)
+
+    async def _watchdog(self, interval_s: float) -> None:
+        """Pings from the event loop itself: a loop blocked by a stuck call stops them, and systemd
+        restarts the service after WatchdogSec=."""
+        while True:
+            self._notifier.watchdog()
+            await asyncio.sleep(interval_s)
 
     async def _until_stop_or_new_config(self, config: Config, runner: asyncio.Task[None]) -> Config | None:
         """None when the appliance should stop; the new config when one verified."""
@@ -329,6 +356,7 @@ class _Lifecycle:
                     self._reason = "service stop"
                 return None
             self._reload.clear()
+            self._notifier.reloading()
             outcome = try_reload(
                 config,
                 self._options.config_path,
@@ -342,7 +370,10 @@ class _Lifecycle:
             self._refused = outcome.reason is not None
             self._answer(outcome)
             if outcome.changed:
+                self._health.state = "reloading"
+                self._await_ready = True
                 return outcome.config
+            self._notifier.ready(f"running, config version {config.version}")
 
     def _answer(self, outcome: ReloadOutcome) -> None:
         """The verdict for a waiting 'midbox reload', if one asked."""

@@ -47,7 +47,9 @@ def register(
 
 def _run(args: argparse.Namespace, env: CliEnv) -> int:
     import asyncio
+    import os
 
+    from appliance.sdnotify import NotifySettings
     from appliance.service import ServiceOptions, serve
 
     options = ServiceOptions(
@@ -55,6 +57,7 @@ def _run(args: argparse.Namespace, env: CliEnv) -> int:
         state_dir=env.state_dir,
         passphrase_file=args.passphrase_file,
         metrics_textfile=args.metrics_textfile,
+        notify=NotifySettings.from_environ(env.environ, os.getpid()),
         credentials_directory=Path(env.environ["CREDENTIALS_DIRECTORY"])
         if env.environ.get("CREDENTIALS_DIRECTORY")
         else None,
