@@ -177,6 +177,10 @@ async def serve(
             log.error("the audit log could not record the stop: %s", e)
         finally:
             host.close()
+            # The last line of every run that started, whatever ended it (a refused start has its own).
+            if config is not None:
+                level = logging.ERROR if reason.startswith("error") else logging.INFO
+                log.log(level, "stopped: %s", reason)
 
 
 def _describe_error(error: BaseException) -> str:
