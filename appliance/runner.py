@@ -25,6 +25,7 @@ from appliance.payload import build_results
 from appliance.probes.base import AuditSink
 from appliance.queue.backoff import Backoff
 from appliance.queue.client import AnswerTooLarge, EccClient, InstanceBusy
+from appliance.queue.midissues import MidIssues
 from appliance.queue.midrecord import MidRecord
 from appliance.queue.records import HEAD_FIELDS, ID_FIELDS, OutputRecord
 from hardening.audit.errors import AuditValueError
@@ -46,6 +47,7 @@ TOO_LARGE_ERROR = (
 )
 AUTH_RETRY_FLOOR_S = 60.0  # 401/403: an operator has to act; retry slowly meanwhile
 SENDERS = 8
+ISSUE_SYNC_S = 60.0  # ecc_agent_issue records and last_refreshed, at most this often unless problems change
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,10 @@ class Runner:
         self.health.know_topics(dispatcher.topics)
         self._after_poll = after_poll
         self._publish_failed = False
+        self._issues = MidIssues(client)
+        self._issues_task: asyncio.Task[None] | None = None
+        self._issues_at = -ISSUE_SYNC_S  # monotonic time of the last sync; the first poll syncs
+        self._issues_seen: frozenset[str] = frozenset()
 
     @property
     def in_flight(self) -> int:
@@ -272,9 +278,21 @@ class Runner:
     def _polled(self, error: InstanceError | None) -> None:
         if error is None:
             self.health.poll_ok()
+            self._sync_issues()
         else:
             self.health.poll_failed(str(error))
         self._publish()
+
+    def _sync_issues(self) -> None:
+        """Issue records and last_refreshed on the instance: when the problems change, else every
+        ISSUE_SYNC_S; in the background, so the poll loop never waits for it."""
+        problems = self.health.problems()
+        keys = frozenset(p.key for p in problems)
+        due = time.monotonic() - self._issues_at >= ISSUE_SYNC_S or keys != self._issues_seen
+        if not due or (self._issues_task is not None and not self._issues_task.done()):
+            return
+        self._issues_at, self._issues_seen = time.monotonic(), keys
+        self._issues_task = asyncio.create_task(self._issues.sync(problems), name="issues")
 
     def _publish(self) -> None:
         """Health out after every poll; a status file that cannot be written never stops the work."""
@@ -427,7 +445,9 @@ class Runner:
                 self._abandon.set()
                 await asyncio.wait({waiter}, timeout=5)
             waiter.cancel()
-        for task in [*senders, *self._tasks]:
+        if self._issues_task is not None:
+            await asyncio.wait({self._issues_task}, timeout=5)
+        for task in [*senders, *self._tasks, *([self._issues_task] if self._issues_task else [])]:
             task.cancel()
         await asyncio.gather(*senders, *self._tasks, return_exceptions=True)
         await self._dispatcher.aclose()
