@@ -35,7 +35,7 @@ def test_a_problem_is_one_open_issue_record_and_is_resolved_when_it_clears(
         good = trusted(config_text(instance.url, dev_pki), tmp_path / "c.toml")
         soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
         expiring = dataclasses.replace(good, settings=dataclasses.replace(good.settings, expires=soon))
-        issues = lambda: store.query("ecc_agent_issue", "")  # noqa: E731
+        issues = lambda: store.query("ecc_agent_issue", "")
         run_until(expiring, lambda: bool(issues()), state_dir=state_dir)
         run_until(expiring, lambda: False, state_dir=state_dir, timeout=1.0)  # a restart: no second record
         [agent] = store.query("ecc_agent", f"name={NAME}")
