@@ -13,6 +13,7 @@ from appliance import __version__
 from appliance.config.model import Config
 from appliance.dispatch import Dispatcher
 from appliance.durable import Journal, Outbox
+from appliance.health import ConfigFacts, Health, cert_not_after
 from appliance.limits import INSTANCE_DEADLINE_FACTOR, Limits
 from appliance.probes.affinity import AFFINITY_FILE, CredentialAffinity
 from appliance.probes.base import AuditSink, CredentialSource, Probe, ProbeContext
@@ -24,6 +25,7 @@ from appliance.probes.tcpscan import TcpScanProbe
 from appliance.queue.client import EccClient
 from appliance.queue.transport import instance_client
 from appliance.runner import Runner, RunnerSettings, RunnerStats
+from appliance.status_file import Publisher
 from hardening.sealbox import SealedDir, derive_key
 
 
@@ -41,6 +43,17 @@ def default_probes(status: Callable[[], Mapping[str, str]], limits: Limits) -> d
         "SNMP": snmp,
         "Shazzam": TcpScanProbe.from_limits(limits, snmp=snmp.opener),
     }
+
+
+def config_facts(config: Config) -> ConfigFacts:
+    return ConfigFacts(
+        version=config.version,
+        sha256=config.sha256,
+        signers=config.signers,
+        expires=config.settings.expires,
+        appliance=config.appliance.name,
+        poll_interval_s=config.instance.poll_interval_s,
+    )
 
 
 def runner_settings(config: Config, limits: Limits) -> RunnerSettings:
@@ -96,13 +109,26 @@ async def run_appliance(
     limits: Limits | None = None,
     hold: Callable[[], str | None] = lambda: None,
     key_password: bytes | None = None,
+    health: Health | None = None,
+    after_poll: Callable[[Health], None] | None = None,
 ) -> RunnerStats:
     """Run until ``stop`` is set; return what was done.
 
     ``seal_key`` (32 bytes, derived from the host key) encrypts the journal and the outbox at rest.
     ``hold`` says why no new work may be claimed (an expired config or certificate), or None.
+    ``health`` outlives one run (the service keeps one across reloads); ``after_poll`` publishes it,
+    by default as ``STATE/status.json``.
     """
     limits = limits or config.limits()
+    if health is None:
+        size = getattr(audit, "size", None)
+        health = Health(
+            version=__version__,
+            binary_sha256="source",
+            audit_head=(lambda: int(getattr(audit, "size", 0))) if isinstance(size, int) else None,
+        )
+    health.config = config_facts(config)
+    health.cert_expires = cert_not_after(config.instance.client_cert)
     _mark_sniffio_absent()
     journal = Journal(SealedDir(state_dir / "journal", derive_key(seal_key, "journal"), "journal"))
     outbox = Outbox(
@@ -133,6 +159,8 @@ async def run_appliance(
         journal=journal,
         outbox=outbox,
         hold=hold,
+        health=health,
+        after_poll=after_poll or Publisher(state_dir).publish,
     )
     holder.append(runner)
     try:

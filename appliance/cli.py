@@ -50,6 +50,12 @@ def _common_parent() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print data as JSON")
     common.add_argument("-v", "--verbose", action="count", default=0)
     common.add_argument("-q", "--quiet", action="count", default=0)
+    common.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text or one JSON object per line ('run --json' means json)",
+    )
     return common
 
 
@@ -111,11 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     verbosity = args.verbose - args.quiet
-    logging.basicConfig(
-        level=logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from appliance.logsetup import configure
+
+    json_logs = args.log_format == "json" or (args.json and args.command == "run")
+    configure(verbosity, "json" if json_logs else "text", environ, sys.stderr)
     env = CliEnv(
         state_dir=args.state_dir or _default_state_dir(environ),
         json=args.json,

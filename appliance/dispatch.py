@@ -56,6 +56,8 @@ class Outcome:
     payload: str
     error: str | None
     duration_ms: int
+    kind: str = "ok"  # ok, error, denied (allowlist), refused (topic or record): for the health counters
+    probe: str = ""  # the probe kind that ran, for its latency histogram
 
 
 def _aim(params: tuple[tuple[str, str], ...]) -> dict[str, object]:
@@ -83,9 +85,12 @@ class Dispatcher:
         params: tuple[tuple[str, str], ...] = ()
         result = None
         error: str | None = None
+        kind = "error"
+        ran = False
         probe = self._probes.get(record.topic)
         job_audit = JobAudit(self._ctx.audit, record.sys_id, record.topic[:80])
         try:
+            kind = "refused"
             if record.refusal:
                 self._audit("record.refused", record, {"reason": one_line(record.refusal, 200)})
                 raise PayloadError(record.refusal)
@@ -99,6 +104,7 @@ class Dispatcher:
             if (unsupported := unsupported_parameters(params)) is not None:
                 self._audit("topic.refused", record, {"reason": "result_format=JSON"})
                 raise ApplianceError(unsupported)
+            kind = "error"
             job = Job(
                 sys_id=record.sys_id,
                 topic=record.topic,
@@ -111,8 +117,10 @@ class Dispatcher:
             )
             self._audit("probe.started", record, {"probe": probe.kind, **_aim(params)})
             ctx = replace(self._ctx, audit=job_audit)
+            ran = True
             result = await asyncio.wait_for(probe.run(job, ctx), self._ctx.limits.probe_timeout_s)
         except TargetDenied as e:
+            kind = "denied"
             error = str(e)  # already audited as target.denied by the policy check
         except ApplianceError as e:
             error = str(e)
@@ -145,7 +153,13 @@ class Dispatcher:
                 "result_sha256": hashlib.sha256(payload.encode()).hexdigest(),
             },
         )
-        return Outcome(payload, one_line(error) if error else None, duration_ms)
+        return Outcome(
+            payload,
+            one_line(error) if error else None,
+            duration_ms,
+            kind if error else "ok",
+            probe.kind if probe is not None and ran else "",
+        )
 
     def _audit(self, event: str, record: OutputRecord, extra: Mapping[str, object]) -> None:
         fields: dict[str, object] = {

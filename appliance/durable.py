@@ -50,6 +50,9 @@ class _Entries:
     def __contains__(self, sys_id: object) -> bool:
         return sys_id in self._names
 
+    def count(self) -> int:
+        return len(self._names)
+
 
 @dataclass(frozen=True)
 class Claimed:
@@ -96,9 +99,6 @@ class Outbox(_Entries):
             "duration_ms": outcome.duration_ms,
         }
         self._put(record.sys_id, body)
-
-    def count(self) -> int:
-        return len(self._names)
 
     def full(self) -> bool:
         return self.count() >= self.capacity

@@ -34,6 +34,15 @@ SHAZZAM_BANNER_BYTES = 1024  # BannerTCP reads at most this much of a banner
 SSH_BANNER_BYTES = 64 * 1024  # lines before the SSH- version line, and that line
 SSH_PREAUTH_BYTES = 1_000_000  # banner, key exchange and authentication together
 
+# Health (STATE/status.json, the metrics textfile, ecc_agent_issue records).
+HEALTH_EXPIRY_WARNING_S = 7 * 24 * 3600  # a config or certificate expiring within this is a problem
+HEALTH_OUTBOX_BACKLOG = 100  # results waiting to be sent: the instance is not taking them
+HEALTH_DENIALS = 10  # this many allowlist denials ...
+HEALTH_DENIAL_WINDOW_S = 3600  # ... within this window: the instance's ranges and the config disagree
+HEALTH_STALE_POLLS = 3  # no successful poll within this many poll intervals: 'midbox status' exits 3
+LATENCY_BUCKETS_MS = (10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000)
+MAX_STATUS_BYTES = 1_000_000  # status.json as 'midbox status' reads it
+
 
 @dataclass(frozen=True)
 class Limits:

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field, replace
 from appliance.dispatch import Dispatcher, Outcome, rerun_safe
 from appliance.durable import Journal, Outbox
 from appliance.errors import InstanceAuthError, InstanceError, RunnerHalted
+from appliance.health import Health
 from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES, MAX_JOB_STARTS
 from appliance.payload import build_results
 from appliance.probes.base import AuditSink
 from appliance.queue.backoff import Backoff
 from appliance.queue.client import AnswerTooLarge, EccClient, InstanceBusy
+from appliance.queue.midissues import MidIssues
 from appliance.queue.midrecord import MidRecord
 from appliance.queue.records import HEAD_FIELDS, ID_FIELDS, OutputRecord
 from hardening.audit.errors import AuditValueError
@@ -46,6 +48,7 @@ TOO_LARGE_ERROR = (
 )
 AUTH_RETRY_FLOOR_S = 60.0  # 401/403: an operator has to act; retry slowly meanwhile
 SENDERS = 8
+ISSUE_SYNC_S = 60.0  # ecc_agent_issue records and last_refreshed, at most this often unless problems change
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ class Runner:
         journal: Journal,
         outbox: Outbox,
         hold: Callable[[], str | None] = lambda: None,
+        health: Health | None = None,
+        after_poll: Callable[[Health], None] | None = None,
     ) -> None:
         self._client = client
         self._hold = hold  # why no new work may be claimed now (appliance.validity), or None
@@ -105,6 +110,14 @@ class Runner:
         self._running: set[str] = set()  # sys_ids of jobs started and not yet kept in the outbox
         self._poll_cap = max(1, settings.batch)  # halved on each answer too large, regrown on success
         self.stats = RunnerStats()
+        self.health = health or Health(version=settings.version, binary_sha256="")
+        self.health.know_topics(dispatcher.topics)
+        self._after_poll = after_poll
+        self._publish_failed = False
+        self._issues = MidIssues(client)
+        self._issues_task: asyncio.Task[None] | None = None
+        self._issues_at = -ISSUE_SYNC_S  # monotonic time of the last sync; the first poll syncs
+        self._issues_seen: frozenset[str] = frozenset()
 
     @property
     def in_flight(self) -> int:
@@ -122,6 +135,9 @@ class Runner:
             self._fail(e)
         finally:
             relay.cancel()
+            if self.health.state != "reloading":
+                self.health.state = "draining"
+            self._publish()
             await self._drain(senders)
             await self._mid_record.announce("Down")
         if self._fatal is not None:
@@ -165,6 +181,7 @@ class Runner:
                 ]
                 break
             except InstanceError as e:
+                self._polled(e)
                 await self._pause(stop, backoff.next_delay(getattr(e, "retry_after_s", None)), e)
         else:
             return
@@ -226,6 +243,7 @@ class Runner:
                         "outbox full (%d results unsent): not claiming new work", self._outbox.count()
                     )
                     self._audit.record("outbox.full", {"count": self._outbox.count()})
+                self._publish()
                 await _wait_any(stop, self._slot_freed, timeout=self._settings.poll_interval_s)
                 self._slot_freed.clear()
                 continue
@@ -245,14 +263,18 @@ class Runner:
                     await self._client.claim(records)
                 backoff.reset()
             except InstanceBusy as e:
+                self._polled(e)
                 await self._pause(stop, backoff.next_delay(e.retry_after_s), e)
                 continue
             except InstanceAuthError as e:
+                self._polled(e)
                 await self._pause(stop, max(AUTH_RETRY_FLOOR_S, backoff.next_delay()), e)
                 continue
             except InstanceError as e:
+                self._polled(e)
                 await self._pause(stop, backoff.next_delay(), e)
                 continue
+            self._polled(None)
             for record in records:
                 self._start(record)
             if not want or len(records) < min(want, self._poll_cap):  # a full batch: more is waiting
@@ -261,8 +283,42 @@ class Runner:
                     stop, *([self._slot_freed] if not want else []), timeout=self._settings.poll_interval_s
                 )
 
+    def _polled(self, error: InstanceError | None) -> None:
+        if error is None:
+            self.health.poll_ok()
+            self._sync_issues()
+        else:
+            self.health.poll_failed(str(error))
+        self._publish()
+
+    def _sync_issues(self) -> None:
+        """Issue records and last_refreshed on the instance: when the problems change, else every
+        ISSUE_SYNC_S; in the background, so the poll loop never waits for it."""
+        problems = self.health.problems()
+        keys = frozenset(p.key for p in problems)
+        due = time.monotonic() - self._issues_at >= ISSUE_SYNC_S or keys != self._issues_seen
+        if not due or (self._issues_task is not None and not self._issues_task.done()):
+            return
+        self._issues_at, self._issues_seen = time.monotonic(), keys
+        self._issues_task = asyncio.create_task(self._issues.sync(problems), name="issues")
+
+    def _publish(self) -> None:
+        """Health out after every poll; a status file that cannot be written never stops the work."""
+        self.health.outbox_depth = self._outbox.count()
+        self.health.journal_depth = self._journal.count()
+        if self._after_poll is None:
+            return
+        try:
+            self._after_poll(self.health)
+            self._publish_failed = False
+        except OSError as e:
+            if not self._publish_failed:
+                log.warning("could not write the status file: %s; check the state dir's space", e.strerror)
+            self._publish_failed = True
+
     def _start(self, record: OutputRecord, journaled: bool = False, starts: int = 1) -> None:
         self.stats.claimed += 1
+        self.health.count(record.topic, "claimed")
         self._running.add(record.sys_id)
         if not journaled:
             self._audit.record(
@@ -307,6 +363,7 @@ class Runner:
                     await inner
                 outcome = _error_outcome(record, SHUTDOWN_ERROR)
             await asyncio.to_thread(self._make_durable, record, outcome)
+            self.health.finished(record.topic, outcome.kind, outcome.probe, outcome.duration_ms)
         finally:
             self._running.discard(record.sys_id)
         self._queue_send(record, outcome, check_first=False)
@@ -319,6 +376,7 @@ class Runner:
     def _keep(self, record: OutputRecord, outcome: Outcome) -> None:
         """Make the result durable, close the journal entry, and hand it to the senders."""
         self._make_durable(record, outcome)
+        self.health.finished(record.topic, outcome.kind, outcome.probe, outcome.duration_ms)
         self._queue_send(record, outcome, check_first=False)
 
     def _queue_send(self, record: OutputRecord, outcome: Outcome, *, check_first: bool) -> None:
@@ -395,7 +453,9 @@ class Runner:
                 self._abandon.set()
                 await asyncio.wait({waiter}, timeout=5)
             waiter.cancel()
-        for task in [*senders, *self._tasks]:
+        if self._issues_task is not None:
+            await asyncio.wait({self._issues_task}, timeout=5)
+        for task in [*senders, *self._tasks, *([self._issues_task] if self._issues_task else [])]:
             task.cancel()
         await asyncio.gather(*senders, *self._tasks, return_exceptions=True)
         await self._dispatcher.aclose()
@@ -419,6 +479,7 @@ class Runner:
             "jobs_answered": str(self.stats.answered),
             "outbox_depth": str(self._outbox.count()),
             "rss_kb": str(_rss_kb()),
+            **self.health.summary(),
         }
 
 
@@ -432,7 +493,7 @@ def _error_outcome(record: OutputRecord, error: str) -> Outcome:
     payload = build_results(
         result=None, echo_record=record.echo(), parameters=(), probe_time_ms=0, error=error
     )
-    return Outcome(payload, error, 0)
+    return Outcome(payload, error, 0, "error")
 
 
 async def _wait_any(*events: asyncio.Event, timeout: float | None) -> None:

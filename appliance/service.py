@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance import __version__
@@ -32,11 +32,14 @@ from appliance.config.verify import (
     try_reload,
 )
 from appliance.errors import ApplianceError, ConfigError, InstanceError
+from appliance.health import Health
 from appliance.host import Host, open_host
 from appliance.limits import AUDIT_CHECKPOINT_ENTRIES, INSTANCE_DEADLINE_FACTOR, RELOAD_REQUEST_POLL_S
 from appliance.queue.client import EccClient
 from appliance.queue.transport import instance_client
 from appliance.reload_request import ReloadAnswer, read_request, write_answer
+from appliance.sdnotify import Notifier, NotifySettings, summary
+from appliance.status_file import Publisher
 from appliance.validity import CHECK_INTERVAL_S, ValidityWatch, tls_fingerprint, tls_usable
 from hardening.audit import (
     TOPIC,
@@ -68,6 +71,8 @@ class ServiceOptions:
     config_watch_interval_s: float = 5.0
     # Expiry of the config and certificates is looked at this often, and at each deadline.
     validity_check_interval_s: float = CHECK_INTERVAL_S
+    metrics_textfile: Path | None = None  # node_exporter's textfile collector, rewritten after every poll
+    notify: NotifySettings = field(default_factory=NotifySettings)  # NOTIFY_SOCKET, WATCHDOG_USEC
 
 
 class StopRequest:
@@ -124,13 +129,15 @@ async def serve(
     audit = open_audit_log(options.state_dir, AuditOptions())
     started = time.monotonic()
     config: Config | None = None
+    health: Health | None = None
     reason = "error"
     try:
         accepted = _first_config(options, audit)
         cert_sha256 = _client_identity(accepted, audit, host.key_password)
         config = accepted
+        binary_sha256 = _binary_sha256()
         start = {
-            "binary_sha256": _binary_sha256(),
+            "binary_sha256": binary_sha256,
             "version": __version__,
             "config_version": config.version,
             "appliance": config.appliance.name,
@@ -145,10 +152,16 @@ async def serve(
             config.appliance.name,
             config.version,
         )
-        lifecycle = _Lifecycle(options, audit, host, stop_request)
+        health = Health(version=__version__, binary_sha256=binary_sha256, audit_head=lambda: audit.size)
+        lifecycle = _Lifecycle(options, audit, host, stop_request, health)
         config, reason = await lifecycle.run(config, ready)
         return 0
+    except Exception as e:
+        reason = f"error: {_describe_error(e)}"
+        raise
     finally:
+        if health is not None:
+            _stopped(health, options, reason)
         try:
             if config is not None:
                 # The stop entry first, then the final checkpoint, so that it covers the stop too.
@@ -167,6 +180,26 @@ async def serve(
             log.error("the audit log could not record the stop: %s", e)
         finally:
             host.close()
+            # The last line of every run that started, whatever ended it (a refused start has its own).
+            if config is not None:
+                level = logging.ERROR if reason.startswith("error") else logging.INFO
+                log.log(level, "stopped: %s", reason)
+
+
+def _describe_error(error: BaseException) -> str:
+    """Our errors carry user-facing one-liners; anything else is named by its type (it may hold data)."""
+    if isinstance(error, (ApplianceError, HardeningError)):
+        return str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+    return f"unexpected {type(error).__name__}"
+
+
+def _stopped(health: Health, options: ServiceOptions, reason: str) -> None:
+    """The last status: 'midbox status' then says stopped, and why, instead of a stale poll age."""
+    health.state, health.reason = "stopped", reason
+    try:
+        Publisher(options.state_dir, options.metrics_textfile).publish(health)
+    except OSError as e:
+        log.warning("could not write the final status file: %s", e.strerror)
 
 
 def _client_identity(config: Config, audit: AuditLog, key_password: bytes) -> str | None:
@@ -220,9 +253,18 @@ class _Lifecycle:
     """Runs the runner; restarts it on a config that verified; stops it on a signal."""
 
     def __init__(
-        self, options: ServiceOptions, audit: AuditLog, host: Host, stop_request: StopRequest | None = None
+        self,
+        options: ServiceOptions,
+        audit: AuditLog,
+        host: Host,
+        stop_request: StopRequest | None = None,
+        health: Health | None = None,
     ) -> None:
         self._options = options
+        self._health = health or Health(version=__version__, binary_sha256="")
+        self._publisher = Publisher(options.state_dir, options.metrics_textfile)
+        self._notifier = Notifier(options.notify)
+        self._await_ready = True  # READY=1 goes out after the first successful poll of each runner
         self._stop_request = stop_request
         self._audit = audit
         self._host = host
@@ -245,6 +287,8 @@ class _Lifecycle:
             asyncio.create_task(self._watch_reload_requests(), name="reload-requests"),
             asyncio.create_task(self._watch_validity(lambda: config), name="validity"),
         ]
+        if (interval := self._notifier.watchdog_interval_s) is not None:
+            background.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
         if ready is not None:
             ready()
         try:
@@ -255,6 +299,7 @@ class _Lifecycle:
                 run_stop.set()
                 await runner  # drains: in-flight work finishes or fails within the deadline, results kept
                 if config_changed is None:
+                    self._notifier.stopping(self._reason)
                     return config, self._reason
                 config = config_changed
                 self._validity.check(config, dt.datetime.now(dt.UTC))
@@ -278,7 +323,38 @@ class _Lifecycle:
             seal_key=self._host.seal_key,
             hold=lambda: self._validity.hold,
             key_password=self._host.key_password,
+            health=self._health,
+            after_poll=self._after_poll,
         )
+
+    def _after_poll(self, health: Health) -> None:
+        # An expired config or certificate holds new work (appliance.validity): say so in the status.
+        hold = self._validity.hold
+        if hold is not None and health.state in ("running", "expired"):
+            health.state, health.reason = "expired", hold
+        elif hold is None and health.state == "expired":
+            health.state, health.reason = "running", ""
+        self._publisher.publish(health)
+        if health.state != "running":
+            return
+        line = summary(
+            health.state,
+            health.config.version if health.config else None,
+            sum(n for (_, outcome), n in health.counters.items() if outcome == "ok"),
+            [p.key for p in health.problems()],
+        )
+        if self._await_ready:
+            self._await_ready = False
+            self._notifier.ready(line)
+        else:
+            self._notifier.status(line)
+
+    async def _watchdog(self, interval_s: float) -> None:
+        """Pings from the event loop itself: a loop blocked by a stuck call stops them, and systemd
+        restarts the service after WatchdogSec=."""
+        while True:
+            self._notifier.watchdog()
+            await asyncio.sleep(interval_s)
 
     async def _until_stop_or_new_config(self, config: Config, runner: asyncio.Task[None]) -> Config | None:
         """None when the appliance should stop; the new config when one verified."""
@@ -306,6 +382,7 @@ class _Lifecycle:
                     return config
                 continue
             self._reload.clear()
+            self._notifier.reloading()
             outcome = try_reload(
                 config,
                 self._options.config_path,
@@ -319,7 +396,10 @@ class _Lifecycle:
             self._refused = outcome.reason is not None
             self._answer(outcome)
             if outcome.changed:
+                self._health.state = "reloading"
+                self._await_ready = True
                 return outcome.config
+            self._notifier.ready(f"running, config version {config.version}")
 
     def _answer(self, outcome: ReloadOutcome) -> None:
         """The verdict for a waiting 'midbox reload', if one asked."""

@@ -52,6 +52,8 @@ SANDBOX: tuple[str, ...] = (
 )
 
 Resolver = Callable[[str], Sequence[str]]
+WATCHDOG_SEC = 60  # a loop blocked this long is restarted; pings go out every 30 s
+START_TIMEOUT_SEC = 80  # under SYSTEMCTL_TIMEOUT_S, so "enable --now" sees the verdict
 
 
 def resolve(host: str) -> list[str]:
@@ -117,7 +119,12 @@ def render(
         "After=network-online.target",
         "",
         "[Service]",
-        "Type=simple",
+        # READY=1 after the first successful poll; WATCHDOG=1 from the event loop (appliance/sdnotify.py).
+        "Type=notify",
+        "NotifyAccess=main",
+        f"WatchdogSec={WATCHDOG_SEC}s",
+        # The first poll must succeed within this, or systemd restarts the start (RestartSec=).
+        f"TimeoutStartSec={START_TIMEOUT_SEC}s",
         f"ExecStart={binary} run --config {config_path} --state-dir {state_dir}",
         # 'systemctl reload midbox' gets the appliance's verdict as its exit status.
         f"ExecReload={binary} reload --config {config_path} --state-dir {state_dir}",

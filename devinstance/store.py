@@ -40,13 +40,27 @@ AGENT_FIELDS = (
     "stopped",
     "last_refreshed",
 )
-TABLES = {"ecc_queue": QUEUE_FIELDS, "ecc_agent": AGENT_FIELDS}
+# MID Server Issue (ecc_agent_issue): the MID record's "Server Issues" related list. Column names beyond
+# what ServiceNow's pages say (the MID, the issue source, a message, the state) are this stand-in's guess.
+ISSUE_FIELDS = (
+    "sys_id",
+    "mid_server",
+    "source",
+    "message",
+    "state",
+    "count",
+    "last_detected",
+    "sys_created_on",
+)
+TABLES = {"ecc_queue": QUEUE_FIELDS, "ecc_agent": AGENT_FIELDS, "ecc_agent_issue": ISSUE_FIELDS}
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS ecc_queue ({", ".join(f"{f} TEXT NOT NULL DEFAULT ''" for f in QUEUE_FIELDS)});
 CREATE INDEX IF NOT EXISTS ecc_queue_poll ON ecc_queue (agent, queue, state);
 CREATE INDEX IF NOT EXISTS ecc_queue_response ON ecc_queue (response_to);
 CREATE TABLE IF NOT EXISTS ecc_agent ({", ".join(f"{f} TEXT NOT NULL DEFAULT ''" for f in AGENT_FIELDS)});
+CREATE TABLE IF NOT EXISTS ecc_agent_issue ({", ".join(f"{f} TEXT NOT NULL DEFAULT ''" for f in ISSUE_FIELDS)}
+);
 """
 
 
@@ -109,6 +123,8 @@ class Store:
                 row["state"], row["processed"] = "processed", now_text()
         elif table == "ecc_agent":
             row["validated"] = row["validated"] or "false"  # new MIDs wait for an admin's Validate
+        elif table == "ecc_agent_issue":
+            row["sys_created_on"] = now_text()
         with self._lock:
             self._seq += 1
             if table == "ecc_queue":

@@ -12,12 +12,16 @@ from pathlib import Path
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` so a crash leaves either the old or the new file, never a mix.
 
     On Windows a private ``mode`` (no group/other bits) becomes the private DACL, set on the empty
     temp file before any data goes in: the mode argument means nothing there, and a directory's
     inherited entries may not be private.
+
+    ``durable=False`` skips both fsyncs: still all-or-nothing for readers (the rename is atomic), but a
+    power loss may bring back the previous file. Only for what is rewritten every few seconds anyway
+    (the status file), where two fsyncs per poll would cost more than the file is worth.
     """
     directory = path.parent
     tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
@@ -28,13 +32,15 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(directory)
+    if durable:
+        fsync_dir(directory)
 
 
 def private_on_windows(fd: int, path: Path) -> None:

@@ -17,6 +17,7 @@ from appliance.commands import (
     policy,
     run,
     service,
+    status,
     trust,
 )
 
@@ -33,6 +34,7 @@ REGISTRARS: tuple[Registrar, ...] = (
     bundle.register,
     run.register,
     run.register_reload,
+    status.register,
     service.register,
     doctor.register,
     enroll.register,

@@ -35,17 +35,29 @@ def register(
         default=None,
         help="the credential store's operator passphrase, if it has one (a file, never argv)",
     )
+    run.add_argument(
+        "--metrics-textfile",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write the health in Prometheus text format to PATH after every poll "
+        "(node_exporter's textfile collector directory, a name ending in .prom)",
+    )
 
 
 def _run(args: argparse.Namespace, env: CliEnv) -> int:
     import asyncio
+    import os
 
+    from appliance.sdnotify import NotifySettings
     from appliance.service import ServiceOptions, serve
 
     options = ServiceOptions(
         config_path=args.config or default_config(env),
         state_dir=env.state_dir,
         passphrase_file=args.passphrase_file,
+        metrics_textfile=args.metrics_textfile,
+        notify=NotifySettings.from_environ(env.environ, os.getpid()),
         credentials_directory=Path(env.environ["CREDENTIALS_DIRECTORY"])
         if env.environ.get("CREDENTIALS_DIRECTORY")
         else None,

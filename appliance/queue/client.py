@@ -33,6 +33,7 @@ from appliance.queue.midrecord import (
 )
 from appliance.queue.records import OUTPUT_FIELDS, OutputRecord, UnusableRecord, parse_output
 
+ISSUE_TABLE = "/api/now/table/ecc_agent_issue"
 log = logging.getLogger(__name__)
 
 TABLE = "/api/now/table/ecc_queue"
@@ -226,6 +227,37 @@ class EccClient:
             return AgentWrite.CREATED, None
         await self._request("PATCH", f"{AGENT_TABLE}/{record.sys_id}", json_body=agent_fields(fields))
         return AgentWrite.UPDATED, record
+
+    async def issue_records(self, agent_sys_id: str) -> list[dict[str, str]]:
+        """This MID's open ``ecc_agent_issue`` records that midbox raised (source ``midbox.*``)."""
+        body = await self._request(
+            "GET",
+            ISSUE_TABLE,
+            params={
+                "sysparm_query": f"mid_server={agent_sys_id}^state!=resolved",
+                "sysparm_limit": "100",
+                "sysparm_fields": "sys_id,source,state",
+            },
+        )
+        rows = [r for r in _result_list(body) if isinstance(r, dict)]
+        found = [{k: str(r.get(k, ""))[:200] for k in ("sys_id", "source", "state")} for r in rows]
+        return [r for r in found if r["source"].startswith("midbox.")]
+
+    async def write_issue(self, sys_id: str | None, fields: dict[str, str]) -> str:
+        """Open (no ``sys_id``) or update an ``ecc_agent_issue`` record; returns its sys_id."""
+        if sys_id is None:
+            body = await self._request("POST", ISSUE_TABLE, json_body=fields)
+        else:
+            body = await self._request("PATCH", f"{ISSUE_TABLE}/{sys_id}", json_body=fields)
+        result = body.get("result")
+        new_id = str(result.get("sys_id", "")) if isinstance(result, dict) else ""
+        return new_id or sys_id or ""
+
+    async def refresh(self, agent_sys_id: str) -> None:
+        """``last_refreshed`` on this MID's record: the instance's view of when it last heard from it."""
+        await self._request(
+            "PATCH", f"{AGENT_TABLE}/{agent_sys_id}", json_body=agent_fields({"last_refreshed": glide_now()})
+        )
 
     async def _insert(self, fields: dict[str, str]) -> dict[str, Any]:
         body = await self._request("POST", TABLE, json_body=fields)

@@ -1,6 +1,6 @@
 """A full appliance run with an http-basic credential: the planted secret is used, and written nowhere.
 
-Every byte under tmp_path (state dir with journal, outbox and audit log, the development
+Every byte under tmp_path (state dir with journal, outbox, status.json and audit log, the development
 instance's database and its journal files) and every log record at DEBUG is searched for the
 secret in the forms it could leak in (plain, base64 in a header, hex, repr).
 """
@@ -24,6 +24,7 @@ import defusedxml.ElementTree as SafeET
 
 from appliance.app import run_appliance
 from appliance.credentials import load_host_key, open_credentials
+from appliance.logsetup import JsonFormatter, TextFormatter
 from hardening.audit import open_audit_log
 from tests.helpers import AGENT, Pki, config_text, dev_instance, fast_limits, inputs, params, trusted
 
@@ -100,6 +101,9 @@ class Capture(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(self.format(record))
+        # ... and as operators see them: JSON lines and journal lines (appliance/logsetup.py).
+        for formatter in (JsonFormatter(journal=True), TextFormatter(journal=True)):
+            self.lines.append(formatter.format(record))
 
 
 def test_the_grep_finds_a_leak(tmp_path: Path) -> None:
@@ -188,6 +192,7 @@ def test_full_run_uses_the_secret_and_writes_it_nowhere(dev_pki: Pki, tmp_path: 
     answer = SafeET.fromstring(result["payload"])
     assert answer.find("result").get("status") == "200"
     # ... and it is nowhere on disk, in the ECC records, or in any log line.
+    assert (state / "status.json").is_file(), "the status file should be among what is searched"
     assert leaks_in(tmp_path) == []
     audit_bytes = b"".join(f.read_bytes() for f in (state / "audit").rglob("*") if f.is_file())
     assert b"credential.used" in audit_bytes and ALIAS.encode() in audit_bytes, "no credential use audited"
