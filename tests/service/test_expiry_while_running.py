@@ -5,6 +5,7 @@ certificate without a restart."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from pathlib import Path
 
@@ -78,6 +79,8 @@ def test_a_config_that_expires_during_a_run(dev_pki: Pki, tmp_path: Path, state_
             assert "hello" in wait_answer(store, slow)["payload"]  # drained after expiry
             time.sleep(1.0)  # ten poll intervals
             assert _state(store, late) == "ready", "work was claimed on an expired config"
+            status = json.loads((state_dir / "status.json").read_text())
+            assert status["state"] == "expired" and "config expired" in status["reason"], status
             # A newly signed config is picked up without a restart, and work resumes.
             renewed = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=30)
             _signed(tmp_path / "admin", admin, instance.url, dev_pki, 2, renewed)
