@@ -68,15 +68,18 @@ class SshServer:
     directory: Path
 
 
-def _ensure_user(user: str, password: str) -> Path:
+def _ensure_user(user: str, password: str) -> tuple[Path, bool]:
+    """The user's home, and whether this call created the user (then it is removed afterwards)."""
+    created = False
     try:
         home = Path(pwd.getpwnam(user).pw_dir)
     except KeyError:
         subprocess.run(["useradd", "-m", "-s", "/bin/sh", user], check=True, capture_output=True)  # noqa: S603 S607  # nosec B603 B607
         home = Path(pwd.getpwnam(user).pw_dir)
+        created = True
     # chpasswd reads "user:password" on stdin, so the password never appears in argv.
     subprocess.run(["chpasswd"], input=f"{user}:{password}\n".encode(), check=True, capture_output=True)  # noqa: S607  # nosec B603 B607
-    return home
+    return home, created
 
 
 def _keygen(path: Path, kind: str, passphrase: str = "") -> None:
@@ -120,7 +123,7 @@ def run_sshd(directory: Path, preferred_port: int = 2222, user: str = SSH_USER) 
         raise DaemonError("a local sshd needs root (to create its login user and run sshd): run as root")
     directory.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(18)
-    home = _ensure_user(user, password)
+    home, created = _ensure_user(user, password)
     host_key = directory / "ssh_host_ed25519_key"
     _keygen(host_key, "ed25519")
     client_key = directory / "client_ed25519"
@@ -158,6 +161,8 @@ def run_sshd(directory: Path, preferred_port: int = 2222, user: str = SSH_USER) 
     finally:
         stop(proc)
         log.close()
+        if created:
+            subprocess.run(["userdel", "-r", user], check=False, capture_output=True)  # noqa: S603 S607  # nosec B603 B607
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ fixture that started it. A missing binary is a clear failure, not a skip: CI ins
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import time
@@ -50,8 +51,10 @@ def require(binary: str, package: str) -> str:
 @contextlib.contextmanager
 def run_sshd(directory: Path, preferred_port: int = 2222) -> Iterator[SshServer]:
     """The one sshd starter (devinstance.sshd, shared with the demo), failing the test on a start error."""
+    # A login user of this test process's own: two test runs on one machine must not reset each
+    # other's password and keys.
     try:
-        with _run_sshd(directory, preferred_port) as server:
+        with _run_sshd(directory, preferred_port, user=f"{SSH_USER}-{os.getpid()}") as server:
             yield server
     except DaemonError as e:
         pytest.fail(str(e), pytrace=False)

@@ -123,6 +123,7 @@ def test_secret_options_do_not_exist_on_the_command_line() -> None:
         "--passphrase-file",
         "--state-dir",
         "--json",
+        "--log-format",
         "-v",
         "--verbose",
         "-q",
