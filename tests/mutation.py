@@ -1,0 +1,264 @@
+"""Mutation testing of the security modules with mutmut (pinned in build/lock/requirements-dev.txt).
+
+Usage, from the repository root, with the dev venv's python:
+
+    python -m tests.mutation                 # every module below (the full run, about 15 min on 2 cores)
+    python -m tests.mutation --ci            # the bounded CI sample (CI_SAMPLE, under 3 min)
+    python -m tests.mutation --only NAME     # one module, e.g. --only targets
+    python -m tests.mutation --show          # also print the diff of every surviving mutant
+
+Each module is mutated in its own copy of the tree (the checkout is never edited) and only the test
+files listed for it run, so every run is bounded. mutmut mutates function bodies only (not
+module-level constants) and runs, per mutant, the tests that reached the mutated function.
+
+Exit status: 1 when a mutant of a security decision survived, i.e. a surviving mutant in one of a
+module's ``decisions`` functions that is not in ``EQUIVALENT`` (mutants that cannot change
+behaviour, each with the reason). Survivors elsewhere (messages, formatting) are reported, not fatal.
+See tests/MUTATION.md for the scores and the reasoning behind each equivalent mutant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COPY = ("appliance", "hardening", "devinstance", "tests", "pyproject.toml")
+MUTMUT = ("-c", "import sys; from mutmut.__main__ import cli; sys.argv[0] = 'mutmut'; cli()")
+# Killed: a test failed. Timeout and crash also mean the tests noticed the mutant.
+DETECTED = frozenset({"killed", "timeout", "segfault", "caught by type check"})
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    path: str
+    tests: tuple[str, ...]
+    # Functions (as mutmut names them: x_func, xǁClassǁmethod) whose every mutant is a security decision.
+    decisions: tuple[str, ...]
+
+
+MODULES = (
+    Module(
+        "targets",
+        "appliance/probes/targets.py",
+        ("tests/probes/test_every_address.py", "tests/probes/test_http.py"),
+        ("x_checked_addresses", "x_checked_target", "x_is_literal"),
+    ),
+    Module(
+        "policy",
+        "hardening/policy.py",
+        ("tests/policy/test_policy.py", "tests/probes/test_every_address.py"),
+        (
+            "xǁPortRangeǁ__contains__",
+            "xǁAllowRuleǁmatches_target",
+            "xǁAllowRuleǁnames_explicitly",
+            "xǁAllowRuleǁ__post_init__",
+            "xǁCredentialMapǁaliases",
+            "x_canonical",
+            "x_is_special",
+            "xǁPolicyǁrule",
+            "xǁPolicyǁcheck",
+            "xǁPolicyǁcredentials_for",
+        ),
+    ),
+    Module(
+        "sigverify",
+        "hardening/sigverify.py",
+        (
+            "tests/signing/test_signing_units.py",
+            "tests/signing/test_signing_attacks.py",
+            "tests/signing/test_signing_reload.py",
+        ),
+        ("*",),
+    ),
+    Module(
+        "rollback",
+        "hardening/rollback.py",
+        (
+            "tests/signing/test_signing_units.py",
+            "tests/signing/test_signing_attacks.py",
+            "tests/signing/test_signing_reload.py",
+        ),
+        ("*",),
+    ),
+    Module(
+        "known_hosts",
+        "hardening/known_hosts.py",
+        ("tests/policy/test_known_hosts.py",),
+        ("*",),
+    ),
+    Module(
+        "audit_verify",
+        "hardening/audit/verify.py",
+        ("tests/audit/test_tamper.py", "tests/audit/test_checkpoint.py", "tests/audit/test_seal.py",
+         "tests/audit/test_log.py"),
+        ("*",),
+    ),  # fmt: skip
+    Module(
+        "http",
+        "appliance/probes/http.py",
+        (
+            "tests/probes/test_http.py",
+            "tests/probes/test_http_hostile.py",
+            "tests/probes/test_http_tls.py",
+            "tests/probes/test_every_address.py",
+        ),
+        ("*",),
+    ),
+)
+# The CI sample: the allowlist decision itself, small enough to finish in about a minute.
+CI_SAMPLE = ("targets", "policy")
+
+# Survivors that cannot change behaviour, keyed by (module, the mutated line as mutmut writes it,
+# stripped). Each reason says why; tests/MUTATION.md lists them too.
+EQUIVALENT: dict[tuple[str, str], str] = {}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    status: str
+    diff: str
+
+    @property
+    def function(self) -> str:
+        # appliance.probes.targets.x_checked_target__mutmut_9 -> x_checked_target
+        return self.name.rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0]
+
+    @property
+    def added(self) -> tuple[str, ...]:
+        return tuple(
+            line[1:].strip()
+            for line in self.diff.splitlines()
+            if line.startswith("+") and not line.startswith("+++")
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    module: Module
+    mutants: tuple[Mutant, ...]
+    seconds: float
+
+    @property
+    def killed(self) -> int:
+        return sum(m.status in DETECTED for m in self.mutants)
+
+    def is_decision(self, mutant: Mutant) -> bool:
+        return "*" in self.module.decisions or mutant.function in self.module.decisions
+
+    def equivalent(self, mutant: Mutant) -> str | None:
+        for line in mutant.added:
+            reason = EQUIVALENT.get((self.module.name, line))
+            if reason:
+                return reason
+        return None
+
+
+def copy_tree(into: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "mutants")
+    for name in COPY:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, into / name, ignore=ignore)
+        else:
+            shutil.copy2(source, into / name)
+
+
+def configure(tree: Path, module: Module) -> None:
+    quoted = ", ".join(f'"{t}"' for t in module.tests)
+    with (tree / "pyproject.toml").open("a") as f:
+        f.write(
+            "\n[tool.mutmut]\n"
+            'source_paths = ["appliance", "hardening", "devinstance"]\n'
+            f'only_mutate = ["{module.path}"]\n'
+            f"pytest_add_cli_args_test_selection = [{quoted}]\n"
+            # The copy is not a git checkout; there is nothing earlier to compare with.
+            "use_git_change_detection = false\n"
+        )
+
+
+def mutmut(tree: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "MIDBOX_REQUIRE_ALL"}}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return subprocess.run(
+        [sys.executable, *MUTMUT, *args], cwd=tree, env=env, capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def run_module(module: Module, children: int) -> Outcome:
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="midbox-mutation-") as scratch:
+        tree = Path(scratch)
+        copy_tree(tree)
+        configure(tree, module)
+        done = mutmut(tree, "run", "--max-children", str(children), timeout=3600)
+        listed = mutmut(tree, "results", "--all", "true", timeout=120)
+        statuses = re.findall(r"^\s*(\S+): (.+)$", listed.stdout, flags=re.MULTILINE)
+        if done.returncode != 0 or not statuses:
+            tail = (done.stdout + done.stderr)[-2000:]
+            raise SystemExit(f"mutmut failed on {module.path} (exit {done.returncode}):\n{tail}")
+        mutants = []
+        for name, status in statuses:
+            diff = "" if status.strip() in DETECTED else mutmut(tree, "show", name, timeout=120).stdout
+            mutants.append(Mutant(name, status.strip(), diff))
+    return Outcome(module, tuple(mutants), time.monotonic() - started)
+
+
+def report(outcome: Outcome, *, show: bool) -> int:
+    """Print one module's score and survivors; return how many security-decision survivors are unexplained."""
+    total = len(outcome.mutants)
+    print(f"{outcome.module.path}: {outcome.killed}/{total} killed ({outcome.seconds:.0f} s)")
+    unexplained = 0
+    for mutant in outcome.mutants:
+        if mutant.status in DETECTED:
+            continue
+        reason = outcome.equivalent(mutant)
+        if reason:
+            kind = f"equivalent: {reason}"
+        elif outcome.is_decision(mutant):
+            kind = "SECURITY DECISION NOT TESTED"
+            unexplained += 1
+        else:
+            kind = "not a security decision"
+        print(f"  {mutant.status}: {mutant.name} ({kind})")
+        if show or kind.startswith("SECURITY"):
+            for line in mutant.diff.splitlines():
+                if line.startswith(("+", "-")) and not line.startswith(("+++", "---")):
+                    print(f"      {line}")
+    return unexplained
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=[m.name for m in MODULES], action="append")
+    parser.add_argument("--ci", action="store_true", help=f"run the CI sample: {', '.join(CI_SAMPLE)}")
+    parser.add_argument("--show", action="store_true", help="print the diff of every survivor")
+    parser.add_argument("--children", type=int, default=2, help="mutants tested in parallel (default 2)")
+    args = parser.parse_args()
+    chosen = set(args.only or (CI_SAMPLE if args.ci else [m.name for m in MODULES]))
+    started = time.monotonic()
+    unexplained = killed = total = 0
+    for module in MODULES:
+        if module.name in chosen:
+            outcome = run_module(module, args.children)
+            unexplained += report(outcome, show=args.show)
+            killed += outcome.killed
+            total += len(outcome.mutants)
+    print(f"mutation: {killed}/{total} killed in {time.monotonic() - started:.0f} s; "
+          f"{unexplained} surviving mutant(s) of a security decision")  # fmt: skip
+    return 1 if unexplained else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
