@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 COPY = ("appliance", "hardening", "devinstance", "tests", "pyproject.toml")
 MUTMUT = ("-c", "import sys; from mutmut.__main__ import cli; sys.argv[0] = 'mutmut'; cli()")
 # Killed: a test failed. Timeout and crash also mean the tests noticed the mutant.
+_LITERAL = re.compile(r"""[rRbBfF]{0,2}("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")
+_FIELD = re.compile(r"\{[^}]*\}")
 DETECTED = frozenset({"killed", "timeout", "segfault", "caught by type check"})
 
 
@@ -50,7 +52,7 @@ MODULES = (
     Module(
         "targets",
         "appliance/probes/targets.py",
-        ("tests/probes/test_every_address.py", "tests/probes/test_http.py"),
+        ("tests/probes/test_targets.py", "tests/probes/test_every_address.py", "tests/probes/test_http.py"),
         ("x_checked_addresses", "x_checked_target", "x_is_literal"),
     ),
     Module(
@@ -74,6 +76,7 @@ MODULES = (
         "sigverify",
         "hardening/sigverify.py",
         (
+            "tests/signing/test_sigverify_bounds.py",
             "tests/signing/test_signing_units.py",
             "tests/signing/test_signing_attacks.py",
             "tests/signing/test_signing_reload.py",
@@ -84,6 +87,7 @@ MODULES = (
         "rollback",
         "hardening/rollback.py",
         (
+            "tests/signing/test_rollback_edges.py",
             "tests/signing/test_signing_units.py",
             "tests/signing/test_signing_attacks.py",
             "tests/signing/test_signing_reload.py",
@@ -99,10 +103,14 @@ MODULES = (
     Module(
         "audit_verify",
         "hardening/audit/verify.py",
-        ("tests/audit/test_tamper.py", "tests/audit/test_checkpoint.py", "tests/audit/test_seal.py",
-         "tests/audit/test_log.py"),
+        (
+            "tests/audit/test_tamper.py",
+            "tests/audit/test_checkpoint.py",
+            "tests/audit/test_seal.py",
+            "tests/audit/test_log.py",
+        ),
         ("*",),
-    ),  # fmt: skip
+    ),
     Module(
         "http",
         "appliance/probes/http.py",
@@ -120,7 +128,31 @@ CI_SAMPLE = ("targets", "policy")
 
 # Survivors that cannot change behaviour, keyed by (module, the mutated line as mutmut writes it,
 # stripped). Each reason says why; tests/MUTATION.md lists them too.
-EQUIVALENT: dict[tuple[str, str], str] = {}
+_NO_X = "lower() runs first, so no upper-case X is left to strip"
+EQUIVALENT: dict[tuple[str, str], str] = {
+    ("policy", 'name = hostname.lower().rstrip("XX.XX")'): _NO_X,
+    ("policy", 'return any(name == h.lower().rstrip("XX.XX") for h in self.hosts)'): _NO_X,
+    (
+        "policy",
+        "near_miss = None",
+    ): 'near_miss is only read as "near_miss or ...": None and "" are both false',
+    (
+        "targets",
+        'addresses = [ipaddress.ip_address(host.strip("XX[]XX"))] if hostname is None else await ctx.resolver(host)',
+    ): "reached only for a literal, whose ends are digits, hex or ':' once the brackets are gone, never X",
+    **dict.fromkeys(
+        [
+            ("sigverify", "self._config = None"),
+            ("sigverify", 'self._config = b"XXXX"'),
+            ("sigverify", "self._envelope_bytes = None"),
+            ("sigverify", 'self._envelope_bytes = b"XXXX"'),
+            ("sigverify", 'self._env: UnverifiedEnvelope | None = ""'),
+            ("sigverify", "self._valid: set[str] = None"),
+        ],
+        "a placeholder that step 1, 2 or 4 overwrites before anything reads it; the enforced step "
+        "order (StepOrderError) makes an earlier read impossible",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -134,13 +166,31 @@ class Mutant:
         # appliance.probes.targets.x_checked_target__mutmut_9 -> x_checked_target
         return self.name.rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0]
 
-    @property
-    def added(self) -> tuple[str, ...]:
+    def lines(self, sign: str) -> tuple[str, ...]:
         return tuple(
             line[1:].strip()
             for line in self.diff.splitlines()
-            if line.startswith("+") and not line.startswith("+++")
+            if line.startswith(sign) and not line.startswith(sign * 3)
         )
+
+    @property
+    def added(self) -> tuple[str, ...]:
+        return self.lines("+")
+
+    @property
+    def message_only(self) -> bool:
+        """True if the mutant changes only the wording of prose (a string literal with a space in it).
+
+        Decisions compare against tokens ("ssh", "[]", "."), never against prose, so a mutant that
+        only rewords a sentence changes what a person reads, not what is allowed.
+        """
+        before, after = " ".join(self.lines("-")), " ".join(self.lines("+"))
+        old, new = _LITERAL.findall(before), _LITERAL.findall(after)
+        if not old or len(old) != len(new) or _LITERAL.sub('""', before) != _LITERAL.sub('""', after):
+            return False
+        changed = [(o, n) for o, n in zip(old, new, strict=True) if o != n]
+        # An f-string's {expressions} are code, not prose: they must be untouched.
+        return bool(changed) and all(" " in o and _FIELD.findall(o) == _FIELD.findall(n) for o, n in changed)
 
 
 @dataclass(frozen=True)
@@ -224,7 +274,9 @@ def report(outcome: Outcome, *, show: bool) -> int:
         if mutant.status in DETECTED:
             continue
         reason = outcome.equivalent(mutant)
-        if reason:
+        if mutant.message_only:
+            kind = "message text only"
+        elif reason:
             kind = f"equivalent: {reason}"
         elif outcome.is_decision(mutant):
             kind = "SECURITY DECISION NOT TESTED"
