@@ -97,7 +97,7 @@ MODULES = (
     Module(
         "known_hosts",
         "hardening/known_hosts.py",
-        ("tests/policy/test_known_hosts.py",),
+        ("tests/policy/test_known_hosts_edges.py", "tests/policy/test_known_hosts.py"),
         ("*",),
     ),
     Module(
@@ -151,6 +151,34 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         ],
         "a placeholder that step 1, 2 or 4 overwrites before anything reads it; the enforced step "
         "order (StepOrderError) makes an earlier read impossible",
+    ),
+    (
+        "known_hosts",
+        'digest = base64.b64encode(hashlib.sha256(self.blob).digest()).decode().rstrip("XX=XX")',
+    ): "the last base64 character of a 32-byte digest carries two zero bits (one of AEIMQUYcgkosw048), never X",
+    **dict.fromkeys(
+        [
+            ("known_hosts", 'text = data.decode("UTF-8")'),
+            ("known_hosts", 'old = self._path.read_bytes().decode("UTF-8")'),
+        ],
+        "codec names are case-insensitive",
+    ),
+    **dict.fromkeys(
+        [
+            ("known_hosts", 'return _Entry(tuple(fields[0].split(",")), None).matches(name)'),
+            ("known_hosts", 'return _Entry(tuple(fields[0].split(",")), HostKey(None, b"")).matches(name)'),
+            ("known_hosts", 'return _Entry(tuple(fields[0].split(",")), HostKey("", None)).matches(name)'),
+            ("known_hosts", 'return _Entry(tuple(fields[0].split(",")), HostKey("XXXX", b"")).matches(name)'),
+            ("known_hosts", 'return _Entry(tuple(fields[0].split(",")), HostKey("", b"XXXX")).matches(name)'),
+        ],
+        "_Entry.matches reads only the names; the key there is a placeholder",
+    ),
+    **dict.fromkeys(
+        [
+            ("known_hosts", 'if len(fields) < 3 or line.rstrip().startswith("#"):'),
+            ("known_hosts", 'if len(fields) < 3 or line.lstrip().startswith("XX#XX"):'),
+        ],
+        "a comment that is not skipped still never matches: its first field starts with '#', no host name does",
     ),
 }
 
