@@ -104,6 +104,7 @@ MODULES = (
         "audit_verify",
         "hardening/audit/verify.py",
         (
+            "tests/audit/test_verify_reports.py",
             "tests/audit/test_tamper.py",
             "tests/audit/test_checkpoint.py",
             "tests/audit/test_seal.py",
@@ -179,6 +180,23 @@ EQUIVALENT: dict[tuple[str, str], str] = {
             ("known_hosts", 'if len(fields) < 3 or line.lstrip().startswith("XX#XX"):'),
         ],
         "a comment that is not skipped still never matches: its first field starts with '#', no host name does",
+    ),
+    **dict.fromkeys(
+        [
+            ("audit_verify", "key = vkey.key_at(self.seal_epoch, None)"),
+            ("audit_verify", "key = vkey.key_at(self.seal_epoch, )"),
+            ("audit_verify", "self.seal_cache = None"),
+            ("audit_verify", 'self.seal_cache: tuple[int, bytes] | None = ""'),
+        ],
+        "the cache only saves re-deriving the epoch key; without it key_at derives the same key from epoch 0",
+    ),
+    ("audit_verify", "if not line.complete and not line.oversized and not self.lines.peek(2):"): (
+        "peek(2) is empty exactly when peek(1) is"
+    ),
+    ("audit_verify", "nxt = self.lines.peek(2)"): "only nxt[0] is read",
+    ("audit_verify", "if entry.seq <= e:"): "entry.seq == e has returned earlier in unlinked()",
+    ("audit_verify", "while len(self._buffer) <= count:"): (
+        "reads one line further ahead into the buffer but still returns the first count lines"
     ),
 }
 
