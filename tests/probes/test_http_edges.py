@@ -32,12 +32,14 @@ from tests.probes.conftest import MemCredential, MemCredentials, ProbeAudit, lis
 from tests.probes.test_http_tls import https_target
 from tests.probes.test_http_tls import rule as tls_rule
 
-CREDS = MemCredentials(
-    MemCredential("web", "http-basic", "user", (b"password",)),
-    MemCredential("anon", "http-basic", None, (b"pw",)),
-    MemCredential("token", "http-bearer", None, (b"t0k3n",)),
-    MemCredential("shell", "ssh-password", "root", (b"x",)),
-)
+
+def store() -> MemCredentials:
+    return MemCredentials(
+        MemCredential("web", "http-basic", "user", (b"password",)),
+        MemCredential("anon", "http-basic", None, (b"pw",)),
+        MemCredential("token", "http-bearer", None, (b"t0k3n",)),
+        MemCredential("shell", "ssh-password", "root", (b"x",)),
+    )
 
 
 class Echo(http.server.BaseHTTPRequestHandler):
@@ -110,7 +112,7 @@ def allow(*ports: int, creds: tuple[str, ...] = ("web", "anon", "token", "shell"
 def ctx_for(
     tmp_path: Path, *ports: int, creds: tuple[str, ...] = ("web", "anon", "token", "shell")
 ) -> ProbeContext:
-    return make_ctx(Policy([allow(*ports, creds=creds)]), CREDS, tmp_path)
+    return make_ctx(Policy([allow(*ports, creds=creds)]), store(), tmp_path)
 
 
 def fetch(ctx: ProbeContext, url: str, **params: str) -> ET.Element:
@@ -229,7 +231,7 @@ def test_the_jobs_timeout_is_honoured_in_milliseconds(tmp_path: Path) -> None:
 
 def test_the_default_timeout_is_the_limit_in_seconds(tmp_path: Path) -> None:
     with server() as port:
-        ctx = make_ctx(Policy([allow(port)]), CREDS, tmp_path, Limits(http_timeout_s=0.25))
+        ctx = make_ctx(Policy([allow(port)]), store(), tmp_path, Limits(http_timeout_s=0.25))
         with pytest.raises(ProbeError, match=r"timed out after 0\.25 s$"):
             fetch(ctx, f"http://127.0.0.1:{port}/hang")
 
