@@ -219,6 +219,48 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ),
     **dict.fromkeys(
         [
+            ("http", 'literal = f"[{address}]" if (":" in str(address)) and False else str(address)'),
+            ("http", 'literal = f"[{address}]" if (":" in str(address)) or True else str(address)'),
+            ("http", 'literal = f"[{address}]" if "XX:XX" in str(address) else str(address)'),
+            ("http", 'literal = f"[{address}]" if ":" not in str(address) else str(address)'),
+            ("http", 'literal = f"[{address}]" if ":" in str(None) else str(address)'),
+            ("http", "target = url.copy_with(host=literal.strip(None))"),
+            ("http", 'target = url.copy_with(host=literal.strip("XX[]XX"))'),
+        ],
+        "httpx's URL.copy_with takes an IPv6 host with or without brackets and gives the same URL, so "
+        "every bracketing variant connects to the same checked address",
+    ),
+    ("http", 'headers.setdefault("XXAccept-EncodingXX", ACCEPT_ENCODING)'): (
+        "the pinned httpx (0.28) sends the same 'gzip, deflate' by default; the explicit header keeps the "
+        "encodings bounded if that default ever changes"
+    ),
+    ("http", 'body = BoundedBody(response.headers.get("content-encoding", "XXXX"), limit)'): (
+        "an encoding BoundedBody does not know is kept as sent, exactly like no encoding"
+    ),
+    **dict.fromkeys(
+        [
+            ("http", 'if "location header" not in str(e).lower():'),
+            ("http", 'if "location header" in str(e).upper():'),
+            ("http", 'if "location header" in str(None).lower():'),
+        ],
+        "chooses between two wordings of the same ProbeError; the request is refused either way",
+    ),
+    ("http", 'method = (job.param("http_method") or "get").upper()'): '"get".upper() is "GET"',
+    **dict.fromkeys(
+        [
+            ("http", 'method = "head" if request.method == "HEAD" else "GET"'),
+            ("http", 'method = "HEAD" if request.method == "HEAD" else "get"'),
+        ],
+        "httpx upper-cases the method of every request it builds",
+    ),
+    ("http", "return _Request(method, url, request.headers, None)"): (
+        "the body is only read as 'request.body or None': None and b'' send the same request"
+    ),
+    ("http", 'extensions = {"sni_hostname": url.host} if (url.scheme == "https") or True else {}'): (
+        "httpcore reads sni_hostname only when it starts TLS; a plain-HTTP request ignores it"
+    ),
+    **dict.fromkeys(
+        [
             ("http", 'ca = rule.tls_ca if (rule is not None and url.scheme == "https") or True else None'),
             ("http", 'ca = rule.tls_ca if rule is not None or url.scheme == "https" else None'),
         ],
@@ -262,12 +304,28 @@ class Mutant:
         only rewords a sentence changes what a person reads, not what is allowed.
         """
         before, after = " ".join(self.lines("-")), " ".join(self.lines("+"))
+        if _reworded_refusal(before, after):
+            return True
         old, new = _LITERAL.findall(before), _LITERAL.findall(after)
         if not old or len(old) != len(new) or _LITERAL.sub('""', before) != _LITERAL.sub('""', after):
             return False
         changed = [(o, n) for o, n in zip(old, new, strict=True) if o != n]
         # An f-string's {expressions} are code, not prose: they must be untouched.
         return bool(changed) and all(" " in o and _FIELD.findall(o) == _FIELD.findall(n) for o, n in changed)
+
+
+def _reworded_refusal(before: str, after: str) -> bool:
+    """True if only the message of an exception changes: ``raise E(msg)`` stays ``raise E(...)``, or a
+    multi-line message (prose literals alone) becomes ``None``. The refusal itself still happens."""
+    if before.startswith("raise ") and after.startswith("raise "):
+        return before.split("(", 1)[0] == after.split("(", 1)[0] and before != after
+    prose = _LITERAL.findall(before)
+    return (
+        after.rstrip(",") == "None"
+        and bool(prose)
+        and _LITERAL.sub("", before).strip(" ,") == ""
+        and all(" " in p for p in prose)
+    )
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,11 @@ Written against the mutants of ``appliance/probes/http.py`` that survived the HT
 from __future__ import annotations
 
 import asyncio
+import gzip
 import http.server
 import ipaddress
 import socket
+import ssl
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -27,8 +29,17 @@ from appliance.limits import Limits
 from appliance.probes._httpbody import ACCEPT_ENCODING
 from appliance.probes.base import ProbeContext
 from appliance.probes.http import MAX_REDIRECTS, MAX_TLS_CLIENTS, HttpProbe
+from devinstance import pki
 from hardening.policy import AllowRule, Policy, PortRange
-from tests.probes.conftest import MemCredential, MemCredentials, ProbeAudit, listening, make_ctx, make_job
+from tests.probes.conftest import (
+    FixedDns,
+    MemCredential,
+    MemCredentials,
+    ProbeAudit,
+    listening,
+    make_ctx,
+    make_job,
+)
 from tests.probes.test_http_tls import https_target
 from tests.probes.test_http_tls import rule as tls_rule
 
@@ -68,8 +79,17 @@ class Echo(http.server.BaseHTTPRequestHandler):
             self._answer(302, b"", f"/hop/{left - 1}" if left else None) if left else self._answer(
                 200, b"done"
             )
-        elif path in ("/307", "/302"):
+        elif path in ("/307", "/308", "/302"):
             self._answer(int(path[1:]), b"", "/echo")
+        elif path == "/to-https":
+            self._answer(302, b"", "https://127.0.0.1:1/")
+        elif path == "/gzip":
+            packed = gzip.compress(b"compressed hello")
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(packed)))
+            self.end_headers()
+            self.wfile.write(packed)
         elif path == "/located":
             self._answer(200, b"here", "/elsewhere")
         elif path == "/hang":
@@ -231,8 +251,8 @@ def test_the_jobs_timeout_is_honoured_in_milliseconds(tmp_path: Path) -> None:
 
 def test_the_default_timeout_is_the_limit_in_seconds(tmp_path: Path) -> None:
     with server() as port:
-        ctx = make_ctx(Policy([allow(port)]), store(), tmp_path, Limits(http_timeout_s=0.25))
-        with pytest.raises(ProbeError, match=r"timed out after 0\.25 s$"):
+        ctx = make_ctx(Policy([allow(port)]), store(), tmp_path, Limits(http_timeout_s=1.0))
+        with pytest.raises(ProbeError, match=r"timed out after 1 s$"):
             fetch(ctx, f"http://127.0.0.1:{port}/hang")
 
 
@@ -318,3 +338,100 @@ def test_each_refused_request_says_why(tmp_path: Path, params: dict[str, str], m
     probe = HttpProbe()
     with pytest.raises(PayloadError, match=message):
         asyncio.run(probe.run(make_job("RESTProbe", "http", "127.0.0.1", **job_params), ctx))
+
+
+# --- HTTPS by name: the name is the TLS server name, and each name has its own verified client -----
+
+
+@contextmanager
+def https_echo(directory: Path, name: str) -> Iterator[tuple[int, Path]]:
+    """Like test_http_tls.https_target, but HTTP/1.1 keep-alive: a pooled connection could be reused."""
+    ca = pki.ensure_ca(directory)
+    leaf = pki.issue(ca, directory, "target", name, server=True, hosts=(name,))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    srv.daemon_threads = True
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(str(leaf.cert), str(leaf.key))
+    srv.socket = tls.wrap_socket(srv.socket, server_side=True)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield srv.server_address[1], ca.cert
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_https_to_a_name_is_verified_for_that_name_and_not_reused_for_another(tmp_path: Path) -> None:
+    dns = FixedDns()
+    dns.set("a.midbox.test", "127.0.0.1")
+    dns.set("b.midbox.test", "127.0.0.1")
+    # One keep-alive server, one address, a certificate for a.midbox.test only.
+    with https_echo(tmp_path / "pki", "a.midbox.test") as (port, ca):
+        ctx = make_ctx(Policy([tls_rule(port, ca)]), MemCredentials(), tmp_path, resolver=dns)
+        probe = HttpProbe()
+
+        async def go() -> tuple[ET.Element, BaseException | None]:
+            try:
+                good = await probe.run(
+                    make_job("RESTProbe", "a", "a", url=f"https://a.midbox.test:{port}/"), ctx
+                )
+                try:
+                    await probe.run(
+                        make_job("RESTProbe", "b", "b", url=f"https://b.midbox.test:{port}/"), ctx
+                    )
+                except ProbeError as e:
+                    return good, e
+                return good, None
+            finally:
+                await probe.aclose()
+
+        good, refused = asyncio.run(go())
+    assert good.get("status") == "200"
+    # The connection verified for a.midbox.test must not carry a request for b.midbox.test.
+    assert refused is not None and "certificate" in str(refused).lower()
+
+
+def test_a_redirect_to_https_is_judged_by_the_policy_not_refused_as_a_scheme(tmp_path: Path) -> None:
+    with server() as port:
+        ctx = ctx_for(tmp_path, port)
+        with pytest.raises(TargetDenied, match="port 1 denied"):
+            fetch(ctx, f"http://127.0.0.1:{port}/to-https")
+
+
+def test_a_308_keeps_the_method_and_body(tmp_path: Path) -> None:
+    with server() as port:
+        kept = fetch(ctx_for(tmp_path, port), f"http://127.0.0.1:{port}/308", http_method="PUT", body="b")
+    assert body(kept).startswith("PUT 'b' ")
+
+
+def test_a_header_value_that_is_not_a_string_is_a_payload_error(tmp_path: Path) -> None:
+    with pytest.raises(PayloadError, match="^'headers' must be a JSON object of strings$"):
+        fetch(ctx_for(tmp_path, 1), "http://127.0.0.1:1/", headers='{"X-Probe": 1}')
+
+
+def test_a_gzip_body_is_decoded(tmp_path: Path) -> None:
+    with server() as port:
+        result = fetch(ctx_for(tmp_path, port), f"http://127.0.0.1:{port}/gzip")
+    assert body(result) == "compressed hello"
+
+
+def test_the_credential_audit_names_the_target_cut_to_255_characters(tmp_path: Path) -> None:
+    source = "s" * 300
+    with server() as port:
+        ctx = ctx_for(tmp_path, port)
+        probe = HttpProbe()
+
+        async def go() -> None:
+            try:
+                job = make_job(
+                    "RESTProbe", "http", source, url=f"http://127.0.0.1:{port}/echo", credential="web"
+                )
+                await probe.run(job, ctx)
+            finally:
+                await probe.aclose()
+
+        asyncio.run(go())
+    assert isinstance(ctx.audit, ProbeAudit)
+    [used] = [f for e, f in ctx.audit.events if e == "credential.used"]
+    assert used["target"] == source[:255]
