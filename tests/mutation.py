@@ -192,6 +192,9 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         ],
         "a comment that is not skipped still never matches: its first field starts with '#', no host name does",
     ),
+    ("known_hosts", 'atomic_write(self._path, ("\\n".join(kept) + "\\n").encode(), )'): (
+        "atomic_write's default mode is the same 0o600"
+    ),
     **dict.fromkeys(
         [
             ("audit_verify", "key = vkey.key_at(self.seal_epoch, None)"),

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from hardening.audit import verify_log
+from hardening.audit import Verdict, load_or_create_signing_key, sign_checkpoint, verify_log
 from hardening.audit._entry import GENESIS_PREV, chain_hash, encode_entry, parse_entry
 from hardening.audit._files import log_files
 
 from .conftest import lines_of, rewrite_single
-from .test_seal import sealed_log
+from .test_seal import rewrite_from, sealed_log
 from .test_tamper import edit_json, written
 
 Edit = Callable[[list[bytes]], list[bytes]]
@@ -195,3 +195,71 @@ def test_a_seal_that_claims_another_size_is_refused(state: Path) -> None:
         "seals were removed, replayed or forged"
     )
     assert report.sealed == 0
+
+
+def test_checkpoints_of_one_history_at_two_sizes_are_not_a_fork_and_each_range_is_checked(
+    state: Path,
+) -> None:
+    whole = written(state)
+    key = load_or_create_signing_key(state)
+    lines = lines_of(state)
+    prefix = sign_checkpoint(
+        key, whole.log_id, 12, parse_entry(lines[11]).hash.hex(), "2026-11-25T06:30:00.000000Z"
+    )
+    assert verify_log(state / "audit", [prefix, whole]).ok
+    # The prefix still matches after entry 15 is rewritten; the report names the range after it.
+    rewrite_single(state, lambda ls: relinked(ls, 15, None, {**parse_entry(ls[15]).fields, "result_code": 9}))
+    assert verify_log(state / "audit", [whole, prefix]).line() == (
+        f"TAMPERED at seq 20: entries 12..20 do not hash to the head signed in the checkpoint of {whole.time}; "
+        "an entry in that range was changed or the chain was rewritten"
+    )
+    forked = dataclasses.replace(whole, head="00" * 32)
+    report = verify_log(state / "audit", [whole, prefix, forked])
+    assert (report.verdict, report.checkpoints) == (Verdict.FORKED, 3)
+
+
+def test_a_sealed_range_rewritten_is_reported_with_the_range_the_seal_covers(state: Path) -> None:
+    vkey = sealed_log(state)
+    rewrite_single(state, lambda ls: rewrite_from(ls, 5, keep_seals=True))
+    assert verify_log(state / "audit", seal_key=vkey).line() == (
+        "TAMPERED at seq 11: entries 0..10 do not match the seal of epoch 0; they were changed after they were sealed"
+    )
+
+
+def test_a_sealed_log_with_a_torn_tail_reports_both(state: Path) -> None:
+    vkey = sealed_log(state)
+    path = log_files(state / "audit")[-1][1]
+    with path.open("ab") as f:
+        f.write(b'{"torn')
+    report = verify_log(state / "audit", seal_key=vkey)
+    assert report.ok and "; ignored an incomplete last line of 6 bytes; " in report.detail
+    assert "entries sealed by" in report.detail
+
+
+def test_a_missing_entry_is_missing_even_when_a_later_one_is_replayed(state: Path) -> None:
+    written(state)
+    rewrite_single(state, lambda ls: [*ls[:5], *ls[6:9], ls[6], *ls[9:]])
+    assert (
+        verify_log(state / "audit").line()
+        == f"MISSING at seq 5: {LINE} 6: entries 5..5 are missing after entry 4"
+    )
+
+
+def test_an_entry_longer_than_the_verifier_reads_is_tampering(state: Path) -> None:
+    written(state)
+    lines = lines_of(state)
+    last = parse_entry(lines[-1])
+
+    def entry(total: int) -> bytes:
+        def make(n: int) -> bytes:
+            fields = json.dumps({"message": "x" * n, "where": "y"}, separators=(",", ":"))
+            return encode_entry(last.seq + 1, last.time, last.hash, "error", fields)
+
+        return make(total - len(make(0)))
+
+    # readline(max + 2) sees the newline of a 65_537-byte entry; one byte more is oversized.
+    for size, ok in ((65_537, True), (65_538, False)):
+        line = entry(size)
+        assert len(line) == size
+        rewrite_single(state, lambda ls, line=line: [*lines, line])
+        assert verify_log(state / "audit").ok is ok, size
