@@ -7,7 +7,6 @@ arrived through a rotation signed by the old keys, which moves the pin in the sa
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -171,7 +170,3 @@ def rotate_root(state_dir: Path, new_data: bytes) -> tuple[TrustRoot, TrustRoot,
     os.replace(state_dir / NEXT_TRUST_FILE, state_dir / TRUST_FILE)
     fsync_dir(state_dir)
     return current, new, signers
-
-
-def file_sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

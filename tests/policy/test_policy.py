@@ -151,3 +151,81 @@ def test_ipv6_networks() -> None:
     assert p.check(probe="ssh", address=ip("2001:db8::1"), port=22).allowed
     assert not p.check(probe="ssh", address=ip("2001:db9::1"), port=22).allowed
     assert not p.check(probe="ssh", address=ip("10.0.0.1"), port=22).allowed
+
+
+# The tests below were written against surviving mutants (python -m tests.mutation --only policy).
+
+
+def test_denials_are_false_not_merely_falsy_and_every_reason_is_exact() -> None:
+    empty = Policy([]).check(probe="ssh", address=ip("10.0.0.1"), port=22)
+    assert empty.allowed is False and empty.rule is None
+    assert empty.reason == "the signed config has no [[allow]] rules (deny by default)"
+    p = Policy([rule("10.0.0.0/8")])
+    outside = p.check(probe="ssh", address=ip("192.168.1.1"), port=22)
+    assert outside.allowed is False and outside.rule is None
+    assert outside.reason == "no [[allow]] rule covers 192.168.1.1"
+    ok = p.check(probe="ssh", address=ip("10.0.0.1"), port=22)
+    assert ok.allowed is True and ok.rule == 1 and ok.reason == "allowed by rule 1"
+    special = Policy([rule("0.0.0.0/0")]).check(probe="ssh", address=ip("127.0.0.1"), port=22)
+    assert special.reason == (
+        "127.0.0.1 is a loopback, link-local or metadata address; rule 1 must name it with a CIDR inside that block"
+    )
+
+
+@pytest.mark.parametrize(
+    ("first", "address"),
+    [
+        (rule("10.9.0.0/16"), "10.0.0.1"),  # another network
+        (rule("10.0.0.0/8", probes=("snmp",)), "10.0.0.1"),  # another probe
+        (rule("10.0.0.0/8", ports=((23, 23),)), "10.0.0.1"),  # another port
+        (rule("10.0.0.0/8", creds=("other",)), "10.0.0.1"),  # another credential
+        (rule("0.0.0.0/0", creds=("ops",)), "127.0.0.1"),  # a catch-all cannot reach a special address
+    ],
+    ids=["network", "probe", "port", "credential", "special"],
+)
+def test_a_rule_that_refuses_does_not_stop_a_later_rule_from_allowing(first: AllowRule, address: str) -> None:
+    p = Policy([first, rule("127.0.0.0/8", "10.0.0.0/8", creds=("ops",))])
+    d = p.check(probe="ssh", address=ip(address), port=22, credential="ops")
+    assert d.allowed and d.rule == 2
+
+
+def test_unknown_host_key_mode_is_refused_with_the_modes_named() -> None:
+    with pytest.raises(ValueError, match=r"^host_keys must be one of \['pin-on-first-use', 'pinned'\]$"):
+        AllowRule(
+            networks=(), hosts=(), probes=frozenset({"ssh"}), ports=(), credentials=(), host_keys="trust-all"
+        )
+
+
+def test_ordinary_addresses_are_not_special_and_need_no_explicit_naming() -> None:
+    for address in ("10.0.0.1", "192.0.2.7", "2001:db8::1", "::ffff:10.0.0.1"):
+        assert is_special(ip(address)) is False
+        assert rule("0.0.0.0/0", "::/0").names_explicitly(canonical(ip(address))) is True
+
+
+def test_rule_number_lookup_is_one_based_and_bounded() -> None:
+    first, second = rule("10.0.0.0/8"), rule("192.0.2.0/24")
+    p = Policy([first, second])
+    assert p.rule(1) is first and p.rule(2) is second
+    assert p.rule(None) is None and p.rule(0) is None and p.rule(3) is None and p.rule(-1) is None
+
+
+def test_credentials_for_lists_every_allowing_rule_in_order_each_once() -> None:
+    p = Policy(
+        [
+            rule("10.0.0.0/8", creds=("a", "b")),
+            rule("10.0.0.0/8", probes=("snmp",), creds=("wrong-probe",)),
+            rule("10.0.0.0/8", ports=((2222, 2222),), creds=("wrong-port",)),
+            rule("192.0.2.0/24", creds=("wrong-network",)),
+            rule(hosts=("router1.example",), creds=("by-name",)),
+            rule("10.0.0.0/16", creds=("b", "c")),
+        ]
+    )
+    assert p.credentials_for(probe="ssh", address=ip("10.0.0.1"), port=22) == ("a", "b", "c")
+    assert p.credentials_for(probe="ssh", address=ip("10.0.0.1"), port=22, hostname="router1.example") == (
+        "a", "b", "by-name", "c",
+    )  # fmt: skip
+    # An IPv4-mapped address is judged as its IPv4 twin here too.
+    assert p.credentials_for(probe="ssh", address=ip("::ffff:10.0.0.1"), port=22) == ("a", "b", "c")
+    assert p.credentials_for(probe="ssh", address=ip("10.1.0.1"), port=22) == ("a", "b")
+    assert p.credentials_for(probe="snmp", address=ip("10.0.0.1"), port=22) == ("wrong-probe",)
+    assert p.credentials_for(probe="ssh", address=ip("172.16.0.1"), port=22) == ()
