@@ -106,7 +106,9 @@ class HttpProbe:
         ca: CaFile | None,
     ) -> tuple[httpx.Response, bytes, bool]:
         url = request.url
-        host_header = url.host if url.port is None else f"{url.host}:{url.port}"
+        # An IPv6 literal keeps its brackets in Host (RFC 9110 7.2), or "::1:8080" reads as an address.
+        name = f"[{url.host}]" if ":" in url.host else url.host
+        host_header = name if url.port is None else f"{name}:{url.port}"
         literal = f"[{address}]" if ":" in str(address) else str(address)
         target = url.copy_with(host=literal.strip("[]"))
         headers["Host"] = host_header

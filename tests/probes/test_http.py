@@ -5,6 +5,7 @@ headers. Names resolve through a DNS the test controls (the ProbeContext resolve
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import socket
 import threading
@@ -209,6 +210,27 @@ def test_a_name_reaches_the_checked_address_with_its_host_header(tmp_path: Path,
         [(_, headers)] = t.seen.requests
         assert headers["host"] == f"svc.midbox.test:{t.port}"
         assert dns.asked == ["svc.midbox.test"]
+
+
+def test_an_ipv6_literal_keeps_its_brackets_in_host(tmp_path: Path) -> None:
+    class V6(_RecordingServer):
+        address_family = socket.AF_INET6
+
+    server = V6(("::1", 0), _RecordingHandler)
+    server.seen = Seen()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        v6 = dataclasses.replace(rule(port), networks=(ipaddress.ip_network("::1/128"),))
+        ctx = make_ctx(Policy([v6]), MemCredentials(), tmp_path)
+        result = fetch(ctx, f"http://[::1]:{port}/hello")
+        assert result.get("status") == "200"
+        [(_, headers)] = server.seen.requests
+        assert headers["host"] == f"[::1]:{port}"  # not "::1:PORT", which reads as an address
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # --- caps and refused input ---------------------------------------------------------------------
