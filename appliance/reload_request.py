@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from appliance._jsonfile import read_json_object
 from hardening.atomic import atomic_write
 
 REQUEST_NAME = "reload.request"
@@ -38,25 +39,9 @@ def write_request(state_dir: Path, config: Path) -> str:
     return request_id
 
 
-def _read_json(path: Path) -> dict[str, object] | None:
-    """The file's JSON object, or None when it is absent, oversize or not what we write."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
-    except OSError:
-        return None
-    if len(data) > MAX_FILE_BYTES:
-        return None
-    try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def read_request(state_dir: Path) -> str | None:
     """The id of the reload asked for last, or None."""
-    body = _read_json(state_dir / REQUEST_NAME)
+    body = read_json_object(state_dir / REQUEST_NAME, MAX_FILE_BYTES)
     rid = body.get("request_id") if body else None
     return rid if isinstance(rid, str) and len(rid) == 32 else None
 
@@ -66,7 +51,7 @@ def write_answer(state_dir: Path, answer: ReloadAnswer) -> None:
 
 
 def read_answer(state_dir: Path, request_id: str) -> ReloadAnswer | None:
-    body = _read_json(state_dir / ANSWER_NAME)
+    body = read_json_object(state_dir / ANSWER_NAME, MAX_FILE_BYTES)
     if not body or body.get("request_id") != request_id or body.get("verdict") not in VERDICTS:
         return None
     version, config, reason = body.get("version"), body.get("config"), body.get("reason", "")

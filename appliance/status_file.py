@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance._jsonfile import read_json_object
 from appliance.health import STATUS_NAME, Health, parse_iso
 from appliance.limits import HEALTH_STALE_POLLS, LATENCY_BUCKETS_MS, MAX_STATUS_BYTES
 from hardening.atomic import atomic_write
@@ -43,18 +44,7 @@ class Verdict:
 
 def read_status(state_dir: Path) -> dict[str, object] | None:
     """The last status the appliance wrote, or None when there is none (or it is not what we write)."""
-    try:
-        with open(state_dir / STATUS_NAME, "rb") as fh:
-            data = fh.read(MAX_STATUS_BYTES + 1)
-    except OSError:
-        return None
-    if len(data) > MAX_STATUS_BYTES:
-        return None
-    try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
+    return read_json_object(state_dir / STATUS_NAME, MAX_STATUS_BYTES)
 
 
 def judge(status: dict[str, object] | None, now: float) -> Verdict:

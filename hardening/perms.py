@@ -233,18 +233,23 @@ def read_regular_file(path: Path, max_bytes: int) -> bytes:
 
 
 def _read_capped_fd(fd: int, path: Path, max_bytes: int) -> bytes:
+    data = _read_upto(fd, max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PermissionsError(f"{path} is larger than the {max_bytes} bytes allowed")
+    return data
+
+
+def _read_upto(fd: int, limit: int) -> bytes:
+    """At most ``limit`` bytes from ``fd``; a caller asks for one more than it allows to see an overrun."""
     chunks: list[bytes] = []
-    remaining = max_bytes + 1
+    remaining = limit
     while remaining > 0:
         chunk = os.read(fd, min(remaining, 1 << 16))
         if not chunk:
             break
         chunks.append(chunk)
         remaining -= len(chunk)
-    data = b"".join(chunks)
-    if len(data) > max_bytes:
-        raise PermissionsError(f"{path} is larger than the {max_bytes} bytes allowed")
-    return data
+    return b"".join(chunks)
 
 
 def read_private_file(path: Path, max_bytes: int) -> bytes:
@@ -274,15 +279,7 @@ def read_private_file(path: Path, max_bytes: int) -> bytes:
             raise PermissionsError(
                 f"{path} is {size} bytes, more than the {max_bytes} allowed; it is not ours"
             )
-        chunks: list[bytes] = []
-        remaining = max_bytes + 1
-        while remaining > 0:
-            chunk = os.read(fd, min(remaining, 1 << 16))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        data = b"".join(chunks)
+        data = _read_upto(fd, max_bytes + 1)
         if len(data) > max_bytes:
             raise PermissionsError(f"{path} grew past {max_bytes} bytes while being read")
         return data

@@ -3,10 +3,12 @@ a DNS whose answers the test sets, and listeners that record whether anything re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import socket
 import threading
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ import pytest
 from appliance.errors import ProbeError
 from appliance.limits import Limits
 from appliance.probes.base import Credential, Job, MemoryAudit, ProbeContext
+from appliance.probes.http import HttpProbe
 from appliance.probes.resolver import Resolver, system_resolve
 from hardening.policy import AllowRule, IPAddress, Policy, PortRange
 from tests.daemons import SnmpServer, SshServer, run_snmpd, run_sshd
@@ -208,3 +211,20 @@ def make_job(topic: str, name: str, source: str, **params: str) -> Job:
         agent="mid.server.test",
         parameters=tuple(params.items()),
     )
+
+
+def http_fetch(ctx: ProbeContext, url: str, **params: str) -> ET.Element:
+    """One RESTProbe job for ``url`` on a fresh HTTP probe, closed afterwards."""
+    probe = HttpProbe()
+
+    async def go() -> ET.Element:
+        try:
+            return await probe.run(make_job("RESTProbe", "http", "127.0.0.1", url=url, **params), ctx)
+        finally:
+            await probe.aclose()
+
+    return asyncio.run(go())
+
+
+def http_body(result: ET.Element) -> str:
+    return result.findtext("body") or ""

@@ -4,12 +4,10 @@ headers. Names resolve through a DNS the test controls (the ProbeContext resolve
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import ipaddress
 import socket
 import threading
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +18,6 @@ import pytest
 from appliance.errors import PayloadError, TargetDenied
 from appliance.limits import Limits
 from appliance.probes.base import ProbeContext
-from appliance.probes.http import HttpProbe
 from hardening.policy import AllowRule, Policy, PortRange
 from tests.helpers import TargetHandler, _TargetServer
 from tests.probes.conftest import (
@@ -28,9 +25,10 @@ from tests.probes.conftest import (
     MemCredential,
     MemCredentials,
     ProbeAudit,
+    http_body,
+    http_fetch,
     listening,
     make_ctx,
-    make_job,
 )
 
 BASIC = "Basic dXNlcjpwYXNzd29yZA=="  # user:password, the "web" credential below
@@ -108,22 +106,6 @@ def ctx_for(
     return make_ctx(Policy([rule(*ports)]), creds, tmp_path, limits, resolver=dns)
 
 
-def fetch(ctx: ProbeContext, url: str, **params: str) -> ET.Element:
-    probe = HttpProbe()
-
-    async def go() -> ET.Element:
-        try:
-            return await probe.run(make_job("RESTProbe", "http", "127.0.0.1", url=url, **params), ctx)
-        finally:
-            await probe.aclose()
-
-    return asyncio.run(go())
-
-
-def body(result: ET.Element) -> str:
-    return result.findtext("body") or ""
-
-
 def denied(ctx: ProbeContext) -> list[dict[str, object]]:
     assert isinstance(ctx.audit, ProbeAudit)
     return [fields for event, fields in ctx.audit.events if event == "target.denied"]
@@ -136,7 +118,7 @@ def test_a_redirect_to_a_port_no_rule_allows_is_refused_before_connecting(tmp_pa
     with target() as allowed, listening("127.0.0.1", socket.SOCK_STREAM) as other:
         ctx = ctx_for(tmp_path, allowed.port)
         with pytest.raises(TargetDenied, match=f"port {other.port} denied"):
-            fetch(ctx, f"{allowed.url}/redirect?to=http://127.0.0.1:{other.port}/hello")
+            http_fetch(ctx, f"{allowed.url}/redirect?to=http://127.0.0.1:{other.port}/hello")
         assert [p for p, _ in allowed.seen.requests] == [f"/redirect?to=http://127.0.0.1:{other.port}/hello"]
         assert other.hits() == []
         [entry] = denied(ctx)
@@ -150,7 +132,7 @@ def test_a_redirect_to_a_listener_no_rule_allows_sees_no_connection(tmp_path: Pa
         ctx = ctx_for(tmp_path, allowed.port)
         to_unlisted = f"{unlisted.url}/hello"
         with pytest.raises(TargetDenied):
-            fetch(ctx, f"{allowed.url}/redirect?to=/redirect?to={to_unlisted}")
+            http_fetch(ctx, f"{allowed.url}/redirect?to=/redirect?to={to_unlisted}")
         assert len(allowed.seen.requests) == 2  # both hops on the allowed server were made
         assert unlisted.seen.connections == 0 and unlisted.seen.requests == []
         assert [e["port"] for e in denied(ctx)] == [unlisted.port]
@@ -161,7 +143,7 @@ def test_a_redirect_to_a_name_resolving_outside_the_rules_is_refused(tmp_path: P
     with target() as allowed:
         ctx = ctx_for(tmp_path, allowed.port, dns=dns)
         with pytest.raises(TargetDenied):
-            fetch(ctx, f"{allowed.url}/redirect?to=http://moved.midbox.test:{allowed.port}/hello")
+            http_fetch(ctx, f"{allowed.url}/redirect?to=http://moved.midbox.test:{allowed.port}/hello")
         assert dns.asked == ["moved.midbox.test"]  # resolved again at the hop, not reused
         assert [e["address"] for e in denied(ctx)] == ["169.254.169.254"]
         assert len(allowed.seen.requests) == 1
@@ -172,7 +154,7 @@ def test_a_redirect_to_a_name_resolving_outside_the_rules_is_refused(tmp_path: P
 
 def test_credentials_are_kept_on_a_same_origin_redirect(tmp_path: Path) -> None:
     with target() as t:
-        result = fetch(ctx_for(tmp_path, t.port), f"{t.url}/redirect?to=/echo", credential="web")
+        result = http_fetch(ctx_for(tmp_path, t.port), f"{t.url}/redirect?to=/echo", credential="web")
         assert result.get("status") == "200"
         [(_, first), (path, second)] = t.seen.requests
         assert path == "/echo"
@@ -183,7 +165,7 @@ def test_credentials_are_kept_on_a_same_origin_redirect(tmp_path: Path) -> None:
 def test_credentials_are_dropped_on_a_cross_origin_redirect(tmp_path: Path) -> None:
     # Both servers are allowed by the same rule, with the credential: only the origin differs.
     with target() as origin, target() as other:
-        result = fetch(
+        result = http_fetch(
             ctx_for(tmp_path, origin.port, other.port),
             f"{origin.url}/redirect?to={other.url}/echo",
             credential="web",
@@ -193,7 +175,7 @@ def test_credentials_are_dropped_on_a_cross_origin_redirect(tmp_path: Path) -> N
         [(path, headers)] = other.seen.requests
         assert path == "/echo"
         assert "authorization" not in headers
-        assert "password" not in body(result) and "Basic" not in body(result)
+        assert "password" not in http_body(result) and "Basic" not in http_body(result)
 
 
 # --- the probe connects to the checked address, with the name only in Host: ---------------------
@@ -204,9 +186,9 @@ def test_a_name_reaches_the_checked_address_with_its_host_header(tmp_path: Path,
     # (instead of connecting to the checked address) could not reach the server at all.
     dns.set("svc.midbox.test", "127.0.0.1")
     with target() as t:
-        result = fetch(ctx_for(tmp_path, t.port, dns=dns), f"http://svc.midbox.test:{t.port}/hello")
+        result = http_fetch(ctx_for(tmp_path, t.port, dns=dns), f"http://svc.midbox.test:{t.port}/hello")
         assert result.get("status") == "200"
-        assert body(result) == f"hello svc.midbox.test:{t.port}"
+        assert http_body(result) == f"hello svc.midbox.test:{t.port}"
         [(_, headers)] = t.seen.requests
         assert headers["host"] == f"svc.midbox.test:{t.port}"
         assert dns.asked == ["svc.midbox.test"]
@@ -224,7 +206,7 @@ def test_an_ipv6_literal_keeps_its_brackets_in_host(tmp_path: Path) -> None:
         port = server.server_address[1]
         v6 = dataclasses.replace(rule(port), networks=(ipaddress.ip_network("::1/128"),))
         ctx = make_ctx(Policy([v6]), MemCredentials(), tmp_path)
-        result = fetch(ctx, f"http://[::1]:{port}/hello")
+        result = http_fetch(ctx, f"http://[::1]:{port}/hello")
         assert result.get("status") == "200"
         [(_, headers)] = server.seen.requests
         assert headers["host"] == f"[::1]:{port}"  # not "::1:PORT", which reads as an address
@@ -238,24 +220,26 @@ def test_an_ipv6_literal_keeps_its_brackets_in_host(tmp_path: Path) -> None:
 
 def test_the_body_cap_truncates_and_marks_the_result(tmp_path: Path) -> None:
     with target() as t:
-        result = fetch(ctx_for(tmp_path, t.port, limits=Limits(http_response_bytes=4096)), f"{t.url}/big")
+        result = http_fetch(
+            ctx_for(tmp_path, t.port, limits=Limits(http_response_bytes=4096)), f"{t.url}/big"
+        )
     assert result.get("status") == "200"
     assert result.get("truncated") == "true"
-    assert body(result) == "x" * 4096
+    assert http_body(result) == "x" * 4096
 
 
 def test_a_body_within_the_cap_is_not_marked(tmp_path: Path) -> None:
     with target() as t:
-        result = fetch(ctx_for(tmp_path, t.port), f"{t.url}/hello")
+        result = http_fetch(ctx_for(tmp_path, t.port), f"{t.url}/hello")
     assert result.get("truncated") is None
-    assert body(result) == f"hello 127.0.0.1:{t.port}"
+    assert http_body(result) == f"hello 127.0.0.1:{t.port}"
 
 
 @pytest.mark.parametrize("userinfo", ["user:password@", "user@", ":password@"])
 def test_user_info_in_the_url_is_a_payload_error(tmp_path: Path, userinfo: str) -> None:
     with target() as t:
         with pytest.raises(PayloadError, match="user info"):
-            fetch(ctx_for(tmp_path, t.port), f"http://{userinfo}127.0.0.1:{t.port}/echo")
+            http_fetch(ctx_for(tmp_path, t.port), f"http://{userinfo}127.0.0.1:{t.port}/echo")
         assert t.seen.connections == 0
 
 
@@ -265,12 +249,12 @@ def test_user_info_in_the_url_is_a_payload_error(tmp_path: Path, userinfo: str) 
 def test_reserved_headers_are_a_payload_error(tmp_path: Path, header: str) -> None:
     with target() as t:
         with pytest.raises(PayloadError, match="may not be set by a job"):
-            fetch(ctx_for(tmp_path, t.port), f"{t.url}/echo", headers=f'{{"{header}": "x"}}')
+            http_fetch(ctx_for(tmp_path, t.port), f"{t.url}/echo", headers=f'{{"{header}": "x"}}')
         assert t.seen.connections == 0
 
 
 def test_an_ordinary_header_is_sent(tmp_path: Path) -> None:
     with target() as t:
-        fetch(ctx_for(tmp_path, t.port), f"{t.url}/echo", headers='{"X-Probe": "yes"}')
+        http_fetch(ctx_for(tmp_path, t.port), f"{t.url}/echo", headers='{"X-Probe": "yes"}')
         [(_, headers)] = t.seen.requests
         assert headers["x-probe"] == "yes"

@@ -36,6 +36,8 @@ from tests.probes.conftest import (
     MemCredential,
     MemCredentials,
     ProbeAudit,
+    http_body,
+    http_fetch,
     listening,
     make_ctx,
     make_job,
@@ -135,27 +137,11 @@ def ctx_for(
     return make_ctx(Policy([allow(*ports, creds=creds)]), store(), tmp_path)
 
 
-def fetch(ctx: ProbeContext, url: str, **params: str) -> ET.Element:
-    probe = HttpProbe()
-
-    async def go() -> ET.Element:
-        try:
-            return await probe.run(make_job("RESTProbe", "http", "127.0.0.1", url=url, **params), ctx)
-        finally:
-            await probe.aclose()
-
-    return asyncio.run(go())
-
-
-def body(result: ET.Element) -> str:
-    return result.findtext("body") or ""
-
-
 def test_a_credential_the_rule_does_not_allow_is_refused_before_it_is_read(tmp_path: Path) -> None:
     with server() as port:
         ctx = ctx_for(tmp_path, port, creds=("web",))
         with pytest.raises(TargetDenied, match="does not allow credential 'token'"):
-            fetch(ctx, f"http://127.0.0.1:{port}/echo", credential="token")
+            http_fetch(ctx, f"http://127.0.0.1:{port}/echo", credential="token")
     assert ctx.credentials.lookups == []  # type: ignore[attr-defined]
 
 
@@ -167,10 +153,10 @@ def test_a_proxy_named_by_the_environment_is_never_used(
         monkeypatch.setenv(variable, f"http://127.0.0.1:{proxy.port}")
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
-        result = fetch(ctx_for(tmp_path, port), f"http://127.0.0.1:{port}/echo")
+        result = http_fetch(ctx_for(tmp_path, port), f"http://127.0.0.1:{port}/echo")
         time.sleep(0.1)
         assert proxy.hits() == []
-    assert body(result).startswith("GET ")
+    assert http_body(result).startswith("GET ")
 
 
 def test_an_https_proxy_named_by_the_environment_is_never_used(
@@ -180,7 +166,7 @@ def test_an_https_proxy_named_by_the_environment_is_never_used(
         for variable in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
             monkeypatch.setenv(variable, f"http://127.0.0.1:{proxy.port}")
         ctx = make_ctx(Policy([tls_rule(port, ca)]), MemCredentials(), tmp_path)
-        result = fetch(ctx, f"https://127.0.0.1:{port}/")
+        result = http_fetch(ctx, f"https://127.0.0.1:{port}/")
         time.sleep(0.1)
         assert proxy.hits() == []
     assert result.get("status") == "200"
@@ -204,7 +190,7 @@ def test_a_url_without_a_port_is_checked_against_its_schemes_port(
 ) -> None:
     ctx = ctx_for(tmp_path, 1)
     with pytest.raises(TargetDenied, match=f"port {port} denied"):
-        fetch(ctx, f"{scheme}://127.0.0.1/")
+        http_fetch(ctx, f"{scheme}://127.0.0.1/")
     assert isinstance(ctx.audit, ProbeAudit)
     [entry] = [f for e, f in ctx.audit.events if e == "target.denied"]
     assert entry["port"] == port
@@ -212,27 +198,27 @@ def test_a_url_without_a_port_is_checked_against_its_schemes_port(
 
 def test_a_location_header_on_an_ordinary_answer_is_not_followed(tmp_path: Path) -> None:
     with server() as port:
-        result = fetch(ctx_for(tmp_path, port), f"http://127.0.0.1:{port}/located")
-    assert (result.get("status"), body(result)) == ("200", "here")
+        result = http_fetch(ctx_for(tmp_path, port), f"http://127.0.0.1:{port}/located")
+    assert (result.get("status"), http_body(result)) == ("200", "here")
 
 
 def test_a_307_keeps_the_method_and_body_and_a_302_becomes_a_get(tmp_path: Path) -> None:
     with server() as port:
         ctx = ctx_for(tmp_path, port)
-        kept = fetch(ctx, f"http://127.0.0.1:{port}/307", http_method="post", body="payload")
-        changed = fetch(ctx, f"http://127.0.0.1:{port}/302", http_method="PUT", body="payload")
-        head = fetch(ctx, f"http://127.0.0.1:{port}/302", http_method="HEAD")
-    assert body(kept).startswith("POST 'payload' ")
-    assert body(changed).startswith("GET '' ")
-    assert head.get("status") == "200" and body(head) == ""
+        kept = http_fetch(ctx, f"http://127.0.0.1:{port}/307", http_method="post", body="payload")
+        changed = http_fetch(ctx, f"http://127.0.0.1:{port}/302", http_method="PUT", body="payload")
+        head = http_fetch(ctx, f"http://127.0.0.1:{port}/302", http_method="HEAD")
+    assert http_body(kept).startswith("POST 'payload' ")
+    assert http_body(changed).startswith("GET '' ")
+    assert head.get("status") == "200" and http_body(head) == ""
 
 
 def test_redirects_are_followed_up_to_the_limit_and_no_further(tmp_path: Path) -> None:
     with server() as port:
         ctx = ctx_for(tmp_path, port)
-        assert body(fetch(ctx, f"http://127.0.0.1:{port}/hop/{MAX_REDIRECTS}")) == "done"
+        assert http_body(http_fetch(ctx, f"http://127.0.0.1:{port}/hop/{MAX_REDIRECTS}")) == "done"
         with pytest.raises(ProbeError, match=f"^more than {MAX_REDIRECTS} redirects$"):
-            fetch(ctx, f"http://127.0.0.1:{port}/hop/{MAX_REDIRECTS + 1}")
+            http_fetch(ctx, f"http://127.0.0.1:{port}/hop/{MAX_REDIRECTS + 1}")
 
 
 def test_the_jobs_timeout_is_honoured_in_milliseconds(tmp_path: Path) -> None:
@@ -240,20 +226,20 @@ def test_the_jobs_timeout_is_honoured_in_milliseconds(tmp_path: Path) -> None:
         ctx = ctx_for(tmp_path, port)
         started = time.monotonic()
         with pytest.raises(ProbeError, match=r"timed out after 0\.3 s$"):
-            fetch(ctx, f"http://127.0.0.1:{port}/hang", timeout_ms="300")
+            http_fetch(ctx, f"http://127.0.0.1:{port}/hang", timeout_ms="300")
         assert time.monotonic() - started < 1.9  # the server answers after 2 s
         with pytest.raises(ProbeError, match=r"timed out after 0\.001 s$"):
-            fetch(ctx, f"http://127.0.0.1:{port}/hang", timeout_ms="1")
+            http_fetch(ctx, f"http://127.0.0.1:{port}/hang", timeout_ms="1")
         for bad in ("0", "600001"):
             with pytest.raises(PayloadError, match="'timeout_ms' must be between 1 and 600000"):
-                fetch(ctx, f"http://127.0.0.1:{port}/echo", timeout_ms=bad)
+                http_fetch(ctx, f"http://127.0.0.1:{port}/echo", timeout_ms=bad)
 
 
 def test_the_default_timeout_is_the_limit_in_seconds(tmp_path: Path) -> None:
     with server() as port:
         ctx = make_ctx(Policy([allow(port)]), store(), tmp_path, Limits(http_timeout_s=1.0))
         with pytest.raises(ProbeError, match=r"timed out after 1 s$"):
-            fetch(ctx, f"http://127.0.0.1:{port}/hang")
+            http_fetch(ctx, f"http://127.0.0.1:{port}/hang")
 
 
 @pytest.mark.parametrize(
@@ -265,8 +251,8 @@ def test_each_http_credential_kind_is_sent_as_its_scheme(
 ) -> None:
     with server() as port:
         ctx = ctx_for(tmp_path, port)
-        result = fetch(ctx, f"http://127.0.0.1:{port}/echo", credential=alias)
-    assert f"auth={authorization} " in body(result)
+        result = http_fetch(ctx, f"http://127.0.0.1:{port}/echo", credential=alias)
+    assert f"auth={authorization} " in http_body(result)
     assert isinstance(ctx.audit, ProbeAudit)
     [used] = [f for e, f in ctx.audit.events if e == "credential.used"]
     assert (used["alias"], used["target"]) == (alias, "127.0.0.1")
@@ -278,14 +264,16 @@ def test_a_credential_of_another_kind_is_refused_naming_the_kinds_allowed(tmp_pa
             ProbeError,
             match="^credential 'shell' is of type 'ssh-password'; the HTTP probe needs http-basic or http-bearer$",
         ):
-            fetch(ctx_for(tmp_path, port), f"http://127.0.0.1:{port}/echo", credential="shell")
+            http_fetch(ctx_for(tmp_path, port), f"http://127.0.0.1:{port}/echo", credential="shell")
 
 
 def test_the_request_carries_the_host_and_the_bounded_encodings(tmp_path: Path) -> None:
     with server() as port:
         ctx = ctx_for(tmp_path, port)
-        plain = body(fetch(ctx, f"http://127.0.0.1:{port}/echo"))
-        own = body(fetch(ctx, f"http://127.0.0.1:{port}/echo", headers='{"Accept-Encoding": "identity"}'))
+        plain = http_body(http_fetch(ctx, f"http://127.0.0.1:{port}/echo"))
+        own = http_body(
+            http_fetch(ctx, f"http://127.0.0.1:{port}/echo", headers='{"Accept-Encoding": "identity"}')
+        )
     assert f"host=127.0.0.1:{port} " in plain and f"ae={ACCEPT_ENCODING} " in plain
     assert "ae=identity " in own
     assert plain.startswith("GET '' ")
@@ -298,7 +286,7 @@ def test_the_request_carries_the_host_and_the_bounded_encodings(tmp_path: Path) 
 )
 def test_printable_ascii_headers_at_the_edges_are_sent(tmp_path: Path, headers: str) -> None:
     with server() as port:
-        result = fetch(ctx_for(tmp_path, port), f"http://127.0.0.1:{port}/echo", headers=headers)
+        result = http_fetch(ctx_for(tmp_path, port), f"http://127.0.0.1:{port}/echo", headers=headers)
     assert result.get("status") == "200"
 
 
@@ -317,7 +305,7 @@ def test_a_header_outside_printable_ascii_is_a_payload_error(tmp_path: Path, hea
     with pytest.raises(
         PayloadError, match=r"names and values must be printable ASCII \(no line breaks\); percent-"
     ):
-        fetch(ctx_for(tmp_path, 1), "http://127.0.0.1:1/", headers=headers)
+        http_fetch(ctx_for(tmp_path, 1), "http://127.0.0.1:1/", headers=headers)
 
 
 @pytest.mark.parametrize(
@@ -396,24 +384,26 @@ def test_a_redirect_to_https_is_judged_by_the_policy_not_refused_as_a_scheme(tmp
     with server() as port:
         ctx = ctx_for(tmp_path, port)
         with pytest.raises(TargetDenied, match="port 1 denied"):
-            fetch(ctx, f"http://127.0.0.1:{port}/to-https")
+            http_fetch(ctx, f"http://127.0.0.1:{port}/to-https")
 
 
 def test_a_308_keeps_the_method_and_body(tmp_path: Path) -> None:
     with server() as port:
-        kept = fetch(ctx_for(tmp_path, port), f"http://127.0.0.1:{port}/308", http_method="PUT", body="b")
-    assert body(kept).startswith("PUT 'b' ")
+        kept = http_fetch(
+            ctx_for(tmp_path, port), f"http://127.0.0.1:{port}/308", http_method="PUT", body="b"
+        )
+    assert http_body(kept).startswith("PUT 'b' ")
 
 
 def test_a_header_value_that_is_not_a_string_is_a_payload_error(tmp_path: Path) -> None:
     with pytest.raises(PayloadError, match="^'headers' must be a JSON object of strings$"):
-        fetch(ctx_for(tmp_path, 1), "http://127.0.0.1:1/", headers='{"X-Probe": 1}')
+        http_fetch(ctx_for(tmp_path, 1), "http://127.0.0.1:1/", headers='{"X-Probe": 1}')
 
 
 def test_a_gzip_body_is_decoded(tmp_path: Path) -> None:
     with server() as port:
-        result = fetch(ctx_for(tmp_path, port), f"http://127.0.0.1:{port}/gzip")
-    assert body(result) == "compressed hello"
+        result = http_fetch(ctx_for(tmp_path, port), f"http://127.0.0.1:{port}/gzip")
+    assert http_body(result) == "compressed hello"
 
 
 def test_the_credential_audit_names_the_target_cut_to_255_characters(tmp_path: Path) -> None:

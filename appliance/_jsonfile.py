@@ -1,0 +1,26 @@
+"""Reading back the small JSON files the appliance writes into its state dir for other commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def read_json_object(path: Path, max_bytes: int) -> dict[str, object] | None:
+    """The file's JSON object, or None when it is absent, oversize or not what we write.
+
+    None rather than an error: a reader (``status``, ``reload``) treats a missing or foreign file as
+    "no answer yet", and the writer replaces it atomically, so a torn file is never seen.
+    """
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError:
+        return None
+    if len(data) > max_bytes:
+        return None
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
