@@ -48,8 +48,8 @@ def _common_parent() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--state-dir", type=Path, default=None, help="state directory (env MIDBOX_STATE_DIR)")
     common.add_argument("--json", action="store_true", help="print data as JSON")
-    common.add_argument("-v", "--verbose", action="count", default=0)
-    common.add_argument("-q", "--quiet", action="count", default=0)
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more log detail (repeat: more)")
+    common.add_argument("-q", "--quiet", action="count", default=0, help="less log detail (repeat for less)")
     common.add_argument(
         "--log-format",
         choices=("text", "json"),

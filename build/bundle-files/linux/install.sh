@@ -44,6 +44,13 @@ install -d -m 0755 "$root$prefix/bin" "$root$prefix/share/doc/midbox"
 # shellcheck disable=SC2086
 install -m 0755 $owner midbox "$root$bin"
 install -m 0644 ./*.md midbox.cdx.json "$root$prefix/share/doc/midbox/"
+# The man page and bash completion go where man and bash-completion look, if this system has them.
+man_dir="$root/usr/share/man/man1"
+completion_dir="$root/usr/share/bash-completion/completions"
+if [ -f midbox.1 ] && [ -d "$man_dir" ]; then install -m 0644 midbox.1 "$man_dir/midbox.1"; fi
+if [ -f midbox.bash-completion ] && [ -d "$completion_dir" ]; then
+  install -m 0644 midbox.bash-completion "$completion_dir/midbox"
+fi
 
 echo "3/5 system user and folders"
 if [ -z "$root" ] && [ "$make_user" -eq 1 ] && ! getent passwd "$user" >/dev/null 2>&1; then

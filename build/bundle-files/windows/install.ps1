@@ -16,6 +16,10 @@ foreach ($line in Get-Content -LiteralPath "SHA256SUMS") {
 Write-Host "2/4 installing $Prefix\midbox.exe"
 New-Item -ItemType Directory -Force -Path $Prefix | Out-Null
 Copy-Item -Force -LiteralPath "midbox.exe", "INSTALL.md", "midbox.cdx.json" -Destination $Prefix
+# The reference docs, flat like in the bundle so their relative links keep working.
+$docs = Join-Path $Prefix "doc"
+New-Item -ItemType Directory -Force -Path $docs | Out-Null
+Copy-Item -Force -Path (Join-Path $PSScriptRoot "*.md") -Destination $docs
 
 Write-Host "3/4 state folder with an ACL for SYSTEM and Administrators only"
 $state = Join-Path $env:ProgramData "midbox"
@@ -26,4 +30,4 @@ icacls $state /inheritance:r /grant:r "*S-1-5-18:(OI)(CI)F" "*S-1-5-32-544:(OI)(
 Write-Host "4/4 checking the installed binary"
 & (Join-Path $Prefix "midbox.exe") --version
 if ($LASTEXITCODE -ne 0) { throw "the installed binary does not start" }
-Write-Host "installed. Next: midbox enroll, midbox trust init, then midbox service install (see INSTALL.md)"
+Write-Host "installed. Next: midbox enroll, midbox trust init, then midbox service install (see INSTALL.md; reference docs in $docs)"

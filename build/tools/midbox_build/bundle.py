@@ -4,7 +4,8 @@
     build/bundle --dev-key        (a throwaway key in dist/dev-release.*; never for a real release)
 
 The bundle holds one folder midbox-VERSION-PLATFORM/ with the binary, its CycloneDX SBOM (written
-by build/build), the install files and docs, SHA256SUMS and SHA256SUMS.minisig (minisign format,
+by build/build), the install files and docs (on Linux also the man page and bash completion made
+by midbox_build.clidoc), SHA256SUMS and SHA256SUMS.minisig (minisign format,
 checked by `minisign -V` or `midbox bundle verify`). The tar is sorted, owned by 0:0, dated
 SOURCE_DATE_EPOCH (from the SBOM), and gzip carries no name or time: equal inputs give equal bytes.
 Needs `cryptography` (run it with the dev venv's python).
@@ -61,6 +62,13 @@ def bundle_files(binary: Path, platform: str) -> dict[str, bytes]:
     # The reference docs, flat beside INSTALL.md (a bundle holds one folder); their links are relative.
     for f in sorted(DOCS_DIR.glob("*.md")):
         files[f.name] = f.read_bytes()
+    if os_name == "linux":
+        # midbox.1 and midbox.bash-completion, made from the CLI of this checkout (the binary's source).
+        from appliance import __version__
+        from appliance.cli import build_parser
+        from midbox_build.clidoc import generated
+
+        files.update(generated(build_parser(), __version__))
     return files
 
 
