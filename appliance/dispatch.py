@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from appliance.asks import job_ask
 from appliance.errors import ApplianceError, PayloadError, TargetDenied
 from appliance.payload import one_line, parse_parameters, results_and_error
 from appliance.probes.base import Job, JobAudit, Probe, ProbeContext
@@ -110,7 +111,8 @@ class Dispatcher:
                 parameters=params,
             )
             self._audit("probe.started", record, {"probe": probe.kind, **_aim(params)})
-            ctx = replace(self._ctx, audit=job_audit)
+            # Every policy check the probe makes holds the job to the scopes of the rules it meets.
+            ctx = replace(self._ctx, audit=job_audit, policy=self._ctx.policy.scoped(job_ask(job)))
             result = await asyncio.wait_for(probe.run(job, ctx), self._ctx.limits.probe_timeout_s)
         except TargetDenied as e:
             error = str(e)  # already audited as target.denied by the policy check

@@ -40,6 +40,8 @@ credentials = ["linux-ro", "snmp-ro"]    # aliases from 'midbox creds add', trie
 # sudo = false                       # ssh: let jobs with must_sudo=true use sudo
 # host_keys = "pinned"               # ssh: or "pin-on-first-use"
 # snmp_v1 = false                    # snmp: allow SNMPv1
+# commands = ["uname -a", "ip -o addr show dev {{iface:iface}}"]   # ssh: only these (docs/policy.md)
+# oids = ["system", "interfaces", "ip"]  # snmp: only these subtrees (SET is never allowed)
 
 # [[allow]]                          # rule 2: HTTPS to one host, verified against its own CA
 # host = "app.example"
@@ -48,6 +50,8 @@ credentials = ["linux-ro", "snmp-ro"]    # aliases from 'midbox creds add', trie
 # ports = [443]
 # credentials = ["app-api"]
 # tls_ca = "internal-ca.pem"
+# methods = ["GET", "HEAD"]          # http: only these methods ...
+# paths = ["/api/v1/status", "/redfish/v1/**"]   # ... and paths ('/**': everything below)
 
 # Real Discovery probes name a discovery_credentials sys_id or a tag, never a local alias:
 # [credential_map.ids]

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 from appliance.config._lines import Section, closest, did_you_mean, sections
+from appliance.config._scopes import parse_scopes
 from appliance.config.model import AllowSection, ApplianceSection, InstanceSection, ParsedConfig
 from appliance.errors import ConfigError
 from appliance.limits import MAX_CONCURRENT_PROBES, MAX_CONFIG_BYTES
@@ -98,6 +99,9 @@ class _Table:
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
             raise ConfigError(f"config: {self.name(key)} must be a string or a list of strings")
         return tuple(items)
+
+    def has(self, key: str) -> bool:
+        return key in self._data
 
     def remaining(self) -> list[str]:
         """The keys still to be taken, sorted (for tables whose keys are data, not names)."""
@@ -284,6 +288,7 @@ def _allow(item: object, number: int, section: Section | None, base: Path, pins:
     snmp_v1 = t.take("snmp_v1", bool, default=False)
     if snmp_v1 and "snmp" not in probes:
         raise ConfigError(f"config: {path}: snmp_v1 only applies to rules that allow the 'snmp' probe")
+    scopes = parse_scopes(t, path, probes)
     t.done()
     rule = AllowRule(
         networks=tuple(networks),
@@ -297,6 +302,8 @@ def _allow(item: object, number: int, section: Section | None, base: Path, pins:
         snmp_v1=snmp_v1,
         resolves_within=within,
         tls_ca_sha256=tls_ca_pin,
+        scopes=scopes,
+        line=line,
     )
     return AllowSection(cidrs, hosts, probes, tuple(str(p) for p in ports_raw), creds, rule)
 

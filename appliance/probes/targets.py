@@ -38,6 +38,22 @@ async def checked_target(
             probe=probe, address=address, port=port, credential=credential, hostname=hostname
         )
         if not decision.allowed:
+            if decision.scope is not None:
+                ctx.audit.record(
+                    "scope.denied",
+                    {
+                        "probe": probe,
+                        "target": host,
+                        "address": str(address),
+                        "port": port,
+                        "rule": decision.rule,
+                        "reason": decision.scope,
+                    },
+                )
+                raise TargetDenied(
+                    f"{probe} job on {host} refused: {decision.scope}; if it should run, add it to that "
+                    "rule's scope and sign the config again"
+                )
             ctx.audit.record(
                 "target.denied",
                 {
