@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 from appliance.config._lines import Section, closest, did_you_mean, sections
+from appliance.config._rates import appliance_rates, rule_limits
 from appliance.config._scopes import parse_scopes
 from appliance.config.model import AllowSection, ApplianceSection, InstanceSection, ParsedConfig
 from appliance.errors import ConfigError
@@ -189,8 +190,9 @@ def _appliance(t: _Table) -> ApplianceSection:
     probes = t.take("max_concurrent_probes", int, default=64)
     if not 1 <= probes <= MAX_CONCURRENT_PROBES:
         raise ConfigError(f"config: 'appliance.max_concurrent_probes' must be 1..{MAX_CONCURRENT_PROBES}")
+    rates, max_age = appliance_rates(t)
     t.done()
-    return ApplianceSection(name, probes)
+    return ApplianceSection(name, probes, rates, max_age)
 
 
 def _urlsplit(url: str, key: str) -> SplitResult:
@@ -289,6 +291,7 @@ def _allow(item: object, number: int, section: Section | None, base: Path, pins:
     if snmp_v1 and "snmp" not in probes:
         raise ConfigError(f"config: {path}: snmp_v1 only applies to rules that allow the 'snmp' probe")
     scopes = parse_scopes(t, path, probes)
+    limits = rule_limits(t)
     t.done()
     rule = AllowRule(
         networks=tuple(networks),
@@ -305,7 +308,7 @@ def _allow(item: object, number: int, section: Section | None, base: Path, pins:
         scopes=scopes,
         line=line,
     )
-    return AllowSection(cidrs, hosts, probes, tuple(str(p) for p in ports_raw), creds, rule)
+    return AllowSection(cidrs, hosts, probes, tuple(str(p) for p in ports_raw), creds, rule, limits)
 
 
 def _networks(values: tuple[str, ...], path: str) -> tuple[IPNetwork, ...]:

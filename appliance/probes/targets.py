@@ -33,6 +33,7 @@ async def checked_target(
     # An IP literal is its own answer; only names go to the resolver (the context's seam).
     addresses = [ipaddress.ip_address(host.strip("[]"))] if hostname is None else await ctx.resolver(host)
     first_rule: AllowRule | None = None
+    first_number: int | None = None
     for address in addresses:
         decision = ctx.policy.check(
             probe=probe, address=address, port=port, credential=credential, hostname=hostname
@@ -67,7 +68,9 @@ async def checked_target(
             )
             raise TargetDenied(f"target {host} ({address}) port {port} denied for {probe}: {decision.reason}")
         if first_rule is None:
-            first_rule = ctx.policy.rule(decision.rule)
+            first_rule, first_number = ctx.policy.rule(decision.rule), decision.rule
+    if ctx.lease is not None:  # the target's breaker, buckets and caps, and the deciding rule's
+        await ctx.lease.acquire(str(addresses[0]), first_number)
     return addresses, first_rule
 
 
