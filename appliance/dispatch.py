@@ -20,8 +20,8 @@ from appliance.errors import (
     CredentialRejected,
     EveryCredentialRejected,
     PayloadError,
-    ProbeError,
     TargetDenied,
+    TargetUnreachable,
 )
 from appliance.payload import one_line, parse_parameters, results_and_error
 from appliance.probes.base import Job, JobAudit, Probe, ProbeContext
@@ -134,9 +134,9 @@ class Dispatcher:
             error, answered = str(e), True  # the target answered: it is up
         except TargetDenied as e:
             error = str(e)  # already audited as target.denied by the policy check
-        except ProbeError as e:
+        except TargetUnreachable as e:
             error = str(e)
-            answered = False if lease is not None and lease.targets else None
+            answered = False  # counts toward the target's circuit breaker
         except ApplianceError as e:
             error = str(e)
         except TimeoutError:

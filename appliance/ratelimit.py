@@ -175,16 +175,20 @@ class Lease:
         self._held: list[_Slots] = []
         self.targets: list[str] = []
 
-    async def acquire(self, target: str, rule: int | None) -> None:
-        if target in self.targets:
+    async def acquire(self, address: str, port: int, rule: int | None) -> None:
+        """Buckets and caps are the address's (one device, whatever it serves); the breaker is the
+        service's (address and port): a dead web UI must not stop SNMP to the same switch."""
+        service = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        if service in self.targets:
             return  # a redirect back to a target this job already holds
         lim = self._limiter
-        lim.breaker_check(target)
+        lim.breaker_check(service)
         try:
-            await self._acquire(target, rule)
+            await self._acquire(address, rule)
         except BaseException:
-            lim.unprobe(target)  # the job let through after a pause never reached the target
+            lim.unprobe(service)  # the job let through after a pause never reached the target
             raise
+        self.targets.append(service)
 
     async def _acquire(self, target: str, rule: int | None) -> None:
         lim, s = self._limiter, self._limiter.settings
@@ -217,7 +221,6 @@ class Lease:
         deadline = lim._clock() + s.max_wait_s
         for key, _, _, cap in keys:
             await self._take_slot(lim._slot(key, cap), deadline, key)
-        self.targets.append(target)
 
     async def _take_slot(self, slots: _Slots, deadline: float, key: tuple[str, object]) -> None:
         lim = self._limiter

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from appliance.errors import PayloadError, ProbeError
+from appliance.errors import PayloadError, ProbeError, TargetUnreachable
 from appliance.probes._httpbody import ACCEPT_ENCODING, BoundedBody
 from appliance.probes.base import Job, ProbeContext, use_credential
 from appliance.probes.targets import checked_target
@@ -133,7 +133,9 @@ class HttpProbe:
                     if body.truncated:
                         break
         except httpx.TimeoutException as e:
-            raise ProbeError(f"HTTP request to {url.host} timed out after {timeout:g} s") from e
+            raise TargetUnreachable(f"HTTP request to {url.host} timed out after {timeout:g} s") from e
+        except httpx.ConnectError as e:
+            raise TargetUnreachable(f"HTTP request to {url.host} failed: {_reason(e)}") from e
         except httpx.RemoteProtocolError as e:
             if "location header" in str(e).lower():
                 raise ProbeError(_BAD_LOCATION.format(reason=_reason(e))) from e

@@ -70,7 +70,7 @@ async def checked_target(
         if first_rule is None:
             first_rule, first_number = ctx.policy.rule(decision.rule), decision.rule
     if ctx.lease is not None:  # the target's breaker, buckets and caps, and the deciding rule's
-        await ctx.lease.acquire(str(addresses[0]), first_number)
+        await ctx.lease.acquire(str(addresses[0]), port, first_number)
     return addresses, first_rule
 
 

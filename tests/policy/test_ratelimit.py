@@ -164,18 +164,18 @@ def test_the_breaker_opens_after_failures_and_closes_when_the_target_answers(tmp
     url = f"http://127.0.0.1:{port}/"
     failed = [run_all(ctx, [record(i, url)])[0] for i in range(3)]
     assert all(o.error and "circuit breaker" not in o.error for o in failed)
-    assert changes == [("breaker.opened", "127.0.0.1", 3)]
+    assert changes == [("breaker.opened", f"127.0.0.1:{port}", 3)]
     started = time.monotonic()
     [refused] = run_all(ctx, [record(9, url)])
     assert (
-        refused.error and "failed 3 times in a row" in refused.error and "tried again after" in refused.error
+        refused.error and "target 127.0.0.1:" in refused.error and "failed 3 times in a row" in refused.error and "tried again after" in refused.error
     )
     assert time.monotonic() - started < 0.5  # refused at once, no connection tried
     time.sleep(1.1)
     with timed_target(port) as server:
         [ok] = run_all(ctx, [record(10, url)])
         assert ok.error is None and len(server.times) == 1
-    assert changes[-1] == ("breaker.closed", "127.0.0.1", 3)
+    assert changes[-1] == ("breaker.closed", f"127.0.0.1:{port}", 3)
 
 
 def test_after_the_pause_a_failing_target_is_paused_longer(tmp_path: Path) -> None:
