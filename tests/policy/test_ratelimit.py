@@ -168,7 +168,10 @@ def test_the_breaker_opens_after_failures_and_closes_when_the_target_answers(tmp
     started = time.monotonic()
     [refused] = run_all(ctx, [record(9, url)])
     assert (
-        refused.error and "target 127.0.0.1:" in refused.error and "failed 3 times in a row" in refused.error and "tried again after" in refused.error
+        refused.error
+        and "target 127.0.0.1:" in refused.error
+        and "failed 3 times in a row" in refused.error
+        and "tried again after" in refused.error
     )
     assert time.monotonic() - started < 0.5  # refused at once, no connection tried
     time.sleep(1.1)
