@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import importlib.util
 import socket
 import sys
@@ -13,8 +14,9 @@ from appliance import __version__
 from appliance.config.model import Config
 from appliance.dispatch import Dispatcher
 from appliance.durable import Journal, Outbox
+from appliance.gate import JobGate
 from appliance.health import ConfigFacts, Health, cert_not_after
-from appliance.limits import INSTANCE_DEADLINE_FACTOR, Limits
+from appliance.limits import INSTANCE_DEADLINE_FACTOR, MAX_LEDGER_ENTRIES, Limits
 from appliance.probes.affinity import AFFINITY_FILE, CredentialAffinity
 from appliance.probes.base import AuditSink, CredentialSource, Probe, ProbeContext
 from appliance.probes.heartbeat import HeartbeatProbe
@@ -22,8 +24,11 @@ from appliance.probes.http import HttpProbe
 from appliance.probes.snmp import SnmpProbe
 from appliance.probes.ssh import SshProbe
 from appliance.probes.tcpscan import TcpScanProbe
+from appliance.quarantine import Quarantine
 from appliance.queue.client import EccClient
 from appliance.queue.transport import instance_client
+from appliance.ratelimit import Limiter
+from appliance.replay import LEDGER_FILE, RunLedger
 from appliance.runner import Runner, RunnerSettings, RunnerStats
 from appliance.status_file import Publisher
 from hardening.sealbox import SealedDir, derive_key
@@ -150,6 +155,7 @@ async def run_appliance(
         state_dir,
         credential_map=config.credential_map,
         affinity=CredentialAffinity(state_dir / AFFINITY_FILE, limits.affinity_entries),
+        limiter=limiter(config, audit),
     )
     runner = Runner(
         client=client,
@@ -161,6 +167,7 @@ async def run_appliance(
         hold=hold,
         health=health,
         after_poll=after_poll or Publisher(state_dir).publish,
+        gate=job_gate(config, state_dir, audit),
     )
     holder.append(runner)
     try:
@@ -168,3 +175,23 @@ async def run_appliance(
     finally:
         await client.aclose()
     return runner.stats
+
+
+def job_gate(config: Config, state_dir: Path, audit: AuditSink) -> JobGate:
+    """Quarantine and replay protection, from the state directory and ``appliance.max_job_age_s``."""
+    window = config.appliance.max_job_age_s
+    ledger = RunLedger(state_dir / LEDGER_FILE, window, MAX_LEDGER_ENTRIES)
+    return JobGate(Quarantine(state_dir), ledger, audit)
+
+
+def limiter(config: Config, audit: AuditSink) -> Limiter:
+    """Rate limits and breakers; breaker transitions are audited."""
+
+    def on_breaker(event: str, target: str, failures: int, retry_at: float) -> None:
+        if event == "breaker.opened":
+            at = dt.datetime.fromtimestamp(retry_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            audit.record(event, {"target": target, "failures": failures, "retry_at": at})
+        else:
+            audit.record(event, {"target": target})
+
+    return Limiter(config.rate_settings(), on_breaker=on_breaker)

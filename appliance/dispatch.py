@@ -14,10 +14,19 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from appliance.errors import ApplianceError, PayloadError, TargetDenied
+from appliance.asks import job_ask
+from appliance.errors import (
+    ApplianceError,
+    CredentialRejected,
+    EveryCredentialRejected,
+    PayloadError,
+    TargetDenied,
+    TargetUnreachable,
+)
 from appliance.payload import one_line, parse_parameters, results_and_error
 from appliance.probes.base import Job, JobAudit, Probe, ProbeContext
 from appliance.queue.records import OutputRecord
+from appliance.ratelimit import RateLimited
 from appliance.scope import unsupported_parameters, unsupported_topic
 
 log = logging.getLogger(__name__)
@@ -89,6 +98,8 @@ class Dispatcher:
         ran = False
         probe = self._probes.get(record.topic)
         job_audit = JobAudit(self._ctx.audit, record.sys_id, record.topic[:80])
+        lease = self._ctx.limiter.lease() if self._ctx.limiter is not None else None
+        answered: bool | None = None  # did the target answer (None: never reached, or not its fault)
         try:
             kind = "refused"
             if record.refusal:
@@ -116,20 +127,36 @@ class Dispatcher:
                 parameters=params,
             )
             self._audit("probe.started", record, {"probe": probe.kind, **_aim(params)})
-            ctx = replace(self._ctx, audit=job_audit)
+            # Every policy check the probe makes holds the job to the scopes of the rules it meets.
+            scoped = self._ctx.policy.scoped(job_ask(job))
+            ctx = replace(self._ctx, audit=job_audit, policy=scoped, lease=lease)
             ran = True
             result = await asyncio.wait_for(probe.run(job, ctx), self._ctx.limits.probe_timeout_s)
+            answered = True
+        except RateLimited as e:
+            error = str(e)
+            retry_at = _utc(e.retry_at)
+            self._audit("rate.limited", record, {"reason": one_line(error, 200), "retry_at": retry_at})
+        except (CredentialRejected, EveryCredentialRejected) as e:
+            error, answered = str(e), True  # the target answered: it is up
         except TargetDenied as e:
             kind = "denied"
             error = str(e)  # already audited as target.denied by the policy check
+        except TargetUnreachable as e:
+            error = str(e)
+            answered = False  # counts toward the target's circuit breaker
         except ApplianceError as e:
             error = str(e)
         except TimeoutError:
             error = f"probe timed out after {self._ctx.limits.probe_timeout_s:g} s"
+            answered = False if lease is not None and lease.targets else None
         except Exception as e:
             # A bug or an unexpected library error: the type only, since messages may carry data.
             log.error("job %s (%s): unexpected %s", record.sys_id, record.topic, type(e).__name__)
             error = f"internal error in the {record.topic} probe ({type(e).__name__}); see the appliance log"
+        finally:
+            if lease is not None:  # slots back; a target that did not answer counts toward its breaker
+                lease.release(answered)
         duration_ms = int((time.monotonic() - started) * 1000)
         payload, error = results_and_error(
             result=result,
@@ -173,3 +200,9 @@ class Dispatcher:
     async def aclose(self) -> None:
         for probe in set(self._probes.values()):
             await probe.aclose()
+
+
+def _utc(epoch: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -44,6 +44,10 @@ class ProbeError(ApplianceError):
     """A probe could not complete; the message becomes the error result's one-line reason."""
 
 
+class TargetUnreachable(ProbeError):
+    """The target did not answer (refused, unreachable, timed out): counted by its circuit breaker."""
+
+
 class RunnerHalted(ApplianceError):
     """Something the appliance cannot work without failed (the audit log, the disk): it stopped claiming."""
 

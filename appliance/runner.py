@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from appliance.dispatch import Dispatcher, Outcome, rerun_safe
 from appliance.durable import Journal, Outbox
 from appliance.errors import InstanceAuthError, InstanceError, RunnerHalted
+from appliance.gate import JobGate
 from appliance.health import Health
 from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES, MAX_JOB_STARTS
 from appliance.payload import build_results
@@ -90,6 +91,7 @@ class Runner:
         hold: Callable[[], str | None] = lambda: None,
         health: Health | None = None,
         after_poll: Callable[[Health], None] | None = None,
+        gate: JobGate | None = None,
     ) -> None:
         self._client = client
         self._hold = hold  # why no new work may be claimed now (appliance.validity), or None
@@ -98,6 +100,7 @@ class Runner:
         self._settings = settings
         self._journal = journal
         self._outbox = outbox
+        self._gate = gate  # quarantine and replay protection (None: neither, as in unit tests)
         self._tasks: set[asyncio.Task[None]] = set()
         self._sending: asyncio.Queue[tuple[OutputRecord, Outcome, bool]] = asyncio.Queue()
         self._unsent = 0
@@ -250,7 +253,9 @@ class Runner:
             if full_reported:
                 full_reported = False
                 self._audit.record("outbox.resumed", {"count": self._outbox.count()})
-            want = min(max(free, 0), self._settings.batch)
+            # Quarantined: only heartbeats are polled (as when saturated); results still drain.
+            quarantined = self._gate is not None and self._gate.quarantined()
+            want = 0 if quarantined else min(max(free, 0), self._settings.batch)
             if self._hold():
                 want = 0  # expired: claim nothing but the monitor's heartbeats, which say why
             try:
@@ -276,7 +281,15 @@ class Runner:
                 continue
             self._polled(None)
             for record in records:
-                self._start(record)
+                # A record that cannot run anyway keeps its own reason (answered by the dispatcher).
+                gated = self._gate is not None and not record.refusal
+                refusal = self._gate.refusal(record) if gated and self._gate is not None else None
+                if refusal is None:
+                    self._start(record)
+                else:  # replayed or stale: answered with the reason, never run
+                    outcome = _error_outcome(record, refusal)
+                    await asyncio.to_thread(self._make_durable, record, outcome)
+                    self._queue_send(record, outcome, check_first=False)
             if not want or len(records) < min(want, self._poll_cap):  # a full batch: more is waiting
                 self._slot_freed.clear()
                 await _wait_any(
@@ -341,7 +354,7 @@ class Runner:
             # often it was started. The disk work (write, fsync, rename, fsync the dir) runs in a
             # thread, not on the event loop.
             await asyncio.to_thread(self._journal.add, record, starts)
-            inner = asyncio.create_task(self._dispatcher.handle(record))
+            inner = asyncio.create_task(self._dispatch(record))
             aborted = asyncio.create_task(self._abort.wait())
             await asyncio.wait({inner, aborted}, return_when=asyncio.FIRST_COMPLETED)
             aborted.cancel()
@@ -367,6 +380,14 @@ class Runner:
         finally:
             self._running.discard(record.sys_id)
         self._queue_send(record, outcome, check_first=False)
+
+    async def _dispatch(self, record: OutputRecord) -> Outcome:
+        if self._gate is not None:
+            refusal = self._gate.quarantine_refusal(record)
+            if refusal is not None:
+                return _error_outcome(record, refusal)
+            await asyncio.to_thread(self._gate.started, record)  # in the run ledger before it runs
+        return await self._dispatcher.handle(record)
 
     def _make_durable(self, record: OutputRecord, outcome: Outcome) -> None:
         """The result is in the outbox (fsync'd) before the journal entry goes."""
@@ -480,6 +501,7 @@ class Runner:
             "outbox_depth": str(self._outbox.count()),
             "rss_kb": str(_rss_kb()),
             **self.health.summary(),
+            "quarantined": "true" if self._gate is not None and self._gate.quarantined() else "false",
         }
 
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hardening.scopes import Ask, Scopes
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -71,6 +73,12 @@ class AllowRule:
     resolves_within: tuple[IPNetwork, ...] = ()
     # The SHA-256 the signed config pins for ``tls_ca`` (None: not pinned).
     tls_ca_sha256: str | None = None
+    # What jobs may do on these targets (commands, OID subtrees, HTTP methods and paths); empty: anything.
+    scopes: Scopes = field(default_factory=Scopes)
+    line: int | None = None  # of the rule's [[allow]] header in the config, for messages
+
+    def label(self, number: int) -> str:
+        return f"rule {number} (line {self.line})" if self.line else f"rule {number}"
 
     def __post_init__(self) -> None:
         if self.host_keys not in HOST_KEY_MODES:
@@ -126,7 +134,19 @@ class CredentialMap:
 class Decision:
     allowed: bool
     reason: str
-    rule: int | None = None  # 1-based index of the deciding [[allow]] rule
+    rule: int | None = None  # 1-based index of the deciding [[allow]] rule (a refusing one for scope)
+    # Set when the only thing keeping the job out is a rule's scope (what it may do, not where).
+    scope: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one rule says about a job whose target it matches (``policy explain`` shows each)."""
+
+    rule: int
+    allowed: bool
+    reason: str
+    scope: bool = False  # the refusal is the rule's scope
 
 
 def canonical(address: IPAddress) -> IPAddress:
@@ -146,18 +166,95 @@ def is_special(address: IPAddress) -> bool:
 
 
 class Policy:
-    """The allowlist of one verified config. Immutable; a new config makes a new Policy."""
+    """The allowlist of one verified config. Immutable; a new config makes a new Policy.
 
-    def __init__(self, rules: Sequence[AllowRule]) -> None:
+    ``scoped(ask)`` gives the same rules bound to one job's ask: every check made through it also
+    holds the job to each rule's scopes, so no probe can reach a target without them.
+    """
+
+    def __init__(self, rules: Sequence[AllowRule], ask: Ask | None = None) -> None:
         self._rules = tuple(rules)
+        self._ask = ask
 
     @property
     def rules(self) -> tuple[AllowRule, ...]:
         return self._rules
 
+    @property
+    def ask(self) -> Ask | None:
+        return self._ask
+
+    def scoped(self, ask: Ask) -> Policy:
+        return Policy(self._rules, ask)
+
     def rule(self, number: int | None) -> AllowRule | None:
         """The rule a Decision names (1-based), or None."""
         return self._rules[number - 1] if number is not None and 1 <= number <= len(self._rules) else None
+
+    def _judge(
+        self,
+        index: int,
+        rule: AllowRule,
+        *,
+        probe: str,
+        address: IPAddress,
+        port: int,
+        credential: str | None,
+        hostname: str | None,
+    ) -> tuple[bool, str | None, bool]:
+        """The one decision of one rule: (target matches, why not allowed or None, refused by scope)."""
+        if not rule.matches_target(address, hostname):
+            if rule.names_host(hostname):
+                within = ", ".join(str(n) for n in rule.resolves_within)
+                return (
+                    False,
+                    (
+                        f"rule {index} names {hostname} but allows it only where it resolves within "
+                        f"{within}; it resolved to {address}"
+                    ),
+                    False,
+                )
+            return False, "", False  # not this rule's target: nobody shows a reason for it
+        if probe not in rule.probes:
+            return True, f"rule {index} matches {address} but not probe {probe!r}", False
+        if not any(port in r for r in rule.ports):
+            return True, f"rule {index} matches {address} but not port {port}", False
+        if credential is not None and credential not in rule.credentials:
+            return True, f"rule {index} does not allow credential {credential!r} there", False
+        if is_special(address) and not rule.names_explicitly(address):
+            return (
+                True,
+                (
+                    f"{address} is a loopback, link-local or metadata address; rule {index} "
+                    "must name it with a CIDR inside that block"
+                ),
+                False,
+            )
+        # Unbound (no job): a scoped rule refuses, since nothing shows the job is inside its scope.
+        refusal = rule.scopes.refusal(probe, self._ask or _NO_ASK)
+        if refusal is not None:
+            return True, f"{rule.label(index)} allows {address} port {port} but {refusal}", True
+        return True, None, False
+
+    def verdicts(
+        self,
+        *,
+        probe: str,
+        address: IPAddress,
+        port: int,
+        credential: str | None = None,
+        hostname: str | None = None,
+    ) -> tuple[Verdict, ...]:
+        """One verdict per rule whose target matches (or that names the host), in rule order."""
+        address = canonical(address)
+        out = []
+        for index, rule in enumerate(self._rules, start=1):
+            matched, why, scope = self._judge(
+                index, rule, probe=probe, address=address, port=port, credential=credential, hostname=hostname
+            )
+            if matched or rule.names_host(hostname):
+                out.append(Verdict(index, why is None, why or f"allowed by {rule.label(index)}", scope))
+        return tuple(out)
 
     def check(
         self,
@@ -168,39 +265,31 @@ class Policy:
         credential: str | None = None,
         hostname: str | None = None,
     ) -> Decision:
-        """Decide one (probe, address, port, credential); the first rule that allows it wins."""
+        """Decide one (probe, address, port, credential[, ask]); the first rule that allows it wins."""
         address = canonical(address)
         if not self._rules:
             return Decision(False, "the signed config has no [[allow]] rules (deny by default)")
         near_miss = ""
+        scope: str | None = None
+        scope_rule: int | None = None
         for index, rule in enumerate(self._rules, start=1):
-            if not rule.matches_target(address, hostname):
-                if rule.names_host(hostname):
-                    within = ", ".join(str(n) for n in rule.resolves_within)
-                    near_miss = near_miss or (
-                        f"rule {index} names {hostname} but allows it only where it resolves within "
-                        f"{within}; it resolved to {address}"
-                    )
+            # The first step of _judge, inlined for the common case (a literal address outside the
+            # rule): the answer is the same, and a config of many rules is scanned in microseconds.
+            if hostname is None and not any(address in net for net in rule.networks):
                 continue
-            if probe not in rule.probes:
-                near_miss = near_miss or f"rule {index} matches {address} but not probe {probe!r}"
-                continue
-            if not any(port in r for r in rule.ports):
-                near_miss = near_miss or f"rule {index} matches {address} but not port {port}"
-                continue
-            if credential is not None and credential not in rule.credentials:
-                near_miss = near_miss or f"rule {index} does not allow credential {credential!r} there"
-                continue
-            if is_special(address) and not rule.names_explicitly(address):
-                near_miss = near_miss or (
-                    f"{address} is a loopback, link-local or metadata address; rule {index} "
-                    "must name it with a CIDR inside that block"
-                )
-                continue
-            return Decision(True, f"allowed by rule {index}", index)
+            matched, why, by_scope = self._judge(
+                index, rule, probe=probe, address=address, port=port, credential=credential, hostname=hostname
+            )
+            if why is None:
+                return Decision(True, f"allowed by rule {index}", index)
+            if (matched or rule.names_host(hostname)) and not near_miss:
+                near_miss = why
+                scope, scope_rule = (why, index) if by_scope else (None, None)
         return Decision(
             False,
             near_miss or f"no [[allow]] rule covers {address}; add one to the signed config if it should",
+            rule=scope_rule,
+            scope=scope,
         )
 
     def credentials_for(
@@ -220,3 +309,6 @@ class Policy:
             ):
                 found.update(dict.fromkeys(rule.credentials))
         return tuple(found)
+
+
+_NO_ASK = Ask()

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from appliance.commands import creds_test
 from appliance.commands.common import CliEnv, add_leaf
 from appliance.errors import UsageError
 
@@ -57,6 +58,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--ask-passphrase", action="store_true", help="a new store: protect it with a passphrase too"
     )
     _passphrase_option(add)
+    creds_test.register(creds_sub, common)
     lst = add_leaf(creds_sub, "list", common, _list, "list aliases, types and non-secret fields")
     _passphrase_option(lst)
     rm = add_leaf(creds_sub, "remove", common, _remove, "remove a credential")

@@ -12,21 +12,13 @@ from urllib.parse import urlsplit
 
 from appliance.commands.common import CliEnv, add_leaf
 from appliance.commands.doctor import DEFAULT_CONFIG_HELP, default_config
-from appliance.errors import EXIT_CHECK_FAILED, UsageError
+from appliance.errors import EXIT_CHECK_FAILED, ApplianceError, UsageError
+from appliance.explain import TOPIC_KINDS, explain_job, explain_job_of
 
 if TYPE_CHECKING:
     from appliance.config.model import Config
     from hardening.policy import IPAddress
 
-# ECC topic -> probe kind of the allowlist, and the port that kind uses unless told otherwise.
-TOPIC_KINDS = {
-    "SSHCommand": "ssh",
-    "SSHCommandLong": "ssh",
-    "SNMP": "snmp",
-    "RESTProbe": "http",
-    "HTTPClient": "http",
-    "Shazzam": "tcp",
-}
 DEFAULT_PORTS = {"ssh": 22, "snmp": 161}
 
 
@@ -40,9 +32,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     e.add_argument("--topic", required=True, choices=sorted(TOPIC_KINDS))
     e.add_argument("--target", required=True, help="host name or address")
     what = e.add_mutually_exclusive_group()
-    what.add_argument("--command", help="SSH command (shown only)")
-    what.add_argument("--oid", help="SNMP OID (shown)")
-    what.add_argument("--url", help="URL for RESTProbe/HTTPClient; its host and port are checked")
+    what.add_argument("--command", help="SSH command as the job sends it; checked against 'commands'")
+    what.add_argument(
+        "--oid",
+        action="append",
+        default=[],
+        help="SNMP OID or MIB name read (repeatable); checked against 'oids'",
+    )
+    what.add_argument("--url", help="URL for RESTProbe/HTTPClient; host, port and path are checked")
+    e.add_argument("--method", help="HTTP method (default GET); checked against 'methods'")
     e.add_argument("--port", type=int, help="port (default: --url, 22 ssh, 161 snmp)")
     named = e.add_mutually_exclusive_group()
     named.add_argument("--credential", help="credential alias the probe would use (midbox's own parameter)")
@@ -84,16 +82,35 @@ def _explain(args: argparse.Namespace, env: CliEnv) -> int:
     addresses = asyncio.run(system_resolve(host))
     policy = cfg.policy()
     hostname = None if host.strip("[]") in {str(a) for a in addresses} else host
-    results = []
-    for address in addresses:
-        d = policy.check(
-            probe=kind, address=address, port=port, credential=args.credential, hostname=hostname
+    if args.method and kind != "http":
+        raise UsageError("--method applies to RESTProbe and HTTPClient only")
+    job = explain_job_of(
+        args.topic, host, command=args.command, oids=args.oid, url=args.url, method=args.method
+    )
+    try:
+        ask, verdicts = explain_job(
+            policy, job, addresses=addresses, port=port, credential=args.credential, hostname=hostname
         )
+    except ApplianceError as e:
+        raise UsageError(f"the job these flags describe would be refused before any policy check: {e}") from e
+    results = []
+    for found in verdicts:
+        d = found.decision
         entry: dict[str, object] = {
-            "address": str(address),
+            "address": str(found.address),
             "allowed": d.allowed,
             "reason": d.reason,
-            "rule": d.rule,
+            "rule": d.rule if d.allowed else None,
+            "rules": [
+                {
+                    "rule": v.rule,
+                    "line": policy.rules[v.rule - 1].line,
+                    "allowed": v.allowed,
+                    "reason": v.reason,
+                    "scope": v.scope,
+                }
+                for v in found.rules
+            ],
         }
         rule = policy.rule(d.rule) if d.allowed else None
         if rule is not None and kind == "ssh":
@@ -105,6 +122,10 @@ def _explain(args: argparse.Namespace, env: CliEnv) -> int:
     tried = _tried(args, cfg, kind, addresses[0], port, hostname) if allowed and not args.credential else None
     if isinstance(tried, str):
         allowed = False
+    warnings: list[str] = []
+    if allowed:
+        names = [args.credential] if args.credential else tried if isinstance(tried, list) else []
+        warnings = _missing_aliases(cfg, names, env, kind)
     if env.json:
         print(
             json.dumps(
@@ -115,9 +136,16 @@ def _explain(args: argparse.Namespace, env: CliEnv) -> int:
                     "port": port,
                     "credential": args.credential,
                     "config_version": cfg.version,
+                    "ask": {
+                        "command": ask.command,
+                        "oids": [".".join(map(str, o)) for o in ask.oids] if ask.oids is not None else None,
+                        "method": ask.method,
+                        "path": ask.path,
+                    },
                     "addresses": results,
                     "credentials_tried": tried if isinstance(tried, list) else [],
                     "credential_error": tried if isinstance(tried, str) else None,
+                    "warnings": warnings,
                 },
                 indent=2,
             ),
@@ -137,22 +165,34 @@ def _explain(args: argparse.Namespace, env: CliEnv) -> int:
                 f"  {r['address']}: {'allow' if r['allowed'] else 'deny'} - {r['reason']}{extra}",
                 file=env.stdout,
             )
+            rules = r["rules"]
+            # Every rule that matches is shown when more than one does, or when the answer is no.
+            if isinstance(rules, list) and (len(rules) > 1 or (rules and not r["allowed"])):
+                for v in rules:
+                    print(
+                        f"    rule {v['rule']}{_line(v['line'])}: {'allow' if v['allowed'] else 'deny'} - "
+                        f"{v['reason']}",
+                        file=env.stdout,
+                    )
         if not allowed and len(results) > 1:
             print("  every address of a name must be allowed", file=env.stdout)
         if isinstance(tried, list):
             print(f"  credentials tried, in order: {', '.join(tried) or 'none'}", file=env.stdout)
         elif isinstance(tried, str):
             print(f"  {tried}", file=env.stdout)
-        if allowed:
-            names = [args.credential] if args.credential else tried if isinstance(tried, list) else []
-            for line in _missing_aliases(cfg, names, env):
-                print(f"  WARNING: {line}", file=env.stdout)
+        for line in warnings:
+            print(f"  WARNING: {line}", file=env.stdout)
     return 0 if allowed else EXIT_CHECK_FAILED
 
 
-def _missing_aliases(cfg: Config, names: list[str], env: CliEnv) -> list[str]:
-    """An ALLOW whose credential is not in this host's store still fails at run time: say so."""
-    from appliance.aliases import alias_problems, store_types
+def _line(line: object) -> str:
+    return f" (line {line})" if line else ""
+
+
+def _missing_aliases(cfg: Config, names: list[str], env: CliEnv, kind: str) -> list[str]:
+    """An ALLOW whose credential is not in this host's store, or cannot serve this probe, still fails
+    at run time: say so."""
+    from appliance.aliases import PROBE_TYPES, alias_problems, store_types
 
     if not names:
         return []
@@ -160,7 +200,16 @@ def _missing_aliases(cfg: Config, names: list[str], env: CliEnv) -> list[str]:
     types = store_types(env.state_dir, Path(creds_dir) if creds_dir else None)
     if isinstance(types, str):
         return [f"credentials not checked against the store: {types}"]
-    return [p for p in alias_problems(cfg, types) if any(repr(n) in p for n in names)]
+    problems = [p for p in alias_problems(cfg, types) if any(repr(n) in p for n in names)]
+    usable = PROBE_TYPES.get(kind, frozenset())
+    for n in names:
+        have = types.get(n)
+        if have is not None and usable and have not in usable:
+            problems.append(
+                f"credential {n!r} is a {have}, which the {kind} probe cannot use "
+                f"({', '.join(sorted(usable))}); store a fitting type under that alias or name another"
+            )
+    return problems
 
 
 def _tried(

@@ -20,6 +20,12 @@ expires = {expires}    # unquoted TOML date-time with a zone; the appliance refu
 [appliance]
 name = "{name}"                      # the ECC agent is mid.server.{name}; the signature binds to it
 # max_concurrent_probes = 64         # 1..1024
+# max_job_age_s = 86400              # older output records are refused (replay protection)
+# target_rate_per_s = 10             # per target address: new jobs a second ...
+# target_burst = 20                  # ... after a burst of this many
+# target_concurrency = 4             # ... and this many at once
+# breaker_failures = 5               # failures in a row that leave a target alone ...
+# breaker_cooldown_s = 60            # ... for this long (doubling up to 900 s)
 
 [instance]
 url = "https://example.service-now.com"   # your instance; https only
@@ -40,6 +46,11 @@ credentials = ["linux-ro", "snmp-ro"]    # aliases from 'midbox creds add', trie
 # sudo = false                       # ssh: let jobs with must_sudo=true use sudo
 # host_keys = "pinned"               # ssh: or "pin-on-first-use"
 # snmp_v1 = false                    # snmp: allow SNMPv1
+# rate_per_s = 50                    # jobs a second this rule decides (all its targets) ...
+# burst = 100                        # ... after a burst of this many
+# max_concurrent = 32                # ... and this many at once
+# commands = ["uname -a", "ip -o addr show dev {{iface:iface}}"]   # ssh: only these (docs/policy.md)
+# oids = ["system", "interfaces", "ip"]  # snmp: only these subtrees (SET is never allowed)
 
 # [[allow]]                          # rule 2: HTTPS to one host, verified against its own CA
 # host = "app.example"
@@ -48,6 +59,8 @@ credentials = ["linux-ro", "snmp-ro"]    # aliases from 'midbox creds add', trie
 # ports = [443]
 # credentials = ["app-api"]
 # tls_ca = "internal-ca.pem"
+# methods = ["GET", "HEAD"]          # http: only these methods ...
+# paths = ["/api/v1/status", "/redfish/v1/**"]   # ... and paths ('/**': everything below)
 
 # Real Discovery probes name a discovery_credentials sys_id or a tag, never a local alias:
 # [credential_map.ids]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from appliance.limits import Limits
+from appliance.ratelimit import RateSettings, RuleLimits
 from hardening.filepins import NamedFile
 from hardening.policy import AllowRule, CredentialMap, Policy
 
@@ -15,6 +16,8 @@ from hardening.policy import AllowRule, CredentialMap, Policy
 class ApplianceSection:
     name: str
     max_concurrent_probes: int = 64
+    rates: RateSettings = field(default_factory=RateSettings)  # per target; the rules' own are added
+    max_job_age_s: float = 86_400.0  # replay protection: older output records are refused
 
     @property
     def agent(self) -> str:
@@ -46,6 +49,7 @@ class AllowSection:
     ports: tuple[str, ...]
     credentials: tuple[str, ...]
     rule: AllowRule
+    limits: RuleLimits = field(default_factory=RuleLimits)
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,10 @@ class ParsedConfig:
 
     def limits(self) -> Limits:
         return Limits(concurrent_probes=self.appliance.max_concurrent_probes)
+
+    def rate_settings(self) -> RateSettings:
+        rules = {number: a.limits for number, a in enumerate(self.allow, start=1)}
+        return replace(self.appliance.rates, rules=rules)
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,9 @@ class Config:
 
     def limits(self) -> Limits:
         return self.settings.limits()
+
+    def rate_settings(self) -> RateSettings:
+        return self.settings.rate_settings()
 
     @property
     def credential_map(self) -> CredentialMap:

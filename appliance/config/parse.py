@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 from appliance.config._lines import Section, closest, did_you_mean, sections
+from appliance.config._rates import appliance_rates, rule_limits
+from appliance.config._scopes import parse_scopes
 from appliance.config.model import AllowSection, ApplianceSection, InstanceSection, ParsedConfig
 from appliance.errors import ConfigError
 from appliance.limits import MAX_CONCURRENT_PROBES, MAX_CONFIG_BYTES
@@ -99,6 +101,9 @@ class _Table:
             raise ConfigError(f"config: {self.name(key)} must be a string or a list of strings")
         return tuple(items)
 
+    def has(self, key: str) -> bool:
+        return key in self._data
+
     def remaining(self) -> list[str]:
         """The keys still to be taken, sorted (for tables whose keys are data, not names)."""
         return sorted(self._data)
@@ -185,8 +190,9 @@ def _appliance(t: _Table) -> ApplianceSection:
     probes = t.take("max_concurrent_probes", int, default=64)
     if not 1 <= probes <= MAX_CONCURRENT_PROBES:
         raise ConfigError(f"config: 'appliance.max_concurrent_probes' must be 1..{MAX_CONCURRENT_PROBES}")
+    rates, max_age = appliance_rates(t)
     t.done()
-    return ApplianceSection(name, probes)
+    return ApplianceSection(name, probes, rates, max_age)
 
 
 def _urlsplit(url: str, key: str) -> SplitResult:
@@ -284,6 +290,8 @@ def _allow(item: object, number: int, section: Section | None, base: Path, pins:
     snmp_v1 = t.take("snmp_v1", bool, default=False)
     if snmp_v1 and "snmp" not in probes:
         raise ConfigError(f"config: {path}: snmp_v1 only applies to rules that allow the 'snmp' probe")
+    scopes = parse_scopes(t, path, probes)
+    limits = rule_limits(t)
     t.done()
     rule = AllowRule(
         networks=tuple(networks),
@@ -297,8 +305,10 @@ def _allow(item: object, number: int, section: Section | None, base: Path, pins:
         snmp_v1=snmp_v1,
         resolves_within=within,
         tls_ca_sha256=tls_ca_pin,
+        scopes=scopes,
+        line=line,
     )
-    return AllowSection(cidrs, hosts, probes, tuple(str(p) for p in ports_raw), creds, rule)
+    return AllowSection(cidrs, hosts, probes, tuple(str(p) for p in ports_raw), creds, rule, limits)
 
 
 def _networks(values: tuple[str, ...], path: str) -> tuple[IPNetwork, ...]:

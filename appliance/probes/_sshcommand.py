@@ -322,3 +322,36 @@ def _scan(command: str) -> tuple[list[_Token], bool]:
                 stack.append(("P", depth))
         i += 1
     return tokens, len(stack) == 1
+
+
+# A ${var} value holding one of these is never inside a command scope: the appliance keeps values as data,
+# so the text a scope sees and what runs could differ where a value quotes or escapes.
+_SCOPE_POISON = frozenset("'\"\\$`") | frozenset(chr(c) for c in range(32))
+
+
+def scope_command(command: str, params: Mapping[str, str]) -> str:
+    """The command as a rule's ``commands`` scope judges it (docs/policy.md), never raising.
+
+    ``${var}`` tokens are replaced by their values as text (what the command means, and exactly what
+    runs with allow_unsupported_shells); a ``${File:x}`` include that starts the command becomes
+    ``sha256:HEX`` of the script body, so a script is allowed by its content, never by its name.
+    A value that could read differently as text than as data makes the result unmatchable (a NUL).
+    """
+    import hashlib
+
+    tokens, _ = _scan(command)
+    out: list[str] = []
+    pos = 0
+    for n, t in enumerate(tokens):
+        value = params.get(t.name)
+        if t.file:
+            if n or command[: t.start].strip() or value is None:
+                return command + "\x00"  # build_plan refuses it with the reason
+            out.append("sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest())
+            pos = t.end
+            continue
+        if value is None or any(c in _SCOPE_POISON for c in value):
+            return command + "\x00"
+        out += [command[pos : t.start], value]
+        pos = t.end
+    return "".join(out) + command[pos:]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import paramiko
 
-from appliance.errors import CredentialRejected, ProbeError
+from appliance.errors import CredentialRejected, ProbeError, TargetUnreachable
 from appliance.limits import SSH_BANNER_BYTES, SSH_PREAUTH_BYTES
 from appliance.probes._sshcommand import SHELL_CHECK, SHELL_CHECK_OK, Plan
 from appliance.probes._sshguard import PreAuthGuard
@@ -189,11 +189,11 @@ def run_session(
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise ProbeError(f"ssh protocol error with {where}: {reason}") from e
     except TimeoutError as e:
-        raise ProbeError(f"timed out talking to {where}") from e
+        raise TargetUnreachable(f"timed out talking to {where}") from e
     except OSError as e:
         if aborter.aborted:
             raise ProbeError(f"ssh session to {where} was aborted") from e
-        raise ProbeError(
+        raise TargetUnreachable(
             f"cannot connect to {where} ({target.address}): {e.strerror or type(e).__name__}"
         ) from e
 

@@ -11,6 +11,7 @@ from typing import Protocol
 from appliance.limits import Limits
 from appliance.probes.affinity import CredentialAffinity
 from appliance.probes.resolver import Resolver, system_resolve
+from appliance.ratelimit import Lease, Limiter
 from hardening.audit.events import check_event
 from hardening.policy import CredentialMap, Policy
 
@@ -138,6 +139,9 @@ class ProbeContext:
     affinity: CredentialAffinity = field(default_factory=CredentialAffinity)
     # Every target name is resolved through this, once per connection (tests supply their own answers).
     resolver: Resolver = system_resolve
+    # Rate limits and breakers (None: unlimited, as in unit tests); the dispatcher gives each job a lease.
+    limiter: Limiter | None = None
+    lease: Lease | None = None
 
 
 class Probe(Protocol):

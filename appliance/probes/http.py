@@ -14,16 +14,17 @@ import ssl
 # ElementTree only builds XML here; untrusted XML is parsed with defusedxml.
 import xml.etree.ElementTree as ET  # nosec B405
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
 
-from appliance.errors import PayloadError, ProbeError
+from appliance.errors import PayloadError, ProbeError, TargetUnreachable
 from appliance.probes._httpbody import ACCEPT_ENCODING, BoundedBody
 from appliance.probes.base import Job, ProbeContext, use_credential
 from appliance.probes.targets import checked_target
 from hardening.filepins import FilePinError, read_pinned
+from hardening.scopes import Ask
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MAX_REDIRECTS = 5
@@ -53,7 +54,7 @@ class HttpProbe:
         self._tls: dict[tuple[str, CaFile | None], httpx.AsyncClient] = {}
 
     async def run(self, job: Job, ctx: ProbeContext) -> ET.Element:
-        request = _parse_request(job)
+        request = parse_request(job)
         credential = job.param("credential") or None
         timeout = job.int_param("timeout_ms", int(ctx.limits.http_timeout_s * 1000), 1, 600_000) / 1000
         auth_header: str | None = None
@@ -61,8 +62,10 @@ class HttpProbe:
         for _hop in range(MAX_REDIRECTS + 1):
             url = request.url
             port = url.port or (443 if url.scheme == "https" else 80)
+            # Each hop is judged by its own method and path against the rules' scopes.
+            hop = replace(ctx, policy=ctx.policy.scoped(http_ask(request.method, url)))
             addresses, rule = await checked_target(
-                ctx, probe="http", host=url.host, port=port, credential=credential
+                hop, probe="http", host=url.host, port=port, credential=credential
             )
             if credential and auth_header is None and (url.scheme, url.host, url.port) == origin:
                 # Looked up only once the policy allowed this credential against this target.
@@ -132,7 +135,9 @@ class HttpProbe:
                     if body.truncated:
                         break
         except httpx.TimeoutException as e:
-            raise ProbeError(f"HTTP request to {url.host} timed out after {timeout:g} s") from e
+            raise TargetUnreachable(f"HTTP request to {url.host} timed out after {timeout:g} s") from e
+        except httpx.ConnectError as e:
+            raise TargetUnreachable(f"HTTP request to {url.host} failed: {_reason(e)}") from e
         except httpx.RemoteProtocolError as e:
             if "location header" in str(e).lower():
                 raise ProbeError(_BAD_LOCATION.format(reason=_reason(e))) from e
@@ -189,7 +194,12 @@ def _target_context(ca: CaFile | None) -> ssl.SSLContext:
     return ctx
 
 
-def _parse_request(job: Job) -> _Request:
+def http_ask(method: str, url: httpx.URL) -> Ask:
+    """What one request asks of a scoped rule: its method and its path as sent (query aside)."""
+    return Ask(method=method.upper(), path=url.raw_path.decode("ascii", "replace").split("?", 1)[0] or "/")
+
+
+def parse_request(job: Job) -> _Request:
     raw_url = job.param("url")
     if not raw_url:
         raise PayloadError("RESTProbe needs a 'url' parameter")

@@ -33,11 +33,28 @@ async def checked_target(
     # An IP literal is its own answer; only names go to the resolver (the context's seam).
     addresses = [ipaddress.ip_address(host.strip("[]"))] if hostname is None else await ctx.resolver(host)
     first_rule: AllowRule | None = None
+    first_number: int | None = None
     for address in addresses:
         decision = ctx.policy.check(
             probe=probe, address=address, port=port, credential=credential, hostname=hostname
         )
         if not decision.allowed:
+            if decision.scope is not None:
+                ctx.audit.record(
+                    "scope.denied",
+                    {
+                        "probe": probe,
+                        "target": host,
+                        "address": str(address),
+                        "port": port,
+                        "rule": decision.rule,
+                        "reason": decision.scope,
+                    },
+                )
+                raise TargetDenied(
+                    f"{probe} job on {host} refused: {decision.scope}; if it should run, add it to that "
+                    "rule's scope and sign the config again"
+                )
             ctx.audit.record(
                 "target.denied",
                 {
@@ -51,7 +68,9 @@ async def checked_target(
             )
             raise TargetDenied(f"target {host} ({address}) port {port} denied for {probe}: {decision.reason}")
         if first_rule is None:
-            first_rule = ctx.policy.rule(decision.rule)
+            first_rule, first_number = ctx.policy.rule(decision.rule), decision.rule
+    if ctx.lease is not None:  # the target's breaker, buckets and caps, and the deciding rule's
+        await ctx.lease.acquire(str(addresses[0]), port, first_number)
     return addresses, first_rule
 
 

@@ -46,6 +46,16 @@ the alias, never the secret):
                         lapses within 7 days, then within 1 day: once per threshold)
 - ``validity.expired``  what, source, expires  (it lapsed: no new work is claimed until it is renewed)
 - ``validity.resumed``  config_version      (nothing has lapsed any more: work is claimed again)
+- ``scope.denied``       job, topic, probe, target, port, reason  (the target is allowed but the job's
+                        command, OID, method or path is outside the rule's scope; reason names the rule)
+- ``quarantine.on``      reason, by          (probes stop; heartbeats and the outbox go on)
+- ``quarantine.off``     reason, by
+- ``job.quarantined``    job, topic, target  (claimed while quarantined: answered with an error, not run)
+- ``replay.refused``     job, topic, reason  (older than the replay window, or already run per the journal)
+- ``rate.limited``       job, topic, target, reason, retry_at  (a token bucket, a concurrency cap or an
+                        open circuit breaker refused the job; retry_at is when the target is tried again)
+- ``breaker.opened``     target, failures, retry_at
+- ``breaker.closed``     target
 - ``enroll.key_created``    name, key_sha256, csr_sha256, renewal  (``midbox enroll``: public key's SHA-256)
 - ``enroll.cert_installed`` name, cert_sha256, key_sha256, not_after, issuer, renewal
 
@@ -93,6 +103,14 @@ EVENTS: Mapping[str, frozenset[str]] = {
         }
     ),
     "target.denied": frozenset({"job", "topic", "target", "port", "credential", "reason"}),
+    "scope.denied": frozenset({"job", "topic", "probe", "target", "port", "reason"}),
+    "quarantine.on": frozenset({"reason", "by"}),
+    "quarantine.off": frozenset({"reason", "by"}),
+    "job.quarantined": frozenset({"job", "topic", "target"}),
+    "replay.refused": frozenset({"job", "topic", "reason"}),
+    "rate.limited": frozenset({"job", "topic", "target", "reason", "retry_at"}),
+    "breaker.opened": frozenset({"target", "failures", "retry_at"}),
+    "breaker.closed": frozenset({"target"}),
     "result.posted": frozenset({"job", "result_sha256", "bytes"}),
     "error": frozenset({"where", "message"}),
     "config.reloaded": frozenset(

@@ -7,6 +7,7 @@ answer a good job; none may end in RunnerHalted.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import resource
 from pathlib import Path
@@ -44,7 +45,8 @@ def row(sys_id: str, **fields: object) -> dict[str, object]:
         "state": "ready",
         "agent_correlator": "",
         "priority": "2",
-        "sys_created_on": "2026-01-01 00:00:00",
+        # Now: an older record would be refused by replay protection before the path a test aims at.
+        "sys_created_on": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
     }
     base.update(fields)
     return base

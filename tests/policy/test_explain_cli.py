@@ -1,0 +1,117 @@
+"""``midbox policy explain`` on a signed config: one verdict per matching rule with its line, the scope
+flags (--command, --oid, --url, --method), --json, and the credential's fit."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from appliance.cli import main as midbox_main
+from tests.helpers import Pki
+from tests.service.test_doctor import signed  # noqa: F401  (fixture)
+from tests.service.test_run_command import EXPIRES, NOT_BEFORE, config_bytes
+from tests.signing.helpers import write_signed_config
+
+RULES = """
+[[allow]]
+cidr = "127.0.0.1/32"
+probes = ["ssh"]
+ports = [22]
+credentials = ["linux-ro"]
+commands = ["uname -a", "ip -o addr show dev {iface:iface}"]
+
+[[allow]]
+cidr = "127.0.0.0/8"
+probes = ["snmp", "http"]
+ports = [161, 8080]
+credentials = ["snmp-ro"]
+oids = ["system", "interfaces"]
+methods = ["GET"]
+paths = ["/redfish/v1/**"]
+"""
+
+
+@pytest.fixture
+def config(signed: tuple[Path, Ed25519PrivateKey], dev_pki: Pki) -> Path:  # noqa: F811
+    admin, key = signed
+    body = config_bytes("https://instance.example", dev_pki, 1, "443")
+    body = body.split(b"[[allow]]")[0] + RULES.encode()
+    return write_signed_config(admin, [key], body, version=1, expires=EXPIRES, not_before=NOT_BEFORE)
+
+
+def explain(monkeypatch: pytest.MonkeyPatch, config: Path, state_dir: Path, *args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    code = midbox_main(["policy", "explain", "--config", str(config), "--state-dir", str(state_dir), *args])
+    return code, out.getvalue()
+
+
+def test_every_matching_rule_is_shown_with_its_line(
+    monkeypatch: pytest.MonkeyPatch, config: Path, state_dir: Path
+) -> None:
+    # The issue's case: rule 1 matches loopback but not snmp; the rule the operator meant is rule 2.
+    code, out = explain(
+        monkeypatch, config, state_dir, "--topic", "SNMP", "--target", "127.0.0.1", "--oid", "ifTable"
+    )
+    assert code == 0 and out.startswith("ALLOW"), out
+    code, out = explain(
+        monkeypatch, config, state_dir, "--topic", "SNMP", "--target", "127.0.0.1", "--oid", "1.3.6.1.2.1.10"
+    )
+    assert code == 1 and out.startswith("DENY")
+    assert "rule 1 (line " in out and "not probe 'snmp'" in out
+    assert "rule 2 (line " in out and "OID 1.3.6.1.2.1.10 is outside its 'oids'" in out
+
+
+def test_commands(monkeypatch: pytest.MonkeyPatch, config: Path, state_dir: Path) -> None:
+    base = ("--topic", "SSHCommand", "--target", "127.0.0.1")
+    assert explain(monkeypatch, config, state_dir, *base, "--command", "ip -o addr show dev eth0")[0] == 0
+    code, out = explain(monkeypatch, config, state_dir, *base, "--command", "uname -a; id")
+    assert code == 1 and "command 'uname -a; id' is not in its 'commands'" in out
+    code, out = explain(monkeypatch, config, state_dir, *base)
+    assert code == 1 and "no command was given" in out
+
+
+def test_url_method_and_json(monkeypatch: pytest.MonkeyPatch, config: Path, state_dir: Path) -> None:
+    base = ("--topic", "RESTProbe", "--target", "127.0.0.1", "--json")
+    code, out = explain(
+        monkeypatch, config, state_dir, *base, "--url", "http://127.0.0.1:8080/redfish/v1/Systems"
+    )
+    doc = json.loads(out)
+    assert code == 0 and doc["allowed"] and doc["ask"] == {
+        "command": None, "oids": None, "method": "GET", "path": "/redfish/v1/Systems"
+    }  # fmt: skip
+    assert [(r["rule"], r["allowed"]) for r in doc["addresses"][0]["rules"]] == [(1, False), (2, True)]
+    code, out = explain(
+        monkeypatch,
+        config,
+        state_dir,
+        *base,
+        "--url",
+        "http://127.0.0.1:8080/redfish/v1/%2e%2e/x",
+        "--method",
+        "PUT",
+    )
+    doc = json.loads(out)
+    assert code == 1 and not doc["allowed"]
+    verdict = doc["addresses"][0]["rules"][1]
+    assert verdict["scope"] and verdict["line"] and "method 'PUT'" in verdict["reason"]
+
+
+def test_a_credential_that_does_not_fit_the_probe_is_warned(
+    monkeypatch: pytest.MonkeyPatch, config: Path, state_dir: Path
+) -> None:
+    from tests.service.test_doctor_catches import creds_add
+
+    creds_add(state_dir, "linux-ro", "snmp-community")
+    code, out = explain(
+        monkeypatch, config, state_dir, "--topic", "SSHCommand", "--target", "127.0.0.1",
+        "--command", "uname -a", "--credential", "linux-ro",
+    )  # fmt: skip
+    assert (
+        code == 0
+        and "WARNING: credential 'linux-ro' is a snmp-community, which the ssh probe cannot use" in out
+    )
