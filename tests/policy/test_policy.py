@@ -163,7 +163,7 @@ def test_denials_are_false_not_merely_falsy_and_every_reason_is_exact() -> None:
     p = Policy([rule("10.0.0.0/8")])
     outside = p.check(probe="ssh", address=ip("192.168.1.1"), port=22)
     assert outside.allowed is False and outside.rule is None
-    assert outside.reason == "no [[allow]] rule covers 192.168.1.1"
+    assert outside.reason == "no [[allow]] rule covers 192.168.1.1; add one to the signed config if it should"
     ok = p.check(probe="ssh", address=ip("10.0.0.1"), port=22)
     assert ok.allowed is True and ok.rule == 1 and ok.reason == "allowed by rule 1"
     special = Policy([rule("0.0.0.0/0")]).check(probe="ssh", address=ip("127.0.0.1"), port=22)
