@@ -194,6 +194,23 @@ def test_a_name_reaches_the_checked_address_with_its_host_header(tmp_path: Path,
         assert dns.asked == ["svc.midbox.test"]
 
 
+def test_a_url_without_a_port_sends_host_without_one(tmp_path: Path) -> None:
+    # Port 80 on an address of the loopback block nothing else uses (the tests run as root, as CI does).
+    server = _RecordingServer(("127.77.0.1", 80), _RecordingHandler)
+    server.seen = Seen()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        on80 = dataclasses.replace(rule(80), networks=(ipaddress.ip_network("127.77.0.1/32"),))
+        result = http_fetch(make_ctx(Policy([on80]), MemCredentials(), tmp_path), "http://127.77.0.1/hello")
+        assert result.get("status") == "200"
+        [(_, headers)] = server.seen.requests
+        assert headers["host"] == "127.77.0.1"  # no ":80", and never ":None"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_an_ipv6_literal_keeps_its_brackets_in_host(tmp_path: Path) -> None:
     class V6(_RecordingServer):
         address_family = socket.AF_INET6
