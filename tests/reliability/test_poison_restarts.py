@@ -37,14 +37,16 @@ def test_a_job_interrupted_twice_is_answered_with_an_error(
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
         store = instance.state.store
         [job] = store.enqueue(
-            [{"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/slow")}]
+            # The target answers after 20 s: each process is killed while the job still runs, even on a
+            # loaded machine (with a 3 s answer, a slow start let the job finish before the kill).
+            [{"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/work?ms=20000")}]
         )
         config = tmp_path / "c.toml"
         config.write_text(config_text(instance.url, dev_pki, LOOPBACK_HTTP))
         for expected in (1, 2):
             with appliance_process(config, state_dir) as proc:
                 assert wait_for(lambda e=expected: starts(state_dir, job) == e, 20), f"start {expected}"
-                time.sleep(0.3)  # the /slow target answers after 3 s: the job is still running
+                time.sleep(0.3)  # the job is still running
                 proc.send_signal(signal.SIGKILL)
         assert not inputs(store)
         with appliance_process(config, state_dir) as proc:
