@@ -229,3 +229,24 @@ def test_credentials_for_lists_every_allowing_rule_in_order_each_once() -> None:
     assert p.credentials_for(probe="ssh", address=ip("10.1.0.1"), port=22) == ("a", "b")
     assert p.credentials_for(probe="snmp", address=ip("10.0.0.1"), port=22) == ("wrong-probe",)
     assert p.credentials_for(probe="ssh", address=ip("172.16.0.1"), port=22) == ()
+
+
+def test_the_first_near_miss_is_the_reason_not_a_later_one() -> None:
+    # Rule 1 matches the address but not the probe; rule 2 matches but not the port: the operator is told
+    # about rule 1, the first rule that came close, whatever follows it.
+    p = Policy([rule("10.0.0.0/8", probes=("snmp",)), rule("10.0.0.0/8", ports=((2222, 2222),))])
+    d = p.check(probe="ssh", address=ip("10.1.2.3"), port=22)
+    assert not d.allowed and d.reason.startswith("rule 1 matches 10.1.2.3 but not probe 'ssh'")
+
+
+def test_a_scope_refusal_names_its_rule_in_the_decision() -> None:
+    import dataclasses
+
+    from hardening.scopes import Ask, CommandScope, Scopes
+
+    scoped = dataclasses.replace(
+        rule("10.0.0.0/8"), scopes=Scopes(commands=CommandScope.parse(("uname -a",)))
+    )
+    p = Policy([rule("192.168.0.0/16"), scoped]).scoped(Ask(command="id"))
+    d = p.check(probe="ssh", address=ip("10.1.2.3"), port=22)
+    assert not d.allowed and d.scope is not None and d.rule == 2

@@ -90,3 +90,61 @@ def test_an_ip_literal_is_its_own_answer_and_never_resolved(host: str, tmp_path:
 @pytest.mark.parametrize("host", [NAME, "X192.0.2.10X", "192.0.2.10.example", " 192.0.2.10"])
 def test_anything_but_an_ip_literal_is_a_name(host: str) -> None:
     assert not is_literal(host)
+
+
+def test_a_scope_refusal_is_audited_with_the_rule_and_reason_and_stops(tmp_path: Path) -> None:
+    from hardening.scopes import Ask, CommandScope, Scopes
+
+    rule = AllowRule(
+        networks=(ipaddress.ip_network("192.0.2.0/24"),),
+        hosts=(),
+        probes=frozenset({"ssh"}),
+        ports=(PortRange(22, 22),),
+        credentials=(),
+        scopes=Scopes(commands=CommandScope.parse(("uname -a",))),
+        line=7,
+    )
+    ctx = make_ctx(Policy([rule]).scoped(Ask(command="id")), MemCredentials(), tmp_path)
+    with pytest.raises(TargetDenied, match="ssh job on 192.0.2.10 refused: rule 1 .*add it to that rule's scope"):
+        asyncio.run(checked_target(ctx, probe="ssh", host=ADDRESS, port=22, credential=None))
+    assert isinstance(ctx.audit, ProbeAudit)
+    [(event, fields)] = [(e, f) for e, f in ctx.audit.events if e in ("scope.denied", "target.denied")]
+    assert event == "scope.denied"
+    decision = ctx.policy.check(probe="ssh", address=ipaddress.ip_address(ADDRESS), port=22)
+    assert {k: fields[k] for k in ("probe", "target", "address", "port", "rule", "reason")} == {
+        "probe": "ssh",
+        "target": ADDRESS,
+        "address": ADDRESS,
+        "port": 22,
+        "rule": 1,
+        "reason": decision.scope,
+    }
+
+
+def test_the_rate_limit_lease_is_taken_for_the_address_connected_to(tmp_path: Path, dns: FixedDns) -> None:
+    import dataclasses
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, int, int | None]] = []
+
+        async def acquire(self, address: str, port: int, rule: int | None) -> None:
+            self.calls.append((address, port, rule))
+
+    dns.set(NAME, ADDRESS, "192.0.2.11")
+    other = AllowRule(
+        networks=(ipaddress.ip_network("198.51.100.0/24"),),
+        hosts=(),
+        probes=frozenset({"ssh"}),
+        ports=(PortRange(22, 22),),
+        credentials=(),
+    )
+    lease = Recorder()
+    ctx = dataclasses.replace(
+        make_ctx(Policy([other, by_network_rule(())]), MemCredentials(), tmp_path, resolver=dns),
+        lease=lease,  # type: ignore[arg-type]
+    )
+    addresses, _ = asyncio.run(checked_target(ctx, probe="ssh", host=NAME, port=22, credential=None))
+    assert [str(a) for a in addresses] == [ADDRESS, "192.0.2.11"]
+    # The first address (the one connected to), its port, and the number of the rule that allowed it.
+    assert lease.calls == [(ADDRESS, 22, 2)]
