@@ -8,6 +8,7 @@ import contextlib
 import ipaddress
 import socket
 import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -193,6 +194,26 @@ def listener(host: str = "127.0.0.1", backlog: int = 64) -> Iterator[socket.sock
         yield s
     finally:
         s.close()
+
+
+@contextmanager
+def unanswered_port() -> Iterator[int]:
+    """A loopback port whose SYNs get no answer: a listener with a full accept queue drops them."""
+    with listener(backlog=0) as s:
+        port = int(s.getsockname()[1])
+        fillers = []
+        for _ in range(3):
+            f = socket.socket()
+            f.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                f.connect(("127.0.0.1", port))
+            fillers.append(f)
+        time.sleep(0.2)
+        try:
+            yield port
+        finally:
+            for f in fillers:
+                f.close()
 
 
 def closed_port() -> int:

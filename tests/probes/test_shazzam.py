@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import json
 import socket
@@ -31,6 +30,7 @@ from tests.probes.conftest import (
     listener,
     make_ctx,
     make_job,
+    unanswered_port,
 )
 
 
@@ -207,26 +207,13 @@ def test_report_inactive_and_dead(tmp_path: Path) -> None:
     assert inactive.alive and not inactive.active and inactive.value("p.p.result") == "refused"
     assert run(job(probes, ["127.0.0.1"], shazzam_report_inactive="false"), ctx(tmp_path)) == {}
     # A listener with a full accept queue drops further SYNs: nothing answers, the address is dead.
-    with listener(backlog=0) as s:
-        port = s.getsockname()[1]
-        fillers = []
-        for _ in range(3):
-            f = socket.socket()
-            f.setblocking(False)
-            with contextlib.suppress(BlockingIOError):
-                f.connect(("127.0.0.1", port))
-            fillers.append(f)
-        time.sleep(0.2)
-        try:
-            dead = spec(("p", "GenericTCP", "p", str(port), "tcp"))
-            assert run(job(dead, ["127.0.0.1"], GenericTCP_waitForConnectMS="200"), ctx(tmp_path)) == {}
-            got = run(
-                job(dead, ["127.0.0.1"], GenericTCP_waitForConnectMS="200", shazzam_report_dead="true"),
-                ctx(tmp_path),
-            )
-        finally:
-            for f in fillers:
-                f.close()
+    with unanswered_port() as port:
+        dead = spec(("p", "GenericTCP", "p", str(port), "tcp"))
+        assert run(job(dead, ["127.0.0.1"], GenericTCP_waitForConnectMS="200"), ctx(tmp_path)) == {}
+        got = run(
+            job(dead, ["127.0.0.1"], GenericTCP_waitForConnectMS="200", shazzam_report_dead="true"),
+            ctx(tmp_path),
+        )
     host = got["127.0.0.1"]
     assert not host.alive and not host.active and host.value("p.p.result") == "timed_out"
 
@@ -249,26 +236,13 @@ def test_unsupported_scanners_are_reported_not_dropped(tmp_path: Path) -> None:
 
 
 def test_deadline_marks_the_results_truncated(tmp_path: Path) -> None:
-    with listener(backlog=0) as s:
-        port = s.getsockname()[1]
-        fillers = []
-        for _ in range(3):
-            f = socket.socket()
-            f.setblocking(False)
-            with contextlib.suppress(BlockingIOError):
-                f.connect(("127.0.0.1", port))
-            fillers.append(f)
-        time.sleep(0.2)
+    with unanswered_port() as port:
         j = job(
             spec(("p", "GenericTCP", "p", str(port), "tcp")),
             ["127.0.0.1"],
             GenericTCP_waitForConnectMS="20000",
         )
-        try:
-            element = asyncio.run(TcpScanProbe().run(j, ctx(tmp_path, limits=Limits(probe_timeout_s=0.5))))
-        finally:
-            for f in fillers:
-                f.close()
+        element = asyncio.run(TcpScanProbe().run(j, ctx(tmp_path, limits=Limits(probe_timeout_s=0.5))))
     root = ET.fromstring(
         build_results(result=element, echo_record={}, parameters=(), probe_time_ms=1, error=None)
     )

@@ -15,7 +15,15 @@ from appliance.errors import PayloadError, TargetDenied
 from appliance.limits import Limits
 from appliance.probes.tcpscan import TcpScanProbe
 from hardening.policy import Policy
-from tests.probes.conftest import MemCredentials, closed_port, listener, loopback_rule, make_ctx, make_job
+from tests.probes.conftest import (
+    MemCredentials,
+    closed_port,
+    listener,
+    loopback_rule,
+    make_ctx,
+    make_job,
+    unanswered_port,
+)
 
 
 def ctx(tmp_path: Path, ports: tuple[tuple[int, int], ...] = ((1, 65535),), limits: Limits | None = None):  # type: ignore[no-untyped-def]
@@ -56,21 +64,8 @@ def test_open_and_closed(tmp_path: Path) -> None:
 
 def test_unanswered_syn_is_filtered(tmp_path: Path) -> None:
     # A listener with a full accept queue drops further SYNs: the connect gets no answer at all.
-    with listener(backlog=0) as s:
-        port = s.getsockname()[1]
-        fillers = []
-        for _ in range(3):
-            c = socket.socket()
-            c.setblocking(False)
-            with contextlib.suppress(BlockingIOError):
-                c.connect(("127.0.0.1", port))
-            fillers.append(c)
-        time.sleep(0.2)
-        try:
-            el = scan(shazzam("127.0.0.1", str(port), timeout_ms="300"), ctx(tmp_path))
-        finally:
-            for c in fillers:
-                c.close()
+    with unanswered_port() as port:
+        el = scan(shazzam("127.0.0.1", str(port), timeout_ms="300"), ctx(tmp_path))
     assert states(el) == {("127.0.0.1", port): "filtered"}
 
 
