@@ -15,6 +15,9 @@ import pytest
 
 from tests.helpers import Pki, make_pki
 
+# Fixtures shared across folders (a test module never imports another test module).
+pytest_plugins = ("tests.support.doctor",)
+
 
 @pytest.fixture(scope="session")
 def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:

@@ -242,6 +242,6 @@ def test_bundle_tool_end_to_end_is_reproducible(tmp_path: Path, key: Ed25519Priv
     with tarfile.open(tmp_path / "out1" / f"{TOP}.tar.gz") as tar:
         man = tar.extractfile(f"{TOP}/midbox.1").read().decode()  # type: ignore[union-attr]
         completion = tar.extractfile(f"{TOP}/midbox.bash-completion").read().decode()  # type: ignore[union-attr]
-    assert man.startswith('.\\"') and "\n.TH MIDBOX 1 " in man and ".SS \"midbox creds add\"" in man
+    assert man.startswith('.\\"') and "\n.TH MIDBOX 1 " in man and '.SS "midbox creds add"' in man
     assert "complete -o bashdefault -o default -F _midbox midbox" in completion
     assert "trusted comment: timestamp:1700000000\tfile:SHA256SUMS\tmidbox 0.1.0 linux-x86_64 commit " in sig

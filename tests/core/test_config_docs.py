@@ -11,8 +11,8 @@ import pytest
 
 from appliance.config import parse
 from appliance.config.example import example_config
-from tests.core.test_config_parse import GOOD
-from tests.signing.test_signing_cli import ok
+from tests.support.configs import GOOD
+from tests.support.signing_cli import ok
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,8 +19,8 @@ from appliance.cli import main as midbox_main
 from devinstance import pki
 from hardening.identity import IdentityError, check_certificate_file
 from tests.helpers import AGENT, NAME, Pki, dev_instance
-from tests.service.test_run_command import audit_entries, config_bytes, midbox, signed_config
 from tests.signing.helpers import install_trust
+from tests.support.running import audit_entries, config_bytes, midbox, signed_config
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from devinstance import pki
 from hardening.tls import TLSConfigError, client_context
 from tests.enroll.helpers import NAME, midbox, password_of, pem, sign
 from tests.helpers import Pki, dev_instance
-from tests.service.test_run_command import config_bytes, signed_config
 from tests.signing.helpers import install_trust
+from tests.support.running import config_bytes, signed_config
 
 
 def _doctor(

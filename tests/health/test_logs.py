@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from appliance.logsetup import JsonFormatter, TextFormatter, under_journal
 from appliance.status_file import read_status
 from tests.helpers import Pki, dev_instance
-from tests.service.test_run_command import ROOT, child_env, config_bytes, signed_config
 from tests.signing.helpers import install_trust
+from tests.support.running import ROOT, child_env, config_bytes, signed_config
 
 
 def run_and_stop(

@@ -18,9 +18,9 @@ from appliance.status_file import read_status
 from appliance.unit import WATCHDOG_SEC, render
 from devinstance.server import Fault
 from tests.helpers import Pki, dev_instance
-from tests.service.test_run_command import ROOT, child_env, config_bytes, signed_config
-from tests.service.test_unit import FAKE_DNS, config
 from tests.signing.helpers import install_trust
+from tests.support.running import ROOT, child_env, config_bytes, signed_config
+from tests.support.unit import FAKE_DNS, config
 
 
 def receiver(path: Path) -> socket.socket:

@@ -18,7 +18,9 @@ from appliance.health import STATUS_NAME, ConfigFacts, Health
 from appliance.limits import HEALTH_DENIALS, LATENCY_BUCKETS_MS
 from appliance.status_file import Publisher, judge, read_status, render_metrics
 from tests.helpers import Pki, dev_instance, http_target
-from tests.service.test_run_command import (
+from tests.signing.helpers import install_trust
+from tests.support import promtext
+from tests.support.running import (
     ROOT,
     child_env,
     config_bytes,
@@ -27,8 +29,6 @@ from tests.service.test_run_command import (
     signed_config,
     wait_answer,
 )
-from tests.signing.helpers import install_trust
-from tests.support import promtext
 
 NOW = 1_800_000_000.0
 

@@ -12,9 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.cli import main as midbox_main
 from tests.helpers import Pki
-from tests.service.test_doctor import signed  # noqa: F401  (fixture)
-from tests.service.test_run_command import EXPIRES, NOT_BEFORE, config_bytes
 from tests.signing.helpers import write_signed_config
+from tests.support.running import EXPIRES, NOT_BEFORE, config_bytes
 
 RULES = """
 [[allow]]
@@ -36,7 +35,7 @@ paths = ["/redfish/v1/**"]
 
 
 @pytest.fixture
-def config(signed: tuple[Path, Ed25519PrivateKey], dev_pki: Pki) -> Path:  # noqa: F811
+def config(signed: tuple[Path, Ed25519PrivateKey], dev_pki: Pki) -> Path:
     admin, key = signed
     body = config_bytes("https://instance.example", dev_pki, 1, "443")
     body = body.split(b"[[allow]]")[0] + RULES.encode()
@@ -104,7 +103,7 @@ def test_url_method_and_json(monkeypatch: pytest.MonkeyPatch, config: Path, stat
 def test_a_credential_that_does_not_fit_the_probe_is_warned(
     monkeypatch: pytest.MonkeyPatch, config: Path, state_dir: Path
 ) -> None:
-    from tests.service.test_doctor_catches import creds_add
+    from tests.support.doctor_catches import creds_add
 
     creds_add(state_dir, "linux-ro", "snmp-community")
     code, out = explain(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,6 @@ import pytest
 from appliance.commands.hosts import split_target
 from appliance.errors import UsageError
 from hardening.known_hosts import (
-    HostKey,
     KnownHosts,
     KnownHostsError,
     Verdict,
@@ -23,15 +21,7 @@ from hardening.known_hosts import (
     parse_known_hosts,
     parse_public_key_file,
 )
-
-
-def key(kind: str = "ssh-ed25519", fill: bytes = b"A") -> HostKey:
-    blob = struct.pack(">I", len(kind)) + kind.encode() + struct.pack(">I", 32) + fill * 32
-    return HostKey(kind, blob)
-
-
-def b64(k: HostKey) -> str:
-    return base64.b64encode(k.blob).decode()
+from tests.support.known_hosts import b64, key
 
 
 def test_host_pattern_follows_openssh() -> None:

@@ -27,7 +27,7 @@ from hardening.known_hosts import (
     parse_known_hosts,
     parse_public_key_file,
 )
-from tests.policy.test_known_hosts import b64, key
+from tests.support.known_hosts import b64, key
 
 K = key(fill=b"A")
 LINE = f"ssh-ed25519 {b64(K)}"

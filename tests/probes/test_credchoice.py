@@ -15,7 +15,7 @@ from appliance.probes.ssh import SshProbe
 from hardening.policy import CredentialMap, Policy
 from tests.daemons import SshServer
 from tests.probes.conftest import loopback_rule, make_ctx, make_job
-from tests.probes.test_ssh import creds, pinned_state, run
+from tests.support.ssh import creds, pinned_state, run
 
 pytestmark = pytest.mark.daemons
 
@@ -113,7 +113,9 @@ def test_a_rule_with_no_credentials_names_the_fix(sshd: SshServer, tmp_path: Pat
         run(SshProbe(), ssh_job(sshd), ctx)  # type: ignore[arg-type]
 
 
-def test_the_audit_names_the_alias_that_worked_when_the_job_named_none(sshd: SshServer, tmp_path: Path) -> None:
+def test_the_audit_names_the_alias_that_worked_when_the_job_named_none(
+    sshd: SshServer, tmp_path: Path
+) -> None:
     import asyncio
 
     from appliance.dispatch import Dispatcher

@@ -17,9 +17,8 @@ from appliance.cli import main as midbox_main
 from hardening.known_hosts import KnownHosts, parse_public_key_file
 from tests.daemons import SshServer
 from tests.helpers import Pki
-from tests.service.test_doctor import signed  # noqa: F401  (fixture)
-from tests.service.test_run_command import EXPIRES, NOT_BEFORE, config_bytes
 from tests.signing.helpers import write_signed_config
+from tests.support.running import EXPIRES, NOT_BEFORE, config_bytes
 
 pytestmark = pytest.mark.daemons
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +34,7 @@ def creds_add(state: Path, alias: str, user: str, secret: str) -> None:
     assert r.returncode == 0, r.stderr
 
 
-def config(signed: tuple[Path, Ed25519PrivateKey], p: Pki, port: int, extra: str = "") -> Path:  # noqa: F811
+def config(signed: tuple[Path, Ed25519PrivateKey], p: Pki, port: int, extra: str = "") -> Path:
     admin, key = signed
     body = config_bytes("https://instance.example", p, 1, "443").split(b"[[allow]]")[0]
     body += f'[[allow]]\ncidr = "127.0.0.1/32"\nprobes = ["ssh"]\nports = [{port}]\ncredentials = ["pw", "bad"]\n{extra}'.encode()
@@ -53,7 +52,7 @@ def creds_test(
 
 def test_creds_test_against_sshd(
     monkeypatch: pytest.MonkeyPatch, sshd: SshServer, state_dir: Path, dev_pki: Pki,
-    signed: tuple[Path, Ed25519PrivateKey],  # noqa: F811
+    signed: tuple[Path, Ed25519PrivateKey],
 ) -> None:  # fmt: skip
     creds_add(state_dir, "pw", sshd.user, sshd.password)
     creds_add(state_dir, "bad", sshd.user, "not-the-password")

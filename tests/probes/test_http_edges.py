@@ -42,8 +42,8 @@ from tests.probes.conftest import (
     make_ctx,
     make_job,
 )
-from tests.probes.test_http_tls import https_target
-from tests.probes.test_http_tls import rule as tls_rule
+from tests.support.https_target import https_target
+from tests.support.https_target import rule as tls_rule
 
 
 def store() -> MemCredentials:

@@ -23,9 +23,9 @@ from hardening.policy import AllowRule, Policy, PortRange
 from hardening.scopes import CommandScope, PathScope, Scopes
 from tests.daemons import SnmpServer, SshServer
 from tests.probes.conftest import MemCredential, MemCredentials, make_ctx
-from tests.probes.test_http import target
-from tests.probes.test_ssh import creds as ssh_creds
-from tests.probes.test_ssh import pinned_state
+from tests.support.http_target import target
+from tests.support.ssh import creds as ssh_creds
+from tests.support.ssh import pinned_state
 
 
 def rule(probe: str, port: int, scopes: Scopes, creds: tuple[str, ...]) -> AllowRule:

@@ -12,56 +12,20 @@ import pytest
 from appliance.errors import ProbeError, TargetDenied
 from appliance.limits import Limits
 from appliance.probes._sshsession import CommandResult
-from appliance.probes.base import Job, ProbeContext
 from appliance.probes.ssh import SshProbe
 from hardening.known_hosts import KnownHosts, parse_public_key_file
 from hardening.policy import Policy
 from tests.daemons import SshServer
-from tests.probes.conftest import MemCredential, MemCredentials, loopback_rule, make_ctx, make_job
+from tests.probes.conftest import loopback_rule, make_ctx, make_job
+from tests.support.ssh import creds, job, pinned_state, run
 
 pytestmark = pytest.mark.daemons
-
-
-def creds(server: SshServer) -> MemCredentials:
-    return MemCredentials(
-        MemCredential("pw", "ssh-password", server.user, (server.password.encode(),)),
-        MemCredential("badpw", "ssh-password", server.user, (b"not-the-password",)),
-        MemCredential("key", "ssh-key", server.user, (server.client_key.read_bytes(),)),
-        MemCredential(
-            "enckey",
-            "ssh-key",
-            server.user,
-            (server.client_key_encrypted.read_bytes(), server.client_key_passphrase.encode()),
-        ),
-        MemCredential("community", "snmp-community", None, (b"public",)),
-    )
 
 
 def policy(server: SshServer, *aliases: str) -> Policy:
     return Policy(
         [loopback_rule(("ssh",), ((server.port, server.port),), aliases or ("pw", "badpw", "key", "enckey"))]
     )
-
-
-def pinned_state(tmp_path: Path, server: SshServer, host: str = "127.0.0.1") -> Path:
-    KnownHosts(tmp_path / "known_hosts").pin(
-        host, server.port, parse_public_key_file(server.host_key_pub.read_bytes(), source="pub")
-    )
-    return tmp_path
-
-
-def run(probe: SshProbe, job: Job, ctx: ProbeContext) -> ET.Element:
-    async def go() -> ET.Element:
-        try:
-            return await probe.run(job, ctx)
-        finally:
-            await probe.aclose()
-
-    return asyncio.run(go())
-
-
-def job(server: SshServer, command: str, alias: str = "pw", host: str = "127.0.0.1", **extra: str) -> Job:
-    return make_job("SSHCommand", command, host, port=str(server.port), credential=alias, **extra)
 
 
 @pytest.mark.parametrize("alias", ["pw", "key", "enckey"])
@@ -230,7 +194,9 @@ def test_without_a_credential_parameter_the_rule_aliases_are_tried_in_order(
     ctx = make_ctx(policy(sshd, "community", "badpw", "pw", "key"), creds(sshd), pinned_state(tmp_path, sshd))
     el = run(SshProbe(), make_job("SSHCommand", "id -un", "127.0.0.1", port=str(sshd.port)), ctx)
     assert el.findtext("stdout") == f"{sshd.user}\n"
-    attempts = [(f["alias"], f["outcome"], f["via"]) for e, f in ctx.audit.events if e == "credential.attempt"]  # type: ignore[attr-defined]
+    attempts = [
+        (f["alias"], f["outcome"], f["via"]) for e, f in ctx.audit.events if e == "credential.attempt"
+    ]  # type: ignore[attr-defined]
     assert attempts == [("badpw", "rejected", "rule"), ("pw", "accepted", "rule")]
     assert ctx.affinity.get("ssh", "127.0.0.1", sshd.port) == "pw"
 

@@ -19,7 +19,7 @@ from hardening.known_hosts import KnownHosts, parse_public_key_file
 from hardening.policy import AllowRule, IPAddress, Policy
 from tests.daemons import SshServer, run_sshd_new_host_key
 from tests.probes.conftest import loopback_rule, make_ctx
-from tests.probes.test_ssh import creds, job, pinned_state, run
+from tests.support.ssh import creds, job, pinned_state, run
 
 pytestmark = pytest.mark.daemons
 

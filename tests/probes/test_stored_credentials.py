@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from devinstance.snmpresponse import SNMPResponse
 from tests.daemons import SnmpServer, SshServer
 from tests.helpers import AGENT, NAME, Pki, dev_instance, params
-from tests.service.test_run_command import (
+from tests.signing.helpers import install_trust
+from tests.support.running import (
     EXPIRES,
     appliance,
     audit_entries,
@@ -28,7 +29,6 @@ from tests.service.test_run_command import (
     signed_config,
     wait_answer,
 )
-from tests.signing.helpers import install_trust
 
 pytestmark = pytest.mark.daemons
 
@@ -141,7 +141,9 @@ def test_stored_credentials_reach_sshd_and_snmpd_through_midbox_run(
     for job in (v3_job, v2_job):
         # Read as ServiceNow's sensors read it: by MIB name, from the <snmp> tree.
         response = SNMPResponse.from_payload(answers[job]["payload"])
-        assert (response.get_oid_text("iso.org.dod.internet.mgmt.mib-2.system.sysDescr") or "").startswith("Linux")
+        assert (response.get_oid_text("iso.org.dod.internet.mgmt.mib-2.system.sysDescr") or "").startswith(
+            "Linux"
+        )
     # The audit log names each credential used, by alias and type, for its job.
     used = {
         (e["fields"]["alias"], e["fields"]["job"])

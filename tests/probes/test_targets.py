@@ -105,7 +105,9 @@ def test_a_scope_refusal_is_audited_with_the_rule_and_reason_and_stops(tmp_path:
         line=7,
     )
     ctx = make_ctx(Policy([rule]).scoped(Ask(command="id")), MemCredentials(), tmp_path)
-    with pytest.raises(TargetDenied, match="ssh job on 192.0.2.10 refused: rule 1 .*add it to that rule's scope"):
+    with pytest.raises(
+        TargetDenied, match="ssh job on 192.0.2.10 refused: rule 1 .*add it to that rule's scope"
+    ):
         asyncio.run(checked_target(ctx, probe="ssh", host=ADDRESS, port=22, credential=None))
     assert isinstance(ctx.audit, ProbeAudit)
     [(event, fields)] = [(e, f) for e, f in ctx.audit.events if e in ("scope.denied", "target.denied")]

@@ -10,12 +10,9 @@ import collections
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -41,37 +38,11 @@ from tests.helpers import (
     trusted,
 )
 from tests.support.fault_proxy import FaultProxy
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@contextmanager
-def appliance_process(config: Path, state_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.appliance_main", str(config), str(state_dir)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
+from tests.support.processes import appliance_process, wait_for
 
 
 def answers(store: Store) -> collections.Counter[str]:
     return collections.Counter(r["response_to"] for r in inputs(store))
-
-
-def wait_for(predicate: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_kill_9_and_outage_lose_nothing_and_duplicate_nothing(

@@ -23,7 +23,7 @@ from tests.helpers import (
     inputs,
     params,
 )
-from tests.reliability.test_nothing_lost import appliance_process, wait_for
+from tests.support.processes import appliance_process, wait_for
 
 
 def starts(state_dir: Path, sys_id: str) -> int:

@@ -28,8 +28,8 @@ from hardening.audit import (
 )
 from hardening.audit.checkpoint import Checkpoint
 from tests.helpers import AGENT, dev_instance, http_target, make_pki
-from tests.service.test_run_command import appliance, config_bytes, http_job, signed_config, wait_answer
 from tests.signing.helpers import install_trust
+from tests.support.running import appliance, config_bytes, http_job, signed_config, wait_answer
 
 
 class RealRun:

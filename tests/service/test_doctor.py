@@ -2,41 +2,17 @@
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from appliance.cli import main as midbox_main
 from appliance.config.pinning import pin_files
 from tests.helpers import Pki, dev_instance
-from tests.service.test_run_command import EXPIRES, NOT_BEFORE, config_bytes
-from tests.signing.helpers import install_trust, write_signed_config
-
-
-def doctor(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, dict[str, dict[str, str]]]:
-    out = io.StringIO()
-    monkeypatch.setattr("sys.stdout", out)
-    code = midbox_main(["doctor", "--json", *args])
-    findings = [json.loads(line) for line in out.getvalue().splitlines()]
-    return code, {f["check"]: f for f in findings}
-
-
-def signed_config(signed: tuple[Path, Ed25519PrivateKey], url: str, p: Pki) -> Path:
-    """Signed as 'midbox config sign' does: with the SHA-256 pins of the files it names."""
-    admin, key = signed
-    data = pin_files(config_bytes(url, p, 1, "443"), admin / "midbox.toml").data
-    return write_signed_config(admin, [key], data, version=1, expires=EXPIRES, not_before=NOT_BEFORE)
-
-
-@pytest.fixture
-def signed(tmp_path: Path, state_dir: Path, dev_pki: Pki) -> tuple[Path, Ed25519PrivateKey]:
-    key = Ed25519PrivateKey.generate()
-    install_trust(state_dir, [key])
-    return tmp_path / "admin", key
+from tests.signing.helpers import write_signed_config
+from tests.support.doctor import doctor, signed_config
+from tests.support.running import EXPIRES, NOT_BEFORE, config_bytes
 
 
 def test_a_healthy_appliance_passes_every_check(

@@ -10,8 +10,6 @@ import json
 import os
 import socket
 import ssl
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -25,11 +23,10 @@ from appliance.doctor_access import can_access, check_service_user
 from appliance.doctor_net import diagnose
 from devinstance import pki
 from tests.helpers import Pki, dev_instance
-from tests.service.test_doctor import signed  # noqa: F401  (fixture)
-from tests.service.test_run_command import EXPIRES, NOT_BEFORE, config_bytes
 from tests.signing.helpers import write_signed_config
+from tests.support.doctor_catches import creds_add
+from tests.support.running import EXPIRES, NOT_BEFORE, config_bytes
 
-ROOT = Path(__file__).resolve().parents[2]
 RULE = 'ports = [22]\ncredentials = ["linux-ro", "snmp-ro", "ghost"]\n'
 
 
@@ -38,20 +35,6 @@ def doctor_lines(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, list
     monkeypatch.setattr("sys.stdout", out)
     code = midbox_main(["doctor", "--json", *args])
     return code, [json.loads(line) for line in out.getvalue().splitlines()]
-
-
-def creds_add(state: Path, alias: str, kind: str) -> None:
-    env = {"PYTHONPATH": str(ROOT), "PATH": os.environ.get("PATH", "")}
-    r = subprocess.run(
-        [sys.executable, "-m", "appliance", "creds", "add", alias, "--type", kind, "--state-dir", str(state)]
-        + (["--user", "u"] if kind.startswith("ssh") else []),
-        env=env,
-        input="s3cret-value\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode == 0, r.stderr
 
 
 def aliased_config(admin_key: tuple[Path, Ed25519PrivateKey], url: str, p: Pki) -> Path:
@@ -66,7 +49,7 @@ def test_aliases_missing_or_of_a_type_the_rule_cannot_use(
     tmp_path: Path,
     state_dir: Path,
     dev_pki: Pki,
-    signed: tuple[Path, Ed25519PrivateKey],  # noqa: F811
+    signed: tuple[Path, Ed25519PrivateKey],
 ) -> None:
     creds_add(state_dir, "linux-ro", "ssh-password")
     creds_add(state_dir, "snmp-ro", "snmp-community")
@@ -93,7 +76,7 @@ def test_a_ca_that_does_not_match_names_ca_file_and_the_issuer_and_exits_1(
     tmp_path: Path,
     state_dir: Path,
     dev_pki: Pki,
-    signed: tuple[Path, Ed25519PrivateKey],  # noqa: F811
+    signed: tuple[Path, Ed25519PrivateKey],
 ) -> None:
     other = pki.ensure_ca(tmp_path / "other-ca", name="some other CA")
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance:
@@ -114,7 +97,7 @@ def test_a_refused_port_says_so_and_exits_3(
     tmp_path: Path,
     state_dir: Path,
     dev_pki: Pki,
-    signed: tuple[Path, Ed25519PrivateKey],  # noqa: F811
+    signed: tuple[Path, Ed25519PrivateKey],
 ) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -178,7 +161,7 @@ def test_root_checks_files_as_the_service_user(
     tmp_path: Path,
     dev_pki: Pki,
     state_dir: Path,
-    signed: tuple[Path, Ed25519PrivateKey],  # noqa: F811
+    signed: tuple[Path, Ed25519PrivateKey],
 ) -> None:
     from appliance.config.verify import load_verified_config
 

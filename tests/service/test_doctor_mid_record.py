@@ -9,9 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.doctor import Level, check_agent_record
 from tests.helpers import NAME, Pki, dev_instance
-from tests.service.test_doctor import doctor, signed, signed_config
-
-__all__ = ["signed"]  # the fixture, shared with test_doctor
+from tests.support.doctor import doctor, signed_config
 
 
 @pytest.mark.parametrize(

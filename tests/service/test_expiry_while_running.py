@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from devinstance import pki
 from tests.helpers import AGENT, Pki, dev_instance, http_target
-from tests.service.test_run_command import (
+from tests.signing.helpers import install_trust, write_signed_config
+from tests.support.running import (
     NOT_BEFORE,
     appliance,
     audit_entries,
@@ -21,7 +22,6 @@ from tests.service.test_run_command import (
     http_job,
     wait_answer,
 )
-from tests.signing.helpers import install_trust, write_signed_config
 
 
 def _signed(

@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.cli import main as midbox_main
 from appliance.systemd import SYSTEM_UNIT_DIR, Systemd
-from tests.service.test_run_command import EXPIRES, NOT_BEFORE
-from tests.service.test_unit import CONFIG
 from tests.signing.helpers import install_trust, write_signed_config
+from tests.support.running import EXPIRES, NOT_BEFORE
+from tests.support.unit import CONFIG
 
 
 @pytest.fixture

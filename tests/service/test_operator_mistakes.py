@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from devinstance import pki
 from tests.helpers import Pki, dev_instance
-from tests.service.test_run_command import EXPIRES as RUN_EXPIRES
-from tests.service.test_run_command import appliance, config_bytes
 from tests.signing.helpers import install_trust, write_signed_config
+from tests.support.running import EXPIRES as RUN_EXPIRES
+from tests.support.running import appliance, config_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 # The expiry config_bytes writes into the file: the signature must carry the very same one.
@@ -192,7 +192,6 @@ def sighup_broken(c: Ctx) -> list[str]:
     c.stack.callback(lambda: (proc.send_signal(signal.SIGTERM), proc.wait(timeout=30)))
     config.write_bytes(config.read_bytes().replace(b"ports = [22]", b"ports = [22, 23]"))
     return ["reload", "--config", str(config)]
-
 
 
 ROWS = [

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.service import ServiceOptions, StopRequest, serve
 from tests.helpers import Pki, dev_instance, http_target
-from tests.service.test_run_command import audit_entries, config_bytes, http_job, signed_config, wait_answer
 from tests.signing.helpers import install_trust
+from tests.support.running import audit_entries, config_bytes, http_job, signed_config, wait_answer
 
 
 def test_a_stop_request_from_another_thread_drains_checkpoints_and_exits_zero(

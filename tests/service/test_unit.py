@@ -8,43 +8,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.cli import main as midbox_main
-from appliance.config import parse_config
-from appliance.config.model import Config
 from appliance.unit import SANDBOX, egress, nameservers, render
-from tests.service.test_run_command import EXPIRES, NOT_BEFORE
 from tests.signing.helpers import install_trust, write_signed_config
+from tests.support.running import EXPIRES, NOT_BEFORE
+from tests.support.unit import CONFIG, FAKE_DNS, config
 
 ROOT = Path(__file__).resolve().parents[2]
-
-CONFIG = f"""version = 3
-expires = {EXPIRES.strftime("%Y-%m-%dT%H:%M:%SZ")}
-
-[appliance]
-name = "edge-01"
-
-[instance]
-url = "https://acme.service-now.example:8443"
-ca_file = "ca.pem"
-client_cert = "c.pem"
-client_key = "k.pem"
-proxy = "http://10.9.9.9:3128"
-
-[[allow]]
-cidr = "10.20.0.0/24"
-probes = ["ssh"]
-ports = [22]
-
-[[allow]]
-host = "db1.corp.example"
-probes = ["http"]
-ports = [443]
-"""
-
-FAKE_DNS = {"acme.service-now.example": ["203.0.113.7"], "db1.corp.example": ["10.30.0.5", "10.30.0.6"]}
-
-
-def config() -> Config:
-    return Config(parse_config(CONFIG.encode(), Path("/etc/midbox/midbox.toml")), "0" * 64, ("admin",))
 
 
 def test_egress_is_the_instance_the_proxy_dns_and_the_allowlist_and_nothing_else() -> None:

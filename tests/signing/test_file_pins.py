@@ -22,7 +22,7 @@ from hardening.keys import load_private_key
 from hardening.tls import TLSConfigError, client_context
 from tests.helpers import Pki
 from tests.signing.helpers import install_trust, write_signed_config
-from tests.signing.test_signing_cli import FAR, fails, ok
+from tests.support.signing_cli import FAR, fails, ok
 
 SINCE = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=1)
 RULE = """

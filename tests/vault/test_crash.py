@@ -22,6 +22,7 @@ def seeded() -> random.Random:
     print(f"random seed {seed} (replay with MIDBOX_TEST_SEED={seed})")
     return random.Random(seed)
 
+
 # Adds credentials one after another, printing each alias once its write has returned (is durable).
 WRITER = """
 import sys

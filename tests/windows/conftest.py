@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +84,45 @@ def result_of(proc: subprocess.CompletedProcess[str]) -> Any:
     if proc.returncode != 0 or not lines:
         pytest.fail(f"under Wine: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return json.loads(lines[-1])
+
+
+@pytest.fixture
+def wine_awake(wine_root: Path) -> Iterator[None]:
+    """One ordinary Wine process that lives as long as the test, and starts the SCM itself.
+
+    When the last ordinary Wine process exits, wineserver shuts the prefix down and services.exe
+    ends every service with it (no stop control: just gone). And services.exe, started on demand
+    by the first process that opens the SCM, keeps that process's stdout: if that were a test's
+    capture pipe, the test would wait for its end until the timeout. So the keeper opens the SCM
+    first, and the tests' own Wine processes come and go beside it.
+    """
+    keeper = subprocess.Popen(
+        [
+            "wine",
+            str(wine_root / "python" / "python.exe"),
+            "-c",
+            "import ctypes, sys\n"
+            "scm = ctypes.WinDLL('advapi32').OpenSCManagerW(None, None, 1)\n"
+            "print('up' if scm else 'no scm', flush=True)\n"
+            "sys.stdin.read()",
+        ],
+        env=wine_env(wine_root),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert keeper.stdout is not None
+        assert keeper.stdout.readline().strip() == "up", "Wine's service control manager did not start"
+        yield
+    finally:
+        assert keeper.stdin is not None
+        keeper.stdin.close()
+        try:
+            keeper.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            keeper.kill()
+            keeper.wait()
+        if keeper.stdout is not None:
+            keeper.stdout.close()

@@ -18,12 +18,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.helpers import AGENT, Pki, dev_instance, http_target
-from tests.service.test_run_command import audit_entries, http_job, signed_config, wait_answer
 from tests.signing.helpers import install_trust
+from tests.support.running import audit_entries, http_job, signed_config, wait_answer
+from tests.support.wine_service import SERVICE, windows_config
 from tests.windows.conftest import wine_env, wine_path
-from tests.windows.test_service_scm import SERVICE, windows_config, wine_awake
-
-__all__ = ["wine_awake"]  # a fixture this module uses
 
 EXE = os.environ.get("MIDBOX_WINDOWS_EXE", "")
 pytestmark = [

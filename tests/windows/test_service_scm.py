@@ -10,8 +10,6 @@ virtual account, ACLs, a real shutdown) is listed in the report and in build/REA
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +17,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.helpers import AGENT, NAME, Pki, dev_instance, http_target
-from tests.service.test_run_command import (
+from tests.helpers import AGENT, Pki, dev_instance, http_target
+from tests.signing.helpers import install_trust, write_signed_config
+from tests.support.running import (
     EXPIRES,
     NOT_BEFORE,
     audit_entries,
@@ -28,77 +27,12 @@ from tests.service.test_run_command import (
     signed_config,
     wait_answer,
 )
-from tests.signing.helpers import install_trust, write_signed_config
-from tests.windows.conftest import REPO, WinPy, result_of, wine_env, wine_path
+from tests.support.wine_service import SERVICE, windows_config
+from tests.windows.conftest import REPO, WinPy, result_of, wine_path
 
-SERVICE = f"midbox-test-{os.getpid()}"
 BOOT = (
     f"import sys; sys.path.insert(0, r'{wine_path(REPO)}'); from appliance.cli import main; sys.exit(main())"
 )
-
-
-def windows_config(url: str, p: Pki) -> bytes:
-    """Paths as the service sees them (Wine's drive Z: is the Linux root)."""
-    return f"""version = 1
-expires = {EXPIRES.strftime("%Y-%m-%dT%H:%M:%SZ")}
-
-[appliance]
-name = "{NAME}"
-
-[instance]
-url = "{url}"
-ca_file = '{wine_path(p.ca.cert)}'
-client_cert = '{wine_path(p.client.cert)}'
-client_key = '{wine_path(p.client.key)}'
-poll_interval_s = 0.2
-
-[[allow]]
-cidr = "127.0.0.1/32"
-probes = ["http"]
-ports = ["1-65535"]
-""".encode()
-
-
-@pytest.fixture
-def wine_awake(wine_root: Path) -> Iterator[None]:
-    """One ordinary Wine process that lives as long as the test, and starts the SCM itself.
-
-    When the last ordinary Wine process exits, wineserver shuts the prefix down and services.exe
-    ends every service with it (no stop control: just gone). And services.exe, started on demand
-    by the first process that opens the SCM, keeps that process's stdout: if that were a test's
-    capture pipe, the test would wait for its end until the timeout. So the keeper opens the SCM
-    first, and the tests' own Wine processes come and go beside it.
-    """
-    keeper = subprocess.Popen(
-        [
-            "wine",
-            str(wine_root / "python" / "python.exe"),
-            "-c",
-            "import ctypes, sys\n"
-            "scm = ctypes.WinDLL('advapi32').OpenSCManagerW(None, None, 1)\n"
-            "print('up' if scm else 'no scm', flush=True)\n"
-            "sys.stdin.read()",
-        ],
-        env=wine_env(wine_root),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert keeper.stdout is not None
-        assert keeper.stdout.readline().strip() == "up", "Wine's service control manager did not start"
-        yield
-    finally:
-        assert keeper.stdin is not None
-        keeper.stdin.close()
-        try:
-            keeper.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            keeper.kill()
-            keeper.wait()
-        if keeper.stdout is not None:
-            keeper.stdout.close()
 
 
 @pytest.fixture

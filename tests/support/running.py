@@ -1,0 +1,127 @@
+"""Running ``midbox`` as the operator does: a signed config for the dev instance, the CLI, a real appliance process, its audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hardening.audit import audit_dir
+from tests.helpers import AGENT, NAME, Pki
+from tests.signing.helpers import write_signed_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+EXPIRES = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).replace(microsecond=0)
+
+
+NOT_BEFORE = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).replace(microsecond=0)
+
+
+def config_bytes(url: str, p: Pki, version: int, port_rule: str) -> bytes:
+    return f"""version = {version}
+expires = {EXPIRES.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+[appliance]
+name = "{NAME}"
+
+[instance]
+url = "{url}"
+ca_file = "{p.ca.cert}"
+client_cert = "{p.client.cert}"
+client_key = "{p.client.key}"
+poll_interval_s = 0.1
+
+[[allow]]
+cidr = "127.0.0.1/32"
+probes = ["http"]
+ports = [{port_rule}]
+""".encode()
+
+
+def midbox(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        input=stdin,
+        env=child_env(),
+        check=False,
+    )
+
+
+def child_env() -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT)}
+
+
+@contextmanager
+def appliance(config: Path, state_dir: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "appliance",
+                "run",
+                "--config",
+                str(config),
+                "--state-dir",
+                str(state_dir),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=child_env(),
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def wait_answer(store, sys_id: str, timeout: float = 20) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = store.query("ecc_queue", f"queue=input^response_to={sys_id}")
+        if rows:
+            return rows[0]  # type: ignore[no-any-return]
+        time.sleep(0.05)
+    raise AssertionError(f"no answer to {sys_id} within {timeout} s")
+
+
+def http_job(store, url: str) -> str:  # type: ignore[no-untyped-def]
+    payload = f'<parameters><parameter name="url" value="{url}"/></parameters>'
+    return str(
+        store.enqueue([{"agent": AGENT, "topic": "RESTProbe", "source": "127.0.0.1", "payload": payload}])[0]
+    )
+
+
+def signed_config(
+    admin: Path, keys: list[Ed25519PrivateKey], body: bytes, *, name: str = NAME, version: int = 1
+) -> Path:
+    """``body`` as the config of appliance ``name``, signed by ``keys``, valid from an hour ago for 30 days."""
+    return write_signed_config(
+        admin, keys, body, name=name, version=version, expires=EXPIRES, not_before=NOT_BEFORE
+    )
+
+
+def audit_entries(state_dir: Path) -> list[dict[str, Any]]:
+    """Entries in the order written, read straight from the log files."""
+    entries: list[dict[str, Any]] = []
+    for segment in sorted(audit_dir(state_dir).glob("audit-*.log")):
+        entries += [json.loads(line) for line in segment.read_text().splitlines() if line]
+    return entries
