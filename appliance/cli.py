@@ -6,8 +6,10 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from typing import TextIO
 
 from appliance import __version__
 from appliance.commands.common import CliEnv
@@ -102,39 +104,54 @@ def _as_state_owner(handler: object, state_dir: Path) -> None:
         act_as(owner)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    environ = dict(os.environ)
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """The whole command line. The keyword arguments are the process's surroundings, so tests (and
+    embedders) run a command in-process with their own environment and streams; by default they are
+    this process's own."""
+    environ = dict(os.environ if environ is None else environ)
+    stdin = sys.stdin if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        # argparse writes help and usage errors to sys.stdout/sys.stderr itself.
+        with redirect_stdout(stdout), redirect_stderr(stderr):
+            args = parser.parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
         return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
     if args.version:
-        print(f"midbox {__version__} ({_source_commit()})")
+        print(f"midbox {__version__} ({_source_commit()})", file=stdout)
         return 0
     handler = getattr(args, "handler", None)
     if handler is None:
-        parser.print_help(sys.stderr)
+        parser.print_help(stderr)
         return EXIT_USAGE
     verbosity = args.verbose - args.quiet
     from appliance.logsetup import configure
 
     json_logs = args.log_format == "json" or (args.json and args.command == "run")
-    configure(verbosity, "json" if json_logs else "text", environ, sys.stderr)
+    configure(verbosity, "json" if json_logs else "text", environ, stderr)
     env = CliEnv(
         state_dir=args.state_dir or _default_state_dir(environ),
         json=args.json,
         verbosity=verbosity,
-        stdin=sys.stdin,
-        stdout=sys.stdout,
-        stderr=sys.stderr,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
         environ=environ,
     )
     try:
         _as_state_owner(handler, env.state_dir)
         return int(handler(args, env))
     except ApplianceError as e:
-        print(f"midbox: {e}", file=sys.stderr)
+        print(f"midbox: {e}", file=stderr)
         return e.exit_code
     except KeyboardInterrupt:
         return 130
@@ -143,6 +160,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hardening.errors import HardeningError
 
         if isinstance(e, HardeningError):
-            print(f"midbox: {e}", file=sys.stderr)
+            print(f"midbox: {e}", file=stderr)
             return EXIT_CHECK_FAILED
         raise

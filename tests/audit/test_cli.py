@@ -5,27 +5,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from hardening.audit import AuditOptions
 from hardening.audit._files import log_files
+from tests.support.cli import run_process
 
 from .conftest import probe_fields, write_log
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def midbox(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "MIDBOX_STATE_DIR"}
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", *map(str, args)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_process(*args, env={k: v for k, v in os.environ.items() if k != "MIDBOX_STATE_DIR"})
 
 
 def test_verify_checkpoint_and_detect_tampering(state: Path, tmp_path: Path) -> None:

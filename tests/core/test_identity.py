@@ -20,7 +20,8 @@ from devinstance import pki
 from hardening.identity import IdentityError, check_certificate_file
 from tests.helpers import AGENT, NAME, Pki, dev_instance
 from tests.signing.helpers import install_trust
-from tests.support.running import audit_entries, config_bytes, midbox, signed_config
+from tests.support.cli import run_process
+from tests.support.running import audit_entries, config_bytes, signed_config
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_run_refuses_another_appliances_certificate_with_one_line(
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance:
         body = config_bytes(instance.url, _swap_client(dev_pki, edge02), 1, '"1-65535"')
         config = signed_config(tmp_path / "admin", [admin], body)
-        run = midbox("run", "--config", str(config), "--state-dir", str(state_dir))
+        run = run_process("run", "--config", str(config), "--state-dir", str(state_dir))
         assert instance.state.requests == 0, "nothing may reach the instance under another MID's name"
     assert run.returncode == 1, run.stderr
     last = run.stderr.strip().splitlines()[-1]

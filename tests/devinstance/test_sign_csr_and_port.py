@@ -14,18 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cli import main as midbox_main
 from devinstance import cli
+from tests.support.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def midbox(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    monkeypatch.setattr("sys.stdout", out)
-    monkeypatch.setattr("sys.stderr", err)
-    code = midbox_main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_sign_csr_issues_a_certificate_enroll_installs(
@@ -33,7 +25,7 @@ def test_sign_csr_issues_a_certificate_enroll_installs(
 ) -> None:
     inst, keys = tmp_path / "instance", tmp_path / "etc"
     monkeypatch.setenv("MIDBOX_STATE_DIR", str(tmp_path / "state"))
-    code, _, err = midbox(monkeypatch, "enroll", "--name", "edge-01", "--out", str(keys))
+    code, _, err = run_cli("enroll", "--name", "edge-01", "--out", str(keys))
     assert code == 0, err
     crt = tmp_path / "appliance.crt"
     out = io.StringIO()
@@ -41,9 +33,7 @@ def test_sign_csr_issues_a_certificate_enroll_installs(
         assert cli.main(["sign-csr", str(keys / "appliance.csr"), "--out", str(crt), "--dir", str(inst)]) == 0
     assert f"midbox enroll --install {crt} --ca-file {inst / 'pki' / 'ca.pem'}" in out.getvalue()
     ca = inst / "pki" / "ca.pem"
-    code, _, err = midbox(
-        monkeypatch, "enroll", "--install", str(crt), "--ca-file", str(ca), "--out", str(keys)
-    )
+    code, _, err = run_cli("enroll", "--install", str(crt), "--ca-file", str(ca), "--out", str(keys))
     assert code == 0, err
     assert (keys / "appliance.crt").read_bytes() == crt.read_bytes()
 

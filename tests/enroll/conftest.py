@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.enroll.helpers import CA, NAME, Result, make_ca, midbox
+from tests.enroll.helpers import CA, NAME, make_ca
+from tests.support.cli import Result, run_cli
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +21,6 @@ def etc(tmp_path: Path) -> Path:
 @pytest.fixture
 def enrolled(monkeypatch: pytest.MonkeyPatch, etc: Path, state_dir: Path) -> Result:
     """``midbox enroll --name edge-01 --out ETC`` has run: ETC/appliance.key and ETC/appliance.csr."""
-    r = midbox(monkeypatch, "enroll", "--name", NAME, "--out", str(etc), "--state-dir", str(state_dir))
+    r = run_cli("enroll", "--name", NAME, "--out", str(etc), "--state-dir", str(state_dir))
     assert r.code == 0, r.err
     return r

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-from appliance.cli import main as midbox_main
 
 NAME = "edge-01"
 AGENT = f"mid.server.{NAME}"
@@ -96,21 +92,6 @@ def sign(
 
 def pem(*certs: x509.Certificate) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def midbox(monkeypatch: pytest.MonkeyPatch, *args: str) -> Result:
-    out, err = io.StringIO(), io.StringIO()
-    monkeypatch.setattr("sys.stdout", out)
-    monkeypatch.setattr("sys.stderr", err)
-    code = midbox_main(list(args))
-    return Result(code, out.getvalue(), err.getvalue())
 
 
 def password_of(state_dir: Path) -> bytes:

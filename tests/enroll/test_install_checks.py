@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from tests.enroll.helpers import AGENT, CA, Result, make_ca, midbox, pem, sign
+from tests.enroll.helpers import AGENT, CA, make_ca, pem, sign
+from tests.support.cli import Result, run_cli
 
 
 def _install(
@@ -20,8 +21,7 @@ def _install(
     cert = etc.parent / "signed.crt"
     cert.write_bytes(data)
     ca_path = ca if isinstance(ca, Path) else ca.write(etc.parent / "client-ca.pem")
-    return midbox(
-        monkeypatch,
+    return run_cli(
         "enroll",
         "--install",
         str(cert),
@@ -243,9 +243,7 @@ def test_without_a_ca_it_asks_for_one(
 ) -> None:
     cert = etc.parent / "signed.crt"
     cert.write_bytes(pem(sign(etc / "appliance.csr", client_ca)))
-    r = midbox(
-        monkeypatch, "enroll", "--install", str(cert), "--out", str(etc), "--state-dir", str(state_dir)
-    )
+    r = run_cli("enroll", "--install", str(cert), "--out", str(etc), "--state-dir", str(state_dir))
     assert r.code == 2 and "--ca-file" in r.err
     assert not (etc / "appliance.crt").exists()
 

@@ -14,7 +14,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from appliance.config import parse as config_parse
 from hardening.enroll import NAME_RE
-from tests.enroll.helpers import AGENT, NAME, Result, load_key, midbox
+from tests.enroll.helpers import AGENT, NAME, load_key
+from tests.support.cli import Result, run_cli
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
 
@@ -51,10 +52,10 @@ def test_existing_key_is_never_overwritten_without_force(
     key = etc / "appliance.key"
     before = key.read_bytes()
     args = ("enroll", "--name", NAME, "--out", str(etc), "--state-dir", str(state_dir))
-    r = midbox(monkeypatch, *args)
+    r = run_cli(*args)
     assert r.code == 1 and "never overwritten" in r.err and "--force" in r.err
     assert key.read_bytes() == before
-    r = midbox(monkeypatch, *args, "--force")
+    r = run_cli(*args, "--force")
     assert r.code == 0, r.err
     assert key.read_bytes() != before
 
@@ -63,7 +64,7 @@ def test_existing_key_is_never_overwritten_without_force(
 def test_bad_names_are_usage_errors(
     monkeypatch: pytest.MonkeyPatch, etc: Path, state_dir: Path, name: str
 ) -> None:
-    r = midbox(monkeypatch, "enroll", f"--name={name}", "--out", str(etc), "--state-dir", str(state_dir))
+    r = run_cli("enroll", f"--name={name}", "--out", str(etc), "--state-dir", str(state_dir))
     assert r.code == 2 and "appliance name" in r.err
     assert not (etc / "appliance.key").exists()
 
@@ -81,7 +82,7 @@ def test_directory_others_can_write_is_refused(
 ) -> None:
     etc.mkdir()
     os.chmod(etc, 0o770)
-    r = midbox(monkeypatch, "enroll", "--name", NAME, "--out", str(etc), "--state-dir", str(state_dir))
+    r = run_cli("enroll", "--name", NAME, "--out", str(etc), "--state-dir", str(state_dir))
     assert r.code == 1 and "chmod go-w" in r.err
     assert not (etc / "appliance.key").exists()
 
@@ -94,22 +95,21 @@ def test_key_is_readable_by_the_directorys_service_group(
     etc.mkdir()
     os.chown(etc, -1, 65534)
     os.chmod(etc, 0o750)
-    r = midbox(monkeypatch, "enroll", "--name", NAME, "--out", str(etc), "--state-dir", str(state_dir))
+    r = run_cli("enroll", "--name", NAME, "--out", str(etc), "--state-dir", str(state_dir))
     assert r.code == 0, r.err
     st = os.stat(etc / "appliance.key")
     assert stat.S_IMODE(st.st_mode) == 0o640 and st.st_gid == 65534 and st.st_uid == 0
 
 
 def test_renew_needs_an_enrollment(monkeypatch: pytest.MonkeyPatch, etc: Path, state_dir: Path) -> None:
-    r = midbox(monkeypatch, "enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir))
+    r = run_cli("enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir))
     assert r.code == 1 and "midbox enroll --name NAME" in r.err
 
 
 def test_ca_file_without_install_is_a_usage_error(
     monkeypatch: pytest.MonkeyPatch, etc: Path, state_dir: Path
 ) -> None:
-    r = midbox(
-        monkeypatch,
+    r = run_cli(
         "enroll",
         "--name",
         NAME,

@@ -16,9 +16,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from appliance.cli import main as midbox_main
 from devinstance import pki
 from hardening.tls import TLSConfigError, client_context
-from tests.enroll.helpers import NAME, midbox, password_of, pem, sign
+from tests.enroll.helpers import NAME, password_of, pem, sign
 from tests.helpers import Pki, dev_instance
 from tests.signing.helpers import install_trust
+from tests.support.cli import run_cli
 from tests.support.running import config_bytes, signed_config
 
 
@@ -51,9 +52,7 @@ def test_a_plaintext_key_works_is_warned_about_and_migrates_in_one_command(
         fix = f"midbox enroll --encrypt-key --config {config}"
         assert "unencrypted" in found["client key"]["detail"] and fix in found["client key"]["detail"]
         assert found["instance"]["level"] == "ok"  # the plaintext key still works
-        r = midbox(
-            monkeypatch, "enroll", "--encrypt-key", "--config", str(config), "--state-dir", str(state_dir)
-        )
+        r = run_cli("enroll", "--encrypt-key", "--config", str(config), "--state-dir", str(state_dir))
         assert r.code == 0, r.err
         assert f"{key}: now encrypted" in r.out
         assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes() and stat.S_IMODE(key.stat().st_mode) == 0o600
@@ -61,9 +60,7 @@ def test_a_plaintext_key_works_is_warned_about_and_migrates_in_one_command(
         assert found["client key"]["level"] == "ok", found["client key"]
         assert found["instance"]["level"] == "ok", found["instance"]  # mTLS with the encrypted key
         assert code == 0, found
-        again = midbox(
-            monkeypatch, "enroll", "--encrypt-key", "--config", str(config), "--state-dir", str(state_dir)
-        )
+        again = run_cli("enroll", "--encrypt-key", "--config", str(config), "--state-dir", str(state_dir))
         assert again.code == 0 and "already encrypted" in again.out
 
 
@@ -76,8 +73,7 @@ def test_the_key_is_useless_without_its_host_key(
     ca = load_ca(dev_pki.ca.cert, dev_pki.ca.key)
     signed = tmp_path / "signed.crt"
     signed.write_bytes(pem(sign(etc / "appliance.csr", ca)))
-    r = midbox(
-        monkeypatch,
+    r = run_cli(
         "enroll",
         "--install",
         str(signed),
@@ -97,9 +93,7 @@ def test_the_key_is_useless_without_its_host_key(
     client_context(**paths, name=NAME, key_password=password_of(state_dir))  # its own host key opens it
     other = tmp_path / "other-state"
     other.mkdir(mode=0o700)
-    midbox(
-        monkeypatch, "enroll", "--name", NAME, "--out", str(tmp_path / "other-etc"), "--state-dir", str(other)
-    )
+    run_cli("enroll", "--name", NAME, "--out", str(tmp_path / "other-etc"), "--state-dir", str(other))
     with pytest.raises(TLSConfigError, match="another host's key"):
         client_context(**paths, name=NAME, key_password=password_of(other))
     with pytest.raises(TLSConfigError, match="encrypted"):

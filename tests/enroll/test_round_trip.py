@@ -21,9 +21,10 @@ from hardening.audit import open_audit_log, verify_log
 from hardening.audit._files import audit_dir, log_files
 from hardening.enroll import EnrollPaths, finish_interrupted_swap
 from hardening.tls import TLSConfigError
-from tests.enroll.helpers import AGENT, CA, NAME, load_ca, load_key, midbox, password_of, pem, sign
+from tests.enroll.helpers import AGENT, CA, NAME, load_ca, load_key, password_of, pem, sign
 from tests.helpers import Pki, config_text, dev_instance, fast_limits, trusted
 from tests.signing.helpers import install_trust, write_signed_config
+from tests.support.cli import run_cli
 
 
 def _poll(url: str, p: Pki, etc: Path, tmp_path: Path, state_dir: Path) -> None:
@@ -56,8 +57,7 @@ def _sign_and_install(
     cert = sign(csr, ca)
     signed = etc.parent / f"signed-{cert.serial_number}.crt"
     signed.write_bytes(pem(cert))
-    r = midbox(
-        monkeypatch,
+    r = run_cli(
         "enroll",
         "--install",
         str(signed),
@@ -104,7 +104,7 @@ def test_renewal_keeps_the_current_pair_until_the_swap(
 ) -> None:
     first = _sign_and_install(monkeypatch, etc / "appliance.csr", dev_ca, dev_pki.ca.cert, etc, state_dir)
     old_key, old_cert, old_csr = ((etc / f"appliance.{s}").read_bytes() for s in ("key", "crt", "csr"))
-    r = midbox(monkeypatch, "enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir))
+    r = run_cli("enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir))
     assert r.code == 0, r.err
     assert "appliance.next.csr" in r.out and "stay in force" in r.out
     assert (etc / "appliance.key").read_bytes() == old_key and (
@@ -114,13 +114,12 @@ def test_renewal_keeps_the_current_pair_until_the_swap(
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance:
         _poll(instance.url, dev_pki, etc, tmp_path, state_dir)  # the current pair still works mid-renewal
         # A second --renew would discard the pending key: refused without --force.
-        again = midbox(monkeypatch, "enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir))
+        again = run_cli("enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir))
         assert again.code == 1 and "already pending" in again.err
         # A certificate for the old key is not the renewal's.
         stale = etc.parent / "stale.crt"
         stale.write_bytes(pem(sign(etc / "appliance.csr", dev_ca)))
-        r = midbox(
-            monkeypatch,
+        r = run_cli(
             "enroll",
             "--install",
             str(stale),
@@ -152,9 +151,7 @@ def test_an_interrupted_swap_is_finished_by_the_next_run(
     _sign_and_install(
         monkeypatch, etc / "appliance.csr", client_ca, client_ca.write(etc.parent / "ca.pem"), etc, state_dir
     )
-    assert (
-        midbox(monkeypatch, "enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir)).code == 0
-    )
+    assert run_cli("enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir)).code == 0
     paths = EnrollPaths.in_dir(etc, password_of(state_dir))
     renewed = sign(paths.next_csr, client_ca)
     # What install() does before a crash: stage the verified certificate, maybe move the key.
@@ -164,7 +161,7 @@ def test_an_interrupted_swap_is_finished_by_the_next_run(
     assert _pair_matches(etc, state_dir) is (
         crash_after == "staging"
     )  # after the key moved, a crash leaves a mismatch
-    r = midbox(monkeypatch, "enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir))
+    r = run_cli("enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir))
     assert r.code == 0, r.err
     assert "interrupted renewal was completed" in r.err
     assert (
@@ -188,9 +185,7 @@ def test_audit_log_gets_fingerprints_only(
     monkeypatch: pytest.MonkeyPatch, etc: Path, state_dir: Path, client_ca: CA
 ) -> None:
     open_audit_log(state_dir).close()  # the state dir of an appliance that has run once
-    r = midbox(
-        monkeypatch, "enroll", "--name", NAME, "--out", str(etc), "--state-dir", str(state_dir), "--json"
-    )
+    r = run_cli("enroll", "--name", NAME, "--out", str(etc), "--state-dir", str(state_dir), "--json")
     assert r.code == 0, r.err
     made = json.loads(r.out)
     assert made["audited"] is True
@@ -240,12 +235,12 @@ client_key = "appliance.key"
         not_before=now - dt.timedelta(hours=1),
     )
     common = ("--config", str(config), "--state-dir", str(state_dir))
-    wrong = midbox(monkeypatch, "enroll", "--name", "edge-02", *common)
+    wrong = run_cli("enroll", "--name", "edge-02", *common)
     assert wrong.code == 2 and "edge-01" in wrong.err
-    assert midbox(monkeypatch, "enroll", "--name", NAME, *common).code == 0
+    assert run_cli("enroll", "--name", NAME, *common).code == 0
     signed = tmp_path / "signed.crt"
     signed.write_bytes(pem(sign(etc / "appliance.csr", client_ca)))
-    r = midbox(monkeypatch, "enroll", "--install", str(signed), *common)  # the chain is checked to ca.pem
+    r = run_cli("enroll", "--install", str(signed), *common)  # the chain is checked to ca.pem
     assert r.code == 0, r.err
     settings = trusted(text, config).instance
     assert settings.client_key == etc / "appliance.key" and settings.client_cert == etc / "appliance.crt"
@@ -281,7 +276,7 @@ def test_renewal_takes_the_name_from_the_certificate_when_no_csr_was_kept(
         monkeypatch, etc / "appliance.csr", client_ca, client_ca.write(etc.parent / "ca.pem"), etc, state_dir
     )
     (etc / "appliance.csr").unlink()
-    r = midbox(monkeypatch, "enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir), "--json")
+    r = run_cli("enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir), "--json")
     assert r.code == 0, r.err
     assert json.loads(r.out)["subject"] == f"CN={AGENT}"
 
@@ -293,12 +288,8 @@ def test_starting_over_with_force_drops_a_pending_renewal(
     _sign_and_install(
         monkeypatch, etc / "appliance.csr", client_ca, client_ca.write(etc.parent / "ca.pem"), etc, state_dir
     )
-    assert (
-        midbox(monkeypatch, "enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir)).code == 0
-    )
-    r = midbox(
-        monkeypatch, "enroll", "--name", NAME, "--force", "--out", str(etc), "--state-dir", str(state_dir)
-    )
+    assert run_cli("enroll", "--renew", "--out", str(etc), "--state-dir", str(state_dir)).code == 0
+    r = run_cli("enroll", "--name", NAME, "--force", "--out", str(etc), "--state-dir", str(state_dir))
     assert r.code == 0, r.err
     assert not (etc / "appliance.next.key").exists() and not (etc / "appliance.next.csr").exists()
     # The new key's certificate installs as a first enrollment, not as the dropped renewal.

@@ -18,7 +18,8 @@ from appliance.logsetup import JsonFormatter, TextFormatter, under_journal
 from appliance.status_file import read_status
 from tests.helpers import Pki, dev_instance
 from tests.signing.helpers import install_trust
-from tests.support.running import ROOT, child_env, config_bytes, signed_config
+from tests.support.cli import child_env
+from tests.support.running import ROOT, config_bytes, signed_config
 
 
 def run_and_stop(

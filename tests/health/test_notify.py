@@ -19,7 +19,8 @@ from appliance.unit import WATCHDOG_SEC, render
 from devinstance.server import Fault
 from tests.helpers import Pki, dev_instance
 from tests.signing.helpers import install_trust
-from tests.support.running import ROOT, child_env, config_bytes, signed_config
+from tests.support.cli import child_env
+from tests.support.running import ROOT, config_bytes, signed_config
 from tests.support.unit import FAKE_DNS, config
 
 

@@ -20,15 +20,8 @@ from appliance.status_file import Publisher, judge, read_status, render_metrics
 from tests.helpers import Pki, dev_instance, http_target
 from tests.signing.helpers import install_trust
 from tests.support import promtext
-from tests.support.running import (
-    ROOT,
-    child_env,
-    config_bytes,
-    http_job,
-    midbox,
-    signed_config,
-    wait_answer,
-)
+from tests.support.cli import child_env, run_process
+from tests.support.running import ROOT, config_bytes, http_job, signed_config, wait_answer
 
 NOW = 1_800_000_000.0
 
@@ -191,10 +184,10 @@ def test_run_writes_status_and_metrics_and_midbox_status_reads_them(
                 if snap and snap.get("counters", {}).get("RESTProbe", {}).get("ok"):  # type: ignore[union-attr]
                     break
                 time.sleep(0.05)
-            ok = midbox("status", "--state-dir", str(state_dir))
+            ok = run_process("status", "--state-dir", str(state_dir))
             assert ok.returncode == 0, ok.stdout + ok.stderr
             assert "healthy" in ok.stdout and "edge-01" in ok.stdout
-            as_json = json.loads(midbox("status", "--json", "--state-dir", str(state_dir)).stdout)
+            as_json = json.loads(run_process("status", "--json", "--state-dir", str(state_dir)).stdout)
             status = as_json["status"]
             assert as_json["exit"] == 0 and status["state"] == "running"
             assert status["counters"]["RESTProbe"] == {"claimed": 1, "ok": 1}
@@ -209,8 +202,8 @@ def test_run_writes_status_and_metrics_and_midbox_status_reads_them(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    down = midbox("status", "--state-dir", str(state_dir))
+    down = run_process("status", "--state-dir", str(state_dir))
     assert down.returncode == 3 and "stopped (signal)" in down.stdout, down.stdout
     assert promtext.parse(prom.read_text())["midbox_state"].samples
-    missing = midbox("status", "--state-dir", str(tmp_path / "nowhere"))
+    missing = run_process("status", "--state-dir", str(tmp_path / "nowhere"))
     assert missing.returncode == 3 and "no status file" in missing.stdout

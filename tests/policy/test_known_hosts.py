@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from hardening.known_hosts import (
     parse_known_hosts,
     parse_public_key_file,
 )
+from tests.support.cli import run_process
 from tests.support.known_hosts import b64, key
 
 
@@ -120,9 +121,7 @@ def test_split_target_rejects(text: str) -> None:
 
 
 def midbox(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", *args], capture_output=True, text=True, timeout=60
-    )
+    return run_process(*args, env=os.environ)
 
 
 def test_hosts_pin_and_list_cli(tmp_path: Path) -> None:

@@ -21,14 +21,8 @@ from devinstance.snmpresponse import SNMPResponse
 from tests.daemons import SnmpServer, SshServer
 from tests.helpers import AGENT, NAME, Pki, dev_instance, params
 from tests.signing.helpers import install_trust
-from tests.support.running import (
-    EXPIRES,
-    appliance,
-    audit_entries,
-    midbox,
-    signed_config,
-    wait_answer,
-)
+from tests.support.cli import run_process
+from tests.support.running import EXPIRES, appliance, audit_entries, signed_config, wait_answer
 
 pytestmark = pytest.mark.daemons
 
@@ -64,7 +58,9 @@ credentials = ["snmp-v3", "snmp-v2"]
 
 
 def add(state_dir: Path, alias: str, ctype: str, stdin: str, *extra: str) -> None:
-    done = midbox("creds", "add", alias, "--type", ctype, *extra, "--state-dir", str(state_dir), stdin=stdin)
+    done = run_process(
+        "creds", "add", alias, "--type", ctype, *extra, "--state-dir", str(state_dir), stdin=stdin
+    )
     assert done.returncode == 0, done.stderr
     assert alias not in done.stderr
 
@@ -100,7 +96,7 @@ def test_stored_credentials_reach_sshd_and_snmpd_through_midbox_run(
         state_dir, "snmp-v3", "snmp-usm", f"{snmpd.v3_auth}\n{snmpd.v3_priv}\n",
         "--user", snmpd.v3_user, "--auth-protocol", "SHA-256", "--priv-protocol", "AES",
     )  # fmt: skip
-    pinned = midbox(
+    pinned = run_process(
         "hosts", "pin", f"127.0.0.1:{sshd.port}", str(sshd.host_key_pub), "--state-dir", str(state_dir)
     )
     assert pinned.returncode == 0, pinned.stderr

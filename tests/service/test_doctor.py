@@ -24,7 +24,7 @@ def test_a_healthy_appliance_passes_every_check(
 ) -> None:
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance:
         config = signed_config(signed, instance.url, dev_pki)
-        code, found = doctor(monkeypatch, "--config", str(config), "--state-dir", str(state_dir))
+        code, found = doctor("--config", str(config), "--state-dir", str(state_dir))
     assert code == 0, found
     for check in (
         "state dir",
@@ -63,7 +63,7 @@ def test_a_swapped_ca_file_fails_the_config_check(
         not_before=NOT_BEFORE,
     )
     own_ca.write_bytes(dev_pki.ca.cert.read_bytes() + b"\n")  # any other bytes: another CA
-    code, found = doctor(monkeypatch, "--config", str(config), "--state-dir", str(state_dir))
+    code, found = doctor("--config", str(config), "--state-dir", str(state_dir))
     assert code == 1
     assert found["config"]["level"] == "FAIL"
     assert "not the file that was signed" in found["config"]["detail"]
@@ -80,7 +80,7 @@ def test_unpinned_files_are_a_warning(
     admin, key = signed
     data = config_bytes("https://localhost:1", dev_pki, 1, "443")
     config = write_signed_config(admin, [key], data, version=1, expires=EXPIRES, not_before=NOT_BEFORE)
-    _, found = doctor(monkeypatch, "--config", str(config), "--state-dir", str(state_dir))
+    _, found = doctor("--config", str(config), "--state-dir", str(state_dir))
     assert found["config"]["level"] == "ok"
     assert found["file pins"]["level"] == "WARN"
     assert "midbox config sign --replace" in found["file pins"]["detail"]
@@ -90,7 +90,7 @@ def test_a_loose_state_dir_names_the_chmod(
     monkeypatch: pytest.MonkeyPatch, state_dir: Path, signed: object
 ) -> None:
     os.chmod(state_dir, 0o755)
-    code, found = doctor(monkeypatch, "--state-dir", str(state_dir))
+    code, found = doctor("--state-dir", str(state_dir))
     assert code == 1
     assert found["state dir"]["level"] == "FAIL" and "chmod 700" in found["state dir"]["detail"]
 
@@ -108,7 +108,7 @@ def test_an_instance_that_is_down_exits_3(
         s.bind(("127.0.0.1", 0))
         dead = f"https://127.0.0.1:{s.getsockname()[1]}"
     config = signed_config(signed, dead, dev_pki)
-    code, found = doctor(monkeypatch, "--config", str(config), "--state-dir", str(state_dir))
+    code, found = doctor("--config", str(config), "--state-dir", str(state_dir))
     assert code == 3
     assert found["instance"]["level"] == "FAIL" and "refused the connection" in found["instance"]["detail"]
 
@@ -122,6 +122,6 @@ def test_a_tampered_config_fails_and_the_instance_is_not_contacted(
 ) -> None:
     config = signed_config(signed, "https://127.0.0.1:9", dev_pki)
     config.write_bytes(config.read_bytes().replace(b'"443"', b'"1-65535"').replace(b"443", b"1-65535"))
-    code, found = doctor(monkeypatch, "--config", str(config), "--state-dir", str(state_dir))
+    code, found = doctor("--config", str(config), "--state-dir", str(state_dir))
     assert code == 1 and found["config"]["level"] == "FAIL"
     assert "instance" not in found

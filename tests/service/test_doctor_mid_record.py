@@ -41,7 +41,7 @@ def test_doctor_shows_the_mid_record(
             row = store.ensure_agent(NAME, validated=bool(record["validated"]))
             store.update("ecc_agent", row["sys_id"], {"status": record["status"]})
         config = signed_config(signed, instance.url, dev_pki)
-        code, found = doctor(monkeypatch, "--config", str(config), "--state-dir", str(state_dir))
+        code, found = doctor("--config", str(config), "--state-dir", str(state_dir))
         assert instance.state.agent_writes == []  # doctor only reads
     assert code == 0  # a record to fix is a warning: the host itself is fine
     finding = found["MID record"]

@@ -7,7 +7,6 @@ not exercised here.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -15,9 +14,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from appliance.cli import main as midbox_main
 from appliance.systemd import SYSTEM_UNIT_DIR, Systemd
 from tests.signing.helpers import install_trust, write_signed_config
+from tests.support.cli import run_cli
 from tests.support.running import EXPIRES, NOT_BEFORE
 from tests.support.unit import CONFIG
 
@@ -37,19 +36,10 @@ def setup(tmp_path: Path) -> tuple[Path, Path, Path]:
     return config, state, tmp_path / "units"
 
 
-def cli(monkeypatch: pytest.MonkeyPatch, *argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    monkeypatch.setattr("sys.stdout", out)
-    monkeypatch.setattr("sys.stderr", err)
-    code = midbox_main(list(argv))
-    return code, out.getvalue(), err.getvalue()
-
-
 def install(
     monkeypatch: pytest.MonkeyPatch, config: Path, state: Path, units: Path, *extra: str
 ) -> tuple[int, str, str]:
-    return cli(
-        monkeypatch,
+    return run_cli(
         "service",
         "install",
         "--config",
@@ -67,18 +57,16 @@ def test_install_writes_the_rendered_unit_and_prints_the_systemctl_commands(
 ) -> None:
     config, state, units = setup
     common = ("--config", str(config), "--state-dir", str(state))
-    code, rendered, _ = cli(monkeypatch, "service", "render-unit", *common)
+    code, rendered, _ = run_cli("service", "render-unit", *common)
     assert code == 0
-    code, out, err = cli(
-        monkeypatch, "service", "install", *common, "--unit-dir", str(units), "--name", "edge"
-    )
+    code, out, err = run_cli("service", "install", *common, "--unit-dir", str(units), "--name", "edge")
     assert code == 0, err
     unit = units / "edge.service"
     assert unit.read_text() == rendered
     assert (unit.stat().st_mode & 0o777) == 0o644
     assert "systemctl daemon-reload" in out and "systemctl enable --now edge.service" in out
     # Installing the same unit again is a no-op, not an error.
-    code, out, _ = cli(monkeypatch, "service", "install", *common, "--unit-dir", str(units), "--name", "edge")
+    code, out, _ = run_cli("service", "install", *common, "--unit-dir", str(units), "--name", "edge")
     assert code == 0 and "already" in out
 
 
@@ -99,10 +87,10 @@ def test_install_refuses_to_overwrite_a_different_unit_unless_forced(
         "--unit-dir",
         str(units),
     )
-    code, _, err = cli(monkeypatch, *args)
+    code, _, err = run_cli(*args)
     assert code == 1 and "--force" in err and len(err.strip().splitlines()) == 1
     assert mine.read_text() == "[Service]\nExecStart=/bin/true\n"
-    code, _, err = cli(monkeypatch, *args, "--force")
+    code, _, err = run_cli(*args, "--force")
     assert code == 0, err
     assert "IPAddressDeny=any" in mine.read_text()
 
@@ -128,20 +116,20 @@ def test_uninstall_removes_our_unit_and_its_enable_link_but_not_a_stranger(
     (wants / "midbox.service").symlink_to(units / "midbox.service")  # what 'systemctl enable' makes
     (units / "other.service").write_text("[Service]\nExecStart=/bin/true\n")
 
-    code, out, _ = cli(monkeypatch, "service", "status", "--unit-dir", str(units), "--json")
+    code, out, _ = run_cli("service", "status", "--unit-dir", str(units), "--json")
     status = json.loads(out)
     assert code == 1 and status["installed"] is True and status["running"] is None
 
-    code, out, err = cli(monkeypatch, "service", "uninstall", "--unit-dir", str(units))
+    code, out, err = run_cli("service", "uninstall", "--unit-dir", str(units))
     assert code == 0, err
     assert not (units / "midbox.service").exists() and not os.path.lexists(wants / "midbox.service")
     assert "systemctl daemon-reload" in out
 
-    code, _, err = cli(monkeypatch, "service", "uninstall", "--unit-dir", str(units))
+    code, _, err = run_cli("service", "uninstall", "--unit-dir", str(units))
     assert code == 1 and "nothing to uninstall" in err
-    code, _, err = cli(monkeypatch, "service", "uninstall", "--unit-dir", str(units), "--name", "other")
+    code, _, err = run_cli("service", "uninstall", "--unit-dir", str(units), "--name", "other")
     assert code == 1 and "not written by midbox" in err and (units / "other.service").exists()
-    code, out, _ = cli(monkeypatch, "service", "status", "--unit-dir", str(units))
+    code, out, _ = run_cli("service", "status", "--unit-dir", str(units))
     assert code == 1 and "not installed" in out
 
 
@@ -149,7 +137,7 @@ def test_uninstall_removes_our_unit_and_its_enable_link_but_not_a_stranger(
 def test_service_names_that_could_escape_the_unit_dir_are_usage_errors(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    code, _, _ = cli(monkeypatch, "service", "status", "--unit-dir", str(tmp_path), "--name", name)
+    code, _, _ = run_cli("service", "status", "--unit-dir", str(tmp_path), "--name", name)
     assert code == 2
 
 
@@ -157,7 +145,7 @@ def test_windows_only_parts_are_usage_errors_on_linux(
     setup: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config, state, units = setup
-    code, _, err = cli(monkeypatch, "service", "run", "--config", str(config), "--state-dir", str(state))
+    code, _, err = run_cli("service", "run", "--config", str(config), "--state-dir", str(state))
     assert code == 2 and "midbox run" in err
     for windows_only in (["--virtual-account"], ["--passphrase-file", str(state / "pass")]):
         code, _, _ = install(monkeypatch, config, state, units, *windows_only)

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.helpers import NAME, Pki, dev_instance, http_target
 from tests.signing.helpers import install_trust, write_signed_config
+from tests.support.cli import run_process
 from tests.support.running import (
     EXPIRES,
     NOT_BEFORE,
@@ -19,7 +20,6 @@ from tests.support.running import (
     audit_entries,
     config_bytes,
     http_job,
-    midbox,
     signed_config,
     wait_answer,
 )
@@ -87,7 +87,7 @@ def test_run_answers_jobs_never_listens_and_stops_cleanly_with_a_verified_audit_
         # The log's head was anchored on the instance as it stopped.
         anchors = store.query("ecc_queue", "queue=input^topic=midbox.audit.checkpoint")
         assert anchors and "checkpoint" in anchors[-1]["payload"]
-    verify = midbox("audit", "verify", "--state-dir", str(state_dir))
+    verify = run_process("audit", "verify", "--state-dir", str(state_dir))
     assert verify.returncode == 0, verify.stderr
     events = audit_events(state_dir)
     for event in ("config.accepted", "appliance.start", "job.claimed", "result.posted", "appliance.stop"):
@@ -105,7 +105,7 @@ def test_run_refuses_an_unsigned_config_with_one_line_and_exit_1(
             [],
             config_bytes(instance.url, dev_pki, 1, '"1-65535"'),
         )
-        done = midbox("run", "--config", str(config), "--state-dir", str(state_dir))
+        done = run_process("run", "--config", str(config), "--state-dir", str(state_dir))
         assert done.returncode == 1
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("midbox: ") and "sign" in lines[0].lower(), done.stderr
@@ -158,7 +158,7 @@ def test_midbox_reload_prints_the_running_appliances_verdict(
     dev_pki: Pki, tmp_path: Path, state_dir: Path, admin_key: Ed25519PrivateKey
 ) -> None:
     install_trust(state_dir, [admin_key])
-    nobody = midbox(
+    nobody = run_process(
         "reload", "--config", str(tmp_path / "c.toml"), "--state-dir", str(state_dir), "--wait", "1"
     )
     assert nobody.returncode == 3 and "no running appliance answered" in nobody.stderr
@@ -172,22 +172,22 @@ def test_midbox_reload_prints_the_running_appliances_verdict(
             deadline = time.monotonic() + 30
             while "running as" not in log.read_text() and time.monotonic() < deadline:
                 time.sleep(0.1)
-            same = midbox(*reload)
+            same = run_process(*reload)
             assert (same.returncode, same.stdout) == (0, "unchanged: still on config version 1\n"), (
                 same.stderr
             )
             config.write_bytes(body.replace(b"80", b"81"))  # edited after signing
-            refused = midbox(*reload)
+            refused = run_process(*reload)
             assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1
             assert "reload refused, still on config version 1" in refused.stderr
             assert "changed after signing" in refused.stderr
             config.write_bytes(body)  # the good file put back
-            back = midbox(*reload)
+            back = run_process(*reload)
             assert back.returncode == 0 and "unchanged" in back.stdout
             signed_config(admin, [admin_key], config_bytes(instance.url, dev_pki, 2, "80"), version=2)
-            done = midbox(*reload)
+            done = run_process(*reload)
             assert (done.returncode, done.stdout) == (0, "reloaded: now on config version 2\n"), done.stderr
-            elsewhere = midbox(
+            elsewhere = run_process(
                 "reload", "--config", str(tmp_path / "other.toml"), "--state-dir", str(state_dir)
             )
             assert elsewhere.returncode == 1 and f"uses {config}" in elsewhere.stderr

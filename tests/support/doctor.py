@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from appliance.cli import main as midbox_main
 from appliance.config.pinning import pin_files
 from tests.helpers import Pki
 from tests.signing.helpers import install_trust, write_signed_config
+from tests.support.cli import run_cli
 from tests.support.running import EXPIRES, NOT_BEFORE, config_bytes
 
 
-def doctor(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, dict[str, dict[str, str]]]:
-    out = io.StringIO()
-    monkeypatch.setattr("sys.stdout", out)
-    code = midbox_main(["doctor", "--json", *args])
-    findings = [json.loads(line) for line in out.getvalue().splitlines()]
+def doctor(*args: str) -> tuple[int, dict[str, dict[str, str]]]:
+    code, out, _ = run_cli("doctor", "--json", *args)
+    findings = [json.loads(line) for line in out.splitlines()]
     return code, {f["check"]: f for f in findings}
 
 

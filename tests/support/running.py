@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hardening.audit import audit_dir
 from tests.helpers import AGENT, NAME, Pki
 from tests.signing.helpers import write_signed_config
+from tests.support.cli import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,23 +47,6 @@ cidr = "127.0.0.1/32"
 probes = ["http"]
 ports = [{port_rule}]
 """.encode()
-
-
-def midbox(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        input=stdin,
-        env=child_env(),
-        check=False,
-    )
-
-
-def child_env() -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT)}
 
 
 @contextmanager

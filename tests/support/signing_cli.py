@@ -5,27 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
+from tests.support.cli import ROOT, run_process
 
 FAR = dt.datetime(2099, 1, 1, tzinfo=dt.UTC)
 
 
 def midbox(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIDBOX_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_process(*args, env={**env, "PYTHONPATH": str(ROOT)}, cwd=cwd)
 
 
 def ok(*args: str | Path, cwd: Path) -> str:

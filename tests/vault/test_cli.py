@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from appliance.cli import build_parser
+from tests.support.cli import child_env, run_process
 from tests.vault.conftest import PLANTED
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,15 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def midbox(
     state: Path, *args: str | Path, stdin: str = "", extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {"PYTHONPATH": str(ROOT), "PATH": os.environ.get("PATH", ""), **(extra_env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", "creds", *map(str, args), "--state-dir", str(state)],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_process("creds", *args, "--state-dir", state, env=child_env(**(extra_env or {})), stdin=stdin)
 
 
 @pytest.fixture
