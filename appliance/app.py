@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import httpx
+
 from appliance import __version__
 from appliance.config.model import Config
 from appliance.dispatch import Dispatcher
@@ -116,13 +118,15 @@ async def run_appliance(
     key_password: bytes | None = None,
     health: Health | None = None,
     after_poll: Callable[[Health], None] | None = None,
+    http: httpx.AsyncClient | None = None,
 ) -> RunnerStats:
     """Run until ``stop`` is set; return what was done.
 
     ``seal_key`` (32 bytes, derived from the host key) encrypts the journal and the outbox at rest.
     ``hold`` says why no new work may be claimed (an expired config or certificate), or None.
     ``health`` outlives one run (the service keeps one across reloads); ``after_poll`` publishes it,
-    by default as ``STATE/status.json``.
+    by default as ``STATE/status.json``. ``http`` replaces the mTLS client to the instance (the seam
+    tests use to serve the development instance in-process); by default it is built from the config.
     """
     limits = limits or config.limits()
     if health is None:
@@ -139,8 +143,10 @@ async def run_appliance(
     outbox = Outbox(
         SealedDir(state_dir / "outbox", derive_key(seal_key, "outbox"), "outbox"), limits.outbox_entries
     )
+    if http is None:
+        http = instance_client(config.instance, limits, name=config.appliance.name, key_password=key_password)
     client = EccClient(
-        instance_client(config.instance, limits, name=config.appliance.name, key_password=key_password),
+        http,
         name=config.appliance.name,
         max_response_bytes=limits.instance_response_bytes,
         deadline_s=limits.instance_timeout_s * INSTANCE_DEADLINE_FACTOR,

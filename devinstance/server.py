@@ -11,7 +11,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -145,7 +145,138 @@ class _Server(ThreadingHTTPServer):
         log.debug("error while serving %s", client_address[0], exc_info=True)
 
 
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request as the instance sees it, over real mTLS or an in-process transport."""
+
+    method: str
+    target: str  # path and query, as sent
+    headers: Mapping[str, str]  # names lower-cased
+    body: bytes
+    peer_cert: Mapping[str, Any] | None  # ssl's getpeercert() dict of a verified client certificate
+    declared_length: int = 0  # Content-Length; an oversize body is refused without being read
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    drip_s: float = 0.0  # send the body one byte every drip_s seconds
+    close: bool = False
+
+
+def handle(state: InstanceState, request: Request) -> Response:
+    """The Table API subset of ecc-protocol.md: one request in, one answer out, no I/O but the store.
+
+    The HTTPS server below runs it behind real mutual TLS; ``devinstance.transport`` runs it behind
+    ``httpx.MockTransport``, so runner and outbox scenarios run in-process in milliseconds."""
+    method = "PATCH" if request.method == "PUT" else request.method
+    cert = request.peer_cert or {}
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                state.seen(str(value))
+    if max(request.declared_length, len(request.body)) > MAX_BODY:
+        return _error(413, "Request entity too large", f"body over {MAX_BODY} bytes", close=True)
+    body = request.body
+    fault = state.take_fault(body, request.target)
+    if state.on_request:
+        state.on_request(method, request.target)
+    if fault is not None:
+        return _fault(fault)
+    if not _authenticated(state, request):
+        return _error(401, "User Not Authenticated", "Required to provide Auth information")
+    parts = urlsplit(request.target)
+    if not parts.path.startswith(PREFIX):
+        return _error(400, "Invalid URL", parts.path[:100])
+    table, _, sys_id = parts.path[len(PREFIX) :].partition("/")
+    if table not in TABLES:
+        return _error(400, "Invalid table", table[:100])
+    query = parse_qs(parts.query)
+    why = _impersonation(state, request, table, sys_id, query)
+    if why:
+        return _error(403, "Operation Failed", why)
+    try:
+        if table == "ecc_agent" and method in ("POST", "PATCH"):
+            values = _object(body)
+            with state.lock:
+                state.agent_writes.append((method, dict(values)))
+            if state.refuse_agent_writes:
+                return _error(
+                    403,
+                    "Operation Failed",
+                    "Operation against file 'ecc_agent' was aborted by Business Rule 'MID Server "
+                    "record protection'. Business Rule Stack:MID Server record protection",
+                )
+            values.pop("validated", None)  # only an admin validates (Store.validate_agent)
+            body = json.dumps(values).encode()
+        if method == "GET" and not sys_id:
+            encoded = query.get("sysparm_query", [""])[0]
+            limit = int(query.get("sysparm_limit", ["10000"])[0])
+            fields = [f for f in query.get("sysparm_fields", [""])[0].split(",") if f]
+            return _json(200, {"result": state.store.query(table, encoded, limit, fields)})
+        if method == "POST" and not sys_id:
+            return _json(201, {"result": state.store.insert(table, _object(body))})
+        if method == "PATCH" and sys_id:
+            updated = state.store.update(table, sys_id, _object(body))
+            if updated is None:
+                return _error(
+                    404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"
+                )
+            return _json(200, {"result": updated})
+        return _error(405, "Method not allowed", method)
+    except (QueryError, ValueError) as e:
+        return _error(400, "Invalid request", str(e)[:200])
+
+
+def _impersonation(
+    state: InstanceState, request: Request, table: str, sys_id: str, query: dict[str, list[str]]
+) -> str | None:
+    """Why a certificate-authenticated request may not act for the MID it names, or None."""
+    if not request.peer_cert:
+        return None  # Basic auth: the user, not a certificate, is the identity
+    stored = state.store.get(table, sys_id) if sys_id.isalnum() else None
+    claimed = claimed_agents(table, query.get("sysparm_query", [""])[0], request.body, stored)
+    return refusal(certificate_agents(request.peer_cert), claimed)
+
+
+def _authenticated(state: InstanceState, request: Request) -> bool:
+    if request.peer_cert:
+        return True  # a certificate from our CA: the certificate-based auth of the instance
+    header = request.headers.get("authorization", "")
+    if not header.startswith("Basic "):
+        return False
+    try:
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    expected = state.basic_users.get(user)
+    return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+
+
+def _fault(fault: Fault) -> Response:
+    if fault.answer is None:
+        headers = dict(fault.headers)
+        if fault.retry_after:
+            headers["Retry-After"] = fault.retry_after
+        body = {"error": {"message": "Injected fault", "detail": ""}, "status": "failure"}
+        return _json(fault.status, body, headers)
+    return Response(fault.status, fault.answer, dict(fault.headers), drip_s=fault.drip_s)
+
+
+def _error(status: int, message: str, detail: str, *, close: bool = False) -> Response:
+    body = {"error": {"message": message, "detail": detail}, "status": "failure"}
+    return Response(status, json.dumps(body).encode(), close=close)
+
+
+def _json(status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> Response:
+    return Response(status, json.dumps(body).encode(), dict(headers or {}))
+
+
 class _Handler(BaseHTTPRequestHandler):
+    """Reads one request off the TLS socket, hands it to ``handle``, writes the answer back."""
+
     server: _Server
     protocol_version = "HTTP/1.1"
 
@@ -166,138 +297,35 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("PATCH")
 
     def do_PUT(self) -> None:
-        self._dispatch("PATCH")
+        self._dispatch("PUT")
 
     def _dispatch(self, method: str) -> None:
-        state = self.server.state
-        cert = self.request.getpeercert() or {}
-        for rdn in cert.get("subject", ()):
-            for key, value in rdn:
-                if key == "commonName":
-                    state.seen(str(value))
         length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self._error(413, "Request entity too large", f"body over {MAX_BODY} bytes")
+        body = self.rfile.read(length) if 0 < length <= MAX_BODY else b""
+        request = Request(
+            method=method,
+            target=self.path,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+            peer_cert=self.request.getpeercert() or None,
+            declared_length=length,
+        )
+        answer = handle(self.server.state, request)
+        if answer.close:
             self.close_connection = True
-            return
-        body = self.rfile.read(length) if length else b""
-        fault = state.take_fault(body, self.path)
-        if state.on_request:
-            state.on_request(method, self.path)
-        if fault is not None:
-            self._fault(fault)
-            return
-        if not self._authenticated():
-            self._error(401, "User Not Authenticated", "Required to provide Auth information")
-            return
-        parts = urlsplit(self.path)
-        if not parts.path.startswith(PREFIX):
-            self._error(400, "Invalid URL", parts.path[:100])
-            return
-        table, _, sys_id = parts.path[len(PREFIX) :].partition("/")
-        if table not in TABLES:
-            self._error(400, "Invalid table", table[:100])
-            return
-        why = self._impersonation(table, sys_id, parse_qs(parts.query), body)
-        if why:
-            self._error(403, "Operation Failed", why)
-            return
-        try:
-            if table == "ecc_agent" and method in ("POST", "PATCH"):
-                values = _object(body)
-                with state.lock:
-                    state.agent_writes.append((method, dict(values)))
-                if state.refuse_agent_writes:
-                    self._error(
-                        403,
-                        "Operation Failed",
-                        "Operation against file 'ecc_agent' was aborted by Business Rule 'MID Server "
-                        "record protection'. Business Rule Stack:MID Server record protection",
-                    )
-                    return
-                values.pop("validated", None)  # only an admin validates (Store.validate_agent)
-                body = json.dumps(values).encode()
-            if method == "GET" and not sys_id:
-                self._list(table, parse_qs(parts.query))
-            elif method == "POST" and not sys_id:
-                row = state.store.insert(table, _object(body))
-                self._send(201, {"result": row})
-            elif method == "PATCH" and sys_id:
-                updated = state.store.update(table, sys_id, _object(body))
-                if updated is None:
-                    self._error(
-                        404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"
-                    )
-                else:
-                    self._send(200, {"result": updated})
-            else:
-                self._error(405, "Method not allowed", method)
-        except (QueryError, ValueError) as e:
-            self._error(400, "Invalid request", str(e)[:200])
-
-    def _list(self, table: str, query: dict[str, list[str]]) -> None:
-        encoded = query.get("sysparm_query", [""])[0]
-        limit = int(query.get("sysparm_limit", ["10000"])[0])
-        fields = [f for f in query.get("sysparm_fields", [""])[0].split(",") if f]
-        self._send(200, {"result": self.server.state.store.query(table, encoded, limit, fields)})
-
-    def _impersonation(self, table: str, sys_id: str, query: dict[str, list[str]], body: bytes) -> str | None:
-        """Why a certificate-authenticated request may not act for the MID it names, or None."""
-        peer = self.request.getpeercert()
-        if not peer:
-            return None  # Basic auth: the user, not a certificate, is the identity
-        stored = self.server.state.store.get(table, sys_id) if sys_id.isalnum() else None
-        claimed = claimed_agents(table, query.get("sysparm_query", [""])[0], body, stored)
-        return refusal(certificate_agents(peer), claimed)
-
-    def _authenticated(self) -> bool:
-        if self.request.getpeercert():
-            return True  # a certificate from our CA: the certificate-based auth of the instance
-        header = self.headers.get("Authorization", "")
-        if not header.startswith("Basic "):
-            return False
-        try:
-            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return False
-        expected = self.server.state.basic_users.get(user)
-        return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
-
-    def _fault(self, fault: Fault) -> None:
-        if fault.answer is None:
-            headers = dict(fault.headers)
-            if fault.retry_after:
-                headers["Retry-After"] = fault.retry_after
-            body = {"error": {"message": "Injected fault", "detail": ""}, "status": "failure"}
-            self._send(fault.status, body, headers)
-            return
-        self.send_response(fault.status)
+        self.send_response(answer.status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(fault.answer)))
-        for k, v in fault.headers.items():
+        self.send_header("Content-Length", str(len(answer.body)))
+        for k, v in answer.headers.items():
             self.send_header(k, v)
         self.end_headers()
-        if not fault.drip_s:
-            self.wfile.write(fault.answer)
+        if not answer.drip_s:
+            self.wfile.write(answer.body)
             return
-        for i in range(len(fault.answer)):
-            self.wfile.write(fault.answer[i : i + 1])
+        for i in range(len(answer.body)):
+            self.wfile.write(answer.body[i : i + 1])
             self.wfile.flush()
-            time.sleep(fault.drip_s)
-
-    def _error(self, status: int, message: str, detail: str, retry_after: str | None = None) -> None:
-        headers = {"Retry-After": retry_after} if retry_after else {}
-        self._send(status, {"error": {"message": message, "detail": detail}, "status": "failure"}, headers)
-
-    def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+            time.sleep(answer.drip_s)
 
 
 def _object(body: bytes) -> dict[str, Any]:

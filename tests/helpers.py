@@ -21,6 +21,7 @@ from appliance.runner import RunnerStats
 from devinstance import pki
 from devinstance.server import DevInstance, InstanceState, server_context
 from devinstance.store import Store
+from devinstance.transport import in_process_client
 
 TEST_SEAL_KEY = bytes(range(32))
 NAME = "edge-01"
@@ -106,8 +107,12 @@ def run_until(
     limits: Limits | None = None,
     audit: MemoryAudit | None = None,
     credentials: CredentialSource | None = None,
+    in_process: InstanceState | None = None,
 ) -> RunnerStats:
-    """Run the appliance until ``done()`` is true (checked every 20 ms), then shut it down."""
+    """Run the appliance until ``done()`` is true (checked every 20 ms), then shut it down.
+
+    With ``in_process``, the development instance's handler answers through an in-process transport
+    (as this appliance's certificate would be seen) instead of over a socket with real mTLS."""
 
     async def scenario() -> RunnerStats:
         stop = asyncio.Event()
@@ -120,6 +125,7 @@ def run_until(
                 stop=stop,
                 limits=limits or fast_limits(),
                 seal_key=TEST_SEAL_KEY,
+                http=in_process_client(in_process, agent=AGENT) if in_process is not None else None,
             )
         )
         deadline = time.monotonic() + timeout
