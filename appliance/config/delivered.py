@@ -64,9 +64,10 @@ def _keep_previous(config_path: Path) -> None:
 
 
 def discard_staged(config_path: Path) -> None:
+    """Best effort: the error that made the install stop is the one worth reporting."""
     staged = staged_path(config_path)
     for path in (staged, signature_of(staged)):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             path.unlink()
 
 

@@ -123,9 +123,7 @@ EVENTS: Mapping[str, frozenset[str]] = {
         {"config_version", "config_sha256", "signers", "expires", "previous_version"}
     ),
     "config.reload_refused": frozenset({"config_sha256", "reason", "kept_version"}),
-    "config.pushed": frozenset(
-        {"job", "config_version", "config_sha256", "signers", "previous_version"}
-    ),
+    "config.pushed": frozenset({"job", "config_version", "config_sha256", "signers", "previous_version"}),
     "config.push_refused": frozenset({"job", "config_sha256", "reason", "kept_version"}),
     "job.resumed": frozenset({"job", "topic"}),
     "result.already_posted": frozenset({"job"}),
