@@ -158,6 +158,7 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
     out = [
         f"OK: {args.config} is validly signed",
         f"  appliance: {info['appliance']}   version: {cfg.version}   expires: {info['expires']}",
+        *([f"  fleet: {', '.join(cfg.appliance.fleet)}"] if cfg.appliance.fleet else []),
         "  signed by: "
         + ", ".join(f"{s['name']} ({s['key_id']})" for s in signers)
         + f"   ({len(signers)} of {root.threshold} required, trust root v{root.version})",

@@ -134,3 +134,22 @@ def test_an_appliance_moves_from_its_own_config_to_a_fleet_one_keeping_its_name(
         tmp_path / "v8", fleet_toml('names = ["edge-a", "edge-b"]', 8), ("edge-a", "edge-b"), 8
     )
     assert load_verified_config(fleet, state, NOW).appliance.name == "edge-b"
+
+
+def test_midbox_config_sign_and_verify_a_fleet_config(tmp_path: Path) -> None:
+    from tests.signing.test_signing_cli import fails, ok
+
+    ws, state = tmp_path / "ws", tmp_path / "state"
+    ws.mkdir()
+    example = ok("config", "example", "--name", "edge-a", cwd=ws)
+    (ws / "midbox.toml").write_text(example.replace('name = "edge-a"', 'names = ["edge-a", "edge-b"]', 1))
+    ok("keygen", "--out", "keys", "--name", "alice", "--no-passphrase", cwd=ws)
+    assert "appliance edge-a, edge-b" in ok(
+        "config", "sign", "midbox.toml", "--key", "keys/alice.key", cwd=ws
+    )
+    assert json.loads((ws / "midbox.toml.sig").read_text())["appliances"] == ["edge-a", "edge-b"]
+    ok("trust", "init", "--pubkey", "keys/alice.pub", "--state-dir", state, cwd=ws)
+    out = ok("config", "verify", "midbox.toml", "--name", "edge-b", "--state-dir", state, cwd=ws)
+    assert "appliance: edge-b" in out and "fleet: edge-a, edge-b" in out
+    line = fails(1, "config", "verify", "midbox.toml", "--name", "edge-c", "--state-dir", state, cwd=ws)
+    assert "but not for this one, 'edge-c'" in line
