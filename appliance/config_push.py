@@ -78,9 +78,13 @@ def decode_push(job: Job) -> tuple[bytes, bytes]:
         if len(text) > cap:
             raise PayloadError(f"{TOPIC}: parameter {name!r} is longer than {cap} characters")
         try:
-            out.append(base64.b64decode(text.strip(), validate=True))
+            # Line breaks are allowed ('base64' wraps at 76 columns); any other stray character is not.
+            data = base64.b64decode("".join(text.split()), validate=True)
         except (binascii.Error, ValueError) as e:
             raise PayloadError(f"{TOPIC}: parameter {name!r} is not valid base64; encode the file") from e
+        if not data:
+            raise PayloadError(f"{TOPIC}: parameter {name!r} is empty; send the signed file, base64")
+        out.append(data)
     return out[0], out[1]
 
 

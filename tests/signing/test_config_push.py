@@ -14,14 +14,17 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance.config import delivered
 from appliance.config.model import Config
 from appliance.config.verify import load_verified_config, try_reload
-from appliance.config_push import TOPIC, ConfigPushProbe, PushTarget
+from appliance.config_push import TOPIC, ConfigPushProbe, PushTarget, decode_push
 from appliance.dispatch import Dispatcher, Outcome
+from appliance.errors import PayloadError
 from appliance.limits import MAX_CONFIG_PUSH_PAYLOAD_BYTES, Limits
-from appliance.probes.base import MemoryAudit, NoCredentials, ProbeContext
+from appliance.probes.base import Job, MemoryAudit, NoCredentials, ProbeContext
 from appliance.queue.records import OutputRecord
 from devinstance.configpush import push_payload
 from hardening.keys import generate
@@ -344,3 +347,19 @@ def test_a_swap_interrupted_between_its_two_renames_is_completed_at_start(tmp_pa
         "midbox.toml.sig",
     ]
     assert not delivered.finish_interrupted(path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["config", "signature", "other", ""]), st.text(max_size=64)), max_size=4
+    )
+)
+def test_fuzz_decode_push_returns_bytes_or_a_payload_error(params: list[tuple[str, str]]) -> None:
+    job = Job(sys_id="c" * 32, topic=TOPIC, name="", source="", agent="", parameters=tuple(params))
+    try:
+        config, signature = decode_push(job)
+    except PayloadError as e:
+        assert str(e).startswith(f"{TOPIC}: ")
+    else:
+        assert isinstance(config, bytes) and isinstance(signature, bytes) and config and signature
