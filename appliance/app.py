@@ -14,6 +14,8 @@ import httpx
 
 from appliance import __version__
 from appliance.config.model import Config
+from appliance.config_push import TOPIC as PUSH_TOPIC
+from appliance.config_push import ConfigPushProbe, PushTarget
 from appliance.dispatch import Dispatcher
 from appliance.durable import Journal, Outbox
 from appliance.gate import JobGate
@@ -118,6 +120,7 @@ async def run_appliance(
     key_password: bytes | None = None,
     health: Health | None = None,
     after_poll: Callable[[Health], None] | None = None,
+    push_target: PushTarget | None = None,
     http: httpx.AsyncClient | None = None,
 ) -> RunnerStats:
     """Run until ``stop`` is set; return what was done.
@@ -125,8 +128,10 @@ async def run_appliance(
     ``seal_key`` (32 bytes, derived from the host key) encrypts the journal and the outbox at rest.
     ``hold`` says why no new work may be claimed (an expired config or certificate), or None.
     ``health`` outlives one run (the service keeps one across reloads); ``after_poll`` publishes it,
-    by default as ``STATE/status.json``. ``http`` replaces the mTLS client to the instance (the seam
-    tests use to serve the development instance in-process); by default it is built from the config.
+    by default as ``STATE/status.json``. With ``push_target`` the appliance takes signed configs
+    delivered through the instance (topic ``midbox.config``) and writes them there. ``http`` replaces
+    the mTLS client to the instance (the seam tests use to serve the development instance
+    in-process); by default it is built from the config.
     """
     limits = limits or config.limits()
     if health is None:
@@ -153,6 +158,8 @@ async def run_appliance(
     )
     holder: list[Runner] = []
     probes = default_probes(lambda: holder[0].status(), limits)
+    if push_target is not None:
+        probes[PUSH_TOPIC] = ConfigPushProbe(config, push_target)
     ctx = ProbeContext(
         config.policy(),
         credentials,

@@ -23,6 +23,7 @@ from appliance.errors import (
     TargetDenied,
     TargetUnreachable,
 )
+from appliance.limits import MAX_PAYLOAD_BYTES
 from appliance.payload import one_line, parse_parameters, results_and_error
 from appliance.probes.base import Job, JobAudit, Probe, ProbeContext
 from appliance.queue.records import OutputRecord
@@ -111,7 +112,9 @@ class Dispatcher:
             if probe is None or record.topic in REFUSED_TOPICS:
                 self._audit("topic.refused", record, {})
                 raise ApplianceError(f"{NOT_PERMITTED}: {record.topic[:80]!r}")
-            params = parse_parameters(record.payload, self._ctx.limits.payload_bytes)
+            # A probe may cap its payload below the general cap (midbox.config: one config file).
+            cap = min(self._ctx.limits.payload_bytes, getattr(probe, "max_payload_bytes", MAX_PAYLOAD_BYTES))
+            params = parse_parameters(record.payload, cap)
             if (unsupported := unsupported_parameters(params)) is not None:
                 self._audit("topic.refused", record, {"reason": "result_format=JSON"})
                 raise ApplianceError(unsupported)

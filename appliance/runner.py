@@ -49,6 +49,7 @@ TOO_LARGE_ERROR = (
 )
 AUTH_RETRY_FLOOR_S = 60.0  # 401/403: an operator has to act; retry slowly meanwhile
 SENDERS = 8
+CONFIG_TOPIC = "midbox.config"  # a signed config delivered through the instance (appliance.config_push)
 ISSUE_SYNC_S = 60.0  # ecc_agent_issue records and last_refreshed, at most this often unless problems change
 
 
@@ -196,7 +197,7 @@ class Runner:
         """A job claimed before this start and not answered: ``starts`` is how often it was started."""
         self._audit.record("job.resumed", {"job": record.sys_id, "topic": record.topic[:80]})
         held = self._hold()
-        if held and record.topic != "HeartbeatProbe":
+        if held and record.topic not in ("HeartbeatProbe", CONFIG_TOPIC):
             self._keep(record, _error_outcome(record, HELD_ERROR.format(reason=held)))
         elif starts >= MAX_JOB_STARTS:
             self._keep(record, _error_outcome(record, RESTARTED_ERROR.format(starts=starts)))
@@ -206,7 +207,7 @@ class Runner:
             self._keep(record, _error_outcome(record, INTERRUPTED_ERROR.format(topic=record.topic[:80])))
 
     async def _fetch(
-        self, want: int, *, state: str = "ready", topic: str | None = None
+        self, want: int, *, state: str = "ready", topic: str | tuple[str, ...] | None = None
     ) -> list[OutputRecord]:
         """Poll for up to ``want`` records. An answer too large for the cap is asked for again with
         half the batch, down to one record; a single record too large is read by its head fields only
@@ -262,8 +263,9 @@ class Runner:
                 if want:
                     records = await self._fetch(want)
                 else:
-                    # Saturated: still answer the instance's monitor, so a busy MID is not marked Down.
-                    records = await self._fetch(1, topic="HeartbeatProbe")
+                    # Saturated: still answer the instance's monitor, so a busy MID is not marked Down;
+                    # held (expired): also take a signed config, which is what ends the hold.
+                    records = await self._fetch(1, topic=self._lifelines(quarantined))
                 if records:
                     await self._client.claim(records)
                 backoff.reset()
@@ -295,6 +297,12 @@ class Runner:
                 await _wait_any(
                     stop, *([self._slot_freed] if not want else []), timeout=self._settings.poll_interval_s
                 )
+
+    def _lifelines(self, quarantined: bool) -> str | tuple[str, ...]:
+        """What is polled when no new work is: heartbeats, and configs unless an operator quarantined."""
+        if quarantined or CONFIG_TOPIC not in self._dispatcher.topics:
+            return "HeartbeatProbe"
+        return ("HeartbeatProbe", CONFIG_TOPIC)
 
     def _polled(self, error: InstanceError | None) -> None:
         if error is None:

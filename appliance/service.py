@@ -23,6 +23,7 @@ from pathlib import Path
 
 from appliance import __version__
 from appliance.app import run_appliance
+from appliance.config.delivered import finish_interrupted
 from appliance.config.model import Config
 from appliance.config.verify import (
     ReloadOutcome,
@@ -31,6 +32,7 @@ from appliance.config.verify import (
     log_warnings,
     try_reload,
 )
+from appliance.config_push import PushTarget
 from appliance.errors import ApplianceError, ConfigError, InstanceError
 from appliance.health import Health
 from appliance.host import Host, open_host
@@ -232,6 +234,9 @@ def _client_identity(config: Config, audit: AuditLog, key_password: bytes) -> st
 
 def _first_config(options: ServiceOptions, audit: AuditLog) -> Config:
     try:
+        # A config delivered through the instance whose swap a crash interrupted is completed first.
+        if finish_interrupted(options.config_path):
+            log.warning("completed the install of a config delivered before the last stop")
         config = load_verified_config(options.config_path, options.state_dir, dt.datetime.now(dt.UTC))
     except (HardeningError, ConfigError) as e:
         audit.record("config.refused", {"config_sha256": _file_sha256(options.config_path), "reason": str(e)})
@@ -325,6 +330,7 @@ class _Lifecycle:
             key_password=self._host.key_password,
             health=self._health,
             after_poll=self._after_poll,
+            push_target=PushTarget(self._options.config_path, self._options.state_dir, self._reload.set),
         )
 
     def _after_poll(self, health: Health) -> None:

@@ -163,6 +163,22 @@ def _enqueue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _push_config(args: argparse.Namespace) -> int:
+    from devinstance.configpush import push_records
+
+    store = Store(args.dir / "instance.db")
+    try:
+        records = push_records(args.config, args.agent)
+    except OSError as e:
+        raise SystemExit(
+            f"cannot read {e.filename}: {e.strerror}; sign the config first (midbox config sign)"
+        ) from e
+    for sys_id in store.enqueue(records):
+        print(sys_id)
+    store.close()
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     store = Store(args.dir / "instance.db")
     row = store.validate_agent(args.agent, validated=not args.invalidate)
@@ -255,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=1)
     add_shape_options(p)
     p.set_defaults(func=_enqueue)
+    p = sub.add_parser(
+        "push-config", help="deliver a signed config (CONFIG and CONFIG.sig) to appliances (midbox.config)"
+    )
+    p.add_argument("config", type=Path)
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--agent", action="append", required=True, help="appliance name, repeatable")
+    p.set_defaults(func=_push_config)
     register_discover(sub)
     p = sub.add_parser("results", help="print input records (results)")
     p.add_argument("--dir", type=Path, required=True)

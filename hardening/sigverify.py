@@ -34,6 +34,11 @@ STEPS = (
 )
 
 
+def _listed(names: tuple[str, ...], shown: int = 5) -> str:
+    more = f", ... {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 @dataclass(frozen=True)
 class VerifiedStatement:
     """The statement after steps 1-8: signed, matching the bytes, current, not rolled back."""
@@ -155,11 +160,18 @@ class ConfigSignatureCheck:
         self._leave(5)
 
     def step6_appliance_name(self) -> None:
-        """6. The config must be made for this appliance."""
+        """6. The config must be made for this appliance (or list it, for a fleet config)."""
         self._enter(6)
-        name = self._envelope.statement.appliance
-        if self._expected is not None and name != self._expected:
-            raise BindingError(f"config is signed for appliance {name!r}, but this is {self._expected!r}")
+        st = self._envelope.statement
+        if self._expected is not None and self._expected not in st.names:
+            if st.fleet:
+                raise BindingError(
+                    f"config is signed for {len(st.fleet)} appliances ({_listed(st.fleet)}), but not for "
+                    f"this one, {self._expected!r}; add it to [appliance] names and sign again"
+                )
+            raise BindingError(
+                f"config is signed for appliance {st.appliance!r}, but this is {self._expected!r}"
+            )
         self._leave(6)
 
     def step7_validity(self) -> None:

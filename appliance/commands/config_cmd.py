@@ -78,7 +78,7 @@ def _sign(args: argparse.Namespace, env: CliEnv) -> int:
     envelope = sign_config_bytes(
         data,
         key,
-        appliance=parsed.appliance.name,
+        appliance=parsed.appliance.names,
         version=parsed.version,
         expires=parsed.expires,
         not_before=not_before,
@@ -87,7 +87,8 @@ def _sign(args: argparse.Namespace, env: CliEnv) -> int:
     atomic_write(sig_path, envelope, mode=0o644)
     count = len(parse_envelope(envelope).signatures)
     print(
-        f"signed {args.config} (version {parsed.version}, appliance {parsed.appliance.name}) "
+        f"signed {args.config} (version {parsed.version}, "
+        f"appliance {', '.join(parsed.appliance.names)}) "
         f"with key {key_id(key.public_key())}; {sig_path.name} holds {count} signature(s)",
         file=env.stdout,
     )
@@ -135,6 +136,7 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
         "config": str(args.config),
         "signature": str(signature_path(args.config)),
         "appliance": cfg.appliance.name,
+        **({"fleet": list(cfg.appliance.fleet)} if cfg.appliance.fleet else {}),
         "version": cfg.version,
         "expires": format_time(cfg.settings.expires),
         "sha256": cfg.sha256,
@@ -156,6 +158,7 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
     out = [
         f"OK: {args.config} is validly signed",
         f"  appliance: {info['appliance']}   version: {cfg.version}   expires: {info['expires']}",
+        *([f"  fleet: {', '.join(cfg.appliance.fleet)}"] if cfg.appliance.fleet else []),
         "  signed by: "
         + ", ".join(f"{s['name']} ({s['key_id']})" for s in signers)
         + f"   ({len(signers)} of {root.threshold} required, trust root v{root.version})",

@@ -19,6 +19,7 @@ expires = {expires}    # unquoted TOML date-time with a zone; the appliance refu
 
 [appliance]
 name = "{name}"                      # the ECC agent is mid.server.{name}; the signature binds to it
+# names = ["{name}", "edge-02"]      # instead of name: one signed config for a fleet (docs/config.md)
 # max_concurrent_probes = 64         # 1..1024
 # max_job_age_s = 86400              # older output records are refused (replay protection)
 # target_rate_per_s = 10             # per target address: new jobs a second ...

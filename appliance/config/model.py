@@ -14,10 +14,18 @@ from hardening.policy import AllowRule, CredentialMap, Policy
 
 @dataclass(frozen=True)
 class ApplianceSection:
+    # The name this appliance runs as. A fleet config (``names = [...]``) parses with "" here; the
+    # verifier fills in the local name (the one pinned in the state dir) once it checked it is listed.
     name: str
     max_concurrent_probes: int = 64
     rates: RateSettings = field(default_factory=RateSettings)  # per target; the rules' own are added
     max_job_age_s: float = 86_400.0  # replay protection: older output records are refused
+    fleet: tuple[str, ...] = ()  # ``names = [...]`` with two or more names, as written
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every appliance the config is for (what its signature must bind to)."""
+        return self.fleet or (self.name,)
 
     @property
     def agent(self) -> str:

@@ -18,6 +18,7 @@ from appliance.errors import ConfigError
 from appliance.limits import MAX_CONCURRENT_PROBES, MAX_CONFIG_BYTES
 from hardening.filepins import NamedFile
 from hardening.policy import HOST_KEY_MODES, PROBE_KINDS, AllowRule, CredentialMap, IPNetwork, PortRange
+from hardening.signing import MAX_FLEET_NAMES
 
 T = TypeVar("T")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -184,15 +185,36 @@ def _datetime(value: dt.datetime, key: str) -> dt.datetime:
 
 
 def _appliance(t: _Table) -> ApplianceSection:
-    name = t.take("name", str)
-    if not _NAME.fullmatch(name):
-        raise ConfigError("config: 'appliance.name' may hold letters, digits, '.', '_' and '-' (1-64)")
+    name, fleet = _appliance_names(t)
     probes = t.take("max_concurrent_probes", int, default=64)
     if not 1 <= probes <= MAX_CONCURRENT_PROBES:
         raise ConfigError(f"config: 'appliance.max_concurrent_probes' must be 1..{MAX_CONCURRENT_PROBES}")
     rates, max_age = appliance_rates(t)
     t.done()
-    return ApplianceSection(name, probes, rates, max_age)
+    return ApplianceSection(name, probes, rates, max_age, fleet)
+
+
+def _appliance_names(t: _Table) -> tuple[str, tuple[str, ...]]:
+    """``name = "x"``, or ``names = [...]`` for a fleet; a list of one is the same as ``name``."""
+    names = t.take("names", list, required=False)
+    if names is None:
+        name = t.take("name", str)
+        if not _NAME.fullmatch(name):
+            raise ConfigError("config: 'appliance.name' may hold letters, digits, '.', '_' and '-' (1-64)")
+        return name, ()
+    if t.take("name", str, required=False) is not None:
+        raise ConfigError("config: [appliance] has both 'name' and 'names'; keep one of them")
+    if not 1 <= len(names) <= MAX_FLEET_NAMES:
+        raise ConfigError(f"config: 'appliance.names' must list 1 to {MAX_FLEET_NAMES} appliance names")
+    for entry in names:
+        if not isinstance(entry, str) or not _NAME.fullmatch(entry):
+            raise ConfigError(
+                f"config: 'appliance.names' entry {str(entry)[:80]!r} is not a name: letters, digits, "
+                "'.', '_' and '-' (1-64)"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError("config: 'appliance.names' lists a name twice; remove the duplicate")
+    return (names[0], ()) if len(names) == 1 else ("", tuple(names))
 
 
 def _urlsplit(url: str, key: str) -> SplitResult:

@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from appliance.config.model import Config, ParsedConfig
@@ -64,9 +64,10 @@ def step9_parse_and_match(data: bytes, path: Path, verified: VerifiedStatement) 
     """9. Only now parse the TOML; what it says must equal what was signed."""
     parsed = parse_config(data, path)
     st = verified.statement
-    if parsed.appliance.name != st.appliance:
+    if parsed.appliance.names != st.names:
         raise BindingError(
-            f"config names appliance {parsed.appliance.name!r}, its signature {st.appliance!r}"
+            f"config names appliance(s) {', '.join(parsed.appliance.names)[:200]}, its signature "
+            f"{', '.join(st.names)[:200]}"
         )
     if parsed.version != st.version:
         raise BindingError(f"config says version {parsed.version}, its signature {st.version}")
@@ -94,18 +95,47 @@ def load_verified_config(
     data = _read_capped(path, MAX_CONFIG_BYTES, "config")
     assert data is not None
     envelope = _read_capped(signature_path(path), MAX_ENVELOPE_BYTES, "signature", missing_ok=True)
+    return verify_config_bytes(
+        data, envelope, path, state_dir, now, expected_name, commit, trust_file=trust_file
+    )
+
+
+def verify_config_bytes(
+    data: bytes,
+    envelope: bytes | None,
+    path: Path,
+    state_dir: Path,
+    now: dt.datetime,
+    expected_name: str | None = None,
+    commit: bool = True,
+    *,
+    trust_file: Path | None = None,
+) -> Config:
+    """``load_verified_config`` for bytes already read (a config delivered through the instance).
+
+    ``path`` is where the config lives or will live: relative file names in it resolve from there.
+    """
     root, state = _trust(state_dir, trust_file)
     check = ConfigSignatureCheck(
         trust=root, state=state, now=now, expected_name=expected_name, max_config_bytes=MAX_CONFIG_BYTES
     )
     verified = check.run_all(data, envelope)  # steps 1-8
     parsed = step9_parse_and_match(data, path, verified)
+    st = verified.statement
+    # 9a. The name this appliance runs as: a fleet config names several, so it comes from here.
+    local = expected_name or (state.appliance_name if state is not None else None)
+    local = local or (st.appliance if not st.fleet else None)
+    if local is None:
+        raise BindingError(
+            f"config is for a fleet of {len(st.fleet)} appliances and this appliance's name is not "
+            "pinned; pin it with 'midbox trust init --name NAME' (or pass --name to 'config verify')"
+        )
+    parsed = replace(parsed, appliance=replace(parsed.appliance, name=local))
     # 9b. The files it names and pins (CA files, client certificate) are the files that were signed.
     check_pins(parsed.files)
-    st = verified.statement
     # 10. Persist the highest accepted version (atomic) before the config is used.
     if commit and trust_file is None and state is not None:
-        new_state = state.after_accepting(st.version, st.sha256, st.appliance)
+        new_state = state.after_accepting(st.version, st.sha256, local)
         if new_state != state:
             write_state(state_dir, new_state)
     return Config(parsed, st.sha256, verified.signers)

@@ -92,11 +92,16 @@ class EccClient:
         self,
         limit: int,
         state: str = "ready",
-        topic: str | None = None,
+        topic: str | tuple[str, ...] | None = None,
         fields: Sequence[str] = OUTPUT_FIELDS,
     ) -> Polled:
-        """Up to ``limit`` records, parsed one by one: a bad record is skipped or refused, never the poll."""
-        only = f"^topic={topic}" if topic else ""
+        """Up to ``limit`` records, parsed one by one: a bad record is skipped or refused, never the poll.
+
+        ``topic``: only that topic, or any of several (``topicINa,b``)."""
+        if isinstance(topic, tuple):
+            only = f"^topicIN{','.join(topic)}"
+        else:
+            only = f"^topic={topic}" if topic else ""
         query = f"agent={self._agent}^queue=output^state={state}{only}^ORDERBYpriority^ORDERBYsys_created_on"
         body = await self._request(
             "GET",

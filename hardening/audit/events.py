@@ -32,6 +32,12 @@ the alias, never the secret):
 - ``error``             where, message                                        (job optional)
 - ``config.reloaded``   config_version, config_sha256, signers, expires, previous_version
 - ``config.reload_refused`` config_sha256, reason, kept_version
+- ``config.pushed``     job, config_version, config_sha256, signers, previous_version  (a signed config
+                        delivered through the instance, topic ``midbox.config``, was verified and
+                        written beside the running one; ``config.reloaded`` follows when it is in force)
+- ``config.push_refused`` job, config_sha256, reason, kept_version  (a delivered config failed
+                        verification or could not be written: nothing on disk changed; config_sha256
+                        is None when the payload could not be decoded)
 - ``job.resumed``       job, topic          (found in processing after a restart)
 - ``result.already_posted`` job             (the instance had our answer: not posted twice)
 - ``outbox.full``       count               (claiming stopped; nothing is dropped)
@@ -117,6 +123,8 @@ EVENTS: Mapping[str, frozenset[str]] = {
         {"config_version", "config_sha256", "signers", "expires", "previous_version"}
     ),
     "config.reload_refused": frozenset({"config_sha256", "reason", "kept_version"}),
+    "config.pushed": frozenset({"job", "config_version", "config_sha256", "signers", "previous_version"}),
+    "config.push_refused": frozenset({"job", "config_sha256", "reason", "kept_version"}),
     "job.resumed": frozenset({"job", "topic"}),
     "result.already_posted": frozenset({"job"}),
     "outbox.full": frozenset({"count"}),

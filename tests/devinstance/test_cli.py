@@ -86,6 +86,26 @@ def test_enqueue_shape_mistakes_name_the_fix(tmp_path: Path) -> None:
     assert _outputs(tmp_path) == []
 
 
+def test_push_config_queues_one_midbox_config_record_per_agent(tmp_path: Path) -> None:
+    import base64
+
+    config = tmp_path / "midbox.toml"
+    config.write_bytes(b'version = 8\n[appliance]\nnames = ["a", "b"]\n')
+    with pytest.raises(SystemExit, match="sign the config first"):
+        cli.main(["push-config", str(config), "--dir", str(tmp_path), "--agent", "a"])
+    config.with_name("midbox.toml.sig").write_bytes(b'{"format": "midbox-config-sig-v1"}\n')
+    assert cli.main(["push-config", str(config), "--dir", str(tmp_path), "--agent", "a", "--agent", "b"]) == 0
+    rows = sorted(_outputs(tmp_path), key=lambda r: r["agent"])
+    assert [(r["agent"], r["topic"], r["priority"]) for r in rows] == [
+        ("mid.server.a", "midbox.config", "1"),
+        ("mid.server.b", "midbox.config", "1"),
+    ]
+    params = _params(rows[0])
+    assert base64.b64decode(params["config"]) == config.read_bytes()
+    assert base64.b64decode(params["signature"]) == config.with_name("midbox.toml.sig").read_bytes()
+    assert set(params) == {"config", "signature"}
+
+
 def test_enqueue_plain_topic_still_works(tmp_path: Path) -> None:
     assert (
         cli.main(["enqueue", "--dir", str(tmp_path), "--agent", "dev-01", "--topic", "HeartbeatProbe"]) == 0
