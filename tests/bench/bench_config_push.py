@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from devinstance.configpush import push_records
 from tests.helpers import NAME, dev_instance, make_pki
-from tests.service.test_config_push_run import in_force
-from tests.service.test_run_command import appliance, config_bytes, signed_config
 from tests.signing.helpers import install_trust
+from tests.support.config_push import in_force
+from tests.support.running import appliance, config_bytes, signed_config
 
 
 def main() -> None:

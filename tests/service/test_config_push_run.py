@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import signal
 import time
 from pathlib import Path
@@ -14,30 +13,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from devinstance.configpush import push_records
 from tests.helpers import NAME, Pki, dev_instance, http_target
-from tests.service.test_run_command import (
-    appliance,
-    audit_entries,
-    config_bytes,
-    http_job,
-    midbox,
-    signed_config,
-    wait_answer,
-)
 from tests.signing.helpers import install_trust
-
-
-def in_force(state_dir: Path, version: int, timeout: float = 30) -> float:
-    """Seconds until status.json says ``version`` is running (written after the first poll on it)."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            status = json.loads((state_dir / "status.json").read_text())
-        except (OSError, ValueError):
-            status = {}
-        if (status.get("config") or {}).get("version") == version and status.get("state") == "running":
-            return time.monotonic() - started
-        time.sleep(0.01)
-    raise AssertionError(f"config version {version} not in force within {timeout} s")
+from tests.support.cli import run_process
+from tests.support.config_push import in_force
+from tests.support.running import appliance, audit_entries, config_bytes, http_job, signed_config, wait_answer
 
 
 def test_a_config_pushed_on_the_instance_is_in_force_and_a_replayed_one_is_refused(
@@ -91,28 +70,30 @@ def test_a_config_pushed_on_the_instance_is_in_force_and_a_replayed_one_is_refus
     )
     [refusal] = [e["fields"] for e in entries if e["event"] == "config.push_refused"]
     assert refusal["config_sha256"] == hashlib.sha256(v1).hexdigest() and refusal["kept_version"] == 2
-    assert midbox("audit", "verify", "--state-dir", str(state_dir)).returncode == 0
+    assert run_process("audit", "verify", "--state-dir", str(state_dir)).returncode == 0
     print(f"push -> in force: {took:.2f} s at poll_interval_s 0.1")
 
 
 def test_an_appliance_held_by_an_expired_config_takes_a_pushed_renewal(
     dev_pki: Pki, tmp_path: Path, state_dir: Path
 ) -> None:
-    from tests.service.test_expiry_while_running import _signed, _state, _wait_until
+    from tests.support.expiry import queue_state, signed_expiring, wait_until
 
     key = Ed25519PrivateKey.generate()
     install_trust(state_dir, [key], appliance_name=NAME)
     expires = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=6)).replace(microsecond=0)
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
         store = instance.state.store
-        config = _signed(tmp_path / "etc", key, instance.url, dev_pki, 1, expires)
-        renewal = _signed(tmp_path / "ws", key, instance.url, dev_pki, 2, expires + dt.timedelta(days=30))
+        config = signed_expiring(tmp_path / "etc", key, instance.url, dev_pki, 1, expires)
+        renewal = signed_expiring(
+            tmp_path / "ws", key, instance.url, dev_pki, 2, expires + dt.timedelta(days=30)
+        )
         with appliance(config, state_dir, tmp_path / "run.log") as proc:
             in_force(state_dir, 1)
-            _wait_until(expires + dt.timedelta(seconds=1))
+            wait_until(expires + dt.timedelta(seconds=1))
             late = http_job(store, f"{target}/hello")
             time.sleep(1)
-            assert _state(store, late) == "ready", "work was claimed on an expired config"
+            assert queue_state(store, late) == "ready", "work was claimed on an expired config"
             # Held, it still polls for a signed config: that is what ends the hold.
             [job] = store.enqueue(push_records(renewal, [NAME]))
             answer = wait_answer(store, job)

@@ -13,47 +13,25 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from devinstance import pki
 from tests.helpers import AGENT, Pki, dev_instance, http_target
-from tests.signing.helpers import install_trust, write_signed_config
+from tests.signing.helpers import install_trust
+from tests.support.expiry import queue_state, signed_expiring, wait_until
 from tests.support.running import (
-    NOT_BEFORE,
     appliance,
     audit_entries,
-    config_bytes,
     http_job,
     wait_answer,
 )
-
-
-def _signed(
-    admin: Path, key: Ed25519PrivateKey, url: str, p: Pki, version: int, expires: dt.datetime
-) -> Path:
-    body = config_bytes(url, p, version, '"1-65535"').decode()
-    lines = [
-        f"expires = {expires:%Y-%m-%dT%H:%M:%SZ}" if ln.startswith("expires") else ln
-        for ln in body.split("\n")
-    ]
-    return write_signed_config(
-        admin, [key], "\n".join(lines).encode(), version=version, expires=expires, not_before=NOT_BEFORE
-    )
 
 
 def _heartbeat(store) -> str:  # type: ignore[no-untyped-def]
     return str(store.enqueue([{"agent": AGENT, "topic": "HeartbeatProbe", "payload": "<parameters/>"}])[0])
 
 
-def _state(store, sys_id: str) -> str:  # type: ignore[no-untyped-def]
-    return str(store.get("ecc_queue", sys_id)["state"])
-
-
-def _wait_until(deadline: dt.datetime) -> None:
-    time.sleep(max(0.0, (deadline - dt.datetime.now(dt.UTC)).total_seconds()))
-
-
 def _wait_claimed(store, sys_id: str, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
     end = time.monotonic() + timeout
-    while _state(store, sys_id) == "ready" and time.monotonic() < end:
+    while queue_state(store, sys_id) == "ready" and time.monotonic() < end:
         time.sleep(0.05)
-    assert _state(store, sys_id) != "ready", "the job was not claimed"
+    assert queue_state(store, sys_id) != "ready", "the job was not claimed"
 
 
 def test_a_config_that_expires_during_a_run(dev_pki: Pki, tmp_path: Path, state_dir: Path) -> None:
@@ -63,7 +41,7 @@ def test_a_config_that_expires_during_a_run(dev_pki: Pki, tmp_path: Path, state_
     log = tmp_path / "run.log"
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
         store = instance.state.store
-        config = _signed(tmp_path / "admin", admin, instance.url, dev_pki, 1, expires)
+        config = signed_expiring(tmp_path / "admin", admin, instance.url, dev_pki, 1, expires)
         with appliance(config, state_dir, log) as proc:
             assert "hello" in wait_answer(store, http_job(store, f"{target}/hello"))["payload"]
             # A job still running at expiry: its result is delivered afterwards.
@@ -71,19 +49,19 @@ def test_a_config_that_expires_during_a_run(dev_pki: Pki, tmp_path: Path, state_
             assert left_ms > 2000, "the appliance took too long to start for this test"
             slow = http_job(store, f"{target}/work?ms={left_ms + 2000}")
             _wait_claimed(store, slow)
-            _wait_until(expires + dt.timedelta(seconds=0.5))
+            wait_until(expires + dt.timedelta(seconds=0.5))
             late = http_job(store, f"{target}/hello")
             beat = wait_answer(store, _heartbeat(store))
             assert "<mid_operational_state>Paused</mid_operational_state>" in beat["payload"]
             assert "config expired" in beat["payload"], beat["payload"]
             assert "hello" in wait_answer(store, slow)["payload"]  # drained after expiry
             time.sleep(1.0)  # ten poll intervals
-            assert _state(store, late) == "ready", "work was claimed on an expired config"
+            assert queue_state(store, late) == "ready", "work was claimed on an expired config"
             status = json.loads((state_dir / "status.json").read_text())
             assert status["state"] == "expired" and "config expired" in status["reason"], status
             # A newly signed config is picked up without a restart, and work resumes.
             renewed = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=30)
-            _signed(tmp_path / "admin", admin, instance.url, dev_pki, 2, renewed)
+            signed_expiring(tmp_path / "admin", admin, instance.url, dev_pki, 2, renewed)
             assert "hello" in wait_answer(store, late, timeout=20)["payload"]
             assert proc.poll() is None
     text = log.read_text()
@@ -105,14 +83,14 @@ def test_a_client_certificate_renewed_while_held(dev_pki: Pki, tmp_path: Path, s
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
         store = instance.state.store
         expires = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=30)
-        config = _signed(tmp_path / "admin", admin, instance.url, p, 1, expires)
+        config = signed_expiring(tmp_path / "admin", admin, instance.url, p, 1, expires)
         with appliance(config, state_dir, tmp_path / "run.log") as proc:
             assert "hello" in wait_answer(store, http_job(store, f"{target}/hello"))["payload"]
             lapse = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=11)
-            _wait_until(lapse)
+            wait_until(lapse)
             late = http_job(store, f"{target}/hello")
             time.sleep(1.0)
-            assert _state(store, late) == "ready"
+            assert queue_state(store, late) == "ready"
             pki.issue(dev_pki.ca, certs, "appliance", AGENT, server=False)  # renewed in place
             assert "hello" in wait_answer(store, late, timeout=20)["payload"]
             assert proc.poll() is None

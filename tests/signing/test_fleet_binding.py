@@ -137,7 +137,7 @@ def test_an_appliance_moves_from_its_own_config_to_a_fleet_one_keeping_its_name(
 
 
 def test_midbox_config_sign_and_verify_a_fleet_config(tmp_path: Path) -> None:
-    from tests.signing.test_signing_cli import fails, ok
+    from tests.support.signing_cli import fails, ok
 
     ws, state = tmp_path / "ws", tmp_path / "state"
     ws.mkdir()
