@@ -13,7 +13,7 @@ from typing import TextIO
 
 from appliance import __version__
 from appliance.commands.common import CliEnv
-from appliance.errors import EXIT_CHECK_FAILED, EXIT_USAGE, ApplianceError
+from appliance.errors import EXIT_USAGE, MidboxError
 
 DEFAULT_STATE_DIR_POSIX = "/var/lib/midbox"
 
@@ -150,16 +150,8 @@ def main(
     try:
         _as_state_owner(handler, env.state_dir)
         return int(handler(args, env))
-    except ApplianceError as e:
+    except MidboxError as e:  # every error meant for the user: one line, never a traceback
         print(f"midbox: {e}", file=stderr)
         return e.exit_code
     except KeyboardInterrupt:
         return 130
-    except Exception as e:
-        # Hardening errors and anything else: one line, never a traceback with values in it.
-        from hardening.errors import HardeningError
-
-        if isinstance(e, HardeningError):
-            print(f"midbox: {e}", file=stderr)
-            return EXIT_CHECK_FAILED
-        raise

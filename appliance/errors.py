@@ -1,14 +1,34 @@
-"""The one exception root of the appliance package; each subtree maps to a CLI exit code."""
+"""The appliance's errors, and the map of every error midbox reports.
+
+    MidboxError (hardening.errors)        exit_code; a one-line message naming the fix
+    ├── HardeningError                    a security check failed (exit 1)
+    │   ├── AuditError, SigningError, VaultError, ReleaseError, TLSConfigError, ...
+    │   └── (one subtree per hardening mechanism, each in its own errors module)
+    └── ApplianceError                    the runtime (exit 1 unless below)
+        ├── UsageError                    the command line or a file the user wrote (exit 2)
+        ├── ConfigError                   a config that does not parse or verify (exit 1)
+        ├── InstanceError                 the instance unreachable or refusing (exit 3); retry_after_s
+        │   └── InstanceAuthError, InstanceBusy, AnswerTooLarge, UnusableRecord
+        ├── PayloadError                  an ECC payload malformed, hostile or too large
+        ├── ProbeError                    a probe could not complete: the job's error result
+        │   └── TargetDenied, TargetUnreachable, CredentialRejected, RateLimited, ...
+        └── RunnerHalted, HostServiceError, ScmError, ServiceControlError, ConfigPushRefused
+
+``appliance.cli.main`` catches ``MidboxError`` once and exits with its ``exit_code``.
+"""
 
 from __future__ import annotations
 
+from hardening.errors import EXIT_CHECK_FAILED, MidboxError
+
 EXIT_OK = 0
-EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
+__all__ = ["EXIT_CHECK_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "ApplianceError", "MidboxError"]
 
-class ApplianceError(Exception):
+
+class ApplianceError(MidboxError):
     """Base of every error the appliance reports. The message says what is wrong and what to do."""
 
     exit_code = EXIT_CHECK_FAILED
@@ -27,9 +47,12 @@ class ConfigError(ApplianceError):
 
 
 class InstanceError(ApplianceError):
-    """The instance could not be reached or answered with an error."""
+    """The instance could not be reached or answered with an error.
+
+    ``retry_after_s`` is when the instance asked to be tried again (its Retry-After), if it did."""
 
     exit_code = EXIT_UNREACHABLE
+    retry_after_s: float | None = None
 
 
 class InstanceAuthError(InstanceError):

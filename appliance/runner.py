@@ -186,7 +186,7 @@ class Runner:
                 break
             except InstanceError as e:
                 self._polled(e)
-                await self._pause(stop, backoff.next_delay(getattr(e, "retry_after_s", None)), e)
+                await self._pause(stop, backoff.next_delay(e.retry_after_s), e)
         else:
             return
         for record in orphans:
@@ -449,7 +449,7 @@ class Runner:
                         "result for %s stays in the outbox until the next start: %s", record.sys_id, e
                     )
                     return
-                await _wait_any(self._abandon, timeout=backoff.next_delay(getattr(e, "retry_after_s", None)))
+                await _wait_any(self._abandon, timeout=backoff.next_delay(e.retry_after_s))
                 continue
             await asyncio.to_thread(self._outbox.remove, record.sys_id)
             self.stats.answered += 1
