@@ -21,6 +21,7 @@ from appliance.durable import Journal, Outbox
 from appliance.gate import JobGate
 from appliance.health import ConfigFacts, Health, cert_not_after
 from appliance.limits import INSTANCE_DEADLINE_FACTOR, MAX_LEDGER_ENTRIES, Limits
+from appliance.livestatus import LiveStatus
 from appliance.probes.affinity import AFFINITY_FILE, CredentialAffinity
 from appliance.probes.base import AuditSink, CredentialSource, Probe, ProbeContext
 from appliance.probes.heartbeat import HeartbeatProbe
@@ -33,7 +34,8 @@ from appliance.queue.client import EccClient
 from appliance.queue.transport import instance_client
 from appliance.ratelimit import Limiter
 from appliance.replay import LEDGER_FILE, RunLedger
-from appliance.runner import Runner, RunnerSettings, RunnerStats
+from appliance.runner import Runner, RunnerSettings
+from appliance.runstats import RunnerStats
 from appliance.status_file import Publisher
 from hardening.sealbox import SealedDir, derive_key
 
@@ -156,8 +158,9 @@ async def run_appliance(
         max_response_bytes=limits.instance_response_bytes,
         deadline_s=limits.instance_timeout_s * INSTANCE_DEADLINE_FACTOR,
     )
-    holder: list[Runner] = []
-    probes = default_probes(lambda: holder[0].status(), limits)
+    gate = job_gate(config, state_dir, audit)
+    status = LiveStatus(version=__version__, health=health, outbox=outbox, hold=hold, gate=gate)
+    probes = default_probes(status.report, limits)
     if push_target is not None:
         probes[PUSH_TOPIC] = ConfigPushProbe(config, push_target)
     ctx = ProbeContext(
@@ -177,12 +180,10 @@ async def run_appliance(
         settings=runner_settings(config, limits),
         journal=journal,
         outbox=outbox,
-        hold=hold,
-        health=health,
+        status=status,
         after_poll=after_poll or Publisher(state_dir).publish,
-        gate=job_gate(config, state_dir, audit),
+        gate=gate,
     )
-    holder.append(runner)
     try:
         await runner.run(stop)
     finally:

@@ -85,3 +85,19 @@ class CredentialRejected(ProbeError):
 
 class EveryCredentialRejected(ProbeError):
     """The target refused every candidate credential (none was left to try)."""
+
+
+def is_fatal(error: BaseException) -> bool:
+    """Errors of what every job depends on (the audit log, the disk): going on would do work that is
+    not accounted for. Anything else belongs to one job and ends as that job's error result."""
+    from hardening.audit.errors import AuditValueError
+    from hardening.errors import HardeningError
+
+    return isinstance(error, (HardeningError, OSError)) and not isinstance(error, AuditValueError)
+
+
+def describe(error: BaseException) -> str:
+    """Our own errors carry user-facing messages; anything else is named by type only (it may hold data)."""
+    if isinstance(error, MidboxError):
+        return f"{type(error).__name__}: {error}"
+    return f"unexpected {type(error).__name__}"

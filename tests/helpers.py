@@ -17,7 +17,7 @@ from appliance.app import run_appliance
 from appliance.config import Config, parse_config
 from appliance.limits import Limits
 from appliance.probes.base import CredentialSource, MemoryAudit, NoCredentials
-from appliance.runner import RunnerStats
+from appliance.runstats import RunnerStats
 from devinstance import pki
 from devinstance.server import DevInstance, InstanceState, server_context
 from devinstance.store import Store
