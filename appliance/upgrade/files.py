@@ -51,16 +51,23 @@ def extract_binary(bundle: Path, release: VerifiedRelease, name: str, dest: Path
                 if src_fh is None:
                     raise UpgradeError(f"{member} is not a regular file in the bundle")
                 digest = _copy(src_fh, dest, cap)
+    except UpgradeError:
+        _remove(dest)
+        raise
     except (OSError, tarfile.TarError, KeyError, EOFError) as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(dest)
+        _remove(dest)
         raise UpgradeError(
             f"cannot extract {name} from {bundle.name} ({type(e).__name__}): check the disk"
         ) from e
     if digest != expected:
-        os.unlink(dest)
+        _remove(dest)
         raise UpgradeError(f"{name} changed after the bundle was verified: download the bundle again")
     return digest
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _copy(src: IO[bytes], dest: Path, cap: int) -> str:

@@ -50,13 +50,13 @@ def release_key(directory: Path) -> tuple[Path, Path]:
     return pem, pub
 
 
-def make_bundle(directory: Path, version: str, script: str, pem: Path) -> Path:
+def make_bundle(directory: Path, version: str, script: str, pem: Path, platform: str = PLATFORM) -> Path:
     """A signed bundle of ``version`` made by build/bundle, holding ``script`` as the binary."""
     from midbox_build.bundle import main as bundle_main
 
     work = directory / f"build-{version}"
     work.mkdir()
-    binary = work / f"midbox-{PLATFORM}"
+    binary = work / f"midbox-{platform}{'.exe' if platform.startswith('windows') else ''}"
     binary.write_text(script)
     binary.chmod(0o755)
     sbom = {
@@ -70,4 +70,4 @@ def make_bundle(directory: Path, version: str, script: str, pem: Path) -> Path:
     }
     (work / f"{binary.name}.cdx.json").write_text(json.dumps(sbom))
     assert bundle_main(["--binary", str(binary), "--key", str(pem), "--out", str(work / "out")]) == 0
-    return work / "out" / f"midbox-{version}-{PLATFORM}.tar.gz"
+    return work / "out" / f"midbox-{version}-{platform}.tar.gz"

@@ -195,3 +195,60 @@ def test_upgrade_confirms_refuses_a_downgrade_and_rolls_back_a_failed_start(host
     assert "not newer" in events[4]["fields"]["reason"]
     assert events[-5]["fields"]["healthy"] is True and events[-1]["fields"]["healthy"] is True
     assert "within 5 s" in events[-1]["fields"]["reason"]
+
+
+def kill_upgrader_at(host: Host, phases: set[str], version: str, *args: str) -> str:
+    """Start 'midbox upgrade', SIGKILL it once its state file shows the upgrade to ``version`` in ``phases``."""
+    argv = [sys.executable, "-m", "appliance", "upgrade", "--state-dir", str(host.state_dir)]
+    argv += ["--binary", str(host.binary), "--restart-command", f"sv restart {host.service}", *args]
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            state = load(host.state_dir)
+            if state is not None and state.phase in phases and state.to_version == version:
+                proc.kill()
+                return state.phase
+            time.sleep(0.005)
+        raise AssertionError(f"the upgrader never reached {phases}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def test_an_upgrade_whose_upgrader_was_killed_is_finished_or_rolled_back_by_the_next_one(host: Host) -> None:
+    good = make_bundle(host.tmp, "0.2.0", launcher("0.2.0"), host.pem)
+    stuck = make_bundle(host.tmp, "0.3.1", hung("0.3.1"), host.pem)
+
+    # Killed between the swap and the end of the restart: --resume restarts (again) and confirms.
+    phase = kill_upgrader_at(
+        host, {"swapped", "restarting"}, "0.2.0", "--bundle", str(good), "--pubkey", str(host.pub)
+    )
+    assert phase in ("swapped", "restarting")
+    resumed = upgrade(host, "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "upgrade confirmed" in resumed.stdout
+    state = load(host.state_dir)
+    assert state is not None and state.phase == "confirmed" and state.to_version == "0.2.0"
+    assert upgrade(host, "--resume").stdout.startswith("no upgrade to finish: the last one ended confirmed")
+
+    # Killed while waiting for 0.3.1's first poll: the next 'midbox upgrade' finds the deadline (counted
+    # from the recorded restart) passed, rolls back to 0.2.0, and only then looks at its own bundle.
+    kill_upgrader_at(
+        host, {"restarted"}, "0.3.1", "--bundle", str(stuck), "--pubkey", str(host.pub), "--deadline", "3"
+    )
+    assert host.binary.read_text() == hung("0.3.1")
+    time.sleep(3)
+    before = time.time()
+    again = upgrade(host, "--bundle", str(good), "--pubkey", str(host.pub))
+    assert again.returncode == 1
+    assert "finishing the interrupted upgrade to 0.3.1 first" in again.stdout
+    assert "rolling back to 0.2.0" in again.stdout
+    assert "0.2.0 is not newer than the running 0.2.0" in again.stderr  # its own bundle: a reinstall
+    assert host.binary.read_text() == launcher("0.2.0")
+    polling(host.state_dir, "0.2.0", before)
+    state = load(host.state_dir)
+    assert state is not None and state.phase == "rolled_back" and state.to_version == "0.3.1"
