@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def _upgrade(args: argparse.Namespace, env: CliEnv) -> int:
     from appliance.upgrade.flow import Env, resume, upgrade
-    from appliance.upgrade.state import FINISHED, load
+    from appliance.upgrade.state import FINISHED, load, upgrade_lock
 
     lines: list[str] = []
 
@@ -67,14 +67,16 @@ def _upgrade(args: argparse.Namespace, env: CliEnv) -> int:
             print(line, file=env.stdout, flush=True)
 
     uenv = Env(env.state_dir, say)
-    if args.resume:
-        state = load(env.state_dir)
-        if state is None or state.phase in FINISHED:
-            say("no upgrade to finish" + (f": the last one ended {state.phase}" if state else ""))
-            return 0
-        state = resume(state, uenv)
-    else:
-        state = upgrade(_request(args, env), uenv)
+    request = None if args.resume else _request(args, env)
+    with upgrade_lock(env.state_dir):
+        if request is not None:
+            state = upgrade(request, uenv)
+        else:
+            found = load(env.state_dir)
+            if found is None or found.phase in FINISHED:
+                say("no upgrade to finish" + (f": the last one ended {found.phase}" if found else ""))
+                return 0
+            state = resume(found, uenv)
     if env.json:
         doc = {
             "phase": state.phase,
@@ -107,7 +109,7 @@ def _request(args: argparse.Namespace, env: CliEnv) -> Request:
         if not getattr(sys, "frozen", False):
             raise UsageError("this midbox runs from source: give --binary, the installed binary to replace")
         target = Path(sys.executable)
-    target = Path(os.path.abspath(target))
+    target = Path(os.path.realpath(target))  # a symlink's target is what gets replaced
     if not target.is_file():
         raise UsageError(f"{target} is not a file: give --binary, the installed midbox binary")
     if args.restart_command:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from appliance.errors import ApplianceError
 from appliance.limits import MAX_UPGRADE_STATE_BYTES
-from hardening.atomic import atomic_write
+from hardening.atomic import LockTimeout, atomic_write, file_lock
 from hardening.runas import acting_as, state_owner
 
 STATE_NAME = "state.json"
@@ -65,6 +66,34 @@ class UpgradeState:
 
 def upgrade_dir(state_dir: Path) -> Path:
     return state_dir / "upgrade"
+
+
+@contextlib.contextmanager
+def upgrade_lock(state_dir: Path) -> Iterator[None]:
+    """One upgrader at a time; the lock dies with its holder, so a killed upgrader never wedges the next."""
+    directory = upgrade_dir(state_dir)
+    lock = directory / ".lock"
+    with acting_as(state_owner(state_dir)):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        # Made as the state dir's owner, so the service user may upgrade too; root opens it either way.
+        os.close(os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600))
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(file_lock(lock, timeout_s=0.5))
+    except LockTimeout as e:
+        raise UpgradeError(
+            "another midbox upgrade is running on this state dir: wait for it to finish"
+        ) from e
+    with held:
+        yield
+
+
+def summary(state_dir: Path) -> UpgradeState | None:
+    """The last upgrade for ``midbox status``, or None when there is none or it cannot be read here."""
+    try:
+        return load(state_dir)
+    except UpgradeError:
+        return None
 
 
 def save(state_dir: Path, state: UpgradeState) -> None:

@@ -130,6 +130,7 @@ def test_upgrade_confirms_refuses_a_downgrade_and_rolls_back_a_failed_start(host
     done = upgrade(host, "--bundle", str(good), "--pubkey", str(host.pub), "--deadline", "60")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "upgrade confirmed" in done.stdout
+    print(f"0.1.0 -> 0.2.0 under runsv: {time.time() - before:.2f} s, {done.stdout.splitlines()[-1]}")
     status = polling(host.state_dir, "0.2.0", before)
     assert (parse_iso(status["started"]) or 0) > before
     assert host.binary.read_text() == launcher("0.2.0")
@@ -164,6 +165,7 @@ def test_upgrade_confirms_refuses_a_downgrade_and_rolls_back_a_failed_start(host
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "no successful poll by 0.3.1 within 5 s" in failed.stdout
     took = time.time() - before
+    print(f"0.2.0 -> 0.3.1 (never polls, deadline 5 s) rolled back in {took:.2f} s")
     assert 5 <= took < 60
     assert host.binary.read_text() == launcher("0.2.0") and os.access(host.binary, os.X_OK)
     polling(host.state_dir, "0.2.0", before)
@@ -241,6 +243,14 @@ def test_an_upgrade_whose_upgrader_was_killed_is_finished_or_rolled_back_by_the_
         host, {"restarted"}, "0.3.1", "--bundle", str(stuck), "--pubkey", str(host.pub), "--deadline", "3"
     )
     assert host.binary.read_text() == hung("0.3.1")
+    shown = subprocess.run(
+        [sys.executable, "-m", "appliance", "status", "--state-dir", str(host.state_dir)],
+        capture_output=True, text=True, cwd=ROOT, env=child_env(), timeout=30, check=False,
+    )  # fmt: skip
+    assert (
+        "upgrade to 0.3.1 not finished (restarted): if no 'midbox upgrade' is running, run midbox upgrade --resume"
+        in shown.stdout
+    )
     time.sleep(3)
     before = time.time()
     again = upgrade(host, "--bundle", str(good), "--pubkey", str(host.pub))

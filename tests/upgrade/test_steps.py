@@ -122,6 +122,28 @@ def test_usage_mistakes_name_the_fix(tmp_path: Path, state_dir: Path) -> None:
     assert run_upgrade(state_dir, "--resume").stdout.strip() == "no upgrade to finish"
 
 
+def test_one_upgrader_at_a_time(tmp_path: Path, state_dir: Path) -> None:
+    pem, pub = release_key(tmp_path)
+    bundle = make_bundle(tmp_path, "0.2.0", launcher("0.2.0"), pem)
+    binary = tmp_path / "midbox"
+    binary.write_text(launcher("0.1.0"))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from appliance.upgrade.state import "
+         "upgrade_lock\nwith upgrade_lock(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(30)",
+         str(state_dir)],
+        cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        busy = run_upgrade(state_dir, "--bundle", str(bundle), "--pubkey", str(pub), "--binary", str(binary))
+        assert busy.returncode == 1
+        assert "another midbox upgrade is running on this state dir: wait for it to finish" in busy.stderr
+        assert binary.read_text() == launcher("0.1.0")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_the_binary_is_checked_again_when_extracted(tmp_path: Path) -> None:
     pem, pub = release_key(tmp_path)
     bundle = make_bundle(tmp_path, "0.2.0", launcher("0.2.0"), pem)
