@@ -6,6 +6,7 @@ runtime): it runs as given, without a shell, and must return once the restart is
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from dataclasses import dataclass
@@ -35,6 +36,18 @@ class Restarter:
                     "systemd does not run on this host: give --restart-command for the supervisor of midbox"
                 )
             unit = f"{check_service_name(self.service)}.service"
+            # A failed new version may have used up the start limit; the rollback's restart must not
+            # be refused for that. Nothing to reset is fine.
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                subprocess.run(  # noqa: S603 - fixed argv, no shell
+                    systemd.command("reset-failed", unit),
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=self.timeout_s,
+                    check=False,
+                )
+            # Type=notify: this returns once the new process said READY=1 (its first successful poll),
+            # or fails after the unit's TimeoutStartSec= (80 s, under our timeout).
             self._run(systemd.command("restart", unit))
         elif self.manager == "command" and self.command:
             self._run(list(self.command))
