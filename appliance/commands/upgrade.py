@@ -14,7 +14,10 @@ from appliance.commands.common import CliEnv, add_leaf, read_capped
 from appliance.errors import EXIT_CHECK_FAILED, UsageError
 
 if TYPE_CHECKING:
-    from appliance.upgrade.flow import Request
+    from collections.abc import Callable
+
+    from appliance.upgrade.flow import Env, Request
+    from appliance.upgrade.state import UpgradeState
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -56,8 +59,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def _upgrade(args: argparse.Namespace, env: CliEnv) -> int:
-    from appliance.upgrade.flow import Env, resume, upgrade
-    from appliance.upgrade.state import FINISHED, load, upgrade_lock
+    from appliance.upgrade.flow import Env
+    from appliance.upgrade.state import UpgradeError
 
     lines: list[str] = []
 
@@ -68,15 +71,18 @@ def _upgrade(args: argparse.Namespace, env: CliEnv) -> int:
 
     uenv = Env(env.state_dir, say)
     request = None if args.resume else _request(args, env)
-    with upgrade_lock(env.state_dir):
-        if request is not None:
-            state = upgrade(request, uenv)
-        else:
-            found = load(env.state_dir)
-            if found is None or found.phase in FINISHED:
-                say("no upgrade to finish" + (f": the last one ended {found.phase}" if found else ""))
-                return 0
-            state = resume(found, uenv)
+    try:
+        state = _locked(request, env, uenv, say)
+    except OSError as e:
+        # The state dir or the binary's folder not writable here: what was begun is in the state file.
+        raise UpgradeError(
+            f"cannot write {e.filename or 'a file'} ({e.strerror or type(e).__name__}): run midbox upgrade "
+            "as root, then midbox upgrade --resume finishes what was begun"
+        ) from e
+    if state is None:
+        if env.json:
+            print(json.dumps({"phase": None, "log": lines}), file=env.stdout)
+        return 0
     if env.json:
         doc = {
             "phase": state.phase,
@@ -88,6 +94,23 @@ def _upgrade(args: argparse.Namespace, env: CliEnv) -> int:
     else:
         print(f"upgrade {state.phase}: {state.reason or state.to_version}", file=env.stdout)
     return 0 if state.phase == "confirmed" else EXIT_CHECK_FAILED
+
+
+def _locked(
+    request: Request | None, env: CliEnv, uenv: Env, say: Callable[[str], None]
+) -> UpgradeState | None:
+    """The upgrade (or the resumption), holding the lock; None when there was nothing to resume."""
+    from appliance.upgrade.flow import resume, upgrade
+    from appliance.upgrade.state import FINISHED, load, upgrade_lock
+
+    with upgrade_lock(env.state_dir):
+        if request is not None:
+            return upgrade(request, uenv)
+        found = load(env.state_dir)
+        if found is None or found.phase in FINISHED:
+            say("no upgrade to finish" + (f": the last one ended {found.phase}" if found else ""))
+            return None
+        return resume(found, uenv)
 
 
 def _request(args: argparse.Namespace, env: CliEnv) -> Request:

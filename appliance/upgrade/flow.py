@@ -80,7 +80,7 @@ def upgrade(req: Request, env: Env) -> UpgradeState:
                 f"the interrupted upgrade ended {done.phase} ({done.reason}): put a working binary at "
                 f"{done.target}, check it with midbox status, then remove upgrade/state.json in the state dir"
             )
-    bundle_sha = _bundle_sha256(req.bundle)
+    bundle_sha = _bundle_sha256(req.bundle, req.caps.bundle_bytes)
     # 1. verify the bundle exactly as 'midbox bundle verify' does
     try:
         release = verify_bundle(req.bundle, req.key, req.caps)
@@ -140,7 +140,12 @@ def upgrade(req: Request, env: Env) -> UpgradeState:
 
 def _swap_and_restart(state: UpgradeState, env: Env) -> UpgradeState:
     # 4. keep the previous binary and swap by rename
-    keep_and_swap(Path(state.target), Path(state.previous), Path(state.staged))
+    try:
+        keep_and_swap(Path(state.target), Path(state.previous), Path(state.staged))
+    except OSError as e:
+        clear_staged(state)
+        reason = f"cannot replace {state.target} ({e.strerror}): run midbox upgrade as the binary's owner"
+        return _end(env, state.at("abandoned", reason=reason), "upgrade.abandoned")
     state = state.at("swapped")
     save(env.state_dir, state)
     env.audit(
@@ -271,9 +276,10 @@ def _polled_since(status: dict[str, object], since: float, version: str, sha256:
     return not (isinstance(running, str) and len(running) == 64 and running != sha256)
 
 
-def _bundle_sha256(bundle: Path) -> str:
+def _bundle_sha256(bundle: Path, cap: int) -> str:
+    """The digest the audit entries name; an oversize file is refused unread, so it gets none."""
     if bundle.is_file():
-        return sha256_file(bundle)
+        return sha256_file(bundle) if bundle.stat().st_size <= cap else ""
     try:
         return hashlib.sha256((bundle / "SHA256SUMS").read_bytes()[: 1 << 16]).hexdigest()
     except OSError:
