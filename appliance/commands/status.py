@@ -28,22 +28,14 @@ def register(
 
 def _status(args: argparse.Namespace, env: CliEnv) -> int:
     from appliance.status_file import EXIT_HEALTHY, judge, read_status
-    from appliance.upgrade.state import FINISHED, summary
 
     status = read_status(env.state_dir)
     verdict = judge(status, time.time())
-    last = summary(env.state_dir)
-    upgrade = None if last is None else {"phase": last.phase, "to": last.to_version, "reason": last.reason}
     if env.json:
-        doc = {"exit": verdict.code, "verdict": verdict.reason, "status": status, "upgrade": upgrade}
-        print(json.dumps(doc), file=env.stdout)
-        return verdict.code
-    if last is not None and last.phase not in FINISHED:
         print(
-            f"upgrade to {last.to_version} not finished ({last.phase}): if no 'midbox upgrade' is running, "
-            "run midbox upgrade --resume",
-            file=env.stdout,
+            json.dumps({"exit": verdict.code, "verdict": verdict.reason, "status": status}), file=env.stdout
         )
+        return verdict.code
     word = {0: "healthy", 1: "degraded", 3: "down"}.get(verdict.code, "unknown")
     if status is not None:
         cfg = status.get("config") if isinstance(status.get("config"), dict) else {}

@@ -70,9 +70,12 @@ def _upgrade(args: argparse.Namespace, env: CliEnv) -> int:
             print(line, file=env.stdout, flush=True)
 
     uenv = Env(env.state_dir, say)
-    request = None if args.resume else _request(args, env)
+    if not args.resume and (args.bundle is None or args.pubkey is None):
+        raise UsageError("give --bundle and --pubkey (or --resume to finish an interrupted upgrade)")
+    target = _target(args)
+    request = None if args.resume else _request(args, env, target)
     try:
-        state = _locked(request, env, uenv, say)
+        state = _locked(request, target, uenv, say)
     except OSError as e:
         # The state dir or the binary's folder not writable here: what was begun is in the state file.
         raise UpgradeError(
@@ -97,23 +100,36 @@ def _upgrade(args: argparse.Namespace, env: CliEnv) -> int:
 
 
 def _locked(
-    request: Request | None, env: CliEnv, uenv: Env, say: Callable[[str], None]
+    request: Request | None, target: Path, uenv: Env, say: Callable[[str], None]
 ) -> UpgradeState | None:
     """The upgrade (or the resumption), holding the lock; None when there was nothing to resume."""
     from appliance.upgrade.flow import resume, upgrade
     from appliance.upgrade.state import FINISHED, load, upgrade_lock
 
-    with upgrade_lock(env.state_dir):
+    with upgrade_lock(target):
         if request is not None:
             return upgrade(request, uenv)
-        found = load(env.state_dir)
+        found = load(target)
         if found is None or found.phase in FINISHED:
             say("no upgrade to finish" + (f": the last one ended {found.phase}" if found else ""))
             return None
         return resume(found, uenv)
 
 
-def _request(args: argparse.Namespace, env: CliEnv) -> Request:
+def _target(args: argparse.Namespace) -> Path:
+    """The installed binary: --binary, or this one when frozen; symlinks resolved (the file is replaced)."""
+    target = args.binary
+    if target is None:
+        if not getattr(sys, "frozen", False):
+            raise UsageError("this midbox runs from source: give --binary, the installed binary to replace")
+        target = Path(sys.executable)
+    target = Path(os.path.realpath(target))
+    if not target.is_file():
+        raise UsageError(f"{target} is not a file: give --binary, the installed midbox binary")
+    return target
+
+
+def _request(args: argparse.Namespace, env: CliEnv, target: Path) -> Request:
     from appliance import __version__, limits
     from appliance.status_file import read_status
     from appliance.upgrade.flow import Request
@@ -127,14 +143,6 @@ def _request(args: argparse.Namespace, env: CliEnv) -> Request:
     if not 1 <= args.deadline <= limits.UPGRADE_DEADLINE_MAX_S:
         raise UsageError(f"--deadline must be 1..{limits.UPGRADE_DEADLINE_MAX_S:g} seconds")
     key = parse_public_key(read_capped(args.pubkey, MAX_KEY_FILE_BYTES, "the public key"))
-    target = args.binary
-    if target is None:
-        if not getattr(sys, "frozen", False):
-            raise UsageError("this midbox runs from source: give --binary, the installed binary to replace")
-        target = Path(sys.executable)
-    target = Path(os.path.realpath(target))  # a symlink's target is what gets replaced
-    if not target.is_file():
-        raise UsageError(f"{target} is not a file: give --binary, the installed midbox binary")
     if args.restart_command:
         command = tuple(shlex.split(args.restart_command, posix=os.name != "nt"))
         restarter = Restarter("command", args.service, command)

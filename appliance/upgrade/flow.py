@@ -15,7 +15,15 @@ from appliance.status_file import read_status
 from appliance.upgrade import auditq
 from appliance.upgrade.files import extract_binary, keep_and_swap, restore, sha256_file
 from appliance.upgrade.manager import Restarter
-from appliance.upgrade.state import FINISHED, UpgradeError, UpgradeState, clear_staged, load, save
+from appliance.upgrade.state import (
+    FINISHED,
+    STATE_FILE,
+    UpgradeError,
+    UpgradeState,
+    clear_staged,
+    load,
+    save,
+)
 from appliance.upgrade.version import is_downgrade, parse_version
 from hardening.release import MinisignPublicKey, ReleaseLimits, VerifiedRelease, verify_bundle
 
@@ -71,14 +79,14 @@ def release_version(release: VerifiedRelease) -> tuple[str, str]:
 
 def upgrade(req: Request, env: Env) -> UpgradeState:
     # 0. an upgrade whose upgrader died is finished (or rolled back) before another begins
-    unfinished = load(env.state_dir)
+    unfinished = load(req.target)
     if unfinished is not None and unfinished.phase not in FINISHED:
         env.say(f"finishing the interrupted upgrade to {unfinished.to_version} first")
         done = resume(unfinished, env)
         if done.phase not in FINISHED:
             raise UpgradeError(
                 f"the interrupted upgrade ended {done.phase} ({done.reason}): put a working binary at "
-                f"{done.target}, check it with midbox status, then remove upgrade/state.json in the state dir"
+                f"{done.target}, check it with midbox status, then remove {STATE_FILE} beside it"
             )
     bundle_sha = _bundle_sha256(req.bundle, req.caps.bundle_bytes)
     # 1. verify the bundle exactly as 'midbox bundle verify' does
@@ -129,7 +137,7 @@ def upgrade(req: Request, env: Env) -> UpgradeState:
         },
     )
     # 3. the new binary beside the installed one, checked against the verified hash once more
-    save(env.state_dir, state)
+    save(state)
     clear_staged(state)
     try:
         extract_binary(req.bundle, release, name, Path(state.staged), req.caps.member_bytes)
@@ -147,7 +155,7 @@ def _swap_and_restart(state: UpgradeState, env: Env) -> UpgradeState:
         reason = f"cannot replace {state.target} ({e.strerror}): run midbox upgrade as the binary's owner"
         return _end(env, state.at("abandoned", reason=reason), "upgrade.abandoned")
     state = state.at("swapped")
-    save(env.state_dir, state)
+    save(state)
     env.audit(
         "upgrade.swapped",
         {"target": state.target, "previous_sha256": state.previous_sha256, "new_sha256": state.new_sha256},
@@ -159,13 +167,13 @@ def _swap_and_restart(state: UpgradeState, env: Env) -> UpgradeState:
 def _restart_and_watch(state: UpgradeState, env: Env) -> UpgradeState:
     # 5. restart; the time goes to disk first, so a resumed watch waits for a poll newer than it
     state = state.at("restarting", restarted_at=env.clock())
-    save(env.state_dir, state)
+    save(state)
     try:
         _restarter(state).restart()
     except UpgradeError as e:
         return _rollback(state, env, f"restart failed: {e}")
     state = state.at("restarted")
-    save(env.state_dir, state)
+    save(state)
     env.audit(
         "upgrade.restarted", {"manager": state.manager, "service": state.service, "version": state.to_version}
     )
@@ -188,7 +196,7 @@ def _watch(state: UpgradeState, env: Env) -> UpgradeState:
 
 def _rollback(state: UpgradeState, env: Env, reason: str) -> UpgradeState:
     state = state.at("rolling_back", reason=reason)
-    save(env.state_dir, state)
+    save(state)
     env.say(f"rolling back to {state.from_version}: {reason}")
     try:
         restore(Path(state.target), Path(state.previous), state.previous_sha256)
@@ -214,7 +222,7 @@ def _rollback(state: UpgradeState, env: Env, reason: str) -> UpgradeState:
 
 
 def _end(env: Env, state: UpgradeState, event: str, **extra: object) -> UpgradeState:
-    save(env.state_dir, state)
+    save(state)
     fields: dict[str, object] = {
         "from_version": state.from_version,
         "to_version": state.to_version,

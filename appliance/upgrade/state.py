@@ -1,4 +1,4 @@
-"""``STATE/upgrade/state.json``: where an upgrade is, written durably before each step it starts.
+"""``.midbox-upgrade.json`` beside the binary: where an upgrade is, written durably before each step.
 
 An upgrader that dies (killed, host rebooted) leaves this file behind; the next ``midbox upgrade``
 reads it and finishes the upgrade or rolls it back (appliance.upgrade.flow.resume).
@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -16,9 +17,9 @@ from pathlib import Path
 from appliance.errors import ApplianceError
 from appliance.limits import MAX_UPGRADE_STATE_BYTES
 from hardening.atomic import LockTimeout, atomic_write, file_lock
-from hardening.runas import acting_as, state_owner
 
-STATE_NAME = "state.json"
+STATE_FILE = ".midbox-upgrade.json"
+LOCK_FILE = ".midbox-upgrade.lock"
 # In order; "confirmed", "rolled_back" and "abandoned" end an upgrade, "rollback_failed" needs a person.
 PHASES = (
     "staged",
@@ -65,65 +66,73 @@ class UpgradeState:
 
 
 def upgrade_dir(state_dir: Path) -> Path:
+    """Where the upgrader queues audit entries for the appliance (appliance.upgrade.auditq)."""
     return state_dir / "upgrade"
 
 
+def state_path(target: Path) -> Path:
+    """The upgrade's state lives beside the installed binary, not in the state dir: the service user
+    owns the state dir, and a state file it could edit would tell root which files to move and which
+    restart command to run. Whoever can write the binary's folder can replace the binary anyway."""
+    return target.with_name(STATE_FILE)
+
+
 @contextlib.contextmanager
-def upgrade_lock(state_dir: Path) -> Iterator[None]:
-    """One upgrader at a time; the lock dies with its holder, so a killed upgrader never wedges the next."""
-    directory = upgrade_dir(state_dir)
-    lock = directory / ".lock"
-    with acting_as(state_owner(state_dir)):
-        directory.mkdir(mode=0o700, exist_ok=True)
-        # Made as the state dir's owner, so the service user may upgrade too; root opens it either way.
-        os.close(os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600))
+def upgrade_lock(target: Path) -> Iterator[None]:
+    """One upgrader per binary; the lock dies with its holder, so a killed upgrader never wedges the next."""
     held = contextlib.ExitStack()
     try:
-        held.enter_context(file_lock(lock, timeout_s=0.5))
+        held.enter_context(file_lock(target.with_name(LOCK_FILE), timeout_s=0.5))
     except LockTimeout as e:
-        raise UpgradeError(
-            "another midbox upgrade is running on this state dir: wait for it to finish"
-        ) from e
+        raise UpgradeError(f"another midbox upgrade of {target} is running: wait for it to finish") from e
     with held:
         yield
 
 
-def summary(state_dir: Path) -> UpgradeState | None:
-    """The last upgrade for ``midbox status``, or None when there is none or it cannot be read here."""
+def save(state: UpgradeState) -> None:
+    """Durable (fsync'd): the state must outlive a power cut between two steps."""
+    doc = asdict(state)
+    doc["restart_command"] = list(state.restart_command)
+    data = json.dumps(doc, indent=1, sort_keys=True).encode()
+    atomic_write(state_path(Path(state.target)), data, 0o644)  # no secret in it; operators may read it
+
+
+def load(target: Path) -> UpgradeState | None:
+    """The last upgrade of ``target``, or None when there never was one. A damaged or foreign file is an
+    error: guessing which binary is installed could leave the host without a working one."""
+    path = state_path(target)
     try:
-        return load(state_dir)
-    except UpgradeError:
-        return None
-
-
-def save(state_dir: Path, state: UpgradeState) -> None:
-    """Durable (fsync'd): the state must outlive a power cut between two steps. Written as the state
-    dir's owner, so the appliance (as the service user) can read it and finish an upgrade."""
-    directory = upgrade_dir(state_dir)
-    with acting_as(state_owner(state_dir)):
-        directory.mkdir(mode=0o700, exist_ok=True)
-        doc = asdict(state)
-        doc["restart_command"] = list(state.restart_command)
-        atomic_write(directory / STATE_NAME, json.dumps(doc, indent=1, sort_keys=True).encode(), 0o600)
-
-
-def load(state_dir: Path) -> UpgradeState | None:
-    """The last upgrade's state, or None when there never was one. A damaged file is an error: guessing
-    which binary is installed could leave the host without a working one."""
-    path = upgrade_dir(state_dir) / STATE_NAME
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_UPGRADE_STATE_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         return None
     except OSError as e:
         raise UpgradeError(f"cannot read {path}: {e.strerror}; run midbox upgrade as root") from e
+    with os.fdopen(fd, "rb") as fh:
+        _check_ours(os.fstat(fh.fileno()), path)
+        data = fh.read(MAX_UPGRADE_STATE_BYTES + 1)
     try:
-        return _parse(data)
+        state = _parse(data)
     except (ValueError, TypeError, KeyError) as e:
         raise UpgradeError(
             f"{path} is damaged ({e}); check which binary is installed, then remove the file"
         ) from e
+    if Path(state.target) != target:
+        raise UpgradeError(f"{path} is about {state.target}, not {target}: remove the file")
+    return state
+
+
+def _check_ours(st: os.stat_result, path: Path) -> None:
+    """Root acts on this file (moves binaries, runs the restart command): only root or the user running
+    the upgrade may have written it."""
+    if not stat.S_ISREG(st.st_mode):
+        raise UpgradeError(f"{path} is not a regular file: remove it")
+    if os.name != "posix":
+        return  # the binary's folder (Program Files) is writable by administrators only
+    if st.st_uid not in (0, os.geteuid()) or stat.S_IMODE(st.st_mode) & 0o022:
+        raise UpgradeError(
+            f"{path} was written by uid {st.st_uid} or is writable by others: an upgrader does not act on "
+            "it; check which binary is installed, then remove the file"
+        )
 
 
 def _parse(data: bytes) -> UpgradeState:

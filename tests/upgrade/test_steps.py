@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from appliance.upgrade import auditq
 from appliance.upgrade.files import extract_binary, keep_and_swap, restore, sha256_file
 from appliance.upgrade.flow import release_version
 from appliance.upgrade.manager import Restarter
-from appliance.upgrade.state import STATE_NAME, UpgradeError, load, upgrade_dir
+from appliance.upgrade.state import UpgradeError, load, state_path, upgrade_dir
 from appliance.upgrade.version import is_downgrade, parse_version
 from hardening.audit import open_audit_log
 from hardening.release import ReleaseLimits, parse_public_key, verify_bundle
@@ -65,10 +66,9 @@ def test_a_tampered_bundle_is_refused_and_audited_and_nothing_is_touched(
     done = run_upgrade(state_dir, "--bundle", str(bundle), "--pubkey", str(pub), "--binary", str(binary))
     assert done.returncode == 1
     assert done.stderr.startswith("midbox: ") and len(done.stderr.strip().splitlines()) == 1
-    assert (
-        binary.read_text() == launcher("0.1.0") and sorted(p.name for p in binary.parent.iterdir()) == before
-    )
-    assert not (upgrade_dir(state_dir) / STATE_NAME).exists()
+    after = sorted(p.name for p in binary.parent.iterdir() if p.name != ".midbox-upgrade.lock")
+    assert binary.read_text() == launcher("0.1.0") and after == before
+    assert not state_path(binary).exists()
     [entry] = [e for e in audit_entries(state_dir) if e["event"].startswith("upgrade.")]
     assert entry["event"] == "upgrade.refused" and "queued_at" not in entry["fields"]  # the log was free
     assert entry["fields"]["bundle_sha256"] == sha256_file(bundle)
@@ -111,15 +111,28 @@ def test_a_bundle_signed_by_another_key_or_for_another_platform_is_refused(
 
 
 def test_usage_mistakes_name_the_fix(tmp_path: Path, state_dir: Path) -> None:
-    missing = run_upgrade(state_dir, "--pubkey", "k")
+    missing = run_upgrade(state_dir, "--pubkey", "k", "--binary", str(tmp_path))
     assert missing.returncode == 2 and "give --bundle and --pubkey" in missing.stderr
     pem, pub = release_key(tmp_path)
     bundle = make_bundle(tmp_path, "0.2.0", launcher("0.2.0"), pem)
-    deadline = run_upgrade(state_dir, "--bundle", str(bundle), "--pubkey", str(pub), "--deadline", "0")
-    assert deadline.returncode == 2 and "--deadline must be 1..3600 seconds" in deadline.stderr
     source = run_upgrade(state_dir, "--bundle", str(bundle), "--pubkey", str(pub))
     assert source.returncode == 2 and "give --binary" in source.stderr
-    assert run_upgrade(state_dir, "--resume").stdout.strip() == "no upgrade to finish"
+    assert "give --binary" in run_upgrade(state_dir, "--resume").stderr
+    (tmp_path / "midbox").write_text("installed")
+    deadline = run_upgrade(
+        state_dir,
+        "--bundle",
+        str(bundle),
+        "--pubkey",
+        str(pub),
+        "--deadline",
+        "0",
+        "--binary",
+        str(tmp_path / "midbox"),
+    )
+    assert deadline.returncode == 2 and "--deadline must be 1..3600 seconds" in deadline.stderr
+    resume = run_upgrade(state_dir, "--resume", "--binary", str(tmp_path / "midbox"))
+    assert resume.returncode == 0 and resume.stdout.strip() == "no upgrade to finish"
 
 
 def test_one_upgrader_at_a_time(tmp_path: Path, state_dir: Path) -> None:
@@ -130,14 +143,14 @@ def test_one_upgrader_at_a_time(tmp_path: Path, state_dir: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; from appliance.upgrade.state import "
          "upgrade_lock\nwith upgrade_lock(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(30)",
-         str(state_dir)],
+         str(binary)],
         cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         busy = run_upgrade(state_dir, "--bundle", str(bundle), "--pubkey", str(pub), "--binary", str(binary))
         assert busy.returncode == 1
-        assert "another midbox upgrade is running on this state dir: wait for it to finish" in busy.stderr
+        assert f"another midbox upgrade of {binary} is running: wait for it to finish" in busy.stderr
         assert binary.read_text() == launcher("0.1.0")
     finally:
         holder.kill()
@@ -194,18 +207,19 @@ def test_restart_failures_say_what_to_do(tmp_path: Path) -> None:
         Restarter("scm", "midbox").restart()
 
 
-def test_a_damaged_state_file_is_refused_with_the_fix(state_dir: Path) -> None:
-    directory = upgrade_dir(state_dir)
-    directory.mkdir()
+def test_a_damaged_or_foreign_state_file_is_refused_with_the_fix(tmp_path: Path) -> None:
+    target = tmp_path / "midbox"
+    path = state_path(target)
+    assert path == tmp_path / ".midbox-upgrade.json"  # beside the binary, not in the service's state dir
     good = {
-        "phase": "restarted", "target": "/x/midbox", "previous": "/x/midbox.previous", "staged": "/x/.n",
+        "phase": "restarted", "target": str(target), "previous": f"{target}.previous", "staged": "/x/.n",
         "from_version": "0.1.0", "to_version": "0.2.0", "new_sha256": "a" * 64, "previous_sha256": "b" * 64,
         "bundle_sha256": "c" * 64, "key_id": "K", "manager": "command", "service": "midbox",
         "restart_command": ["sv", "restart", "x"], "deadline_s": 60, "begun_at": 1.0, "restarted_at": 2.0,
         "reason": "",
     }  # fmt: skip
-    (directory / STATE_NAME).write_text(json.dumps(good))
-    state = load(state_dir)
+    path.write_text(json.dumps(good))
+    state = load(target)
     assert state is not None and state.restart_command == ("sv", "restart", "x") and state.deadline_s == 60.0
     for bad in (
         {**good, "extra": 1},
@@ -214,14 +228,31 @@ def test_a_damaged_state_file_is_refused_with_the_fix(state_dir: Path) -> None:
         {**good, "restart_command": "sv restart x"},
         {k: v for k, v in good.items() if k != "target"},
     ):
-        (directory / STATE_NAME).write_text(json.dumps(bad))
+        path.write_text(json.dumps(bad))
         with pytest.raises(
             UpgradeError, match="is damaged .*check which binary is installed, then remove the file"
         ):
-            load(state_dir)
-    (directory / STATE_NAME).write_bytes(b" " * (limits.MAX_UPGRADE_STATE_BYTES + 1))
+            load(target)
+    path.write_bytes(b" " * (limits.MAX_UPGRADE_STATE_BYTES + 1))
     with pytest.raises(UpgradeError, match="is damaged"):
-        load(state_dir)
+        load(target)
+    path.write_text(json.dumps({**good, "target": "/usr/local/bin/midbox"}))
+    with pytest.raises(UpgradeError, match="is about /usr/local/bin/midbox, not .*: remove the file"):
+        load(target)
+    # Root moves files and runs the restart command it names: a file others could write is not acted on.
+    path.write_text(json.dumps({**good, "restart_command": ["sh", "-c", "evil"]}))
+    path.chmod(0o664)
+    with pytest.raises(UpgradeError, match="writable by others: an upgrader does not act on it"):
+        load(target)
+    path.chmod(0o644)
+    if os.geteuid() == 0:
+        os.chown(path, 65534, 65534)  # nobody: the service user, say, rewrote it
+        with pytest.raises(UpgradeError, match="was written by uid 65534"):
+            load(target)
+    path.unlink()
+    path.symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(UpgradeError, match="cannot read"):
+        load(target)
 
 
 def test_the_queue_gives_the_appliance_only_upgrade_entries(state_dir: Path) -> None:
