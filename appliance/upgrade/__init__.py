@@ -1,7 +1,7 @@
 """``midbox upgrade``: install a verified release bundle, restart, and roll back if it does not poll.
 
-The steps, in order (each one recorded in ``STATE/upgrade/state.json`` before the next begins, so a
-second ``midbox upgrade`` finishes or rolls back an upgrade whose upgrader died):
+The steps, in order (each one recorded in ``.midbox-upgrade.json`` beside the binary before the next
+begins, so a second ``midbox upgrade`` finishes or rolls back an upgrade whose upgrader died):
 
 1. verify the bundle exactly as ``midbox bundle verify`` does, and read its signed version and platform;
 2. refuse a downgrade unless asked for one;
