@@ -148,8 +148,12 @@ def _request(args: argparse.Namespace, env: CliEnv, target: Path) -> Request:
         restarter = Restarter("command", args.service, command)
     else:
         restarter = Restarter("scm" if os.name == "nt" else "systemd", args.service)
-    status = read_status(env.state_dir) or {}
-    running = status.get("version")
+    running = _installed_version(target)
+    if running is None:
+        # No upgrade recorded beside the binary: what the appliance reports (the service user writes
+        # that file), else this binary's own version.
+        reported = (read_status(env.state_dir) or {}).get("version")
+        running = reported if isinstance(reported, str) else __version__
     return Request(
         bundle=args.bundle,
         key=key,
@@ -160,5 +164,15 @@ def _request(args: argparse.Namespace, env: CliEnv, target: Path) -> Request:
         restarter=restarter,
         deadline_s=float(args.deadline),
         allow_downgrade=bool(args.allow_downgrade),
-        current_version=running if isinstance(running, str) else __version__,
+        current_version=running,
     )
+
+
+def _installed_version(target: Path) -> str | None:
+    """The version the last finished upgrade left installed, from the root-owned state beside it."""
+    from appliance.upgrade.state import installed_after, load
+
+    last = load(target)
+    if last is None:
+        return None
+    return installed_after(last)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import platform
 import re
@@ -21,6 +22,7 @@ from appliance.upgrade.state import (
     UpgradeError,
     UpgradeState,
     clear_staged,
+    installed_after,
     load,
     save,
 )
@@ -83,6 +85,9 @@ def upgrade(req: Request, env: Env) -> UpgradeState:
     if unfinished is not None and unfinished.phase not in FINISHED:
         env.say(f"finishing the interrupted upgrade to {unfinished.to_version} first")
         done = resume(unfinished, env)
+        installed = installed_after(done)
+        if installed is not None:
+            req = dataclasses.replace(req, current_version=installed)
         if done.phase not in FINISHED:
             raise UpgradeError(
                 f"the interrupted upgrade ended {done.phase} ({done.reason}): put a working binary at "

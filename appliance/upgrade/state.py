@@ -121,6 +121,15 @@ def load(target: Path) -> UpgradeState | None:
     return state
 
 
+def installed_after(state: UpgradeState) -> str | None:
+    """The version a finished upgrade left installed; None while it is not finished."""
+    if state.phase == "confirmed":
+        return state.to_version
+    if state.phase in ("rolled_back", "abandoned"):
+        return state.from_version
+    return None
+
+
 def _check_ours(st: os.stat_result, path: Path) -> None:
     """Root acts on this file (moves binaries, runs the restart command): only root or the user running
     the upgrade may have written it."""

@@ -274,3 +274,26 @@ def test_the_queue_gives_the_appliance_only_upgrade_entries(state_dir: Path) -> 
     assert [e["event"] for e in entries] == ["upgrade.resumed", "error", "error"]
     assert entries[0]["fields"]["queued_at"].endswith("Z")
     assert "not an upgrade entry" in entries[1]["fields"]["message"]
+
+
+def test_the_installed_version_comes_from_the_last_upgrade_not_from_the_service_users_status_file(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    pem, pub = release_key(tmp_path)
+    bundle = make_bundle(tmp_path, "0.2.0", launcher("0.2.0"), pem)
+    binary = tmp_path / "midbox"
+    binary.write_text(launcher("0.3.0"))
+    # The service user writes status.json; claiming an old version must not let a downgrade through.
+    (state_dir / "status.json").write_text(json.dumps({"version": "0.0.1"}))
+    last = {
+        "phase": "confirmed", "target": str(binary), "previous": str(tmp_path / "midbox.previous"),
+        "staged": str(tmp_path / ".midbox.upgrade-new"), "from_version": "0.1.0", "to_version": "0.3.0",
+        "new_sha256": sha256_file(binary), "previous_sha256": "b" * 64, "bundle_sha256": "c" * 64,
+        "key_id": "K", "manager": "command", "service": "midbox", "restart_command": ["true"],
+        "deadline_s": 60, "begun_at": 1.0, "restarted_at": 2.0, "reason": "",
+    }  # fmt: skip
+    state_path(binary).write_text(json.dumps(last))
+    done = run_upgrade(state_dir, "--bundle", str(bundle), "--pubkey", str(pub), "--binary", str(binary))
+    assert done.returncode == 1
+    assert "0.2.0 is not newer than the running 0.3.0: pass --allow-downgrade" in done.stderr
+    assert binary.read_text() == launcher("0.3.0")
