@@ -118,3 +118,11 @@ MAX_UNIT_BYTES = 1_000_000  # an existing unit file larger than this is not one 
 SYSTEMCTL_TIMEOUT_S = 90.0  # enable --now / disable --now wait for a start or a graceful stop
 RELOAD_ANSWER_TIMEOUT_S = 30.0  # 'midbox reload' waits this long for the running appliance's verdict
 RELOAD_REQUEST_POLL_S = 0.5  # how often the running appliance looks for a reload request
+
+# Upgrades (midbox upgrade): how long a new binary has to show a successful poll before it is rolled back.
+UPGRADE_DEADLINE_S = 180.0  # default; a slow first poll (TLS, a busy instance) must fit
+UPGRADE_DEADLINE_MAX_S = 3600.0
+UPGRADE_WATCH_INTERVAL_S = 0.25  # how often status.json is read while waiting
+UPGRADE_RESTART_TIMEOUT_S = 120.0  # one restart command (systemctl restart waits for a graceful stop)
+MAX_UPGRADE_STATE_BYTES = 64 * 1024
+MAX_UPGRADE_PENDING_AUDIT_BYTES = 256 * 1024  # audit entries waiting for the appliance's next start

@@ -148,6 +148,7 @@ async def serve(
         if cert_sha256 is not None:
             start["client_cert_sha256"] = cert_sha256
         audit.record("appliance.start", start)
+        _record_upgrade_entries(options.state_dir, audit)
         log.info(
             "midbox %s running as mid.server.%s on config version %d",
             __version__,
@@ -186,6 +187,16 @@ async def serve(
             if config is not None:
                 level = logging.ERROR if reason.startswith("error") else logging.INFO
                 log.log(level, "stopped: %s", reason)
+
+
+def _record_upgrade_entries(state_dir: Path, audit: AuditLog) -> None:
+    """What 'midbox upgrade' could not write while this process held the audit log (appliance.upgrade)."""
+    from appliance.upgrade.auditq import drain
+
+    try:
+        drain(state_dir, audit)
+    except OSError as e:
+        log.warning("could not record the upgrade's audit entries: %s; check the state dir", e.strerror)
 
 
 def _describe_error(error: BaseException) -> str:
@@ -341,6 +352,7 @@ class _Lifecycle:
         elif hold is None and health.state == "expired":
             health.state, health.reason = "running", ""
         self._publisher.publish(health)
+        _record_upgrade_entries(self._options.state_dir, self._audit)
         if health.state != "running":
             return
         line = summary(

@@ -20,6 +20,7 @@ from appliance.commands import (
     service,
     status,
     trust,
+    upgrade,
 )
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
@@ -34,6 +35,7 @@ REGISTRARS: tuple[Registrar, ...] = (
     audit.register,
     creds.register,
     bundle.register,
+    upgrade.register,
     run.register,
     run.register_reload,
     status.register,

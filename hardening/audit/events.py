@@ -64,6 +64,16 @@ the alias, never the secret):
 - ``breaker.closed``     target
 - ``enroll.key_created``    name, key_sha256, csr_sha256, renewal  (``midbox enroll``: public key's SHA-256)
 - ``enroll.cert_installed`` name, cert_sha256, key_sha256, not_after, issuer, renewal
+- ``upgrade.started``   bundle_sha256, key_id, from_version, to_version, target  (``midbox upgrade``; its
+                        entries are queued while the appliance holds the log and carry ``queued_at``)
+- ``upgrade.refused``   bundle_sha256, reason  (bad signature, wrong platform, a downgrade not allowed)
+- ``upgrade.swapped``   target, previous_sha256, new_sha256
+- ``upgrade.restarted`` manager, service, version
+- ``upgrade.confirmed`` from_version, to_version, new_sha256, reason  (the new version polled in time)
+- ``upgrade.rolled_back`` from_version, to_version, new_sha256, reason  (healthy: the old one polled again)
+- ``upgrade.rollback_failed`` from_version, to_version, new_sha256, reason  (a person must act)
+- ``upgrade.abandoned`` from_version, to_version, new_sha256, reason  (stopped before the swap)
+- ``upgrade.resumed``   phase, to_version  (an interrupted upgrade taken up again)
 
 Written by the log itself:
 
@@ -143,6 +153,15 @@ EVENTS: Mapping[str, frozenset[str]] = {
     "enroll.cert_installed": frozenset(
         {"name", "cert_sha256", "key_sha256", "not_after", "issuer", "renewal"}
     ),
+    "upgrade.started": frozenset({"bundle_sha256", "key_id", "from_version", "to_version", "target"}),
+    "upgrade.refused": frozenset({"bundle_sha256", "reason"}),
+    "upgrade.swapped": frozenset({"target", "previous_sha256", "new_sha256"}),
+    "upgrade.restarted": frozenset({"manager", "service", "version"}),
+    "upgrade.confirmed": frozenset({"from_version", "to_version", "new_sha256", "reason"}),
+    "upgrade.rolled_back": frozenset({"from_version", "to_version", "new_sha256", "reason"}),
+    "upgrade.rollback_failed": frozenset({"from_version", "to_version", "new_sha256", "reason"}),
+    "upgrade.abandoned": frozenset({"from_version", "to_version", "new_sha256", "reason"}),
+    "upgrade.resumed": frozenset({"phase", "to_version"}),
     "audit.genesis": frozenset({"log_id", "format"}),
     "audit.recovered": frozenset({"dropped_bytes", "dropped_sha256"}),
     "audit.checkpoint": frozenset({"size", "head", "key_id"}),
