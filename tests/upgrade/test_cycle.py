@@ -27,8 +27,9 @@ from appliance.status_file import read_status
 from appliance.upgrade.files import sha256_file
 from appliance.upgrade.state import load
 from tests.helpers import Pki, dev_instance
-from tests.service.test_run_command import ROOT, audit_entries, child_env, config_bytes, signed_config
 from tests.signing.helpers import install_trust
+from tests.support.cli import ROOT, child_env
+from tests.support.running import audit_entries, config_bytes, signed_config
 from tests.upgrade.helpers import broken, hung, launcher, make_bundle, release_key
 
 pytestmark = pytest.mark.skipif(

@@ -21,7 +21,8 @@ from appliance.upgrade.state import UpgradeError, load, state_path, upgrade_dir
 from appliance.upgrade.version import is_downgrade, parse_version
 from hardening.audit import open_audit_log
 from hardening.release import ReleaseLimits, parse_public_key, verify_bundle
-from tests.service.test_run_command import ROOT, audit_entries, child_env
+from tests.support.cli import ROOT, child_env
+from tests.support.running import audit_entries
 from tests.upgrade.helpers import launcher, make_bundle, release_key
 
 CAPS = ReleaseLimits(limits.MAX_BUNDLE_BYTES, limits.MAX_BUNDLE_MEMBER_BYTES, limits.MAX_BUNDLE_MEMBERS)
