@@ -16,14 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from appliance.dispatch import Dispatcher, Outcome, rerun_safe
+from appliance.dispatch import Dispatcher, rerun_safe
 from appliance.durable import Journal, Outbox
 from appliance.errors import InstanceAuthError, InstanceError, RunnerHalted
 from appliance.gate import JobGate
 from appliance.health import Health
+from appliance.interfaces import AuditSink, Outcome
 from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES, MAX_JOB_STARTS
 from appliance.payload import build_results
-from appliance.probes.base import AuditSink
 from appliance.queue.backoff import Backoff
 from appliance.queue.client import AnswerTooLarge, EccClient, InstanceBusy
 from appliance.queue.midissues import MidIssues

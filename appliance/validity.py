@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.config.model import Config
-from appliance.probes.base import AuditSink
-from hardening.signing import format_time
+from appliance.interfaces import AuditSink
+from hardening.utctime import format_time
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ from appliance.errors import EXIT_CHECK_FAILED, UsageError
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-MAX_PUBKEY_FILE_BYTES = 16_384
 
 
 def _read_capped(path: Path, cap: int, what: str) -> bytes:
@@ -26,9 +25,10 @@ def _read_capped(path: Path, cap: int, what: str) -> bytes:
 def _public_key(args: argparse.Namespace, env: CliEnv) -> Ed25519PublicKey:
     from hardening.audit import load_public_key
     from hardening.audit.signing import load_signing_key
+    from hardening.keys import MAX_KEY_FILE_BYTES
 
     if args.pubkey is not None:
-        return load_public_key(_read_capped(args.pubkey, MAX_PUBKEY_FILE_BYTES, "public key"))
+        return load_public_key(_read_capped(args.pubkey, MAX_KEY_FILE_BYTES, "public key"))
     # Without --pubkey, trust the key on this host: fine for a routine check, not against its root.
     print(
         "midbox: checking checkpoints against the key on this host; pass --pubkey with a copy kept "
@@ -118,7 +118,7 @@ def _checkpoint(args: argparse.Namespace, env: CliEnv) -> int:
         sign_checkpoint,
         verify_log,
     )
-    from hardening.audit._entry import format_time
+    from hardening.utctime import format_time
 
     # Sign only a head this command has itself recomputed from an intact chain.
     report = verify_log(audit_dir(env.state_dir))
@@ -127,7 +127,7 @@ def _checkpoint(args: argparse.Namespace, env: CliEnv) -> int:
         return EXIT_CHECK_FAILED
     key = load_or_create_signing_key(env.state_dir)
     cp = sign_checkpoint(
-        key, report.log_id, report.entries, report.head, format_time(dt.datetime.now(dt.UTC))
+        key, report.log_id, report.entries, report.head, format_time(dt.datetime.now(dt.UTC), micro=True)
     )
     out: Path = args.out
     atomic_write(out, checkpoint_xml(cp), mode=0o644)

@@ -108,8 +108,8 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
     from appliance.config.verify import load_verified_config, signature_path
     from appliance.config.warnings import config_warnings
     from hardening.rollback import load_trust_root
-    from hardening.signing import format_time
     from hardening.trust import parse as parse_trust
+    from hardening.utctime import format_time
 
     now = dt.datetime.now(dt.UTC)
     cfg = load_verified_config(

@@ -21,7 +21,7 @@ from appliance.errors import EXIT_CHECK_FAILED, UsageError
 
 if TYPE_CHECKING:
     from appliance.config.model import Config
-    from appliance.probes.base import CredentialSource
+    from appliance.interfaces import CredentialSource
 
 _TOPIC = {"ssh": "SSHCommand", "snmp": "SNMP", "http": "RESTProbe"}
 _DEFAULT_PORT = {"ssh": 22, "snmp": 161, "http": 443}
@@ -56,10 +56,10 @@ def _split(target: str) -> tuple[str, int | None]:
 
 
 def _test(args: argparse.Namespace, env: CliEnv) -> int:
-    from appliance.aliases import PROBE_TYPES
     from appliance.commands.common import read_capped
     from appliance.config.verify import load_verified_config
     from appliance.credentials import open_credentials
+    from appliance.credtypes import PROBE_TYPES
     from appliance.quarantine import Quarantine
 
     host, port = _split(args.target)

@@ -192,7 +192,8 @@ def _line(line: object) -> str:
 def _missing_aliases(cfg: Config, names: list[str], env: CliEnv, kind: str) -> list[str]:
     """An ALLOW whose credential is not in this host's store, or cannot serve this probe, still fails
     at run time: say so."""
-    from appliance.aliases import PROBE_TYPES, alias_problems, store_types
+    from appliance.aliases import alias_problems, store_types
+    from appliance.credtypes import PROBE_TYPES
 
     if not names:
         return []
