@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def _verify(args: argparse.Namespace, env: CliEnv) -> int:
     from appliance import limits
+    from hardening.keys import MAX_KEY_FILE_BYTES
     from hardening.release import ReleaseLimits, parse_public_key, verify_bundle
 
     bundle: Path = args.bundle
@@ -34,7 +35,7 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
         raise UsageError(f"{bundle} does not exist: give the path of the downloaded bundle")
     try:
         with pubkey.open("rb") as fh:
-            key_data = fh.read(64 * 1024 + 1)
+            key_data = fh.read(MAX_KEY_FILE_BYTES + 1)
     except OSError as e:
         raise UsageError(f"cannot read the public key {pubkey}: {e.strerror}") from e
     key = parse_public_key(key_data)

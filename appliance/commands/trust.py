@@ -18,8 +18,6 @@ from appliance.errors import UsageError
 if TYPE_CHECKING:
     from hardening.trust import TrustedKey
 
-_MAX_FILE = 64_000
-
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     group = sub.add_parser("trust", help="the admin keys this appliance accepts")
@@ -43,7 +41,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def _read(path: Path, what: str) -> bytes:
-    return read_capped(path, _MAX_FILE, what)
+    """A trust root or a public key: the trust root's cap is the larger, and each parser checks its own."""
+    from hardening.trust import MAX_TRUST_BYTES
+
+    return read_capped(path, MAX_TRUST_BYTES, what)
 
 
 def _keys(paths: list[Path]) -> list[TrustedKey]:
