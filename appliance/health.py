@@ -1,7 +1,7 @@
 """What a running appliance knows about its own health, kept in memory and published after every poll.
 
 ``STATE/status.json`` is the local view (``midbox status`` reads it, monitoring may too); the same
-snapshot can be rendered for node_exporter's textfile collector (appliance/metrics.py), and a summary of
+snapshot can be rendered for node_exporter's textfile collector (appliance/status_file.py), and a summary of
 it goes into every HeartbeatProbe answer. Nothing here opens a socket.
 
 One ``Health`` lives for the whole process: it survives runner restarts on a reloaded config, so the
