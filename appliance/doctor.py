@@ -19,6 +19,7 @@ from appliance.limits import Limits
 from hardening.errors import HardeningError
 from hardening.identity import IdentityError
 from hardening.sigverify import CLOCK_SKEW
+from hardening.smallfile import read_capped
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -105,7 +106,7 @@ def check_certificates(config: Config, now: dt.datetime) -> list[Finding]:
         if path is None:
             continue
         try:
-            certs = x509.load_pem_x509_certificates(path.read_bytes()[: 1 << 20])
+            certs = x509.load_pem_x509_certificates(read_capped(path, 1 << 20)[: 1 << 20])
         except (OSError, ValueError) as e:
             found.append(Finding(Level.FAIL, name, f"{path}: cannot be read as PEM certificates ({e})"))
             continue

@@ -263,9 +263,12 @@ def cert_not_after(path: Path | None) -> dt.datetime | None:
         return None
     from cryptography import x509
 
+    from hardening.identity import MAX_CERT_FILE_BYTES
+    from hardening.smallfile import read_capped
+
     try:
-        with path.open("rb") as fh:
-            leaf = x509.load_pem_x509_certificates(fh.read(64 * 1024))[0]
+        pem = read_capped(path, MAX_CERT_FILE_BYTES)[:MAX_CERT_FILE_BYTES]
+        leaf = x509.load_pem_x509_certificates(pem)[0]
     except (OSError, ValueError, IndexError):
         return None
     return leaf.not_valid_after_utc

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from appliance.config.model import Config
 from appliance.interfaces import AuditSink
+from hardening.smallfile import read_capped
 from hardening.utctime import format_time
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,7 @@ def _not_after(path: Path, *, latest: bool) -> dt.datetime | None:
     from cryptography import x509
 
     try:
-        with path.open("rb") as fh:
-            certs = x509.load_pem_x509_certificates(fh.read(MAX_CA_FILE_BYTES))
+        certs = x509.load_pem_x509_certificates(read_capped(path, MAX_CA_FILE_BYTES)[:MAX_CA_FILE_BYTES])
     except (OSError, ValueError):
         return None
     if not certs:

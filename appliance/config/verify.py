@@ -26,6 +26,7 @@ from hardening.rollback import PinnedState, load_trust_root, read_state, write_s
 from hardening.signing import MAX_ENVELOPE_BYTES
 from hardening.signing_errors import BindingError
 from hardening.sigverify import ConfigSignatureCheck, VerifiedStatement
+from hardening.smallfile import read_capped
 from hardening.trust import MAX_TRUST_BYTES, TrustRoot
 from hardening.trust import parse as parse_trust
 from hardening.utctime import format_time
@@ -39,8 +40,7 @@ def signature_path(config_path: Path) -> Path:
 
 def _read_capped(path: Path, cap: int, what: str, missing_ok: bool = False) -> bytes | None:
     try:
-        with open(path, "rb") as fh:
-            return fh.read(cap + 1)  # one byte over the cap, so step 1 sees an oversized file
+        return read_capped(path, cap)  # one byte over the cap, so step 1 sees an oversized file
     except FileNotFoundError:
         if missing_ok:
             return None
@@ -125,8 +125,7 @@ def refused_sha256(path: Path) -> str | None:
     recorded with; a larger file was refused for its size and is named by its first cap + 1 bytes.
     """
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
+        data = read_capped(path, MAX_CONFIG_BYTES)
     except OSError:
         return None
     return hashlib.sha256(data).hexdigest()
