@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.commands.common import CliEnv, add_leaf, read_capped
+from appliance.commands.common import CliEnv, add_leaf, emit_json, read_capped
 from appliance.errors import EXIT_CHECK_FAILED, UsageError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 
 
 def _read_capped(path: Path, cap: int, what: str) -> bytes:
@@ -55,21 +53,19 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
         seal_key = parse_verification_key(_read_capped(args.seal_key, 256, "seal key"))
     report = verify_log(audit_dir(env.state_dir), checkpoints, seal_key=seal_key)
     if env.json:
-        print(
-            json.dumps(
-                {
-                    "verdict": report.verdict.value,
-                    "seq": report.seq,
-                    "detail": report.detail,
-                    "entries": report.entries,
-                    "files": report.files,
-                    "log_id": report.log_id,
-                    "head": report.head,
-                    "checkpoints": report.checkpoints,
-                    "sealed": report.sealed,
-                }
-            ),
-            file=env.stdout,
+        emit_json(
+            env,
+            {
+                "verdict": report.verdict.value,
+                "seq": report.seq,
+                "detail": report.detail,
+                "entries": report.entries,
+                "files": report.files,
+                "log_id": report.log_id,
+                "head": report.head,
+                "checkpoints": report.checkpoints,
+                "sealed": report.sealed,
+            },
         )
     else:
         print(report.line(), file=env.stdout)
@@ -101,7 +97,7 @@ def _show(args: argparse.Namespace, env: CliEnv) -> int:
         print(table_row(HEADERS, args.wide), file=env.stdout)
     for run in runs:
         if env.json:
-            print(json.dumps(run.as_dict(), sort_keys=True), file=env.stdout)
+            emit_json(env, run.as_dict())
         else:
             print(format_run(run, args.wide), file=env.stdout)
     return 0
@@ -132,10 +128,7 @@ def _checkpoint(args: argparse.Namespace, env: CliEnv) -> int:
     out: Path = args.out
     atomic_write(out, checkpoint_xml(cp), mode=0o644)
     if env.json:
-        print(
-            json.dumps({"out": str(out), "log_id": cp.log_id, "size": cp.size, "head": cp.head}),
-            file=env.stdout,
-        )
+        emit_json(env, {"out": str(out), "log_id": cp.log_id, "size": cp.size, "head": cp.head})
     else:
         print(f"checkpoint of {cp.size} entries (head {cp.head[:16]}...) written to {out}", file=env.stdout)
     return 0

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from appliance.commands import creds_test
-from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.common import CliEnv, add_leaf, emit_json
 from appliance.credtypes import (
     SNMP_AUTH_PROTOCOLS,
     SNMP_DEFAULT_AUTH,
@@ -250,7 +249,7 @@ def _add(args: argparse.Namespace, env: CliEnv) -> int:
         draft.put(meta, parts)
     word = "replaced" if replaced else "added"
     if env.json:
-        print(json.dumps({"alias": meta.alias, "type": meta.type, "result": word}), file=env.stdout)
+        emit_json(env, {"alias": meta.alias, "type": meta.type, "result": word})
     else:
         print(f"{word} {meta.alias} ({meta.type})", file=env.stdout)
     return 0
@@ -270,7 +269,7 @@ def _list(args: argparse.Namespace, env: CliEnv) -> int:
                 for m in store.credentials()
             ]
     if env.json:
-        print(json.dumps(rows, indent=2), file=env.stdout)
+        emit_json(env, rows)
         return 0
     if not rows:
         print("no credentials (add one with 'midbox creds add ALIAS --type TYPE')", file=env.stdout)
@@ -322,11 +321,8 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
     except VaultError as e:
         problems, count, generation = [str(e)], 0, 0
     if env.json:
-        print(
-            json.dumps(
-                {"ok": not problems, "credentials": count, "generation": generation, "problems": problems}
-            ),
-            file=env.stdout,
+        emit_json(
+            env, {"ok": not problems, "credentials": count, "generation": generation, "problems": problems}
         )
     else:
         for p in problems:

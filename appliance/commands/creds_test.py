@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.common import CliEnv, add_leaf, emit_json
 from appliance.commands.doctor import DEFAULT_CONFIG_HELP, default_config
 from appliance.errors import EXIT_CHECK_FAILED, UsageError
 
@@ -93,11 +92,8 @@ def _test(args: argparse.Namespace, env: CliEnv) -> int:
         store.close()
     audited = _write_audit(env, events)
     if env.json:
-        print(
-            json.dumps(
-                {"ok": error is None, "probe": kind, "target": host, "error": error, "audited": audited}
-            ),
-            file=env.stdout,
+        emit_json(
+            env, {"ok": error is None, "probe": kind, "target": host, "error": error, "audited": audited}
         )
     else:
         print(

@@ -7,11 +7,10 @@ Admin side (offline): ``propose`` writes an unsigned successor root, ``sign-root
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.commands.common import CliEnv, add_leaf, read_capped
+from appliance.commands.common import CliEnv, add_leaf, emit_json, read_capped
 from appliance.commands.keys import add_passphrase_file, load_signing_key
 from appliance.errors import UsageError
 
@@ -98,7 +97,7 @@ def _show(args: argparse.Namespace, env: CliEnv) -> int:
         "appliance_name": state.appliance_name,
     }
     if env.json:
-        print(json.dumps(info, indent=2), file=env.stdout)
+        emit_json(env, info)
         return 0
     lines = [
         f"trust root v{root.version}: threshold {root.threshold} of {len(root.keys)}, sha256 {root.sha256}"
