@@ -17,12 +17,6 @@ from pathlib import Path, PurePath
 
 SYSTEM_SID = "S-1-5-18"
 
-
-def system_dll(name: str) -> ctypes.CDLL:
-    """A Windows system DLL, loaded the one way midbox loads them: GetLastError is kept per call
-    (``use_last_error``), so ``ctypes.get_last_error()`` names the failure of the call just made."""
-    dll: ctypes.CDLL = ctypes.WinDLL(name, use_last_error=True)  # type: ignore[attr-defined]
-    return dll
 ADMINISTRATORS_SID = "S-1-5-32-544"
 _KNOWN_NAMES = {
     "S-1-1-0": "Everyone",
@@ -48,6 +42,13 @@ _SE_FILE_OBJECT = 1
 _TOKEN_QUERY = 0x8
 _TOKEN_USER_CLASS = 1
 _SDDL_REVISION_1 = 1
+
+
+def system_dll(name: str) -> ctypes.CDLL:
+    """A Windows system DLL, loaded the one way midbox loads them: GetLastError is kept per call
+    (``use_last_error``), so ``ctypes.get_last_error()`` names the failure of the call just made."""
+    dll: ctypes.CDLL = ctypes.WinDLL(name, use_last_error=True)  # type: ignore[attr-defined]
+    return dll
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,11 @@ def layer_of(module: str) -> int:
     best, best_len = WIRING, -1
     for number, prefixes in enumerate(LAYERS):
         for prefix in prefixes:
-            if _under(module, prefix) and len(prefix) > best_len and (prefix != "appliance" or module == prefix):
+            if (
+                _under(module, prefix)
+                and len(prefix) > best_len
+                and (prefix != "appliance" or module == prefix)
+            ):
                 best, best_len = number, len(prefix)
     return best
 
@@ -184,7 +188,13 @@ def _private_hardening(target: str) -> bool:
 
 
 def _probe_reaches_up(imp: Import) -> bool:
-    above = ("appliance.queue", "appliance.durable", "appliance.runner", "appliance.dispatch", "appliance.gate")
+    above = (
+        "appliance.queue",
+        "appliance.durable",
+        "appliance.runner",
+        "appliance.dispatch",
+        "appliance.gate",
+    )
     return _under(imp.importer, "appliance.probes") and any(_under(imp.target, m) for m in above)
 
 
@@ -314,7 +324,8 @@ def test_the_rules_catch_a_broken_tree(tmp_path: Path) -> None:
         (tmp_path / name).write_text(text)
     imports = all_imports(tmp_path)
     caught = {
-        rule.name: sorted((imp.importer, imp.target) for imp in imports if rule.forbids(imp)) for rule in RULES
+        rule.name: sorted((imp.importer, imp.target) for imp in imports if rule.forbids(imp))
+        for rule in RULES
     }
     assert caught == {
         "hardening stands alone": [("hardening.thing", "appliance.limits")],

@@ -84,7 +84,7 @@ def _lock_file(directory: Path) -> int:
 
 
 class AuditLog:
-    """Satisfies ``appliance.probes.base.AuditSink``; safe to call from any thread."""
+    """Satisfies ``appliance.interfaces.AuditSink``; safe to call from any thread."""
 
     def __init__(
         self,
