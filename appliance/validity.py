@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 WARN_BEFORE = (dt.timedelta(days=7), dt.timedelta(days=1))  # widest first
 CHECK_INTERVAL_S = 60.0
-MAX_CA_FILE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -63,6 +62,8 @@ def deadlines(config: Config) -> list[Deadline]:
 
 def _not_after(path: Path, *, latest: bool) -> dt.datetime | None:
     from cryptography import x509
+
+    from hardening.identity import MAX_CA_FILE_BYTES
 
     try:
         certs = x509.load_pem_x509_certificates(read_capped(path, MAX_CA_FILE_BYTES)[:MAX_CA_FILE_BYTES])

@@ -17,6 +17,7 @@ from hardening.smallfile import read_capped
 
 AGENT_PREFIX = "mid.server."
 MAX_CERT_FILE_BYTES = 64 * 1024  # a leaf and a few intermediates
+MAX_CA_FILE_BYTES = 1 << 20  # a CA bundle
 
 
 class IdentityError(HardeningError):

@@ -191,13 +191,12 @@ def _install(args: argparse.Namespace, env: CliEnv, target: _Target) -> int:
     from appliance.doctor import CERT_WARN_DAYS
     from hardening.enroll import install, load_pending
     from hardening.enroll_verify import (
-        MAX_CA_FILE_BYTES,
-        MAX_CERT_FILE_BYTES,
         parse_ca_file,
         parse_certificate_file,
         public_key_sha256,
         verify_certificate,
     )
+    from hardening.identity import MAX_CA_FILE_BYTES, MAX_CERT_FILE_BYTES
 
     paths = target.paths
     ca_path: Path | None = args.ca_file or target.config_ca
