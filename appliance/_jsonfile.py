@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hardening.smallfile import read_capped
+
 
 def read_json_object(path: Path, max_bytes: int) -> dict[str, object] | None:
     """The file's JSON object, or None when it is absent, oversize or not what we write.
@@ -13,8 +15,7 @@ def read_json_object(path: Path, max_bytes: int) -> dict[str, object] | None:
     "no answer yet", and the writer replaces it atomically, so a torn file is never seen.
     """
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(max_bytes + 1)
+        data = read_capped(path, max_bytes)
     except OSError:
         return None
     if len(data) > max_bytes:

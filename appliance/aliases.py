@@ -10,14 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from appliance.config.model import Config
-
-# Which stored credential types each probe can use (the probes refuse any other type).
-PROBE_TYPES: Mapping[str, frozenset[str]] = {
-    "ssh": frozenset({"ssh-password", "ssh-key"}),
-    "snmp": frozenset({"snmp-community", "snmp-usm"}),
-    "http": frozenset({"http-basic", "http-bearer"}),
-    "tcp": frozenset(),
-}
+from appliance.credtypes import PROBE_TYPES
 
 
 def _add_hint(alias: str, probes: frozenset[str] | tuple[str, ...]) -> str:

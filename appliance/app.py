@@ -20,10 +20,11 @@ from appliance.dispatch import Dispatcher
 from appliance.durable import Journal, Outbox
 from appliance.gate import JobGate
 from appliance.health import ConfigFacts, Health, cert_not_after
+from appliance.interfaces import AuditSink, CredentialSource
 from appliance.limits import INSTANCE_DEADLINE_FACTOR, MAX_LEDGER_ENTRIES, Limits
 from appliance.livestatus import LiveStatus
 from appliance.probes.affinity import AFFINITY_FILE, CredentialAffinity
-from appliance.probes.base import AuditSink, CredentialSource, Probe, ProbeContext
+from appliance.probes.base import Probe, ProbeContext
 from appliance.probes.heartbeat import HeartbeatProbe
 from appliance.probes.http import HttpProbe
 from appliance.probes.snmp import SnmpProbe

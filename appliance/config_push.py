@@ -38,7 +38,7 @@ from appliance.limits import (
 )
 from appliance.probes.base import Job, ProbeContext
 from hardening.errors import HardeningError
-from hardening.signing import format_time
+from hardening.utctime import format_time
 
 log = logging.getLogger(__name__)
 

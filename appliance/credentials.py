@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from appliance.errors import ProbeError
-from appliance.probes.base import Credential, CredentialSource
+from appliance.interfaces import Credential, CredentialSource
 from hardening.vault import (
     KeySource,
     OpenStore,

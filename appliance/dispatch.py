@@ -12,7 +12,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from appliance.asks import job_ask
 from appliance.errors import (
@@ -23,6 +23,7 @@ from appliance.errors import (
     TargetDenied,
     TargetUnreachable,
 )
+from appliance.interfaces import Outcome
 from appliance.limits import MAX_PAYLOAD_BYTES
 from appliance.payload import one_line, parse_parameters, results_and_error
 from appliance.probes.base import Job, JobAudit, Probe, ProbeContext
@@ -57,17 +58,6 @@ def rerun_safe(record: OutputRecord) -> bool:
             return True  # it will fail the same way again, with an error result
         return params.get("http_method", "GET").upper() in READ_ONLY_HTTP_METHODS
     return record.topic not in ("SSHCommand", "SSHCommandLong")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What goes back to the instance for one output record."""
-
-    payload: str
-    error: str | None
-    duration_ms: int
-    kind: str = "ok"  # ok, error, denied (allowlist), refused (topic or record): for the health counters
-    probe: str = ""  # the probe kind that ran, for its latency histogram
 
 
 def _aim(params: tuple[tuple[str, str], ...]) -> dict[str, object]:

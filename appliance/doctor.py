@@ -17,8 +17,9 @@ from appliance.config.model import Config
 from appliance.errors import ApplianceError
 from appliance.limits import Limits
 from hardening.errors import HardeningError
-from hardening.identity import IdentityError
+from hardening.identity import MAX_CA_FILE_BYTES, IdentityError
 from hardening.sigverify import CLOCK_SKEW
+from hardening.smallfile import read_capped
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -105,7 +106,7 @@ def check_certificates(config: Config, now: dt.datetime) -> list[Finding]:
         if path is None:
             continue
         try:
-            certs = x509.load_pem_x509_certificates(path.read_bytes()[: 1 << 20])
+            certs = x509.load_pem_x509_certificates(read_capped(path, MAX_CA_FILE_BYTES)[:MAX_CA_FILE_BYTES])
         except (OSError, ValueError) as e:
             found.append(Finding(Level.FAIL, name, f"{path}: cannot be read as PEM certificates ({e})"))
             continue

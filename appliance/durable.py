@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from appliance.dispatch import Outcome
+from appliance.interfaces import Outcome
 from appliance.queue.records import OutputRecord
 from hardening.sealbox import SealedDir
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from appliance.probes.base import AuditSink
+from appliance.interfaces import AuditSink
 from appliance.quarantine import Quarantine, QuarantineState
 from appliance.queue.records import OutputRecord
 from appliance.replay import RunLedger

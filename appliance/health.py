@@ -1,7 +1,7 @@
 """What a running appliance knows about its own health, kept in memory and published after every poll.
 
 ``STATE/status.json`` is the local view (``midbox status`` reads it, monitoring may too); the same
-snapshot can be rendered for node_exporter's textfile collector (appliance/metrics.py), and a summary of
+snapshot can be rendered for node_exporter's textfile collector (appliance/status_file.py), and a summary of
 it goes into every HeartbeatProbe answer. Nothing here opens a socket.
 
 One ``Health`` lives for the whole process: it survives runner restarts on a reloaded config, so the
@@ -263,9 +263,12 @@ def cert_not_after(path: Path | None) -> dt.datetime | None:
         return None
     from cryptography import x509
 
+    from hardening.identity import MAX_CERT_FILE_BYTES
+    from hardening.smallfile import read_capped
+
     try:
-        with path.open("rb") as fh:
-            leaf = x509.load_pem_x509_certificates(fh.read(64 * 1024))[0]
+        pem = read_capped(path, MAX_CERT_FILE_BYTES)[:MAX_CERT_FILE_BYTES]
+        leaf = x509.load_pem_x509_certificates(pem)[0]
     except (OSError, ValueError, IndexError):
         return None
     return leaf.not_valid_after_utc

@@ -88,7 +88,6 @@ class Limits:
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 300.0
     retry_after_cap_s: float = MAX_RETRY_AFTER_S
-    heartbeat_interval_s: float = 300.0
     outbox_entries: int = 10_000  # when this many results wait unsent, the appliance stops claiming
 
     def __post_init__(self) -> None:

@@ -6,6 +6,8 @@ built with ElementTree, which escapes every value.
 
 from __future__ import annotations
 
+import re
+
 # ElementTree only builds XML here; untrusted XML is parsed with defusedxml.
 import xml.etree.ElementTree as ET  # nosec B405
 from collections.abc import Mapping, Sequence
@@ -15,7 +17,9 @@ from defusedxml import DefusedXmlException
 
 from appliance.errors import PayloadError
 from appliance.limits import MAX_PARAMETERS, MAX_PAYLOAD_BYTES, MAX_XML_DEPTH
-from appliance.probes._xmltext import xml_text
+
+# XML 1.0 allows #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF].
+_XML_FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 # A probe that answers with several <result> elements (Shazzam: one per address) returns them inside an
 # element of this tag; build_results puts its children, not the container, into <results>.
@@ -37,6 +41,12 @@ ECHO_FIELDS = (
 )
 # Echoed only when the output record has a value for them (an output answers nothing, usually).
 ECHO_WHEN_SET = frozenset({"response_to", "sequence", "sys_created_on"})
+
+
+def xml_text(data: bytes | str) -> str:
+    """Decode ``data`` as UTF-8 (invalid bytes replaced) and replace characters XML cannot carry."""
+    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    return _XML_FORBIDDEN.sub("\ufffd", text)
 
 
 def parse_xml(text: str, max_bytes: int) -> ET.Element:

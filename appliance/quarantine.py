@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hardening.atomic import atomic_write, fsync_dir
+from hardening.smallfile import read_capped
 
 QUARANTINE_FILE = "quarantine"
 MAX_QUARANTINE_BYTES = 4096
@@ -81,7 +82,7 @@ class Quarantine:
     def lifted(self) -> QuarantineState:
         """Who lifted the quarantine and why, as ``off`` noted it (empty when the file was just removed)."""
         try:
-            doc = json.loads(self._lifted.read_bytes()[:MAX_QUARANTINE_BYTES])
+            doc = json.loads(read_capped(self._lifted, MAX_QUARANTINE_BYTES)[:MAX_QUARANTINE_BYTES])
             self._lifted.unlink()
         except (OSError, ValueError):
             return OFF
@@ -93,7 +94,7 @@ class Quarantine:
     def audited(self) -> QuarantineState:
         """The state the audit log last recorded (OFF when it never recorded one)."""
         try:
-            doc = json.loads(self._memo.read_bytes()[:MAX_QUARANTINE_BYTES])
+            doc = json.loads(read_capped(self._memo, MAX_QUARANTINE_BYTES)[:MAX_QUARANTINE_BYTES])
         except (OSError, ValueError):
             return OFF
         if not isinstance(doc, dict) or doc.get("on") is not True:

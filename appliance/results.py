@@ -5,7 +5,7 @@ interrupted, held, refused, too large to read) is built here, with the reason th
 
 from __future__ import annotations
 
-from appliance.dispatch import Outcome
+from appliance.interfaces import Outcome
 from appliance.payload import build_results
 from appliance.queue.records import OutputRecord
 

@@ -16,14 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.aio import relay, wait_any
-from appliance.dispatch import Dispatcher, Outcome, rerun_safe
+from appliance.dispatch import Dispatcher, rerun_safe
 from appliance.durable import Journal, Outbox
 from appliance.errors import InstanceAuthError, InstanceError, RunnerHalted, describe, is_fatal
 from appliance.gate import JobGate
 from appliance.health import Health
+from appliance.interfaces import AuditSink, Outcome
 from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES, MAX_JOB_STARTS
 from appliance.livestatus import LiveStatus
-from appliance.probes.base import AuditSink
 from appliance.queue.backoff import Backoff
 from appliance.queue.client import EccClient, InstanceBusy
 from appliance.queue.delivery import Delivery

@@ -30,6 +30,7 @@ from appliance.config.verify import (
     fingerprint,
     load_verified_config,
     log_warnings,
+    refused_sha256,
     try_reload,
 )
 from appliance.config_push import PushTarget
@@ -52,7 +53,7 @@ from hardening.audit import (
     open_audit_log,
 )
 from hardening.errors import HardeningError
-from hardening.signing import format_time
+from hardening.utctime import format_time
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,8 @@ def _first_config(options: ServiceOptions, audit: AuditLog) -> Config:
             log.warning("completed the install of a config delivered before the last stop")
         config = load_verified_config(options.config_path, options.state_dir, dt.datetime.now(dt.UTC))
     except (HardeningError, ConfigError) as e:
-        audit.record("config.refused", {"config_sha256": _file_sha256(options.config_path), "reason": str(e)})
+        refused = {"config_sha256": refused_sha256(options.config_path), "reason": str(e)}
+        audit.record("config.refused", refused)
         raise
     log_warnings(config)
     audit.record(
@@ -536,10 +538,3 @@ def _binary_sha256() -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _file_sha256(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()[: 1 << 20]).hexdigest()
-    except OSError:
-        return None

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.config.model import Config
-from appliance.probes.base import AuditSink
-from hardening.signing import format_time
+from appliance.interfaces import AuditSink
+from hardening.smallfile import read_capped
+from hardening.utctime import format_time
 
 log = logging.getLogger(__name__)
 
 WARN_BEFORE = (dt.timedelta(days=7), dt.timedelta(days=1))  # widest first
 CHECK_INTERVAL_S = 60.0
-MAX_CA_FILE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,10 @@ def deadlines(config: Config) -> list[Deadline]:
 def _not_after(path: Path, *, latest: bool) -> dt.datetime | None:
     from cryptography import x509
 
+    from hardening.identity import MAX_CA_FILE_BYTES
+
     try:
-        with path.open("rb") as fh:
-            certs = x509.load_pem_x509_certificates(fh.read(MAX_CA_FILE_BYTES))
+        certs = x509.load_pem_x509_certificates(read_capped(path, MAX_CA_FILE_BYTES)[:MAX_CA_FILE_BYTES])
     except (OSError, ValueError):
         return None
     if not certs:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from appliance.errors import ApplianceError, UsageError
+from hardening.winacl import system_dll
 
 SC_MANAGER_CONNECT = 0x1
 SC_MANAGER_CREATE_SERVICE = 0x2
-SERVICE_QUERY_CONFIG = 0x1
 SERVICE_CHANGE_CONFIG = 0x2
 SERVICE_QUERY_STATUS = 0x4
 SERVICE_START = 0x10
@@ -172,7 +172,7 @@ class Scm:
     """One connection to the local SCM. Windows only."""
 
     def __init__(self) -> None:
-        self._api = ctypes.WinDLL("advapi32", use_last_error=True)  # type: ignore[attr-defined]
+        self._api = system_dll("advapi32")
         for fn in ("OpenSCManagerW", "OpenServiceW", "CreateServiceW"):
             getattr(self._api, fn).restype = ctypes.c_void_p
         self._api.OpenSCManagerW.argtypes = [ctypes.c_wchar_p, ctypes.c_wchar_p, ctypes.c_uint32]

@@ -24,6 +24,7 @@ from appliance.errors import EXIT_CHECK_FAILED, ApplianceError, UsageError
 from appliance.service import StopRequest
 from appliance.winscm import ServiceStatus
 from hardening.errors import HardeningError
+from hardening.winacl import system_dll
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ class Advapi32Scm:
     a collected callback that Windows still calls is a crash, not an exception."""
 
     def __init__(self) -> None:
-        self._advapi = _windll("advapi32")
+        self._advapi = system_dll("advapi32")
         self._keep: list[Any] = []
         self._handler_type = _winfunctype(
             ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p
@@ -271,10 +272,6 @@ class _TableEntry(ctypes.Structure):
     """SERVICE_TABLE_ENTRYW."""
 
     _fields_ = [("lpServiceName", ctypes.c_wchar_p), ("lpServiceProc", ctypes.c_void_p)]
-
-
-def _windll(name: str) -> Any:
-    return ctypes.WinDLL(name, use_last_error=True)  # type: ignore[attr-defined]
 
 
 def _winfunctype(restype: Any, *argtypes: Any) -> Any:

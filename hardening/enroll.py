@@ -36,6 +36,7 @@ from hardening import keyatrest
 from hardening.atomic import atomic_write, fsync_dir
 from hardening.enroll_verify import AGENT_PREFIX, VerifiedCertificate, public_key_sha256
 from hardening.errors import HardeningError
+from hardening.identity import MAX_CERT_FILE_BYTES
 from hardening.perms import PermissionsError
 
 # The same rule as the config's ``appliance.name`` (appliance/config/parse.py); a test keeps them equal.
@@ -263,7 +264,7 @@ def enrolled_name(paths: EnrollPaths) -> str:
         return _request(paths.key, paths.csr, paths.key_password)[1]
     public = _load_public_key(paths.key, paths.key_password)
     try:
-        cert = x509.load_pem_x509_certificates(_read_small(paths.cert, 64 * 1024, "certificate"))[0]
+        cert = x509.load_pem_x509_certificates(_read_small(paths.cert, MAX_CERT_FILE_BYTES, "certificate"))[0]
     except ValueError as e:
         raise EnrollError(f"the certificate {paths.cert} cannot be read; enroll again with --name") from e
     if public_key_sha256(cert.public_key()) != public_key_sha256(public):
@@ -325,7 +326,8 @@ def finish_interrupted_swap(paths: EnrollPaths) -> str | None:
     if not paths.staged_cert.exists():
         return None
     try:
-        staged = x509.load_pem_x509_certificates(_read_small(paths.staged_cert, 64 * 1024, "certificate"))[0]
+        pem = _read_small(paths.staged_cert, MAX_CERT_FILE_BYTES, "certificate")
+        staged = x509.load_pem_x509_certificates(pem)[0]
     except ValueError:
         paths.staged_cert.unlink()
         fsync_dir(paths.directory)

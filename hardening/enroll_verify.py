@@ -28,9 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from hardening.errors import HardeningError
+from hardening.identity import MAX_CA_FILE_BYTES, MAX_CERT_FILE_BYTES
 
-MAX_CERT_FILE_BYTES = 64 * 1024  # a leaf and a few intermediates
-MAX_CA_FILE_BYTES = 1024 * 1024  # a CA bundle
 MAX_CERTS_PER_FILE = 8
 MAX_CA_CERTS = 512
 MAX_CHAIN_DEPTH = 4  # intermediates between the leaf and the anchor

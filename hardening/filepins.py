@@ -13,6 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from hardening import smallfile
 from hardening.errors import HardeningError
 
 MAX_PINNED_FILE_BYTES = 4_000_000  # a CA bundle; the system's whole store is about 200 KB
@@ -35,8 +36,7 @@ class NamedFile:
 
 def read_capped(path: Path, what: str) -> bytes:
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_PINNED_FILE_BYTES + 1)
+        data = smallfile.read_capped(path, MAX_PINNED_FILE_BYTES)
     except FileNotFoundError:
         raise FilePinError(
             f"{what} {path} not found; put the file there or fix the path in the config"

@@ -13,9 +13,11 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from hardening.errors import HardeningError
+from hardening.smallfile import read_capped
 
 AGENT_PREFIX = "mid.server."
 MAX_CERT_FILE_BYTES = 64 * 1024  # a leaf and a few intermediates
+MAX_CA_FILE_BYTES = 1 << 20  # a CA bundle
 
 
 class IdentityError(HardeningError):
@@ -42,8 +44,7 @@ def read_leaf(path: Path, what: str = "client certificate") -> x509.Certificate:
     from hardening.perms import unreadable_hint
 
     try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_CERT_FILE_BYTES + 1)
+        data = read_capped(path, MAX_CERT_FILE_BYTES)
     except OSError as e:
         raise IdentityError(f"cannot read the {what} {path}: {unreadable_hint(path, e)}") from e
     if len(data) > MAX_CERT_FILE_BYTES:

@@ -21,6 +21,8 @@ from hardening._strictjson import Fields, b64encode, canonical, loads_strict
 from hardening.signing_errors import KeyFileError
 
 PRIVATE_FORMAT = "midbox-ed25519-private-v1"
+# Every key file midbox reads (Ed25519 PEM, its encrypted JSON key, a minisign public key) is
+# under 1 KiB; this is the one cap for all of them.
 MAX_KEY_FILE_BYTES = 4096
 KEY_ID_HEX = 32
 # scrypt cost: 2**17 * 8 * 128 bytes = 128 MiB and about half a second per try.

@@ -29,10 +29,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from hardening.errors import HardeningError
+from hardening.keys import MAX_KEY_FILE_BYTES
 
 SUMS_NAME = "SHA256SUMS"
 SIG_NAME = "SHA256SUMS.minisig"
-MAX_KEY_FILE_BYTES = 4096
 MAX_SIG_FILE_BYTES = 4096
 MAX_SUMS_BYTES = 64 * 1024
 MAX_COMMENT_CHARS = 1024

@@ -22,6 +22,7 @@ from hardening._strictjson import Fields, b64encode, canonical, loads_strict
 from hardening.keys import KEY_ID_HEX, key_id
 from hardening.signing_errors import EnvelopeError, SigningError
 from hardening.trust import MAX_SIGNATURES, Signature
+from hardening.utctime import format_time
 
 ENVELOPE_FORMAT = "midbox-config-sig-v1"
 CONFIG_DOMAIN = b"midbox-config-v1\0"
@@ -31,12 +32,6 @@ MAX_ENVELOPE_BYTES = 16_000
 MAX_FLEET_NAMES = 128
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-def format_time(value: dt.datetime) -> str:
-    if value.tzinfo is None:
-        raise SigningError("times in a signature need a time zone")
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_time(f: Fields, key: str) -> dt.datetime:

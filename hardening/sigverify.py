@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 
 from hardening.rollback import PinnedState
-from hardening.signing import MAX_ENVELOPE_BYTES, Statement, UnverifiedEnvelope, format_time, parse_envelope
+from hardening.signing import MAX_ENVELOPE_BYTES, Statement, UnverifiedEnvelope, parse_envelope
 from hardening.signing_errors import (
     BindingError,
     EnvelopeError,
@@ -20,6 +20,7 @@ from hardening.signing_errors import (
     ValidityError,
 )
 from hardening.trust import TrustRoot, count_valid
+from hardening.utctime import format_time
 
 CLOCK_SKEW = dt.timedelta(minutes=5)
 STEPS = (

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 SYSTEM_SID = "S-1-5-18"
+
 ADMINISTRATORS_SID = "S-1-5-32-544"
 _KNOWN_NAMES = {
     "S-1-1-0": "Everyone",
@@ -41,6 +42,13 @@ _SE_FILE_OBJECT = 1
 _TOKEN_QUERY = 0x8
 _TOKEN_USER_CLASS = 1
 _SDDL_REVISION_1 = 1
+
+
+def system_dll(name: str) -> ctypes.CDLL:
+    """A Windows system DLL, loaded the one way midbox loads them: GetLastError is kept per call
+    (``use_last_error``), so ``ctypes.get_last_error()`` names the failure of the call just made."""
+    dll: ctypes.CDLL = ctypes.WinDLL(name, use_last_error=True)  # type: ignore[attr-defined]
+    return dll
 
 
 @dataclass(frozen=True)
@@ -155,8 +163,7 @@ class _Api:
     """advapi32/kernel32 entry points with exact argument types (64-bit handles and pointers)."""
 
     def __init__(self) -> None:
-        adv: ctypes.CDLL = ctypes.WinDLL("advapi32", use_last_error=True)  # type: ignore[attr-defined]
-        k32: ctypes.CDLL = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+        adv, k32 = system_dll("advapi32"), system_dll("kernel32")
         self.get_named = adv.GetNamedSecurityInfoW
         self.get_named.argtypes = [ctypes.c_wchar_p, ctypes.c_int, _U32, _PP, _PP, _PP, _PP, _PP]
         self.get_named.restype = _U32

@@ -15,13 +15,15 @@ from pathlib import Path
 
 from appliance.app import run_appliance
 from appliance.config import Config, parse_config
+from appliance.interfaces import CredentialSource
 from appliance.limits import Limits
-from appliance.probes.base import CredentialSource, MemoryAudit, NoCredentials
+from appliance.probes.base import MemoryAudit
 from appliance.runstats import RunnerStats
 from devinstance import pki
 from devinstance.server import DevInstance, InstanceState, server_context
 from devinstance.store import Store
 from devinstance.transport import in_process_client
+from tests.support.fakes import NoCredentials
 
 TEST_SEAL_KEY = bytes(range(32))
 NAME = "edge-01"

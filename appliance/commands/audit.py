@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.commands.common import CliEnv, add_leaf, read_capped
+from appliance.commands.common import CliEnv, add_leaf, emit_json, read_capped
 from appliance.errors import EXIT_CHECK_FAILED, UsageError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-MAX_PUBKEY_FILE_BYTES = 16_384
 
 
 def _read_capped(path: Path, cap: int, what: str) -> bytes:
@@ -26,9 +23,10 @@ def _read_capped(path: Path, cap: int, what: str) -> bytes:
 def _public_key(args: argparse.Namespace, env: CliEnv) -> Ed25519PublicKey:
     from hardening.audit import load_public_key
     from hardening.audit.signing import load_signing_key
+    from hardening.keys import MAX_KEY_FILE_BYTES
 
     if args.pubkey is not None:
-        return load_public_key(_read_capped(args.pubkey, MAX_PUBKEY_FILE_BYTES, "public key"))
+        return load_public_key(_read_capped(args.pubkey, MAX_KEY_FILE_BYTES, "public key"))
     # Without --pubkey, trust the key on this host: fine for a routine check, not against its root.
     print(
         "midbox: checking checkpoints against the key on this host; pass --pubkey with a copy kept "
@@ -55,21 +53,19 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
         seal_key = parse_verification_key(_read_capped(args.seal_key, 256, "seal key"))
     report = verify_log(audit_dir(env.state_dir), checkpoints, seal_key=seal_key)
     if env.json:
-        print(
-            json.dumps(
-                {
-                    "verdict": report.verdict.value,
-                    "seq": report.seq,
-                    "detail": report.detail,
-                    "entries": report.entries,
-                    "files": report.files,
-                    "log_id": report.log_id,
-                    "head": report.head,
-                    "checkpoints": report.checkpoints,
-                    "sealed": report.sealed,
-                }
-            ),
-            file=env.stdout,
+        emit_json(
+            env,
+            {
+                "verdict": report.verdict.value,
+                "seq": report.seq,
+                "detail": report.detail,
+                "entries": report.entries,
+                "files": report.files,
+                "log_id": report.log_id,
+                "head": report.head,
+                "checkpoints": report.checkpoints,
+                "sealed": report.sealed,
+            },
         )
     else:
         print(report.line(), file=env.stdout)
@@ -101,7 +97,7 @@ def _show(args: argparse.Namespace, env: CliEnv) -> int:
         print(table_row(HEADERS, args.wide), file=env.stdout)
     for run in runs:
         if env.json:
-            print(json.dumps(run.as_dict(), sort_keys=True), file=env.stdout)
+            emit_json(env, run.as_dict())
         else:
             print(format_run(run, args.wide), file=env.stdout)
     return 0
@@ -118,7 +114,7 @@ def _checkpoint(args: argparse.Namespace, env: CliEnv) -> int:
         sign_checkpoint,
         verify_log,
     )
-    from hardening.audit._entry import format_time
+    from hardening.utctime import format_time
 
     # Sign only a head this command has itself recomputed from an intact chain.
     report = verify_log(audit_dir(env.state_dir))
@@ -127,15 +123,12 @@ def _checkpoint(args: argparse.Namespace, env: CliEnv) -> int:
         return EXIT_CHECK_FAILED
     key = load_or_create_signing_key(env.state_dir)
     cp = sign_checkpoint(
-        key, report.log_id, report.entries, report.head, format_time(dt.datetime.now(dt.UTC))
+        key, report.log_id, report.entries, report.head, format_time(dt.datetime.now(dt.UTC), micro=True)
     )
     out: Path = args.out
     atomic_write(out, checkpoint_xml(cp), mode=0o644)
     if env.json:
-        print(
-            json.dumps({"out": str(out), "log_id": cp.log_id, "size": cp.size, "head": cp.head}),
-            file=env.stdout,
-        )
+        emit_json(env, {"out": str(out), "log_id": cp.log_id, "size": cp.size, "head": cp.head})
     else:
         print(f"checkpoint of {cp.size} entries (head {cp.head[:16]}...) written to {out}", file=env.stdout)
     return 0

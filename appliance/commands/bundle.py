@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.common import CliEnv, add_leaf, emit_json
 from appliance.errors import UsageError
 
 
@@ -26,15 +25,16 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def _verify(args: argparse.Namespace, env: CliEnv) -> int:
     from appliance import limits
+    from hardening.keys import MAX_KEY_FILE_BYTES
     from hardening.release import ReleaseLimits, parse_public_key, verify_bundle
+    from hardening.smallfile import read_capped
 
     bundle: Path = args.bundle
     pubkey: Path = args.pubkey
     if not bundle.exists():
         raise UsageError(f"{bundle} does not exist: give the path of the downloaded bundle")
     try:
-        with pubkey.open("rb") as fh:
-            key_data = fh.read(64 * 1024 + 1)
+        key_data = read_capped(pubkey, MAX_KEY_FILE_BYTES)
     except OSError as e:
         raise UsageError(f"cannot read the public key {pubkey}: {e.strerror}") from e
     key = parse_public_key(key_data)
@@ -52,7 +52,7 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
             "trusted_comment": release.trusted_comment,
             "files": [{"name": n, "sha256": h} for n, h in release.files],
         }
-        print(json.dumps(doc, indent=2, sort_keys=True), file=env.stdout)
+        emit_json(env, doc)
     else:
         print(f"ok: {release.top} is signed by release key {release.key_id_hex}", file=env.stdout)
         print(f"trusted comment: {release.trusted_comment}", file=env.stdout)

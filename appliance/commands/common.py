@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,12 @@ class CliEnv:
 Handler = Callable[[argparse.Namespace, CliEnv], int]
 
 
+def emit_json(env: CliEnv, doc: object) -> None:
+    """``--json`` output: one JSON document on one line. A command's result is one call; a stream
+    (doctor's findings, audit show's runs) is one call per record, so it reads as JSON lines."""
+    env.stdout.write(json.dumps(doc) + "\n")
+
+
 def add_leaf(
     sub: argparse._SubParsersAction,  # type: ignore[type-arg]
     name: str,
@@ -47,10 +54,11 @@ def read_capped(path: Path, cap: int, what: str) -> bytes:
     from appliance.errors import UsageError
     from hardening.perms import unreadable_hint
     from hardening.runas import as_invoker
+    from hardening.smallfile import read_capped as read
 
     try:
         # Root acting as the service user still reads what root named (hardening.runas).
-        with as_invoker(), open(path, "rb") as fh:
-            return fh.read(cap + 1)
+        with as_invoker():
+            return read(path, cap)
     except OSError as e:
         raise UsageError(f"cannot read {what} {path}: {unreadable_hint(path, e)}") from e

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 from pathlib import Path
 
-from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.common import CliEnv, add_leaf, emit_json
 from appliance.commands.keys import add_passphrase_file, load_signing_key
 from appliance.errors import UsageError
 from hardening.policy import AllowRule
@@ -56,10 +55,10 @@ def _sign(args: argparse.Namespace, env: CliEnv) -> int:
     from hardening.atomic import atomic_write
     from hardening.keys import key_id
     from hardening.signing import MAX_ENVELOPE_BYTES, parse_envelope, sign_config_bytes
+    from hardening.smallfile import read_capped
 
     try:
-        with open(args.config, "rb") as fh:
-            data = fh.read(MAX_CONFIG_BYTES + 1)
+        data = read_capped(args.config, MAX_CONFIG_BYTES)
     except OSError as e:
         raise UsageError(f"cannot read config {args.config}: {e.strerror}") from e
     # The admin's own file: parsed here so that a config the appliance would refuse is never signed.
@@ -67,8 +66,7 @@ def _sign(args: argparse.Namespace, env: CliEnv) -> int:
     sig_path = signature_path(args.config)
     existing = None
     if sig_path.exists() and not args.replace:
-        with open(sig_path, "rb") as fh:
-            existing = fh.read(MAX_ENVELOPE_BYTES + 1)
+        existing = read_capped(sig_path, MAX_ENVELOPE_BYTES)
     data = write_pins(args.config, data, cosigning=existing is not None, out=env.stdout)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     not_before = _utc(args.not_before) if args.not_before else now
@@ -109,8 +107,8 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
     from appliance.config.verify import load_verified_config, signature_path
     from appliance.config.warnings import config_warnings
     from hardening.rollback import load_trust_root
-    from hardening.signing import format_time
     from hardening.trust import parse as parse_trust
+    from hardening.utctime import format_time
 
     now = dt.datetime.now(dt.UTC)
     cfg = load_verified_config(
@@ -153,7 +151,7 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
         "warnings": warnings,
     }
     if env.json:
-        print(json.dumps(info, indent=2), file=env.stdout)
+        emit_json(env, info)
         return 0
     out = [
         f"OK: {args.config} is validly signed",

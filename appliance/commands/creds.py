@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from appliance.commands import creds_test
-from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.common import CliEnv, add_leaf, emit_json
+from appliance.credtypes import (
+    SNMP_AUTH_PROTOCOLS,
+    SNMP_DEFAULT_AUTH,
+    SNMP_DEFAULT_PRIV,
+    SNMP_PRIV_PROTOCOLS,
+    TYPES,
+)
 from appliance.errors import UsageError
 
 if TYPE_CHECKING:
     from hardening.vault import KeySource, Secret, VaultPaths
 
-TYPES = ("ssh-password", "ssh-key", "snmp-community", "snmp-usm", "http-basic", "http-bearer")
-AUTH_PROTOCOLS = ("SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512")
-PRIV_PROTOCOLS = ("AES", "AES-192", "AES-256")
 _NEEDS_USER = {"ssh-password", "ssh-key", "snmp-usm", "http-basic"}
 _PROMPTS = {
     "ssh-password": ("Password",),
@@ -34,7 +37,6 @@ _PROMPTS = {
     "http-bearer": ("Bearer token",),
 }
 MAX_STDIN_CHARS = 70_000
-MAX_KEY_FILE_BYTES = 64 * 1024
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -46,8 +48,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     add.add_argument("alias", metavar="ALIAS")
     add.add_argument("--type", required=True, choices=TYPES)
     add.add_argument("--user", help="user name (ssh-*, http-basic, snmp-usm)")
-    add.add_argument("--auth-protocol", choices=AUTH_PROTOCOLS, help="snmp-usm (default SHA-256)")
-    add.add_argument("--priv-protocol", choices=PRIV_PROTOCOLS, help="snmp-usm (default AES)")
+    auth, priv = f"snmp-usm (default {SNMP_DEFAULT_AUTH})", f"snmp-usm (default {SNMP_DEFAULT_PRIV})"
+    add.add_argument("--auth-protocol", choices=SNMP_AUTH_PROTOCOLS, help=auth)
+    add.add_argument("--priv-protocol", choices=SNMP_PRIV_PROTOCOLS, help=priv)
     add.add_argument(
         "--snmp-version",
         choices=("1", "2c"),
@@ -174,6 +177,7 @@ def _read_secrets(args: argparse.Namespace, env: CliEnv) -> list[Secret]:
 
 def _read_key_file(path: Path | None) -> Secret:
     from hardening.vault import Secret
+    from hardening.vault.caps import MAX_SECRET_BYTES  # the key is stored as one secret
 
     if path is None:
         raise UsageError("type ssh-key needs --key-file PATH (its passphrase, if any, comes on stdin)")
@@ -181,11 +185,11 @@ def _read_key_file(path: Path | None) -> Secret:
 
     try:
         with as_invoker(), open(path, "rb") as fh:
-            data = bytearray(fh.read(MAX_KEY_FILE_BYTES + 1))
+            data = bytearray(fh.read(MAX_SECRET_BYTES + 1))
     except OSError as e:
         raise UsageError(f"cannot read key file {path}: {e.strerror}") from e
     if (
-        len(data) > MAX_KEY_FILE_BYTES
+        len(data) > MAX_SECRET_BYTES
         or not data.lstrip().startswith(b"-----BEGIN ")
         or data.find(b"PRIVATE KEY") < 0
     ):
@@ -215,8 +219,8 @@ def _meta(args: argparse.Namespace) -> object:
     options: list[tuple[str, str]] = []
     if args.type == "snmp-usm":
         options = [
-            ("auth_protocol", args.auth_protocol or "SHA-256"),
-            ("priv_protocol", args.priv_protocol or "AES"),
+            ("auth_protocol", args.auth_protocol or SNMP_DEFAULT_AUTH),
+            ("priv_protocol", args.priv_protocol or SNMP_DEFAULT_PRIV),
         ]
     elif args.auth_protocol or args.priv_protocol:
         raise UsageError("--auth-protocol/--priv-protocol are for type snmp-usm only")
@@ -245,7 +249,7 @@ def _add(args: argparse.Namespace, env: CliEnv) -> int:
         draft.put(meta, parts)
     word = "replaced" if replaced else "added"
     if env.json:
-        print(json.dumps({"alias": meta.alias, "type": meta.type, "result": word}), file=env.stdout)
+        emit_json(env, {"alias": meta.alias, "type": meta.type, "result": word})
     else:
         print(f"{word} {meta.alias} ({meta.type})", file=env.stdout)
     return 0
@@ -265,7 +269,7 @@ def _list(args: argparse.Namespace, env: CliEnv) -> int:
                 for m in store.credentials()
             ]
     if env.json:
-        print(json.dumps(rows, indent=2), file=env.stdout)
+        emit_json(env, rows)
         return 0
     if not rows:
         print("no credentials (add one with 'midbox creds add ALIAS --type TYPE')", file=env.stdout)
@@ -317,11 +321,8 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
     except VaultError as e:
         problems, count, generation = [str(e)], 0, 0
     if env.json:
-        print(
-            json.dumps(
-                {"ok": not problems, "credentials": count, "generation": generation, "problems": problems}
-            ),
-            file=env.stdout,
+        emit_json(
+            env, {"ok": not problems, "credentials": count, "generation": generation, "problems": problems}
         )
     else:
         for p in problems:

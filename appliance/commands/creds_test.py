@@ -11,17 +11,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.common import CliEnv, add_leaf, emit_json
 from appliance.commands.doctor import DEFAULT_CONFIG_HELP, default_config
 from appliance.errors import EXIT_CHECK_FAILED, UsageError
 
 if TYPE_CHECKING:
     from appliance.config.model import Config
-    from appliance.probes.base import CredentialSource
+    from appliance.interfaces import CredentialSource
 
 _TOPIC = {"ssh": "SSHCommand", "snmp": "SNMP", "http": "RESTProbe"}
 _DEFAULT_PORT = {"ssh": 22, "snmp": 161, "http": 443}
@@ -56,10 +55,10 @@ def _split(target: str) -> tuple[str, int | None]:
 
 
 def _test(args: argparse.Namespace, env: CliEnv) -> int:
-    from appliance.aliases import PROBE_TYPES
     from appliance.commands.common import read_capped
     from appliance.config.verify import load_verified_config
     from appliance.credentials import open_credentials
+    from appliance.credtypes import PROBE_TYPES
     from appliance.quarantine import Quarantine
 
     host, port = _split(args.target)
@@ -93,11 +92,8 @@ def _test(args: argparse.Namespace, env: CliEnv) -> int:
         store.close()
     audited = _write_audit(env, events)
     if env.json:
-        print(
-            json.dumps(
-                {"ok": error is None, "probe": kind, "target": host, "error": error, "audited": audited}
-            ),
-            file=env.stdout,
+        emit_json(
+            env, {"ok": error is None, "probe": kind, "target": host, "error": error, "audited": audited}
         )
     else:
         print(

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.common import CliEnv, add_leaf, emit_json
 
 if TYPE_CHECKING:
     from appliance.config.model import Config
@@ -72,9 +71,7 @@ def _doctor(args: argparse.Namespace, env: CliEnv) -> int:
             findings += asyncio.run(doctor.check_instance(config, config.limits(), now, password))
     if env.json:
         for f in findings:
-            env.stdout.write(
-                json.dumps({"level": f.level.value, "check": f.check, "detail": f.detail}) + "\n"
-            )
+            emit_json(env, {"level": f.level.value, "check": f.check, "detail": f.detail})
     else:
         for f in findings:
             env.stdout.write(f"{f.level.value:<4}  {f.check:<18}  {f.detail}\n")

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.commands.common import CliEnv, add_leaf, read_capped
+from appliance.commands.common import CliEnv, add_leaf, emit_json, read_capped
 from appliance.commands.doctor import DEFAULT_CONFIG_HELP, default_config
 from appliance.errors import UsageError
 
@@ -161,7 +160,7 @@ def _make_key(args: argparse.Namespace, env: CliEnv, target: _Target) -> int:
             "renewal": args.renew,
             "audited": audited,
         }
-        print(json.dumps(record), file=env.stdout)
+        emit_json(env, record)
     else:
         group = f", group {made.key_group}" if made.key_group is not None else ""
         print(
@@ -192,13 +191,12 @@ def _install(args: argparse.Namespace, env: CliEnv, target: _Target) -> int:
     from appliance.doctor import CERT_WARN_DAYS
     from hardening.enroll import install, load_pending
     from hardening.enroll_verify import (
-        MAX_CA_FILE_BYTES,
-        MAX_CERT_FILE_BYTES,
         parse_ca_file,
         parse_certificate_file,
         public_key_sha256,
         verify_certificate,
     )
+    from hardening.identity import MAX_CA_FILE_BYTES, MAX_CERT_FILE_BYTES
 
     paths = target.paths
     ca_path: Path | None = args.ca_file or target.config_ca
@@ -249,7 +247,7 @@ def _install(args: argparse.Namespace, env: CliEnv, target: _Target) -> int:
             "warnings": list(verified.warnings),
             "audited": audited,
         }
-        print(json.dumps(record), file=env.stdout)
+        emit_json(env, record)
     else:
         what = "renewed key and certificate" if pending.renewal else "certificate"
         print(

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from appliance.commands.common import CliEnv, add_leaf, read_capped
+from appliance.commands.common import CliEnv, add_leaf, emit_json, read_capped
 from appliance.errors import UsageError
 
 KNOWN_HOSTS_FILE = "known_hosts"
@@ -70,17 +69,15 @@ def _pin(args: argparse.Namespace, env: CliEnv) -> int:
     ensure_private_dir(env.state_dir)
     added = KnownHosts(env.state_dir / KNOWN_HOSTS_FILE).pin(host, port, key, replace=args.replace)
     if env.json:
-        print(
-            json.dumps(
-                {
-                    "host": host,
-                    "port": port,
-                    "keytype": key.keytype,
-                    "fingerprint": key.fingerprint(),
-                    "added": added,
-                }
-            ),
-            file=env.stdout,
+        emit_json(
+            env,
+            {
+                "host": host,
+                "port": port,
+                "keytype": key.keytype,
+                "fingerprint": key.fingerprint(),
+                "added": added,
+            },
         )
     else:
         verb = "pinned" if added else "already pinned"
@@ -102,7 +99,7 @@ def _list(args: argparse.Namespace, env: CliEnv) -> int:
             {"names": list(e.names), "keytype": e.key.keytype, "fingerprint": e.key.fingerprint()}
             for e in entries
         ]
-        print(json.dumps(rows), file=env.stdout)
+        emit_json(env, rows)
     else:
         for e in entries:
             print(f"{','.join(e.names)} {e.key.keytype} {e.key.fingerprint()}", file=env.stdout)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.common import CliEnv, add_leaf, emit_json
 from appliance.errors import UsageError
 
 if TYPE_CHECKING:
@@ -33,9 +33,10 @@ def add_passphrase_file(parser: argparse.ArgumentParser | argparse._MutuallyExcl
 def read_passphrase(args: argparse.Namespace, env: CliEnv, *, confirm: bool) -> bytes:
     """From --passphrase-file (one trailing newline dropped), else from the terminal; never from argv."""
     if args.passphrase_file is not None:
+        from hardening.smallfile import read_capped
+
         try:
-            with open(args.passphrase_file, "rb") as fh:
-                data = fh.read(_MAX_PASSPHRASE_BYTES + 1)
+            data = read_capped(args.passphrase_file, _MAX_PASSPHRASE_BYTES)
         except OSError as e:
             raise UsageError(f"cannot read passphrase file: {e.strerror}") from e
         if len(data) > _MAX_PASSPHRASE_BYTES:
@@ -57,10 +58,10 @@ def read_passphrase(args: argparse.Namespace, env: CliEnv, *, confirm: bool) -> 
 def load_signing_key(args: argparse.Namespace, env: CliEnv) -> Ed25519PrivateKey:
     """Read --key, asking for a passphrase only if the key is encrypted."""
     from hardening.keys import MAX_KEY_FILE_BYTES, is_encrypted, load_private_key
+    from hardening.smallfile import read_capped
 
     try:
-        with open(args.key, "rb") as fh:
-            data = fh.read(MAX_KEY_FILE_BYTES + 1)
+        data = read_capped(args.key, MAX_KEY_FILE_BYTES)
     except OSError as e:
         raise UsageError(f"cannot read key {args.key}: {e.strerror}") from e
     passphrase = read_passphrase(args, env, confirm=False) if is_encrypted(data) else None
@@ -88,18 +89,14 @@ def _keygen(args: argparse.Namespace, env: CliEnv) -> int:
         os.chmod(priv_path, 0o600)
     kid = key_id(key.public_key())
     if env.json:
-        import json
-
-        print(
-            json.dumps(
-                {
-                    "key_id": kid,
-                    "private": str(priv_path),
-                    "public": str(pub_path),
-                    "encrypted": passphrase is not None,
-                }
-            ),
-            file=env.stdout,
+        emit_json(
+            env,
+            {
+                "key_id": kid,
+                "private": str(priv_path),
+                "public": str(pub_path),
+                "encrypted": passphrase is not None,
+            },
         )
     else:
         state = "encrypted" if passphrase is not None else "UNENCRYPTED"

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.common import CliEnv, add_leaf, emit_json
 from appliance.commands.doctor import DEFAULT_CONFIG_HELP, default_config
 from appliance.errors import EXIT_CHECK_FAILED, ApplianceError, UsageError
 from appliance.explain import TOPIC_KINDS, explain_job, explain_job_of
@@ -127,29 +126,26 @@ def _explain(args: argparse.Namespace, env: CliEnv) -> int:
         names = [args.credential] if args.credential else tried if isinstance(tried, list) else []
         warnings = _missing_aliases(cfg, names, env, kind)
     if env.json:
-        print(
-            json.dumps(
-                {
-                    "allowed": allowed,
-                    "probe": kind,
-                    "target": host,
-                    "port": port,
-                    "credential": args.credential,
-                    "config_version": cfg.version,
-                    "ask": {
-                        "command": ask.command,
-                        "oids": [".".join(map(str, o)) for o in ask.oids] if ask.oids is not None else None,
-                        "method": ask.method,
-                        "path": ask.path,
-                    },
-                    "addresses": results,
-                    "credentials_tried": tried if isinstance(tried, list) else [],
-                    "credential_error": tried if isinstance(tried, str) else None,
-                    "warnings": warnings,
+        emit_json(
+            env,
+            {
+                "allowed": allowed,
+                "probe": kind,
+                "target": host,
+                "port": port,
+                "credential": args.credential,
+                "config_version": cfg.version,
+                "ask": {
+                    "command": ask.command,
+                    "oids": [".".join(map(str, o)) for o in ask.oids] if ask.oids is not None else None,
+                    "method": ask.method,
+                    "path": ask.path,
                 },
-                indent=2,
-            ),
-            file=env.stdout,
+                "addresses": results,
+                "credentials_tried": tried if isinstance(tried, list) else [],
+                "credential_error": tried if isinstance(tried, str) else None,
+                "warnings": warnings,
+            },
         )
     else:
         verdict = "ALLOW" if allowed else "DENY"
@@ -192,7 +188,8 @@ def _line(line: object) -> str:
 def _missing_aliases(cfg: Config, names: list[str], env: CliEnv, kind: str) -> list[str]:
     """An ALLOW whose credential is not in this host's store, or cannot serve this probe, still fails
     at run time: say so."""
-    from appliance.aliases import PROBE_TYPES, alias_problems, store_types
+    from appliance.aliases import alias_problems, store_types
+    from appliance.credtypes import PROBE_TYPES
 
     if not names:
         return []

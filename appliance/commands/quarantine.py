@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.common import CliEnv, add_leaf, emit_json
 from appliance.errors import EXIT_CHECK_FAILED, UsageError
 
 
@@ -59,6 +58,6 @@ def _unwritable(env: CliEnv, e: OSError) -> UsageError:
 
 def _show(env: CliEnv, on: bool, reason: str, text: str) -> None:
     if env.json:
-        print(json.dumps({"quarantined": on, "reason": reason}), file=env.stdout)
+        emit_json(env, {"quarantined": on, "reason": reason})
     else:
         print(text, file=env.stdout)

@@ -8,11 +8,10 @@ starts; on Linux systemd runs ``midbox run`` directly.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path, PureWindowsPath
 
-from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.common import CliEnv, add_leaf, emit_json
 from appliance.commands.doctor import DEFAULT_CONFIG_HELP, default_config
 from appliance.config.model import Config
 from appliance.errors import EXIT_CHECK_FAILED, ApplianceError, UsageError
@@ -242,7 +241,7 @@ def _status(args: argparse.Namespace, env: CliEnv) -> int:
 
         status = unit_status(Systemd.detect(args.unit_dir), args.name)
     if env.json:
-        env.stdout.write(json.dumps(status, sort_keys=True) + "\n")
+        emit_json(env, status)
     else:
         pid = f", pid {status['pid']}" if status.get("pid") else ""
         last = f", last exit code {status['service_exit_code']}" if status.get("service_exit_code") else ""

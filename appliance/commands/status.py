@@ -7,10 +7,9 @@ poll intervals, so a monitoring check can use the exit code alone.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
-from appliance.commands.common import CliEnv, add_leaf
+from appliance.commands.common import CliEnv, add_leaf, emit_json
 
 
 def register(
@@ -32,9 +31,7 @@ def _status(args: argparse.Namespace, env: CliEnv) -> int:
     status = read_status(env.state_dir)
     verdict = judge(status, time.time())
     if env.json:
-        print(
-            json.dumps({"exit": verdict.code, "verdict": verdict.reason, "status": status}), file=env.stdout
-        )
+        emit_json(env, {"exit": verdict.code, "verdict": verdict.reason, "status": status})
         return verdict.code
     word = {0: "healthy", 1: "degraded", 3: "down"}.get(verdict.code, "unknown")
     if status is not None:

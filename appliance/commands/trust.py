@@ -7,18 +7,15 @@ Admin side (offline): ``propose`` writes an unsigned successor root, ``sign-root
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.commands.common import CliEnv, add_leaf, read_capped
+from appliance.commands.common import CliEnv, add_leaf, emit_json, read_capped
 from appliance.commands.keys import add_passphrase_file, load_signing_key
 from appliance.errors import UsageError
 
 if TYPE_CHECKING:
     from hardening.trust import TrustedKey
-
-_MAX_FILE = 64_000
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -43,7 +40,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def _read(path: Path, what: str) -> bytes:
-    return read_capped(path, _MAX_FILE, what)
+    """A trust root or a public key: the trust root's cap is the larger, and each parser checks its own."""
+    from hardening.trust import MAX_TRUST_BYTES
+
+    return read_capped(path, MAX_TRUST_BYTES, what)
 
 
 def _keys(paths: list[Path]) -> list[TrustedKey]:
@@ -97,7 +97,7 @@ def _show(args: argparse.Namespace, env: CliEnv) -> int:
         "appliance_name": state.appliance_name,
     }
     if env.json:
-        print(json.dumps(info, indent=2), file=env.stdout)
+        emit_json(env, info)
         return 0
     lines = [
         f"trust root v{root.version}: threshold {root.threshold} of {len(root.keys)}, sha256 {root.sha256}"

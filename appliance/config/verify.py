@@ -18,16 +18,18 @@ from appliance.config.model import Config, ParsedConfig
 from appliance.config.parse import parse_config
 from appliance.config.warnings import config_warnings
 from appliance.errors import ConfigError
+from appliance.interfaces import AuditSink
 from appliance.limits import MAX_CONFIG_BYTES
-from appliance.probes.base import AuditSink
 from hardening.errors import HardeningError
 from hardening.filepins import check_pins
 from hardening.rollback import PinnedState, load_trust_root, read_state, write_state
-from hardening.signing import MAX_ENVELOPE_BYTES, format_time
+from hardening.signing import MAX_ENVELOPE_BYTES
 from hardening.signing_errors import BindingError
 from hardening.sigverify import ConfigSignatureCheck, VerifiedStatement
-from hardening.trust import TrustRoot
+from hardening.smallfile import read_capped
+from hardening.trust import MAX_TRUST_BYTES, TrustRoot
 from hardening.trust import parse as parse_trust
+from hardening.utctime import format_time
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,7 @@ def signature_path(config_path: Path) -> Path:
 
 def _read_capped(path: Path, cap: int, what: str, missing_ok: bool = False) -> bytes | None:
     try:
-        with open(path, "rb") as fh:
-            return fh.read(cap + 1)  # one byte over the cap, so step 1 sees an oversized file
+        return read_capped(path, cap)  # one byte over the cap, so step 1 sees an oversized file
     except FileNotFoundError:
         if missing_ok:
             return None
@@ -54,7 +55,7 @@ def _trust(state_dir: Path, trust_file: Path | None) -> tuple[TrustRoot, PinnedS
         return load_trust_root(state_dir)
     # An explicit root (an admin checking a config before deployment) is taken as given; the
     # appliance's own rollback state, if any, still applies.
-    data = _read_capped(trust_file, 64_000, "trust root")
+    data = _read_capped(trust_file, MAX_TRUST_BYTES, "trust root")
     assert data is not None
     root, _sigs = parse_trust(data, str(trust_file.name))
     return root, read_state(state_dir) if state_dir.is_dir() else None
@@ -147,11 +148,14 @@ def log_warnings(config: Config) -> None:
         log.warning("config: %s", warning)
 
 
-def _file_sha256(path: Path) -> str | None:
-    """The digest of what was refused, for the audit trail; None when it could not be read."""
+def refused_sha256(path: Path) -> str | None:
+    """The digest of a config that was refused, for the audit trail; None when it could not be read.
+
+    The config cap bounds the read: up to the cap this equals the digest an accepted config is
+    recorded with; a larger file was refused for its size and is named by its first cap + 1 bytes.
+    """
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
+        data = read_capped(path, MAX_CONFIG_BYTES)
     except OSError:
         return None
     return hashlib.sha256(data).hexdigest()
@@ -195,7 +199,7 @@ def try_reload(
         log.warning("config reload refused, keeping version %d: %s", current.version, e)
         audit.record(
             "config.reload_refused",
-            {"kept_version": current.version, "reason": str(e)[:500], "config_sha256": _file_sha256(path)},
+            {"kept_version": current.version, "reason": str(e)[:500], "config_sha256": refused_sha256(path)},
         )
         return ReloadOutcome(current, False, str(e))
     if new.sha256 == current.sha256:

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 
 from appliance.limits import SHAZZAM_BANNER_BYTES
+from appliance.payload import xml_text
 from appliance.probes._scanpool import tcp_connect
 from appliance.probes._shazzamspec import PortProbe, Tuning
-from appliance.probes._xmltext import xml_text
 from hardening.policy import IPAddress
 
 

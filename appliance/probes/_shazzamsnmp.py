@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 
+from appliance.credtypes import PROBE_TYPES
 from appliance.errors import CredentialRejected, EveryCredentialRejected, ProbeError
-from appliance.payload import one_line
+from appliance.interfaces import Credential
+from appliance.payload import one_line, xml_text
 from appliance.probes._shazzamscanners import Outcome
 from appliance.probes._shazzamspec import Tuning
 from appliance.probes._snmpopen import (
-    SNMP_CREDENTIAL_TYPES,
     SessionOpener,
     credential_version,
     refused_credential,
@@ -25,8 +26,7 @@ from appliance.probes._snmpopen import (
 )
 from appliance.probes._snmpsession import Row
 from appliance.probes._snmpv2c import NoResponse
-from appliance.probes._xmltext import xml_text
-from appliance.probes.base import Credential, Job, ProbeContext
+from appliance.probes.base import Job, ProbeContext
 from appliance.probes.credchoice import with_credentials
 from hardening.policy import IPAddress
 
@@ -74,7 +74,7 @@ class SnmpScanner:
                 self._ctx,
                 self._job,
                 probe="snmp",
-                types=SNMP_CREDENTIAL_TYPES,
+                types=PROBE_TYPES["snmp"],
                 target=str(address),
                 address=address,
                 port=port,

@@ -13,12 +13,11 @@ import secrets
 from typing import Any
 
 from appliance.errors import ProbeError
+from appliance.interfaces import Credential
 from appliance.probes._snmpsession import FastV2cSession, PysnmpSession, Session, community_of, pysnmp_auth
 from appliance.probes._snmpv2c import V2cChannel
-from appliance.probes.base import Credential, ProbeContext
+from appliance.probes.base import ProbeContext
 from hardening.policy import IPAddress
-
-SNMP_CREDENTIAL_TYPES = frozenset({"snmp-community", "snmp-usm"})
 
 
 class SessionOpener:

@@ -11,15 +11,13 @@ import hashlib
 import hmac
 from typing import Any
 
+from appliance.credtypes import SNMP_AUTH_PROTOCOLS, SNMP_DEFAULT_AUTH, SNMP_DEFAULT_PRIV, SNMP_PRIV_PROTOCOLS
 from appliance.errors import CredentialRejected, ProbeError
+from appliance.interfaces import Credential
 from appliance.probes._snmpber import GET, GETBULK, GETNEXT, Value
 from appliance.probes._snmpspec import Oid, format_oid
 from appliance.probes._snmpv2c import NoResponse, V2cChannel
 from appliance.probes._snmpvalues import normalize
-from appliance.probes.base import Credential
-
-AUTH_PROTOCOLS = ("SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512")
-PRIV_PROTOCOLS = ("AES", "AES-192", "AES-256")
 
 # RFC 3416 error-status names for messages.
 _ERROR_STATUS = {
@@ -214,8 +212,8 @@ def pysnmp_auth(credential: Credential, alias: str, version: str, index_key: byt
         raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP v3 needs an snmp-usm")
     if not credential.user:
         raise ProbeError(f"credential {alias!r} has no USM user name")
-    auth_name = credential.options.get("auth_protocol", "SHA-256").upper()
-    priv_name = credential.options.get("priv_protocol", "AES").upper()
+    auth_name = credential.options.get("auth_protocol", SNMP_DEFAULT_AUTH).upper()
+    priv_name = credential.options.get("priv_protocol", SNMP_DEFAULT_PRIV).upper()
     auth_protocols = {
         "SHA": a.USM_AUTH_HMAC96_SHA,
         "SHA-224": a.USM_AUTH_HMAC128_SHA224,
@@ -230,9 +228,13 @@ def pysnmp_auth(credential: Credential, alias: str, version: str, index_key: byt
         "AES-256": a.USM_PRIV_CFB256_AES_BLUMENTHAL,
     }
     if auth_name not in auth_protocols:
-        raise ProbeError(f"credential {alias!r}: auth_protocol must be one of {', '.join(AUTH_PROTOCOLS)}")
+        raise ProbeError(
+            f"credential {alias!r}: auth_protocol must be one of {', '.join(SNMP_AUTH_PROTOCOLS)}"
+        )
     if priv_name not in priv_protocols:
-        raise ProbeError(f"credential {alias!r}: priv_protocol must be one of {', '.join(PRIV_PROTOCOLS)}")
+        raise ProbeError(
+            f"credential {alias!r}: priv_protocol must be one of {', '.join(SNMP_PRIV_PROTOCOLS)}"
+        )
     try:
         auth_key, priv_key = credential.secret(0).decode("utf-8"), credential.secret(1).decode("utf-8")
     except (LookupError, UnicodeDecodeError) as e:

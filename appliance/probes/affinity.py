@@ -14,6 +14,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from hardening.atomic import atomic_write
+from hardening.smallfile import read_capped
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,7 @@ class CredentialAffinity:
 
     def _load(self, path: Path) -> None:
         try:
-            with path.open("rb") as f:
-                data = f.read(_MAX_FILE_BYTES + 1)
+            data = read_capped(path, _MAX_FILE_BYTES)
         except FileNotFoundError:
             return
         except OSError as e:

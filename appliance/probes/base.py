@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from appliance.interfaces import AuditSink, Credential, CredentialSource
 from appliance.limits import Limits
 from appliance.probes.affinity import CredentialAffinity
 from appliance.probes.resolver import Resolver, system_resolve
@@ -48,41 +49,6 @@ class Job:
         if not low <= value <= high:
             raise PayloadError(f"parameter {name!r} must be between {low} and {high}, got {value}")
         return value
-
-
-class Credential(Protocol):
-    """A resolved credential handle. ``secret()`` is called at the moment of use and not kept."""
-
-    @property
-    def alias(self) -> str: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def user(self) -> str | None: ...
-    @property
-    def options(self) -> Mapping[str, str]: ...
-    def secret(self, index: int = 0) -> bytes: ...
-
-
-class CredentialSource(Protocol):
-    def lookup(self, alias: str) -> Credential:
-        """Return the credential for ``alias``; raise an ApplianceError subclass if it does not exist."""
-        ...
-
-
-class AuditSink(Protocol):
-    def record(self, event: str, fields: Mapping[str, object]) -> None: ...
-
-
-class NoCredentials:
-    """The credential source of an appliance with no store: every lookup fails clearly."""
-
-    def lookup(self, alias: str) -> Credential:
-        from appliance.errors import ProbeError
-
-        raise ProbeError(
-            f"credential {alias!r} is not in this appliance's store; add it with 'midbox creds add'"
-        )
 
 
 class MemoryAudit:

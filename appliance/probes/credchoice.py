@@ -28,7 +28,8 @@ from appliance.errors import (
     PayloadError,
     ProbeError,
 )
-from appliance.probes.base import Credential, Job, ProbeContext, use_credential
+from appliance.interfaces import Credential
+from appliance.probes.base import Job, ProbeContext, use_credential
 from hardening.policy import IPAddress
 
 T = TypeVar("T")

@@ -20,10 +20,11 @@ import asyncio
 import logging
 import xml.etree.ElementTree as ET
 
+from appliance.credtypes import PROBE_TYPES
 from appliance.errors import CredentialRejected, PayloadError, TargetDenied
+from appliance.interfaces import Credential
 from appliance.limits import Limits
 from appliance.probes._snmpopen import (
-    SNMP_CREDENTIAL_TYPES,
     SessionOpener,
     credential_version,
     refused_credential,
@@ -39,7 +40,7 @@ from appliance.probes._snmpspec import Oid, SpecLine
 from appliance.probes._snmptree import TreeBuilder
 from appliance.probes._snmpv2c import NoResponse
 from appliance.probes._snmpvalues import render
-from appliance.probes.base import Credential, Job, ProbeContext
+from appliance.probes.base import Job, ProbeContext
 from appliance.probes.credchoice import explicit_alias, with_credentials
 from appliance.probes.targets import checked_addresses, is_literal
 from hardening.policy import IPAddress
@@ -109,7 +110,7 @@ class SnmpProbe:
             ctx,
             job,
             probe="snmp",
-            types=SNMP_CREDENTIAL_TYPES,
+            types=PROBE_TYPES["snmp"],
             target=host,
             address=address,
             port=params.port,

@@ -16,11 +16,13 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from appliance.credtypes import PROBE_TYPES
 from appliance.errors import ApplianceError, PayloadError, ProbeError, TargetDenied
+from appliance.interfaces import Credential
 from appliance.limits import Limits
+from appliance.payload import xml_text
 from appliance.probes._sshcommand import build_plan, options_from
-from appliance.probes._xmltext import xml_text
-from appliance.probes.base import Credential, Job, ProbeContext
+from appliance.probes.base import Job, ProbeContext
 from appliance.probes.credchoice import explicit_alias, with_credentials
 from appliance.probes.targets import checked_target, is_literal
 from hardening.known_hosts import HostKey, KnownHosts
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SSH_CREDENTIAL_TYPES = frozenset({"ssh-password", "ssh-key"})
 KNOWN_HOSTS_FILE = "known_hosts"
 
 
@@ -186,7 +187,7 @@ class SshProbe:
             ctx,
             job,
             probe="ssh",
-            types=SSH_CREDENTIAL_TYPES,
+            types=PROBE_TYPES["ssh"],
             target=host,
             address=address,
             port=port,

@@ -1,4 +1,4 @@
-"""Exponential backoff with full jitter, capped, that honours the instance's Retry-After."""
+"""Exponential backoff with equal jitter, capped, that honours the instance's Retry-After."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ class Backoff:
         if retry_after_s is not None and retry_after_s >= 0:
             return min(retry_after_s, self.retry_after_cap_s, MAX_RETRY_AFTER_S)
         ceiling = min(self.cap_s, self.base_s * (2 ** min(self.attempt - 1, 30)))
-        # Full jitter, so many appliances behind one outage do not come back in step.
+        # Equal jitter (half the step fixed, half random): many appliances behind one outage do not
+        # come back in step, and none retries at once, as full jitter's draws near zero would.
         return self.rng.uniform(ceiling / 2, ceiling)
 
     def reset(self) -> None:

@@ -12,10 +12,9 @@ import logging
 from collections.abc import Callable
 
 from appliance.aio import wait_any
-from appliance.dispatch import Outcome
 from appliance.durable import Outbox
 from appliance.errors import InstanceAuthError, InstanceError, is_fatal
-from appliance.probes.base import AuditSink
+from appliance.interfaces import AuditSink, Outcome
 from appliance.queue.backoff import Backoff
 from appliance.queue.client import EccClient, InstanceBusy
 from appliance.queue.records import OutputRecord

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Collection
 from dataclasses import replace
 
-from appliance.probes.base import AuditSink
+from appliance.interfaces import AuditSink
 from appliance.queue.client import AnswerTooLarge, EccClient
 from appliance.queue.records import HEAD_FIELDS, ID_FIELDS, OutputRecord
 from appliance.results import TOO_LARGE_ERROR

@@ -13,12 +13,9 @@ import datetime as dt
 import enum
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from appliance.errors import InstanceAuthError, InstanceError
-
-if TYPE_CHECKING:
-    from appliance.queue.client import EccClient
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +48,19 @@ class AgentRecord:
         return self.validated.strip().lower() in ("true", "yes")
 
 
+class AgentStatusWriter(Protocol):
+    """What MidRecord needs of EccClient, named here so the two modules do not import each other."""
+
+    async def set_status(
+        self, status: str, *, host_name: str, ip_address: str = ""
+    ) -> tuple[AgentWrite, AgentRecord | None]: ...
+
+
 class MidRecord:
     """Up at start, Down at stop, on the client's instance. Never fatal, never retried: the instance's
     MID Server Monitor and its own rules have the last word on this record."""
 
-    def __init__(self, client: EccClient, *, host_name: str, ip_address: str = "") -> None:
+    def __init__(self, client: AgentStatusWriter, *, host_name: str, ip_address: str = "") -> None:
         self._client = client
         self._host_name = host_name
         self._ip_address = ip_address

@@ -20,6 +20,7 @@ from pathlib import PurePath
 
 from hardening.audit.errors import AuditValueError
 from hardening.audit.events import FORBIDDEN_FIELD_NAMES
+from hardening.utctime import format_time
 
 DOMAIN = b"midbox.audit.entry.v1\x00"
 GENESIS_PREV = bytes(32)
@@ -35,12 +36,6 @@ _KEYS = ("seq", "time", "prev", "event", "fields")
 
 def chain_hash(prev: bytes, line: bytes) -> bytes:
     return hashlib.sha256(DOMAIN + prev + line).digest()
-
-
-def format_time(when: dt.datetime) -> str:
-    if when.tzinfo is None:
-        raise AuditValueError("audit times must be timezone-aware")
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(text: str) -> dt.datetime:
@@ -73,7 +68,9 @@ def json_safe(value: object, max_chars: int, depth: int = 0) -> JsonValue:
     if isinstance(value, enum.Enum):
         return json_safe(value.value, max_chars, depth + 1)
     if isinstance(value, dt.datetime):
-        return format_time(value)
+        if value.tzinfo is None:
+            raise AuditValueError("audit times must be timezone-aware")
+        return format_time(value, micro=True)
     if isinstance(value, PurePath | ipaddress.IPv4Address | ipaddress.IPv6Address):
         return _cut(str(value), max_chars)
     if isinstance(value, bytes | bytearray | memoryview):

@@ -114,19 +114,6 @@ def checkpoint_xml(cp: Checkpoint) -> bytes:
     return data + b"\n"
 
 
-def ecc_input_record(cp: Checkpoint, appliance_name: str) -> dict[str, str]:
-    """The ECC input record that anchors ``cp`` on the instance (POST /api/now/table/ecc_queue)."""
-    return {
-        "agent": f"mid.server.{appliance_name}",
-        "queue": "input",
-        "state": "ready",
-        "topic": TOPIC,
-        "name": TOPIC,
-        "source": appliance_name,
-        "payload": checkpoint_xml(cp).decode("utf-8"),
-    }
-
-
 def _only_child(element: ET.Element, tag: str) -> ET.Element:
     children = list(element)
     if len(children) != 1 or children[0].tag != tag:

@@ -31,6 +31,7 @@ from hardening.audit.errors import AuditError, AuditLogBusy, AuditLogDamaged, Au
 from hardening.audit.events import check_event
 from hardening.audit.seal import SealKey
 from hardening.perms import mkdir_private
+from hardening.utctime import format_time
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def _lock_file(directory: Path) -> int:
 
 
 class AuditLog:
-    """Satisfies ``appliance.probes.base.AuditSink``; safe to call from any thread."""
+    """Satisfies ``appliance.interfaces.AuditSink``; safe to call from any thread."""
 
     def __init__(
         self,
@@ -241,7 +242,7 @@ class AuditLog:
             check_event(event, fields, internal=True)
             fields_json = _entry.encode_fields(fields, self._opt.max_string_chars)
         line = _entry.encode_entry(
-            self._seq, _entry.format_time(self._clock()), self._head, event, fields_json
+            self._seq, format_time(self._clock(), micro=True), self._head, event, fields_json
         )
         if len(line) + 1 > self._opt.max_entry_bytes:
             raise AuditValueError(f"audit entry of {len(line)} bytes exceeds {self._opt.max_entry_bytes}")
@@ -352,7 +353,7 @@ class AuditLog:
             if self._pending:
                 self._sync_now()
             cp = sign_checkpoint(
-                key, self.log_id, self._seq, self._head.hex(), _entry.format_time(self._clock())
+                key, self.log_id, self._seq, self._head.hex(), format_time(self._clock(), micro=True)
             )
             self._write_entry("audit.checkpoint", {"size": cp.size, "head": cp.head, "key_id": cp.key_id})
         return cp

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from hardening import perms
 from hardening.atomic import fsync_dir, private_on_windows
 from hardening.audit.errors import SigningKeyError
+from hardening.keys import MAX_KEY_FILE_BYTES
 
 KEY_FILE_NAME = "audit-signing.key"
-MAX_KEY_FILE_BYTES = 16_384
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:

@@ -46,7 +46,7 @@ CREDENTIAL_TYPES: dict[str, tuple[int, int]] = {
     "http-bearer": (1, 1),
 }
 _ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_OPTION_KEY = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_OPTION_KEY = re.compile(rf"[a-z][a-z0-9_-]{{0,{caps.MAX_OPTION_KEY_BYTES - 1}}}")
 
 
 class FormatError(ValueError):

@@ -216,8 +216,9 @@ class _Blob(ctypes.Structure):
 
 
 def _dpapi(data: bytes, *, protect: bool) -> bytes:
-    crypt32 = ctypes.WinDLL("crypt32", use_last_error=True)  # type: ignore[attr-defined]
-    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    from hardening.winacl import system_dll
+
+    crypt32, kernel32 = system_dll("crypt32"), system_dll("kernel32")
     buf = ctypes.create_string_buffer(data, len(data))
     blob_in = _Blob(len(data), ctypes.cast(buf, ctypes.POINTER(ctypes.c_char)))
     blob_out = _Blob()

@@ -16,7 +16,6 @@ from hardening.audit import (
     SigningKeyError,
     Verdict,
     checkpoint_xml,
-    ecc_input_record,
     load_or_create_signing_key,
     load_public_key,
     parse_checkpoint_xml,
@@ -62,17 +61,6 @@ def test_log_checkpoint_roundtrips_and_is_recorded(state: Path) -> None:
     back = verify_checkpoint(parse_checkpoint_xml(payload), load_public_key(public_key_pem(key.public_key())))
     assert back == cp
     assert verify_log(state / "audit", [back]).verdict is Verdict.INTACT
-
-
-def test_ecc_input_record(state: Path) -> None:
-    key = load_or_create_signing_key(state)
-    audit = write_log(state, 1)
-    cp = audit.checkpoint(key)
-    audit.close()
-    record = ecc_input_record(cp, "edge-01")
-    assert record["agent"] == "mid.server.edge-01" and record["topic"] == "midbox.audit.checkpoint"
-    assert record["queue"] == "input" and record["source"] == "edge-01"
-    assert verify_checkpoint(parse_checkpoint_xml(record["payload"].encode()), key.public_key()) == cp
 
 
 def payload(state: Path) -> tuple[bytes, Ed25519PrivateKey]:

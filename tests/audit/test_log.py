@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from appliance.probes.base import AuditSink
+from appliance.interfaces import AuditSink
 from hardening.audit import (
     AuditLog,
     AuditLogBusy,

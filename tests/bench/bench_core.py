@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from appliance.app import run_appliance
-from appliance.probes.base import MemoryAudit, NoCredentials
+from appliance.probes.base import MemoryAudit
 from tests.helpers import (
     AGENT,
     LOOPBACK_HTTP,
@@ -30,6 +30,7 @@ from tests.helpers import (
     params,
     trusted,
 )
+from tests.support.fakes import NoCredentials
 
 
 def main() -> None:

@@ -17,12 +17,13 @@ from appliance.dispatch import Dispatcher
 from appliance.errors import TargetDenied
 from appliance.explain import TOPIC_KINDS, explain_job, explain_job_of
 from appliance.limits import Limits
-from appliance.probes.base import Job, MemoryAudit, NoCredentials, ProbeContext
+from appliance.probes.base import Job, MemoryAudit, ProbeContext
 from appliance.probes.targets import checked_target
 from appliance.queue.records import OutputRecord
 from hardening.policy import AllowRule, Policy, PortRange
 from hardening.scopes import CommandScope, PathScope, Scopes
 from tests.probes.conftest import ProbeAudit
+from tests.support.fakes import NoCredentials
 
 ADDRESSES = ["10.0.0.1", "10.0.0.9", "10.0.1.1", "127.0.0.1"]
 NETS = ["10.0.0.0/24", "10.0.0.0/29", "10.0.0.0/8", "127.0.0.0/8", "192.0.2.0/24"]

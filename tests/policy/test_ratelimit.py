@@ -15,7 +15,8 @@ from xml.sax.saxutils import quoteattr
 
 import pytest
 
-from appliance.dispatch import Dispatcher, Outcome
+from appliance.dispatch import Dispatcher
+from appliance.interfaces import Outcome
 from appliance.limits import Limits
 from appliance.probes.base import ProbeContext
 from appliance.probes.http import HttpProbe

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import ProbeError
+from appliance.interfaces import Credential
 from appliance.limits import Limits
-from appliance.probes.base import Credential, Job, MemoryAudit, ProbeContext
+from appliance.probes.base import Job, MemoryAudit, ProbeContext
 from appliance.probes.http import HttpProbe
 from appliance.probes.resolver import Resolver, system_resolve
 from hardening.policy import AllowRule, IPAddress, Policy, PortRange

@@ -24,13 +24,14 @@ from appliance.config_push import TOPIC, ConfigPushProbe, PushTarget, decode_pus
 from appliance.dispatch import Dispatcher, Outcome
 from appliance.errors import PayloadError
 from appliance.limits import MAX_CONFIG_PUSH_PAYLOAD_BYTES, Limits
-from appliance.probes.base import Job, MemoryAudit, NoCredentials, ProbeContext
+from appliance.probes.base import Job, MemoryAudit, ProbeContext
 from appliance.queue.records import OutputRecord
 from devinstance.configpush import push_payload
 from hardening.keys import generate
 from hardening.policy import Policy
 from hardening.signing import UnverifiedEnvelope, parse_envelope, serialize_envelope, sign_config_bytes
 from tests.signing.helpers import EXPIRES, NOT_BEFORE, NOW, config_toml, install_trust
+from tests.support.fakes import NoCredentials
 
 FLEET = ("edge-a", "edge-b")
 

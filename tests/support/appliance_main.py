@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 from appliance.app import run_appliance
-from appliance.probes.base import MemoryAudit, NoCredentials
+from appliance.probes.base import MemoryAudit
 from tests.helpers import TEST_SEAL_KEY, fast_limits, trusted
+from tests.support.fakes import NoCredentials
 
 
 def main() -> int:

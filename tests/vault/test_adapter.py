@@ -9,7 +9,7 @@ import pytest
 
 from appliance.credentials import StoreCredentials, load_host_key, open_credentials
 from appliance.errors import ApplianceError, ProbeError
-from appliance.probes.base import CredentialSource
+from appliance.interfaces import CredentialSource
 from hardening.vault import CredentialMeta, KeySource, Secret, SecretRedactor, VaultPaths, edit_store
 from tests.vault.conftest import PLANTED, put
 
