@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hashlib
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,41 +21,33 @@ from pathlib import Path
 
 from appliance import __version__
 from appliance.app import run_appliance
-from appliance.config.delivered import finish_interrupted
+from appliance.checkpoints import anchor_checkpoint
 from appliance.config.model import Config
 from appliance.config.verify import (
     ReloadOutcome,
     fingerprint,
-    load_verified_config,
-    log_warnings,
-    refused_sha256,
     try_reload,
 )
 from appliance.config_push import PushTarget
-from appliance.errors import ApplianceError, ConfigError, InstanceError
+from appliance.errors import ApplianceError
 from appliance.health import Health
 from appliance.host import Host, open_host
-from appliance.limits import AUDIT_CHECKPOINT_ENTRIES, INSTANCE_DEADLINE_FACTOR, RELOAD_REQUEST_POLL_S
-from appliance.queue.client import EccClient
-from appliance.queue.transport import instance_client
+from appliance.limits import AUDIT_CHECKPOINT_ENTRIES, RELOAD_REQUEST_POLL_S
 from appliance.reload_request import ReloadAnswer, read_request, write_answer
 from appliance.sdnotify import Notifier, NotifySettings, summary
+from appliance.startup import binary_sha256, client_identity, first_config
 from appliance.status_file import Publisher
+from appliance.stoprequest import StopRequest
 from appliance.validity import CHECK_INTERVAL_S, ValidityWatch, tls_fingerprint, tls_usable
 from hardening.audit import (
-    TOPIC,
     AuditLog,
     AuditOptions,
-    checkpoint_xml,
-    load_or_create_signing_key,
     open_audit_log,
 )
 from hardening.errors import HardeningError
-from hardening.utctime import format_time
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_POST_TIMEOUT_S = 10.0
 CHECKPOINT_COUNT_CHECK_S = 1.0  # how often the entry count is looked at
 
 
@@ -76,44 +66,6 @@ class ServiceOptions:
     validity_check_interval_s: float = CHECK_INTERVAL_S
     metrics_textfile: Path | None = None  # node_exporter's textfile collector, rewritten after every poll
     notify: NotifySettings = field(default_factory=NotifySettings)  # NOTIFY_SOCKET, WATCHDOG_USEC
-
-
-class StopRequest:
-    """A stop asked for from another thread: the Windows service control handler runs on the
-    dispatcher thread, not on the event loop's, so it cannot touch an asyncio.Event directly."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requested = False
-        self._wake: Callable[[], None] | None = None
-
-    def request(self) -> None:
-        """Ask the appliance to stop gracefully; safe from any thread, any number of times."""
-        with self._lock:
-            self._requested = True
-            wake = self._wake
-        if wake is not None:
-            wake()
-
-    @property
-    def requested(self) -> bool:
-        with self._lock:
-            return self._requested
-
-    def _attach(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-        def wake() -> None:
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing left to stop
-                loop.call_soon_threadsafe(stop.set)
-
-        with self._lock:
-            self._wake = wake
-            requested = self._requested
-        if requested:  # asked before the appliance was up: stop as soon as it is
-            stop.set()
-
-    def _detach(self) -> None:
-        with self._lock:
-            self._wake = None
 
 
 async def serve(
@@ -135,12 +87,12 @@ async def serve(
     health: Health | None = None
     reason = "error"
     try:
-        accepted = _first_config(options, audit)
-        cert_sha256 = _client_identity(accepted, audit, host.key_password)
+        accepted = first_config(options.config_path, options.state_dir, audit)
+        cert_sha256 = client_identity(accepted, audit, host.key_password)
         config = accepted
-        binary_sha256 = _binary_sha256()
+        running_sha256 = binary_sha256()
         start = {
-            "binary_sha256": binary_sha256,
+            "binary_sha256": running_sha256,
             "version": __version__,
             "config_version": config.version,
             "appliance": config.appliance.name,
@@ -156,7 +108,7 @@ async def serve(
             config.appliance.name,
             config.version,
         )
-        health = Health(version=__version__, binary_sha256=binary_sha256, audit_head=lambda: audit.size)
+        health = Health(version=__version__, binary_sha256=running_sha256, audit_head=lambda: audit.size)
         lifecycle = _Lifecycle(options, audit, host, stop_request, health)
         config, reason = await lifecycle.run(config, ready)
         return 0
@@ -177,7 +129,7 @@ async def serve(
                         "uptime_s": round(time.monotonic() - started, 3),
                     },
                 )
-                await _checkpoint(config, audit, options.state_dir, host.key_password)
+                await anchor_checkpoint(config, audit, options.state_dir, host.key_password)
             audit.close()
         except HardeningError as e:
             # The reason we are stopping may be this very log failing; say so, keep the first error.
@@ -214,57 +166,6 @@ def _stopped(health: Health, options: ServiceOptions, reason: str) -> None:
         Publisher(options.state_dir, options.metrics_textfile).publish(health)
     except OSError as e:
         log.warning("could not write the final status file: %s", e.strerror)
-
-
-def _client_identity(config: Config, audit: AuditLog, key_password: bytes) -> str | None:
-    """Finish a certificate renewal a crash interrupted (``midbox enroll``), check the certificate
-    names this appliance, then return its SHA-256, so the audit log says which identity did the work."""
-    key, cert = config.instance.client_key, config.instance.client_cert
-    if key is None or cert is None:
-        return None
-    from hardening.enroll import EnrollError, EnrollPaths, finish_interrupted_swap
-
-    try:
-        done = finish_interrupted_swap(EnrollPaths(key, cert, key_password))
-    except (EnrollError, OSError) as e:
-        log.warning("could not finish an interrupted certificate renewal: %s", e)
-        done = None
-    if done:
-        log.info("certificate renewal completed at start: %s", done)
-    from cryptography.hazmat.primitives import hashes
-
-    from hardening.identity import check_certificate_file
-
-    try:
-        leaf = check_certificate_file(cert, config.appliance.name)
-    except HardeningError as e:
-        audit.record("error", {"where": "start", "message": str(e)})
-        raise
-    # SHA-256 of the leaf, as `midbox enroll` prints it.
-    return leaf.fingerprint(hashes.SHA256()).hex()
-
-
-def _first_config(options: ServiceOptions, audit: AuditLog) -> Config:
-    try:
-        # A config delivered through the instance whose swap a crash interrupted is completed first.
-        if finish_interrupted(options.config_path):
-            log.warning("completed the install of a config delivered before the last stop")
-        config = load_verified_config(options.config_path, options.state_dir, dt.datetime.now(dt.UTC))
-    except (HardeningError, ConfigError) as e:
-        refused = {"config_sha256": refused_sha256(options.config_path), "reason": str(e)}
-        audit.record("config.refused", refused)
-        raise
-    log_warnings(config)
-    audit.record(
-        "config.accepted",
-        {
-            "config_version": config.version,
-            "config_sha256": config.sha256,
-            "signers": list(config.signers),
-            "expires": format_time(config.settings.expires),
-        },
-    )
-    return config
 
 
 class _Lifecycle:
@@ -495,46 +396,5 @@ class _Lifecycle:
             await asyncio.sleep(min(opts.checkpoint_interval_s, CHECKPOINT_COUNT_CHECK_S))
             grown = self._audit.size - last_size
             if grown >= opts.checkpoint_entries or time.monotonic() - last_time >= opts.checkpoint_interval_s:
-                await _checkpoint(current(), self._audit, opts.state_dir, self._host.key_password)
+                await anchor_checkpoint(current(), self._audit, opts.state_dir, self._host.key_password)
                 last_size, last_time = self._audit.size, time.monotonic()
-
-
-async def _checkpoint(
-    config: Config, audit: AuditLog, state_dir: Path, key_password: bytes | None = None
-) -> None:
-    """Sign the log's head and anchor it on the instance, off this host. Best effort: a later
-    checkpoint covers everything an earlier one would have."""
-    try:
-        cp = audit.checkpoint(load_or_create_signing_key(state_dir))
-    except HardeningError as e:
-        log.warning("audit checkpoint not made: %s", e)
-        return
-    limits = config.limits()
-    client = EccClient(
-        instance_client(config.instance, limits, name=config.appliance.name, key_password=key_password),
-        name=config.appliance.name,
-        max_response_bytes=limits.instance_response_bytes,
-        deadline_s=limits.instance_timeout_s * INSTANCE_DEADLINE_FACTOR,
-    )
-    try:
-        # Bounded: at shutdown this must fit in the service manager's stop timeout.
-        await asyncio.wait_for(
-            client.post_input(topic=TOPIC, name=TOPIC, payload=checkpoint_xml(cp).decode("utf-8")),
-            CHECKPOINT_POST_TIMEOUT_S,
-        )
-        log.info("audit checkpoint %d anchored on the instance", cp.size)
-    except (InstanceError, ApplianceError, TimeoutError) as e:
-        log.warning("audit checkpoint %d kept locally; the instance did not take it: %s", cp.size, e)
-    finally:
-        await client.aclose()
-
-
-def _binary_sha256() -> str:
-    """What is running: the frozen binary's digest, or "source" for a source checkout."""
-    if not getattr(sys, "frozen", False):
-        return "source"
-    digest = hashlib.sha256()
-    with open(sys.executable, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from appliance.errors import EXIT_CHECK_FAILED, ApplianceError, UsageError
-from appliance.service import StopRequest
+from appliance.stoprequest import StopRequest
 from appliance.winscm import ServiceStatus
 from hardening.errors import HardeningError
 from hardening.winacl import system_dll

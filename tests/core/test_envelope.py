@@ -8,6 +8,7 @@ from pathlib import Path
 
 import defusedxml.ElementTree as SafeET
 
+from appliance.checkpoints import anchor_checkpoint as _checkpoint
 from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES
 from appliance.payload import ECHO_FIELDS, build_results
 from appliance.probes.base import MemoryAudit
@@ -15,7 +16,6 @@ from appliance.queue.client import EccClient
 from appliance.queue.records import OUTPUT_FIELDS, parse_output
 from appliance.queue.transport import instance_client
 from appliance.scope import RESULT_FORMAT_JSON_REFUSED, UNPUBLISHED_TOPICS
-from appliance.service import _checkpoint
 from hardening.audit import load_or_create_signing_key, parse_checkpoint_xml, verify_checkpoint
 from tests.audit.conftest import write_log
 from tests.helpers import (

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from appliance.service import ServiceOptions, StopRequest, serve
+from appliance.service import ServiceOptions, serve
+from appliance.stoprequest import StopRequest
 from tests.helpers import Pki, dev_instance, http_target
 from tests.signing.helpers import install_trust
 from tests.support.running import audit_entries, config_bytes, http_job, signed_config, wait_answer

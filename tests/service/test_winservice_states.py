@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from appliance.errors import ConfigError
-from appliance.service import StopRequest
+from appliance.stoprequest import StopRequest
 from appliance.winscm import ServiceStatus, command_line, midbox_spec, quote_arg
 from appliance.winservice import (
     ERROR_CALL_NOT_IMPLEMENTED,
