@@ -210,12 +210,7 @@ def pysnmp_auth(credential: Credential, alias: str, version: str, index_key: byt
         tag = hmac.new(index_key, f"{alias}\0{model}\0".encode() + raw, hashlib.sha256).hexdigest()[:24]
         # v1 and v2c are what the credential (or the job) asks for; v1 only where a rule allows it.
         return CommunityData(f"m{tag}", community, mpModel=model)
-    if credential.type != "snmp-usm":
-        raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP v3 needs an snmp-usm")
-    if not credential.user:
-        raise ProbeError(f"credential {alias!r} has no USM user name")
-    auth_name = credential.options.get("auth_protocol", "SHA-256").upper()
-    priv_name = credential.options.get("priv_protocol", "AES").upper()
+    user, auth_name, priv_name, auth_key, priv_key = usm_settings(credential, alias)
     auth_protocols = {
         "SHA": a.USM_AUTH_HMAC96_SHA,
         "SHA-224": a.USM_AUTH_HMAC128_SHA224,
@@ -229,9 +224,26 @@ def pysnmp_auth(credential: Credential, alias: str, version: str, index_key: byt
         "AES-192": a.USM_PRIV_CFB192_AES_BLUMENTHAL,
         "AES-256": a.USM_PRIV_CFB256_AES_BLUMENTHAL,
     }
-    if auth_name not in auth_protocols:
+    return UsmUserData(
+        user,
+        authKey=auth_key,
+        privKey=priv_key,
+        authProtocol=auth_protocols[auth_name],
+        privProtocol=priv_protocols[priv_name],
+    )
+
+
+def usm_settings(credential: Credential, alias: str) -> tuple[str, str, str, str, str]:
+    """(user, auth protocol, priv protocol, auth pass phrase, priv pass phrase) of an snmp-usm credential."""
+    if credential.type != "snmp-usm":
+        raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP v3 needs an snmp-usm")
+    if not credential.user:
+        raise ProbeError(f"credential {alias!r} has no USM user name")
+    auth_name = credential.options.get("auth_protocol", "SHA-256").upper()
+    priv_name = credential.options.get("priv_protocol", "AES").upper()
+    if auth_name not in AUTH_PROTOCOLS:
         raise ProbeError(f"credential {alias!r}: auth_protocol must be one of {', '.join(AUTH_PROTOCOLS)}")
-    if priv_name not in priv_protocols:
+    if priv_name not in PRIV_PROTOCOLS:
         raise ProbeError(f"credential {alias!r}: priv_protocol must be one of {', '.join(PRIV_PROTOCOLS)}")
     try:
         auth_key, priv_key = credential.secret(0).decode("utf-8"), credential.secret(1).decode("utf-8")
@@ -239,10 +251,4 @@ def pysnmp_auth(credential: Credential, alias: str, version: str, index_key: byt
         raise ProbeError(f"credential {alias!r} needs an auth and a priv pass phrase (UTF-8)") from e
     if len(auth_key) < 8 or len(priv_key) < 8:
         raise ProbeError(f"credential {alias!r}: USM pass phrases must be at least 8 characters")
-    return UsmUserData(
-        credential.user,
-        authKey=auth_key,
-        privKey=priv_key,
-        authProtocol=auth_protocols[auth_name],
-        privProtocol=priv_protocols[priv_name],
-    )
+    return credential.user, auth_name, priv_name, auth_key, priv_key

@@ -17,8 +17,8 @@ The result is capped in bytes: ``add`` refuses a varbind that would pass the cap
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 import re
+import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape, quoteattr
 
 from appliance.probes._mibtable import MibNode, MibTable, mib_table

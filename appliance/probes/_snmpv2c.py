@@ -1,4 +1,4 @@
-"""A minimal asyncio SNMPv2c client over one connected UDP socket per job.
+"""A minimal asyncio SNMPv2c client over one connected UDP socket per job (``_snmpv3`` reuses its socket).
 
 The socket is connected to the policy-checked agent address, so the kernel drops datagrams from
 anyone else; a response must also carry our random request id and our community. One request is
@@ -11,12 +11,15 @@ import asyncio
 import contextlib
 import secrets
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from appliance.errors import ProbeError
 from appliance.probes._snmpber import BerError, Oid, Response, decode_response, encode_request
 from hardening.policy import IPAddress
 
 _QUEUE_DEPTH = 16
+T = TypeVar("T")
 
 
 class NoResponse(ProbeError):
@@ -67,14 +70,29 @@ class V2cChannel:
     async def request(
         self, pdu: int, oids: tuple[Oid, ...], non_repeaters: int = 0, max_repetitions: int = 0
     ) -> Response:
-        assert self._transport is not None and self._protocol is not None, "open() first"
         request_id = secrets.randbelow(2**31 - 2) + 1
         message = encode_request(pdu, request_id, self._community, oids, non_repeaters, max_repetitions)
+
+        def accept(data: bytes) -> Response | None:
+            try:
+                response = decode_response(data)
+            except BerError:
+                return None  # not ours or malformed: keep waiting for the real answer
+            if response.request_id == request_id and response.community == self._community:
+                return response
+            return None
+
+        return await self.exchange(lambda: message, accept)
+
+    async def exchange(self, build: Callable[[], bytes], accept: Callable[[bytes], T | None]) -> T:
+        """Send ``build()`` (again on each retry) until ``accept`` returns an answer for a datagram;
+        NoResponse when every try timed out. ``accept`` may raise to end the exchange at once."""
+        assert self._transport is not None and self._protocol is not None, "open() first"
         queue = self._protocol.queue
         while not queue.empty():  # late answers to an earlier, timed-out request
             queue.get_nowait()
         for _ in range(self._retries + 1):
-            self._transport.sendto(message)
+            self._transport.sendto(build())
             deadline = time.monotonic() + self._timeout_s
             while (remaining := deadline - time.monotonic()) > 0:
                 try:
@@ -83,12 +101,9 @@ class V2cChannel:
                     break
                 if isinstance(item, Exception):
                     continue  # ICMP unreachable and the like: retry, then report no response
-                try:
-                    response = decode_response(item)
-                except BerError:
-                    continue  # not ours or malformed: keep waiting for the real answer
-                if response.request_id == request_id and response.community == self._community:
-                    return response
+                answer = accept(item)
+                if answer is not None:
+                    return answer
         raise NoResponse(
             f"no SNMP response from {self._where} (agent down, filtered, or wrong community/user)"
         )
