@@ -160,19 +160,20 @@ def _decode_oid(buf: bytes, start: int, stop: int) -> Oid:
     sub = 0
     fresh = True
     for b in buf[start:stop]:
-        if fresh and b == 0x80:
-            raise BerError("non-minimal OID encoding in SNMP message")
-        sub = (sub << 7) | (b & 0x7F)
-        fresh = not b & 0x80
-        if fresh:
-            subs.append(sub)
+        if b < 0x80:  # the last octet of a sub-identifier (most are one octet)
+            subs.append((sub << 7) | b)
             sub = 0
+            fresh = True
+        elif fresh and b == 0x80:
+            raise BerError("non-minimal OID encoding in SNMP message")
+        else:
+            sub = (sub << 7) | (b & 0x7F)
+            fresh = False
     if not fresh or len(subs) > 127:
         raise BerError("bad OID in SNMP message")
     first = subs[0]
-    head = [first // 40, first % 40] if first < 80 else [2, first - 80]
-    out = (*head, *subs[1:])
-    if any(s > 0xFFFFFFFF for s in out):
+    out = (first // 40, first % 40, *subs[1:]) if first < 80 else (2, first - 80, *subs[1:])
+    if max(out) > 0xFFFFFFFF:
         raise BerError("OID sub-identifier out of range in SNMP message")
     return out
 

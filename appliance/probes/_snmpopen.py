@@ -55,12 +55,13 @@ class SessionOpener:
         sem: asyncio.Semaphore,
         where: str,
         index: int = 0,
+        lanes: int = 1,
     ) -> Session:
         if version == "2c" and self._fast_v2c:
             community = community_of(credential, alias, index)
             channel = V2cChannel(address, port, community, timeout_s, retries, where)
             await channel.open()
-            return FastV2cSession(channel, sem, where)
+            return FastV2cSession(channel, sem, where, lanes)
         if version == "3" and self._fast_v3:
             settings = usm_settings(credential, alias)
             v3 = V3Channel(
@@ -73,7 +74,7 @@ class SessionOpener:
                 where,
             )
             await v3.open()
-            return FastV2cSession(v3, sem, where)
+            return FastV2cSession(v3, sem, where, lanes)
         auth = pysnmp_auth(credential, alias, version, self._index_key, index)
         from pysnmp.hlapi.v3arch.asyncio import SnmpEngine, Udp6TransportTarget, UdpTransportTarget
 

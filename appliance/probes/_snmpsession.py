@@ -12,10 +12,12 @@ import hmac
 from typing import Any
 
 from appliance.errors import CredentialRejected, ProbeError
+from appliance.probes._mibtable import mib_oids
 from appliance.probes._snmpber import GET, GETBULK, GETNEXT, Value
 from appliance.probes._snmpspec import Oid, format_oid
 from appliance.probes._snmpv2c import NoResponse, V2cChannel
 from appliance.probes._snmpvalues import normalize
+from appliance.probes._snmpwalk import LaneWalk
 from appliance.probes.base import Credential
 
 AUTH_PROTOCOLS = ("SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512")
@@ -50,9 +52,10 @@ _NO_SUCH_NAME = 2
 class Session:
     """get, getnext and walk on top of one ``_request``; every request waits for an agent slot."""
 
-    def __init__(self, sem: asyncio.Semaphore, where: str) -> None:
+    def __init__(self, sem: asyncio.Semaphore, where: str, lanes: int = 1) -> None:
         self._sem = sem
         self._where = where
+        self._lanes = lanes  # ranges of one walk fetched at once (each request still takes a slot of sem)
         self.answered = 0  # responses received: a timeout before the first one may be a wrong community
 
     async def get(self, oids: tuple[Oid, ...]) -> list[Row]:
@@ -69,10 +72,23 @@ class Session:
 
         Counting varbinds alone let a hostile agent answer each request with one 60 KB value: the
         walk held 1,500 of them (900 MiB of RSS) before the result's byte cap was ever consulted.
+        A bulk walk with more than one lane is walked in concurrent ranges (``_snmpwalk``), joined
+        in OID order; a walk the budget cuts short goes on sequentially from where they stopped.
         """
         rows: list[Row] = []
-        current = root
-        held = 0
+        if self._lanes > 1 and use_bulk:
+            # Only bulk walks: an agent walked with GETNEXT (ServiceNow's default, and what fragile
+            # agents get) sees one request per varbind and no more, as before.
+
+            async def fetch(after: Oid) -> list[Row]:
+                return await self._request(GETBULK, (after,), repetitions)
+
+            lanes = LaneWalk(fetch, root, self._lanes, cap, byte_cap, self._where, mib_oids(), row_bytes)
+            rows, complete = await lanes.run()
+            if complete or len(rows) >= cap:
+                return rows[:cap]
+        current = rows[-1][0] if rows else root
+        held = sum(row_bytes(o, v) for o, v in rows)
         while len(rows) < cap and (byte_cap is None or held <= byte_cap):
             if use_bulk:
                 page = await self._request(GETBULK, (current,), min(repetitions, max(cap - len(rows), 1)))
@@ -105,8 +121,8 @@ class Session:
 
 
 class FastV2cSession(Session):
-    def __init__(self, channel: V2cChannel, sem: asyncio.Semaphore, where: str) -> None:
-        super().__init__(sem, where)
+    def __init__(self, channel: V2cChannel, sem: asyncio.Semaphore, where: str, lanes: int = 1) -> None:
+        super().__init__(sem, where, lanes)
         self._channel = channel
 
     async def _request(self, pdu: int, oids: tuple[Oid, ...], max_repetitions: int) -> list[Row]:

@@ -244,6 +244,15 @@ def decode_message(buf: bytes, keys: UsmKeys | None) -> V3Message:
     return V3Message(msg_id, flags, engine, user, tag, request_id, status, index, varbinds)
 
 
+def peek_msg_id(buf: bytes) -> int:
+    """The msgID of a v3 message, read without decoding (or authenticating) the rest."""
+    start, stop = expect(buf, 0, len(buf), 0x30)
+    _, pos = expect(buf, start, stop, 0x02)
+    g_start, g_stop = expect(buf, pos, stop, 0x30)
+    s, e = expect(buf, g_start, g_stop, 0x02)
+    return signed(buf, s, e)
+
+
 def _decode_scoped(
     buf: bytes, pos: int, stop: int, engine_id: bytes
 ) -> tuple[int, int, int, int, tuple[tuple[Oid, Value], ...]]:

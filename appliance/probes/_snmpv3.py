@@ -10,6 +10,7 @@ exchange at once with a message naming the fix.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from appliance.probes._snmpusm import (
     decode_message,
     encode_discovery,
     encode_message,
+    peek_msg_id,
 )
 from appliance.probes._snmpv2c import NoResponse, V2cChannel
 from hardening.policy import IPAddress
@@ -59,12 +61,17 @@ class V3Channel(V2cChannel):
         self._engine: Engine | None = None
         self._synced_at = 0.0  # monotonic time at which _engine.time was the engine's time
         self._authentic = False  # an authentic message came back: the keys are right
+        self._discovery = asyncio.Lock()
+
+    def _key(self, data: bytes) -> int:
+        return peek_msg_id(data)
 
     async def request(
         self, pdu: int, oids: tuple[Oid, ...], non_repeaters: int = 0, max_repetitions: int = 0
     ) -> Response:
-        if self._engine is None or self._keys is None:
-            await self._discover()
+        async with self._discovery:  # concurrent lanes discover the engine once
+            if self._engine is None or self._keys is None:
+                await self._discover()
         for _ in range(2):  # a second try only after an authentic notInTimeWindow report
             try:
                 message = await self._exchange_once(pdu, oids, non_repeaters, max_repetitions)
@@ -109,7 +116,7 @@ class V3Channel(V2cChannel):
                 return None
             return message
 
-        found = await self.exchange(lambda: encode_discovery(msg_id, pdu), accept)
+        found = await self.exchange(lambda: (msg_id, encode_discovery(msg_id, pdu)), accept)
         self._engine, self._synced_at = found.engine, time.monotonic()
         self._keys = self._keys_for(found.engine.engine_id)
 
@@ -122,11 +129,11 @@ class V3Channel(V2cChannel):
         body = encode_pdu(pdu, request_id, oids, non_repeaters, max_repetitions)
         sent: set[int] = set()
 
-        def build() -> bytes:
+        def build() -> tuple[int, bytes]:
             msg_id = _random_id()  # a retransmission is a new message (RFC 3412 §6.2)
             sent.add(msg_id)
             now = self._engine_now()
-            return encode_message(msg_id, keys, now, body, self._context, secrets.token_bytes(8))
+            return msg_id, encode_message(msg_id, keys, now, body, self._context, secrets.token_bytes(8))
 
         def accept(data: bytes) -> V3Message | None:
             try:

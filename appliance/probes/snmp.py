@@ -159,6 +159,7 @@ class SnmpProbe:
                 sem=slot.sem,
                 where=f"{host}:{params.port}",
                 index=params.index,
+                lanes=self._per_agent,
             )
             try:
                 return await self._collect(session, params, version != "1" and params.use_bulk, ctx.limits)
