@@ -4,8 +4,8 @@ A sequential walk waits a full round trip (and the agent's work) per page. Here 
 are walked at once; every request still takes a slot of the per-agent cap, so a small agent never sees
 more than that in flight. Ranges are ``(start, stop]``: each asks for what follows its ``start`` and
 keeps rows up to ``stop``, so together they cover the subtree exactly once. A lane that runs out of
-work splits the range that has yielded the most rows at the next MIB node after its position (a big
-table is cut at its columns); each split costs at most one page fetched twice. The ranges are joined
+work splits the range that has yielded the most rows at the middle MIB node ahead of it (a big
+table is cut between its columns); each split costs at most one page fetched twice. The ranges are joined
 in OID order, so the rows are those of a sequential walk. If the varbind or byte budget runs out, the
 walk stops and returns the in-order prefix it has; the caller continues that one sequentially.
 """
@@ -23,7 +23,8 @@ from appliance.probes._snmpspec import Oid, format_oid
 
 Row = tuple[Oid, Value]
 Fetch = Callable[[Oid], Awaitable[list[Row]]]  # the page of rows that follows an OID
-SPLITS_PER_LANE = 4  # splits after the first cut: each may fetch one page twice
+SPLITS_PER_LANE = 2  # splits after the first cut: each may fetch one page twice
+MIN_PAGES_TO_SPLIT = 2
 
 
 @dataclass(eq=False)
@@ -33,6 +34,7 @@ class _Range:
     start: Oid
     stop: Oid | None  # None: to the end of the root's subtree
     rows: list[Row] = field(default_factory=list)
+    pages: int = 0
     taken: bool = False
     done: bool = False
     ended: bool = False  # the agent's view of the subtree ended inside this range
@@ -102,17 +104,21 @@ class LaneWalk:
             await self._walk(r)
 
     def _split(self) -> _Range | None:
-        """A new range cut off the busiest unfinished one at the next MIB node past its position."""
+        """A new range cut off the busiest unfinished one at a MIB node past its position."""
         if self._splits_left <= 0:
             return None
+        # Only a range that has gone on for a few pages: a thin one would end before the cut pays off.
         busy = sorted(
-            (r for r in self._ranges if r.taken and not r.done and r.rows), key=lambda r: -len(r.rows)
+            (r for r in self._ranges if r.taken and not r.done and r.pages >= MIN_PAGES_TO_SPLIT),
+            key=lambda r: -len(r.rows),
         )
         for r in busy:
-            at = r.rows[-1][0]
-            i = bisect.bisect_right(self._nodes, at)
-            if i < len(self._nodes) and (r.stop is None or self._nodes[i] < r.stop):
-                cut = self._nodes[i]
+            # The middle MIB node ahead of it: halving keeps the number of splits (and of pages fetched
+            # twice) low, and a table whose columns are the only nodes left is cut between columns.
+            lo = bisect.bisect_right(self._nodes, r.rows[-1][0])
+            hi = len(self._nodes) if r.stop is None else bisect.bisect_left(self._nodes, r.stop)
+            if lo < hi:
+                cut = self._nodes[(lo + hi) // 2]
                 new = _Range(cut, r.stop)
                 r.stop = cut
                 self._ranges.insert(self._ranges.index(r) + 1, new)
@@ -125,6 +131,7 @@ class LaneWalk:
         while not r.done and not self._stopped:
             current = r.rows[-1][0] if r.rows else r.start
             page = await self._fetch(current)
+            r.pages += 1
             if r.done:  # a range before this one ended the walk meanwhile
                 return
             if not page:

@@ -50,14 +50,22 @@ log = logging.getLogger(__name__)
 
 
 class SnmpProbe:
-    """``per_agent`` caps requests in flight to one agent; ``max_repetitions`` sizes each GETBULK."""
+    """``per_agent`` caps requests in flight to one agent; ``max_repetitions`` sizes each GETBULK;
+    a bulk walk runs in ``walk_lanes`` concurrent ranges (at most ``per_agent``)."""
 
     def __init__(
-        self, *, per_agent: int = 8, max_repetitions: int = 50, fast_v2c: bool = True, fast_v3: bool = True
+        self,
+        *,
+        per_agent: int = 8,
+        max_repetitions: int = 50,
+        walk_lanes: int = 4,
+        fast_v2c: bool = True,
+        fast_v3: bool = True,
     ) -> None:
-        if not 1 <= per_agent <= 256 or not 1 <= max_repetitions <= 1000:
-            raise ValueError("per_agent must be 1..256 and max_repetitions 1..1000")
+        if not 1 <= per_agent <= 256 or not 1 <= max_repetitions <= 1000 or not 1 <= walk_lanes <= 256:
+            raise ValueError("per_agent and walk_lanes must be 1..256 and max_repetitions 1..1000")
         self._per_agent = per_agent
+        self._lanes = min(walk_lanes, per_agent)
         self._max_repetitions = max_repetitions
         self._opener = SessionOpener(fast_v2c=fast_v2c, fast_v3=fast_v3)
         self._agent_slots: dict[tuple[str, int], _AgentSlot] = {}
@@ -70,7 +78,11 @@ class SnmpProbe:
     @classmethod
     def from_limits(cls, limits: Limits) -> SnmpProbe:
         """The probe with the concurrency caps of ``limits`` (the dispatcher's constructor)."""
-        return cls(per_agent=limits.snmp_per_agent, max_repetitions=limits.snmp_max_repetitions)
+        return cls(
+            per_agent=limits.snmp_per_agent,
+            max_repetitions=limits.snmp_max_repetitions,
+            walk_lanes=limits.snmp_walk_lanes,
+        )
 
     @property
     def kind(self) -> str:
@@ -159,7 +171,7 @@ class SnmpProbe:
                 sem=slot.sem,
                 where=f"{host}:{params.port}",
                 index=params.index,
-                lanes=self._per_agent,
+                lanes=self._lanes,
             )
             try:
                 return await self._collect(session, params, version != "1" and params.use_bulk, ctx.limits)
