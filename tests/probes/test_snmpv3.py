@@ -3,15 +3,18 @@ and the same answers as pysnmp and net-snmp from the real snmpd's v3 users."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from appliance.errors import ProbeError
-from appliance.probes._snmpber import RESPONSE, BerError, encode_pdu
+from appliance.probes._snmpber import GET, RESPONSE, BerError, encode_pdu
+from appliance.probes._snmpkeys import UsmKeyCache
 from appliance.probes._snmpusm import (
     Engine,
     UsmKeys,
@@ -21,6 +24,7 @@ from appliance.probes._snmpusm import (
     passphrase_key,
     priv_key,
 )
+from appliance.probes._snmpv3 import V3Channel
 from appliance.probes.snmp import SnmpProbe
 from hardening.policy import Policy
 from tests.daemons import SnmpServer
@@ -171,3 +175,48 @@ def test_wrong_v3_settings_are_a_credential_error(
     with pytest.raises(ProbeError, match=r"SNMPv3 authentication .* failed: .*fix the snmp-usm") as e:
         run(job(snmpd, "get 1.3.6.1.2.1.1.1.0", "v3", "3", timeout="500", retries="0"), ctx, SnmpProbe())
     assert "-pass" not in str(e.value)  # the secrets never show
+
+
+def _channel(snmpd: SnmpServer) -> V3Channel:
+    import ipaddress
+
+    settings = (snmpd.v3_user, "SHA-256", "AES", snmpd.v3_auth, snmpd.v3_priv)
+    return V3Channel(
+        ipaddress.ip_address("127.0.0.1"), snmpd.port, UsmKeyCache().maker(settings), b"", 1.0, 1, "agent"
+    )
+
+
+def test_a_lying_discovery_clock_is_corrected_by_the_authentic_time_window_report(snmpd: SnmpServer) -> None:
+    async def go() -> tuple[int, int, bytes]:
+        channel = _channel(snmpd)
+        await channel.open()
+        try:
+            await channel.request(GET, ((1, 3, 6, 1, 2, 1, 1, 1, 0),))
+            real = channel._engine
+            assert real is not None and real.boots >= 1
+            # As if the unauthenticated discovery report had said boots 0, time 0.
+            channel._engine = Engine(real.engine_id, 0, 0)
+            response = await channel.request(GET, ((1, 3, 6, 1, 2, 1, 1, 1, 0),))
+            synced = channel._engine
+            assert synced is not None
+            value = response.varbinds[0][1][1]
+            assert isinstance(value, bytes)
+            return synced.boots, real.boots, value
+        finally:
+            channel.close()
+
+    boots, real_boots, descr = asyncio.run(go())
+    assert boots == real_boots and descr.startswith(b"Linux")
+
+
+def test_time_window_of_the_non_authoritative_side() -> None:
+    import ipaddress
+
+    channel = V3Channel(ipaddress.ip_address("127.0.0.1"), 1, lambda e: _keys(), b"", 1.0, 0, "agent")
+    channel._engine, channel._synced_at = Engine(ENGINE, 5, 1000), time.monotonic()
+    assert channel._in_window(Engine(ENGINE, 5, 1000))
+    assert channel._in_window(Engine(ENGINE, 5, 851))  # 149 s behind: inside the window
+    assert not channel._in_window(Engine(ENGINE, 5, 849))  # more than 150 s behind
+    assert not channel._in_window(Engine(ENGINE, 4, 99_999))  # an earlier boot
+    assert not channel._in_window(Engine(ENGINE, 2**31 - 1, 0))  # boots latched at its maximum
+    assert channel._in_window(Engine(ENGINE, 6, 0))  # the agent rebooted
