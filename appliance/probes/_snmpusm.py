@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
@@ -67,8 +67,8 @@ class UsmKeys:
 
     user: bytes
     auth: str
-    auth_key: bytes
-    priv_key: bytes
+    auth_key: bytes = field(repr=False)  # secrets: never in a repr, a log line or an exception
+    priv_key: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)

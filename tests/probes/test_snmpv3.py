@@ -220,3 +220,9 @@ def test_time_window_of_the_non_authoritative_side() -> None:
     assert not channel._in_window(Engine(ENGINE, 4, 99_999))  # an earlier boot
     assert not channel._in_window(Engine(ENGINE, 2**31 - 1, 0))  # boots latched at its maximum
     assert channel._in_window(Engine(ENGINE, 6, 0))  # the agent rebooted
+
+
+def test_localised_keys_stay_out_of_reprs() -> None:
+    keys = _keys()
+    assert keys.auth_key.hex() not in repr(keys) and repr(keys.auth_key) not in repr(keys)
+    assert repr(keys.priv_key) not in repr(keys)
