@@ -23,7 +23,7 @@ from appliance.probes._snmpsession import (
     usm_settings,
 )
 from appliance.probes._snmpv2c import V2cChannel
-from appliance.probes._snmpv3 import V3Channel
+from appliance.probes._snmpv3 import EngineBook, V3Channel
 from appliance.probes.base import Credential, ProbeContext
 from hardening.policy import IPAddress
 
@@ -37,6 +37,7 @@ class SessionOpener:
         self._fast_v2c = fast_v2c
         self._fast_v3 = fast_v3
         self._keys = UsmKeyCache()
+        self._engines = EngineBook()
         self._engine: Any = None
         # pysnmp caches a community by its index and ignores a new secret under an old index, so the
         # index is derived from alias and secret under a key that lives only as long as this opener.
@@ -72,6 +73,7 @@ class SessionOpener:
                 timeout_s,
                 retries,
                 where,
+                self._engines,
             )
             await v3.open()
             return FastV2cSession(v3, sem, where, lanes)

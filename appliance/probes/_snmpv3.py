@@ -33,12 +33,33 @@ from hardening.policy import IPAddress
 
 KeyMaker = Callable[[bytes], UsmKeys]  # engine ID -> the user's keys localised to it (cached by the caller)
 
+MAX_ENGINES = 65_536
+
 _REJECTED = {
     "unknownUserNames": "the agent does not know the user",
     "wrongDigests": "the auth pass phrase or auth protocol is wrong",
     "decryptionErrors": "the priv pass phrase or priv protocol is wrong",
     "unsupportedSecLevels": "the user is not set up for authPriv on the agent",
 }
+
+
+class EngineBook:
+    """Engines that answered authentically, per agent address, for the opener's lifetime: a later job
+    to the same agent skips discovery (one round trip instead of two). Bounded; starts over when full."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, int], tuple[Engine, float]] = {}
+
+    def get(self, remote: tuple[str, int]) -> tuple[Engine, float] | None:
+        return self._known.get(remote)
+
+    def put(self, remote: tuple[str, int], engine: Engine, synced_at: float) -> None:
+        if remote not in self._known and len(self._known) >= MAX_ENGINES:
+            self._known.clear()
+        self._known[remote] = (engine, synced_at)
+
+    def forget(self, remote: tuple[str, int]) -> None:
+        self._known.pop(remote, None)
 
 
 class V3Channel(V2cChannel):
@@ -53,8 +74,11 @@ class V3Channel(V2cChannel):
         timeout_s: float,
         retries: int,
         where: str,
+        book: EngineBook | None = None,
     ) -> None:
         super().__init__(address, port, b"", timeout_s, retries, where)
+        self._book = book if book is not None else EngineBook()
+        self._from_book = False  # the engine came from an earlier job, not from discovery now
         self._keys_for = keys_for
         self._context = context
         self._keys: UsmKeys | None = None
@@ -71,12 +95,36 @@ class V3Channel(V2cChannel):
     ) -> Response:
         async with self._discovery:  # concurrent lanes discover the engine once
             if self._engine is None or self._keys is None:
+                await self._learn_engine()
+        try:
+            return await self._request_synced(pdu, oids, non_repeaters, max_repetitions)
+        except ProbeError:
+            if not self._from_book or self._authentic:
+                raise
+            # The engine came from an earlier job: the agent may have a new engine ID (reinstalled),
+            # or this credential's keys do not fit. Discover afresh and try once more.
+            self._book.forget(self._remote)
+            async with self._discovery:
                 await self._discover()
+            return await self._request_synced(pdu, oids, non_repeaters, max_repetitions)
+
+    async def _learn_engine(self) -> None:
+        known = self._book.get(self._remote)
+        if known is None:
+            await self._discover()
+            return
+        self._engine, self._synced_at = known
+        self._keys = self._keys_for(known[0].engine_id)
+        self._from_book = True
+
+    async def _request_synced(
+        self, pdu: int, oids: tuple[Oid, ...], non_repeaters: int, max_repetitions: int
+    ) -> Response:
         for _ in range(2):  # a second try only after an authentic notInTimeWindow report
             try:
                 message = await self._exchange_once(pdu, oids, non_repeaters, max_repetitions)
             except NoResponse as e:
-                if self._authentic:
+                if self._authentic or self._from_book:
                     raise
                 # The agent answered discovery, then dropped every authPriv request: net-snmp drops
                 # what it cannot decrypt without a report.
@@ -88,6 +136,8 @@ class V3Channel(V2cChannel):
             self._authentic = True
             report = message.report()
             if report is None:
+                assert self._engine is not None
+                self._book.put(self._remote, self._engine, self._synced_at)
                 return Response(
                     message.request_id, b"", message.error_status, message.error_index, message.varbinds
                 )
@@ -119,6 +169,7 @@ class V3Channel(V2cChannel):
         found = await self.exchange(lambda: (msg_id, encode_discovery(msg_id, pdu)), accept)
         self._engine, self._synced_at = found.engine, time.monotonic()
         self._keys = self._keys_for(found.engine.engine_id)
+        self._from_book = False
 
     async def _exchange_once(
         self, pdu: int, oids: tuple[Oid, ...], non_repeaters: int, max_repetitions: int

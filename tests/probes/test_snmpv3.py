@@ -8,6 +8,7 @@ import contextlib
 import random
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from hardening.policy import Policy
 from tests.daemons import SnmpServer
 from tests.probes.conftest import MemCredential, MemCredentials, loopback_rule, make_ctx
 from tests.probes.test_snmp import ctx_for, job, run, varbinds
+from tests.probes.test_snmpwalk import relay
 
 ENGINE = bytes.fromhex("000000000000000000000002")
 
@@ -226,3 +228,62 @@ def test_localised_keys_stay_out_of_reprs() -> None:
     keys = _keys()
     assert keys.auth_key.hex() not in repr(keys) and repr(keys.auth_key) not in repr(keys)
     assert repr(keys.priv_key) not in repr(keys)
+
+
+def _jobs_on_one_probe(
+    snmpd: SnmpServer, tmp_path: Path, *steps: tuple[str, Callable[[SnmpProbe], None]]
+) -> list[object]:
+    out: list[object] = []
+    ctx = ctx_for(snmpd, tmp_path)
+
+    async def go() -> None:
+        probe = SnmpProbe()
+        try:
+            for alias, before in steps:
+                before(probe)
+                try:
+                    out.append(
+                        varbinds(
+                            await probe.run(
+                                job(snmpd, "get 1.3.6.1.2.1.1.5.0", alias, "3", timeout="500", retries="0"),
+                                ctx,
+                            )
+                        )
+                    )
+                except ProbeError as e:
+                    out.append(e)
+        finally:
+            await probe.aclose()
+
+    asyncio.run(go())
+    return out
+
+
+def test_a_second_job_to_the_agent_skips_discovery(snmpd: SnmpServer, tmp_path: Path) -> None:
+    with relay(snmpd) as r:
+        moved = SnmpServer(**{**snmpd.__dict__, "port": r.port})
+        counts: list[int] = []
+        results = _jobs_on_one_probe(
+            moved,
+            tmp_path,
+            ("v3", lambda p: counts.append(r.requests)),
+            ("v3", lambda p: counts.append(r.requests)),
+        )
+        counts.append(r.requests)
+    assert all(isinstance(x, list) and x for x in results)
+    assert counts[1] - counts[0] == 2  # discovery, then the GET
+    assert counts[2] - counts[1] == 1  # the GET alone
+
+
+def test_a_stale_engine_is_rediscovered_and_a_wrong_key_still_rejected(
+    snmpd: SnmpServer, tmp_path: Path
+) -> None:
+    def stale(probe: SnmpProbe) -> None:
+        book = probe.opener._engines
+        book.put(("127.0.0.1", snmpd.port), Engine(b"\x80\x00\x1f\x88\x80stale", 1, 1), time.monotonic())
+
+    results = _jobs_on_one_probe(
+        snmpd, tmp_path, ("v3", stale), ("v3", lambda p: None), ("v3bad", lambda p: None)
+    )
+    assert isinstance(results[0], list) and results[0] and results[1] == results[0]
+    assert isinstance(results[2], ProbeError) and "authentication" in str(results[2])

@@ -31,6 +31,7 @@ class CountingRelay:
         self.port = self.front.getsockname()[1]
         self.outstanding = 0
         self.most = 0
+        self.requests = 0
         self._client: tuple[str, int] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -44,6 +45,7 @@ class CountingRelay:
                 if sock is self.front:
                     self._client = addr
                     self.outstanding += 1
+                    self.requests += 1
                     self.most = max(self.most, self.outstanding)
                     self.back.send(data)
                 elif self._client is not None:
