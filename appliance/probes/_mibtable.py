@@ -72,3 +72,9 @@ def mib_table() -> MibTable:
         MappingProxyType({n.name: n for n in by_oid.values()}),
         MappingProxyType({k: MappingProxyType(v) for k, v in children.items()}),
     )
+
+
+@functools.cache
+def mib_oids() -> tuple[Oid, ...]:
+    """Every named OID in order: where a walk may be cut into ranges (``_snmpwalk``)."""
+    return tuple(sorted(mib_table().by_oid))

@@ -1,9 +1,9 @@
-"""A strict, bounded BER codec for SNMPv2c messages only (RFC 3416 PDUs, RFC 2578 SMI types).
+"""A strict, bounded BER codec for SNMPv2c messages and the PDUs SNMPv3 carries (RFC 3416, RFC 2578).
 
 Why not pysnmp for v2c: pyasn1's generic decoder costs ~70 us per varbind, which made a full-tree
 walk 7x slower than net-snmp. This decoder understands exactly one message shape and refuses
 everything else: definite lengths of at most 4 octets, no trailing bytes, known tags only,
-sub-identifiers and integers within their SMI ranges. v3 (crypto, USM) stays with pysnmp.
+sub-identifiers and integers within their SMI ranges. The v3 envelope and USM are in ``_snmpusm``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from appliance.errors import ProbeError
 Oid = tuple[int, ...]
 Value = tuple[str, "int | bytes | Oid | None"]
 
-GET, GETNEXT, RESPONSE, GETBULK = 0xA0, 0xA1, 0xA2, 0xA5
+GET, GETNEXT, RESPONSE, GETBULK, REPORT = 0xA0, 0xA1, 0xA2, 0xA5, 0xA8
 MAX_MESSAGE_BYTES = 65_507
 MAX_VARBINDS = 10_000
 
@@ -93,13 +93,29 @@ def encode_request(
     max_repetitions: int = 0,
 ) -> bytes:
     """A v2c GET, GETNEXT or GETBULK message asking for ``oids``."""
+    body = _int(1) + _tlv(0x04, community) + encode_pdu(pdu, request_id, oids, non_repeaters, max_repetitions)
+    return _tlv(0x30, body)
+
+
+def encode_pdu(
+    pdu: int, request_id: int, oids: tuple[Oid, ...], non_repeaters: int = 0, max_repetitions: int = 0
+) -> bytes:
+    """The PDU alone (v2c messages and v3 scoped PDUs carry the same one)."""
     varbinds = b"".join(_tlv(0x30, _oid(o) + b"\x05\x00") for o in oids)
     if pdu == GETBULK:
         fields = _int(request_id) + _int(non_repeaters) + _int(max_repetitions)
     else:
         fields = _int(request_id) + _int(0) + _int(0)
-    body = _int(1) + _tlv(0x04, community) + _tlv(pdu, fields + _tlv(0x30, varbinds))
-    return _tlv(0x30, body)
+    return _tlv(pdu, fields + _tlv(0x30, varbinds))
+
+
+def tlv(tag: int, body: bytes) -> bytes:
+    """One definite-length TLV (the SNMPv3 message layer builds its envelope with these)."""
+    return _tlv(tag, body)
+
+
+def integer(value: int) -> bytes:
+    return _int(value)
 
 
 # ---- decoding -------------------------------------------------------------------------------------
@@ -144,19 +160,20 @@ def _decode_oid(buf: bytes, start: int, stop: int) -> Oid:
     sub = 0
     fresh = True
     for b in buf[start:stop]:
-        if fresh and b == 0x80:
-            raise BerError("non-minimal OID encoding in SNMP message")
-        sub = (sub << 7) | (b & 0x7F)
-        fresh = not b & 0x80
-        if fresh:
-            subs.append(sub)
+        if b < 0x80:  # the last octet of a sub-identifier (most are one octet)
+            subs.append((sub << 7) | b)
             sub = 0
+            fresh = True
+        elif fresh and b == 0x80:
+            raise BerError("non-minimal OID encoding in SNMP message")
+        else:
+            sub = (sub << 7) | (b & 0x7F)
+            fresh = False
     if not fresh or len(subs) > 127:
         raise BerError("bad OID in SNMP message")
     first = subs[0]
-    head = [first // 40, first % 40] if first < 80 else [2, first - 80]
-    out = (*head, *subs[1:])
-    if any(s > 0xFFFFFFFF for s in out):
+    out = (first // 40, first % 40, *subs[1:]) if first < 80 else (2, first - 80, *subs[1:])
+    if max(out) > 0xFFFFFFFF:
         raise BerError("OID sub-identifier out of range in SNMP message")
     return out
 
@@ -200,7 +217,32 @@ def decode_response(buf: bytes) -> Response:
         raise BerError("not an SNMPv2c message")
     s, e = _expect(buf, e, stop, 0x04)
     community = buf[s:e]
-    pdu_start, pdu_stop = _expect(buf, e, stop, RESPONSE)
+    _, request_id, status, index, varbinds = decode_pdu(buf, e, stop, (RESPONSE,))
+    return Response(request_id, community, status, index, varbinds)
+
+
+def header(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, start of contents, end of contents) of the TLV at ``pos``; BerError past ``end``."""
+    return _header(buf, pos, end)
+
+
+def expect(buf: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
+    """(start, end) of the contents of the TLV at ``pos``, which must have ``tag``."""
+    return _expect(buf, pos, end, tag)
+
+
+def signed(buf: bytes, start: int, stop: int) -> int:
+    """The INTEGER in ``buf[start:stop]`` (at most 9 octets)."""
+    return _signed(buf, start, stop)
+
+
+def decode_pdu(
+    buf: bytes, pos: int, stop: int, tags: tuple[int, ...]
+) -> tuple[int, int, int, int, tuple[tuple[Oid, Value], ...]]:
+    """(tag, request id, error status, error index, varbinds) of the PDU that fills ``buf[pos:stop]``."""
+    pdu_tag, pdu_start, pdu_stop = _header(buf, pos, stop)
+    if pdu_tag not in tags:
+        raise BerError(f"unexpected BER tag 0x{pdu_tag:02x} in SNMP message")
     if pdu_stop != stop:
         raise BerError("trailing bytes after SNMP PDU")
     fields = []
@@ -224,4 +266,4 @@ def decode_response(buf: bytes) -> Response:
         if len(varbinds) > MAX_VARBINDS:
             raise BerError("too many varbinds in SNMP message")
         pos = vb_stop
-    return Response(fields[0], community, fields[1], fields[2], tuple(varbinds))
+    return pdu_tag, fields[0], fields[1], fields[2], tuple(varbinds)

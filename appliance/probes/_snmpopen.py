@@ -14,8 +14,17 @@ from typing import Any
 
 from appliance.errors import ProbeError
 from appliance.interfaces import Credential
-from appliance.probes._snmpsession import FastV2cSession, PysnmpSession, Session, community_of, pysnmp_auth
+from appliance.probes._snmpkeys import UsmKeyCache
+from appliance.probes._snmpsession import (
+    FastV2cSession,
+    PysnmpSession,
+    Session,
+    community_of,
+    pysnmp_auth,
+    usm_settings,
+)
 from appliance.probes._snmpv2c import V2cChannel
+from appliance.probes._snmpv3 import EngineBook, V3Channel
 from appliance.probes.base import ProbeContext
 from hardening.policy import IPAddress
 
@@ -23,8 +32,11 @@ from hardening.policy import IPAddress
 class SessionOpener:
     """Opens sessions to agents; ``aclose`` releases the pysnmp engine if one was started."""
 
-    def __init__(self, *, fast_v2c: bool = True) -> None:
+    def __init__(self, *, fast_v2c: bool = True, fast_v3: bool = True) -> None:
         self._fast_v2c = fast_v2c
+        self._fast_v3 = fast_v3
+        self._keys = UsmKeyCache()
+        self._engines = EngineBook()
         self._engine: Any = None
         # pysnmp caches a community by its index and ignores a new secret under an old index, so the
         # index is derived from alias and secret under a key that lives only as long as this opener.
@@ -43,12 +55,27 @@ class SessionOpener:
         sem: asyncio.Semaphore,
         where: str,
         index: int = 0,
+        lanes: int = 1,
     ) -> Session:
         if version == "2c" and self._fast_v2c:
             community = community_of(credential, alias, index)
             channel = V2cChannel(address, port, community, timeout_s, retries, where)
             await channel.open()
-            return FastV2cSession(channel, sem, where)
+            return FastV2cSession(channel, sem, where, lanes)
+        if version == "3" and self._fast_v3:
+            settings = usm_settings(credential, alias)
+            v3 = V3Channel(
+                address,
+                port,
+                self._keys.maker(settings),
+                f"vlan-{index}".encode() if index else b"",
+                timeout_s,
+                retries,
+                where,
+                self._engines,
+            )
+            await v3.open()
+            return FastV2cSession(v3, sem, where, lanes)
         auth = pysnmp_auth(credential, alias, version, self._index_key, index)
         from pysnmp.hlapi.v3arch.asyncio import SnmpEngine, Udp6TransportTarget, UdpTransportTarget
 

@@ -14,10 +14,12 @@ from typing import Any
 from appliance.credtypes import SNMP_AUTH_PROTOCOLS, SNMP_DEFAULT_AUTH, SNMP_DEFAULT_PRIV, SNMP_PRIV_PROTOCOLS
 from appliance.errors import CredentialRejected, ProbeError
 from appliance.interfaces import Credential
+from appliance.probes._mibtable import mib_oids
 from appliance.probes._snmpber import GET, GETBULK, GETNEXT, Value
 from appliance.probes._snmpspec import Oid, format_oid
 from appliance.probes._snmpv2c import NoResponse, V2cChannel
 from appliance.probes._snmpvalues import normalize
+from appliance.probes._snmpwalk import LaneWalk
 
 # RFC 3416 error-status names for messages.
 _ERROR_STATUS = {
@@ -48,9 +50,10 @@ _NO_SUCH_NAME = 2
 class Session:
     """get, getnext and walk on top of one ``_request``; every request waits for an agent slot."""
 
-    def __init__(self, sem: asyncio.Semaphore, where: str) -> None:
+    def __init__(self, sem: asyncio.Semaphore, where: str, lanes: int = 1) -> None:
         self._sem = sem
         self._where = where
+        self._lanes = lanes  # ranges of one walk fetched at once (each request still takes a slot of sem)
         self.answered = 0  # responses received: a timeout before the first one may be a wrong community
 
     async def get(self, oids: tuple[Oid, ...]) -> list[Row]:
@@ -67,10 +70,23 @@ class Session:
 
         Counting varbinds alone let a hostile agent answer each request with one 60 KB value: the
         walk held 1,500 of them (900 MiB of RSS) before the result's byte cap was ever consulted.
+        A bulk walk with more than one lane is walked in concurrent ranges (``_snmpwalk``), joined
+        in OID order; a walk the budget cuts short goes on sequentially from where they stopped.
         """
         rows: list[Row] = []
-        current = root
-        held = 0
+        if self._lanes > 1 and use_bulk:
+            # Only bulk walks: an agent walked with GETNEXT (ServiceNow's default, and what fragile
+            # agents get) sees one request per varbind and no more, as before.
+
+            async def fetch(after: Oid) -> list[Row]:
+                return await self._request(GETBULK, (after,), repetitions)
+
+            lanes = LaneWalk(fetch, root, self._lanes, cap, byte_cap, self._where, mib_oids(), row_bytes)
+            rows, complete = await lanes.run()
+            if complete or len(rows) >= cap:
+                return rows[:cap]
+        current = rows[-1][0] if rows else root
+        held = sum(row_bytes(o, v) for o, v in rows)
         while len(rows) < cap and (byte_cap is None or held <= byte_cap):
             if use_bulk:
                 page = await self._request(GETBULK, (current,), min(repetitions, max(cap - len(rows), 1)))
@@ -103,8 +119,8 @@ class Session:
 
 
 class FastV2cSession(Session):
-    def __init__(self, channel: V2cChannel, sem: asyncio.Semaphore, where: str) -> None:
-        super().__init__(sem, where)
+    def __init__(self, channel: V2cChannel, sem: asyncio.Semaphore, where: str, lanes: int = 1) -> None:
+        super().__init__(sem, where, lanes)
         self._channel = channel
 
     async def _request(self, pdu: int, oids: tuple[Oid, ...], max_repetitions: int) -> list[Row]:
@@ -208,12 +224,7 @@ def pysnmp_auth(credential: Credential, alias: str, version: str, index_key: byt
         tag = hmac.new(index_key, f"{alias}\0{model}\0".encode() + raw, hashlib.sha256).hexdigest()[:24]
         # v1 and v2c are what the credential (or the job) asks for; v1 only where a rule allows it.
         return CommunityData(f"m{tag}", community, mpModel=model)
-    if credential.type != "snmp-usm":
-        raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP v3 needs an snmp-usm")
-    if not credential.user:
-        raise ProbeError(f"credential {alias!r} has no USM user name")
-    auth_name = credential.options.get("auth_protocol", SNMP_DEFAULT_AUTH).upper()
-    priv_name = credential.options.get("priv_protocol", SNMP_DEFAULT_PRIV).upper()
+    user, auth_name, priv_name, auth_key, priv_key = usm_settings(credential, alias)
     auth_protocols = {
         "SHA": a.USM_AUTH_HMAC96_SHA,
         "SHA-224": a.USM_AUTH_HMAC128_SHA224,
@@ -227,11 +238,28 @@ def pysnmp_auth(credential: Credential, alias: str, version: str, index_key: byt
         "AES-192": a.USM_PRIV_CFB192_AES_BLUMENTHAL,
         "AES-256": a.USM_PRIV_CFB256_AES_BLUMENTHAL,
     }
-    if auth_name not in auth_protocols:
+    return UsmUserData(
+        user,
+        authKey=auth_key,
+        privKey=priv_key,
+        authProtocol=auth_protocols[auth_name],
+        privProtocol=priv_protocols[priv_name],
+    )
+
+
+def usm_settings(credential: Credential, alias: str) -> tuple[str, str, str, str, str]:
+    """(user, auth protocol, priv protocol, auth pass phrase, priv pass phrase) of an snmp-usm credential."""
+    if credential.type != "snmp-usm":
+        raise ProbeError(f"credential {alias!r} is a {credential.type}; SNMP v3 needs an snmp-usm")
+    if not credential.user:
+        raise ProbeError(f"credential {alias!r} has no USM user name")
+    auth_name = credential.options.get("auth_protocol", SNMP_DEFAULT_AUTH).upper()
+    priv_name = credential.options.get("priv_protocol", SNMP_DEFAULT_PRIV).upper()
+    if auth_name not in SNMP_AUTH_PROTOCOLS:
         raise ProbeError(
             f"credential {alias!r}: auth_protocol must be one of {', '.join(SNMP_AUTH_PROTOCOLS)}"
         )
-    if priv_name not in priv_protocols:
+    if priv_name not in SNMP_PRIV_PROTOCOLS:
         raise ProbeError(
             f"credential {alias!r}: priv_protocol must be one of {', '.join(SNMP_PRIV_PROTOCOLS)}"
         )
@@ -241,10 +269,4 @@ def pysnmp_auth(credential: Credential, alias: str, version: str, index_key: byt
         raise ProbeError(f"credential {alias!r} needs an auth and a priv pass phrase (UTF-8)") from e
     if len(auth_key) < 8 or len(priv_key) < 8:
         raise ProbeError(f"credential {alias!r}: USM pass phrases must be at least 8 characters")
-    return UsmUserData(
-        credential.user,
-        authKey=auth_key,
-        privKey=priv_key,
-        authProtocol=auth_protocols[auth_name],
-        privProtocol=priv_protocols[priv_name],
-    )
+    return credential.user, auth_name, priv_name, auth_key, priv_key

@@ -94,7 +94,7 @@ def _check(oid: Oid, text: str) -> None:
 
 
 def format_oid(oid: Oid) -> str:
-    return ".".join(str(s) for s in oid)
+    return ".".join(map(str, oid))
 
 
 def _unknown(name: str) -> PayloadError:

@@ -17,6 +17,7 @@ The result is capped in bytes: ``add`` refuses a varbind that would pass the cap
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape, quoteattr
 
@@ -24,6 +25,9 @@ from appliance.probes._mibtable import MibNode, MibTable, mib_table
 from appliance.probes._snmpber import Value
 from appliance.probes._snmpspec import Oid, format_oid
 from appliance.probes._snmpvalues import render
+
+# Attribute values that quoteattr only wraps in double quotes (nothing to escape or normalise).
+_PLAIN_ATTR = re.compile(r"[^&<>\"'\n\r\t]*")
 
 
 class TreeBuilder:
@@ -37,6 +41,10 @@ class TreeBuilder:
         self._elements: dict[Oid, ET.Element] = {}
         self._rows: dict[tuple[Oid, Oid], ET.Element] = {}
         self._scope: Oid | None = None
+        # Memos for the hot path (a full walk adds thousands of varbinds): a named node's dotted OID,
+        # and its ancestors' cost as of the number of elements it was computed at (elements only grow).
+        self._dotted: dict[Oid, str] = {}
+        self._chain_costs: dict[Oid, tuple[int, int]] = {}
 
     def scope(self, root: Oid | None) -> None:
         """The subtree the next varbinds were asked for (elements under it get an ``oid``); None
@@ -61,7 +69,7 @@ class TreeBuilder:
             name, row_key = node.name, (parent_entry.oid, instance)
         elif node is not None and node.kind == "scalar":
             name = node.name
-            attrs = {"oid": format_oid(node.oid)}
+            attrs = {"oid": self._dotted_oid(node.oid)}
             if instance != (0,) and instance:
                 attrs["instance"] = "." + format_oid(instance)
         else:
@@ -118,19 +126,42 @@ class TreeBuilder:
         """Bytes the not-yet-created ancestor elements of ``node`` would add (an upper bound)."""
         if node is None:
             return 0
-        return sum(
-            _cost(n.name, {"oid": format_oid(n.oid)}, "")
+        made = len(self._elements)
+        memo = self._chain_costs.get(node.oid)
+        if memo is not None and memo[0] == made:
+            return memo[1]
+        cost = sum(
+            _cost(n.name, {"oid": self._dotted_oid(n.oid)}, "")
             for n in self._mib.chain(node.oid)
             if n.oid not in self._elements
         )
+        self._chain_costs[node.oid] = (made, cost)
+        return cost
+
+    def _dotted_oid(self, oid: Oid) -> str:
+        text = self._dotted.get(oid)
+        if text is None:
+            text = self._dotted[oid] = format_oid(oid)
+        return text
 
 
 def _cost(name: str, attrs: dict[str, str], text: str) -> int:
     """The serialised size of one element: tags, attributes and escaped text."""
-    size = 2 * len(name) + 5 + len(escape(text).encode("utf-8"))
+    size = 2 * len(name) + 5 + _text_bytes(text)
     for key, value in attrs.items():
-        size += len(key) + 2 + len(quoteattr(value).encode("utf-8"))
+        # Names, OIDs and type names are plain ASCII: quoting adds just the two quotes.
+        if value.isascii() and _PLAIN_ATTR.fullmatch(value):
+            size += len(key) + 4 + len(value)
+        else:
+            size += len(key) + 2 + len(quoteattr(value).encode("utf-8"))
     return size
+
+
+def _text_bytes(text: str) -> int:
+    """``len(escape(text).encode("utf-8"))`` without building either string for plain text."""
+    if "&" in text or "<" in text or ">" in text:
+        return len(escape(text).encode("utf-8"))
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _row_cost(entry: MibNode, instance: Oid) -> int:

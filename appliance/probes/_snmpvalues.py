@@ -74,6 +74,10 @@ def render(value: Value) -> tuple[str, str, bool]:
     if isinstance(raw, bytes):
         if smi == "IpAddress":
             return kind, ".".join(str(b) for b in raw), False
+        if raw.isascii():
+            ascii_text = raw.decode("ascii")
+            if ascii_text.isprintable():  # printable ASCII is all valid XML: no scan needed
+                return kind, ascii_text, False
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:

@@ -147,6 +147,24 @@ def trust_files() -> Iterator[tuple[str, bytes]]:
     yield "trailing-data", serialize(root) + b"{}"
 
 
+def snmp_messages() -> Iterator[tuple[str, bytes]]:
+    from appliance.probes._snmpber import REPORT, RESPONSE, encode_pdu, integer, tlv
+    from appliance.probes._snmpusm import Engine, encode_discovery, encode_message
+
+    sys_descr = (1, 3, 6, 1, 2, 1, 1, 1, 0)
+    v2c_pdu = encode_pdu(RESPONSE, 7, (sys_descr,))
+    yield "v2c-response", tlv(0x30, integer(1) + tlv(0x04, b"public") + v2c_pdu)
+    engine = Engine(b"\x80\x00\x1f\x88\x80midbox", 3, 1234)
+    reply = encode_pdu(RESPONSE, 8, (sys_descr, (1, 3, 6, 1, 2, 1, 1, 3, 0)))
+    v3 = encode_message(9, T.SNMP_KEYS, engine, reply, b"", b"saltsalt")
+    yield "v3-authpriv-response", v3
+    yield "v3-wrong-digest", v3[:-40] + bytes([v3[-40] ^ 1]) + v3[-39:]
+    yield (
+        "v3-discovery-report",
+        encode_discovery(10, encode_pdu(REPORT, 0, ((1, 3, 6, 1, 6, 3, 15, 1, 1, 4, 0),))),
+    )
+
+
 def _ssh_string(b: bytes) -> bytes:
     return struct.pack(">I", len(b)) + b
 
@@ -268,6 +286,7 @@ def write_corpus(out: Path) -> dict[str, int]:
         "config_signature": list(signatures()),
         "trust_root": list(trust_files()),
         "known_hosts": list(known_hosts()),
+        "snmp_message": list(snmp_messages()),
         "audit_entry": entries,
         "audit_log": log_seeds,
         "audit_checkpoint": cps,

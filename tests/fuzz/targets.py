@@ -26,6 +26,8 @@ from appliance.dispatch import rerun_safe
 from appliance.errors import ConfigError, InstanceError, PayloadError
 from appliance.limits import MAX_PAYLOAD_BYTES
 from appliance.payload import parse_parameters
+from appliance.probes._snmpber import REPORT, BerError, decode_response
+from appliance.probes._snmpusm import UsmKeys, decode_message
 from appliance.queue.records import parse_output
 from hardening.audit import _entry
 from hardening.audit.checkpoint import Checkpoint, parse_checkpoint_xml, verify_checkpoint
@@ -54,6 +56,7 @@ AUDIT_FILE_SEPARATOR = b"\x1e"
 _SYS_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _KEY_ID = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+SNMP_KEYS = UsmKeys(b"monitor", "SHA-256", bytes(range(32)), bytes(range(16)))  # localised, fixed
 
 
 def trust_root() -> TrustRoot:
@@ -164,6 +167,18 @@ def audit_checkpoint(data: bytes) -> None:
         verify_checkpoint(unverified, CHECKPOINT_KEY.public_key())
 
 
+def snmp_message(data: bytes) -> None:
+    """An agent's datagram as the v2c and the v3 decoder see it; a v3 message that passes is authentic
+    under the test keys, or an unauthenticated Report (the only thing accepted without a digest)."""
+    with contextlib.suppress(BerError):
+        decode_response(data)
+    try:
+        message = decode_message(data, SNMP_KEYS)
+    except BerError:
+        return
+    assert message.flags & 1 or message.pdu_tag == REPORT
+
+
 def vault_format(data: bytes) -> None:
     """Header and records of a store body (checksum already stripped), without the keyed MAC check."""
     try:
@@ -228,6 +243,12 @@ class Targets:
                     "audit_checkpoint",
                     audit_checkpoint,
                     "hardening.audit.parse_checkpoint_xml and verify_checkpoint: CheckpointError only",
+                ),
+                Target(
+                    "snmp_message",
+                    snmp_message,
+                    "appliance.probes._snmpber.decode_response and _snmpusm.decode_message: BerError only; "
+                    "what passes is authentic or an unauthenticated Report",
                 ),
                 Target(
                     "vault_format",
