@@ -58,6 +58,10 @@ the alias, never the secret):
 - ``breaker.closed``     target
 - ``enroll.key_created``    name, key_sha256, csr_sha256, renewal  (``midbox enroll``: public key's SHA-256)
 - ``enroll.cert_installed`` name, cert_sha256, key_sha256, not_after, issuer, renewal
+- ``audit.inbox_refused``  inbox, reason  (a file another midbox process left in ``audit/inbox/`` for the
+                        running appliance was malformed or named an event it may not; it was dropped).
+                        The events of an accepted file are recorded as themselves, with ``by`` (the
+                        command, e.g. ``creds test``) and ``inbox`` (the file's id) added.
 
 Written by the log itself:
 
@@ -135,6 +139,7 @@ EVENTS: Mapping[str, frozenset[str]] = {
     "enroll.cert_installed": frozenset(
         {"name", "cert_sha256", "key_sha256", "not_after", "issuer", "renewal"}
     ),
+    "audit.inbox_refused": frozenset({"inbox", "reason"}),
     "audit.genesis": frozenset({"log_id", "format"}),
     "audit.recovered": frozenset({"dropped_bytes", "dropped_sha256"}),
     "audit.checkpoint": frozenset({"size", "head", "key_id"}),
