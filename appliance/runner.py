@@ -392,7 +392,17 @@ class Runner:
     def _make_durable(self, record: OutputRecord, outcome: Outcome) -> None:
         """The result is in the outbox (fsync'd) before the journal entry goes."""
         self._outbox.add(record, outcome)
-        self._journal.remove(record.sys_id)
+        self._journal.remove(record.sys_id, durable=False)  # durable before the outbox entry goes
+
+    def _close_outbox_entry(self, sys_id: str) -> None:
+        """The instance has the result: its outbox entry goes, after its journal entry's removal is durable.
+
+        Otherwise a power loss could bring the journal entry back without the result, and the job
+        would run again. Under load a later journal write has usually made it durable already. The
+        outbox removal itself may be lost: that result is sent again only after asking the instance.
+        """
+        self._journal.settle()
+        self._outbox.remove(sys_id, durable=False)
 
     def _keep(self, record: OutputRecord, outcome: Outcome) -> None:
         """Make the result durable, close the journal entry, and hand it to the senders."""
@@ -428,7 +438,7 @@ class Runner:
                 if ambiguous and await self._client.has_response(record.sys_id):
                     # An earlier try (or another cluster member) got through: sending again would duplicate.
                     self.stats.duplicates_avoided += 1
-                    await asyncio.to_thread(self._outbox.remove, record.sys_id)
+                    await asyncio.to_thread(self._close_outbox_entry, record.sys_id)
                     self._audit.record("result.already_posted", {"job": record.sys_id})
                     return
                 input_id = await self._client.respond(record, outcome.payload, outcome.error)
@@ -443,7 +453,7 @@ class Runner:
                     return
                 await _wait_any(self._abandon, timeout=backoff.next_delay(getattr(e, "retry_after_s", None)))
                 continue
-            await asyncio.to_thread(self._outbox.remove, record.sys_id)
+            await asyncio.to_thread(self._close_outbox_entry, record.sys_id)
             self.stats.answered += 1
             if outcome.error:
                 self.stats.errors += 1

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from hardening.atomic import atomic_write, fsync_dir
+from hardening.atomic import DirSync, atomic_write
 from hardening.errors import HardeningError
 from hardening.perms import mkdir_private
 
@@ -48,6 +48,7 @@ class SealedDir:
         self._aead = AESGCM(key)
         self._purpose = purpose.encode()
         mkdir_private(directory)
+        self._sync = DirSync(directory)
         # Temp files of writes a crash interrupted: the old entry (if any) is still whole.
         for stale in directory.glob(".*.tmp"):
             with contextlib.suppress(FileNotFoundError):
@@ -65,7 +66,7 @@ class SealedDir:
         """Encrypt and durably write ``data`` under ``name`` (replacing any previous entry)."""
         nonce = secrets.token_bytes(12)
         blob = MAGIC + nonce + self._aead.encrypt(nonce, data, self._ad(name))
-        atomic_write(self._path(name), blob)
+        atomic_write(self._path(name), blob, dir_sync=self._sync)
 
     def get(self, name: str) -> bytes:
         path = self._path(name)
@@ -80,10 +81,18 @@ class SealedDir:
                 f"{path} fails its integrity check (tampered, renamed or from another host); move it aside"
             ) from e
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, durable: bool = True) -> None:
+        """Remove ``name``; with ``durable=False`` the removal may come back after a power loss until
+        ``settle()`` (or the next durable change of this directory) has run."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(name))
-        fsync_dir(self._dir)
+        change = self._sync.changed()
+        if durable:
+            self._sync.sync(change)
+
+    def settle(self) -> None:
+        """Make every change made so far durable (a no-op when a later fsync already covered them)."""
+        self._sync.sync()
 
     def names(self) -> Iterator[str]:
         """Entry names, oldest first (by modification time), ignoring temp files of interrupted writes."""
