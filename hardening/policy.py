@@ -169,7 +169,7 @@ def is_special(address: IPAddress) -> bool:
 # Cached per policy (one config): the rules a (probe, address, port, credential, hostname) meets, and
 # each rule's scope verdict on one ask. Discovery asks the same few things of many targets, so both stay
 # small; past the bound a cache starts over (the answers are the same, only recomputed).
-DECISION_CACHE_ENTRIES = 8192
+DECISION_CACHE_ENTRIES = 4096
 SCOPE_CACHE_ENTRIES = 4096
 CACHED_ASK_CHARS = 1024
 CACHED_ASK_OIDS = 64
@@ -191,6 +191,7 @@ class _Compiled:
         )
         self.named = tuple(bool(rule.hosts) for rule in rules)
         self.steps: dict[tuple[object, ...], tuple[_Step, ...]] = {}
+        self.decisions: dict[tuple[object, ...], Decision] = {}
         self.scopes: dict[tuple[int, str, Ask | None], str | None] = {}
 
 
@@ -361,6 +362,20 @@ class Policy:
     ) -> Decision:
         """Decide one (probe, address, port, credential[, ask]); the first rule that allows it wins."""
         address = canonical(address)
+        key = (probe, address, port, credential, hostname, self._ask)
+        decided = self._compiled.decisions.get(key)
+        if decided is not None:
+            return decided
+        decided = self._decide(
+            probe=probe, address=address, port=port, credential=credential, hostname=hostname
+        )
+        if _cacheable(self._ask):
+            _remember(self._compiled.decisions, key, decided, DECISION_CACHE_ENTRIES)
+        return decided
+
+    def _decide(
+        self, *, probe: str, address: IPAddress, port: int, credential: str | None, hostname: str | None
+    ) -> Decision:
         if not self._rules:
             return Decision(False, "the signed config has no [[allow]] rules (deny by default)")
         near_miss = ""

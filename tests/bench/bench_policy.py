@@ -66,10 +66,11 @@ JOBS = {
                parameters=(("iface", "eth0"), ("port", "22"))),
     "snmp": Job("0" * 32, "SNMP", "snmp", "192.0.2.7", "a", parameters=(
         ("oid_spec_list", "walk system\nwalk interfaces\ntable ifXTable ifName,ifAlias\nget sysDescr.0"),)),
+    "snmpget": Job("0" * 32, "SNMP", "snmp", "192.0.2.7", "a", parameters=(("oid_spec_list", "get sysDescr.0"),)),
     "http": Job("0" * 32, "RESTProbe", "http", "192.0.2.7", "a",
                 parameters=(("url", "https://192.0.2.7/redfish/v1/Systems/1"),)),
 }  # fmt: skip
-KIND = {"ssh": ("ssh", 22), "snmp": ("snmp", 161), "http": ("http", 443)}
+KIND = {"ssh": ("ssh", 22), "snmp": ("snmp", 161), "snmpget": ("snmp", 161), "http": ("http", 443)}
 
 
 def decide(p: Policy, job: Job, kind: str, port: int) -> bool:
@@ -127,7 +128,7 @@ def main() -> None:
         cached = timed(lambda: decide_cached(p, cache, job, kind, port), args.jobs, args.runs)  # noqa: B023
         extra = statistics.median(runs) - statistics.median(parse)
         print(
-            f"{name:5} decision ({args.rules} rules, matching rule last): median {statistics.median(runs):7.1f} us"
+            f"{name:7} decision ({args.rules} rules, matching rule last): median {statistics.median(runs):7.1f} us"
             f"  (runs: {', '.join(f'{r:.1f}' for r in runs)}); the probe's own parse {statistics.median(parse):.1f} us;"
             f" policy's own cost {extra:.1f} us; a payload seen before {statistics.median(cached):.1f} us"
         )

@@ -114,6 +114,8 @@ def test_a_huge_ask_is_judged_but_not_kept() -> None:
     assert small.check(probe="ssh", address=ipaddress.ip_address("10.0.0.1"), port=22).allowed
     kept = [key[2] for key in policy._compiled.scopes]  # the cache itself: what it holds is the point
     assert Ask(command="echo 7") in kept and huge not in kept
+    decided = [key[-1] for key in policy._compiled.decisions]
+    assert Ask(command="echo 7") in decided and huge not in decided
 
 
 def _snmp_job(source: str, spec: str = "walk system") -> Job:
