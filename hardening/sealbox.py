@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,7 @@ MAGIC = b"MBSX1"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _SUFFIX = ".sealed"
 MAX_ENTRY_BYTES = 64_000_000
+STALE_TMP_S = 60.0  # a write takes milliseconds; a temp file older than this was left by a crash
 
 
 class SealedEntryError(HardeningError):
@@ -49,10 +51,14 @@ class SealedDir:
         self._purpose = purpose.encode()
         mkdir_private(directory)
         self._sync = DirSync(directory)
-        # Temp files of writes a crash interrupted: the old entry (if any) is still whole.
+        # Temp files of writes a crash interrupted: the old entry (if any) is still whole. A young one
+        # may be a write in flight of the running appliance (another process, such as a reader of the
+        # journal, opens this directory too): removing it would fail that write, so it is left alone.
+        cutoff = time.time() - STALE_TMP_S
         for stale in directory.glob(".*.tmp"):
             with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
+                if stale.stat().st_mtime < cutoff:
+                    stale.unlink()
 
     def _path(self, name: str) -> Path:
         if not _NAME.fullmatch(name):

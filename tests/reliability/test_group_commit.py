@@ -107,3 +107,19 @@ def test_dir_sync_covers_every_change_made_before_it_began(tmp_path: Path) -> No
     sync.changed()
     sync.sync()
     assert sync._synced == sync._changed
+
+
+def test_opening_the_journal_leaves_a_write_in_flight_alone(tmp_path: Path) -> None:
+    # A second process (a reader of the journal) opening the directory used to delete the running
+    # appliance's temp file mid-write, and the appliance stopped on the failed rename.
+    import os
+
+    SealedDir(tmp_path / "journal", KEY, "journal")
+    in_flight = tmp_path / "journal" / ".a.sealed.0123456789abcdef.tmp"
+    crashed = tmp_path / "journal" / ".b.sealed.0123456789abcdef.tmp"
+    in_flight.write_bytes(b"partial")
+    crashed.write_bytes(b"partial")
+    old = time.time() - 3600
+    os.utime(crashed, (old, old))
+    SealedDir(tmp_path / "journal", KEY, "journal")
+    assert in_flight.exists() and not crashed.exists()
