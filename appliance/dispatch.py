@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 
-from appliance.asks import job_ask
+from appliance.asks import AskCache
 from appliance.errors import (
     ApplianceError,
     CredentialRejected,
@@ -74,6 +74,7 @@ class Dispatcher:
     def __init__(self, probes: Mapping[str, Probe], ctx: ProbeContext) -> None:
         self._probes = dict(probes)
         self._ctx = ctx
+        self._asks = AskCache()
 
     @property
     def topics(self) -> frozenset[str]:
@@ -121,7 +122,8 @@ class Dispatcher:
             )
             self._audit("probe.started", record, {"probe": probe.kind, **_aim(params)})
             # Every policy check the probe makes holds the job to the scopes of the rules it meets.
-            scoped = self._ctx.policy.scoped(job_ask(job))
+            job, ask = self._asks.prepared(job)
+            scoped = self._ctx.policy.scoped(ask)
             ctx = replace(self._ctx, audit=job_audit, policy=scoped, lease=lease)
             ran = True
             result = await asyncio.wait_for(probe.run(job, ctx), self._ctx.limits.probe_timeout_s)

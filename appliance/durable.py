@@ -3,6 +3,11 @@
 A job is journaled before its probe starts; its result is in the outbox (fsync'd, encrypted) before
 the journal entry goes; the outbox entry goes only after the instance confirmed the insert. So after
 a kill -9 at any moment, the appliance knows every job it claimed and every result it owes.
+
+Against a power loss the order holds too, with fewer fsyncs: additions are fsync'd before they return
+(concurrent jobs share the directory's fsync); a journal entry's removal is made durable before its
+result's outbox entry goes (``Runner._close_outbox_entry``), never after; and an outbox entry whose
+removal a power loss undoes is sent again only after asking the instance whether it has it already.
 """
 
 from __future__ import annotations
@@ -43,9 +48,13 @@ class _Entries:
         self._dir.put(sys_id, json.dumps(body).encode())
         self._names.add(sys_id)
 
-    def remove(self, sys_id: str) -> None:
-        self._dir.delete(sys_id)
+    def remove(self, sys_id: str, *, durable: bool = True) -> None:
+        """Remove the entry; ``durable=False`` leaves making that durable to ``settle()`` (or later)."""
+        self._dir.delete(sys_id, durable=durable)
         self._names.discard(sys_id)
+
+    def settle(self) -> None:
+        self._dir.settle()
 
     def __contains__(self, sys_id: object) -> bool:
         return sys_id in self._names

@@ -8,6 +8,7 @@ are the one per-rule decision, ``Policy._judge``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from appliance.asks import job_ask
@@ -60,10 +61,21 @@ def explain_job(
 
 
 def explain_job_of(
-    topic: str, target: str, *, command: str | None, oids: list[str], url: str | None, method: str | None
+    topic: str,
+    target: str,
+    *,
+    command: str | None,
+    oids: list[str],
+    url: str | None,
+    method: str | None,
+    params: Sequence[tuple[str, str]] = (),
 ) -> Job:
-    """The job ``run`` would get for these flags (its ask is what the scopes judge)."""
-    params: list[tuple[str, str]] = []
+    """The job ``run`` would get for these flags (its ask is what the scopes judge).
+
+    ``params`` are the job's own parameters as the instance sends them: the values of the command's
+    ``${var}`` tokens and the bodies of its ``${File:name}`` scripts (``--param``, ``--script``).
+    """
+    params = list(params)
     if oids:
         params.append(("oid_spec_list", "\n".join(f"walk {o}" for o in oids)))
     if url:

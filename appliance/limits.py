@@ -18,6 +18,11 @@ MAX_CONCURRENT_PROBES = 1024
 MAX_XML_DEPTH = 32
 INSTANCE_DEADLINE_FACTOR = 4  # a whole instance request, slow drip included, ends by then
 MAX_PARAMETERS = 1000
+# Parsed payloads kept per dispatcher (one sent to many targets is parsed once); bigger ones are not kept.
+ASK_CACHE_ENTRIES = 1024
+ASK_CACHE_PAYLOAD_CHARS = 16_384
+# 'midbox creds test' waits this long for the running appliance to record its audit events.
+CREDS_TEST_AUDIT_WAIT_S = 5.0
 MAX_LEDGER_ENTRIES = 1_000_000  # sys_ids run within the replay window (replay protection); ~40 MB on disk
 
 # Shazzam jobs as an instance builds them (port-probe spec + ranges); pairs are capped by Limits.scan_targets.

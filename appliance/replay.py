@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from hardening.atomic import atomic_write
 
 LEDGER_FILE = "ran.log"
 FUTURE_ALLOWANCE_S = 3600.0  # clocks of the instance and this host may differ this much
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
 _LINE = re.compile(r"([0-9A-Za-z]{1,64}) ([0-9]{1,12})")
 
 STALE = (
@@ -62,8 +64,15 @@ class RunLedger:
         self._window_s = window_s
         self._max = max_entries
         self._clock = clock
+        # In the order run (a job run again moves to the end), so the oldest are trimmed from the front.
         self._ran: dict[str, int] = {}
         self._lines = 0
+        # Jobs start in threads (asyncio.to_thread): the lock guards the dict and the file; an fsync
+        # covers every line written before it began, so concurrent starts share one (group commit).
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._written = 0  # lines appended so far
+        self._synced = 0  # of which an fsync has finished
         self._load()
 
     def _load(self) -> None:
@@ -86,31 +95,48 @@ class RunLedger:
         return len(self._ran)
 
     def add(self, sys_id: str) -> None:
-        """Record ``sys_id`` as run, durably, before its probe starts."""
-        now = int(self._clock())
-        self._ran[sys_id] = now
-        self._trim()
-        if self._lines > 2 * len(self._ran) + 1000:
-            self._compact()
-            return
-        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        try:
-            os.write(fd, f"{sys_id} {now}\n".encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self._lines += 1
+        """Record ``sys_id`` as run, durably (fsync'd when this returns), before its probe starts."""
+        with self._lock:
+            now = int(self._clock())
+            self._ran.pop(sys_id, None)
+            self._ran[sys_id] = now
+            self._trim()
+            if self._lines > 2 * len(self._ran) + 1000:
+                self._compact()  # atomic and fsync'd, every line in it
+                return
+            fd = os.open(self._path, _APPEND, 0o600)
+            try:
+                os.write(fd, f"{sys_id} {now}\n".encode("ascii"))
+            finally:
+                os.close(fd)
+            self._lines += 1
+            self._written += 1
+            mine = self._written
+        with self._sync_lock:
+            if self._synced >= mine:
+                return  # an fsync that began after this line was written has finished
+            upto = self._written
+            fd = os.open(self._path, _APPEND, 0o600)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._synced = max(self._synced, upto)
 
     def _trim(self) -> None:
+        # Oldest first, so this stops at the first entry inside the window: O(1) per add, not O(entries).
         oldest = self._clock() - self._window_s
-        for key in [k for k, t in self._ran.items() if t < oldest]:
-            del self._ran[key]
-        while len(self._ran) > self._max:  # dicts keep insertion order: the oldest go first
-            del self._ran[next(iter(self._ran))]
+        ran = self._ran
+        while ran:
+            first = next(iter(ran))
+            if ran[first] >= oldest and len(ran) <= self._max:
+                break
+            del ran[first]
 
     def _compact(self) -> None:
         atomic_write(self._path, "".join(f"{k} {t}\n" for k, t in self._ran.items()).encode("ascii"))
         self._lines = len(self._ran)
+        self._synced = self._written  # the new file was fsync'd with every line in it
 
     def refusal(self, sys_id: str, sys_created_on: str) -> str | None:
         """Why a freshly polled record must not run, or None."""

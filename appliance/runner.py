@@ -98,7 +98,7 @@ class Runner:
         self.stats = self.status.stats
         self._delivery = Delivery(
             client=client,
-            outbox=outbox,
+            close=self._close_outbox_entry,
             audit=audit,
             stats=self.stats,
             backoff=self._backoff,
@@ -366,7 +366,17 @@ class Runner:
     def _make_durable(self, record: OutputRecord, outcome: Outcome) -> None:
         """The result is in the outbox (fsync'd) before the journal entry goes."""
         self._outbox.add(record, outcome)
-        self._journal.remove(record.sys_id)
+        self._journal.remove(record.sys_id, durable=False)  # durable before the outbox entry goes
+
+    def _close_outbox_entry(self, sys_id: str) -> None:
+        """The instance has the result: its outbox entry goes, after its journal entry's removal is durable.
+
+        Otherwise a power loss could bring the journal entry back without the result, and the job
+        would run again. Under load a later journal write has usually made it durable already. The
+        outbox removal itself may be lost: that result is sent again only after asking the instance.
+        """
+        self._journal.settle()
+        self._outbox.remove(sys_id, durable=False)
 
     def _keep(self, record: OutputRecord, outcome: Outcome) -> None:
         """Make the result durable, close the journal entry, and hand it to the senders."""

@@ -44,6 +44,7 @@ from hardening.audit import (
     AuditOptions,
     open_audit_log,
 )
+from hardening.audit.inbox import INBOX_POLL_S, drain
 from hardening.errors import HardeningError
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,7 @@ class _Lifecycle:
             asyncio.create_task(self._watch_config(lambda: config), name="config-watch"),
             asyncio.create_task(self._checkpoints(lambda: config), name="checkpoints"),
             asyncio.create_task(self._watch_reload_requests(), name="reload-requests"),
+            asyncio.create_task(self._watch_audit_inbox(), name="audit-inbox"),
             asyncio.create_task(self._watch_validity(lambda: config), name="validity"),
         ]
         if (interval := self._notifier.watchdog_interval_s) is not None:
@@ -348,6 +350,15 @@ class _Lifecycle:
             if request is not None and request != seen:
                 seen = self._request = request
                 self._reload.set()
+
+    async def _watch_audit_inbox(self) -> None:
+        """Records what 'midbox creds test' hands over while this process holds the audit log."""
+        while True:
+            try:
+                drain(self._options.state_dir, self._audit)
+            except OSError as e:
+                log.warning("the audit inbox cannot be read: %s; fix the audit directory's permissions", e)
+            await asyncio.sleep(INBOX_POLL_S)
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,9 @@ from pathlib import Path
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
+def atomic_write(
+    path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True, dir_sync: DirSync | None = None
+) -> None:
     """Replace ``path`` with ``data`` so a crash leaves either the old or the new file, never a mix.
 
     On Windows a private ``mode`` (no group/other bits) becomes the private DACL, set on the empty
@@ -22,6 +25,9 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = 
     ``durable=False`` skips both fsyncs: still all-or-nothing for readers (the rename is atomic), but a
     power loss may bring back the previous file. Only for what is rewritten every few seconds anyway
     (the status file), where two fsyncs per poll would cost more than the file is worth.
+
+    ``dir_sync`` (the directory's ``DirSync``) shares the directory's fsync with concurrent writers:
+    the file is still fsync'd, and the rename is durable when this returns, as without it.
     """
     directory = path.parent
     tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
@@ -40,7 +46,44 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = 
             os.unlink(tmp)
         raise
     if durable:
-        fsync_dir(directory)
+        if dir_sync is not None:
+            dir_sync.sync(dir_sync.changed())
+        else:
+            fsync_dir(directory)
+
+
+class DirSync:
+    """One directory's fsync, shared by the threads that change it (group commit).
+
+    A writer counts its change (a rename, an unlink) once it is made, then asks for ``sync(count)``:
+    an fsync of the directory that began after the change covers it, so when many jobs finish at once,
+    one fsync serves them all instead of one each. ``sync()`` without a count waits for every change
+    made so far (for a change made lazily, with ``changed()`` alone, that must be durable later).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._dir = directory
+        self._lock = threading.Lock()  # the counters
+        self._sync_lock = threading.Lock()  # one fsync at a time; the others wait and usually find it done
+        self._changed = 0
+        self._synced = 0
+
+    def changed(self) -> int:
+        with self._lock:
+            self._changed += 1
+            return self._changed
+
+    def sync(self, upto: int | None = None) -> None:
+        """Return once change ``upto`` (default: every change counted so far) is durable."""
+        with self._lock:
+            target = self._changed if upto is None else upto
+        with self._sync_lock:
+            if self._synced >= target:
+                return
+            with self._lock:
+                covered = self._changed  # every change counted by now was made before this fsync
+            fsync_dir(self._dir)
+            self._synced = max(self._synced, covered)
 
 
 def private_on_windows(fd: int, path: Path) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from hardening.atomic import atomic_write, fsync_dir
+from hardening.atomic import DirSync, atomic_write
 from hardening.errors import HardeningError
 from hardening.perms import mkdir_private
 
@@ -27,6 +28,7 @@ MAGIC = b"MBSX1"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _SUFFIX = ".sealed"
 MAX_ENTRY_BYTES = 64_000_000
+STALE_TMP_S = 60.0  # a write takes milliseconds; a temp file older than this was left by a crash
 
 
 class SealedEntryError(HardeningError):
@@ -48,10 +50,15 @@ class SealedDir:
         self._aead = AESGCM(key)
         self._purpose = purpose.encode()
         mkdir_private(directory)
-        # Temp files of writes a crash interrupted: the old entry (if any) is still whole.
+        self._sync = DirSync(directory)
+        # Temp files of writes a crash interrupted: the old entry (if any) is still whole. A young one
+        # may be a write in flight of the running appliance (another process, such as a reader of the
+        # journal, opens this directory too): removing it would fail that write, so it is left alone.
+        cutoff = time.time() - STALE_TMP_S
         for stale in directory.glob(".*.tmp"):
             with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
+                if stale.stat().st_mtime < cutoff:
+                    stale.unlink()
 
     def _path(self, name: str) -> Path:
         if not _NAME.fullmatch(name):
@@ -65,7 +72,7 @@ class SealedDir:
         """Encrypt and durably write ``data`` under ``name`` (replacing any previous entry)."""
         nonce = secrets.token_bytes(12)
         blob = MAGIC + nonce + self._aead.encrypt(nonce, data, self._ad(name))
-        atomic_write(self._path(name), blob)
+        atomic_write(self._path(name), blob, dir_sync=self._sync)
 
     def get(self, name: str) -> bytes:
         path = self._path(name)
@@ -80,10 +87,18 @@ class SealedDir:
                 f"{path} fails its integrity check (tampered, renamed or from another host); move it aside"
             ) from e
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, durable: bool = True) -> None:
+        """Remove ``name``; with ``durable=False`` the removal may come back after a power loss until
+        ``settle()`` (or the next durable change of this directory) has run."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(name))
-        fsync_dir(self._dir)
+        change = self._sync.changed()
+        if durable:
+            self._sync.sync(change)
+
+    def settle(self) -> None:
+        """Make every change made so far durable (a no-op when a later fsync already covered them)."""
+        self._sync.sync()
 
     def names(self) -> Iterator[str]:
         """Entry names, oldest first (by modification time), ignoring temp files of interrupted writes."""

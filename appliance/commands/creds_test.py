@@ -3,7 +3,8 @@
 What the instance's "test credential" button asks of a MID, but local: an SSH login that runs ``true``
 (a rule with ``commands`` must list it), an SNMP GET of sysObjectID.0, an HTTP HEAD of ``/``. The job
 goes through the same dispatcher, policy (scopes included), rate limits and probes as ``run``; its
-audit events go to the audit log when this process may write it (not while the appliance holds it).
+audit events go to the audit log: directly while the appliance is stopped, and through the audit
+inbox (``hardening.audit.inbox``) to the running appliance, which holds the log, while it runs.
 """
 
 from __future__ import annotations
@@ -154,13 +155,15 @@ async def _run(
 def _write_audit(env: CliEnv, events: list[tuple[str, dict[str, object]]]) -> str:
     import os
 
-    from hardening.audit import AuditError, audit_dir, open_audit_log
+    from hardening.audit import AuditError, AuditLogBusy, audit_dir, open_audit_log
 
     directory = audit_dir(env.state_dir)
     if os.name == "posix" and directory.is_dir() and directory.stat().st_uid != os.geteuid():
         return "not audited: the audit log belongs to the service user; run this as that user"
     try:
         log = open_audit_log(env.state_dir)
+    except AuditLogBusy:
+        return _hand_to_appliance(env, events)
     except AuditError as e:
         return f"not audited: {e}"
     try:
@@ -169,3 +172,26 @@ def _write_audit(env: CliEnv, events: list[tuple[str, dict[str, object]]]) -> st
     finally:
         log.close()
     return f"audited: {len(events)} event(s) in the audit log"
+
+
+def _hand_to_appliance(env: CliEnv, events: list[tuple[str, dict[str, object]]]) -> str:
+    """The appliance runs and holds the log: it records the events from the audit inbox."""
+    import time
+
+    from appliance.limits import CREDS_TEST_AUDIT_WAIT_S
+    from hardening.audit import AuditError
+    from hardening.audit.inbox import INBOX_POLL_S, submit, waiting
+
+    try:
+        inbox_id = submit(env.state_dir, events, by="creds test")
+    except (AuditError, OSError) as e:
+        return f"not audited: the running appliance's audit inbox refused the events ({e})"
+    deadline = time.monotonic() + CREDS_TEST_AUDIT_WAIT_S
+    while waiting(env.state_dir, inbox_id):
+        if time.monotonic() >= deadline:
+            return (
+                f"queued: {len(events)} event(s) wait in the audit inbox (id {inbox_id}); the appliance "
+                "records them when it next looks, or at its next start: check 'midbox status'"
+            )
+        time.sleep(INBOX_POLL_S / 5)
+    return f"audited: {len(events)} event(s) recorded by the running appliance (inbox id {inbox_id})"

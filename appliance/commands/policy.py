@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from hardening.policy import IPAddress
 
 DEFAULT_PORTS = {"ssh": 22, "snmp": 161}
+# Parameters the other flags set: --param may not contradict them.
+RESERVED_PARAMS = frozenset({"oid_spec_list", "url", "http_method", "credential", "port"})
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -40,6 +42,20 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     what.add_argument("--url", help="URL for RESTProbe/HTTPClient; host, port and path are checked")
     e.add_argument("--method", help="HTTP method (default GET); checked against 'methods'")
+    e.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a job parameter, e.g. the value of a ${NAME} token of --command (repeatable)",
+    )
+    e.add_argument(
+        "--script",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="the body of a ${File:NAME} script of --command, read from FILE (repeatable)",
+    )
     e.add_argument("--port", type=int, help="port (default: --url, 22 ssh, 161 snmp)")
     named = e.add_mutually_exclusive_group()
     named.add_argument("--credential", help="credential alias the probe would use (midbox's own parameter)")
@@ -65,6 +81,32 @@ def _target_port(args: argparse.Namespace, kind: str) -> tuple[str, int]:
     return host, port
 
 
+def _job_params(pairs: list[str], scripts: list[str]) -> list[tuple[str, str]]:
+    """--param NAME=VALUE and --script NAME=FILE as the job's parameters (a script's body is the value)."""
+    from appliance.commands.common import read_capped
+    from appliance.limits import MAX_PAYLOAD_BYTES
+
+    out: list[tuple[str, str]] = []
+    for flag, items in (("--param", pairs), ("--script", scripts)):
+        for item in items:
+            name, eq, value = item.partition("=")
+            if not eq or not name or name in RESERVED_PARAMS:
+                raise UsageError(
+                    f"{flag} takes NAME={'FILE' if flag == '--script' else 'VALUE'} with a NAME other than "
+                    f"{', '.join(sorted(RESERVED_PARAMS))} (those have their own flags); got {item[:60]!r}"
+                )
+            if flag == "--script":
+                data = read_capped(Path(value), MAX_PAYLOAD_BYTES, "script file")
+                if len(data) > MAX_PAYLOAD_BYTES:
+                    raise UsageError(f"the script file {value} is larger than a job may carry")
+                try:
+                    value = data.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise UsageError(f"the script file {value} is not UTF-8 text; convert it first") from e
+            out.append((name, value))
+    return out
+
+
 def _explain(args: argparse.Namespace, env: CliEnv) -> int:
     from appliance.config.verify import load_verified_config
     from appliance.probes.resolver import system_resolve
@@ -84,7 +126,13 @@ def _explain(args: argparse.Namespace, env: CliEnv) -> int:
     if args.method and kind != "http":
         raise UsageError("--method applies to RESTProbe and HTTPClient only")
     job = explain_job_of(
-        args.topic, host, command=args.command, oids=args.oid, url=args.url, method=args.method
+        args.topic,
+        host,
+        command=args.command,
+        oids=args.oid,
+        url=args.url,
+        method=args.method,
+        params=_job_params(args.param, args.script),
     )
     try:
         ask, verdicts = explain_job(

@@ -29,6 +29,9 @@ class Job:
     agent_correlator: str = ""
     priority: str = "2"
     parameters: tuple[tuple[str, str], ...] = ()
+    # The parameters as the probe reads them (SnmpParams, an HTTP request), parsed once when the job's
+    # ask is built (``appliance.asks.prepared``); None: the probe parses them itself.
+    parsed: object = field(default=None, compare=False, repr=False)
 
     def param(self, name: str, default: str | None = None) -> str | None:
         for key, value in self.parameters:

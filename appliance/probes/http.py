@@ -54,7 +54,7 @@ class HttpProbe:
         self._tls: dict[tuple[str, CaFile | None], httpx.AsyncClient] = {}
 
     async def run(self, job: Job, ctx: ProbeContext) -> ET.Element:
-        request = parse_request(job)
+        request = job.parsed if isinstance(job.parsed, _Request) else parse_request(job)
         credential = job.param("credential") or None
         timeout = job.int_param("timeout_ms", int(ctx.limits.http_timeout_s * 1000), 1, 600_000) / 1000
         auth_header: str | None = None
@@ -63,7 +63,8 @@ class HttpProbe:
             url = request.url
             port = url.port or (443 if url.scheme == "https" else 80)
             # Each hop is judged by its own method and path against the rules' scopes.
-            hop = replace(ctx, policy=ctx.policy.scoped(http_ask(request.method, url)))
+            ask = http_ask(request.method, url)
+            hop = ctx if ask == ctx.policy.ask else replace(ctx, policy=ctx.policy.scoped(ask))
             addresses, rule = await checked_target(
                 hop, probe="http", host=url.host, port=port, credential=credential
             )

@@ -93,7 +93,7 @@ class SnmpProbe:
         host = job.source.strip()
         if not host:
             raise PayloadError("SNMP job needs the agent host in 'source'")
-        params = parse_params(job)
+        params = job.parsed if isinstance(job.parsed, SnmpParams) else parse_params(job)
         named = explicit_alias(job)
         hostname = None if is_literal(host) else host
         addresses = await checked_addresses(ctx, probe="snmp", host=host, port=params.port, credential=named)

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable
 
 from appliance.aio import wait_any
-from appliance.durable import Outbox
 from appliance.errors import InstanceAuthError, InstanceError, is_fatal
 from appliance.interfaces import AuditSink, Outcome
 from appliance.queue.backoff import Backoff
@@ -33,7 +32,7 @@ class Delivery:
         self,
         *,
         client: EccClient,
-        outbox: Outbox,
+        close: Callable[[str], None],
         audit: AuditSink,
         stats: RunnerStats,
         backoff: Callable[[], Backoff],
@@ -41,7 +40,7 @@ class Delivery:
         on_fatal: Callable[[BaseException], None],
     ) -> None:
         self._client = client
-        self._outbox = outbox
+        self._close = close  # the instance has this result: its outbox entry goes (blocking disk work)
         self._audit = audit
         self._stats = stats
         self._backoff = backoff
@@ -102,7 +101,7 @@ class Delivery:
                 if ambiguous and await self._client.has_response(record.sys_id):
                     # An earlier try (or another cluster member) got through: sending again would duplicate.
                     self._stats.duplicates_avoided += 1
-                    await asyncio.to_thread(self._outbox.remove, record.sys_id)
+                    await asyncio.to_thread(self._close, record.sys_id)
                     self._audit.record("result.already_posted", {"job": record.sys_id})
                     return
                 input_id = await self._client.respond(record, outcome.payload, outcome.error)
@@ -117,7 +116,7 @@ class Delivery:
                     return
                 await wait_any(self._abandon, timeout=backoff.next_delay(e.retry_after_s))
                 continue
-            await asyncio.to_thread(self._outbox.remove, record.sys_id)
+            await asyncio.to_thread(self._close, record.sys_id)
             self._stats.answered += 1
             if outcome.error:
                 self._stats.errors += 1

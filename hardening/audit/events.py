@@ -74,6 +74,10 @@ the alias, never the secret):
 - ``upgrade.rollback_failed`` from_version, to_version, new_sha256, reason  (a person must act)
 - ``upgrade.abandoned`` from_version, to_version, new_sha256, reason  (stopped before the swap)
 - ``upgrade.resumed``   phase, to_version  (an interrupted upgrade taken up again)
+- ``audit.inbox_refused``  inbox, reason  (a file another midbox process left in ``audit/inbox/`` for the
+                        running appliance was malformed or named an event it may not; it was dropped).
+                        The events of an accepted file are recorded as themselves, with ``by`` (the
+                        command, e.g. ``creds test``) and ``inbox`` (the file's id) added.
 
 Written by the log itself:
 
@@ -162,6 +166,7 @@ EVENTS: Mapping[str, frozenset[str]] = {
     "upgrade.rollback_failed": frozenset({"from_version", "to_version", "new_sha256", "reason"}),
     "upgrade.abandoned": frozenset({"from_version", "to_version", "new_sha256", "reason"}),
     "upgrade.resumed": frozenset({"phase", "to_version"}),
+    "audit.inbox_refused": frozenset({"inbox", "reason"}),
     "audit.genesis": frozenset({"log_id", "format"}),
     "audit.recovered": frozenset({"dropped_bytes", "dropped_sha256"}),
     "audit.checkpoint": frozenset({"size", "head", "key_id"}),

@@ -28,6 +28,11 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--profile", type=Path, help="write a cProfile of the appliance here")
+    ap.add_argument(
+        "--unlimited",
+        action="store_true",
+        help="lift the per-target rate limit (default 10/s), so the jobs measure the appliance, not the bucket",
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     inst_dir = tmp / "instance"
@@ -47,10 +52,21 @@ def main() -> None:
     )
     # The real thing: a config signed with the CLI, `midbox run` with its audit log and credential store.
     config = tmp / "c.toml"
+    rule = LOOPBACK_HTTP + (
+        "rate_per_s = 10000\nburst = 100000\nmax_concurrent = 1024\n" if args.unlimited else ""
+    )
     config.write_text(
-        config_text(url, p, LOOPBACK_HTTP)
+        config_text(url, p, rule)
         .replace("poll_interval_s = 0.05", "poll_interval_s = 1")
-        .replace("max_concurrent_probes = 16", f"max_concurrent_probes = {args.concurrency}")
+        .replace(
+            "max_concurrent_probes = 16",
+            f"max_concurrent_probes = {args.concurrency}"
+            + (
+                "\ntarget_rate_per_s = 10000\ntarget_burst = 100000\ntarget_concurrency = 1024"
+                if args.unlimited
+                else ""
+            ),
+        )
     )
     state = tmp / "state"
     midbox = [sys.executable, "-m", "appliance"]

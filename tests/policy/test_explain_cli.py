@@ -3,6 +3,7 @@ flags (--command, --oid, --url, --method), --json, and the credential's fit."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.cli import main as midbox_main
+from appliance.errors import EXIT_USAGE
 from tests.helpers import Pki
 from tests.signing.helpers import write_signed_config
 from tests.support.running import EXPIRES, NOT_BEFORE, config_bytes
@@ -114,3 +116,49 @@ def test_a_credential_that_does_not_fit_the_probe_is_warned(
         code == 0
         and "WARNING: credential 'linux-ro' is a snmp-community, which the ssh probe cannot use" in out
     )
+
+
+SCRIPT = "#!/bin/sh\nuname -a\ncat /etc/os-release\n"
+SCRIPT_RULES = f"""
+[[allow]]
+cidr = "127.0.0.1/32"
+probes = ["ssh"]
+ports = [22]
+commands = ["ip -o addr show dev {{iface:iface}}", "sha256:{hashlib.sha256(SCRIPT.encode()).hexdigest()} {{d:path}}"]
+"""
+
+
+def test_a_command_with_variables_and_a_script_is_judged_as_run_judges_it(
+    monkeypatch: pytest.MonkeyPatch, signed: tuple[Path, Ed25519PrivateKey], dev_pki: Pki,
+    state_dir: Path, tmp_path: Path,
+) -> None:  # fmt: skip
+    admin, key = signed
+    body = config_bytes("https://instance.example", dev_pki, 1, "443").split(b"[[allow]]")[0]
+    cfg = write_signed_config(
+        admin, [key], body + SCRIPT_RULES.encode(), version=1, expires=EXPIRES, not_before=NOT_BEFORE
+    )
+    base = ("--topic", "SSHCommand", "--target", "127.0.0.1")
+    # ${iface} takes its value from --param, as run takes it from the job's parameter.
+    code, out = explain(monkeypatch, cfg, state_dir, *base, "--command", "ip -o addr show dev ${iface}",
+                        "--param", "iface=eth0")  # fmt: skip
+    assert code == 0 and out.startswith("ALLOW"), out
+    code, out = explain(monkeypatch, cfg, state_dir, *base, "--command", "ip -o addr show dev ${iface}",
+                        "--param", "iface=eth0;reboot")  # fmt: skip
+    assert code == 1 and out.startswith("DENY"), out
+    code, out = explain(monkeypatch, cfg, state_dir, *base, "--command", "ip -o addr show dev ${iface}")
+    assert code == 1 and out.startswith("DENY"), out  # no value: run refuses it too
+    # A ${File:x} script is allowed by its body's SHA-256, read from --script.
+    script = tmp_path / "probe.sh"
+    script.write_text(SCRIPT)
+    code, out = explain(monkeypatch, cfg, state_dir, *base, "--command", "${File:probe} ${dir}",
+                        "--script", f"probe={script}", "--param", "dir=/etc", "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["allowed"], out
+    script.write_text(SCRIPT + "rm -rf /\n")
+    code, out = explain(monkeypatch, cfg, state_dir, *base, "--command", "${File:probe} /etc",
+                        "--script", f"probe={script}")  # fmt: skip
+    assert code == 1 and "sha256:" in out, out
+    # --param cannot set what another flag sets (run reads the port from the job, explain from --port).
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    code, _ = explain(monkeypatch, cfg, state_dir, *base, "--command", "id", "--param", "port=2222")
+    assert code == EXIT_USAGE and "--param takes NAME=VALUE" in err.getvalue()

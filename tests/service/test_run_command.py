@@ -17,7 +17,7 @@ from tests.support.running import (
     EXPIRES,
     NOT_BEFORE,
     appliance,
-    audit_entries,
+    audit_events,
     config_bytes,
     http_job,
     signed_config,
@@ -49,11 +49,6 @@ def socket_inodes(pid: int) -> set[str]:
         if target.startswith("socket:["):
             out.add(target[8:-1])
     return out
-
-
-def audit_events(state_dir: Path) -> list[str]:
-    """Event names in the order written."""
-    return [e["event"] for e in audit_entries(state_dir)]
 
 
 @pytest.fixture

@@ -108,3 +108,8 @@ def audit_entries(state_dir: Path) -> list[dict[str, Any]]:
     for segment in sorted(audit_dir(state_dir).glob("audit-*.log")):
         entries += [json.loads(line) for line in segment.read_text().splitlines() if line]
     return entries
+
+
+def audit_events(state_dir: Path) -> list[str]:
+    """Event names in the order written."""
+    return [e["event"] for e in audit_entries(state_dir)]
