@@ -58,7 +58,7 @@ def markdown(rows: list[Row]) -> str:
     out = ["| group | figure | midbox | vs | ratio | peer | runs |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         value = r.na or (f"{_fmt(r.value)} {r.unit}".strip() if r.value is not None else "")
-        ratio = f"{r.ratio:.2f}×" if r.ratio is not None else ""
+        ratio = f"{r.ratio:.3g}×" if r.ratio is not None else ""
         out.append(f"| {r.group} | {r.name} | {value} | {r.versus} | {ratio} | {r.peer} | {r.runs or ''} |")
     return "\n".join(out)
 
