@@ -142,18 +142,25 @@ class Rig:
     def enqueue(self, agent: str, jobs: list[Mapping[str, str]]) -> list[str]:
         return self.store.enqueue([{"agent": agent, **job} for job in jobs])
 
-    def answered(self, ids: list[str]) -> int:
-        wanted = set(ids)
-        rows = self.store.query("ecc_queue", "queue=input^response_toISNOTEMPTY", fields=["response_to"])
-        return sum(1 for r in rows if r["response_to"] in wanted)
+    def answered(self, ids: list[str]) -> set[str]:
+        """Those of ``ids`` with an answer on the input queue (asked in chunks: SQLite caps variables)."""
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ",".join(ids[i : i + 500])
+            rows = self.store.query("ecc_queue", f"queue=input^response_toIN{chunk}", fields=["response_to"])
+            found.update(row["response_to"] for row in rows)
+        return found
 
     def wait(self, ids: list[str], timeout: float, tick: float = 0.05) -> float:
         """Seconds until every job in ``ids`` has its answer; raises after ``timeout``."""
         start = time.perf_counter()
-        while self.answered(ids) < len(ids):
+        pending = list(ids)
+        while pending:
             if time.perf_counter() - start > timeout:
-                raise TimeoutError(f"{len(ids) - self.answered(ids)} of {len(ids)} jobs unanswered")
+                raise TimeoutError(f"{len(pending)} of {len(ids)} jobs unanswered after {timeout:.0f} s")
             time.sleep(tick)
+            done = self.answered(pending)
+            pending = [i for i in pending if i not in done]
         return time.perf_counter() - start
 
 

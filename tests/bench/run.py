@@ -36,7 +36,7 @@ DEFAULT_BINARY = ROOT / "dist" / "midbox-linux-x86_64"
 # name: (module, limit in seconds for the full run, for --quick)
 PARTS: dict[str, tuple[str, float, float]] = {
     "binary": ("tests.bench.part_binary", 240, 60),
-    "queue": ("tests.bench.part_queue", 150, 40),
+    "queue": ("tests.bench.part_queue", 240, 60),
     "snmp": ("tests.bench.part_snmp", 150, 40),
     "ssh": ("tests.bench.part_ssh", 120, 40),
     "http": ("tests.bench.part_http", 120, 40),
