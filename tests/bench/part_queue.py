@@ -5,6 +5,7 @@ on the instance). One source appliance (`python -m appliance run`) against the d
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 import time
 
 from tests.bench.common import Row, Sizes, median, p99
@@ -46,12 +47,11 @@ def latencies(r: Rig, agent: str, peers: Peers, count: int, spread_s: float) -> 
     return [seen[i] - sent[i] for i in sent]
 
 
-def run(sizes: Sizes) -> list[Row]:
+def run(sizes: Sizes) -> Iterator[Row]:
     with python_target() as base, rig(sizes.work, source_midbox(), Peers(http=base)) as r:
         peers = r.peers
         app = r.start("edge-01", poll_s=DEFAULT_POLL_S, concurrency=64)
         r.wait(r.enqueue(app.agent, [http_job(peers)]), timeout=60)  # up and answering
-        rows: list[Row] = []
         # 1. idle: what an appliance with no work costs the instance
         window = sizes.pickf(3, 60)
         before = r.instance.state.requests
@@ -60,10 +60,8 @@ def run(sizes: Sizes) -> list[Row]:
         # 2. latency with nothing else queued
         n = sizes.pick(3, 60)
         idle = latencies(r, app.agent, peers, n, spread_s=sizes.pickf(2, 40))
-        rows += [
-            Row(GROUP, ROWS[0], median(idle) * 1000, "ms", f"{n} jobs at random moments", runs=n),
-            Row(GROUP, ROWS[1], p99(idle) * 1000, "ms", f"{n} jobs at random moments", runs=n),
-        ]
+        yield Row(GROUP, ROWS[0], median(idle) * 1000, "ms", f"{n} jobs at random moments", runs=n)
+        yield Row(GROUP, ROWS[1], p99(idle) * 1000, "ms", f"{n} jobs at random moments", runs=n)
         # 3. throughput: a burst of HTTP jobs, queued at once
         burst = sizes.pick(50, 2000)
         rates = [burst / r.wait(r.enqueue(app.agent, [http_job(peers)] * burst), timeout=300) for _ in range(sizes.runs)]
@@ -73,13 +71,12 @@ def run(sizes: Sizes) -> list[Row]:
         busy = latencies(r, app.agent, peers, n, spread_s=sizes.pickf(2, 20))
         r.wait(slow, timeout=600)
         peer = f"{n} jobs at random moments behind {backlog:,} queued 20 ms HTTP jobs"
-        rows += [
+        yield from [
             Row(GROUP, ROWS[2], median(busy) * 1000, "ms", peer, runs=n),
             Row(GROUP, ROWS[3], p99(busy) * 1000, "ms", peer, runs=n),
             Row(GROUP, ROWS[4], median(rates), "jobs/s", f"{burst:,} RESTProbe jobs to a Python target, "
                 "max_concurrent_probes 64, default poll", runs=len(rates)),  # fmt: skip
             Row(GROUP, ROWS[5], idle_rpm, "req/min", f"{window:.0f} s with no jobs, poll {DEFAULT_POLL_S:.0f} s", runs=1),
         ]
-        return rows
 
 

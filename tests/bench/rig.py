@@ -86,7 +86,9 @@ class Rig:
         p = self.work / "pki"
         ca = pki.ensure_ca(p)
         leaf = pki.issue(ca, p, f"appliance-{name}", f"mid.server.{name}", server=False)
-        state, config = self.work / f"state-{name}", self.work / f"{name}-{concurrency}.toml"
+        state, config = self.work / f"state-{name}", self.work / f"{name}-{concurrency}-{poll_s}.toml"
+        if config.exists():  # signed before; a second signature of new bytes would be refused
+            return config, state
         expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
         config.write_text(
             f'version = 1\nexpires = {expires}\n[appliance]\nname = "{name}"\n'
@@ -96,7 +98,7 @@ class Rig:
             encoding="utf-8",
         )
         self._cmd(["config", "sign", str(config), "--key", str(self._admin / "admin.key")])
-        if not (state / "trust").exists() and not state.exists():
+        if not state.exists():
             self._cmd(["trust", "init", "--state-dir", str(state), "--pubkey", str(self._admin / "admin.pub")])
             self._creds(state)
         return config, state

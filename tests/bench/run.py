@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python tests/bench/run.py`: import the repository, not this folder
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BINARY = ROOT / "dist" / "midbox-linux-x86_64"
 # name: (module, limit in seconds for the full run, for --quick)
 PARTS: dict[str, tuple[str, float, float]] = {
-    "binary": ("tests.bench.part_binary", 240, 60),
+    "binary": ("tests.bench.part_binary", 300, 90),
     "queue": ("tests.bench.part_queue", 240, 60),
     "snmp": ("tests.bench.part_snmp", 150, 40),
     "ssh": ("tests.bench.part_ssh", 120, 40),
@@ -48,9 +49,13 @@ PARTS: dict[str, tuple[str, float, float]] = {
 
 def run_part(name: str, sizes: Sizes) -> list[Row]:
     """One part in this process (the pytest smoke test, and the child of ``run_isolated``)."""
+    return list(rows_of(name, sizes))
+
+
+def rows_of(name: str, sizes: Sizes) -> Iterator[Row]:
     module = importlib.import_module(PARTS[name][0])
-    rows: list[Row] = module.run(sizes)
-    return rows
+    rows: Iterable[Row] = module.run(sizes)  # a list, or rows as they are measured
+    yield from rows
 
 
 def expected(name: str) -> list[tuple[str, str]]:
@@ -75,7 +80,8 @@ def run_isolated(name: str, sizes: Sizes, limit: float) -> tuple[list[Row], str]
         why = f"timed out after {limit:.0f} s"
     finally:
         _stop_group(proc)
-    rows = [Row(**r) for r in json.loads(out.read_text())] if out.exists() else []
+    lines = out.read_text(encoding="utf-8").splitlines() if out.exists() else []
+    rows = [Row(**json.loads(line)) for line in lines if line.strip()]
     return rows, why
 
 
@@ -103,8 +109,11 @@ def complete(name: str, rows: list[Row], why: str) -> list[Row]:
 def _child(args: argparse.Namespace, sizes: Sizes) -> int:
     # SIGTERM from the parent (time limit, Ctrl-C) unwinds the part's finally blocks, stopping its peers.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    rows = run_part(args.part, sizes)
-    Path(args.emit).write_text(json.dumps([r.as_json() for r in rows]), encoding="utf-8")
+    # One JSON line per row as soon as it is measured: a part that fails or times out later keeps them.
+    with Path(args.emit).open("a", encoding="utf-8") as out:
+        for row in rows_of(args.part, sizes):
+            out.write(json.dumps(row.as_json()) + "\n")
+            out.flush()
     return 0
 
 
