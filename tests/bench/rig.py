@@ -49,17 +49,26 @@ def source_midbox() -> list[str]:
     return [sys.executable, "-m", "appliance"]
 
 
+# Every peer is one address (127.0.0.1): the politeness caps per target (10 new jobs a second by
+# default) and per rule would be the figure, so they are raised to their ceilings.
+RULE_RATES = "rate_per_s = 10000\nburst = 100000\nmax_concurrent = 1024\n"
+
+
+def _appliance_rates(concurrency: int) -> str:
+    return f"target_rate_per_s = 10000\ntarget_burst = 100000\ntarget_concurrency = {concurrency}\n"
+
+
 def _rules(peers: Peers) -> str:
-    out = '[[allow]]\ncidr = "127.0.0.0/8"\nprobes = ["http", "tcp"]\nports = ["1-65535"]\n'
+    out = f'[[allow]]\ncidr = "127.0.0.0/8"\nprobes = ["http", "tcp"]\nports = ["1-65535"]\n{RULE_RATES}'
     if peers.ssh:
         out += (
             f'[[allow]]\ncidr = "127.0.0.1/32"\nprobes = ["ssh"]\nports = [{peers.ssh.port}]\n'
-            f'credentials = ["{SSH_ALIAS}"]\n'
+            f'credentials = ["{SSH_ALIAS}"]\n{RULE_RATES}'
         )
     if peers.snmp:
         out += (
             f'[[allow]]\ncidr = "127.0.0.1/32"\nprobes = ["snmp"]\nports = [{peers.snmp.port}]\n'
-            f'credentials = ["{V2_ALIAS}", "{V3_ALIAS}"]\n'
+            f'credentials = ["{V2_ALIAS}", "{V3_ALIAS}"]\n{RULE_RATES}'
         )
     return out
 
@@ -92,7 +101,7 @@ class Rig:
         expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
         config.write_text(
             f'version = 1\nexpires = {expires}\n[appliance]\nname = "{name}"\n'
-            f"max_concurrent_probes = {concurrency}\n[instance]\n"
+            f"max_concurrent_probes = {concurrency}\n{_appliance_rates(concurrency)}[instance]\n"
             f'url = "{self.instance.url}"\nca_file = "{ca.cert}"\nclient_cert = "{leaf.cert}"\n'
             f'client_key = "{leaf.key}"\npoll_interval_s = {poll_s}\n{_rules(self.peers)}',
             encoding="utf-8",
