@@ -31,13 +31,13 @@ def _write(directory: Path, entries: int) -> float:
 def _verify(directory: Path) -> tuple[float, float]:
     """Seconds and peak RSS (MiB) of bench_audit's verify in its own process (wait4 gives its own peak)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [sys.executable, "-m", "tests.bench.bench_audit", "verify", str(directory)], stdout=subprocess.PIPE
     )
     _, status, usage = os.wait4(proc.pid, 0)
     took = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    out = proc.stdout.read().decode() if proc.stdout else ""  # noqa: SIM115
+    out = proc.stdout.read().decode() if proc.stdout else ""
     if proc.returncode or not out.startswith("INTACT"):
         raise RuntimeError(f"audit verify failed: {out.strip()}")
     return took, usage.ru_maxrss / 1024

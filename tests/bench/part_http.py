@@ -57,7 +57,7 @@ def nginx(directory: Path) -> Iterator[str]:
     port = free_port(18080)
     conf = directory / "nginx.conf"
     conf.write_text(NGINX_CONF.format(d=directory, port=port), encoding="utf-8")
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [binary, "-c", str(conf), "-p", str(directory), "-e", str(directory / "error.log")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -70,7 +70,9 @@ def nginx(directory: Path) -> Iterator[str]:
                 break
             except httpx.TransportError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"nginx did not start: {(directory / 'error.log').read_text()[-300:]}") from None
+                    raise RuntimeError(
+                        f"nginx did not start: {(directory / 'error.log').read_text()[-300:]}"
+                    ) from None
                 time.sleep(0.05)
         yield url
     finally:
@@ -80,7 +82,7 @@ def nginx(directory: Path) -> Iterator[str]:
 
 @contextmanager
 def python_target() -> Iterator[str]:
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [sys.executable, "-m", "tests.support.target_main"], stdout=subprocess.PIPE, text=True
     )
     try:
@@ -106,14 +108,18 @@ def tool_rate(url: str, in_flight: int, seconds: float) -> tuple[str, float] | N
     """requests/s of wrk (one thread) or else ab, on the same URL."""
     wrk, ab = tool("wrk"), tool("ab")
     if wrk:
-        out = subprocess.run(  # noqa: S603
-            [wrk, "-t1", f"-c{in_flight}", f"-d{max(1, round(seconds))}s", url], capture_output=True, text=True, env=ENV, check=True
+        out = subprocess.run(
+            [wrk, "-t1", f"-c{in_flight}", f"-d{max(1, round(seconds))}s", url],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            check=True,
         ).stdout
         m = re.search(r"Requests/sec:\s+([\d.]+)", out)
         return ("wrk -t1", float(m.group(1))) if m else None
     if ab:
         n = max(100, int(seconds * 1000))
-        out = subprocess.run(  # noqa: S603
+        out = subprocess.run(
             [ab, "-k", "-q", "-n", str(n), "-c", str(in_flight), url + "/"], capture_output=True, text=True,
             env=ENV, check=True,
         ).stdout  # fmt: skip
@@ -129,7 +135,7 @@ def bench_target(label: str, base: str, sizes: Sizes) -> list[Row]:
     job = make_job("RESTProbe", "http", "127.0.0.1", url=url)
     rows = []
     for n in FLIGHTS:
-        requests = sizes.pick(50, 500 if n == 1 else 3000)
+        requests = sizes.pick(50, 300 if n == 1 else 2000)
 
         def probe_run(n: int = n, requests: int = requests) -> float:
             async def go() -> float:
@@ -150,7 +156,7 @@ def bench_target(label: str, base: str, sizes: Sizes) -> list[Row]:
 
         ours = {who: median([fn() for _ in range(sizes.runs)]) for who, fn in
                 (("HTTP probe", probe_run), ("bare httpx client", bare_run))}  # fmt: skip
-        theirs = [tool_rate(url, n, sizes.pickf(0.5, 3)) for _ in range(sizes.runs)]
+        theirs = [tool_rate(url, n, sizes.pickf(1, 2)) for _ in range(sizes.runs)]
         got = [t for t in theirs if t]
         for who, rate in ours.items():
             name = f"{who} req/s, {n} in flight, {label}"
@@ -159,7 +165,9 @@ def bench_target(label: str, base: str, sizes: Sizes) -> list[Row]:
                 rows.append(Row(GROUP, name, rate, "req/s", label, ratio=rate / ref,
                                 versus=f"{got[0][0]}: {ref:,.0f} req/s", runs=sizes.runs))  # fmt: skip
             else:
-                rows.append(Row(GROUP, name, rate, "req/s", label, versus="n/a: install wrk", runs=sizes.runs))
+                rows.append(
+                    Row(GROUP, name, rate, "req/s", label, versus="n/a: install wrk", runs=sizes.runs)
+                )
     return rows
 
 

@@ -5,8 +5,8 @@ on the instance). One source appliance (`python -m appliance run`) against the d
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 import time
+from collections.abc import Iterator
 
 from tests.bench.common import Row, Sizes, median, p99
 from tests.bench.part_http import python_target
@@ -63,10 +63,13 @@ def run(sizes: Sizes) -> Iterator[Row]:
         yield Row(GROUP, ROWS[0], median(idle) * 1000, "ms", f"{n} jobs at random moments", runs=n)
         yield Row(GROUP, ROWS[1], p99(idle) * 1000, "ms", f"{n} jobs at random moments", runs=n)
         # 3. throughput: a burst of HTTP jobs, queued at once
-        burst = sizes.pick(50, 2000)
-        rates = [burst / r.wait(r.enqueue(app.agent, [http_job(peers)] * burst), timeout=300) for _ in range(sizes.runs)]
+        burst = sizes.pick(50, 1000)
+        rates = [
+            burst / r.wait(r.enqueue(app.agent, [http_job(peers)] * burst), timeout=300)
+            for _ in range(sizes.runs)
+        ]
         # 4. busy: the same latency jobs while a backlog of slower jobs drains
-        backlog = sizes.pick(50, 3000)
+        backlog = sizes.pick(50, 1500)
         slow = r.enqueue(app.agent, [http_job(peers, "/work?ms=20")] * backlog)
         busy = latencies(r, app.agent, peers, n, spread_s=sizes.pickf(2, 20))
         r.wait(slow, timeout=600)
@@ -74,9 +77,20 @@ def run(sizes: Sizes) -> Iterator[Row]:
         yield from [
             Row(GROUP, ROWS[2], median(busy) * 1000, "ms", peer, runs=n),
             Row(GROUP, ROWS[3], p99(busy) * 1000, "ms", peer, runs=n),
-            Row(GROUP, ROWS[4], median(rates), "jobs/s", f"{burst:,} RESTProbe jobs to a Python target, "
-                "max_concurrent_probes 64, default poll", runs=len(rates)),  # fmt: skip
-            Row(GROUP, ROWS[5], idle_rpm, "req/min", f"{window:.0f} s with no jobs, poll {DEFAULT_POLL_S:.0f} s", runs=1),
+            Row(
+                GROUP,
+                ROWS[4],
+                median(rates),
+                "jobs/s",
+                f"{burst:,} RESTProbe jobs to a Python target, max_concurrent_probes 64, default poll",
+                runs=len(rates),
+            ),
+            Row(
+                GROUP,
+                ROWS[5],
+                idle_rpm,
+                "req/min",
+                f"{window:.0f} s with no jobs, poll {DEFAULT_POLL_S:.0f} s",
+                runs=1,
+            ),
         ]
-
-

@@ -33,7 +33,7 @@ def _openssh(s: SshServer, state: Path) -> list[str]:
 
 def _mux(base: list[str], state: Path, n: int) -> float:
     ctl = state / "ctl"
-    master = subprocess.Popen(  # noqa: S603
+    master = subprocess.Popen(
         [*base[:-1], "-M", "-N", "-o", f"ControlPath={ctl}", base[-1]],
         env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -44,7 +44,7 @@ def _mux(base: list[str], state: Path, n: int) -> float:
                 raise RuntimeError("the OpenSSH ControlMaster did not start")
             time.sleep(0.02)
         cmd = [*base[:-1], "-o", f"ControlPath={ctl}", base[-1], "true"]
-        return timed(lambda: [subprocess.run(cmd, check=True, env=ENV) for _ in range(n)])  # noqa: S603
+        return timed(lambda: [subprocess.run(cmd, check=True, env=ENV) for _ in range(n)])
     finally:
         master.terminate()
         master.wait()
@@ -54,7 +54,7 @@ def _mux(base: list[str], state: Path, n: int) -> float:
 
 def _parallel(base: list[str], n: int) -> float:
     def go() -> None:
-        procs = [subprocess.Popen([*base, "true"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)  # noqa: S603
+        procs = [subprocess.Popen([*base, "true"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
                  for _ in range(n)]  # fmt: skip
         codes = [p.wait() for p in procs]
         if any(codes):

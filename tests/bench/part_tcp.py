@@ -7,7 +7,6 @@ import ipaddress
 import socket
 import subprocess
 
-
 from appliance.limits import Limits
 from appliance.probes.tcpscan import TcpScanProbe
 from hardening.policy import AllowRule, Policy, PortRange
@@ -48,7 +47,10 @@ def run(sizes: Sizes) -> list[Row]:
             return [row, Row(GROUP, ROWS[0] + " (nmap)", peer=peer, na=missing(GROUP, "", "nmap").na)]
         cmd = [nmap, "-sT", "-Pn", "-n", "-p", spec, "--max-retries", "0", "--min-parallelism", str(CONCURRENCY),
                "--max-parallelism", str(CONCURRENCY), "--min-hostgroup", "4096", "-oX", "-", net]  # fmt: skip
-        theirs = [timed(lambda: subprocess.run(cmd, check=True, capture_output=True, env=ENV)) for _ in range(sizes.runs)]  # noqa: S603
+        theirs = [
+            timed(lambda: subprocess.run(cmd, check=True, capture_output=True, env=ENV))
+            for _ in range(sizes.runs)
+        ]
         m = median(theirs)
         return [
             Row(GROUP, ROWS[0], median(mine), "s", peer, ratio=median(mine) / m,
@@ -56,6 +58,3 @@ def run(sizes: Sizes) -> list[Row]:
         ]  # fmt: skip
     finally:
         listener.close()
-
-
-

@@ -33,7 +33,9 @@ def machine() -> dict[str, str]:
             cpu = line.split(":", 1)[1].strip()
             break
     mem_kb = next(
-        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:")
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
     )
     return {
         "cpu": cpu,
@@ -55,16 +57,21 @@ def _fmt(value: float) -> str:
 
 
 def markdown(rows: list[Row]) -> str:
-    out = ["| group | figure | midbox | vs | ratio | peer | runs |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    out = [
+        "| group | figure | midbox | vs | ratio | peer | runs |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         value = r.na or (f"{_fmt(r.value)} {r.unit}".strip() if r.value is not None else "")
-        ratio = f"{r.ratio:.3g}×" if r.ratio is not None else ""
+        ratio = f"{r.ratio:.3g}x" if r.ratio is not None else ""
         out.append(f"| {r.group} | {r.name} | {value} | {r.versus} | {ratio} | {r.peer} | {r.runs or ''} |")
     return "\n".join(out)
 
 
 def write_doc(path: Path, table: str, info: dict[str, str], *, quick: bool, runs: int) -> None:
-    mode = "quick mode (tiny sizes; the figures mean nothing)" if quick else f"full mode, {runs} runs per figure"
+    mode = (
+        "quick mode (tiny sizes; the figures mean nothing)" if quick else f"full mode, {runs} runs per figure"
+    )
     text = (
         f"{HEADER}\n## Machine\n\n"
         f"{info['cpu']}, {info['cores']} cores, {info['ram']} RAM, Linux {info['kernel']}, "

@@ -84,7 +84,7 @@ class Rig:
         self._cmd(["keygen", "--out", str(self._admin), "--name", "admin", "--no-passphrase"])
 
     def _cmd(self, args: list[str], stdin: str | None = None) -> None:
-        done = subprocess.run(  # noqa: S603
+        done = subprocess.run(
             [*self.midbox, *args], input=stdin, capture_output=True, text=True, timeout=120, check=False
         )
         if done.returncode:
@@ -108,7 +108,9 @@ class Rig:
         )
         self._cmd(["config", "sign", str(config), "--key", str(self._admin / "admin.key")])
         if not state.exists():
-            self._cmd(["trust", "init", "--state-dir", str(state), "--pubkey", str(self._admin / "admin.pub")])
+            self._cmd(
+                ["trust", "init", "--state-dir", str(state), "--pubkey", str(self._admin / "admin.pub")]
+            )
             self._creds(state)
         return config, state
 
@@ -116,7 +118,10 @@ class Rig:
         sd = ["--state-dir", str(state)]
         if self.peers.ssh:
             s = self.peers.ssh
-            self._cmd(["creds", "add", SSH_ALIAS, "--type", "ssh-password", "--user", s.user, *sd], s.password + "\n")
+            self._cmd(
+                ["creds", "add", SSH_ALIAS, "--type", "ssh-password", "--user", s.user, *sd],
+                s.password + "\n",
+            )
             self._cmd(["hosts", "pin", f"127.0.0.1:{s.port}", str(s.host_key_pub), *sd])
         if self.peers.snmp:
             n = self.peers.snmp
@@ -130,7 +135,7 @@ class Rig:
     def start(self, name: str, *, poll_s: float = 5.0, concurrency: int = 64) -> Appliance:
         config, state = self.prepare(name, poll_s=poll_s, concurrency=concurrency)
         log = (self.work / f"{name}.log").open("ab")
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             [*self.midbox, "run", "-q", "--config", str(config), "--state-dir", str(state)],
             stdout=log,
             stderr=subprocess.STDOUT,

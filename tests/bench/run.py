@@ -66,12 +66,22 @@ def expected(name: str) -> list[tuple[str, str]]:
 def run_isolated(name: str, sizes: Sizes, limit: float) -> tuple[list[Row], str]:
     """The part in a child process group; its rows, or none and why it gave none."""
     out = sizes.work / f"{name}.json"
-    cmd = [sys.executable, "-m", "tests.bench.run", "--part", name, "--emit", str(out), "--work", str(sizes.work)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.bench.run",
+        "--part",
+        name,
+        "--emit",
+        str(out),
+        "--work",
+        str(sizes.work),
+    ]
     cmd += ["--quick"] if sizes.quick else []
     cmd += ["--runs", str(sizes.runs)]
     cmd += ["--binary", str(sizes.binary)] if sizes.binary else []
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)  # noqa: S603
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     why = ""
     try:
         code = proc.wait(limit)
@@ -89,10 +99,8 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the whole group (the part turns it into cleanup), SIGKILL to whatever is left."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(20)
-    except subprocess.TimeoutExpired:
-        pass
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -102,7 +110,10 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
 def complete(name: str, rows: list[Row], why: str) -> list[Row]:
     """Every expected row, in order: a row the part did not give says why instead of vanishing."""
     have = {(r.group, r.name): r for r in rows}
-    out = [have.pop(key, None) or Row(key[0], key[1], na=f"n/a: {why or 'not measured'}") for key in expected(name)]
+    out = [
+        have.pop(key, None) or Row(key[0], key[1], na=f"n/a: {why or 'not measured'}")
+        for key in expected(name)
+    ]
     return out + list(have.values())
 
 
@@ -119,22 +130,32 @@ def _child(args: argparse.Namespace, sizes: Sizes) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="tiny sizes: check the harness (CI), not the figures")
+    ap.add_argument(
+        "--quick", action="store_true", help="tiny sizes: check the harness (CI), not the figures"
+    )
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
-    ap.add_argument("--binary", type=Path, help=f"the frozen binary (default {DEFAULT_BINARY.relative_to(ROOT)})")
+    ap.add_argument(
+        "--binary", type=Path, help=f"the frozen binary (default {DEFAULT_BINARY.relative_to(ROOT)})"
+    )
     ap.add_argument("--only", nargs="+", choices=sorted(PARTS), help="run these parts only")
-    ap.add_argument("--runs", type=int, help="runs per figure (default 5, --quick 1)")
+    ap.add_argument("--runs", type=int, help="runs per figure (default 3, --quick 1)")
     ap.add_argument("--no-write", action="store_true", help="do not write docs/benchmarks.md")
+    ap.add_argument(
+        "--strict", action="store_true", help="exit 1 if any row is n/a (CI: every tool is installed)"
+    )
     ap.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)
     ap.add_argument("--emit", help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     binary = args.binary or (DEFAULT_BINARY if DEFAULT_BINARY.exists() else None)
-    runs = args.runs or (1 if args.quick else 5)
+    runs = args.runs or (1 if args.quick else 3)
     if args.part:
         return _child(args, Sizes(args.quick, runs, binary, args.work))
     if os.geteuid() != 0:
-        print("warning: not root: the SSH rows need root (sshd's login user); they will say n/a", file=sys.stderr)
+        print(
+            "warning: not root: the SSH rows need root (sshd's login user); they will say n/a",
+            file=sys.stderr,
+        )
     parts = args.only or list(PARTS)
     started = time.monotonic()
     rows: list[Row] = []
@@ -158,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
                                          "rows": [r.as_json() for r in rows]}, indent=1), encoding="utf-8")  # fmt: skip
     if not (args.no_write or args.only or args.quick):
         write_doc(ROOT / "docs" / "benchmarks.md", table, info, quick=args.quick, runs=runs)
+    unmeasured = [r for r in rows if r.na]
+    if args.strict and unmeasured:
+        print(f"{len(unmeasured)} row(s) not measured; install what they name, or see the part's output above",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

@@ -76,7 +76,7 @@ def agents(directory: Path, count: int) -> Iterator[SimAgents | None]:
            f"--process-user={pwd.getpwuid(os.getuid()).pw_name}", f"--process-group={grp.getgrgid(os.getgid()).gr_name}",
            *(f"--agent-udpv4-endpoint=127.0.0.1:{p}" for p in ports)]  # fmt: skip
     env = {**ENV, "HOME": str(directory)}  # it reads HOME at start-up
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # noqa: S603
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         _wait_ready(proc, ports[-1])
         yield SimAgents(ports, COMMUNITY, len(lines))
@@ -99,7 +99,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], port: int) -> None:
             time.sleep(3)
             return
         cmd = [snmpget, "-v2c", "-c", COMMUNITY, "-r0", "-t0.5", f"udp:127.0.0.1:{port}", "1.3.6.1.2.1.1.5.0"]
-        if subprocess.run(cmd, capture_output=True, env=ENV, check=False).returncode == 0:  # noqa: S603
+        if subprocess.run(cmd, capture_output=True, env=ENV, check=False).returncode == 0:
             return
         time.sleep(0.2)
     raise RuntimeError("snmpsim did not answer within 30 s")
