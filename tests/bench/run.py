@@ -117,6 +117,10 @@ def complete(name: str, rows: list[Row], why: str) -> list[Row]:
     return out + list(have.values())
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _child(args: argparse.Namespace, sizes: Sizes) -> int:
     # SIGTERM from the parent (time limit, Ctrl-C) unwinds the part's finally blocks, stopping its peers.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -156,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             "warning: not root: the SSH rows need root (sshd's login user); they will say n/a",
             file=sys.stderr,
         )
+    # Ctrl-C (even where a shell started us with SIGINT ignored) and SIGTERM both stop the running
+    # part's whole process group through run_isolated's finally.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     parts = args.only or list(PARTS)
     started = time.monotonic()
     rows: list[Row] = []
@@ -187,5 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _main() -> int:
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("interrupted: the running part and everything it started were stopped", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main())
