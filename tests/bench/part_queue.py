@@ -53,7 +53,7 @@ def run(sizes: Sizes) -> Iterator[Row]:
         app = r.start("edge-01", poll_s=DEFAULT_POLL_S, concurrency=64)
         r.wait(r.enqueue(app.agent, [http_job(peers)]), timeout=60)  # up and answering
         # 1. idle: what an appliance with no work costs the instance
-        window = sizes.pickf(3, 60)
+        window = sizes.pickf(3, 30)
         before = r.instance.state.requests
         time.sleep(window)
         idle_rpm = (r.instance.state.requests - before) * 60 / window

@@ -26,6 +26,29 @@ Needs: `apt-get install nginx apache2-utils wrk nmap snmp snmpd openssh-server h
 """
 
 
+NOTES = """## How each group is measured
+
+1. **binary**: the frozen binary (`--binary`), set up through its own CLI (keygen, trust, signed config,
+   credentials from stdin, pinned host key) against the development instance over mTLS; RSS is the
+   largest process's (the onefile bootloader's Python child), read from `/proc`.
+2. **queue**, 8. **scaling**: `python -m appliance run` (the source) against the development instance, which
+   runs in the benchmark's process. Every peer is 127.0.0.1, so the per-target and per-rule politeness
+   caps (`target_rate_per_s`, 10 by default) are raised to their ceilings in the benchmark's config;
+   with the defaults they, not the appliance, would be the figure. A cluster's jobs are spread over its
+   members when queued, as ServiceNow assigns a load-balanced cluster's work.
+3. **snmp**: `snmpbulkwalk` reads its community or USM secrets from an `snmp.conf` (never argv); its
+   default max-repetitions (10) against midbox's 50. The GET rows raise the per-agent cap to the
+   number in flight. snmpsim agents serve a synthetic switch (system group and a 24-port ifTable).
+4. **ssh**: key authentication against one OpenSSH sshd; `ssh` with a known-hosts file, no agent.
+5. **http**: nginx from Debian with a generated config on a loopback port (one worker, a fixed answer);
+   the Python target is the tests' threaded server in its own process; `wrk` with one thread.
+6. **tcp**: one open port (a loopback listener) and four closed; midbox at its default concurrency
+   (256) with the rate cap at its ceiling, `nmap -sT -Pn -n --max-retries 0` with the same parallelism.
+7. **audit**: sealed entries through `AuditLog` with the default group commit; verify in its own
+   process (peak RSS from `wait4`).
+"""
+
+
 def machine() -> dict[str, str]:
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -76,7 +99,7 @@ def write_doc(path: Path, table: str, info: dict[str, str], *, quick: bool, runs
         f"{HEADER}\n## Machine\n\n"
         f"{info['cpu']}, {info['cores']} cores, {info['ram']} RAM, Linux {info['kernel']}, "
         f"Python {info['python']}; {info['date']}; {mode}; load average at the end {info['load']}.\n\n"
-        f"## Figures\n\n{table}\n"
+        f"## Figures\n\n{table}\n\n{NOTES}"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

@@ -36,14 +36,14 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BINARY = ROOT / "dist" / "midbox-linux-x86_64"
 # name: (module, limit in seconds for the full run, for --quick)
 PARTS: dict[str, tuple[str, float, float]] = {
-    "binary": ("tests.bench.part_binary", 300, 90),
-    "queue": ("tests.bench.part_queue", 240, 60),
-    "snmp": ("tests.bench.part_snmp", 150, 40),
-    "ssh": ("tests.bench.part_ssh", 120, 40),
-    "http": ("tests.bench.part_http", 120, 40),
-    "tcp": ("tests.bench.part_tcp", 90, 30),
-    "audit": ("tests.bench.part_audit", 180, 20),
-    "scaling": ("tests.bench.part_scaling", 240, 60),
+    "binary": ("tests.bench.part_binary", 360, 90),
+    "queue": ("tests.bench.part_queue", 300, 60),
+    "snmp": ("tests.bench.part_snmp", 240, 40),
+    "ssh": ("tests.bench.part_ssh", 180, 40),
+    "http": ("tests.bench.part_http", 240, 40),
+    "tcp": ("tests.bench.part_tcp", 180, 30),
+    "audit": ("tests.bench.part_audit", 240, 30),
+    "scaling": ("tests.bench.part_scaling", 480, 60),
 }
 
 
