@@ -7,7 +7,7 @@ import shutil
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 # Tools are looked up here only, so a user's PATH cannot put another nmap or wrk in the table.
@@ -53,7 +53,6 @@ class Sizes:
     runs: int
     binary: Path | None
     work: Path
-    extra: dict[str, str] = field(default_factory=dict)
 
     def pick(self, quick: int, full: int) -> int:
         return quick if self.quick else full
@@ -66,8 +65,9 @@ def tool(name: str) -> str | None:
     return shutil.which(name, path=TOOL_PATH)
 
 
-def missing(group: str, name: str, what: str, peer: str = "") -> Row:
-    return Row(group, name, peer=peer, na=f"n/a: install {PACKAGES.get(what, what)}")
+def install(what: str) -> str:
+    """What a row says in place of a figure whose tool is missing."""
+    return f"n/a: install {PACKAGES.get(what, what)}"
 
 
 def timed(fn: Callable[[], object]) -> float:

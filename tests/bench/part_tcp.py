@@ -10,7 +10,7 @@ import subprocess
 from appliance.limits import Limits
 from appliance.probes.tcpscan import TcpScanProbe
 from hardening.policy import AllowRule, Policy, PortRange
-from tests.bench.common import ENV, Row, Sizes, median, missing, timed, tool
+from tests.bench.common import ENV, Row, Sizes, install, median, timed, tool
 from tests.probes.conftest import MemCredentials, make_ctx, make_job
 
 GROUP = "6 tcp"
@@ -41,10 +41,9 @@ def run(sizes: Sizes) -> list[Row]:
 
         mine = [timed(ours) for _ in range(sizes.runs)]
         peer = f"{net} ({ipaddress.ip_network(net).num_addresses - 2} hosts) x {len(ports)} ports"
-        row = Row(GROUP, ROWS[0], median(mine), "s", peer, runs=len(mine))
         nmap = tool("nmap")
         if nmap is None:
-            return [row, Row(GROUP, ROWS[0] + " (nmap)", peer=peer, na=missing(GROUP, "", "nmap").na)]
+            return [Row(GROUP, ROWS[0], median(mine), "s", peer, versus=install("nmap"), runs=len(mine))]
         cmd = [nmap, "-sT", "-Pn", "-n", "-p", spec, "--max-retries", "0", "--min-parallelism", str(CONCURRENCY),
                "--max-parallelism", str(CONCURRENCY), "--min-hostgroup", "4096", "-oX", "-", net]  # fmt: skip
         theirs = [
