@@ -58,17 +58,18 @@ def _appliance_rates(concurrency: int) -> str:
     return f"target_rate_per_s = 10000\ntarget_burst = 100000\ntarget_concurrency = {concurrency}\n"
 
 
-def _rules(peers: Peers) -> str:
-    out = f'[[allow]]\ncidr = "127.0.0.0/8"\nprobes = ["http", "tcp"]\nports = ["1-65535"]\n{RULE_RATES}'
+def _rules(peers: Peers, rates: bool = True) -> str:
+    extra = RULE_RATES if rates else ""
+    out = f'[[allow]]\ncidr = "127.0.0.0/8"\nprobes = ["http", "tcp"]\nports = ["1-65535"]\n{extra}'
     if peers.ssh:
         out += (
             f'[[allow]]\ncidr = "127.0.0.1/32"\nprobes = ["ssh"]\nports = [{peers.ssh.port}]\n'
-            f'credentials = ["{SSH_ALIAS}"]\n{RULE_RATES}'
+            f'credentials = ["{SSH_ALIAS}"]\n{extra}'
         )
     if peers.snmp:
         out += (
             f'[[allow]]\ncidr = "127.0.0.1/32"\nprobes = ["snmp"]\nports = [{peers.snmp.port}]\n'
-            f'credentials = ["{V2_ALIAS}", "{V3_ALIAS}"]\n{RULE_RATES}'
+            f'credentials = ["{V2_ALIAS}", "{V3_ALIAS}"]\n{extra}'
         )
     return out
 
@@ -80,6 +81,7 @@ class Rig:
         self.work, self.midbox, self.instance, self.peers = work, midbox, instance, peers
         self.store: Store = instance.state.store
         self.running: list[Appliance] = []
+        self._versions: dict[str, int] = {}
         self._admin = work / "admin"
         self._cmd(["keygen", "--out", str(self._admin), "--name", "admin", "--no-passphrase"])
 
@@ -92,21 +94,33 @@ class Rig:
 
     def prepare(self, name: str, *, poll_s: float, concurrency: int) -> tuple[Path, Path]:
         """Certificate, trust root, signed config and credential store of appliance ``name``."""
-        p = self.work / "pki"
-        ca = pki.ensure_ca(p)
-        leaf = pki.issue(ca, p, f"appliance-{name}", f"mid.server.{name}", server=False)
         state, config = self.work / f"state-{name}", self.work / f"{name}-{concurrency}-{poll_s}.toml"
         if config.exists():  # signed before; a second signature of new bytes would be refused
             return config, state
-        expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        config.write_text(
-            f'version = 1\nexpires = {expires}\n[appliance]\nname = "{name}"\n'
-            f"max_concurrent_probes = {concurrency}\n{_appliance_rates(concurrency)}[instance]\n"
-            f'url = "{self.instance.url}"\nca_file = "{ca.cert}"\nclient_cert = "{leaf.cert}"\n'
-            f'client_key = "{leaf.key}"\npoll_interval_s = {poll_s}\n{_rules(self.peers)}',
-            encoding="utf-8",
-        )
-        self._cmd(["config", "sign", str(config), "--key", str(self._admin / "admin.key")])
+        p = self.work / "pki"
+        ca = pki.ensure_ca(p)
+        leaf = pki.issue(ca, p, f"appliance-{name}", f"mid.server.{name}", server=False)
+        # Each new config of one state dir needs a higher version: the appliance refuses a rollback.
+        version = self._versions[name] = self._versions.get(name, 0) + 1
+        expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        def text(rates: bool) -> str:
+            return (
+                f'version = {version}\nexpires = {expires}\n[appliance]\nname = "{name}"\n'
+                f"max_concurrent_probes = {concurrency}\n{_appliance_rates(concurrency) if rates else ''}"
+                f'[instance]\nurl = "{self.instance.url}"\nca_file = "{ca.cert}"\nclient_cert = "{leaf.cert}"\n'
+                f'client_key = "{leaf.key}"\npoll_interval_s = {poll_s}\n{_rules(self.peers, rates)}'
+            )
+
+        config.write_text(text(rates=True), encoding="utf-8")
+        try:
+            self._cmd(["config", "sign", str(config), "--key", str(self._admin / "admin.key")])
+        except RuntimeError as e:
+            if "unknown key" not in str(e):
+                raise
+            # A binary built before the rate keys existed has no politeness caps to raise.
+            config.write_text(text(rates=False), encoding="utf-8")
+            self._cmd(["config", "sign", str(config), "--key", str(self._admin / "admin.key")])
         if not state.exists():
             self._cmd(
                 ["trust", "init", "--state-dir", str(state), "--pubkey", str(self._admin / "admin.pub")]
@@ -145,6 +159,14 @@ class Rig:
         self.running.append(app)
         return app
 
+    def check_alive(self) -> None:
+        for app in self.running:
+            if app.proc.poll() is not None:
+                tail = (self.work / f"{app.name}.log").read_text(errors="replace").strip().splitlines()[-3:]
+                raise RuntimeError(
+                    f"midbox run ({app.name}) exited with {app.proc.returncode}: {' | '.join(tail)}"
+                )
+
     def stop(self, app: Appliance) -> None:
         if app.proc.poll() is None:
             app.proc.send_signal(signal.SIGTERM)
@@ -175,6 +197,7 @@ class Rig:
             if time.perf_counter() - start > timeout:
                 raise TimeoutError(f"{len(pending)} of {len(ids)} jobs unanswered after {timeout:.0f} s")
             time.sleep(tick)
+            self.check_alive()
             done = self.answered(pending)
             pending = [i for i in pending if i not in done]
         return time.perf_counter() - start
