@@ -104,7 +104,12 @@ def run(sizes: Sizes) -> Iterator[Row]:
         idle_s = sizes.pickf(3, 60)
         time.sleep(idle_s)
         yield Row(
-            GROUP, ROWS[3], rss_mib(app.proc.pid), "MiB", f"a heartbeat answered, then {idle_s:.0f} s idle", runs=1
+            GROUP,
+            ROWS[3],
+            rss_mib(app.proc.pid),
+            "MiB",
+            f"a heartbeat answered, then {idle_s:.0f} s idle",
+            runs=1,
         )
         count = sizes.pick(25, 1000)
         jobs = mixed_jobs(p, count, _closed_port())
