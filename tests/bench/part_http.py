@@ -17,7 +17,7 @@ import httpx
 from appliance.probes.http import HttpProbe
 from devinstance.sshd import free_port
 from hardening.policy import Policy
-from tests.bench.common import ENV, Row, Sizes, median, tool
+from tests.bench.common import ENV, Row, Sizes, install, median, tool
 from tests.probes.conftest import MemCredentials, loopback_rule, make_ctx, make_job
 
 GROUP = "5 http"
@@ -128,14 +128,13 @@ def tool_rate(url: str, in_flight: int, seconds: float) -> tuple[str, float] | N
     return None
 
 
-def bench_target(label: str, base: str, sizes: Sizes) -> list[Row]:
+def bench_target(label: str, base: str, sizes: Sizes) -> Iterator[Row]:
     url = base + "/hello"
     port = int(base.rsplit(":", 1)[1])
     ctx = make_ctx(Policy([loopback_rule(("http",), ((port, port),), ())]), MemCredentials(), sizes.work)
     job = make_job("RESTProbe", "http", "127.0.0.1", url=url)
-    rows = []
     for n in FLIGHTS:
-        requests = sizes.pick(50, 300 if n == 1 else 2000)
+        requests = sizes.pick(50, 200 if n == 1 else 1000)
 
         def probe_run(n: int = n, requests: int = requests) -> float:
             async def go() -> float:
@@ -162,22 +161,17 @@ def bench_target(label: str, base: str, sizes: Sizes) -> list[Row]:
             name = f"{who} req/s, {n} in flight, {label}"
             if got:
                 ref = median([r for _, r in got])
-                rows.append(Row(GROUP, name, rate, "req/s", label, ratio=rate / ref,
-                                versus=f"{got[0][0]}: {ref:,.0f} req/s", runs=sizes.runs))  # fmt: skip
+                yield Row(GROUP, name, rate, "req/s", label, ratio=rate / ref,
+                          versus=f"{got[0][0]}: {ref:,.0f} req/s", runs=sizes.runs)  # fmt: skip
             else:
-                rows.append(
-                    Row(GROUP, name, rate, "req/s", label, versus="n/a: install wrk", runs=sizes.runs)
-                )
-    return rows
+                yield Row(GROUP, name, rate, "req/s", label, versus=install("wrk"), runs=sizes.runs)
 
 
-def run(sizes: Sizes) -> list[Row]:
-    rows: list[Row] = []
+def run(sizes: Sizes) -> Iterator[Row]:
     if tool("nginx"):
         with nginx(sizes.work / "nginx") as base:
-            rows += bench_target("nginx", base, sizes)
+            yield from bench_target("nginx", base, sizes)
     else:
-        rows += [Row(GROUP, r, na="n/a: install nginx") for r in ROWS if r.endswith("nginx")]
+        yield from (Row(GROUP, r, na=install("nginx")) for r in ROWS if r.endswith("nginx"))
     with python_target() as base:
-        rows += bench_target("Python target", base, sizes)
-    return rows
+        yield from bench_target("Python target", base, sizes)

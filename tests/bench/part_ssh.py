@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import os
 import subprocess
+import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from appliance.limits import Limits
@@ -63,10 +65,11 @@ def _parallel(base: list[str], n: int) -> float:
     return timed(go)
 
 
-def run(sizes: Sizes) -> list[Row]:
+def run(sizes: Sizes) -> Iterator[Row]:
     if os.geteuid() != 0 or tool("sshd") is None:
         why = "n/a: run as root with openssh-server installed"
-        return [Row(GROUP, r, na=why) for r in ROWS]
+        yield from (Row(GROUP, r, na=why) for r in ROWS)
+        return
     n = sizes.pick(5, 50)
     # A login user of this process only: a concurrent test run must not reset its password and keys.
     with run_sshd(sizes.work / "sshd", user=f"midbox-bench-{os.getpid()}") as s:
@@ -100,13 +103,17 @@ def run(sizes: Sizes) -> list[Row]:
 
         base = _openssh(s, state)
         peer = f"OpenSSH sshd, {n} x 'true', key auth"
-        a = [one_conn() for _ in range(sizes.runs)]
-        b = [_mux(base, state, n) for _ in range(sizes.runs)]
-        c = [new_conns() for _ in range(sizes.runs)]
-        d = [_parallel(base, n) for _ in range(sizes.runs)]
-    return [
-        Row(GROUP, ROWS[0], median(a), "s", peer, ratio=median(a) / median(b),
-            versus=f"OpenSSH ControlMaster: {median(b):.3g} s", runs=sizes.runs),
-        Row(GROUP, ROWS[1], median(c), "s", peer + f", per-target cap {min(16, n)}", ratio=median(c) / median(d),
-            versus=f"ssh x{n} in parallel: {median(d):.3g} s", runs=sizes.runs),
-    ]  # fmt: skip
+        a = [_step("one connection", one_conn) for _ in range(sizes.runs)]
+        b = [_step("ControlMaster", lambda: _mux(base, state, n)) for _ in range(sizes.runs)]
+        yield Row(GROUP, ROWS[0], median(a), "s", peer, ratio=median(a) / median(b),
+                  versus=f"OpenSSH ControlMaster: {median(b):.3g} s", runs=sizes.runs)  # fmt: skip
+        c = [_step("new connections", new_conns) for _ in range(sizes.runs)]
+        d = [_step("ssh in parallel", lambda: _parallel(base, n)) for _ in range(sizes.runs)]
+        yield Row(GROUP, ROWS[1], median(c), "s", peer + f", per-target cap {min(16, n)}",
+                  ratio=median(c) / median(d), versus=f"ssh x{n} in parallel: {median(d):.3g} s", runs=sizes.runs)  # fmt: skip
+
+
+def _step(label: str, fn: Callable[[], float]) -> float:
+    took = fn()
+    print(f"   ssh {label}: {took:.3f} s", file=sys.stderr, flush=True)  # progress, for a part near its limit
+    return took

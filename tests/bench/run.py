@@ -117,6 +117,16 @@ def complete(name: str, rows: list[Row], why: str) -> list[Row]:
     return out + list(have.values())
 
 
+def reused(path: Path, fresh: list[Row], parts: list[str]) -> list[Row]:
+    """All rows in the usual order: this run's parts fresh, every other part's from an earlier run."""
+    earlier = [Row(**r) for r in json.loads(path.read_text(encoding="utf-8"))["rows"]]
+    out: list[Row] = []
+    for name in PARTS:
+        groups = {g for g, _ in expected(name)}
+        out += [r for r in (fresh if name in parts else earlier) if r.group in groups]
+    return out
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -144,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", choices=sorted(PARTS), help="run these parts only")
     ap.add_argument("--runs", type=int, help="runs per figure (default 3, --quick 1)")
     ap.add_argument("--no-write", action="store_true", help="do not write docs/benchmarks.md")
+    ap.add_argument(
+        "--reuse",
+        type=Path,
+        help="with --only: take the other parts' rows from this earlier --json file (and write the doc)",
+    )
     ap.add_argument(
         "--strict", action="store_true", help="exit 1 if any row is n/a (CI: every tool is installed)"
     )
@@ -178,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += complete(name, got, why)
             print(f"   {name}: {time.monotonic() - t0:.0f} s{f' ({why})' if why else ''}", file=sys.stderr)
     took = time.monotonic() - started
+    if args.reuse:
+        rows = reused(args.reuse, rows, parts)
     info = machine()
     table = markdown(rows)
     print(table)
@@ -185,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "quick": args.quick, "seconds": round(took),
                                          "rows": [r.as_json() for r in rows]}, indent=1), encoding="utf-8")  # fmt: skip
-    if not (args.no_write or args.only or args.quick):
+    if not (args.no_write or (args.only and not args.reuse) or args.quick):
         write_doc(ROOT / "docs" / "benchmarks.md", table, info, quick=args.quick, runs=runs)
     unmeasured = [r for r in rows if r.na]
     if args.strict and unmeasured:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -61,3 +62,12 @@ def test_the_document_names_the_machine_and_no_path(tmp_path: Path) -> None:
         assert info[key] in text
     assert "python -m tests.bench.run" in text
     assert str(tmp_path) not in text and "/work/" not in text and "/tmp/" not in text
+
+
+def test_reuse_takes_the_other_parts_rows_from_an_earlier_run(tmp_path: Path) -> None:
+    earlier = [Row("7 audit", "verify time", 9.0, "s"), Row("6 tcp", "connect sweep, 5 ports", 1.0, "s")]
+    saved = tmp_path / "earlier.json"
+    saved.write_text(json.dumps({"rows": [r.as_json() for r in earlier]}))
+    fresh = [Row("6 tcp", "connect sweep, 5 ports", 2.0, "s")]
+    rows = run.reused(saved, fresh, ["tcp"])
+    assert [(r.group, r.value) for r in rows] == [("6 tcp", 2.0), ("7 audit", 9.0)]
