@@ -113,7 +113,7 @@ def run(sizes: Sizes) -> Iterator[Row]:
         )
         count = sizes.pick(25, 1000)
         jobs = mixed_jobs(p, count, _closed_port())
-        kinds = sorted({j["topic"] for j in jobs})
+        kinds = sorted({j["topic"] for j in jobs} - {"SNMP"}) + (["SNMP v2c and v3"] if p.snmp else [])
         r.wait(r.enqueue(app.agent, jobs), timeout=sizes.pickf(60, 300))
         yield Row(GROUP, ROWS[4], rss_mib(app.proc.pid), "MiB", f"{count:,} jobs: {', '.join(kinds)}", runs=1)
         r.stop(app)

@@ -46,7 +46,7 @@ def _mux(base: list[str], state: Path, n: int) -> float:
                 raise RuntimeError("the OpenSSH ControlMaster did not start")
             time.sleep(0.02)
         cmd = [*base[:-1], "-o", f"ControlPath={ctl}", base[-1], "true"]
-        return timed(lambda: [subprocess.run(cmd, check=True, env=ENV) for _ in range(n)])
+        return timed(lambda: [subprocess.run(cmd, check=True, env=ENV, timeout=60) for _ in range(n)])
     finally:
         master.terminate()
         master.wait()
@@ -58,7 +58,7 @@ def _parallel(base: list[str], n: int) -> float:
     def go() -> None:
         procs = [subprocess.Popen([*base, "true"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
                  for _ in range(n)]  # fmt: skip
-        codes = [p.wait() for p in procs]
+        codes = [p.wait(timeout=120) for p in procs]  # a hang fails the part, not the whole run
         if any(codes):
             raise RuntimeError(f"OpenSSH ssh failed: exit codes {sorted(set(codes))}")
 
