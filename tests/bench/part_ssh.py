@@ -1,0 +1,119 @@
+"""Group 4, SSH against a real OpenSSH sshd: 50 commands over one connection vs one ControlMaster;
+50 new connections vs ``ssh`` x50 in parallel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from appliance.limits import Limits
+from appliance.probes.ssh import SshProbe
+from devinstance.sshd import SshServer, run_sshd
+from hardening.known_hosts import KnownHosts, parse_public_key_file
+from hardening.policy import Policy
+from tests.bench.common import ENV, Row, Sizes, median, timed, tool
+from tests.probes.conftest import MemCredential, MemCredentials, loopback_rule, make_ctx, make_job
+
+GROUP = "4 ssh"
+ROWS = ("50 commands over one connection", "50 new connections in parallel")  # --quick: 5
+
+
+def _openssh(s: SshServer, state: Path) -> list[str]:
+    kh = state / "openssh_known_hosts"
+    kind, key = s.host_key_pub.read_text().split()[:2]
+    kh.write_text(f"[127.0.0.1]:{s.port} {kind} {key}\n")
+    return ["ssh", "-F", "/dev/null", "-p", str(s.port), "-i", str(s.client_key), "-o", "BatchMode=yes",
+            "-o", f"UserKnownHostsFile={kh}", "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes",
+            f"{s.user}@127.0.0.1"]  # fmt: skip
+
+
+def _mux(base: list[str], state: Path, n: int) -> float:
+    ctl = state / "ctl"
+    master = subprocess.Popen(
+        [*base[:-1], "-M", "-N", "-o", f"ControlPath={ctl}", base[-1]],
+        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not ctl.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the OpenSSH ControlMaster did not start")
+            time.sleep(0.02)
+        cmd = [*base[:-1], "-o", f"ControlPath={ctl}", base[-1], "true"]
+        return timed(lambda: [subprocess.run(cmd, check=True, env=ENV, timeout=60) for _ in range(n)])
+    finally:
+        master.terminate()
+        master.wait()
+        with contextlib.suppress(FileNotFoundError):
+            ctl.unlink()
+
+
+def _parallel(base: list[str], n: int) -> float:
+    def go() -> None:
+        procs = [subprocess.Popen([*base, "true"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+                 for _ in range(n)]  # fmt: skip
+        codes = [p.wait(timeout=120) for p in procs]  # a hang fails the part, not the whole run
+        if any(codes):
+            raise RuntimeError(f"OpenSSH ssh failed: exit codes {sorted(set(codes))}")
+
+    return timed(go)
+
+
+def run(sizes: Sizes) -> Iterator[Row]:
+    if os.geteuid() != 0 or tool("sshd") is None:
+        why = "n/a: run as root with openssh-server installed"
+        yield from (Row(GROUP, r, na=why) for r in ROWS)
+        return
+    n = sizes.pick(5, 50)
+    # A login user of this process only: a concurrent test run must not reset its password and keys.
+    with run_sshd(sizes.work / "sshd", user=f"midbox-bench-{os.getpid()}") as s:
+        state = sizes.work
+        host_key = parse_public_key_file(s.host_key_pub.read_bytes(), source="pub")
+        KnownHosts(state / "known_hosts").pin("127.0.0.1", s.port, host_key)
+        creds = MemCredentials(MemCredential("key", "ssh-key", s.user, (s.client_key.read_bytes(),)))
+        rule = loopback_rule(("ssh",), ((s.port, s.port),), ("key",))
+        ctx = make_ctx(Policy([rule]), creds, state, Limits())
+        job = make_job("SSHCommand", "true", "127.0.0.1", port=str(s.port), credential="key")
+
+        def one_conn() -> float:
+            async def go() -> None:
+                probe = SshProbe()
+                try:
+                    await probe.run_commands(job, ctx, ["true"] * n)
+                finally:
+                    await probe.aclose()
+
+            return timed(lambda: asyncio.run(go()))
+
+        def new_conns() -> float:
+            async def go() -> None:
+                probe = SshProbe(max_connections=n, per_target=min(16, n))
+                try:
+                    await asyncio.gather(*(probe.run(job, ctx) for _ in range(n)))
+                finally:
+                    await probe.aclose()
+
+            return timed(lambda: asyncio.run(go()))
+
+        base = _openssh(s, state)
+        peer = f"OpenSSH sshd, {n} x 'true', key auth"
+        a = [_step("one connection", one_conn) for _ in range(sizes.runs)]
+        b = [_step("ControlMaster", lambda: _mux(base, state, n)) for _ in range(sizes.runs)]
+        yield Row(GROUP, ROWS[0], median(a), "s", peer, ratio=median(a) / median(b),
+                  versus=f"OpenSSH ControlMaster: {median(b):.3g} s", runs=sizes.runs)  # fmt: skip
+        c = [_step("new connections", new_conns) for _ in range(sizes.runs)]
+        d = [_step("ssh in parallel", lambda: _parallel(base, n)) for _ in range(sizes.runs)]
+        yield Row(GROUP, ROWS[1], median(c), "s", peer + f", per-target cap {min(16, n)}",
+                  ratio=median(c) / median(d), versus=f"ssh x{n} in parallel: {median(d):.3g} s", runs=sizes.runs)  # fmt: skip
+
+
+def _step(label: str, fn: Callable[[], float]) -> float:
+    took = fn()
+    print(f"   ssh {label}: {took:.3f} s", file=sys.stderr, flush=True)  # progress, for a part near its limit
+    return took
