@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import statistics
 import subprocess
@@ -31,28 +32,43 @@ AGENT = "mid.server.edge-01"
 
 
 def _params(**values: str) -> str:
-    return "<parameters>" + "".join(f'<parameter name="{k}" value="{v}"/>' for k, v in values.items()) + (
-        "</parameters>"
+    return (
+        "<parameters>"
+        + "".join(f'<parameter name="{k}" value="{v}"/>' for k, v in values.items())
+        + ("</parameters>")
     )
 
 
 def _jobs(n: int, ssh: SshServer, snmp: SnmpServer, http_url: str) -> list[dict[str, str]]:
     kinds = [
         {"topic": "RESTProbe", "payload": _params(url=f"{http_url}/hello")},
-        {"topic": "SSHCommand", "name": "uname -a", "source": "127.0.0.1", "payload": _params(port=str(ssh.port))},
         {
-            "topic": "SNMP",
-            "name": "snmp",
+            "topic": "SSHCommand",
+            "name": "uname -a",
             "source": "127.0.0.1",
-            "payload": _params(port=str(snmp.port), version="2c", credential="v2", oid_spec_list="walk 1.3.6.1.2.1.1"),
+            "payload": _params(port=str(ssh.port)),
         },
         {
             "topic": "SNMP",
             "name": "snmp",
             "source": "127.0.0.1",
-            "payload": _params(port=str(snmp.port), version="3", credential="v3", oid_spec_list="walk 1.3.6.1.2.1.1"),
+            "payload": _params(
+                port=str(snmp.port), version="2c", credential="v2", oid_spec_list="walk 1.3.6.1.2.1.1"
+            ),
         },
-        {"topic": "Shazzam", "name": "Shazzam", "payload": _params(ranges="127.0.0.1", ports=f"{ssh.port},{snmp.port}")},
+        {
+            "topic": "SNMP",
+            "name": "snmp",
+            "source": "127.0.0.1",
+            "payload": _params(
+                port=str(snmp.port), version="3", credential="v3", oid_spec_list="walk 1.3.6.1.2.1.1"
+            ),
+        },
+        {
+            "topic": "Shazzam",
+            "name": "Shazzam",
+            "payload": _params(ranges="127.0.0.1", ports=f"{ssh.port},{snmp.port}"),
+        },
     ]
     return [{"agent": AGENT, **kinds[i % len(kinds)]} for i in range(n)]
 
@@ -86,7 +102,9 @@ def _wait_done(store: Store, ids: list[str], timeout: float) -> None:
 
 @contextlib.contextmanager
 def _http_target() -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.support.target_main"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.target_main"], stdout=subprocess.PIPE, text=True
+    )
     try:
         yield proc.stdout.readline().strip()  # type: ignore[union-attr]
     finally:
@@ -120,13 +138,24 @@ def one_run(midbox: list[str], tmp: Path, idle: float, jobs: int, log: Path | No
         cli("config", "sign", str(config), "--key", str(tmp / "admin" / "a.key"))
         cli("creds", "add", "ops", "--type", "ssh-password", "--user", ssh.user, "--state-dir", str(state),
             stdin=f"{ssh.password}\n")  # fmt: skip
-        cli("creds", "add", "v2", "--type", "snmp-community", "--state-dir", str(state), stdin=f"{snmp.community}\n")
+        cli(
+            "creds",
+            "add",
+            "v2",
+            "--type",
+            "snmp-community",
+            "--state-dir",
+            str(state),
+            stdin=f"{snmp.community}\n",
+        )
         cli("creds", "add", "v3", "--type", "snmp-usm", "--user", snmp.v3_user, "--auth-protocol", "SHA-256",
             "--priv-protocol", "AES", "--state-dir", str(state), stdin=f"{snmp.v3_auth}\n{snmp.v3_priv}\n")  # fmt: skip
         cli("hosts", "pin", f"127.0.0.1:{ssh.port}", str(ssh.host_key_pub), "--state-dir", str(state))
         store = Store(inst / "instance.db")
         err = log.open("wb") if log else subprocess.DEVNULL
-        proc = subprocess.Popen([*midbox, "run", "-q", "--config", str(config), "--state-dir", str(state)], stderr=err)
+        proc = subprocess.Popen(
+            [*midbox, "run", "-q", "--config", str(config), "--state-dir", str(state)], stderr=err
+        )
         try:
             [hb] = store.enqueue([{"agent": AGENT, "topic": "HeartbeatProbe", "priority": "0"}])
             _wait_done(store, [hb], 60)
@@ -140,9 +169,10 @@ def one_run(midbox: list[str], tmp: Path, idle: float, jobs: int, log: Path | No
             if errors:
                 print(f"  {len(errors)} jobs answered with an error, e.g. {errors[0]['error_string'][:200]}")
         finally:
+            # The bootloader passes SIGTERM on to the Python process; stop both as systemd would.
+            with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+                os.kill(_python_pid(proc.pid), signal.SIGTERM)
             proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(ProcessLookupError):
-                _python_pid(proc.pid) != proc.pid and __import__("os").kill(_python_pid(proc.pid), signal.SIGTERM)
             proc.wait(60)
             store.close()
             server.send_signal(signal.SIGTERM)
@@ -161,7 +191,9 @@ def main() -> None:
     midbox = [str(args.binary.resolve())] if args.binary else [sys.executable, "-m", "appliance"]
     idle, busy = [], []
     for i in range(args.runs):
-        a, b = one_run(midbox, Path(tempfile.mkdtemp(prefix=f"footprint-{i}-")), args.idle, args.jobs, args.log)
+        a, b = one_run(
+            midbox, Path(tempfile.mkdtemp(prefix=f"footprint-{i}-")), args.idle, args.jobs, args.log
+        )
         print(f"run {i + 1}: idle {a:.1f} MiB, after {args.jobs} mixed jobs {b:.1f} MiB", flush=True)
         idle.append(a)
         busy.append(b)
