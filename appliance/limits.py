@@ -69,7 +69,7 @@ class Limits:
     # Probe concurrency. sshd's default MaxStartups is 10:30:100; one snmpd overflowed its UDP receive
     # buffer under a burst of 400 requests; a connect scan must not flood a network.
     ssh_connections: int = 16  # SSH sessions (one thread each) at once, all targets together
-    ssh_per_target: int = 4  # SSH sessions at once to one address:port
+    ssh_per_target: int = 4  # SSH logins under way at once to one address:port (MaxStartups)
     snmp_per_agent: int = 8  # SNMP requests in flight to one agent
     snmp_max_repetitions: int = 50  # varbinds asked for per GETBULK
     scan_rate_per_s: float = 1000.0  # TCP connects started per second, all scans together

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -17,7 +19,7 @@ from appliance.probes.ssh import SshProbe
 from hardening.known_hosts import KnownHosts, parse_public_key_file
 from hardening.policy import Policy
 from tests.daemons import SshServer
-from tests.probes.conftest import MemCredential, MemCredentials, loopback_rule, make_ctx, make_job
+from tests.probes.conftest import MemCredential, MemCredentials, listener, loopback_rule, make_ctx, make_job
 
 pytestmark = pytest.mark.daemons
 
@@ -283,3 +285,60 @@ def test_cancel_aborts_a_running_command(sshd: SshServer, tmp_path: Path) -> Non
             await probe.aclose()
 
     assert asyncio.run(go()).findtext("stdout") == "next\n"
+
+
+def test_the_per_target_slot_covers_the_login_not_the_commands(sshd: SshServer, tmp_path: Path) -> None:
+    # MaxStartups counts unauthenticated connections only: once logged in, a session gives its
+    # start-up slot back, so three 2 s commands with one slot overlap instead of taking 6 s in a row.
+    ctx = make_ctx(policy(sshd), creds(sshd), pinned_state(tmp_path, sshd))
+    probe = SshProbe(max_connections=4, per_target=1)
+
+    async def go() -> list[ET.Element]:
+        try:
+            return await asyncio.gather(*(probe.run(job(sshd, f"sleep 2; echo {i}"), ctx) for i in range(3)))
+        finally:
+            await probe.aclose()
+
+    start = time.monotonic()
+    results = asyncio.run(go())
+    assert [r.findtext("stdout") for r in results] == ["0\n", "1\n", "2\n"]
+    assert time.monotonic() - start < 5.0
+
+
+def test_unauthenticated_connections_to_one_target_stay_under_the_cap(tmp_path: Path) -> None:
+    # A server that accepts and never sends its banner: every connection stays before the login until
+    # its 0.4 s banner timeout, so six jobs with two start-up slots take three rounds of it.
+    accepted: list[socket.socket] = []
+
+    def serve(sock: socket.socket) -> None:
+        while True:
+            try:
+                accepted.append(sock.accept()[0])
+            except OSError:
+                return
+
+    with listener() as sock:
+        threading.Thread(target=serve, args=(sock,), daemon=True).start()
+        port = sock.getsockname()[1]
+        ctx = make_ctx(
+            Policy([loopback_rule(("ssh",), ((port, port),), ("pw",))]),
+            MemCredentials(MemCredential("pw", "ssh-password", "someone", (b"secret",))),
+            tmp_path,
+        )
+        probe = SshProbe(max_connections=8, per_target=2, connect_timeout_s=0.4)
+
+        async def go() -> list[BaseException | ET.Element]:
+            jobs = [make_job("SSHCommand", "true", "127.0.0.1", port=str(port), credential="pw")] * 6
+            try:
+                return await asyncio.gather(*(probe.run(j, ctx) for j in jobs), return_exceptions=True)
+            finally:
+                await probe.aclose()
+
+        start = time.monotonic()
+        results = asyncio.run(go())
+        elapsed = time.monotonic() - start
+    for conn in accepted:
+        conn.close()
+    assert all(isinstance(r, ProbeError) and "banner" in str(r) for r in results), results
+    assert len(accepted) == 6
+    assert elapsed >= 3 * 0.4 - 0.1, elapsed
