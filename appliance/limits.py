@@ -35,6 +35,11 @@ SHAZZAM_BANNER_BYTES = 1024  # BannerTCP reads at most this much of a banner
 SSH_BANNER_BYTES = 64 * 1024  # lines before the SSH- version line, and that line
 SSH_PREAUTH_BYTES = 1_000_000  # banner, key exchange and authentication together
 
+# The HTTP probe's connection pool (per client: plain HTTP shares one, HTTPS has one per server name).
+HTTP_MAX_CONNECTIONS = 100  # open at once; more requests wait (httpx's own default)
+HTTP_IDLE_CONNECTIONS = 64  # kept open for reuse; the longest idle one is closed first
+HTTP_KEEPALIVE_S = 5.0  # an idle connection older than this is closed rather than reused
+
 # Health (STATE/status.json, the metrics textfile, ecc_agent_issue records).
 HEALTH_EXPIRY_WARNING_S = 7 * 24 * 3600  # a config or certificate expiring within this is a problem
 HEALTH_OUTBOX_BACKLOG = 100  # results waiting to be sent: the instance is not taking them
