@@ -13,6 +13,7 @@ import pytest
 
 from appliance.errors import ProbeError, TargetDenied
 from appliance.limits import Limits
+from appliance.probes._sshguard import PreAuthGuard
 from appliance.probes._sshsession import CommandResult
 from appliance.probes.base import Job, ProbeContext
 from appliance.probes.ssh import SshProbe
@@ -342,3 +343,26 @@ def test_unauthenticated_connections_to_one_target_stay_under_the_cap(tmp_path: 
     assert all(isinstance(r, ProbeError) and "banner" in str(r) for r in results), results
     assert len(accepted) == 6
     assert elapsed >= 3 * 0.4 - 0.1, elapsed
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux's")
+def test_every_read_asks_for_an_immediate_ack() -> None:
+    # sshd's Nagle holds its next small packet until we ACK; a delayed ACK cost 40 ms per channel open.
+    calls: list[tuple[int, int, int]] = []
+
+    class Spy(socket.socket):
+        def setsockopt(self, level: int, option: int, value: int) -> None:  # type: ignore[override]
+            calls.append((level, option, value))
+            super().setsockopt(level, option, value)
+
+    with listener() as server:
+        client = Spy(socket.AF_INET, socket.SOCK_STREAM)
+        client.connect(server.getsockname())
+        peer, _ = server.accept()
+        with client, peer:
+            guard = PreAuthGuard(client, 1024, 4096, "test")
+            for payload in (b"SSH-2.0-x\r\n", b"after"):
+                peer.sendall(payload)
+                assert guard.recv(64) == payload
+                guard.authenticated()
+    assert calls == [(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)] * 2
