@@ -66,11 +66,14 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         timeouts = request.extensions.get("timeout", {})
         sni = request.extensions.get("sni_hostname")
         key: _Key = (request.url.host, request.url.port or _default_port(request.url.scheme), sni)
-        try:
-            async with asyncio.timeout(timeouts.get("pool")):
-                await self._slots.acquire()
-        except TimeoutError as e:
-            raise httpx.PoolTimeout("no free connection slot", request=request) from e
+        if self._slots.locked():  # a timer only when there is something to wait for
+            try:
+                async with asyncio.timeout(timeouts.get("pool")):
+                    await self._slots.acquire()
+            except TimeoutError as e:
+                raise httpx.PoolTimeout("no free connection slot", request=request) from e
+        else:
+            await self._slots.acquire()
         try:
             conn = self._checkout(key)
             if conn is not None:

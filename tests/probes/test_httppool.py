@@ -216,3 +216,19 @@ def test_a_silent_server_times_out_reading() -> None:
         assert transport._idle == {}
 
     serve(silent, scenario)
+
+
+def test_requests_beyond_the_connection_cap_wait_for_a_slot() -> None:
+    async def scenario(server: Server, transport: PinnedTransport) -> None:
+        transport._slots = asyncio.Semaphore(2)
+        request = httpx.Request(
+            "GET", f"http://127.0.0.1:{server.port}/", extensions={"timeout": {"pool": 0.2, "read": 5}}
+        )
+        held = [await transport.handle_async_request(request) for _ in range(2)]
+        with pytest.raises(httpx.PoolTimeout):
+            await transport.handle_async_request(request)
+        await held[0].aclose()  # a slot comes free
+        assert await fetch(server, transport) == b"ok"
+        await held[1].aclose()
+
+    serve(keep_alive, scenario)
