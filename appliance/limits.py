@@ -40,6 +40,11 @@ SHAZZAM_BANNER_BYTES = 1024  # BannerTCP reads at most this much of a banner
 SSH_BANNER_BYTES = 64 * 1024  # lines before the SSH- version line, and that line
 SSH_PREAUTH_BYTES = 1_000_000  # banner, key exchange and authentication together
 
+# The HTTP probe's connection pool (per client: plain HTTP shares one, HTTPS has one per server name).
+HTTP_MAX_CONNECTIONS = 100  # open at once; more requests wait (httpx's own default)
+HTTP_IDLE_CONNECTIONS = 64  # kept open for reuse; the longest idle one is closed first
+HTTP_KEEPALIVE_S = 5.0  # an idle connection older than this is closed rather than reused
+
 # Health (STATE/status.json, the metrics textfile, ecc_agent_issue records).
 HEALTH_EXPIRY_WARNING_S = 7 * 24 * 3600  # a config or certificate expiring within this is a problem
 HEALTH_OUTBOX_BACKLOG = 100  # results waiting to be sent: the instance is not taking them
@@ -81,7 +86,7 @@ class Limits:
     # Probe concurrency. sshd's default MaxStartups is 10:30:100; one snmpd overflowed its UDP receive
     # buffer under a burst of 400 requests; a connect scan must not flood a network.
     ssh_connections: int = 16  # SSH sessions (one thread each) at once, all targets together
-    ssh_per_target: int = 4  # SSH sessions at once to one address:port
+    ssh_per_target: int = 4  # SSH logins under way at once to one address:port (MaxStartups)
     snmp_per_agent: int = 8  # SNMP requests in flight to one agent
     snmp_max_repetitions: int = 50  # varbinds asked for per GETBULK
     # Ranges of one bulk walk fetched at once (each request also takes a snmp_per_agent slot): past 4,

@@ -47,11 +47,11 @@ MUTANTS = (
         (
             (
                 "            addresses, rule = await checked_target(\n"
-                '                ctx, probe="http", host=url.host, port=port, credential=credential\n'
+                '                hop, probe="http", host=url.host, port=port, credential=credential\n'
                 "            )\n",
                 "            if _hop == 0:\n"
                 "                addresses, rule = await checked_target(\n"
-                '                    ctx, probe="http", host=url.host, port=port, credential=credential\n'
+                '                    hop, probe="http", host=url.host, port=port, credential=credential\n'
                 "                )\n"
                 "            else:\n"
                 "                addresses = await ctx.resolver(url.host)\n",
@@ -80,14 +80,20 @@ MUTANTS = (
     ),
     Mutant(
         "http-input-checks-removed",
-        "body cap, user info refused, reserved headers refused (all three at once)",
+        "user info refused, reserved headers refused (both at once)",
         "appliance/probes/http.py",
         (
-            ("                    if size + len(chunk) > limit:\n", "                    if False:\n"),
             ("    if url.userinfo:\n", "    if False:\n"),
             ("            if key.lower() in _RESERVED_HEADERS:\n", "            if False:\n"),
         ),
-        ("tests/probes/test_http.py", "-k", "cap or user_info or reserved"),
+        ("tests/probes/test_http.py", "-k", "user_info or reserved"),
+    ),
+    Mutant(
+        "http-body-cap-removed",
+        "a response body is cut at the cap, whatever its encoding",
+        "appliance/probes/_httpbody.py",
+        (("        if len(data) > room:\n", "        if False:\n"),),
+        ("tests/probes/test_http.py", "-k", "cap"),
     ),
     Mutant(
         "resumed-work-answered-twice",

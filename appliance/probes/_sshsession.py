@@ -93,6 +93,9 @@ class SessionSpec:
     plans: tuple[Plan, ...]
     shell_check: bool  # confirm a POSIX login shell before the first plan
     hostkeys: HostKeyPolicy
+    # Told (in the session's thread) once the server accepted the login: from then on the connection
+    # no longer counts against the server's MaxStartups, so the probe's per-target start-up slot is free.
+    on_authenticated: Callable[[], None] = lambda: None
 
 
 class HostKeyRejected(ProbeError):
@@ -255,6 +258,7 @@ def _run(
         if not transport.is_authenticated():
             raise paramiko.AuthenticationException("not authenticated")
         guard.authenticated()
+        spec.on_authenticated()
         if spec.shell_check:
             _check_shell(transport, limits, where)
         return [_exec(transport, plan, auth.password, limits, where) for plan in spec.plans]

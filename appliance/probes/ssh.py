@@ -2,7 +2,8 @@
 
 paramiko is blocking, so each connection runs in one thread of a bounded executor; the event loop
 only waits, times out and aborts (by shutting the socket down). Connections per target are capped,
-so a burst of jobs cannot trip the server's MaxStartups.
+so a burst of jobs cannot trip the server's MaxStartups: a slot is held from the connect until the
+login is accepted (the part MaxStartups counts), and the commands run after it is given back.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ KNOWN_HOSTS_FILE = "known_hosts"
 
 
 class SshProbe:
-    """One per event loop. ``max_connections`` bounds threads; ``per_target`` bounds one host:port."""
+    """One per event loop. ``max_connections`` bounds threads; ``per_target`` logins to one host:port."""
 
     def __init__(
         self, *, max_connections: int = 16, per_target: int = 4, connect_timeout_s: float = 10.0
@@ -140,48 +141,65 @@ class SshProbe:
             plans = tuple(build_plan(c, params, opts, sudo_password=sudo_password) for c in commands)
             if any(len(p.stdin.encode()) > ctx.limits.ssh_stdin_bytes for p in plans):
                 raise PayloadError(f"the script is larger than {ctx.limits.ssh_stdin_bytes} bytes")
-            spec = SessionSpec(plans=plans, shell_check=not opts.raw, hostkeys=hostkeys)
+            authenticated = asyncio.Event()
+
+            def logged_in() -> None:  # called in the session's thread
+                loop.call_soon_threadsafe(authenticated.set)
+
+            spec = SessionSpec(
+                plans=plans,
+                shell_check=not opts.raw,
+                hostkeys=hostkeys,
+                on_authenticated=logged_in,
+            )
             aborter = Aborter()
-            async with self._slot(address, port):
-                auth = _auth_material(credential, alias)
-                ctx.audit.record(
-                    "probe.connect",
-                    {
-                        "probe": "ssh",
-                        "target": host,
-                        "address": str(address),
-                        "port": port,
-                        "credential": alias,
-                        "commands": len(commands),
-                    },
-                )
-                future = loop.run_in_executor(
-                    self._pool(), run_session, target, auth, known, spec, limits, aborter
-                )
-                del auth
-                try:
-                    return await asyncio.wait_for(asyncio.shield(future), budget)
-                except HostKeyRejected as e:
+            deadline = loop.time() + budget
+            future: asyncio.Future[list[CommandResult]] | None = None
+            try:
+                # The per-target slot covers the start-up only (connect, key exchange, host key, login):
+                # sshd's MaxStartups counts unauthenticated connections, and the commands that follow
+                # are bounded by the probe's threads and the dispatcher's per-target lease.
+                async with self._slot(address, port):
+                    auth = _auth_material(credential, alias)
                     ctx.audit.record(
-                        "ssh.hostkey.rejected",
+                        "probe.connect",
                         {
+                            "probe": "ssh",
                             "target": host,
                             "address": str(address),
                             "port": port,
-                            "verdict": e.verdict,
-                            "keytype": e.keytype,
-                            "fingerprint": e.fingerprint,
+                            "credential": alias,
+                            "commands": len(commands),
                         },
                     )
-                    raise
-                except TimeoutError as e:
-                    aborter.abort()
+                    future = loop.run_in_executor(
+                        self._pool(), run_session, target, auth, known, spec, limits, aborter
+                    )
+                    del auth
+                    await asyncio.wait_for(_started(authenticated, future), budget)
+                return await asyncio.wait_for(asyncio.shield(future), max(deadline - loop.time(), 0))
+            except HostKeyRejected as e:
+                ctx.audit.record(
+                    "ssh.hostkey.rejected",
+                    {
+                        "target": host,
+                        "address": str(address),
+                        "port": port,
+                        "verdict": e.verdict,
+                        "keytype": e.keytype,
+                        "fingerprint": e.fingerprint,
+                    },
+                )
+                raise
+            except TimeoutError as e:
+                aborter.abort()
+                if future is not None:
                     with contextlib.suppress(ApplianceError, OSError):
                         await future  # the thread ends promptly once its socket is shut down
-                    raise ProbeError(f"ssh job on {host}:{port} timed out after {budget:g} s") from e
-                except asyncio.CancelledError:
-                    aborter.abort()
-                    raise
+                raise ProbeError(f"ssh job on {host}:{port} timed out after {budget:g} s") from e
+            except asyncio.CancelledError:
+                aborter.abort()
+                raise
 
         return await with_credentials(
             ctx,
@@ -221,6 +239,15 @@ class SshProbe:
             slot.users -= 1
             if slot.users == 0:
                 del self._target_slots[key]
+
+
+async def _started(authenticated: asyncio.Event, session: asyncio.Future[list[CommandResult]]) -> None:
+    """Return once the session has logged in, or has ended (its outcome is awaited by the caller)."""
+    waiter = asyncio.ensure_future(authenticated.wait())
+    try:
+        await asyncio.wait((waiter, session), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
 
 
 class _Slot:

@@ -55,28 +55,11 @@ def test_another_ca_is_refused(tmp_path: Path) -> None:
         fetch(f"https://127.0.0.1:{port}/", Policy([rule(port, other)]), tmp_path)
 
 
-def test_the_plain_http_client_trusts_no_ca_so_tls_through_it_fails_closed(tmp_path: Path) -> None:
-    # The client for http:// URLs never does TLS; it is built without httpx's default trust store
-    # (certifi's bundle: 3 MB of memory) and, were it ever used for TLS, it would verify against nothing.
-    from appliance.probes.http import _trusts_nothing
-
-    ctx = _trusts_nothing()
-    assert ctx.verify_mode is ssl.CERT_REQUIRED and ctx.check_hostname
-    assert ctx.cert_store_stats()["x509_ca"] == 0
-    with https_target(tmp_path / "pki") as (port, _):
-        import httpx
-
-        async def go() -> None:
-            async with httpx.AsyncClient(verify=ctx, trust_env=False) as client:
-                await client.get(f"https://127.0.0.1:{port}/")
-
-        with pytest.raises(httpx.ConnectError, match="(?i)certificate"):
-            asyncio.run(go())
-
-
-def test_a_plain_http_job_leaves_no_ca_loaded(tmp_path: Path) -> None:
+def test_a_plain_http_job_loads_no_trust_store(tmp_path: Path) -> None:
+    # The transport for http:// URLs never does TLS: it has no context at all, so no CA bundle
+    # (certifi's: 3 MB of memory) is parsed for it; an https URL always gets its own pinned context.
     probe = HttpProbe()
-    client = probe._client("http", "127.0.0.1", None)
-    pool = client._transport._pool  # type: ignore[attr-defined]
-    assert pool._ssl_context.cert_store_stats()["x509_ca"] == 0
+    plain = probe._client("http", "127.0.0.1", None)
+    assert plain._ssl is None
+    assert probe._client("https", "127.0.0.1", None) is not plain
     asyncio.run(probe.aclose())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -11,12 +13,13 @@ import pytest
 
 from appliance.errors import ProbeError, TargetDenied
 from appliance.limits import Limits
+from appliance.probes._sshguard import PreAuthGuard
 from appliance.probes._sshsession import CommandResult
 from appliance.probes.ssh import SshProbe
 from hardening.known_hosts import KnownHosts, parse_public_key_file
 from hardening.policy import Policy
 from tests.daemons import SshServer
-from tests.probes.conftest import loopback_rule, make_ctx, make_job
+from tests.probes.conftest import MemCredential, MemCredentials, listener, loopback_rule, make_ctx, make_job
 from tests.support.ssh import creds, job, pinned_state, run
 
 pytestmark = pytest.mark.daemons
@@ -249,3 +252,83 @@ def test_cancel_aborts_a_running_command(sshd: SshServer, tmp_path: Path) -> Non
             await probe.aclose()
 
     assert asyncio.run(go()).findtext("stdout") == "next\n"
+
+
+def test_the_per_target_slot_covers_the_login_not_the_commands(sshd: SshServer, tmp_path: Path) -> None:
+    # MaxStartups counts unauthenticated connections only: once logged in, a session gives its
+    # start-up slot back, so three 2 s commands with one slot overlap instead of taking 6 s in a row.
+    ctx = make_ctx(policy(sshd), creds(sshd), pinned_state(tmp_path, sshd))
+    probe = SshProbe(max_connections=4, per_target=1)
+
+    async def go() -> list[ET.Element]:
+        try:
+            return await asyncio.gather(*(probe.run(job(sshd, f"sleep 2; echo {i}"), ctx) for i in range(3)))
+        finally:
+            await probe.aclose()
+
+    start = time.monotonic()
+    results = asyncio.run(go())
+    assert [r.findtext("stdout") for r in results] == ["0\n", "1\n", "2\n"]
+    assert time.monotonic() - start < 5.0
+
+
+def test_unauthenticated_connections_to_one_target_stay_under_the_cap(tmp_path: Path) -> None:
+    # A server that accepts and never sends its banner: every connection stays before the login until
+    # its 0.4 s banner timeout, so six jobs with two start-up slots take three rounds of it.
+    accepted: list[socket.socket] = []
+
+    def serve(sock: socket.socket) -> None:
+        while True:
+            try:
+                accepted.append(sock.accept()[0])
+            except OSError:
+                return
+
+    with listener() as sock:
+        threading.Thread(target=serve, args=(sock,), daemon=True).start()
+        port = sock.getsockname()[1]
+        ctx = make_ctx(
+            Policy([loopback_rule(("ssh",), ((port, port),), ("pw",))]),
+            MemCredentials(MemCredential("pw", "ssh-password", "someone", (b"secret",))),
+            tmp_path,
+        )
+        probe = SshProbe(max_connections=8, per_target=2, connect_timeout_s=0.4)
+
+        async def go() -> list[BaseException | ET.Element]:
+            jobs = [make_job("SSHCommand", "true", "127.0.0.1", port=str(port), credential="pw")] * 6
+            try:
+                return await asyncio.gather(*(probe.run(j, ctx) for j in jobs), return_exceptions=True)
+            finally:
+                await probe.aclose()
+
+        start = time.monotonic()
+        results = asyncio.run(go())
+        elapsed = time.monotonic() - start
+    for conn in accepted:
+        conn.close()
+    assert all(isinstance(r, ProbeError) and "banner" in str(r) for r in results), results
+    assert len(accepted) == 6
+    assert elapsed >= 3 * 0.4 - 0.1, elapsed
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux's")
+def test_every_read_asks_for_an_immediate_ack() -> None:
+    # sshd's Nagle holds its next small packet until we ACK; a delayed ACK cost 40 ms per channel open.
+    calls: list[tuple[int, int, int]] = []
+
+    class Spy(socket.socket):
+        def setsockopt(self, level: int, option: int, value: int) -> None:  # type: ignore[override]
+            calls.append((level, option, value))
+            super().setsockopt(level, option, value)
+
+    with listener() as server:
+        client = Spy(socket.AF_INET, socket.SOCK_STREAM)
+        client.connect(server.getsockname())
+        peer, _ = server.accept()
+        with client, peer:
+            guard = PreAuthGuard(client, 1024, 4096, "test")
+            for payload in (b"SSH-2.0-x\r\n", b"after"):
+                peer.sendall(payload)
+                assert guard.recv(64) == payload
+                guard.authenticated()
+    assert calls == [(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)] * 2
