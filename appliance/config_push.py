@@ -46,7 +46,7 @@ TOPIC = "midbox.config"
 _PARAMS = {"config": MAX_CONFIG_PUSH_B64_CHARS, "signature": MAX_SIGNATURE_PUSH_B64_CHARS}
 
 
-class ConfigPushRefused(ApplianceError):
+class ConfigPushRefusedError(ApplianceError):
     """A delivered config was not taken; the running one stays in force."""
 
 
@@ -119,7 +119,7 @@ class ConfigPushProbe:
             )
         except (HardeningError, ConfigError) as e:
             self._refused(job, ctx, sha256, str(e))
-            raise ConfigPushRefused(f"config refused, still on version {current.version}: {e}") from e
+            raise ConfigPushRefusedError(f"config refused, still on version {current.version}: {e}") from e
         if new.sha256 == current.sha256:
             return _verdict("unchanged", new)  # delivered twice (at-least-once): nothing to do
         try:
@@ -131,7 +131,9 @@ class ConfigPushProbe:
                 "the config's directory (see 'Configs from the instance' in operations.md)"
             )
             self._refused(job, ctx, sha256, reason)
-            raise ConfigPushRefused(f"config not taken, still on version {current.version}: {reason}") from e
+            raise ConfigPushRefusedError(
+                f"config not taken, still on version {current.version}: {reason}"
+            ) from e
         ctx.audit.record(
             "config.pushed",
             {

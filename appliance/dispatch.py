@@ -17,18 +17,18 @@ from dataclasses import replace
 from appliance.asks import AskCache
 from appliance.errors import (
     ApplianceError,
-    CredentialRejected,
-    EveryCredentialRejected,
+    CredentialRejectedError,
+    EveryCredentialRejectedError,
     PayloadError,
-    TargetDenied,
-    TargetUnreachable,
+    TargetDeniedError,
+    TargetUnreachableError,
 )
 from appliance.interfaces import Outcome
 from appliance.limits import MAX_PAYLOAD_BYTES
 from appliance.payload import one_line, parse_parameters, results_and_error
 from appliance.probes.base import Job, JobAudit, Probe, ProbeContext
 from appliance.queue.records import OutputRecord
-from appliance.ratelimit import RateLimited
+from appliance.ratelimit import RateLimitedError
 from appliance.scope import unsupported_parameters, unsupported_topic
 
 log = logging.getLogger(__name__)
@@ -128,16 +128,16 @@ class Dispatcher:
             ran = True
             result = await asyncio.wait_for(probe.run(job, ctx), self._ctx.limits.probe_timeout_s)
             answered = True
-        except RateLimited as e:
+        except RateLimitedError as e:
             error = str(e)
             retry_at = _utc(e.retry_at)
             self._audit("rate.limited", record, {"reason": one_line(error, 200), "retry_at": retry_at})
-        except (CredentialRejected, EveryCredentialRejected) as e:
+        except (CredentialRejectedError, EveryCredentialRejectedError) as e:
             error, answered = str(e), True  # the target answered: it is up
-        except TargetDenied as e:
+        except TargetDeniedError as e:
             kind = "denied"
             error = str(e)  # already audited as target.denied by the policy check
-        except TargetUnreachable as e:
+        except TargetUnreachableError as e:
             error = str(e)
             answered = False  # counts toward the target's circuit breaker
         except ApplianceError as e:

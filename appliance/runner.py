@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from appliance.aio import relay, wait_any
 from appliance.dispatch import Dispatcher, rerun_safe
 from appliance.durable import Journal, Outbox
-from appliance.errors import InstanceAuthError, InstanceError, RunnerHalted, describe, is_fatal
+from appliance.errors import InstanceAuthError, InstanceError, RunnerHaltedError, describe, is_fatal
 from appliance.gate import JobGate
 from appliance.health import Health
 from appliance.interfaces import AuditSink, Outcome
 from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES, MAX_JOB_STARTS
 from appliance.livestatus import LiveStatus
 from appliance.queue.backoff import Backoff
-from appliance.queue.client import EccClient, InstanceBusy
+from appliance.queue.client import EccClient, InstanceBusyError
 from appliance.queue.delivery import Delivery
 from appliance.queue.fetch import Fetcher
 from appliance.queue.midissues import MidIssues
@@ -136,7 +136,7 @@ class Runner:
             await self._drain()
             await self._mid_record.announce("Down")
         if self._fatal is not None:
-            raise RunnerHalted(
+            raise RunnerHaltedError(
                 f"stopped claiming work: {describe(self._fatal)}; every result so far is kept in the "
                 "journal and the outbox and is delivered at the next start; fix the cause and start again"
             ) from self._fatal
@@ -236,7 +236,7 @@ class Runner:
                 if records:
                     await self._client.claim(records)
                 backoff.reset()
-            except InstanceBusy as e:
+            except InstanceBusyError as e:
                 self._polled(e)
                 await self._pause(stop, backoff.next_delay(e.retry_after_s), e)
                 continue

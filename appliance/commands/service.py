@@ -234,7 +234,7 @@ def _status(args: argparse.Namespace, env: CliEnv) -> int:
     if sys.platform == "win32":
         from appliance.winscm import Scm
 
-        state = Scm().query(args.name)  # NotInstalled: exit 1
+        state = Scm().query(args.name)  # NotInstalledError: exit 1
         status = state.as_dict() | {"installed": True, "running": state.state == "running"}
     else:
         from appliance.systemd import Systemd, unit_status

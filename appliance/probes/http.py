@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from appliance.errors import PayloadError, ProbeError, TargetUnreachable
+from appliance.errors import PayloadError, ProbeError, TargetUnreachableError
 from appliance.probes._httpbody import ACCEPT_ENCODING, BoundedBody
 from appliance.probes._httppool import PinnedTransport
 from appliance.probes.base import Job, ProbeContext, use_credential
@@ -150,9 +150,9 @@ class HttpProbe:
             finally:
                 await response.aclose()
         except httpx.TimeoutException as e:
-            raise TargetUnreachable(f"HTTP request to {url.host} timed out after {timeout:g} s") from e
+            raise TargetUnreachableError(f"HTTP request to {url.host} timed out after {timeout:g} s") from e
         except httpx.ConnectError as e:
-            raise TargetUnreachable(f"HTTP request to {url.host} failed: {_reason(e)}") from e
+            raise TargetUnreachableError(f"HTTP request to {url.host} failed: {_reason(e)}") from e
         except httpx.RemoteProtocolError as e:
             if "location header" in str(e).lower():
                 raise ProbeError(_BAD_LOCATION.format(reason=_reason(e))) from e
