@@ -14,7 +14,6 @@ import httpx
 
 from appliance import __version__
 from appliance.config.model import Config
-from appliance.config_push import TOPIC as PUSH_TOPIC
 from appliance.config_push import ConfigPushProbe, PushTarget
 from appliance.dispatch import Dispatcher
 from appliance.durable import Journal, Outbox
@@ -41,20 +40,30 @@ from appliance.status_file import Publisher
 from hardening.sealbox import SealedDir, derive_key
 
 
-def default_probes(status: Callable[[], Mapping[str, str]], limits: Limits) -> dict[str, Probe]:
-    """Topic → probe for everything this appliance was built to run. Anything else is refused."""
-    http = HttpProbe()
-    ssh = SshProbe.from_limits(limits)
+def registry(*probes: Probe) -> dict[str, Probe]:
+    """Topic → probe, from the topics each probe declares. Anything else is refused."""
+    table: dict[str, Probe] = {}
+    for probe in probes:
+        for topic in probe.topics:
+            if topic in table:
+                raise ValueError(f"topic {topic!r} is claimed by two probes")  # a wiring bug, not input
+            table[topic] = probe
+    return table
+
+
+def default_probes(
+    status: Callable[[], Mapping[str, str]], limits: Limits, *extra: Probe
+) -> dict[str, Probe]:
+    """Every probe this appliance was built to run, by topic (plus ``extra``, e.g. the config push)."""
     snmp = SnmpProbe.from_limits(limits)
-    return {
-        "HeartbeatProbe": HeartbeatProbe(status),
-        "RESTProbe": http,
-        "HTTPClient": http,
-        "SSHCommand": ssh,
-        "SSHCommandLong": ssh,
-        "SNMP": snmp,
-        "Shazzam": TcpScanProbe.from_limits(limits, snmp=snmp.opener),
-    }
+    return registry(
+        HeartbeatProbe(status),
+        HttpProbe(),
+        SshProbe.from_limits(limits),
+        snmp,
+        TcpScanProbe.from_limits(limits, snmp=snmp.opener),
+        *extra,
+    )
 
 
 def config_facts(config: Config) -> ConfigFacts:
@@ -161,9 +170,8 @@ async def run_appliance(
     )
     gate = job_gate(config, state_dir, audit)
     status = LiveStatus(version=__version__, health=health, outbox=outbox, hold=hold, gate=gate)
-    probes = default_probes(status.report, limits)
-    if push_target is not None:
-        probes[PUSH_TOPIC] = ConfigPushProbe(config, push_target)
+    pushes = (ConfigPushProbe(config, push_target),) if push_target is not None else ()
+    probes = default_probes(status.report, limits, *pushes)
     ctx = ProbeContext(
         config.policy(),
         credentials,

@@ -23,7 +23,7 @@ import logging
 
 # ElementTree only builds XML here; untrusted XML is parsed with defusedxml.
 import xml.etree.ElementTree as ET  # nosec B405
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +92,11 @@ class ConfigPushProbe:
     """Runs in the dispatcher like a probe, but touches no target: no policy check applies."""
 
     kind = "config"
+    topics = (TOPIC,)
+
+    def rerun_safe(self, params: Mapping[str, str]) -> bool:
+        return True  # idempotent: the same config again is answered "unchanged"
+
     max_payload_bytes = MAX_CONFIG_PUSH_PAYLOAD_BYTES  # the dispatcher checks this before parsing
 
     def __init__(self, current: Config, target: PushTarget) -> None:

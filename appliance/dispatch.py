@@ -40,24 +40,20 @@ REFUSED_TOPICS = frozenset(
 NOT_PERMITTED = "topic not permitted on this appliance"
 
 
-# Topics whose probes only read: after a crash they are simply run again. Anything else that was
-# interrupted is answered with an error instead, since running it twice could act twice.
-READ_ONLY_TOPICS = frozenset({"HeartbeatProbe", "SNMP", "Shazzam"})
-READ_ONLY_HTTP_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def rerun_safe(record: OutputRecord) -> bool:
-    if record.topic in READ_ONLY_TOPICS:
+def rerun_safe(record: OutputRecord, probes: Mapping[str, Probe]) -> bool:
+    """Whether a job a crash interrupted may run again: its probe says, from the job's parameters.
+    A topic no probe answers, or a payload that does not parse, fails the same way again (an error
+    result), so running it again is safe."""
+    probe = probes.get(record.topic)
+    if probe is None:
         return True
-    if record.topic in ("RESTProbe", "HTTPClient"):
-        try:
-            # surrogatepass: the instance's JSON may carry lone surrogates, which strict UTF-8 refuses.
-            size = len(record.payload.encode("utf-8", "surrogatepass"))
-            params = dict(parse_parameters(record.payload, size + 1))
-        except ApplianceError:
-            return True  # it will fail the same way again, with an error result
-        return params.get("http_method", "GET").upper() in READ_ONLY_HTTP_METHODS
-    return record.topic not in ("SSHCommand", "SSHCommandLong")
+    try:
+        # surrogatepass: the instance's JSON may carry lone surrogates, which strict UTF-8 refuses.
+        size = len(record.payload.encode("utf-8", "surrogatepass"))
+        params = dict(parse_parameters(record.payload, size + 1))
+    except ApplianceError:
+        return True
+    return probe.rerun_safe(params)
 
 
 def _aim(params: tuple[tuple[str, str], ...]) -> dict[str, object]:
@@ -79,6 +75,9 @@ class Dispatcher:
     @property
     def topics(self) -> frozenset[str]:
         return frozenset(self._probes)
+
+    def rerun_safe(self, record: OutputRecord) -> bool:
+        return rerun_safe(record, self._probes)
 
     async def handle(self, record: OutputRecord) -> Outcome:
         """Run one output record to its result. Only cancellation (shutdown) escapes from here."""

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.aio import relay, wait_any
-from appliance.dispatch import Dispatcher, rerun_safe
+from appliance.dispatch import Dispatcher
 from appliance.durable import Journal, Outbox
 from appliance.errors import InstanceAuthError, InstanceError, RunnerHaltedError, describe, is_fatal
 from appliance.gate import JobGate
@@ -192,7 +192,7 @@ class Runner:
             self._keep(record, error_outcome(record, HELD_ERROR.format(reason=held)))
         elif starts >= MAX_JOB_STARTS:
             self._keep(record, error_outcome(record, RESTARTED_ERROR.format(starts=starts)))
-        elif rerun_safe(record):
+        elif self._dispatcher.rerun_safe(record):
             self._start(record, journaled=starts > 0, starts=starts + 1)
         else:
             self._keep(record, error_outcome(record, INTERRUPTED_ERROR.format(topic=record.topic[:80])))

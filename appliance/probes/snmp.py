@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 
 from appliance.credtypes import PROBE_TYPES
 from appliance.errors import CredentialRejectedError, PayloadError, TargetDeniedError
@@ -53,6 +54,11 @@ log = logging.getLogger(__name__)
 class SnmpProbe:
     """``per_agent`` caps requests in flight to one agent; ``max_repetitions`` sizes each GETBULK;
     a bulk walk runs in ``walk_lanes`` concurrent ranges (at most ``per_agent``)."""
+
+    topics = ("SNMP",)
+
+    def rerun_safe(self, params: Mapping[str, str]) -> bool:
+        return True  # GET and walks only: SET is never sent
 
     def __init__(
         self,

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,11 @@ KNOWN_HOSTS_FILE = "known_hosts"
 
 class SshProbe:
     """One per event loop. ``max_connections`` bounds threads; ``per_target`` logins to one host:port."""
+
+    topics = ("SSHCommand", "SSHCommandLong")
+
+    def rerun_safe(self, params: Mapping[str, str]) -> bool:
+        return False  # a command may act: running it twice could act twice
 
     def __init__(
         self, *, max_connections: int = 16, per_target: int = 4, connect_timeout_s: float = 10.0

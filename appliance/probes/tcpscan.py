@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from appliance.errors import PayloadError, TargetDeniedError
@@ -96,6 +96,11 @@ def _hosts(net: IPNetwork) -> Iterator[IPAddress]:
 
 class TcpScanProbe:
     """``rate`` connects/s and ``concurrency`` in flight for the probe; ``per_host`` for one address."""
+
+    topics = ("Shazzam",)
+
+    def rerun_safe(self, params: Mapping[str, str]) -> bool:
+        return True  # connects and reads banners
 
     def __init__(
         self,
