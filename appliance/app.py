@@ -142,8 +142,9 @@ async def run_appliance(
     ``health`` outlives one run (the service keeps one across reloads); ``after_poll`` publishes it,
     by default as ``STATE/status.json``. With ``push_target`` the appliance takes signed configs
     delivered through the instance (topic ``midbox.config``) and writes them there. ``http`` replaces
-    the mTLS client to the instance (the seam tests use to serve the development instance
-    in-process); by default it is built from the config.
+    the mTLS client to the instance (the service shares its own with the audit checkpoints; tests
+    serve the development instance in-process through it); by default it is built from the config,
+    and closed at the end. A client handed in is the caller's to close.
     """
     limits = limits or config.limits()
     if health is None:
@@ -160,6 +161,7 @@ async def run_appliance(
     outbox = Outbox(
         SealedDir(state_dir / "outbox", derive_key(seal_key, "outbox"), "outbox"), limits.outbox_entries
     )
+    owned = http is None  # a client handed in belongs to the caller, who closes it
     if http is None:
         http = instance_client(config.instance, limits, name=config.appliance.name, key_password=key_password)
     client = EccClient(
@@ -196,7 +198,8 @@ async def run_appliance(
     try:
         await runner.run(stop)
     finally:
-        await client.aclose()
+        if owned:
+            await client.aclose()
     return runner.stats
 
 
