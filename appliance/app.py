@@ -16,7 +16,6 @@ from appliance import __version__
 from appliance.config.model import Config
 from appliance.config_push import ConfigPushProbe, PushTarget
 from appliance.dispatch import Dispatcher
-from appliance.durable import Journal, Outbox
 from appliance.gate import JobGate
 from appliance.health import ConfigFacts, Health, cert_not_after
 from appliance.interfaces import AuditSink, CredentialSource
@@ -31,6 +30,7 @@ from appliance.probes.ssh import SshProbe
 from appliance.probes.tcpscan import TcpScanProbe
 from appliance.quarantine import Quarantine
 from appliance.queue.client import EccClient
+from appliance.queue.durable import Journal, Outbox
 from appliance.queue.transport import instance_client
 from appliance.ratelimit import Limiter
 from appliance.replay import LEDGER_FILE, RunLedger

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from appliance.aio import relay, wait_any
 from appliance.dispatch import Dispatcher
-from appliance.durable import Journal, Outbox
 from appliance.errors import InstanceAuthError, InstanceError, RunnerHaltedError, describe, is_fatal
 from appliance.gate import JobGate
 from appliance.health import Health
@@ -27,6 +26,7 @@ from appliance.livestatus import LiveStatus
 from appliance.queue.backoff import Backoff
 from appliance.queue.client import EccClient, InstanceBusyError
 from appliance.queue.delivery import Delivery
+from appliance.queue.durable import Journal, Outbox
 from appliance.queue.fetch import Fetcher
 from appliance.queue.midissues import MidIssues
 from appliance.queue.midrecord import MidRecord

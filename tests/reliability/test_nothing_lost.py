@@ -266,9 +266,9 @@ def test_an_audit_write_failure_stops_claiming_and_a_restart_loses_nothing(
 def test_a_kill_between_keeping_a_result_and_closing_its_journal_entry_answers_once(
     dev_pki: Pki, tmp_path: Path, state_dir: Path
 ) -> None:
-    from appliance.durable import Journal, Outbox
     from appliance.interfaces import Outcome
     from appliance.payload import build_results
+    from appliance.queue.durable import Journal, Outbox
     from appliance.queue.records import parse_output
     from hardening.sealbox import SealedDir, derive_key
 
