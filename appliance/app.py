@@ -14,10 +14,8 @@ import httpx
 
 from appliance import __version__
 from appliance.config.model import Config
-from appliance.config_push import TOPIC as PUSH_TOPIC
 from appliance.config_push import ConfigPushProbe, PushTarget
 from appliance.dispatch import Dispatcher
-from appliance.durable import Journal, Outbox
 from appliance.gate import JobGate
 from appliance.health import ConfigFacts, Health, cert_not_after
 from appliance.interfaces import AuditSink, CredentialSource
@@ -32,6 +30,7 @@ from appliance.probes.ssh import SshProbe
 from appliance.probes.tcpscan import TcpScanProbe
 from appliance.quarantine import Quarantine
 from appliance.queue.client import EccClient
+from appliance.queue.durable import Journal, Outbox
 from appliance.queue.transport import instance_client
 from appliance.ratelimit import Limiter
 from appliance.replay import LEDGER_FILE, RunLedger
@@ -41,20 +40,30 @@ from appliance.status_file import Publisher
 from hardening.sealbox import SealedDir, derive_key
 
 
-def default_probes(status: Callable[[], Mapping[str, str]], limits: Limits) -> dict[str, Probe]:
-    """Topic → probe for everything this appliance was built to run. Anything else is refused."""
-    http = HttpProbe()
-    ssh = SshProbe.from_limits(limits)
+def registry(*probes: Probe) -> dict[str, Probe]:
+    """Topic → probe, from the topics each probe declares. Anything else is refused."""
+    table: dict[str, Probe] = {}
+    for probe in probes:
+        for topic in probe.topics:
+            if topic in table:
+                raise ValueError(f"topic {topic!r} is claimed by two probes")  # a wiring bug, not input
+            table[topic] = probe
+    return table
+
+
+def default_probes(
+    status: Callable[[], Mapping[str, str]], limits: Limits, *extra: Probe
+) -> dict[str, Probe]:
+    """Every probe this appliance was built to run, by topic (plus ``extra``, e.g. the config push)."""
     snmp = SnmpProbe.from_limits(limits)
-    return {
-        "HeartbeatProbe": HeartbeatProbe(status),
-        "RESTProbe": http,
-        "HTTPClient": http,
-        "SSHCommand": ssh,
-        "SSHCommandLong": ssh,
-        "SNMP": snmp,
-        "Shazzam": TcpScanProbe.from_limits(limits, snmp=snmp.opener),
-    }
+    return registry(
+        HeartbeatProbe(status),
+        HttpProbe(),
+        SshProbe.from_limits(limits),
+        snmp,
+        TcpScanProbe.from_limits(limits, snmp=snmp.opener),
+        *extra,
+    )
 
 
 def config_facts(config: Config) -> ConfigFacts:
@@ -133,8 +142,9 @@ async def run_appliance(
     ``health`` outlives one run (the service keeps one across reloads); ``after_poll`` publishes it,
     by default as ``STATE/status.json``. With ``push_target`` the appliance takes signed configs
     delivered through the instance (topic ``midbox.config``) and writes them there. ``http`` replaces
-    the mTLS client to the instance (the seam tests use to serve the development instance
-    in-process); by default it is built from the config.
+    the mTLS client to the instance (the service shares its own with the audit checkpoints; tests
+    serve the development instance in-process through it); by default it is built from the config,
+    and closed at the end. A client handed in is the caller's to close.
     """
     limits = limits or config.limits()
     if health is None:
@@ -151,6 +161,7 @@ async def run_appliance(
     outbox = Outbox(
         SealedDir(state_dir / "outbox", derive_key(seal_key, "outbox"), "outbox"), limits.outbox_entries
     )
+    owned = http is None  # a client handed in belongs to the caller, who closes it
     if http is None:
         http = instance_client(config.instance, limits, name=config.appliance.name, key_password=key_password)
     client = EccClient(
@@ -161,9 +172,8 @@ async def run_appliance(
     )
     gate = job_gate(config, state_dir, audit)
     status = LiveStatus(version=__version__, health=health, outbox=outbox, hold=hold, gate=gate)
-    probes = default_probes(status.report, limits)
-    if push_target is not None:
-        probes[PUSH_TOPIC] = ConfigPushProbe(config, push_target)
+    pushes = (ConfigPushProbe(config, push_target),) if push_target is not None else ()
+    probes = default_probes(status.report, limits, *pushes)
     ctx = ProbeContext(
         config.policy(),
         credentials,
@@ -188,7 +198,8 @@ async def run_appliance(
     try:
         await runner.run(stop)
     finally:
-        await client.aclose()
+        if owned:
+            await client.aclose()
     return runner.stats
 
 

@@ -6,6 +6,8 @@ import asyncio
 import logging
 from pathlib import Path
 
+import httpx
+
 from appliance.config.model import Config
 from appliance.errors import ApplianceError, InstanceError
 from appliance.limits import INSTANCE_DEADLINE_FACTOR
@@ -20,18 +22,29 @@ CHECKPOINT_POST_TIMEOUT_S = 10.0
 
 
 async def anchor_checkpoint(
-    config: Config, audit: AuditLog, state_dir: Path, key_password: bytes | None = None
+    config: Config,
+    audit: AuditLog,
+    state_dir: Path,
+    key_password: bytes | None = None,
+    *,
+    http: httpx.AsyncClient | None = None,
 ) -> None:
     """Sign the log's head and anchor it on the instance, off this host. Best effort: a later
-    checkpoint covers everything an earlier one would have."""
+    checkpoint covers everything an earlier one would have.
+
+    ``http`` is the running appliance's client to the instance (its connections and TLS sessions are
+    reused); without one (at stop, after the runner closed its own) a client is made for this post."""
     try:
         cp = audit.checkpoint(load_or_create_signing_key(state_dir))
     except HardeningError as e:
         log.warning("audit checkpoint not made: %s", e)
         return
     limits = config.limits()
+    owned = http is None
+    if http is None:
+        http = instance_client(config.instance, limits, name=config.appliance.name, key_password=key_password)
     client = EccClient(
-        instance_client(config.instance, limits, name=config.appliance.name, key_password=key_password),
+        http,
         name=config.appliance.name,
         max_response_bytes=limits.instance_response_bytes,
         deadline_s=limits.instance_timeout_s * INSTANCE_DEADLINE_FACTOR,
@@ -46,4 +59,5 @@ async def anchor_checkpoint(
     except (InstanceError, ApplianceError, TimeoutError) as e:
         log.warning("audit checkpoint %d kept locally; the instance did not take it: %s", cp.size, e)
     finally:
-        await client.aclose()
+        if owned:
+            await client.aclose()

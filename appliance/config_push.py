@@ -23,7 +23,7 @@ import logging
 
 # ElementTree only builds XML here; untrusted XML is parsed with defusedxml.
 import xml.etree.ElementTree as ET  # nosec B405
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +46,7 @@ TOPIC = "midbox.config"
 _PARAMS = {"config": MAX_CONFIG_PUSH_B64_CHARS, "signature": MAX_SIGNATURE_PUSH_B64_CHARS}
 
 
-class ConfigPushRefused(ApplianceError):
+class ConfigPushRefusedError(ApplianceError):
     """A delivered config was not taken; the running one stays in force."""
 
 
@@ -92,6 +92,11 @@ class ConfigPushProbe:
     """Runs in the dispatcher like a probe, but touches no target: no policy check applies."""
 
     kind = "config"
+    topics = (TOPIC,)
+
+    def rerun_safe(self, params: Mapping[str, str]) -> bool:
+        return True  # idempotent: the same config again is answered "unchanged"
+
     max_payload_bytes = MAX_CONFIG_PUSH_PAYLOAD_BYTES  # the dispatcher checks this before parsing
 
     def __init__(self, current: Config, target: PushTarget) -> None:
@@ -119,7 +124,7 @@ class ConfigPushProbe:
             )
         except (HardeningError, ConfigError) as e:
             self._refused(job, ctx, sha256, str(e))
-            raise ConfigPushRefused(f"config refused, still on version {current.version}: {e}") from e
+            raise ConfigPushRefusedError(f"config refused, still on version {current.version}: {e}") from e
         if new.sha256 == current.sha256:
             return _verdict("unchanged", new)  # delivered twice (at-least-once): nothing to do
         try:
@@ -131,7 +136,9 @@ class ConfigPushProbe:
                 "the config's directory (see 'Configs from the instance' in operations.md)"
             )
             self._refused(job, ctx, sha256, reason)
-            raise ConfigPushRefused(f"config not taken, still on version {current.version}: {reason}") from e
+            raise ConfigPushRefusedError(
+                f"config not taken, still on version {current.version}: {reason}"
+            ) from e
         ctx.audit.record(
             "config.pushed",
             {

@@ -23,7 +23,7 @@ from hardening.vault import (
     Secret,
     SecretRedactor,
     VaultError,
-    VaultMissing,
+    VaultMissingError,
     VaultPaths,
     open_store,
     refuse_missing_with_history,
@@ -117,7 +117,7 @@ class StoreCredentials:
             store = self._checked_store()
             try:
                 meta = store.meta(alias)
-            except VaultMissing as e:
+            except VaultMissingError as e:
                 raise ProbeError(str(e)) from e
         return StoreCredential(self, meta.alias, meta.type, meta.user, dict(meta.options))
 
@@ -126,7 +126,7 @@ class StoreCredentials:
             store = self._checked_store()
             try:
                 parts = store.reveal(alias)
-            except VaultMissing as e:
+            except VaultMissingError as e:
                 raise ProbeError(str(e)) from e
         try:
             if not 0 <= index < len(parts):

@@ -17,18 +17,18 @@ from dataclasses import replace
 from appliance.asks import AskCache
 from appliance.errors import (
     ApplianceError,
-    CredentialRejected,
-    EveryCredentialRejected,
+    CredentialRejectedError,
+    EveryCredentialRejectedError,
     PayloadError,
-    TargetDenied,
-    TargetUnreachable,
+    TargetDeniedError,
+    TargetUnreachableError,
 )
 from appliance.interfaces import Outcome
 from appliance.limits import MAX_PAYLOAD_BYTES
 from appliance.payload import one_line, parse_parameters, results_and_error
 from appliance.probes.base import Job, JobAudit, Probe, ProbeContext
 from appliance.queue.records import OutputRecord
-from appliance.ratelimit import RateLimited
+from appliance.ratelimit import RateLimitedError
 from appliance.scope import unsupported_parameters, unsupported_topic
 
 log = logging.getLogger(__name__)
@@ -40,24 +40,20 @@ REFUSED_TOPICS = frozenset(
 NOT_PERMITTED = "topic not permitted on this appliance"
 
 
-# Topics whose probes only read: after a crash they are simply run again. Anything else that was
-# interrupted is answered with an error instead, since running it twice could act twice.
-READ_ONLY_TOPICS = frozenset({"HeartbeatProbe", "SNMP", "Shazzam"})
-READ_ONLY_HTTP_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def rerun_safe(record: OutputRecord) -> bool:
-    if record.topic in READ_ONLY_TOPICS:
+def rerun_safe(record: OutputRecord, probes: Mapping[str, Probe]) -> bool:
+    """Whether a job a crash interrupted may run again: its probe says, from the job's parameters.
+    A topic no probe answers, or a payload that does not parse, fails the same way again (an error
+    result), so running it again is safe."""
+    probe = probes.get(record.topic)
+    if probe is None:
         return True
-    if record.topic in ("RESTProbe", "HTTPClient"):
-        try:
-            # surrogatepass: the instance's JSON may carry lone surrogates, which strict UTF-8 refuses.
-            size = len(record.payload.encode("utf-8", "surrogatepass"))
-            params = dict(parse_parameters(record.payload, size + 1))
-        except ApplianceError:
-            return True  # it will fail the same way again, with an error result
-        return params.get("http_method", "GET").upper() in READ_ONLY_HTTP_METHODS
-    return record.topic not in ("SSHCommand", "SSHCommandLong")
+    try:
+        # surrogatepass: the instance's JSON may carry lone surrogates, which strict UTF-8 refuses.
+        size = len(record.payload.encode("utf-8", "surrogatepass"))
+        params = dict(parse_parameters(record.payload, size + 1))
+    except ApplianceError:
+        return True
+    return probe.rerun_safe(params)
 
 
 def _aim(params: tuple[tuple[str, str], ...]) -> dict[str, object]:
@@ -79,6 +75,9 @@ class Dispatcher:
     @property
     def topics(self) -> frozenset[str]:
         return frozenset(self._probes)
+
+    def rerun_safe(self, record: OutputRecord) -> bool:
+        return rerun_safe(record, self._probes)
 
     async def handle(self, record: OutputRecord) -> Outcome:
         """Run one output record to its result. Only cancellation (shutdown) escapes from here."""
@@ -128,16 +127,16 @@ class Dispatcher:
             ran = True
             result = await asyncio.wait_for(probe.run(job, ctx), self._ctx.limits.probe_timeout_s)
             answered = True
-        except RateLimited as e:
+        except RateLimitedError as e:
             error = str(e)
             retry_at = _utc(e.retry_at)
             self._audit("rate.limited", record, {"reason": one_line(error, 200), "retry_at": retry_at})
-        except (CredentialRejected, EveryCredentialRejected) as e:
+        except (CredentialRejectedError, EveryCredentialRejectedError) as e:
             error, answered = str(e), True  # the target answered: it is up
-        except TargetDenied as e:
+        except TargetDeniedError as e:
             kind = "denied"
             error = str(e)  # already audited as target.denied by the policy check
-        except TargetUnreachable as e:
+        except TargetUnreachableError as e:
             error = str(e)
             answered = False  # counts toward the target's circuit breaker
         except ApplianceError as e:

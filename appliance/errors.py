@@ -8,11 +8,11 @@
         ├── UsageError                    the command line or a file the user wrote (exit 2)
         ├── ConfigError                   a config that does not parse or verify (exit 1)
         ├── InstanceError                 the instance unreachable or refusing (exit 3); retry_after_s
-        │   └── InstanceAuthError, InstanceBusy, AnswerTooLarge, UnusableRecord
+        │   └── InstanceAuthError, InstanceBusyError, AnswerTooLargeError, UnusableRecordError
         ├── PayloadError                  an ECC payload malformed, hostile or too large
         ├── ProbeError                    a probe could not complete: the job's error result
-        │   └── TargetDenied, TargetUnreachable, CredentialRejected, RateLimited, ...
-        └── RunnerHalted, HostServiceError, ScmError, ServiceControlError, ConfigPushRefused
+        │   └── TargetDeniedError, TargetUnreachableError, CredentialRejectedError, RateLimitedError, ...
+        └── RunnerHaltedError, HostServiceError, ScmError, ServiceControlError, ConfigPushRefusedError
 
 ``appliance.cli.main`` catches ``MidboxError`` once and exits with its ``exit_code``.
 """
@@ -67,23 +67,23 @@ class ProbeError(ApplianceError):
     """A probe could not complete; the message becomes the error result's one-line reason."""
 
 
-class TargetUnreachable(ProbeError):
+class TargetUnreachableError(ProbeError):
     """The target did not answer (refused, unreachable, timed out): counted by its circuit breaker."""
 
 
-class RunnerHalted(ApplianceError):
+class RunnerHaltedError(ApplianceError):
     """Something the appliance cannot work without failed (the audit log, the disk): it stopped claiming."""
 
 
-class TargetDenied(ProbeError):
+class TargetDeniedError(ProbeError):
     """The signed policy does not allow this probe against this target."""
 
 
-class CredentialRejected(ProbeError):
+class CredentialRejectedError(ProbeError):
     """The target refused this credential (authentication failed): the next candidate may be tried."""
 
 
-class EveryCredentialRejected(ProbeError):
+class EveryCredentialRejectedError(ProbeError):
     """The target refused every candidate credential (none was left to try)."""
 
 

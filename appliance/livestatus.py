@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from appliance.durable import Outbox
 from appliance.gate import JobGate
 from appliance.health import Health
+from appliance.queue.durable import Outbox
 from appliance.runstats import RunnerStats
 
 

@@ -27,7 +27,7 @@ MAX_BREAKER_COOLDOWN_S = 900.0
 MAX_RATE_KEYS = 65_536  # buckets and breakers kept; the idlest go first
 
 
-class RateLimited(ProbeError):
+class RateLimitedError(ProbeError):
     """The job was not run now: a bucket, a cap or an open breaker. ``retry_at`` is epoch seconds."""
 
     def __init__(self, message: str, retry_at: float) -> None:
@@ -135,7 +135,7 @@ class Limiter:
         if now < b.open_until or b.probing:
             wait = max(b.open_until - now, 1.0)
             text, at = self._retry_text(wait)
-            raise RateLimited(
+            raise RateLimitedError(
                 f"target {target} failed {b.failures} times in a row, so it is left alone (circuit breaker); "
                 f"it is tried again after {text}; check the device, or wait",
                 at,
@@ -211,7 +211,7 @@ class Lease:
             for bucket in taken:
                 bucket.cancel()
             text, at = lim._retry_text(wait)
-            raise RateLimited(
+            raise RateLimitedError(
                 f"rate limit of {which} reached (its next token is {wait:.1f} s away); it is tried again "
                 f"after {text}: send fewer jobs at once, or raise the rate in the signed config",
                 at,
@@ -228,7 +228,7 @@ class Lease:
             left = deadline - lim._clock()
             if left <= 0:
                 text, at = lim._retry_text(1.0)
-                raise RateLimited(
+                raise RateLimitedError(
                     f"{key[0]} {key[1]} already has {slots.cap} job(s) running (concurrency cap); "
                     f"it is tried again after {text}",
                     at,

@@ -16,17 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.aio import relay, wait_any
-from appliance.dispatch import Dispatcher, rerun_safe
-from appliance.durable import Journal, Outbox
-from appliance.errors import InstanceAuthError, InstanceError, RunnerHalted, describe, is_fatal
+from appliance.dispatch import Dispatcher
+from appliance.errors import InstanceAuthError, InstanceError, RunnerHaltedError, describe, is_fatal
 from appliance.gate import JobGate
 from appliance.health import Health
 from appliance.interfaces import AuditSink, Outcome
 from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES, MAX_JOB_STARTS
 from appliance.livestatus import LiveStatus
 from appliance.queue.backoff import Backoff
-from appliance.queue.client import EccClient, InstanceBusy
+from appliance.queue.client import EccClient, InstanceBusyError
 from appliance.queue.delivery import Delivery
+from appliance.queue.durable import Journal, Outbox
 from appliance.queue.fetch import Fetcher
 from appliance.queue.midissues import MidIssues
 from appliance.queue.midrecord import MidRecord
@@ -136,7 +136,7 @@ class Runner:
             await self._drain()
             await self._mid_record.announce("Down")
         if self._fatal is not None:
-            raise RunnerHalted(
+            raise RunnerHaltedError(
                 f"stopped claiming work: {describe(self._fatal)}; every result so far is kept in the "
                 "journal and the outbox and is delivered at the next start; fix the cause and start again"
             ) from self._fatal
@@ -192,7 +192,7 @@ class Runner:
             self._keep(record, error_outcome(record, HELD_ERROR.format(reason=held)))
         elif starts >= MAX_JOB_STARTS:
             self._keep(record, error_outcome(record, RESTARTED_ERROR.format(starts=starts)))
-        elif rerun_safe(record):
+        elif self._dispatcher.rerun_safe(record):
             self._start(record, journaled=starts > 0, starts=starts + 1)
         else:
             self._keep(record, error_outcome(record, INTERRUPTED_ERROR.format(topic=record.topic[:80])))
@@ -236,7 +236,7 @@ class Runner:
                 if records:
                     await self._client.claim(records)
                 backoff.reset()
-            except InstanceBusy as e:
+            except InstanceBusyError as e:
                 self._polled(e)
                 await self._pause(stop, backoff.next_delay(e.retry_after_s), e)
                 continue

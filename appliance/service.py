@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from appliance import __version__
 from appliance.app import run_appliance
 from appliance.checkpoints import anchor_checkpoint
@@ -33,6 +35,7 @@ from appliance.errors import ApplianceError
 from appliance.health import Health
 from appliance.host import Host, open_host
 from appliance.limits import AUDIT_CHECKPOINT_ENTRIES, RELOAD_REQUEST_POLL_S
+from appliance.queue.transport import instance_client
 from appliance.reload_request import ReloadAnswer, read_request, write_answer
 from appliance.sdnotify import Notifier, NotifySettings, summary
 from appliance.startup import binary_sha256, client_identity, first_config
@@ -195,6 +198,7 @@ class _Lifecycle:
         self._reason = "signal"
         self._request: str | None = None  # a 'midbox reload' waiting for its verdict
         self._refused = False  # the last reload was refused: a good file put back is worth a log line
+        self._http: httpx.AsyncClient | None = None  # the running runner's client to the instance
 
     async def run(self, config: Config, ready: Callable[[], None] | None) -> tuple[Config, str]:
         self._install_signals()
@@ -235,8 +239,21 @@ class _Lifecycle:
                     await task
 
     async def _runner(self, config: Config, stop: asyncio.Event) -> None:
+        # One client per runner, shared with the checkpoints posted while it runs (one TLS pool).
+        http = instance_client(
+            config.instance, config.limits(), name=config.appliance.name, key_password=self._host.key_password
+        )
+        self._http = http
+        try:
+            await self._run_appliance(config, stop, http)
+        finally:
+            self._http = None
+            await http.aclose()
+
+    async def _run_appliance(self, config: Config, stop: asyncio.Event, http: httpx.AsyncClient) -> None:
         await run_appliance(
             config,
+            http=http,
             state_dir=self._options.state_dir,
             audit=self._audit,
             credentials=self._host.credentials,
@@ -407,5 +424,7 @@ class _Lifecycle:
             await asyncio.sleep(min(opts.checkpoint_interval_s, CHECKPOINT_COUNT_CHECK_S))
             grown = self._audit.size - last_size
             if grown >= opts.checkpoint_entries or time.monotonic() - last_time >= opts.checkpoint_interval_s:
-                await anchor_checkpoint(current(), self._audit, opts.state_dir, self._host.key_password)
+                await anchor_checkpoint(
+                    current(), self._audit, opts.state_dir, self._host.key_password, http=self._http
+                )
                 last_size, last_time = self._audit.size, time.monotonic()

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.errors import ApplianceError, UsageError
+from appliance.hostservice import InstallRequest, Report
 from appliance.limits import MAX_UNIT_BYTES, SYSTEMCTL_TIMEOUT_S
 from hardening.atomic import atomic_write
 
@@ -168,3 +170,34 @@ def _remove(path: Path) -> None:
         path.unlink()
     except OSError as e:
         raise HostServiceError(f"cannot remove {path}: {e.strerror} (uninstall needs root)") from e
+
+
+class SystemdManager:
+    """``midbox service`` on Linux, behind ``hostservice.ServiceManager``."""
+
+    def __init__(self, unit_dir: Path | None) -> None:
+        self._unit_dir = unit_dir
+
+    def install(self, request: InstallRequest, unit_text: Callable[[], str]) -> Report:
+        if request.virtual_account or request.unsafe_binary_location or request.passphrase_file:
+            raise UsageError(
+                "--virtual-account, --unsafe-binary-location and --passphrase-file are Windows options"
+            )
+        outcome = install_unit(
+            Systemd.detect(self._unit_dir),
+            request.name,
+            unit_text(),
+            force=request.force,
+            start=request.start,
+        )
+        return Report(done=outcome.done, todo=outcome.todo)
+
+    def uninstall(self, name: str, *, force: bool) -> Report:
+        outcome = uninstall_unit(Systemd.detect(self._unit_dir), name, force=force)
+        return Report(done=outcome.done, todo=outcome.todo)
+
+    def status(self, name: str) -> dict[str, object]:
+        return unit_status(Systemd.detect(self._unit_dir), name)
+
+    def run(self, name: str, config_path: Path, state_dir: Path, passphrase_file: Path | None) -> int:
+        raise UsageError("'service run' is the Windows service entry; systemd runs 'midbox run --config ...'")

@@ -62,7 +62,7 @@ class ScmError(ApplianceError):
     """The Service Control Manager refused; the message says what to do."""
 
 
-class NotInstalled(ScmError):
+class NotInstalledError(ScmError):
     """No service of that name."""
 
 
@@ -340,7 +340,7 @@ class Scm:
     def _fail(self, what: str, name: str, code: int | None = None) -> NoReturn:
         code = _last_error() if code is None else code
         if code == ERROR_SERVICE_DOES_NOT_EXIST:
-            raise NotInstalled(
+            raise NotInstalledError(
                 f"no service named {name} is installed; install it with 'midbox service install'"
             )
         if code == ERROR_ACCESS_DENIED:

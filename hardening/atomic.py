@@ -111,7 +111,7 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-class LockTimeout(OSError):
+class LockTimeoutError(OSError):
     """Another process held the lock for longer than the caller would wait."""
 
 
@@ -128,7 +128,9 @@ def file_lock(path: Path, timeout_s: float = 10.0) -> Iterator[None]:
         deadline = time.monotonic() + timeout_s
         while not _try_lock(fd):
             if time.monotonic() >= deadline:
-                raise LockTimeout(f"{path} is locked by another midbox process; try again when it finishes")
+                raise LockTimeoutError(
+                    f"{path} is locked by another midbox process; try again when it finishes"
+                )
             time.sleep(0.05)
         try:
             yield

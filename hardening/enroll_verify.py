@@ -12,7 +12,7 @@ Untrusted bytes enter as ``UnverifiedCertificate`` (step 1, size first, then a s
 6. it chains, signature by signature, to a certificate in the CA file (through intermediates that
    came with it in the same file)
 
-Every failure is one ``CertificateRefused`` line naming the step and what to do.
+Every failure is one ``CertificateRefusedError`` line naming the step and what to do.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ _STEPS = 6
 _WEAK_HASHES = (hashes.MD5, hashes.SHA1)
 
 
-class CertificateRefused(HardeningError):
+class CertificateRefusedError(HardeningError):
     """The certificate offered to ``enroll --install`` failed a check; nothing was installed."""
 
     def __init__(self, step: int, what: str, detail: str) -> None:
@@ -96,22 +96,26 @@ def _load_certs(data: bytes, *, source: str, max_certs: int) -> list[x509.Certif
 def parse_certificate_file(data: bytes, source: str) -> UnverifiedCertificate:
     """Step 1: size first, then certificates only (PEM, or one DER certificate)."""
     if len(data) > MAX_CERT_FILE_BYTES:
-        raise CertificateRefused(1, "parse", f"{source} is larger than {MAX_CERT_FILE_BYTES} bytes")
+        raise CertificateRefusedError(1, "parse", f"{source} is larger than {MAX_CERT_FILE_BYTES} bytes")
     try:
         certs = _load_certs(data, source=source, max_certs=MAX_CERTS_PER_FILE)
     except ValueError as e:
-        raise CertificateRefused(1, "parse", f"{source} is not a PEM or DER certificate ({_short(e)})") from e
+        raise CertificateRefusedError(
+            1, "parse", f"{source} is not a PEM or DER certificate ({_short(e)})"
+        ) from e
     return UnverifiedCertificate(certs[0], tuple(certs[1:]))
 
 
 def parse_ca_file(data: bytes, source: str) -> tuple[x509.Certificate, ...]:
     """The trust anchors for step 6 (size-capped; a CA file with a key in it is refused)."""
     if len(data) > MAX_CA_FILE_BYTES:
-        raise CertificateRefused(6, "chain", f"CA file {source} is larger than {MAX_CA_FILE_BYTES} bytes")
+        raise CertificateRefusedError(
+            6, "chain", f"CA file {source} is larger than {MAX_CA_FILE_BYTES} bytes"
+        )
     try:
         return tuple(_load_certs(data, source=source, max_certs=MAX_CA_CERTS))
     except ValueError as e:
-        raise CertificateRefused(6, "chain", f"CA file {source} cannot be read ({_short(e)})") from e
+        raise CertificateRefusedError(6, "chain", f"CA file {source} cannot be read ({_short(e)})") from e
 
 
 def verify_certificate(
@@ -123,12 +127,12 @@ def verify_certificate(
     now: dt.datetime,
     warn_days: int,
 ) -> VerifiedCertificate:
-    """Steps 2-6, in order; the first failure raises ``CertificateRefused``."""
+    """Steps 2-6, in order; the first failure raises ``CertificateRefusedError``."""
     leaf = unverified.leaf
     # 2. The key: a certificate for any other key is useless here, whoever signed it.
     if public_key_sha256(leaf.public_key()) != public_key_sha256(public_key):
         hint = " (it is a CA certificate, not the appliance's)" if _is_ca(leaf) else ""
-        raise CertificateRefused(
+        raise CertificateRefusedError(
             2,
             "key",
             f"the certificate is for another key than the one 'midbox enroll' made here{hint}; "
@@ -138,20 +142,20 @@ def verify_certificate(
     agent = AGENT_PREFIX + name
     names = _names(leaf)
     if agent not in names:
-        raise CertificateRefused(
+        raise CertificateRefusedError(
             3, "name", f"the certificate names {', '.join(sorted(names)) or 'nothing'}, not {agent!r}"
         )
     # 4. Validity now.
     warnings: list[str] = []
     if leaf.not_valid_before_utc > now + CLOCK_SKEW:
-        raise CertificateRefused(
+        raise CertificateRefusedError(
             4,
             "validity",
             f"the certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M}Z "
             f"(now {now:%Y-%m-%d %H:%M}Z); check this host's clock",
         )
     if leaf.not_valid_after_utc <= now:
-        raise CertificateRefused(
+        raise CertificateRefusedError(
             4,
             "validity",
             f"the certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M}Z; ask for a new one",
@@ -187,7 +191,7 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 def _check_leaf_profile(leaf: x509.Certificate) -> None:
     if _is_ca(leaf):
-        raise CertificateRefused(
+        raise CertificateRefusedError(
             5, "profile", "the certificate is a CA certificate (basicConstraints CA:TRUE); ask for a leaf"
         )
     try:
@@ -195,15 +199,17 @@ def _check_leaf_profile(leaf: x509.Certificate) -> None:
     except x509.ExtensionNotFound:
         eku = None
     if eku is not None and ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
-        raise CertificateRefused(5, "profile", "the certificate's extended key usage lacks clientAuth")
+        raise CertificateRefusedError(5, "profile", "the certificate's extended key usage lacks clientAuth")
     try:
         ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
         ku = None
     if ku is not None and not ku.digital_signature:
-        raise CertificateRefused(5, "profile", "the certificate's key usage lacks digitalSignature")
+        raise CertificateRefusedError(5, "profile", "the certificate's key usage lacks digitalSignature")
     if isinstance(leaf.signature_hash_algorithm, _WEAK_HASHES):
-        raise CertificateRefused(5, "profile", "the certificate is signed with MD5 or SHA-1; ask for SHA-256")
+        raise CertificateRefusedError(
+            5, "profile", "the certificate is signed with MD5 or SHA-1; ask for SHA-256"
+        )
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -218,11 +224,11 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 def _usable_issuer(issuer: x509.Certificate, now: dt.datetime, role: str) -> None:
     if not _is_ca(issuer):
-        raise CertificateRefused(6, "chain", f"the {role} {_cn(issuer)!r} is not a CA certificate")
+        raise CertificateRefusedError(6, "chain", f"the {role} {_cn(issuer)!r} is not a CA certificate")
     if not issuer.not_valid_before_utc - CLOCK_SKEW <= now < issuer.not_valid_after_utc:
-        raise CertificateRefused(6, "chain", f"the {role} {_cn(issuer)!r} is not valid now")
+        raise CertificateRefusedError(6, "chain", f"the {role} {_cn(issuer)!r} is not valid now")
     if isinstance(issuer.signature_hash_algorithm, _WEAK_HASHES) and role != "CA":
-        raise CertificateRefused(6, "chain", f"the {role} {_cn(issuer)!r} is signed with MD5 or SHA-1")
+        raise CertificateRefusedError(6, "chain", f"the {role} {_cn(issuer)!r} is signed with MD5 or SHA-1")
 
 
 def _build_chain(
@@ -232,7 +238,7 @@ def _build_chain(
     now: dt.datetime,
 ) -> tuple[tuple[x509.Certificate, ...], x509.Certificate]:
     if not anchors:
-        raise CertificateRefused(6, "chain", "the CA file holds no certificate")
+        raise CertificateRefusedError(6, "chain", "the CA file holds no certificate")
     used: list[x509.Certificate] = []
     current = leaf
     for _ in range(MAX_CHAIN_DEPTH + 1):
@@ -246,7 +252,7 @@ def _build_chain(
         _usable_issuer(step, now, "intermediate")
         used.append(step)
         current = step
-    raise CertificateRefused(
+    raise CertificateRefusedError(
         6,
         "chain",
         f"the certificate (issuer {_cn(leaf, issuer=True)!r}) is not signed by a certificate in the CA file; "

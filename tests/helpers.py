@@ -118,6 +118,7 @@ def run_until(
 
     async def scenario() -> RunnerStats:
         stop = asyncio.Event()
+        http = in_process_client(in_process, agent=AGENT) if in_process is not None else None
         task = asyncio.create_task(
             run_appliance(
                 config,
@@ -127,14 +128,18 @@ def run_until(
                 stop=stop,
                 limits=limits or fast_limits(),
                 seal_key=TEST_SEAL_KEY,
-                http=in_process_client(in_process, agent=AGENT) if in_process is not None else None,
+                http=http,
             )
         )
         deadline = time.monotonic() + timeout
         while not done() and time.monotonic() < deadline and not task.done():
             await asyncio.sleep(0.02)
         stop.set()
-        return await asyncio.wait_for(task, 30)
+        try:
+            return await asyncio.wait_for(task, 30)
+        finally:
+            if http is not None:
+                await http.aclose()
 
     return asyncio.run(scenario())
 

@@ -107,7 +107,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     ("appliance.config", "appliance.credentials", "appliance.aliases", "appliance.validity"),
     ("appliance.probes", "appliance.asks", "appliance.explain"),
-    ("appliance.queue", "appliance.durable", "appliance.results"),
+    ("appliance.queue", "appliance.results"),
     ("appliance.dispatch", "appliance.gate"),
     ("appliance.runner", "appliance.livestatus"),
     (),  # wiring: app, service, doctor, platform service code, and every module not named
@@ -192,7 +192,7 @@ def _private_hardening(target: str) -> bool:
 def _probe_reaches_up(imp: Import) -> bool:
     above = (
         "appliance.queue",
-        "appliance.durable",
+        "appliance.queue.durable",
         "appliance.runner",
         "appliance.dispatch",
         "appliance.gate",
@@ -309,7 +309,7 @@ BROKEN_TREE = {
     "appliance/interfaces.py": "",
     "appliance/runner.py": "",
     "appliance/devuse.py": "import devinstance.server\nfrom hardening import _secret\n",
-    "appliance/durable.py": "from appliance.runner import x\n",
+    "appliance/queue/durable.py": "from appliance.runner import x\n",
     "appliance/queue/__init__.py": "",
     "appliance/queue/a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from appliance.queue.b import B\n",
     "appliance/queue/b.py": "from . import a\n",
@@ -337,7 +337,7 @@ def test_the_rules_catch_a_broken_tree(tmp_path: Path) -> None:
         "appliance.interfaces is a leaf": [],
     }
     assert back_edges(tmp_path) == {
-        ("appliance.durable", "appliance.runner"),  # the queue layer up to the runner
+        ("appliance.queue.durable", "appliance.runner"),  # the queue layer up to the runner
         ("appliance.probes.p", "appliance.queue.a"),  # probes up to the queue
         ("appliance.queue.b", "appliance.queue.a"),  # closes a -> b -> a (a's import is TYPE_CHECKING only)
     }

@@ -155,14 +155,14 @@ async def _run(
 def _write_audit(env: CliEnv, events: list[tuple[str, dict[str, object]]]) -> str:
     import os
 
-    from hardening.audit import AuditError, AuditLogBusy, audit_dir, open_audit_log
+    from hardening.audit import AuditError, AuditLogBusyError, audit_dir, open_audit_log
 
     directory = audit_dir(env.state_dir)
     if os.name == "posix" and directory.is_dir() and directory.stat().st_uid != os.geteuid():
         return "not audited: the audit log belongs to the service user; run this as that user"
     try:
         log = open_audit_log(env.state_dir)
-    except AuditLogBusy:
+    except AuditLogBusyError:
         return _hand_to_appliance(env, events)
     except AuditError as e:
         return f"not audited: {e}"

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 
 from appliance.commands.common import CliEnv, add_leaf, emit_json
 from appliance.commands.doctor import DEFAULT_CONFIG_HELP, default_config
 from appliance.config.model import Config
-from appliance.errors import EXIT_CHECK_FAILED, ApplianceError, UsageError
+from appliance.errors import EXIT_CHECK_FAILED
+from appliance.hostservice import Report
 
 DEFAULT_NAME = "midbox"
 
@@ -101,10 +102,10 @@ def _verified(config_path: Path, env: CliEnv) -> Config:
     return load_verified_config(config_path, env.state_dir, dt.datetime.now(dt.UTC), commit=False)
 
 
-def _unit_text(config_path: Path, binary_arg: Path | None, env: CliEnv) -> str:
+def _unit_text(config_path: Path, binary_arg: Path | None, env: CliEnv, config: Config | None = None) -> str:
     from appliance.unit import nameservers, render, resolve
 
-    config = _verified(config_path, env)
+    config = config or _verified(config_path, env)
     try:
         resolv_conf = Path("/etc/resolv.conf").read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -126,120 +127,46 @@ def _render_unit(args: argparse.Namespace, env: CliEnv) -> int:
 
 
 def _install(args: argparse.Namespace, env: CliEnv) -> int:
+    from appliance.hostservice import InstallRequest, service_manager
     from appliance.systemd import check_service_name
 
     check_service_name(args.name)
-    if sys.platform == "win32":
-        return _install_windows(args, env)
-    from appliance.systemd import Systemd, install_unit
-
-    if args.virtual_account or args.unsafe_binary_location or args.passphrase_file:
-        raise UsageError(
-            "--virtual-account, --unsafe-binary-location and --passphrase-file are Windows options"
-        )
-    text = _unit_text(_config(args, env).resolve(), args.binary, env)
-    systemd = Systemd.detect(args.unit_dir)
-    outcome = install_unit(systemd, args.name, text, force=args.force, start=not args.no_start)
-    _print_outcome(outcome.done, outcome.todo, env)
-    return 0
-
-
-def _install_windows(args: argparse.Namespace, env: CliEnv) -> int:
-    from appliance.winscm import Scm, midbox_spec
-    from hardening.perms import ensure_private_dir
-    from hardening.winacl import restrict_dir, service_sid
-
     config_path = _config(args, env).resolve()
-    state_dir = env.state_dir.resolve()
-    _check_state_dir(state_dir, env)
-    if args.binary is not None:
-        launcher = [str(args.binary.resolve())]
-    elif getattr(sys, "frozen", False):
-        launcher = [sys.executable]
-    else:  # a source install: the interpreter runs the package
-        launcher = [sys.executable, "-m", "appliance"]
-    _check_binary_location(Path(launcher[0]), env, unsafe=args.unsafe_binary_location)
-    _verified(config_path, env)
-    ensure_private_dir(state_dir)
-    # SYSTEM and Administrators only (and the service's own SID when it runs as NT SERVICE\NAME).
-    try:
-        restrict_dir(state_dir, [service_sid(args.name)] if args.virtual_account else [])
-    except OSError as e:
-        raise ApplianceError(
-            f"cannot restrict {state_dir} to SYSTEM and Administrators ({e}); run from an elevated prompt"
-        ) from e
-    spec = midbox_spec(
-        launcher,
-        args.name,
-        str(config_path),
-        str(state_dir),
+    config = _verified(config_path, env)  # never a service on a config the appliance would refuse
+    request = InstallRequest(
+        name=args.name,
+        config_path=config_path,
+        state_dir=env.state_dir,
+        binary=args.binary,
+        start=not args.no_start,
+        force=args.force,
         virtual_account=args.virtual_account,
-        passphrase_file=str(args.passphrase_file.resolve()) if args.passphrase_file else None,
+        unsafe_binary_location=args.unsafe_binary_location,
+        passphrase_file=args.passphrase_file,
+        environ=dict(env.environ),
     )
-    scm = Scm()
-    for note in scm.install(spec):
-        env.stderr.write(f"midbox: note: {note}\n")
-    env.stdout.write(f"installed service {args.name}: {spec.command_line}\n")
-    if not args.no_start:
-        scm.start(args.name)
-        env.stdout.write(f"started service {args.name} ({scm.query(args.name).state})\n")
+    report = service_manager(args.unit_dir).install(
+        request, lambda: _unit_text(config_path, args.binary, env, config)
+    )
+    _print_report(report, env)
     return 0
-
-
-def _check_binary_location(binary: Path, env: CliEnv, *, unsafe: bool) -> None:
-    """A service binary anyone can replace is a privilege escalation: only admin-owned folders."""
-    roots = [env.environ.get(k) for k in ("PROGRAMFILES", "PROGRAMFILES(X86)", "SYSTEMROOT")]
-    target = PureWindowsPath(str(binary))
-    if any(r and target.is_relative_to(PureWindowsPath(r)) for r in roots):
-        return
-    if not unsafe:
-        raise UsageError(
-            f"{binary} is not under Program Files; copy midbox there (only administrators can replace it) "
-            "or pass --unsafe-binary-location"
-        )
-    env.stderr.write(f"midbox: warning: unsafe: the service runs {binary}, outside Program Files\n")
-
-
-def _check_state_dir(state_dir: Path, env: CliEnv) -> None:
-    """Install replaces the state dir's access list: never on a drive root or a system folder."""
-    target = PureWindowsPath(str(state_dir))
-    shared = [env.environ.get(k) for k in ("PROGRAMDATA", "PROGRAMFILES", "SYSTEMROOT", "USERPROFILE")]
-    if target == PureWindowsPath(target.anchor) or any(r and target == PureWindowsPath(r) for r in shared):
-        raise UsageError(f"{state_dir} is a shared folder; give midbox its own, e.g. %ProgramData%\\midbox")
 
 
 def _uninstall(args: argparse.Namespace, env: CliEnv) -> int:
+    from appliance.hostservice import service_manager
     from appliance.systemd import check_service_name
 
     check_service_name(args.name)
-    if sys.platform == "win32":
-        from appliance.limits import SERVICE_STOP_TIMEOUT_S
-        from appliance.winscm import Scm
-
-        before = Scm().uninstall(args.name, SERVICE_STOP_TIMEOUT_S)
-        was = "" if before.state == "stopped" else f" (stopped it; it was {before.state})"
-        env.stdout.write(f"removed service {args.name}{was}\n")
-        return 0
-    from appliance.systemd import Systemd, uninstall_unit
-
-    outcome = uninstall_unit(Systemd.detect(args.unit_dir), args.name, force=args.force)
-    _print_outcome(outcome.done, outcome.todo, env)
+    _print_report(service_manager(args.unit_dir).uninstall(args.name, force=args.force), env)
     return 0
 
 
 def _status(args: argparse.Namespace, env: CliEnv) -> int:
+    from appliance.hostservice import service_manager
     from appliance.systemd import check_service_name
 
     check_service_name(args.name)
-    if sys.platform == "win32":
-        from appliance.winscm import Scm
-
-        state = Scm().query(args.name)  # NotInstalled: exit 1
-        status = state.as_dict() | {"installed": True, "running": state.state == "running"}
-    else:
-        from appliance.systemd import Systemd, unit_status
-
-        status = unit_status(Systemd.detect(args.unit_dir), args.name)
+    status = service_manager(args.unit_dir).status(args.name)
     if env.json:
         emit_json(env, status)
     else:
@@ -251,19 +178,19 @@ def _status(args: argparse.Namespace, env: CliEnv) -> int:
 
 
 def _run(args: argparse.Namespace, env: CliEnv) -> int:
-    if sys.platform != "win32":
-        raise UsageError("'service run' is the Windows service entry; systemd runs 'midbox run --config ...'")
-    from appliance.winservice import run_service
+    from appliance.hostservice import service_manager
 
-    return run_service(args.name, _config(args, env), env.state_dir, args.passphrase_file)
+    return service_manager(None).run(args.name, _config(args, env), env.state_dir, args.passphrase_file)
 
 
-def _print_outcome(done: list[str], todo: list[list[str]], env: CliEnv) -> None:
-    for line in done:
+def _print_report(report: Report, env: CliEnv) -> None:
+    for note in report.notes:
+        env.stderr.write(f"midbox: {note}\n")
+    for line in report.done:
         env.stdout.write(line + "\n")
-    if todo:
+    if report.todo:
         env.stdout.write("systemd is not managing this host (or the unit is not in its directory); run:\n")
-        for argv in todo:
+        for argv in report.todo:
             env.stdout.write("  " + " ".join(argv) + "\n")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 
 from appliance.credtypes import PROBE_TYPES
-from appliance.errors import CredentialRejected, EveryCredentialRejected, ProbeError
+from appliance.errors import CredentialRejectedError, EveryCredentialRejectedError, ProbeError
 from appliance.interfaces import Credential
 from appliance.payload import one_line, xml_text
 from appliance.probes._shazzamscanners import Outcome
@@ -25,7 +25,7 @@ from appliance.probes._snmpopen import (
     v1_allowed,
 )
 from appliance.probes._snmpsession import Row
-from appliance.probes._snmpv2c import NoResponse
+from appliance.probes._snmpv2c import NoResponseError
 from appliance.probes.base import Job, ProbeContext
 from appliance.probes.credchoice import with_credentials
 from hardening.policy import IPAddress
@@ -47,7 +47,7 @@ class SnmpScanner:
         async def attempt(alias: str, credential: Credential) -> Outcome:
             version = credential_version(credential, alias)
             if version == "1" and not v1_allowed(self._ctx, address, port, alias, None):
-                raise CredentialRejected(f"SNMPv1 is not enabled for {where} and {alias!r}")
+                raise CredentialRejectedError(f"SNMPv1 is not enabled for {where} and {alias!r}")
             session = await self._opener.open(
                 credential,
                 alias,
@@ -61,9 +61,9 @@ class SnmpScanner:
             )
             try:
                 rows = await session.get((SYS_DESCR,))
-            except NoResponse as e:
+            except NoResponseError as e:
                 if refused_credential(session, version):
-                    raise CredentialRejected(str(e)) from e
+                    raise CredentialRejectedError(str(e)) from e
                 raise
             finally:
                 await session.close()
@@ -80,7 +80,7 @@ class SnmpScanner:
                 port=port,
                 attempt=attempt,
             )
-        except (NoResponse, EveryCredentialRejected):
+        except (NoResponseError, EveryCredentialRejectedError):
             return Outcome("timed_out", (("error_msg", "no SNMP answer to any credential allowed here"),))
         except ProbeError as e:
             return Outcome("io_error", (("error_msg", one_line(str(e), 300)),))

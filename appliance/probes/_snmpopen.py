@@ -115,6 +115,6 @@ def v1_allowed(ctx: ProbeContext, address: IPAddress, port: int, alias: str, hos
 
 
 def refused_credential(session: Session, version: str) -> bool:
-    """After a NoResponse: a v1/v2c agent does not answer a community it does not know; one that answered
-    before, or a v3 agent (wrong keys get a report, raised as CredentialRejected), is not refusing it."""
+    """After a NoResponseError: a v1/v2c agent does not answer a community it does not know; one that answered
+    before, or a v3 agent (wrong keys get a report, raised as CredentialRejectedError), is not refusing it."""
     return not session.answered and version != "3"

@@ -12,12 +12,12 @@ import hmac
 from typing import Any
 
 from appliance.credtypes import SNMP_AUTH_PROTOCOLS, SNMP_DEFAULT_AUTH, SNMP_DEFAULT_PRIV, SNMP_PRIV_PROTOCOLS
-from appliance.errors import CredentialRejected, ProbeError
+from appliance.errors import CredentialRejectedError, ProbeError
 from appliance.interfaces import Credential
 from appliance.probes._mibtable import mib_oids
 from appliance.probes._snmpber import GET, GETBULK, GETNEXT, Value
 from appliance.probes._snmpspec import Oid, format_oid
-from appliance.probes._snmpv2c import NoResponse, V2cChannel
+from appliance.probes._snmpv2c import NoResponseError, V2cChannel
 from appliance.probes._snmpvalues import normalize
 from appliance.probes._snmpwalk import LaneWalk
 
@@ -173,7 +173,7 @@ class PysnmpSession(Session):
                     self._wait_s,
                 )
             except TimeoutError as e:
-                raise NoResponse(f"no SNMP response from {self._where}") from e
+                raise NoResponseError(f"no SNMP response from {self._where}") from e
         if err_ind:
             raise _indication_error(str(err_ind), self._where)
         self.answered += 1
@@ -193,9 +193,11 @@ def _indication_error(text: str, where: str) -> ProbeError:
     """pysnmp's error indication as our error; an authentication failure is the credential's fault."""
     low = text.lower()
     if "timeout" in low or "no snmp response" in low:
-        return NoResponse(f"no SNMP response from {where} (agent down, filtered, or wrong community/user)")
+        return NoResponseError(
+            f"no SNMP response from {where} (agent down, filtered, or wrong community/user)"
+        )
     if "digest" in low or "decryption" in low or "unknown user" in low or "username" in low:
-        return CredentialRejected(f"SNMPv3 authentication with {where} failed: {text[:120]}")
+        return CredentialRejectedError(f"SNMPv3 authentication with {where} failed: {text[:120]}")
     return ProbeError(f"SNMP error with {where}: {text[:160]}")
 
 

@@ -31,7 +31,7 @@ _QUEUE_DEPTH = 16
 T = TypeVar("T")
 
 
-class NoResponse(ProbeError):
+class NoResponseError(ProbeError):
     """The agent did not answer at all (down, filtered, or a community/user it does not know)."""
 
 
@@ -112,7 +112,7 @@ class V2cChannel:
         self, build: Callable[[], tuple[int, bytes]], accept: Callable[[bytes], T | None]
     ) -> T:
         """Send ``build()``'s message (built again on each retry) until ``accept`` returns an answer for
-        a datagram carrying its id; NoResponse when every try timed out. ``accept`` may raise."""
+        a datagram carrying its id; NoResponseError when every try timed out. ``accept`` may raise."""
         assert self._transport is not None and self._protocol is not None, "open() first"
         waiting = self._protocol.waiting
         queue: asyncio.Queue[bytes | Exception] = asyncio.Queue(_QUEUE_DEPTH)
@@ -138,7 +138,7 @@ class V2cChannel:
             for key in ids:  # late answers to a finished request are dropped on arrival
                 if waiting.get(key) is queue:
                     del waiting[key]
-        raise NoResponse(
+        raise NoResponseError(
             f"no SNMP response from {self._where} (agent down, filtered, or wrong community/user)"
         )
 

@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Callable
 
-from appliance.errors import CredentialRejected, ProbeError
+from appliance.errors import CredentialRejectedError, ProbeError
 from appliance.probes._snmpber import GET, REPORT, BerError, Oid, Response, encode_pdu
 from appliance.probes._snmpusm import (
     MAX_ENGINE_TIME,
@@ -28,7 +28,7 @@ from appliance.probes._snmpusm import (
     encode_message,
     peek_msg_id,
 )
-from appliance.probes._snmpv2c import NoResponse, V2cChannel
+from appliance.probes._snmpv2c import NoResponseError, V2cChannel
 from hardening.policy import IPAddress
 
 KeyMaker = Callable[[bytes], UsmKeys]  # engine ID -> the user's keys localised to it (cached by the caller)
@@ -123,12 +123,12 @@ class V3Channel(V2cChannel):
         for _ in range(2):  # a second try only after an authentic notInTimeWindow report
             try:
                 message = await self._exchange_once(pdu, oids, non_repeaters, max_repetitions)
-            except NoResponse as e:
+            except NoResponseError as e:
                 if self._authentic or self._from_book:
                     raise
                 # The agent answered discovery, then dropped every authPriv request: net-snmp drops
                 # what it cannot decrypt without a report.
-                raise CredentialRejected(
+                raise CredentialRejectedError(
                     f"SNMPv3 authentication with {self._where} failed: the agent answered discovery but "
                     "not the encrypted request, so the priv pass phrase or priv protocol is likely wrong; "
                     "fix the snmp-usm credential or the agent's user"
@@ -231,7 +231,7 @@ class V3Channel(V2cChannel):
     def _report_error(self, report: str) -> ProbeError:
         reason = _REJECTED.get(report)
         if reason is not None:
-            return CredentialRejected(
+            return CredentialRejectedError(
                 f"SNMPv3 authentication with {self._where} failed: {reason} ({report}); "
                 "fix the snmp-usm credential or the agent's user"
             )

@@ -22,7 +22,7 @@ from typing import Any
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only; the kernel resets it, so set per read
 
 
-class PreAuthLimit(OSError):
+class PreAuthLimitError(OSError):
     """The server sent more than the caps allow before authentication."""
 
 
@@ -86,7 +86,7 @@ class PreAuthGuard:
         self.tripped = reason
         self._open = False  # once: paramiko's own close must not trip again
         # (errno, text): paramiko's transport thread formats an OSError's args as exactly that pair.
-        raise PreAuthLimit(errno.EMSGSIZE, reason)
+        raise PreAuthLimitError(errno.EMSGSIZE, reason)
 
     def __getattr__(self, name: str) -> Any:
         # send, settimeout, close, _closed, fileno ...: the real socket's.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import paramiko
 
-from appliance.errors import CredentialRejected, ProbeError, TargetUnreachable
+from appliance.errors import CredentialRejectedError, ProbeError, TargetUnreachableError
 from appliance.limits import SSH_BANNER_BYTES, SSH_PREAUTH_BYTES
 from appliance.probes._sshcommand import SHELL_CHECK, SHELL_CHECK_OK, Plan
 from appliance.probes._sshguard import PreAuthGuard
@@ -98,7 +98,7 @@ class SessionSpec:
     on_authenticated: Callable[[], None] = lambda: None
 
 
-class HostKeyRejected(ProbeError):
+class HostKeyRejectedError(ProbeError):
     """The server's host key is not pinned, or differs from the pin."""
 
     def __init__(self, message: str, *, verdict: str, keytype: str, fingerprint: str) -> None:
@@ -183,7 +183,7 @@ def run_session(
     except KnownHostsError as e:
         raise ProbeError(f"known_hosts: {e}") from e
     except paramiko.AuthenticationException as e:
-        raise CredentialRejected(
+        raise CredentialRejectedError(
             f"authentication as {auth.user!r} on {where} failed (credential {auth.alias!r})"
         ) from e
     except (paramiko.SSHException, EOFError) as e:
@@ -192,11 +192,11 @@ def run_session(
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise ProbeError(f"ssh protocol error with {where}: {reason}") from e
     except TimeoutError as e:
-        raise TargetUnreachable(f"timed out talking to {where}") from e
+        raise TargetUnreachableError(f"timed out talking to {where}") from e
     except OSError as e:
         if aborter.aborted:
             raise ProbeError(f"ssh session to {where} was aborted") from e
-        raise TargetUnreachable(
+        raise TargetUnreachableError(
             f"cannot connect to {where} ({target.address}): {e.strerror or type(e).__name__}"
         ) from e
 
@@ -301,7 +301,7 @@ def _verify_host_key(
             "connect (possible man-in-the-middle). If the change is legitimate, "
             f"run 'midbox hosts pin --replace {pin_name} PUBKEY_FILE'"
         )
-    raise HostKeyRejected(
+    raise HostKeyRejectedError(
         message, verdict=verdict.value, keytype=offered.keytype, fingerprint=offered.fingerprint()
     )
 

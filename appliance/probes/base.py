@@ -121,6 +121,16 @@ class Probe(Protocol):
         """The policy kind this probe is checked as: 'http', 'ssh', 'snmp' or 'tcp'."""
         ...
 
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """The ECC topics this probe answers; the app's registry is built from these."""
+        ...
+
+    def rerun_safe(self, params: Mapping[str, str]) -> bool:
+        """Whether a job with these parameters may simply run again after a crash interrupted it
+        (it only reads); if not, the interrupted job is answered with an error instead."""
+        ...
+
     async def run(self, job: Job, ctx: ProbeContext) -> ET.Element:
         """Run the job and return its ``<result>`` element; raise ProbeError (or a subclass) on failure."""
         ...

@@ -12,7 +12,7 @@ with local aliases only:
    c. else the aliases of every allow rule covering (probe, address, port), in rule order.
 2. Each candidate must be allowed by the policy for this target and (for b and c) be of a type the
    probe can use; the alias that worked here last time goes first.
-3. Each is tried in turn; only a refusal by the target (``CredentialRejected``) moves on. Every try is
+3. Each is tried in turn; only a refusal by the target (``CredentialRejectedError``) moves on. Every try is
    audited; the winner is remembered.
 """
 
@@ -23,8 +23,8 @@ from typing import TypeVar
 
 from appliance.errors import (
     ApplianceError,
-    CredentialRejected,
-    EveryCredentialRejected,
+    CredentialRejectedError,
+    EveryCredentialRejectedError,
     PayloadError,
     ProbeError,
 )
@@ -171,7 +171,7 @@ async def with_credentials(
         }
         try:
             result = await attempt(alias, credential)
-        except CredentialRejected as e:
+        except CredentialRejectedError as e:
             ctx.audit.record("credential.attempt", {**fields, "outcome": "rejected", "reason": str(e)[:200]})
             rejected.append(alias)
             last_reason = str(e)
@@ -184,7 +184,7 @@ async def with_credentials(
         ctx.audit.record("credential.attempt", {**fields, "outcome": "accepted"})
         ctx.affinity.remember(probe, str(address), port, alias)
         return result
-    raise EveryCredentialRejected(
+    raise EveryCredentialRejectedError(
         f"{target} refused every credential tried ({', '.join(rejected)}; last: {last_reason}); check the "
         "secrets with 'midbox creds verify' and the accounts on the target"
     )

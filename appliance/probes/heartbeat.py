@@ -13,6 +13,10 @@ StatusSource = Callable[[], Mapping[str, str]]
 
 class HeartbeatProbe:
     kind = "heartbeat"  # touches no target, so no policy check
+    topics = ("HeartbeatProbe",)
+
+    def rerun_safe(self, params: Mapping[str, str]) -> bool:
+        return True
 
     def __init__(self, status: StatusSource) -> None:
         self._status = status

@@ -14,12 +14,13 @@ import ssl
 # ElementTree only builds XML here; untrusted XML is parsed with defusedxml.
 import xml.etree.ElementTree as ET  # nosec B405
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
 
-from appliance.errors import PayloadError, ProbeError, TargetUnreachable
+from appliance.errors import PayloadError, ProbeError, TargetUnreachableError
 from appliance.probes._httpbody import ACCEPT_ENCODING, BoundedBody
 from appliance.probes._httppool import PinnedTransport
 from appliance.probes.base import Job, ProbeContext, use_credential
@@ -44,6 +45,10 @@ _TIMEOUT_PHASES = ("connect", "read", "write", "pool")
 _BAD_LOCATION = "the target redirected to an invalid redirect Location ({reason}); fix the target or the url"
 
 
+# Methods that only read: an interrupted job with one of these simply runs again after a crash.
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 @dataclass(frozen=True)
 class _Request:
     method: str
@@ -54,6 +59,10 @@ class _Request:
 
 class HttpProbe:
     kind = "http"
+    topics = ("RESTProbe", "HTTPClient")
+
+    def rerun_safe(self, params: Mapping[str, str]) -> bool:
+        return params.get("http_method", "GET").upper() in READ_ONLY_METHODS
 
     def __init__(self) -> None:
         # Plain-HTTP requests share one pool. HTTPS requests get a pool per server name, because a
@@ -150,9 +159,9 @@ class HttpProbe:
             finally:
                 await response.aclose()
         except httpx.TimeoutException as e:
-            raise TargetUnreachable(f"HTTP request to {url.host} timed out after {timeout:g} s") from e
+            raise TargetUnreachableError(f"HTTP request to {url.host} timed out after {timeout:g} s") from e
         except httpx.ConnectError as e:
-            raise TargetUnreachable(f"HTTP request to {url.host} failed: {_reason(e)}") from e
+            raise TargetUnreachableError(f"HTTP request to {url.host} failed: {_reason(e)}") from e
         except httpx.RemoteProtocolError as e:
             if "location header" in str(e).lower():
                 raise ProbeError(_BAD_LOCATION.format(reason=_reason(e))) from e

@@ -3,7 +3,7 @@
 
 Every (address, port probe, port) is checked against the policy first (TCP scanners as probe "tcp",
 SNMP as probe "snmp"); denied pairs are never scanned and are left out of the result (audited as
-``target.denied``). A job of which nothing is allowed is an error (TargetDenied).
+``target.denied``). A job of which nothing is allowed is an error (TargetDeniedError).
 
 Reading of ServiceNow's documentation (ShazzamResult, t_ConfigureTheShazzamProbe, the port-scanning
 troubleshooting page): ``active`` = some port answered ``open``; ``alive`` = something answered at all
@@ -17,7 +17,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET  # nosec B405
 from dataclasses import dataclass
 
-from appliance.errors import PayloadError, TargetDenied
+from appliance.errors import PayloadError, TargetDeniedError
 from appliance.payload import RESULT_LIST
 from appliance.probes._scanpool import ScanPool
 from appliance.probes._shazzamranges import parse_ranges
@@ -91,7 +91,7 @@ async def run_shazzam(pool: ScanPool, opener: SessionOpener, job: Job, ctx: Prob
         )
     if not allowed:
         first = next(iter(denied.values()))[1] if denied else "nothing to scan"
-        raise TargetDenied(f"no address/port of this scan is allowed: {first}")
+        raise TargetDeniedError(f"no address/port of this scan is allowed: {first}")
     ctx.audit.record("probe.scan", {"probe": "shazzam", "pairs": len(allowed), "ports": ports})
 
     # 3. Scan, paced and capped with every other scan of this probe, until the probe deadline.

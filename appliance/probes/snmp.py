@@ -21,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 
 from appliance.credtypes import PROBE_TYPES
-from appliance.errors import CredentialRejected, PayloadError, TargetDenied
+from appliance.errors import CredentialRejectedError, PayloadError, TargetDeniedError
 from appliance.interfaces import Credential
 from appliance.limits import Limits
 from appliance.probes._snmpopen import (
@@ -40,7 +41,7 @@ from appliance.probes._snmpsession import (
 )
 from appliance.probes._snmpspec import Oid, SpecLine
 from appliance.probes._snmptree import TreeBuilder
-from appliance.probes._snmpv2c import NoResponse
+from appliance.probes._snmpv2c import NoResponseError
 from appliance.probes._snmpvalues import render
 from appliance.probes.base import Job, ProbeContext
 from appliance.probes.credchoice import explicit_alias, with_credentials
@@ -53,6 +54,11 @@ log = logging.getLogger(__name__)
 class SnmpProbe:
     """``per_agent`` caps requests in flight to one agent; ``max_repetitions`` sizes each GETBULK;
     a bulk walk runs in ``walk_lanes`` concurrent ranges (at most ``per_agent``)."""
+
+    topics = ("SNMP",)
+
+    def rerun_safe(self, params: Mapping[str, str]) -> bool:
+        return True  # GET and walks only: SET is never sent
 
     def __init__(
         self,
@@ -119,7 +125,7 @@ class SnmpProbe:
                     "use a v2c or v3 credential, or set snmp_v1 = true in the [[allow]] rule that covers it"
                 )
                 # A credential the job named itself ends the job; one of a rule's list is skipped.
-                raise TargetDenied(message) if named else CredentialRejected(message)
+                raise TargetDeniedError(message) if named else CredentialRejectedError(message)
             return await self._attempt(ctx, host, address, params, alias, credential, version)
 
         return await with_credentials(
@@ -176,9 +182,9 @@ class SnmpProbe:
             )
             try:
                 return await self._collect(session, params, version != "1" and params.use_bulk, ctx.limits)
-            except NoResponse as e:
+            except NoResponseError as e:
                 if refused_credential(session, version):
-                    raise CredentialRejected(str(e)) from e
+                    raise CredentialRejectedError(str(e)) from e
                 raise
             finally:
                 await session.close()

@@ -13,12 +13,12 @@ import contextlib
 import logging
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from appliance.credtypes import PROBE_TYPES
-from appliance.errors import ApplianceError, PayloadError, ProbeError, TargetDenied
+from appliance.errors import ApplianceError, PayloadError, ProbeError, TargetDeniedError
 from appliance.interfaces import Credential
 from appliance.limits import Limits
 from appliance.payload import xml_text
@@ -39,6 +39,11 @@ KNOWN_HOSTS_FILE = "known_hosts"
 
 class SshProbe:
     """One per event loop. ``max_connections`` bounds threads; ``per_target`` logins to one host:port."""
+
+    topics = ("SSHCommand", "SSHCommandLong")
+
+    def rerun_safe(self, params: Mapping[str, str]) -> bool:
+        return False  # a command may act: running it twice could act twice
 
     def __init__(
         self, *, max_connections: int = 16, per_target: int = 4, connect_timeout_s: float = 10.0
@@ -70,7 +75,7 @@ class SshProbe:
         from appliance.probes._sshsession import (
             Aborter,
             HostKeyPolicy,
-            HostKeyRejected,
+            HostKeyRejectedError,
             SessionLimits,
             SessionSpec,
             Target,
@@ -91,11 +96,11 @@ class SshProbe:
         hostname = None if is_literal(host) else host
         addresses, rule = await checked_target(ctx, probe="ssh", host=host, port=port, credential=named)
         if rule is None:  # checked_target returns the rule that allowed the address connected to
-            raise TargetDenied(f"target {host} port {port}: no [[allow]] rule decided")
+            raise TargetDeniedError(f"target {host} port {port}: no [[allow]] rule decided")
         if opts.must_sudo and not rule.sudo:
             number = _rule_number(ctx, rule)
             ctx.audit.record("ssh.sudo.refused", {"target": host, "port": port, "rule": number})
-            raise TargetDenied(
+            raise TargetDeniedError(
                 f"job asks for must_sudo=true but [[allow]] rule {number}, which allows {host} port {port}, "
                 "does not permit sudo; add 'sudo = true' to that rule and sign the config again"
             )
@@ -178,7 +183,7 @@ class SshProbe:
                     del auth
                     await asyncio.wait_for(_started(authenticated, future), budget)
                 return await asyncio.wait_for(asyncio.shield(future), max(deadline - loop.time(), 0))
-            except HostKeyRejected as e:
+            except HostKeyRejectedError as e:
                 ctx.audit.record(
                     "ssh.hostkey.rejected",
                     {

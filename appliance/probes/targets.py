@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from appliance.errors import TargetDenied
+from appliance.errors import TargetDeniedError
 from appliance.probes.base import ProbeContext
 from hardening.policy import AllowRule, IPAddress
 
@@ -51,7 +51,7 @@ async def checked_target(
                         "reason": decision.scope,
                     },
                 )
-                raise TargetDenied(
+                raise TargetDeniedError(
                     f"{probe} job on {host} refused: {decision.scope}; if it should run, add it to that "
                     "rule's scope and sign the config again"
                 )
@@ -66,7 +66,9 @@ async def checked_target(
                     "reason": decision.reason,
                 },
             )
-            raise TargetDenied(f"target {host} ({address}) port {port} denied for {probe}: {decision.reason}")
+            raise TargetDeniedError(
+                f"target {host} ({address}) port {port} denied for {probe}: {decision.reason}"
+            )
         if first_rule is None:
             first_rule, first_number = ctx.policy.rule(decision.rule), decision.rule
     if ctx.lease is not None:  # the target's breaker, buckets and caps, and the deciding rule's

@@ -6,7 +6,7 @@ probe's ``ScanPool`` (pacing, caps, deadline).
 
 Denied (address, port) pairs are skipped, never probed, and reported as ``<denied>`` elements with the
 policy's reason (grouped per range and port), so the instance sees what was left out and why. A job of
-which nothing is allowed is an error (TargetDenied). Connects are paced by one rate limit shared by
+which nothing is allowed is an error (TargetDeniedError). Connects are paced by one rate limit shared by
 every scan of this probe instance, bounded by a global and a per-address concurrency cap, and the
 whole scan stops at the probe deadline with what it has (``truncated="true"``).
 """
@@ -16,10 +16,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from appliance.errors import PayloadError, TargetDenied
+from appliance.errors import PayloadError, TargetDeniedError
 from appliance.limits import Limits
 from appliance.probes._scanpool import Pacer, ScanPool, tcp_connect
 from appliance.probes._snmpopen import SessionOpener
@@ -97,6 +97,11 @@ def _hosts(net: IPNetwork) -> Iterator[IPAddress]:
 class TcpScanProbe:
     """``rate`` connects/s and ``concurrency`` in flight for the probe; ``per_host`` for one address."""
 
+    topics = ("Shazzam",)
+
+    def rerun_safe(self, params: Mapping[str, str]) -> bool:
+        return True  # connects and reads banners
+
     def __init__(
         self,
         *,
@@ -161,7 +166,7 @@ class TcpScanProbe:
             )
         if not allowed:
             first = next(iter(denied.values()))[1] if denied else "nothing to scan"
-            raise TargetDenied(f"no address/port of this scan is allowed for tcp: {first}")
+            raise TargetDeniedError(f"no address/port of this scan is allowed for tcp: {first}")
         ctx.audit.record("probe.scan", {"probe": "tcp", "pairs": len(allowed), "ports": len(spec.ports)})
         states = await self._scan(allowed, spec.timeout_s, ctx.limits.probe_timeout_s)
         result = ET.Element("result")

@@ -31,7 +31,7 @@ from appliance.queue.midrecord import (
     glide_now,
     parse_agent_record,
 )
-from appliance.queue.records import OUTPUT_FIELDS, OutputRecord, UnusableRecord, parse_output
+from appliance.queue.records import OUTPUT_FIELDS, OutputRecord, UnusableRecordError, parse_output
 
 ISSUE_TABLE = "/api/now/table/ecc_agent_issue"
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ TABLE = "/api/now/table/ecc_queue"
 UNSOLICITED_PARAMETERS = {"skip_sensor": "true"}
 
 
-class InstanceBusy(InstanceError):
+class InstanceBusyError(InstanceError):
     """429 or 503: the instance asked us to come back later."""
 
     def __init__(self, message: str, retry_after_s: float | None) -> None:
@@ -50,7 +50,7 @@ class InstanceBusy(InstanceError):
         self.retry_after_s = retry_after_s
 
 
-class AnswerTooLarge(InstanceError):
+class AnswerTooLargeError(InstanceError):
     """The instance's answer exceeded the cap: ask for fewer records (or fewer fields) next time."""
 
 
@@ -119,7 +119,7 @@ class EccClient:
         for raw in _result_list(body)[: max(limit, 0)]:
             try:
                 record = parse_output(raw)
-            except UnusableRecord as e:
+            except UnusableRecordError as e:
                 skipped.append(str(e))
                 continue
             # A record for another agent would mean the instance ignored our query: never run it.
@@ -306,7 +306,7 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
     async for chunk in response.aiter_raw():
         size += len(chunk)
         if size > limit:
-            raise AnswerTooLarge(f"the instance sent more than {limit} bytes in one answer; refusing it")
+            raise AnswerTooLargeError(f"the instance sent more than {limit} bytes in one answer; refusing it")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -319,7 +319,7 @@ def _check_response(response: httpx.Response, data: bytes) -> dict[str, Any]:
             "certificate maps to a user with the mid_server role"
         )
     if status in (429, 503):
-        raise InstanceBusy(
+        raise InstanceBusyError(
             f"the instance is busy ({status}); retrying later",
             parse_retry_after(response.headers.get("Retry-After")),
         )

@@ -15,7 +15,7 @@ from appliance.aio import wait_any
 from appliance.errors import InstanceAuthError, InstanceError, is_fatal
 from appliance.interfaces import AuditSink, Outcome
 from appliance.queue.backoff import Backoff
-from appliance.queue.client import EccClient, InstanceBusy
+from appliance.queue.client import EccClient, InstanceBusyError
 from appliance.queue.records import OutputRecord
 from appliance.runstats import RunnerStats
 
@@ -107,7 +107,7 @@ class Delivery:
                 input_id = await self._client.respond(record, outcome.payload, outcome.error)
             except InstanceError as e:
                 # 429/503/401/403 were refused before any insert; anything else may have been applied.
-                ambiguous = ambiguous or not isinstance(e, (InstanceBusy, InstanceAuthError))
+                ambiguous = ambiguous or not isinstance(e, (InstanceBusyError, InstanceAuthError))
                 if self._abandon.is_set():
                     self._stats.undelivered += 1
                     log.warning(

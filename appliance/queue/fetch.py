@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import replace
 
 from appliance.interfaces import AuditSink
-from appliance.queue.client import AnswerTooLarge, EccClient
+from appliance.queue.client import AnswerTooLargeError, EccClient
 from appliance.queue.records import HEAD_FIELDS, ID_FIELDS, OutputRecord
 from appliance.results import TOO_LARGE_ERROR
 
@@ -39,14 +39,14 @@ class Fetcher:
             limit = max(1, min(want, self._cap))
             try:
                 polled = await self._client.poll(limit, state=state, topic=topic)
-            except AnswerTooLarge as e:
+            except AnswerTooLargeError as e:
                 if limit > 1:
                     self._cap = max(1, limit // 2)
                     log.warning("%s; asking for %d record(s) at a time", e, self._cap)
                     continue
                 try:
                     head = await self._client.poll(1, state=state, topic=topic, fields=HEAD_FIELDS)
-                except AnswerTooLarge:  # even its name or source is huge: answer by sys_id alone
+                except AnswerTooLargeError:  # even its name or source is huge: answer by sys_id alone
                     head = await self._client.poll(1, state=state, topic=topic, fields=ID_FIELDS)
                 refusal = TOO_LARGE_ERROR.format(cap=self._answer_bytes)
                 polled = replace(head, records=[r.refused(refusal) for r in head.records])

@@ -1,7 +1,7 @@
 """ECC queue records as the Table API returns them, parsed strictly into frozen dataclasses.
 
 Parsing is decided per record, never per answer: a record whose sys_id cannot be used is skipped
-(UnusableRecord); one whose sys_id is fine but whose other fields are not usable text becomes a record
+(UnusableRecordError); one whose sys_id is fine but whose other fields are not usable text becomes a record
 with ``refusal`` set and cleaned fields, which the appliance answers with an error result.
 """
 
@@ -21,7 +21,7 @@ HEAD_FIELDS = ("sys_id", "agent", "topic", "name", "source", "agent_correlator",
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class UnusableRecord(InstanceError):
+class UnusableRecordError(InstanceError):
     """A record whose sys_id cannot be used: it cannot be claimed or answered, only skipped."""
 
 
@@ -118,19 +118,21 @@ class _Fields:
 
 
 def parse_output(raw: object) -> OutputRecord:
-    """One record of a query answer. Raises UnusableRecord when its sys_id cannot be used; any other
+    """One record of a query answer. Raises UnusableRecordError when its sys_id cannot be used; any other
     problem gives a record with ``refusal`` set (answered with an error, never run)."""
     if not isinstance(raw, dict):
-        raise UnusableRecord("the instance sent an ecc_queue record that is not a JSON object")
+        raise UnusableRecordError("the instance sent an ecc_queue record that is not a JSON object")
     fields = _Fields(raw)
     sys_id = fields.text("sys_id")
     if fields.problem or not sys_id:
-        raise UnusableRecord(
+        raise UnusableRecordError(
             f"the instance sent an ecc_queue record without a usable sys_id ({fields.problem or 'empty'})"
         )
     # sys_ids go back into encoded queries and file names: only the instance's own alphabet passes.
     if not _SYS_ID.fullmatch(sys_id):
-        raise UnusableRecord(f"the instance sent an ecc_queue record with a malformed sys_id {sys_id[:40]!r}")
+        raise UnusableRecordError(
+            f"the instance sent an ecc_queue record with a malformed sys_id {sys_id[:40]!r}"
+        )
     record = OutputRecord(
         sys_id=sys_id,
         agent=fields.text("agent"),

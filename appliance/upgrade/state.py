@@ -16,7 +16,7 @@ from pathlib import Path
 
 from appliance.errors import ApplianceError
 from appliance.limits import MAX_UPGRADE_STATE_BYTES
-from hardening.atomic import LockTimeout, atomic_write, file_lock
+from hardening.atomic import LockTimeoutError, atomic_write, file_lock
 
 STATE_FILE = ".midbox-upgrade.json"
 LOCK_FILE = ".midbox-upgrade.lock"
@@ -83,7 +83,7 @@ def upgrade_lock(target: Path) -> Iterator[None]:
     held = contextlib.ExitStack()
     try:
         held.enter_context(file_lock(target.with_name(LOCK_FILE), timeout_s=0.5))
-    except LockTimeout as e:
+    except LockTimeoutError as e:
         raise UpgradeError(f"another midbox upgrade of {target} is running: wait for it to finish") from e
     with held:
         yield

@@ -17,8 +17,8 @@ from hardening.audit.checkpoint import (
 )
 from hardening.audit.errors import (
     AuditError,
-    AuditLogBusy,
-    AuditLogDamaged,
+    AuditLogBusyError,
+    AuditLogDamagedError,
     AuditValueError,
     AuditWriteError,
     CheckpointError,
@@ -34,8 +34,8 @@ __all__ = [
     "TOPIC",
     "AuditError",
     "AuditLog",
-    "AuditLogBusy",
-    "AuditLogDamaged",
+    "AuditLogBusyError",
+    "AuditLogDamagedError",
     "AuditOptions",
     "AuditValueError",
     "AuditWriteError",

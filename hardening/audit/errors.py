@@ -17,11 +17,11 @@ class AuditWriteError(AuditError):
     """An entry could not reach disk; the appliance must stop doing work it cannot account for."""
 
 
-class AuditLogBusy(AuditError):
+class AuditLogBusyError(AuditError):
     """Another process holds the audit log open for writing."""
 
 
-class AuditLogDamaged(AuditError):
+class AuditLogDamagedError(AuditError):
     """The end of the log cannot be read, so no entry can be chained to it."""
 
 

@@ -27,7 +27,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hardening.atomic import fsync_dir
 from hardening.audit import _entry, _files
 from hardening.audit.checkpoint import Checkpoint, sign_checkpoint
-from hardening.audit.errors import AuditError, AuditLogBusy, AuditLogDamaged, AuditValueError, AuditWriteError
+from hardening.audit.errors import (
+    AuditError,
+    AuditLogBusyError,
+    AuditLogDamagedError,
+    AuditValueError,
+    AuditWriteError,
+)
 from hardening.audit.events import check_event
 from hardening.audit.seal import SealKey
 from hardening.perms import mkdir_private
@@ -79,7 +85,7 @@ def _lock_file(directory: Path) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
         os.close(fd)
-        raise AuditLogBusy("another midbox process is writing this audit log; stop it first") from e
+        raise AuditLogBusyError("another midbox process is writing this audit log; stop it first") from e
     return fd
 
 
@@ -126,7 +132,7 @@ class AuditLog:
             if len(files) == 1 and files[0][1].stat().st_size == 0:
                 self._start_new_log(files[0][0])
                 return
-            raise AuditLogDamaged(
+            raise AuditLogDamagedError(
                 f"{files[0][1].name} does not begin with an entry; run 'midbox audit verify'"
             )
         genesis = self._parse_or_damaged(first, files[0][1])
@@ -135,7 +141,7 @@ class AuditLog:
             or genesis.event != "audit.genesis"
             or not isinstance(genesis.fields.get("log_id"), str)
         ):
-            raise AuditLogDamaged(f"{files[0][1].name} does not begin with the log's genesis entry")
+            raise AuditLogDamagedError(f"{files[0][1].name} does not begin with the log's genesis entry")
         self.log_id: str = str(genesis.fields["log_id"])
         # The newest file may be empty if a crash came between rotation and the first write to it.
         self._number, path = files[-1]
@@ -149,7 +155,7 @@ class AuditLog:
             finally:
                 os.close(prev_fd)
         if last is None:
-            raise AuditLogDamaged(f"{path.name} holds no complete entry; run 'midbox audit verify'")
+            raise AuditLogDamagedError(f"{path.name} holds no complete entry; run 'midbox audit verify'")
         entry = self._parse_or_damaged(last, path)
         self._seq = entry.seq + 1
         self._head = entry.hash
@@ -170,7 +176,7 @@ class AuditLog:
     def _tail_of(self, fd: int, path: Path) -> tuple[bytes | None, bytes]:
         last, end = _files.read_tail(fd, self._opt.max_entry_bytes)
         if end < 0:
-            raise AuditLogDamaged(
+            raise AuditLogDamagedError(
                 f"the last line of {path.name} is longer than any entry; run 'midbox audit verify'"
             )
         size = os.fstat(fd).st_size
@@ -189,7 +195,7 @@ class AuditLog:
         try:
             return _entry.parse_entry(raw)
         except _entry.EntryFormatError as e:
-            raise AuditLogDamaged(
+            raise AuditLogDamagedError(
                 f"an entry of {path.name} is not readable ({e}); run 'midbox audit verify'"
             ) from e
 

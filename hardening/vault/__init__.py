@@ -10,10 +10,10 @@ from hardening.vault.draft import Draft
 from hardening.vault.errors import (
     VaultError,
     VaultInputError,
-    VaultLocked,
-    VaultMissing,
-    VaultRollback,
-    VaultTampered,
+    VaultLockedError,
+    VaultMissingError,
+    VaultRollbackError,
+    VaultTamperedError,
 )
 from hardening.vault.format import CREDENTIAL_TYPES, CredentialMeta, validate_alias
 from hardening.vault.keys import KeySource, load_host_key, read_passphrase_file, systemd_passphrase
@@ -40,11 +40,11 @@ __all__ = [
     "SecretRedactor",
     "VaultError",
     "VaultInputError",
-    "VaultLocked",
-    "VaultMissing",
+    "VaultLockedError",
+    "VaultMissingError",
     "VaultPaths",
-    "VaultRollback",
-    "VaultTampered",
+    "VaultRollbackError",
+    "VaultTamperedError",
     "edit_store",
     "load_host_key",
     "needs_passphrase",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hardening.vault import caps
-from hardening.vault.errors import VaultError, VaultMissing
+from hardening.vault.errors import VaultError, VaultMissingError
 from hardening.vault.format import CREDENTIAL_TYPES, CredentialMeta
 from hardening.vault.secret import Secret
 
@@ -44,7 +44,9 @@ class Draft:
 
     def remove(self, alias: str) -> None:
         if alias not in self._entries:
-            raise VaultMissing(f"credential {alias!r} is not in the store; 'midbox creds list' shows what is")
+            raise VaultMissingError(
+                f"credential {alias!r} is not in the store; 'midbox creds list' shows what is"
+            )
         self._wipe_entry(alias)
         del self._entries[alias]
         self.changed = True

@@ -9,7 +9,7 @@ class VaultError(HardeningError):
     """The credential store cannot be used as asked."""
 
 
-class VaultTampered(VaultError):
+class VaultTamperedError(VaultError):
     """The store file failed a structural or cryptographic integrity check."""
 
     def __init__(self, path: object, detail: str) -> None:
@@ -19,15 +19,15 @@ class VaultTampered(VaultError):
         )
 
 
-class VaultLocked(VaultError):
+class VaultLockedError(VaultError):
     """The key-encryption key did not open the store: wrong host key or passphrase (or tampering)."""
 
 
-class VaultRollback(VaultError):
+class VaultRollbackError(VaultError):
     """The store on disk is older than one this appliance has already seen, or a different store."""
 
 
-class VaultMissing(VaultError):
+class VaultMissingError(VaultError):
     """There is no store, or the alias asked for is not in it."""
 
 

@@ -50,7 +50,7 @@ _OPTION_KEY = re.compile(rf"[a-z][a-z0-9_-]{{0,{caps.MAX_OPTION_KEY_BYTES - 1}}}
 
 
 class FormatError(ValueError):
-    """Bytes that are not a well-formed store; the caller turns this into VaultTampered."""
+    """Bytes that are not a well-formed store; the caller turns this into VaultTamperedError."""
 
 
 @dataclass(frozen=True)

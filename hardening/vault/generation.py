@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hardening import atomic, perms
 from hardening.vault import caps
-from hardening.vault.errors import VaultRollback
+from hardening.vault.errors import VaultRollbackError
 
 _LINE = re.compile(rb"midbox-credentials-generation 1 ([0-9a-f]{32}) ([0-9]{1,20})\n")
 
@@ -23,7 +23,7 @@ def read_generation(path: Path) -> tuple[bytes, int] | None:
         return None
     m = _LINE.fullmatch(raw)
     if m is None:
-        raise VaultRollback(
+        raise VaultRollbackError(
             f"{path} is not a midbox generation record; restore it or remove it to accept the store"
         )
     return bytes.fromhex(m.group(1).decode()), int(m.group(2))
@@ -35,13 +35,13 @@ def check_and_record(path: Path, store: Path, store_id: bytes, generation: int) 
     if recorded is not None:
         rec_id, rec_gen = recorded
         if rec_id != store_id:
-            raise VaultRollback(
+            raise VaultRollbackError(
                 f"credential store {store} is not the store this appliance recorded "
                 f"(id {store_id.hex()[:12]}, expected {rec_id.hex()[:12]}); if you replaced it on purpose, "
                 f"remove {path}"
             )
         if generation < rec_gen:
-            raise VaultRollback(
+            raise VaultRollbackError(
                 f"credential store {store} is generation {generation}, older than generation {rec_gen} "
                 "already seen here: an old copy was put back; restore the current store"
             )

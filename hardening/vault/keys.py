@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hardening import atomic, perms
 from hardening.vault import caps
-from hardening.vault.errors import VaultError, VaultInputError, VaultLocked, VaultMissing
+from hardening.vault.errors import VaultError, VaultInputError, VaultLockedError, VaultMissingError
 from hardening.vault.format import DATA_KEY_BYTES, KDF_HOST_KEY, KDF_HOST_KEY_AND_ARGON2ID, Header, KdfParams
 from hardening.vault.secret import Secret
 
@@ -94,7 +94,7 @@ def load_host_key(source: KeySource, *, create: bool = False) -> Secret:
         raw = perms.read_private_file(path, caps.MAX_HOST_KEY_FILE_BYTES)
     except FileNotFoundError:
         if not create:
-            raise VaultMissing(
+            raise VaultMissingError(
                 f"host key {path} is missing; without it the credential store cannot be opened. "
                 "Restore it from the host backup (it is not in any release bundle)"
             ) from None
@@ -106,7 +106,7 @@ def load_host_key(source: KeySource, *, create: bool = False) -> Secret:
 
 def _check_length(raw: bytearray, path: Path) -> Secret:
     if len(raw) != HOST_KEY_BYTES:
-        raise VaultLocked(
+        raise VaultLockedError(
             f"host key {path} is {len(raw)} bytes, not {HOST_KEY_BYTES}; it is damaged or not ours"
         )
     return Secret(raw)
@@ -115,9 +115,9 @@ def _check_length(raw: bytearray, path: Path) -> Secret:
 def derive_kek(host_key: Secret, passphrase: Secret | None, kdf: KdfParams, store_id: bytes) -> Secret:
     """HKDF-SHA256 over the host key and, for a passphrase store, Argon2id(passphrase)."""
     if kdf.kind == KDF_HOST_KEY_AND_ARGON2ID and passphrase is None:
-        raise VaultLocked("this credential store needs its passphrase: pass --passphrase-file FILE")
+        raise VaultLockedError("this credential store needs its passphrase: pass --passphrase-file FILE")
     if kdf.kind == KDF_HOST_KEY and passphrase is not None:
-        raise VaultLocked(
+        raise VaultLockedError(
             "this credential store has no passphrase, but one was given; leave out --passphrase-file"
         )
     ikm = bytearray(host_key.view())
@@ -164,10 +164,10 @@ def wrap_data_key(kek: Secret, data_key: Secret, header_ad: bytes) -> tuple[byte
 
 def unwrap_data_key(kek: Secret, header: Header, path: Path) -> Secret:
     """Open the data key; the header is the associated data, so any header edit fails here."""
-    from hardening.vault.errors import VaultTampered
+    from hardening.vault.errors import VaultTamperedError
 
     if not hmac.compare_digest(key_check(kek), header.key_check):
-        raise VaultLocked(
+        raise VaultLockedError(
             f"cannot unlock credential store {path}: the host key or passphrase is wrong, "
             "or the store header was tampered with; check the passphrase given (--passphrase-file or "
             "the unit's midbox.store-passphrase credential)"
@@ -175,9 +175,9 @@ def unwrap_data_key(kek: Secret, header: Header, path: Path) -> Secret:
     try:
         plain = AESGCM(kek.reveal()).decrypt(header.wrap_nonce, header.wrapped_key, header.wrap_ad())
     except InvalidTag as e:
-        raise VaultTampered(path, "data key wrap does not authenticate") from e
+        raise VaultTamperedError(path, "data key wrap does not authenticate") from e
     if len(plain) != DATA_KEY_BYTES:
-        raise VaultTampered(path, "data key has the wrong length")
+        raise VaultTamperedError(path, "data key has the wrong length")
     return Secret(plain)
 
 
@@ -199,13 +199,13 @@ def _unprotect(raw: bytes, path: Path) -> bytes:
     if os.name != "nt":
         return raw
     if not raw.startswith(_DPAPI_PREFIX):
-        raise VaultLocked(
+        raise VaultLockedError(
             f"host key {path} is not DPAPI-protected; it was not written by midbox on this host"
         )
     try:
         return _dpapi(raw[len(_DPAPI_PREFIX) :], protect=False)
     except VaultError as e:
-        raise VaultLocked(
+        raise VaultLockedError(
             f"host key {path} cannot be decrypted by DPAPI on this machine: it was made on another "
             f"machine or is damaged ({e}); restore it from this machine's backup"
         ) from e

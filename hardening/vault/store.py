@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hardening import atomic, perms
 from hardening.vault import caps, keys
 from hardening.vault.draft import Draft
-from hardening.vault.errors import VaultError, VaultMissing, VaultRollback, VaultTampered
+from hardening.vault.errors import VaultError, VaultMissingError, VaultRollbackError, VaultTamperedError
 from hardening.vault.format import (
     CHECKSUM_BYTES,
     CREDENTIAL_TYPES,
@@ -90,7 +90,7 @@ class OpenStore:
     def meta(self, alias: str) -> CredentialMeta:
         record = self._records.get(alias)
         if record is None:
-            raise VaultMissing(
+            raise VaultMissingError(
                 f"credential {alias!r} is not in the store; add it with 'midbox creds add {alias}'"
             )
         return record.meta
@@ -125,16 +125,16 @@ def open_record(data_key: Secret, header: Header, record: SealedRecord, path: Pa
         decryptor.finalize()
         parts = unpack_secrets(memoryview(buf)[:n], f"record {record.meta.alias!r}")
     except InvalidTag as e:
-        raise VaultTampered(path, f"record {record.meta.alias!r} does not authenticate") from e
+        raise VaultTamperedError(path, f"record {record.meta.alias!r} does not authenticate") from e
     except FormatError as e:
-        raise VaultTampered(path, str(e)) from e
+        raise VaultTamperedError(path, str(e)) from e
     finally:
         wipe(buf)
     low, high = CREDENTIAL_TYPES[record.meta.type]
     if not low <= len(parts) <= high:
         for p in parts:
             wipe(p)
-        raise VaultTampered(
+        raise VaultTamperedError(
             path, f"record {record.meta.alias!r} has {len(parts)} secrets for type {record.meta.type}"
         )
     return [Secret(p) for p in parts]
@@ -146,7 +146,7 @@ def _load(paths: VaultPaths, source: keys.KeySource, *, holding_lock: bool) -> O
     try:
         data = perms.read_private_file(paths.store, caps.MAX_STORE_BYTES)
     except FileNotFoundError:
-        raise VaultMissing(
+        raise VaultMissingError(
             f"no credential store at {paths.store}; add a credential with 'midbox creds add'"
         ) from None
     # 2. The unkeyed checksum: accidental damage is reported as such, not as a wrong key. It is no
@@ -156,7 +156,7 @@ def _load(paths: VaultPaths, source: keys.KeySource, *, holding_lock: bool) -> O
     try:
         header = parse_header(data)
     except FormatError as e:
-        raise VaultTampered(paths.store, str(e)) from e
+        raise VaultTamperedError(paths.store, str(e)) from e
     # 4. Derive the key-encryption key and unwrap the data key; the header is its associated data.
     host_key = keys.load_host_key(source)
     try:
@@ -173,12 +173,12 @@ def _load(paths: VaultPaths, source: keys.KeySource, *, holding_lock: bool) -> O
         with keys.mac_key(data_key) as mk:
             expected = hmac.new(mk.reveal(), data[:-MAC_BYTES], hashlib.sha256).digest()
         if not hmac.compare_digest(expected, data[-MAC_BYTES:]):
-            raise VaultTampered(paths.store, "file authentication code does not match")
+            raise VaultTamperedError(paths.store, "file authentication code does not match")
         # 6. Records parse strictly (each one is decrypted only when used, or by verify).
         try:
             records = parse_records(memoryview(data)[HEADER_BYTES:-MAC_BYTES], header.count)
         except FormatError as e:
-            raise VaultTampered(paths.store, str(e)) from e
+            raise VaultTamperedError(paths.store, str(e)) from e
         # 7. Not older than what this appliance has seen (rollback), and the same store.
         if holding_lock:
             check_and_record(paths.generation, paths.store, header.store_id, header.generation)
@@ -197,10 +197,10 @@ def _load(paths: VaultPaths, source: keys.KeySource, *, holding_lock: bool) -> O
 
 def _strip_checksum(data: bytes, path: Path) -> bytes:
     if len(data) < HEADER_BYTES + MAC_BYTES + CHECKSUM_BYTES:
-        raise VaultTampered(path, "file is shorter than an empty store")
+        raise VaultTamperedError(path, "file is shorter than an empty store")
     body, checksum = data[:-CHECKSUM_BYTES], data[-CHECKSUM_BYTES:]
     if not hmac.compare_digest(hashlib.sha256(body).digest(), checksum):
-        raise VaultTampered(path, "checksum does not match")
+        raise VaultTamperedError(path, "checksum does not match")
     return body
 
 
@@ -216,7 +216,7 @@ def needs_passphrase(paths: VaultPaths) -> bool:
     try:
         return parse_header(_strip_checksum(data, paths.store)).kdf.kind == KDF_HOST_KEY_AND_ARGON2ID
     except FormatError as e:
-        raise VaultTampered(paths.store, str(e)) from e
+        raise VaultTamperedError(paths.store, str(e)) from e
 
 
 def store_exists(paths: VaultPaths) -> bool:
@@ -245,7 +245,7 @@ def _locked(paths: VaultPaths) -> Iterator[None]:
     try:
         with atomic.file_lock(paths.lock, caps.LOCK_TIMEOUT_S):
             yield
-    except atomic.LockTimeout as e:
+    except atomic.LockTimeoutError as e:
         raise VaultError(str(e)) from e
 
 
@@ -263,7 +263,7 @@ def edit_store(paths: VaultPaths, source: keys.KeySource, *, create: bool = Fals
         old: OpenStore | None = None
         try:
             old = _load(paths, source, holding_lock=True)
-        except VaultMissing:
+        except VaultMissingError:
             if not create or paths.store.exists():
                 raise
             refuse_missing_with_history(paths)
@@ -285,7 +285,7 @@ def refuse_missing_with_history(paths: VaultPaths) -> None:
     """A store that this appliance has seen is gone: refuse rather than silently start empty."""
     recorded = read_generation(paths.generation)
     if recorded is not None:
-        raise VaultRollback(
+        raise VaultRollbackError(
             f"the credential store {paths.store} is missing, but this appliance recorded generation "
             f"{recorded[1]} of it; restore it from a backup, or remove {paths.generation} "
             "to start an empty store"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hardening.audit import AuditLogBusy, Verdict, audit_dir, open_audit_log, verify_log
+from hardening.audit import AuditLogBusyError, Verdict, audit_dir, open_audit_log, verify_log
 from hardening.audit.errors import AuditValueError
 from hardening.audit.inbox import MAX_INBOX_FILE_BYTES, drain, inbox_dir, submit, waiting
 
@@ -40,7 +40,7 @@ def drop(state: Path, name: str, data: bytes) -> Path:
 def test_the_holder_records_what_another_process_hands_over(state_dir: Path) -> None:
     log = open_audit_log(state_dir)
     try:
-        with pytest.raises(AuditLogBusy):  # why the inbox exists: one writer holds the log
+        with pytest.raises(AuditLogBusyError):  # why the inbox exists: one writer holds the log
             open_audit_log(state_dir)
         inbox_id = submit(state_dir, [STARTED], by="creds test")
         assert waiting(state_dir, inbox_id)

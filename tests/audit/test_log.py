@@ -18,8 +18,8 @@ import pytest
 from appliance.interfaces import AuditSink
 from hardening.audit import (
     AuditLog,
-    AuditLogBusy,
-    AuditLogDamaged,
+    AuditLogBusyError,
+    AuditLogDamagedError,
     AuditOptions,
     AuditValueError,
     AuditWriteError,
@@ -79,7 +79,7 @@ def test_rotation_keeps_one_chain(state: Path) -> None:
 
 def test_second_writer_is_refused(state: Path) -> None:
     audit = write_log(state, 1)
-    with pytest.raises(AuditLogBusy):
+    with pytest.raises(AuditLogBusyError):
         open_audit_log(state, NO_SEAL)
     audit.close()
     open_audit_log(state, NO_SEAL).close()
@@ -171,7 +171,7 @@ def test_damaged_last_entry_refuses_to_open(state: Path) -> None:
     path = log_files(state / "audit")[0][1]
     with open(path, "ab") as fh:
         fh.write(b"not an entry\n")
-    with pytest.raises(AuditLogDamaged):
+    with pytest.raises(AuditLogDamagedError):
         open_audit_log(state, NO_SEAL)
 
 

@@ -2,7 +2,7 @@
 
 Each hostile answer is built with the development instance's answer-shaping faults (``Fault.answer``,
 ``Fault.drip_s``): the exact bytes a broken instance would send. After each one the appliance must still
-answer a good job; none may end in RunnerHalted.
+answer a good job; none may end in RunnerHaltedError.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from appliance.queue.client import EccClient, InstanceBusy
+from appliance.queue.client import EccClient, InstanceBusyError
 from devinstance.server import Fault, InstanceState
 from devinstance.store import Store
 from devinstance.transport import in_process_client
@@ -81,7 +81,7 @@ def test_queue_scenarios_run_in_process_in_milliseconds(tmp_path: Path) -> None:
     async def go() -> tuple[float | None, int]:
         client = EccClient(in_process_client(state, agent=AGENT), name=NAME, max_response_bytes=1_000_000)
         try:
-            with pytest.raises(InstanceBusy) as busy:
+            with pytest.raises(InstanceBusyError) as busy:
                 await client.poll(10)
             return busy.value.retry_after_s, len((await client.poll(10)).records)
         finally:

@@ -28,6 +28,8 @@ from appliance.limits import MAX_PAYLOAD_BYTES
 from appliance.payload import parse_parameters
 from appliance.probes._snmpber import REPORT, BerError, decode_response
 from appliance.probes._snmpusm import UsmKeys, decode_message
+from appliance.probes.http import HttpProbe
+from appliance.probes.ssh import SshProbe
 from appliance.queue.records import parse_output
 from hardening.audit import _entry
 from hardening.audit.checkpoint import Checkpoint, parse_checkpoint_xml, verify_checkpoint
@@ -103,7 +105,7 @@ def ecc_record(data: bytes) -> None:
         # sys_ids become file names in the outbox and terms of encoded queries: nothing else may pass.
         assert _SYS_ID.fullmatch(record.sys_id), record.sys_id
         # Crash recovery classifies every record it finds in processing; that must never raise.
-        rerun_safe(record)
+        rerun_safe(record, {"RESTProbe": HttpProbe(), "SSHCommand": SshProbe()})
 
 
 def config_toml(data: bytes) -> None:

@@ -189,10 +189,11 @@ def test_seal_mac_with_non_ascii_text_is_tampered_not_a_crash(tmp_path: Path) ->
 
 def test_recovery_classifies_a_payload_with_a_lone_surrogate() -> None:
     from appliance.dispatch import rerun_safe
+    from appliance.probes.http import HttpProbe
 
     # str.encode() raised UnicodeEncodeError, so every restart crashed on this record in processing.
     record = parse_output({"sys_id": "a1", "topic": "RESTProbe", "payload": "\ud800"})
-    assert rerun_safe(record) is True
+    assert rerun_safe(record, {"RESTProbe": HttpProbe()}) is True
 
 
 @pytest.mark.parametrize("digit", ["\u0662", "\u0967", "\uff11"])

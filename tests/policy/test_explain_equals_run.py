@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from appliance.asks import job_ask
 from appliance.commands.policy import RESERVED_PARAMS
 from appliance.dispatch import Dispatcher
-from appliance.errors import TargetDenied
+from appliance.errors import TargetDeniedError
 from appliance.explain import TOPIC_KINDS, explain_job, explain_job_of
 from appliance.limits import Limits
 from appliance.probes.base import Job, MemoryAudit, ProbeContext
@@ -149,6 +149,6 @@ def test_a_scope_refusal_is_named_by_both() -> None:
         audit=ProbeAudit(),
         limits=Limits(),
     )
-    with pytest.raises(TargetDenied) as denied:
+    with pytest.raises(TargetDeniedError) as denied:
         asyncio.run(checked_target(ctx, probe="ssh", host="10.0.0.1", port=22, credential=None))
     assert verdicts[0].decision.reason in str(denied.value)

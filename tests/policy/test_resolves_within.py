@@ -11,7 +11,7 @@ import pytest
 
 from appliance.config.parse import parse_config
 from appliance.config.warnings import config_warnings
-from appliance.errors import ConfigError, TargetDenied
+from appliance.errors import ConfigError, TargetDeniedError
 from appliance.probes.targets import checked_addresses
 from tests.probes.conftest import FixedDns, MemCredentials, make_ctx
 from tests.signing.helpers import config_toml
@@ -45,10 +45,10 @@ def test_a_host_rule_resolving_outside_its_networks_is_denied_and_audited(tmp_pa
     assert check("10.20.0.5") == ["10.20.0.5"]
     assert check("fd00:20::5") == ["fd00:20::5"]
     for outside in ("10.30.0.5", "192.168.1.1", "fd00:30::1"):
-        with pytest.raises(TargetDenied, match="resolves within 10.20.0.0/24, fd00:20::/64"):
+        with pytest.raises(TargetDeniedError, match="resolves within 10.20.0.0/24, fd00:20::/64"):
             check(outside)
     # One address outside among allowed ones is enough: the resolver's order must not decide.
-    with pytest.raises(TargetDenied):
+    with pytest.raises(TargetDeniedError):
         check("10.20.0.5", "10.30.0.5")
     denied = [f for e, f in ctx.audit.events if e == "target.denied"]  # type: ignore[attr-defined]
     assert [d["address"] for d in denied] == ["10.30.0.5", "192.168.1.1", "fd00:30::1", "10.30.0.5"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import ProbeError, TargetDenied
+from appliance.errors import ProbeError, TargetDeniedError
 from appliance.probes.base import Job, Probe, ProbeContext
 from appliance.probes.http import HttpProbe
 from appliance.probes.snmp import SnmpProbe
@@ -102,7 +102,7 @@ def test_a_name_with_one_forbidden_address_is_refused(
     bad = next(a for a in answer if a != "127.0.0.1")
     with listener_pair(kind.sock) as (allowed, other):
         ctx = ctx_for(kind, allowed.port, tmp_path, dns)
-        with pytest.raises(TargetDenied, match=f"{NAME} \\({bad}\\)"):
+        with pytest.raises(TargetDeniedError, match=f"{NAME} \\({bad}\\)"):
             run(kind, ctx, allowed.port)
         assert settle(allowed, other) == []
     assert isinstance(ctx.audit, ProbeAudit)
@@ -121,6 +121,6 @@ def test_control_the_allowed_address_alone_is_reached(kind: Kind, tmp_path: Path
         ctx = ctx_for(kind, allowed.port, tmp_path, dns)
         with pytest.raises(ProbeError) as raised:
             run(kind, ctx, allowed.port)
-        assert not isinstance(raised.value, TargetDenied)
+        assert not isinstance(raised.value, TargetDeniedError)
         assert settle(allowed) != []
         assert other.hits() == []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import PayloadError, TargetDenied
+from appliance.errors import PayloadError, TargetDeniedError
 from appliance.limits import Limits
 from appliance.probes.base import ProbeContext
 from hardening.policy import AllowRule, Policy, PortRange
@@ -61,7 +61,7 @@ def denied(ctx: ProbeContext) -> list[dict[str, object]]:
 def test_a_redirect_to_a_port_no_rule_allows_is_refused_before_connecting(tmp_path: Path) -> None:
     with target() as allowed, listening("127.0.0.1", socket.SOCK_STREAM) as other:
         ctx = ctx_for(tmp_path, allowed.port)
-        with pytest.raises(TargetDenied, match=f"port {other.port} denied"):
+        with pytest.raises(TargetDeniedError, match=f"port {other.port} denied"):
             http_fetch(ctx, f"{allowed.url}/redirect?to=http://127.0.0.1:{other.port}/hello")
         assert [p for p, _ in allowed.seen.requests] == [f"/redirect?to=http://127.0.0.1:{other.port}/hello"]
         assert other.hits() == []
@@ -75,7 +75,7 @@ def test_a_redirect_to_a_listener_no_rule_allows_sees_no_connection(tmp_path: Pa
     with target() as allowed, target() as unlisted:
         ctx = ctx_for(tmp_path, allowed.port)
         to_unlisted = f"{unlisted.url}/hello"
-        with pytest.raises(TargetDenied):
+        with pytest.raises(TargetDeniedError):
             http_fetch(ctx, f"{allowed.url}/redirect?to=/redirect?to={to_unlisted}")
         assert len(allowed.seen.requests) == 2  # both hops on the allowed server were made
         assert unlisted.seen.connections == 0 and unlisted.seen.requests == []
@@ -86,7 +86,7 @@ def test_a_redirect_to_a_name_resolving_outside_the_rules_is_refused(tmp_path: P
     dns.set("moved.midbox.test", "169.254.169.254")
     with target() as allowed:
         ctx = ctx_for(tmp_path, allowed.port, dns=dns)
-        with pytest.raises(TargetDenied):
+        with pytest.raises(TargetDeniedError):
             http_fetch(ctx, f"{allowed.url}/redirect?to=http://moved.midbox.test:{allowed.port}/hello")
         assert dns.asked == ["moved.midbox.test"]  # resolved again at the hop, not reused
         assert [e["address"] for e in denied(ctx)] == ["169.254.169.254"]

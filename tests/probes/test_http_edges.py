@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import PayloadError, ProbeError, TargetDenied
+from appliance.errors import PayloadError, ProbeError, TargetDeniedError
 from appliance.limits import Limits
 from appliance.probes._httpbody import ACCEPT_ENCODING
 from appliance.probes.base import ProbeContext
@@ -140,7 +140,7 @@ def ctx_for(
 def test_a_credential_the_rule_does_not_allow_is_refused_before_it_is_read(tmp_path: Path) -> None:
     with server() as port:
         ctx = ctx_for(tmp_path, port, creds=("web",))
-        with pytest.raises(TargetDenied, match="does not allow credential 'token'"):
+        with pytest.raises(TargetDeniedError, match="does not allow credential 'token'"):
             http_fetch(ctx, f"http://127.0.0.1:{port}/echo", credential="token")
     assert ctx.credentials.lookups == []  # type: ignore[attr-defined]
 
@@ -189,7 +189,7 @@ def test_a_url_without_a_port_is_checked_against_its_schemes_port(
     tmp_path: Path, scheme: str, port: int
 ) -> None:
     ctx = ctx_for(tmp_path, 1)
-    with pytest.raises(TargetDenied, match=f"port {port} denied"):
+    with pytest.raises(TargetDeniedError, match=f"port {port} denied"):
         http_fetch(ctx, f"{scheme}://127.0.0.1/")
     assert isinstance(ctx.audit, ProbeAudit)
     [entry] = [f for e, f in ctx.audit.events if e == "target.denied"]
@@ -383,7 +383,7 @@ def test_https_to_a_name_is_verified_for_that_name_and_not_reused_for_another(tm
 def test_a_redirect_to_https_is_judged_by_the_policy_not_refused_as_a_scheme(tmp_path: Path) -> None:
     with server() as port:
         ctx = ctx_for(tmp_path, port)
-        with pytest.raises(TargetDenied, match="port 1 denied"):
+        with pytest.raises(TargetDeniedError, match="port 1 denied"):
             http_fetch(ctx, f"http://127.0.0.1:{port}/to-https")
 
 

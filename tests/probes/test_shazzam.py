@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import PayloadError, TargetDenied
+from appliance.errors import PayloadError, TargetDeniedError
 from appliance.limits import Limits
 from appliance.payload import build_results
 from appliance.probes._shazzamranges import parse_ranges
@@ -166,7 +166,7 @@ def test_denied_pairs_are_left_out_and_never_touched(tmp_path: Path) -> None:
 
 
 def test_everything_denied_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(TargetDenied, match="no address/port of this scan is allowed"):
+    with pytest.raises(TargetDeniedError, match="no address/port of this scan is allowed"):
         run(job(spec(("ssh", "BannerTCP", "ssh", "22", "tcp")), ["10.0.0.1-10.0.0.3"]), ctx(tmp_path))
 
 

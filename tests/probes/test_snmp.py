@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import PayloadError, ProbeError, TargetDenied
+from appliance.errors import PayloadError, ProbeError, TargetDeniedError
 from appliance.limits import Limits
 from appliance.probes.base import ProbeContext
 from devinstance.snmpresponse import SNMPResponse
@@ -133,10 +133,10 @@ def test_version_and_credential_type_must_agree(snmpd: SnmpServer, tmp_path: Pat
 def test_denied_target_and_credential(snmpd: SnmpServer, tmp_path: Path) -> None:
     c = creds(snmpd)
     ctx = make_ctx(Policy([]), c, tmp_path)
-    with pytest.raises(TargetDenied):
+    with pytest.raises(TargetDeniedError):
         run(job(snmpd, f"get {SYS_DESCR}"), ctx)
     ctx = make_ctx(Policy([loopback_rule(("snmp",), ((snmpd.port, snmpd.port),), ("v3",))]), c, tmp_path)
-    with pytest.raises(TargetDenied, match="credential 'v2'"):
+    with pytest.raises(TargetDeniedError, match="credential 'v2'"):
         run(job(snmpd, f"get {SYS_DESCR}"), ctx)
     assert c.lookups == []
 
@@ -386,10 +386,10 @@ def test_v1_needs_snmp_v1_in_the_rule(snmpd: SnmpServer, tmp_path: Path) -> None
     )
     rule = loopback_rule(("snmp",), ((snmpd.port, snmpd.port),), ("v1",))
     ctx = make_ctx(Policy([rule]), c, tmp_path)
-    with pytest.raises(TargetDenied, match="snmp_v1 = true"):
+    with pytest.raises(TargetDeniedError, match="snmp_v1 = true"):
         run(job(snmpd, f"walk {SYSTEM}", "v1"), ctx)
     assert any(e == "target.denied" for e, _ in ctx.audit.events)  # type: ignore[attr-defined]
-    with pytest.raises(TargetDenied, match="snmp_v1 = true"):  # the job's own version=1 as well
+    with pytest.raises(TargetDeniedError, match="snmp_v1 = true"):  # the job's own version=1 as well
         run(job(snmpd, f"walk {SYSTEM}", "v1", "1"), ctx)
     ctx = make_ctx(Policy([dataclasses.replace(rule, snmp_v1=True)]), c, tmp_path)
     el = run(job(snmpd, f"walk {SYSTEM}\nwalk 1.3.6.1.6.3.200", "v1", use_getbulk="true"), ctx)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import ProbeError, TargetDenied
+from appliance.errors import ProbeError, TargetDeniedError
 from appliance.limits import Limits
 from appliance.probes._sshguard import PreAuthGuard
 from appliance.probes._sshsession import CommandResult
@@ -131,7 +131,7 @@ def test_binary_output_becomes_valid_xml_text(sshd: SshServer, tmp_path: Path) -
 def test_target_outside_the_allowlist_is_denied_before_connecting(sshd: SshServer, tmp_path: Path) -> None:
     c = creds(sshd)
     ctx = make_ctx(Policy([]), c, pinned_state(tmp_path, sshd))
-    with pytest.raises(TargetDenied, match="deny by default"):
+    with pytest.raises(TargetDeniedError, match="deny by default"):
         run(SshProbe(), job(sshd, "true"), ctx)
     assert c.lookups == []  # the credential was never even read
     assert ctx.audit.events[0][0] == "target.denied"  # type: ignore[attr-defined]
@@ -140,14 +140,14 @@ def test_target_outside_the_allowlist_is_denied_before_connecting(sshd: SshServe
 def test_wrong_port_is_denied(sshd: SshServer, tmp_path: Path) -> None:
     p = Policy([loopback_rule(("ssh",), ((22, 22),), ("pw",))])
     ctx = make_ctx(p, creds(sshd), pinned_state(tmp_path, sshd))
-    with pytest.raises(TargetDenied, match=f"not port {sshd.port}"):
+    with pytest.raises(TargetDeniedError, match=f"not port {sshd.port}"):
         run(SshProbe(), job(sshd, "true"), ctx)
 
 
 def test_credential_not_allowed_for_the_target_is_denied(sshd: SshServer, tmp_path: Path) -> None:
     c = creds(sshd)
     ctx = make_ctx(policy(sshd, "key"), c, pinned_state(tmp_path, sshd))
-    with pytest.raises(TargetDenied, match="does not allow credential 'pw'"):
+    with pytest.raises(TargetDeniedError, match="does not allow credential 'pw'"):
         run(SshProbe(), job(sshd, "true", "pw"), ctx)
     assert c.lookups == []
 
@@ -167,7 +167,7 @@ def test_hostname_resolving_outside_the_rules_is_denied(sshd: SshServer, tmp_pat
         credentials=("pw",),
     )
     ctx = make_ctx(Policy([rule]), creds(sshd), pinned_state(tmp_path, sshd, host="localhost"))
-    with pytest.raises(TargetDenied, match="localhost"):
+    with pytest.raises(TargetDeniedError, match="localhost"):
         run(SshProbe(), job(sshd, "true", host="localhost"), ctx)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import PayloadError, ProbeError, TargetDenied
+from appliance.errors import PayloadError, ProbeError, TargetDeniedError
 from appliance.probes._sshcommand import DEFAULT_PATH
 from appliance.probes.base import ProbeContext
 from appliance.probes.ssh import SshProbe
@@ -107,7 +107,7 @@ def test_must_sudo_is_refused_on_a_rule_without_sudo(sshd: SshServer, tmp_path: 
     c = creds(sshd)
     ctx = make_ctx(Policy([rule(sshd.port)]), c, pinned_state(tmp_path, sshd))
     with pytest.raises(
-        TargetDenied, match=r"rule 1, .* does not permit sudo; add 'sudo = true' to that rule"
+        TargetDeniedError, match=r"rule 1, .* does not permit sudo; add 'sudo = true' to that rule"
     ):
         run(SshProbe(), job(sshd, "id -u", must_sudo="true"), ctx)
     assert events(ctx, "ssh.sudo.refused") == [

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import TargetDenied
+from appliance.errors import TargetDeniedError
 from appliance.probes.targets import checked_addresses, checked_target, is_literal
 from hardening.policy import AllowRule, Policy, PortRange
 from tests.probes.conftest import FixedDns, MemCredentials, ProbeAudit, make_ctx
@@ -59,7 +59,7 @@ def test_a_hosts_rule_allows_the_name_it_names(tmp_path: Path, dns: FixedDns) ->
     assert allowed_by is rule
     assert dns.asked == [NAME]
     # The same address as a literal has no name, so the hosts rule does not cover it.
-    with pytest.raises(TargetDenied, match=ADDRESS):
+    with pytest.raises(TargetDeniedError, match=ADDRESS):
         asyncio.run(checked_target(ctx, probe="ssh", host=ADDRESS, port=22, credential="ops"))
     assert dns.asked == [NAME]
 
@@ -72,7 +72,7 @@ def test_a_credential_the_rule_does_not_allow_is_refused_and_audited(
     ctx = make_ctx(Policy([by_network_rule(("ops",))]), MemCredentials(), tmp_path, resolver=dns)
     assert callable(check)
     asyncio.run(check(ctx, probe="ssh", host=NAME, port=22, credential="ops"))
-    with pytest.raises(TargetDenied, match="does not allow credential 'root'"):
+    with pytest.raises(TargetDeniedError, match="does not allow credential 'root'"):
         asyncio.run(check(ctx, probe="ssh", host=NAME, port=22, credential="root"))
     [entry] = denied_events(ctx.audit)
     assert (entry["target"], entry["address"], entry["credential"]) == (NAME, ADDRESS, "root")
@@ -106,7 +106,7 @@ def test_a_scope_refusal_is_audited_with_the_rule_and_reason_and_stops(tmp_path:
     )
     ctx = make_ctx(Policy([rule]).scoped(Ask(command="id")), MemCredentials(), tmp_path)
     with pytest.raises(
-        TargetDenied, match="ssh job on 192.0.2.10 refused: rule 1 .*add it to that rule's scope"
+        TargetDeniedError, match="ssh job on 192.0.2.10 refused: rule 1 .*add it to that rule's scope"
     ):
         asyncio.run(checked_target(ctx, probe="ssh", host=ADDRESS, port=22, credential=None))
     assert isinstance(ctx.audit, ProbeAudit)

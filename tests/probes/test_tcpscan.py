@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import PayloadError, TargetDenied
+from appliance.errors import PayloadError, TargetDeniedError
 from appliance.limits import Limits
 from appliance.probes.tcpscan import TcpScanProbe
 from hardening.policy import Policy
@@ -92,7 +92,7 @@ def test_denied_ports_are_skipped(tmp_path: Path) -> None:
 
 
 def test_everything_denied_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(TargetDenied, match="no address/port of this scan is allowed"):
+    with pytest.raises(TargetDeniedError, match="no address/port of this scan is allowed"):
         scan(shazzam("10.0.0.0/30", "22"), ctx(tmp_path))
     # Loopback outside the named /32, and the metadata address, under a catch-all rule.
     import ipaddress
@@ -103,7 +103,7 @@ def test_everything_denied_is_an_error(tmp_path: Path) -> None:
         (ipaddress.ip_network("0.0.0.0/0"),), (), frozenset({"tcp"}), (PortRange(1, 65535),), frozenset()
     )
     c = make_ctx(Policy([catch_all]), MemCredentials(), tmp_path)
-    with pytest.raises(TargetDenied, match="must name it"):
+    with pytest.raises(TargetDeniedError, match="must name it"):
         scan(shazzam("169.254.169.254, 127.0.0.1", "80"), c)
 
 

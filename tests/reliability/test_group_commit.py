@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from appliance.durable import Journal
+from appliance.queue.durable import Journal
 from appliance.queue.records import OutputRecord
 from appliance.replay import RunLedger
 from hardening.atomic import DirSync

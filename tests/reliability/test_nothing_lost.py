@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import RunnerHalted
+from appliance.errors import RunnerHaltedError
 from appliance.probes.base import MemoryAudit
 from devinstance import pki
 from devinstance.server import Fault
@@ -251,7 +251,7 @@ def test_an_audit_write_failure_stops_claiming_and_a_restart_loses_nothing(
         )
         config = trusted(config_text(instance.url, dev_pki, LOOPBACK_HTTP), tmp_path / "c.toml")
         failing = DiskFullAudit(after=12)
-        with pytest.raises(RunnerHalted, match="No space left on device"):
+        with pytest.raises(RunnerHaltedError, match="No space left on device"):
             run_until(
                 config, lambda: False, state_dir=state_dir, audit=failing, limits=fast_limits(), timeout=20
             )
@@ -266,9 +266,9 @@ def test_an_audit_write_failure_stops_claiming_and_a_restart_loses_nothing(
 def test_a_kill_between_keeping_a_result_and_closing_its_journal_entry_answers_once(
     dev_pki: Pki, tmp_path: Path, state_dir: Path
 ) -> None:
-    from appliance.durable import Journal, Outbox
     from appliance.interfaces import Outcome
     from appliance.payload import build_results
+    from appliance.queue.durable import Journal, Outbox
     from appliance.queue.records import parse_output
     from hardening.sealbox import SealedDir, derive_key
 

@@ -10,7 +10,7 @@ import signal
 import time
 from pathlib import Path
 
-from appliance.durable import Journal
+from appliance.queue.durable import Journal
 from hardening.sealbox import SealedDir, derive_key
 from tests.helpers import (
     AGENT,

@@ -99,9 +99,9 @@ def test_a_store_seen_before_and_now_gone_is_refused(small_store: VaultPaths) ->
     small_store.store.unlink()
     with pytest.raises(ProbeError, match="missing, but this appliance recorded generation 2"):
         creds.lookup("web")
-    from hardening.vault import VaultRollback
+    from hardening.vault import VaultRollbackError
 
-    with pytest.raises(VaultRollback):
+    with pytest.raises(VaultRollbackError):
         open_credentials(small_store.state_dir)
 
 
@@ -114,7 +114,7 @@ def test_store_passphrase_from_the_credentials_directory(tmp_path: Path, paths: 
     assert open_credentials(paths.state_dir, credentials_directory=creddir).lookup("web").secret() == PLANTED
     (creddir / "midbox.store-passphrase").chmod(0o600)
     (creddir / "midbox.store-passphrase").write_bytes(b"wrong one\n")
-    from hardening.vault import VaultLocked
+    from hardening.vault import VaultLockedError
 
-    with pytest.raises(VaultLocked):
+    with pytest.raises(VaultLockedError):
         open_credentials(paths.state_dir, credentials_directory=creddir)

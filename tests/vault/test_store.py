@@ -14,11 +14,11 @@ from hardening.vault import (
     KeySource,
     Secret,
     VaultError,
-    VaultLocked,
-    VaultMissing,
+    VaultLockedError,
+    VaultMissingError,
     VaultPaths,
-    VaultRollback,
-    VaultTampered,
+    VaultRollbackError,
+    VaultTamperedError,
     edit_store,
     keys,
     open_store,
@@ -56,7 +56,7 @@ def test_every_flipped_byte_is_tampered(small_store: VaultPaths, source: KeySour
         damaged = bytearray(original)
         damaged[i] ^= 0x01 << (i % 8)
         small_store.store.write_bytes(bytes(damaged))
-        with pytest.raises(VaultTampered, match="tampered"):
+        with pytest.raises(VaultTamperedError, match="tampered"):
             open_store(small_store, source).close()
     small_store.store.write_bytes(original)
     assert reveal_all(small_store, source)["web"] == [PLANTED]
@@ -71,11 +71,11 @@ def test_every_flipped_byte_fails_closed_even_with_the_checksum_redone(
         damaged = bytearray(original)
         damaged[i] ^= 0x80
         small_store.store.write_bytes(rewrite_checksum(bytes(damaged)))
-        with pytest.raises((VaultTampered, VaultLocked)) as info:
+        with pytest.raises((VaultTamperedError, VaultLockedError)) as info:
             with open_store(small_store, source) as store:
                 verify_problems = verify_store(store)
                 assert verify_problems, f"byte {i} flipped and nothing noticed"
-                raise VaultTampered(small_store.store, "; ".join(verify_problems))
+                raise VaultTamperedError(small_store.store, "; ".join(verify_problems))
         assert "tampered" in str(info.value)
 
 
@@ -110,7 +110,7 @@ def test_record_moved_to_another_alias_does_not_decrypt(small_store: VaultPaths,
 
     _forge(small_store, source, rename)
     with open_store(small_store, source) as store:
-        with pytest.raises(VaultTampered, match="web2"):
+        with pytest.raises(VaultTamperedError, match="web2"):
             store.reveal("web2")
         assert store.reveal("api")[0].reveal() == b"another-secret-value"
 
@@ -128,7 +128,7 @@ def test_record_with_changed_type_or_user_does_not_decrypt(
         return out
 
     _forge(small_store, source, retype)
-    with open_store(small_store, source) as store, pytest.raises(VaultTampered):
+    with open_store(small_store, source) as store, pytest.raises(VaultTamperedError):
         store.reveal("web")
 
 
@@ -146,13 +146,13 @@ def test_record_copied_into_another_store_does_not_decrypt(
         memoryview(other.store.read_bytes())[fmt.HEADER_BYTES : -fmt.MAC_BYTES - fmt.CHECKSUM_BYTES], 1
     )[0]
     _forge(small_store, source, lambda rs: [foreign if r.meta.alias == "web" else r for r in rs])
-    with open_store(small_store, source) as store, pytest.raises(VaultTampered):
+    with open_store(small_store, source) as store, pytest.raises(VaultTamperedError):
         store.reveal("web")
 
 
 def test_wrong_host_key_fails_closed(small_store: VaultPaths, source: KeySource) -> None:
     small_store.host_key.write_bytes(bytes(32))
-    with pytest.raises(VaultLocked, match="host key or passphrase is wrong"):
+    with pytest.raises(VaultLockedError, match="host key or passphrase is wrong"):
         open_store(small_store, source)
 
 
@@ -160,9 +160,9 @@ def test_missing_host_key_is_not_recreated_for_an_existing_store(
     small_store: VaultPaths, source: KeySource
 ) -> None:
     small_store.host_key.unlink()
-    with pytest.raises(VaultMissing, match="host key"):
+    with pytest.raises(VaultMissingError, match="host key"):
         open_store(small_store, source)
-    with pytest.raises(VaultMissing), edit_store(small_store, source, create=True):
+    with pytest.raises(VaultMissingError), edit_store(small_store, source, create=True):
         pass
     assert not small_store.host_key.exists()
 
@@ -171,13 +171,13 @@ def test_passphrase_store_wrong_or_missing_passphrase(paths: VaultPaths) -> None
     good = KeySource(paths.host_key, passphrase=Secret(b"correct horse battery"))
     put(paths, good, "web")
     assert reveal_all(paths, good)["web"] == [PLANTED]
-    with pytest.raises(VaultLocked, match="wrong"):
+    with pytest.raises(VaultLockedError, match="wrong"):
         open_store(paths, KeySource(paths.host_key, passphrase=Secret(b"correct horse battery!")))
-    with pytest.raises(VaultLocked, match="needs its passphrase"):
+    with pytest.raises(VaultLockedError, match="needs its passphrase"):
         open_store(paths, KeySource(paths.host_key))
     # The passphrase alone is not enough either: the host key is part of the key.
     paths.host_key.write_bytes(bytes(range(32)))
-    with pytest.raises(VaultLocked):
+    with pytest.raises(VaultLockedError):
         open_store(paths, good)
 
 
@@ -187,7 +187,7 @@ def test_header_cannot_demand_huge_argon2_memory(paths: VaultPaths) -> None:
     offset = struct.calcsize(">8sH16sQB16sII")
     data[offset : offset + 4] = struct.pack(">I", 64 * 1024 * 1024)
     paths.store.write_bytes(rewrite_checksum(bytes(data)))
-    with pytest.raises(VaultTampered, match="argon2 parameters out of bounds"):
+    with pytest.raises(VaultTamperedError, match="argon2 parameters out of bounds"):
         open_store(paths, KeySource(paths.host_key, passphrase=Secret(b"pw-long-enough")))
 
 
@@ -197,9 +197,9 @@ def test_older_generation_is_refused(small_store: VaultPaths, source: KeySource)
     with open_store(small_store, source) as store:
         assert store.generation == 3
     small_store.store.write_bytes(old)
-    with pytest.raises(VaultRollback, match="older than generation 3"):
+    with pytest.raises(VaultRollbackError, match="older than generation 3"):
         open_store(small_store, source)
-    with pytest.raises(VaultRollback), edit_store(small_store, source):
+    with pytest.raises(VaultRollbackError), edit_store(small_store, source):
         pass
 
 
@@ -214,13 +214,13 @@ def test_another_store_put_in_place_is_refused(
     for i in range(5):  # a higher generation does not help
         put(other, KeySource(other.host_key), f"x{i}")
     small_store.store.write_bytes(other.store.read_bytes())
-    with pytest.raises(VaultRollback, match="not the store this appliance recorded"):
+    with pytest.raises(VaultRollbackError, match="not the store this appliance recorded"):
         open_store(small_store, source)
 
 
 def test_deleted_store_is_not_silently_recreated(small_store: VaultPaths, source: KeySource) -> None:
     small_store.store.unlink()
-    with pytest.raises(VaultRollback, match="missing"):
+    with pytest.raises(VaultRollbackError, match="missing"):
         put(small_store, source, "new")
 
 
@@ -237,7 +237,7 @@ def test_rotate_rewrap_and_reencrypt_keep_secrets(small_store: VaultPaths, sourc
     # Set a passphrase, then take it off again.
     with edit_store(small_store, source) as draft:
         draft.new_passphrase, draft.changed = Secret(b"new passphrase here"), True
-    with pytest.raises(VaultLocked):
+    with pytest.raises(VaultLockedError):
         open_store(small_store, source)
     with_pass = KeySource(small_store.host_key, passphrase=Secret(b"new passphrase here"))
     assert reveal_all(small_store, with_pass)["web"] == [PLANTED]
@@ -257,5 +257,5 @@ def test_truncated_and_empty_files_are_tampered(small_store: VaultPaths, source:
     data = small_store.store.read_bytes()
     for size in (0, 1, 10, fmt.HEADER_BYTES, len(data) - 1):
         small_store.store.write_bytes(data[:size])
-        with pytest.raises(VaultTampered):
+        with pytest.raises(VaultTamperedError):
             open_store(small_store, source)

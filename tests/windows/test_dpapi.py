@@ -16,14 +16,14 @@ def test_dpapi_protects_round_trips_and_refuses_a_tampered_blob(winpy: WinPy) ->
             "import json\n"
             "from pathlib import Path\n"
             "from hardening.vault import keys\n"
-            "from hardening.vault.errors import VaultLocked\n"
+            "from hardening.vault.errors import VaultLockedError\n"
             "key = bytes(range(32))\n"
             "blob = keys._protect(key)\n"
             "p = Path('C:/state/host.key')\n"
             "def refusal(raw):\n"
             "    try:\n"
             "        keys._unprotect(raw, p)\n"
-            "    except VaultLocked as e:\n"
+            "    except VaultLockedError as e:\n"
             "        return str(e)\n"
             "def flip(at):\n"
             "    return blob[:at] + bytes([blob[at] ^ 1]) + blob[at + 1:]\n"
@@ -98,7 +98,7 @@ def test_a_credential_store_round_trips_across_windows_processes(winpy: WinPy, t
     )
     assert reread["got"] == {"web": ["Pl4nted-7f3a"], "api": ["tok-91c2"]}
     kind, message = reread["refused"]
-    assert kind == "VaultLocked"
+    assert kind == "VaultLockedError"
     assert f"host key {wine_path(state / 'host.key')} cannot be decrypted by DPAPI on this machine" in message
 
 

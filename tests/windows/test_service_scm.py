@@ -40,8 +40,8 @@ def uninstalled_after(winpy: WinPy, wine_awake: None) -> Iterator[str]:
     yield SERVICE
     # Whatever happened, leave no service behind in the prefix.
     winpy(
-        "from appliance.winscm import Scm, NotInstalled\n"
-        "try:\n    Scm().uninstall(sys.argv[1], 60)\nexcept NotInstalled:\n    pass\n",
+        "from appliance.winscm import Scm, NotInstalledError\n"
+        "try:\n    Scm().uninstall(sys.argv[1], 60)\nexcept NotInstalledError:\n    pass\n",
         SERVICE,
     )
 
