@@ -19,7 +19,7 @@ from appliance.dispatch import Dispatcher
 from appliance.gate import JobGate
 from appliance.health import ConfigFacts, Health, cert_not_after
 from appliance.interfaces import AuditSink, CredentialSource
-from appliance.limits import INSTANCE_DEADLINE_FACTOR, MAX_LEDGER_ENTRIES, Limits
+from appliance.limits import MAX_LEDGER_ENTRIES, Limits
 from appliance.livestatus import LiveStatus
 from appliance.probes.affinity import AFFINITY_FILE, CredentialAffinity
 from appliance.probes.base import Probe, ProbeContext
@@ -29,9 +29,8 @@ from appliance.probes.snmp import SnmpProbe
 from appliance.probes.ssh import SshProbe
 from appliance.probes.tcpscan import TcpScanProbe
 from appliance.quarantine import Quarantine
-from appliance.queue.client import EccClient
 from appliance.queue.durable import Journal, Outbox
-from appliance.queue.transport import instance_client
+from appliance.queue.transport import ecc_client, instance_client
 from appliance.ratelimit import Limiter
 from appliance.replay import LEDGER_FILE, RunLedger
 from appliance.runner import Runner, RunnerSettings
@@ -164,12 +163,7 @@ async def run_appliance(
     owned = http is None  # a client handed in belongs to the caller, who closes it
     if http is None:
         http = instance_client(config.instance, limits, name=config.appliance.name, key_password=key_password)
-    client = EccClient(
-        http,
-        name=config.appliance.name,
-        max_response_bytes=limits.instance_response_bytes,
-        deadline_s=limits.instance_timeout_s * INSTANCE_DEADLINE_FACTOR,
-    )
+    client = ecc_client(http, name=config.appliance.name, limits=limits)
     gate = job_gate(config, state_dir, audit)
     status = LiveStatus(version=__version__, health=health, outbox=outbox, hold=hold, gate=gate)
     pushes = (ConfigPushProbe(config, push_target),) if push_target is not None else ()

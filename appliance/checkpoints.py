@@ -10,9 +10,7 @@ import httpx
 
 from appliance.config.model import Config
 from appliance.errors import ApplianceError, InstanceError
-from appliance.limits import INSTANCE_DEADLINE_FACTOR
-from appliance.queue.client import EccClient
-from appliance.queue.transport import instance_client
+from appliance.queue.transport import ecc_client, instance_client
 from hardening.audit import TOPIC, AuditLog, checkpoint_xml, load_or_create_signing_key
 from hardening.errors import HardeningError
 
@@ -43,12 +41,7 @@ async def anchor_checkpoint(
     owned = http is None
     if http is None:
         http = instance_client(config.instance, limits, name=config.appliance.name, key_password=key_password)
-    client = EccClient(
-        http,
-        name=config.appliance.name,
-        max_response_bytes=limits.instance_response_bytes,
-        deadline_s=limits.instance_timeout_s * INSTANCE_DEADLINE_FACTOR,
-    )
+    client = ecc_client(http, name=config.appliance.name, limits=limits)
     try:
         # Bounded: at shutdown this must fit in the service manager's stop timeout.
         await asyncio.wait_for(

@@ -1,9 +1,8 @@
 """One interface to the host's service manager: systemd on Linux, the Service Control Manager on
-Windows. ``midbox service`` talks to this; the platform is chosen once, in ``service_manager``."""
+Windows. ``midbox service`` talks to this; the platform is chosen once, in ``appliance.servicemanager``."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +33,12 @@ class Report:
 
 
 class ServiceManager(Protocol):
-    def install(self, request: InstallRequest, unit_text: Callable[[], str]) -> Report:
-        """Install (and start unless ``request.start`` is false). ``unit_text`` renders the systemd
-        unit for managers that need one."""
+    def install(
+        self, request: InstallRequest, verify: Callable[[], object], unit_text: Callable[[], str]
+    ) -> Report:
+        """Install (and start unless ``request.start`` is false). ``verify`` refuses a config the
+        appliance would refuse (called after the manager's own checks of the request); ``unit_text``
+        verifies and renders the systemd unit, for managers that need one."""
         ...
 
     def uninstall(self, name: str, *, force: bool) -> Report: ...
@@ -48,13 +50,3 @@ class ServiceManager(Protocol):
     def run(self, name: str, config_path: Path, state_dir: Path, passphrase_file: Path | None) -> int:
         """Be the service body the manager starts (only the SCM starts midbox this way)."""
         ...
-
-
-def service_manager(unit_dir: Path | None) -> ServiceManager:
-    if sys.platform == "win32":
-        from appliance.winmanager import ScmManager
-
-        return ScmManager()
-    from appliance.systemd import SystemdManager
-
-    return SystemdManager(unit_dir)

@@ -178,11 +178,14 @@ class SystemdManager:
     def __init__(self, unit_dir: Path | None) -> None:
         self._unit_dir = unit_dir
 
-    def install(self, request: InstallRequest, unit_text: Callable[[], str]) -> Report:
+    def install(
+        self, request: InstallRequest, verify: Callable[[], object], unit_text: Callable[[], str]
+    ) -> Report:
         if request.virtual_account or request.unsafe_binary_location or request.passphrase_file:
             raise UsageError(
                 "--virtual-account, --unsafe-binary-location and --passphrase-file are Windows options"
             )
+        del verify  # rendering the unit verifies the config
         outcome = install_unit(
             Systemd.detect(self._unit_dir),
             request.name,

@@ -11,7 +11,9 @@ from appliance.hostservice import InstallRequest, Report
 
 
 class ScmManager:
-    def install(self, request: InstallRequest, unit_text: Callable[[], str]) -> Report:
+    def install(
+        self, request: InstallRequest, verify: Callable[[], object], unit_text: Callable[[], str]
+    ) -> Report:
         from appliance.winscm import Scm, midbox_spec
         from hardening.perms import ensure_private_dir
         from hardening.winacl import restrict_dir, service_sid
@@ -29,6 +31,7 @@ class ScmManager:
         notes += _check_binary_location(
             Path(launcher[0]), request.environ, unsafe=request.unsafe_binary_location
         )
+        verify()
         ensure_private_dir(state_dir)
         # SYSTEM and Administrators only (and the service's own SID when it runs as NT SERVICE\NAME).
         try:

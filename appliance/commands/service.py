@@ -102,10 +102,10 @@ def _verified(config_path: Path, env: CliEnv) -> Config:
     return load_verified_config(config_path, env.state_dir, dt.datetime.now(dt.UTC), commit=False)
 
 
-def _unit_text(config_path: Path, binary_arg: Path | None, env: CliEnv, config: Config | None = None) -> str:
+def _unit_text(config_path: Path, binary_arg: Path | None, env: CliEnv) -> str:
     from appliance.unit import nameservers, render, resolve
 
-    config = config or _verified(config_path, env)
+    config = _verified(config_path, env)
     try:
         resolv_conf = Path("/etc/resolv.conf").read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -127,12 +127,12 @@ def _render_unit(args: argparse.Namespace, env: CliEnv) -> int:
 
 
 def _install(args: argparse.Namespace, env: CliEnv) -> int:
-    from appliance.hostservice import InstallRequest, service_manager
+    from appliance.hostservice import InstallRequest
+    from appliance.servicemanager import service_manager
     from appliance.systemd import check_service_name
 
     check_service_name(args.name)
     config_path = _config(args, env).resolve()
-    config = _verified(config_path, env)  # never a service on a config the appliance would refuse
     request = InstallRequest(
         name=args.name,
         config_path=config_path,
@@ -145,15 +145,16 @@ def _install(args: argparse.Namespace, env: CliEnv) -> int:
         passphrase_file=args.passphrase_file,
         environ=dict(env.environ),
     )
+    # Never a service on a config the appliance would refuse: each manager verifies it after its own checks.
     report = service_manager(args.unit_dir).install(
-        request, lambda: _unit_text(config_path, args.binary, env, config)
+        request, lambda: _verified(config_path, env), lambda: _unit_text(config_path, args.binary, env)
     )
     _print_report(report, env)
     return 0
 
 
 def _uninstall(args: argparse.Namespace, env: CliEnv) -> int:
-    from appliance.hostservice import service_manager
+    from appliance.servicemanager import service_manager
     from appliance.systemd import check_service_name
 
     check_service_name(args.name)
@@ -162,7 +163,7 @@ def _uninstall(args: argparse.Namespace, env: CliEnv) -> int:
 
 
 def _status(args: argparse.Namespace, env: CliEnv) -> int:
-    from appliance.hostservice import service_manager
+    from appliance.servicemanager import service_manager
     from appliance.systemd import check_service_name
 
     check_service_name(args.name)
@@ -178,7 +179,7 @@ def _status(args: argparse.Namespace, env: CliEnv) -> int:
 
 
 def _run(args: argparse.Namespace, env: CliEnv) -> int:
-    from appliance.hostservice import service_manager
+    from appliance.servicemanager import service_manager
 
     return service_manager(None).run(args.name, _config(args, env), env.state_dir, args.passphrase_file)
 

@@ -6,7 +6,8 @@ import httpx
 
 from appliance import __version__
 from appliance.config.model import InstanceSection
-from appliance.limits import Limits
+from appliance.limits import INSTANCE_DEADLINE_FACTOR, Limits
+from appliance.queue.client import EccClient
 from hardening.tls import client_context
 
 
@@ -48,4 +49,15 @@ def instance_client(
             "Content-Type": "application/json",
             "User-Agent": f"midbox/{__version__}",
         },
+    )
+
+
+def ecc_client(http: httpx.AsyncClient, *, name: str, limits: Limits) -> EccClient:
+    """The queue client over ``http``: the answer cap, and a deadline on every whole request (a server
+    that sends one byte at a time is not ended by per-read timeouts)."""
+    return EccClient(
+        http,
+        name=name,
+        max_response_bytes=limits.instance_response_bytes,
+        deadline_s=limits.instance_timeout_s * INSTANCE_DEADLINE_FACTOR,
     )
