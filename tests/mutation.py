@@ -153,6 +153,15 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "policy",
         "near_miss = None",
     ): 'near_miss is only read as "near_miss or ...": None and "" are both false',
+    **dict.fromkeys(
+        [
+            ("policy", "decided = None"),
+            ("policy", "decided = self._compiled.decisions.get(None)"),
+            ("policy", "_remember(self._compiled.decisions, key, None, DECISION_CACHE_ENTRIES)"),
+        ],
+        "the decision cache only saves time: a miss (or a None held) makes check() decide again, the same "
+        "way (tests/policy/test_policy_cache.py: a warm policy decides exactly as a cold one)",
+    ),
     (
         "targets",
         'addresses = [ipaddress.ip_address(host.strip("XX[]XX"))] if hostname is None else await ctx.resolver(host)',

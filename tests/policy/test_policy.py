@@ -250,3 +250,25 @@ def test_a_scope_refusal_names_its_rule_in_the_decision() -> None:
     p = Policy([rule("192.168.0.0/16"), scoped]).scoped(Ask(command="id"))
     d = p.check(probe="ssh", address=ip("10.1.2.3"), port=22)
     assert not d.allowed and d.scope is not None and d.rule == 2
+
+
+def test_the_decision_cache_keeps_a_small_ask_and_never_a_huge_one() -> None:
+    # Hostile megabyte commands must not be held by the cache (memory), and the verdict is the same
+    # whether it came from the cache or not.
+    from hardening import policy as policy_module
+    from hardening.scopes import Ask, CommandScope, Scopes
+
+    rule = AllowRule(
+        networks=(ipaddress.ip_network("10.0.0.0/8"),), hosts=(), probes=frozenset({"ssh"}),
+        ports=(PortRange(1, 65535),), credentials=(),
+        scopes=Scopes(commands=CommandScope.parse(("echo {n:int}",))),
+    )  # fmt: skip
+    policy = Policy([rule])
+    address = ipaddress.ip_address("10.0.0.1")
+    huge = Ask(command="echo " + "1" * (policy_module.CACHED_ASK_CHARS + 1))
+    assert not policy.scoped(huge).check(probe="ssh", address=address, port=22).allowed
+    small = policy.scoped(Ask(command="echo 7"))
+    first = small.check(probe="ssh", address=address, port=22)
+    assert first.allowed and small.check(probe="ssh", address=address, port=22) == first
+    held = [key[-1] for key in policy._compiled.decisions]  # the cache itself: what it holds is the point
+    assert Ask(command="echo 7") in held and huge not in held

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hardening.keys import generate, key_id
 from hardening.signing import MAX_ENVELOPE_BYTES, parse_envelope, serialize_envelope, sign_config_bytes
-from hardening.signing_errors import EnvelopeError, SignatureError, ValidityError
+from hardening.signing_errors import BindingError, EnvelopeError, SignatureError, ValidityError
 from hardening.sigverify import CLOCK_SKEW, ConfigSignatureCheck
 from hardening.trust import TrustRoot, trusted_key
 from tests.signing.helpers import EXPIRES, NOT_BEFORE, NOW, config_toml
@@ -108,3 +108,27 @@ def test_unknown_signers_are_each_named() -> None:
     ids = sorted(key_id(k.public_key()) for k in (one, two))
     with pytest.raises(SignatureError, match=f"unknown key\\(s\\) {ids[0]}, {ids[1]}; the trust root"):
         check(ROOT).run_all(DATA, sign(one, two))
+
+
+@pytest.mark.parametrize(
+    ("fleet", "listed"),
+    [
+        (("a1", "a2", "a3", "a4", "a5"), "5 appliances (a1, a2, a3, a4, a5)"),
+        (("a1", "a2", "a3", "a4", "a5", "a6", "a7"), "7 appliances (a1, a2, a3, a4, a5, ... 2 more)"),
+    ],
+)
+def test_a_fleet_config_refused_for_an_unlisted_appliance_names_the_fleet_and_the_fix(
+    fleet: tuple[str, ...], listed: str
+) -> None:
+    envelope = sign_config_bytes(
+        DATA, KEY, appliance=fleet, version=7, expires=EXPIRES, not_before=NOT_BEFORE
+    )
+    checker = ConfigSignatureCheck(
+        trust=ROOT, state=None, now=NOW, expected_name="edge-x", max_config_bytes=100_000
+    )
+    with pytest.raises(BindingError) as refused:
+        checker.run_all(DATA, envelope)
+    assert str(refused.value) == (
+        f"config is signed for {listed}, but not for this one, 'edge-x'; "
+        "add it to [appliance] names and sign again"
+    )
