@@ -9,6 +9,7 @@ again each time. Every step is in the audit log, in order.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -206,25 +207,57 @@ def test_upgrade_confirms_refuses_a_downgrade_and_rolls_back_a_failed_start(host
     assert "within 5 s" in events[-1]["fields"]["reason"]
 
 
-def kill_upgrader_at(host: Host, phases: set[str], version: str, *args: str) -> str:
-    """Start 'midbox upgrade', SIGKILL it once its state file shows the upgrade to ``version`` in ``phases``."""
+def held_restart(host: Host) -> tuple[str, Path]:
+    """A restart command that restarts the service, then waits while a hold file exists.
+
+    The phases between the swap and the end of the restart last milliseconds; holding the restart
+    open keeps the upgrader in "restarting" until the test has killed it, however loaded the machine.
+    Without the hold file (a resumed upgrade runs the recorded command again) it returns at once.
+    """
+    hold = host.tmp / "hold-restart"
+    script = host.tmp / "held-restart"
+    script.write_text(
+        f'#!/bin/sh\nsv restart {host.service} || exit $?\nwhile [ -e "{hold}" ]; do sleep 0.05; done\n'
+    )
+    script.chmod(0o755)
+    return str(script), hold
+
+
+def kill_upgrader_at(
+    host: Host, phases: set[str], version: str, *args: str, restart: str | None = None
+) -> str:
+    """Start 'midbox upgrade', SIGKILL it (and its restart command) once its state file shows the
+    upgrade to ``version`` in ``phases``."""
     argv = [sys.executable, "-m", "appliance", "upgrade", "--state-dir", str(host.state_dir)]
-    argv += ["--binary", str(host.binary), "--restart-command", f"sv restart {host.service}", *args]
+    argv += [
+        "--binary",
+        str(host.binary),
+        "--restart-command",
+        restart or f"sv restart {host.service}",
+        *args,
+    ]
     proc = subprocess.Popen(
-        argv, cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        argv,
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         end = time.monotonic() + 60
         while time.monotonic() < end:
             state = load(host.binary)
             if state is not None and state.phase in phases and state.to_version == version:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
                 return state.phase
+            if proc.poll() is not None:
+                break
             time.sleep(0.005)
-        raise AssertionError(f"the upgrader never reached {phases}")
+        raise AssertionError(f"the upgrader never reached {phases}: {load(host.binary)}")
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
 
@@ -233,10 +266,13 @@ def test_an_upgrade_whose_upgrader_was_killed_is_finished_or_rolled_back_by_the_
     stuck = make_bundle(host.tmp, "0.3.1", hung("0.3.1"), host.pem)
 
     # Killed between the swap and the end of the restart: --resume restarts (again) and confirms.
+    restart, hold = held_restart(host)
+    hold.touch()
     phase = kill_upgrader_at(
-        host, {"swapped", "restarting"}, "0.2.0", "--bundle", str(good), "--pubkey", str(host.pub)
+        host, {"restarting"}, "0.2.0", "--bundle", str(good), "--pubkey", str(host.pub), restart=restart
     )
-    assert phase in ("swapped", "restarting")
+    hold.unlink()
+    assert phase == "restarting"
     resumed = upgrade(host, "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "upgrade confirmed" in resumed.stdout
