@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import ipaddress
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from appliance.limits import Limits
 from appliance.probes.base import ProbeContext
 from appliance.probes.http import HttpProbe
 from appliance.queue.records import OutputRecord
-from appliance.ratelimit import Limiter, RateSettings, RuleLimits
+from appliance.ratelimit import Limiter, RateSettings, RuleLimits, _Bucket
 from hardening.policy import AllowRule, Policy, PortRange
 from tests.helpers import _TargetServer
 from tests.probes.conftest import MemCredentials, ProbeAudit, closed_port
@@ -123,13 +124,34 @@ def test_a_burst_of_1000_jobs_to_one_target_holds_the_configured_rate(tmp_path: 
         f"configured {rate:g}/s (burst {burst}); achieved {achieved:.1f}/s over {times[-1] - times[0]:.2f} s"
     )
     assert achieved <= rate * 1.03
-    assert achieved >= rate * 0.6  # not throttled far below it either
-    # Over any one second, no more than rate + burst requests reached the target (10% for arrival jitter: the first ones queue behind connection setup).
-    j = 0
-    for i, t in enumerate(times):
-        while times[j] < t - 1.0:
+    # Not throttled far below it either. Arrivals are timed at a thread-per-request server in this
+    # process, which bunches them when the machine stalls: the window bound itself is checked on the
+    # limiter's schedule below, where no stall can blur it.
+    assert achieved >= rate * 0.5
+
+
+@pytest.mark.parametrize("pattern", ["all at once", "in waves", "random"])
+def test_the_token_schedule_never_lets_more_than_rate_plus_burst_through_in_any_second(pattern: str) -> None:
+    """The window bound of a token bucket, on the times the limiter schedules jobs for (a fake clock)."""
+    rate, burst = 50.0, 10
+    rng = random.Random(7)
+    arrivals = {
+        "all at once": [0.0] * 1000,
+        "in waves": [float(i // 200) * 5 for i in range(1000)],
+        "random": sorted(rng.uniform(0, 30) for _ in range(1000)),
+    }[pattern]
+    bucket = _Bucket(rate, burst, 0.0)
+    starts = sorted(t + bucket.reserve(t) for t in arrivals)
+    assert all(s >= t for s, t in zip(starts, sorted(arrivals), strict=True))
+    worst, j = 0, 0
+    for i, t in enumerate(starts):
+        while starts[j] < t - 1.0:
             j += 1
-        assert i - j + 1 <= (rate + burst) * 1.1  # arrival jitter at the server aside
+        worst = max(worst, i - j + 1)
+    assert worst <= rate + burst + 1  # +1: both ends of a closed one-second window
+    if pattern == "all at once":
+        assert worst >= rate  # and it does let the rate through
+        assert starts[-1] == pytest.approx((1000 - burst) / rate)
 
 
 def test_a_job_that_would_wait_too_long_says_when_it_is_tried_again(tmp_path: Path) -> None:
