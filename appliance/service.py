@@ -31,7 +31,7 @@ from appliance.config.verify import (
     try_reload,
 )
 from appliance.config_push import PushTarget
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, RunnerHaltedError
 from appliance.health import Health
 from appliance.host import Host, open_host
 from appliance.limits import AUDIT_CHECKPOINT_ENTRIES, RELOAD_REQUEST_POLL_S
@@ -41,6 +41,8 @@ from appliance.sdnotify import Notifier, NotifySettings, summary
 from appliance.startup import binary_sha256, client_identity, first_config
 from appliance.status_file import Publisher
 from appliance.stoprequest import StopRequest
+from appliance.unpacked import UNPACKED_WATCH_S, Unpacked
+from appliance.unpacked import watch as watch_unpacked
 from appliance.validity import CHECK_INTERVAL_S, ValidityWatch, tls_fingerprint, tls_usable
 from hardening.audit import (
     AuditLog,
@@ -70,6 +72,9 @@ class ServiceOptions:
     validity_check_interval_s: float = CHECK_INTERVAL_S
     metrics_textfile: Path | None = None  # node_exporter's textfile collector, rewritten after every poll
     notify: NotifySettings = field(default_factory=NotifySettings)  # NOTIFY_SOCKET, WATCHDOG_USEC
+    # The onefile binary's unpacked folder to keep whole (appliance.unpacked); None: this process's own.
+    unpacked: Unpacked | None = None
+    unpacked_watch_s: float = UNPACKED_WATCH_S
 
 
 async def serve(
@@ -199,6 +204,7 @@ class _Lifecycle:
         self._request: str | None = None  # a 'midbox reload' waiting for its verdict
         self._refused = False  # the last reload was refused: a good file put back is worth a log line
         self._http: httpx.AsyncClient | None = None  # the running runner's client to the instance
+        self._failure: RunnerHaltedError | None = None  # what stops the appliance with exit 1
 
     async def run(self, config: Config, ready: Callable[[], None] | None) -> tuple[Config, str]:
         self._install_signals()
@@ -212,6 +218,10 @@ class _Lifecycle:
             asyncio.create_task(self._watch_audit_inbox(), name="audit-inbox"),
             asyncio.create_task(self._watch_validity(lambda: config), name="validity"),
         ]
+        unpacked = self._options.unpacked or Unpacked.of_this_process()
+        if unpacked is not None:
+            watching = watch_unpacked(unpacked, self._stop, self._fail, self._options.unpacked_watch_s)
+            background.append(asyncio.create_task(watching, name="unpacked"))
         if (interval := self._notifier.watchdog_interval_s) is not None:
             background.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
         if ready is not None:
@@ -224,6 +234,8 @@ class _Lifecycle:
                 run_stop.set()
                 await runner  # drains: in-flight work finishes or fails within the deadline, results kept
                 if config_changed is None:
+                    if self._failure is not None:
+                        raise self._failure
                     self._notifier.stopping(self._reason)
                     return config, self._reason
                 config = config_changed
@@ -288,6 +300,12 @@ class _Lifecycle:
             self._notifier.ready(line)
         else:
             self._notifier.status(line)
+
+    def _fail(self, reason: str) -> None:
+        """Stop with exit 1 once the runner has drained, so the service manager starts midbox again."""
+        log.error("%s", reason)
+        self._failure = RunnerHaltedError(reason)
+        self._stop.set()
 
     async def _watchdog(self, interval_s: float) -> None:
         """Pings from the event loop itself: a loop blocked by a stuck call stops them, and systemd
