@@ -79,7 +79,7 @@ MODULES = (
     ),
     Module(
         "sigverify",
-        "hardening/sigverify.py",
+        "hardening/signing/verify.py",
         (
             "tests/signing/test_sigverify_bounds.py",
             "tests/signing/test_signing_units.py",
@@ -90,7 +90,7 @@ MODULES = (
     ),
     Module(
         "rollback",
-        "hardening/rollback.py",
+        "hardening/signing/rollback.py",
         (
             "tests/signing/test_rollback_edges.py",
             "tests/signing/test_signing_units.py",

@@ -23,7 +23,7 @@ def _read_capped(path: Path, cap: int, what: str) -> bytes:
 def _public_key(args: argparse.Namespace, env: CliEnv) -> Ed25519PublicKey:
     from hardening.audit import load_public_key
     from hardening.audit.signing import load_signing_key
-    from hardening.keys import MAX_KEY_FILE_BYTES
+    from hardening.signing.keys import MAX_KEY_FILE_BYTES
 
     if args.pubkey is not None:
         return load_public_key(_read_capped(args.pubkey, MAX_KEY_FILE_BYTES, "public key"))
