@@ -85,8 +85,9 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
 def _show(args: argparse.Namespace, env: CliEnv) -> int:
     import datetime as dt
 
+    from appliance.commands.audit_table import HEADERS, format_run, table_row
     from hardening.audit import AuditValueError, audit_dir
-    from hardening.audit.show import HEADERS, RunFilter, format_run, iter_runs, parse_since, table_row
+    from hardening.audit.show import RunFilter, iter_runs, parse_since
 
     try:
         since = parse_since(args.since, dt.datetime.now(dt.UTC)) if args.since else None
