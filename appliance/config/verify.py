@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from appliance.config.model import Config, ParsedConfig
+from appliance.config.model import Config, ParsedConfig, _Receipt
 from appliance.config.parse import parse_config
 from appliance.config.warnings import config_warnings
 from appliance.errors import ConfigError
@@ -139,7 +139,7 @@ def verify_config_bytes(
         new_state = state.after_accepting(st.version, st.sha256, local)
         if new_state != state:
             write_state(state_dir, new_state)
-    return Config(parsed, st.sha256, verified.signers)
+    return Config(parsed, st.sha256, verified.signers, receipt=_Receipt(parsed, st.sha256, verified.signers))
 
 
 def log_warnings(config: Config) -> None:
