@@ -104,4 +104,3 @@ def iter_runs(directory: Path, flt: RunFilter, max_entry_bytes: int = 65_536) ->
         if flt.since is not None and _entry.parse_time(run.time) < flt.since:
             continue
         yield run
-
