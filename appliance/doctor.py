@@ -18,7 +18,7 @@ from appliance.errors import ApplianceError
 from appliance.limits import Limits
 from hardening.errors import HardeningError
 from hardening.identity import MAX_CA_FILE_BYTES, IdentityError
-from hardening.sigverify import CLOCK_SKEW
+from hardening.signing.verify import CLOCK_SKEW
 from hardening.smallfile import read_capped
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def check_state_dir(state_dir: Path) -> list[Finding]:
 
 
 def check_trust_root(state_dir: Path) -> list[Finding]:
-    from hardening.rollback import load_trust_root
+    from hardening.signing.rollback import load_trust_root
 
     try:
         root, _ = load_trust_root(state_dir)

@@ -55,7 +55,7 @@ LATENCY_BUCKETS_MS = (10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 6
 MAX_STATUS_BYTES = 1_000_000  # status.json as 'midbox status' reads it
 
 # A signed config delivered through the instance (topic midbox.config): base64 of a config of at most
-# MAX_CONFIG_BYTES (1,333,336 chars) and of its signature file (hardening.signing.MAX_ENVELOPE_BYTES,
+# MAX_CONFIG_BYTES (1,333,336 chars) and of its signature file (hardening.signing.envelope.MAX_ENVELOPE_BYTES,
 # 21,336 chars), in a <parameters> payload. Checked before the payload is parsed.
 MAX_CONFIG_PUSH_PAYLOAD_BYTES = 1_360_000
 MAX_CONFIG_PUSH_B64_CHARS = 1_333_336  # the config parameter

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ from appliance.dispatch import Dispatcher
 from appliance.errors import InstanceAuthError, InstanceError, RunnerHaltedError, describe, is_fatal
 from appliance.gate import JobGate
 from appliance.health import Health
+from appliance.healthreport import HealthReport
 from appliance.interfaces import AuditSink, Outcome
 from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES, MAX_JOB_STARTS
 from appliance.livestatus import LiveStatus
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 AUTH_RETRY_FLOOR_S = 60.0  # 401/403: an operator has to act; retry slowly meanwhile
 CONFIG_TOPIC = "midbox.config"  # a signed config delivered through the instance (appliance.config_push)
-ISSUE_SYNC_S = 60.0  # ecc_agent_issue records and last_refreshed, at most this often unless problems change
 
 
 @dataclass(frozen=True)
@@ -107,12 +106,7 @@ class Runner:
         )
         self.health = self.status.health
         self.health.know_topics(dispatcher.topics)
-        self._after_poll = after_poll
-        self._publish_failed = False
-        self._issues = MidIssues(client)
-        self._issues_task: asyncio.Task[None] | None = None
-        self._issues_at = -ISSUE_SYNC_S  # monotonic time of the last sync; the first poll syncs
-        self._issues_seen: frozenset[str] = frozenset()
+        self._report = HealthReport(self.health, MidIssues(client), journal, outbox, after_poll)
 
     @property
     def in_flight(self) -> int:
@@ -132,7 +126,7 @@ class Runner:
             relaying.cancel()
             if self.health.state != "reloading":
                 self.health.state = "draining"
-            self._publish()
+            self._report.publish()
             await self._drain()
             await self._mid_record.announce("Down")
         if self._fatal is not None:
@@ -176,7 +170,7 @@ class Runner:
                 ]
                 break
             except InstanceError as e:
-                self._polled(e)
+                self._report.polled(e)
                 await self._pause(stop, backoff.next_delay(e.retry_after_s), e)
         else:
             return
@@ -214,7 +208,7 @@ class Runner:
                         "outbox full (%d results unsent): not claiming new work", self._outbox.count()
                     )
                     self._audit.record("outbox.full", {"count": self._outbox.count()})
-                self._publish()
+                self._report.publish()
                 await wait_any(stop, self._slot_freed, timeout=self._settings.poll_interval_s)
                 self._slot_freed.clear()
                 continue
@@ -237,18 +231,18 @@ class Runner:
                     await self._client.claim(records)
                 backoff.reset()
             except InstanceBusyError as e:
-                self._polled(e)
+                self._report.polled(e)
                 await self._pause(stop, backoff.next_delay(e.retry_after_s), e)
                 continue
             except InstanceAuthError as e:
-                self._polled(e)
+                self._report.polled(e)
                 await self._pause(stop, max(AUTH_RETRY_FLOOR_S, backoff.next_delay()), e)
                 continue
             except InstanceError as e:
-                self._polled(e)
+                self._report.polled(e)
                 await self._pause(stop, backoff.next_delay(), e)
                 continue
-            self._polled(None)
+            self._report.polled(None)
             for record in records:
                 # A record that cannot run anyway keeps its own reason (answered by the dispatcher).
                 gated = self._gate is not None and not record.refusal
@@ -270,39 +264,6 @@ class Runner:
         if quarantined or CONFIG_TOPIC not in self._dispatcher.topics:
             return "HeartbeatProbe"
         return ("HeartbeatProbe", CONFIG_TOPIC)
-
-    def _polled(self, error: InstanceError | None) -> None:
-        if error is None:
-            self.health.poll_ok()
-            self._sync_issues()
-        else:
-            self.health.poll_failed(str(error))
-        self._publish()
-
-    def _sync_issues(self) -> None:
-        """Issue records and last_refreshed on the instance: when the problems change, else every
-        ISSUE_SYNC_S; in the background, so the poll loop never waits for it."""
-        problems = self.health.problems()
-        keys = frozenset(p.key for p in problems)
-        due = time.monotonic() - self._issues_at >= ISSUE_SYNC_S or keys != self._issues_seen
-        if not due or (self._issues_task is not None and not self._issues_task.done()):
-            return
-        self._issues_at, self._issues_seen = time.monotonic(), keys
-        self._issues_task = asyncio.create_task(self._issues.sync(problems), name="issues")
-
-    def _publish(self) -> None:
-        """Health out after every poll; a status file that cannot be written never stops the work."""
-        self.health.outbox_depth = self._outbox.count()
-        self.health.journal_depth = self._journal.count()
-        if self._after_poll is None:
-            return
-        try:
-            self._after_poll(self.health)
-            self._publish_failed = False
-        except OSError as e:
-            if not self._publish_failed:
-                log.warning("could not write the status file: %s; check the state dir's space", e.strerror)
-            self._publish_failed = True
 
     def _start(self, record: OutputRecord, journaled: bool = False, starts: int = 1) -> None:
         self.stats.claimed += 1
@@ -396,9 +357,8 @@ class Runner:
                 self._abort.set()
                 await asyncio.wait(pending, timeout=deadline)
         await self._delivery.drain(deadline)
-        if self._issues_task is not None:
-            await asyncio.wait({self._issues_task}, timeout=5)
-        for task in [*self._tasks, *([self._issues_task] if self._issues_task else [])]:
+        await self._report.finish()
+        for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._dispatcher.aclose()

@@ -26,7 +26,7 @@ def client_identity(config: Config, audit: AuditLog, key_password: bytes) -> str
     key, cert = config.instance.client_key, config.instance.client_cert
     if key is None or cert is None:
         return None
-    from hardening.enroll import EnrollError, EnrollPaths, finish_interrupted_swap
+    from hardening.enroll.store import EnrollError, EnrollPaths, finish_interrupted_swap
 
     try:
         done = finish_interrupted_swap(EnrollPaths(key, cert, key_password))

@@ -13,44 +13,35 @@ answer read the way a sensor reads it (``--no-discovery`` leaves that out).
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
-import http.server
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 from devinstance import cli as instance_cli
 from devinstance import demo_discovery
+from devinstance.demo_jobs import Expect, demo_jobs, report
+from devinstance.demo_targets import (
+    SNMP_AUTH,
+    SNMP_PRIV,
+    SNMP_USER,
+    WEB_SECRET,
+    WEB_USER,
+    closed_port,
+    snmp_target,
+    web_target,
+)
 from devinstance.store import Store
 
 NAME = "demo-01"
-WEB_USER = "demo"
-WEB_SECRET = "demo-web-secret-not-for-production"  # noqa: S105 - the demo's own local target
-SNMP_USER = "demo-snmp"
-SNMP_AUTH = "demo-snmp-auth-pass"
-SNMP_PRIV = "demo-snmp-priv-pass"
-
-
-@dataclass(frozen=True)
-class Expect:
-    label: str
-    topic: str
-    source: str
-    params: dict[str, str]
-    ok: bool
-    shows: str  # a piece of text the result (payload or error) must contain
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,8 +90,8 @@ def _demo(midbox: list[str], work: Path, discovery: bool = True, *, strict: bool
             ],
             work / "instance.log",
         ),
-        _web_target() as web_port,
-        _snmp_target(work / "snmpd", demo_discovery.snmpd_extra_config() if discovery else "") as snmp_port,
+        web_target() as web_port,
+        snmp_target(work / "snmpd", demo_discovery.snmpd_extra_config() if discovery else "") as snmp_port,
         demo_discovery.ssh_target(work / "sshd", required=strict) if discovery else nullcontext(None) as ssh,
     ):
         url = _wait_for_instance(inst)
@@ -156,14 +147,14 @@ def _demo(midbox: list[str], work: Path, discovery: bool = True, *, strict: bool
         with _process(
             [*midbox, "run", "--config", str(config), "--state-dir", str(state)], work / "appliance.log"
         ) as app:
-            jobs = _jobs(web_port, snmp_port)
+            jobs = demo_jobs(web_port, snmp_port)
             step(f"the instance queues {len(jobs)} jobs for mid.server.{NAME}")
             ids = _enqueue(inst, jobs)
             answers = _wait_answers(inst, ids, timeout=60)
-            failures = _report(jobs, ids, answers)
+            failures = report(jobs, ids, answers)
             if discovery:
                 step("the instance runs Discovery: Shazzam, then the classifiers its sensor launches")
-                failures += demo_discovery.run_discovery(inst, NAME, ssh, snmp_port, _closed_port())
+                failures += demo_discovery.run_discovery(inst, NAME, ssh, snmp_port, closed_port())
             step("stopping the appliance (SIGTERM): it finishes, checkpoints the audit log, exits")
             app.send_signal(signal.SIGTERM)
             code = app.wait(timeout=30)
@@ -183,66 +174,6 @@ def _demo(midbox: list[str], work: Path, discovery: bool = True, *, strict: bool
     done = " and real-shaped Discovery" if discovery else ""
     print(f"\ndemo OK: {len(jobs)} jobs{done} answered as expected; audit chain verified")
     return 0
-
-
-def _jobs(web_port: int, snmp_port: int | None) -> list[Expect]:
-    web = f"http://127.0.0.1:{web_port}"
-    jobs = [
-        Expect("heartbeat", "HeartbeatProbe", "", {}, True, "mid_operational_state"),
-        Expect(
-            "HTTP GET, allowed",
-            "RESTProbe",
-            "127.0.0.1",
-            {"url": f"{web}/"},
-            True,
-            "hello from a local target",
-        ),
-        Expect(
-            "HTTP with a stored credential",
-            "RESTProbe",
-            "127.0.0.1",
-            {"url": f"{web}/private", "credential": "demo-web"},
-            True,
-            "welcome, demo",
-        ),
-        Expect(
-            "HTTP to the cloud metadata address",
-            "RESTProbe",
-            "169.254.169.254",
-            {"url": "http://169.254.169.254/latest/meta-data/"},
-            False,
-            "denied",
-        ),
-        Expect(
-            "TCP scan (discovery's first phase)",
-            "Shazzam",
-            "127.0.0.1",
-            {"ranges": "127.0.0.1", "ports": f"{web_port},{_closed_port()}"},
-            True,
-            "open",
-        ),
-        Expect(
-            "a topic this appliance refuses", "Command", "127.0.0.1", {"name": "id"}, False, "not permitted"
-        ),
-        Expect("a topic nobody knows", "NoSuchProbe", "", {}, False, "not permitted"),
-    ]
-    if snmp_port:
-        jobs.append(
-            Expect(
-                "SNMPv3 get (authPriv, stored USM keys)",
-                "SNMP",
-                "127.0.0.1",
-                {
-                    "oid_spec_list": "get 1.3.6.1.2.1.1.6.0",
-                    "version": "3",
-                    "port": str(snmp_port),
-                    "credential": "demo-snmp",
-                },
-                True,
-                "midbox demo rack",
-            )
-        )
-    return jobs
 
 
 def _config_text(url: str, pki: Path, web_port: int, snmp_port: int | None) -> str:
@@ -327,28 +258,6 @@ def _latest_anchor(inst: Path, out: Path) -> Path | None:
     return out
 
 
-def _report(jobs: list[Expect], ids: list[str], answers: dict[str, dict[str, str]]) -> int:
-    failures = 0
-    for job, sys_id in zip(jobs, ids, strict=True):
-        row = answers.get(sys_id)
-        if row is None:
-            failures += 1
-            print(f"    MISSING  {job.label}")
-            continue
-        error = row["error_string"]
-        seen = error or row["payload"]
-        good = (not error) == job.ok and job.shows in seen
-        failures += not good
-        verdict = ("ok   " if job.ok else "error") if good else "WRONG"
-        detail = error or _summary(row["payload"])
-        print(f"    {verdict}  {job.label:<40} {detail[:90]}")
-    return failures
-
-
-def _summary(payload: str) -> str:
-    return " ".join(payload.split())[:200]
-
-
 def step(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
@@ -393,93 +302,6 @@ def _wait_for_instance(inst: Path) -> str:
                 pass
         time.sleep(0.1)
     raise SystemExit("the development instance did not start; see instance.log")
-
-
-class _WebTarget(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        expected = "Basic " + base64.b64encode(f"{WEB_USER}:{WEB_SECRET}".encode()).decode()
-        if self.path == "/private":
-            if self.headers.get("Authorization") != expected:
-                self._send(401, b"who are you?")
-                return
-            self._send(200, b"welcome, demo")
-            return
-        self._send(200, b"hello from a local target")
-
-    def _send(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@contextmanager
-def _web_target() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WebTarget)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@contextmanager
-def _snmp_target(directory: Path, extra_config: str = "") -> Iterator[int | None]:
-    """net-snmp's snmpd on a loopback port with one v3 user, if snmpd is installed."""
-    snmpd = shutil.which("snmpd") or ("/usr/sbin/snmpd" if Path("/usr/sbin/snmpd").exists() else None)
-    if snmpd is None:
-        print("    (snmpd is not installed: the SNMP job is left out)")
-        yield None
-        return
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "persist").mkdir(exist_ok=True)
-    port = _free_udp_port()
-    conf = directory / "snmpd.conf"
-    conf.write_text(
-        f'createUser {SNMP_USER} SHA-256 "{SNMP_AUTH}" AES "{SNMP_PRIV}"\n'
-        f"rouser {SNMP_USER} priv\nsysLocation midbox demo rack\n{extra_config}",
-        encoding="utf-8",
-    )
-    env = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-        "SNMP_PERSISTENT_DIR": str(directory / "persist"),
-        "MIBS": "",
-    }
-    with (directory / "snmpd.log").open("wb") as log:
-        proc = subprocess.Popen(  # noqa: S603
-            [snmpd, "-f", "-C", "-c", str(conf), "-I", "-smux", "-Lo", f"udp:127.0.0.1:{port}"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        time.sleep(0.5)
-        if proc.poll() is not None:
-            print("    (snmpd did not start: the SNMP job is left out)")
-            yield None
-        else:
-            yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # free a moment ago and nobody listens on it: refused
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from hardening.errors import HardeningError
-from hardening.keys import MAX_KEY_FILE_BYTES
+from hardening.signing.keys import MAX_KEY_FILE_BYTES
 
 SUMS_NAME = "SHA256SUMS"
 SIG_NAME = "SHA256SUMS.minisig"

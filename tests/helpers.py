@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.app import run_appliance
-from appliance.config import Config, parse_config
+from appliance.config import Config
 from appliance.interfaces import CredentialSource
 from appliance.limits import Limits
 from appliance.probes.base import MemoryAudit
@@ -24,6 +24,7 @@ from devinstance.server import DevInstance, InstanceState, server_context
 from devinstance.store import Store
 from devinstance.transport import in_process_client
 from tests.support.fakes import NoCredentials
+from tests.support.signed import signed_config
 
 TEST_SEAL_KEY = bytes(range(32))
 NAME = "edge-01"
@@ -75,8 +76,8 @@ poll_interval_s = 0.05
 
 
 def trusted(text: str, source: Path) -> Config:
-    """A Config for tests of the runtime; signature checks have their own tests."""
-    return Config(settings=parse_config(text.encode(), source), sha256="0" * 64, signers=("test",))
+    """A Config for tests of the runtime, signed and verified for real; signature checks have their own tests."""
+    return signed_config(text, source)
 
 
 LOOPBACK_HTTP = """

@@ -109,7 +109,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("appliance.probes", "appliance.asks", "appliance.explain"),
     ("appliance.queue", "appliance.results"),
     ("appliance.dispatch", "appliance.gate"),
-    ("appliance.runner", "appliance.livestatus"),
+    ("appliance.runner", "appliance.livestatus", "appliance.healthreport"),
     (),  # wiring: app, service, doctor, platform service code, and every module not named
     ("appliance.commands", "appliance.cli", "appliance.__main__"),
 )

@@ -23,7 +23,7 @@ def _read_capped(path: Path, cap: int, what: str) -> bytes:
 def _public_key(args: argparse.Namespace, env: CliEnv) -> Ed25519PublicKey:
     from hardening.audit import load_public_key
     from hardening.audit.signing import load_signing_key
-    from hardening.keys import MAX_KEY_FILE_BYTES
+    from hardening.signing.keys import MAX_KEY_FILE_BYTES
 
     if args.pubkey is not None:
         return load_public_key(_read_capped(args.pubkey, MAX_KEY_FILE_BYTES, "public key"))
@@ -85,8 +85,9 @@ def _verify(args: argparse.Namespace, env: CliEnv) -> int:
 def _show(args: argparse.Namespace, env: CliEnv) -> int:
     import datetime as dt
 
+    from appliance.commands.audit_table import HEADERS, format_run, table_row
     from hardening.audit import AuditValueError, audit_dir
-    from hardening.audit.show import HEADERS, RunFilter, format_run, iter_runs, parse_since, table_row
+    from hardening.audit.show import RunFilter, iter_runs, parse_since
 
     try:
         since = parse_since(args.since, dt.datetime.now(dt.UTC)) if args.since else None

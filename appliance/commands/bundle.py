@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def _verify(args: argparse.Namespace, env: CliEnv) -> int:
     from appliance import limits
-    from hardening.keys import MAX_KEY_FILE_BYTES
     from hardening.release import ReleaseLimits, parse_public_key, verify_bundle
+    from hardening.signing.keys import MAX_KEY_FILE_BYTES
     from hardening.smallfile import read_capped
 
     bundle: Path = args.bundle

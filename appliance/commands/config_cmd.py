@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def _example(args: argparse.Namespace, env: CliEnv) -> int:
     from appliance.config.example import example_config
-    from hardening.enroll import EnrollError, validate_name
+    from hardening.enroll.store import EnrollError, validate_name
 
     try:
         validate_name(args.name)
@@ -53,8 +53,8 @@ def _sign(args: argparse.Namespace, env: CliEnv) -> int:
     from appliance.config.verify import signature_path
     from appliance.limits import MAX_CONFIG_BYTES
     from hardening.atomic import atomic_write
-    from hardening.keys import key_id
-    from hardening.signing import MAX_ENVELOPE_BYTES, parse_envelope, sign_config_bytes
+    from hardening.signing.envelope import MAX_ENVELOPE_BYTES, parse_envelope, sign_config_bytes
+    from hardening.signing.keys import key_id
     from hardening.smallfile import read_capped
 
     try:
@@ -106,8 +106,8 @@ def _utc(text: str) -> dt.datetime:
 def _verify(args: argparse.Namespace, env: CliEnv) -> int:
     from appliance.config.verify import load_verified_config, signature_path
     from appliance.config.warnings import config_warnings
-    from hardening.rollback import load_trust_root
-    from hardening.trust import parse as parse_trust
+    from hardening.signing.rollback import load_trust_root
+    from hardening.signing.trust import parse as parse_trust
     from hardening.utctime import format_time
 
     now = dt.datetime.now(dt.UTC)

@@ -26,7 +26,7 @@ from appliance.commands.doctor import DEFAULT_CONFIG_HELP, default_config
 from appliance.errors import UsageError
 
 if TYPE_CHECKING:
-    from hardening.enroll import EnrollPaths
+    from hardening.enroll.store import EnrollPaths
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -80,7 +80,7 @@ def _key_password(env: CliEnv) -> bytes:
 
 
 def _target(args: argparse.Namespace, env: CliEnv) -> _Target:
-    from hardening.enroll import EnrollPaths
+    from hardening.enroll.store import EnrollPaths
 
     password = _key_password(env)
     if args.config is None:
@@ -99,7 +99,7 @@ def _target(args: argparse.Namespace, env: CliEnv) -> _Target:
 
 
 def _enroll(args: argparse.Namespace, env: CliEnv) -> int:
-    from hardening.enroll import finish_interrupted_swap
+    from hardening.enroll.store import finish_interrupted_swap
 
     if args.ca_file is not None and args.install is None:
         raise UsageError("--ca-file goes with --install")
@@ -131,7 +131,7 @@ def _encrypt_key(env: CliEnv, target: _Target) -> int:
 
 
 def _make_key(args: argparse.Namespace, env: CliEnv, target: _Target) -> int:
-    from hardening.enroll import EnrollError, create_key_and_csr, enrolled_name, validate_name
+    from hardening.enroll.store import EnrollError, create_key_and_csr, enrolled_name, validate_name
 
     paths = target.paths
     if args.renew:
@@ -189,8 +189,8 @@ def _where_hint(args: argparse.Namespace) -> str:
 
 def _install(args: argparse.Namespace, env: CliEnv, target: _Target) -> int:
     from appliance.doctor import CERT_WARN_DAYS
-    from hardening.enroll import install, load_pending
-    from hardening.enroll_verify import (
+    from hardening.enroll.store import install, load_pending
+    from hardening.enroll.verify import (
         parse_ca_file,
         parse_certificate_file,
         public_key_sha256,

@@ -57,7 +57,7 @@ def read_passphrase(args: argparse.Namespace, env: CliEnv, *, confirm: bool) -> 
 
 def load_signing_key(args: argparse.Namespace, env: CliEnv) -> Ed25519PrivateKey:
     """Read --key, asking for a passphrase only if the key is encrypted."""
-    from hardening.keys import MAX_KEY_FILE_BYTES, is_encrypted, load_private_key
+    from hardening.signing.keys import MAX_KEY_FILE_BYTES, is_encrypted, load_private_key
     from hardening.smallfile import read_capped
 
     try:
@@ -70,9 +70,9 @@ def load_signing_key(args: argparse.Namespace, env: CliEnv) -> Ed25519PrivateKey
 
 def _keygen(args: argparse.Namespace, env: CliEnv) -> int:
     from hardening.atomic import atomic_write
-    from hardening.keys import generate, key_id, private_key_file, public_pem
     from hardening.perms import mkdir_private
-    from hardening.trust import trusted_key
+    from hardening.signing.keys import generate, key_id, private_key_file, public_pem
+    from hardening.signing.trust import trusted_key
 
     trusted_key(generate().public_key(), args.name)  # validates the name before any prompt
     priv_path = args.out / f"{args.name}.key"

@@ -15,7 +15,7 @@ from appliance.commands.keys import add_passphrase_file, load_signing_key
 from appliance.errors import UsageError
 
 if TYPE_CHECKING:
-    from hardening.trust import TrustedKey
+    from hardening.signing.trust import TrustedKey
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -41,22 +41,22 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def _read(path: Path, what: str) -> bytes:
     """A trust root or a public key: the trust root's cap is the larger, and each parser checks its own."""
-    from hardening.trust import MAX_TRUST_BYTES
+    from hardening.signing.trust import MAX_TRUST_BYTES
 
     return read_capped(path, MAX_TRUST_BYTES, what)
 
 
 def _keys(paths: list[Path]) -> list[TrustedKey]:
-    from hardening.keys import load_public_pem
-    from hardening.trust import trusted_key
+    from hardening.signing.keys import load_public_pem
+    from hardening.signing.trust import trusted_key
 
     return [trusted_key(load_public_pem(_read(p, "public key"), str(p.name)), p.stem) for p in paths]
 
 
 def _init(args: argparse.Namespace, env: CliEnv) -> int:
     from hardening.perms import ensure_private_dir
-    from hardening.rollback import install_initial_root
-    from hardening.trust import TrustRoot
+    from hardening.signing.rollback import install_initial_root
+    from hardening.signing.trust import TrustRoot
 
     root = TrustRoot(1, args.threshold, tuple(_keys(args.pubkey)))
     ensure_private_dir(env.state_dir)
@@ -70,7 +70,7 @@ def _init(args: argparse.Namespace, env: CliEnv) -> int:
 
 
 def _rotate(args: argparse.Namespace, env: CliEnv) -> int:
-    from hardening.rollback import rotate_root
+    from hardening.signing.rollback import rotate_root
 
     old, new, signers = rotate_root(env.state_dir, _read(args.newroot, "new trust root"))
     removed = sorted({k.key_id for k in old.keys} - {k.key_id for k in new.keys})
@@ -83,7 +83,7 @@ def _rotate(args: argparse.Namespace, env: CliEnv) -> int:
 
 
 def _show(args: argparse.Namespace, env: CliEnv) -> int:
-    from hardening.rollback import load_trust_root
+    from hardening.signing.rollback import load_trust_root
 
     root, state = load_trust_root(env.state_dir)
     info = {
@@ -114,7 +114,7 @@ def _show(args: argparse.Namespace, env: CliEnv) -> int:
 
 def _propose(args: argparse.Namespace, env: CliEnv) -> int:
     from hardening.atomic import atomic_write
-    from hardening.trust import parse, propose, serialize
+    from hardening.signing.trust import parse, propose, serialize
 
     current, _sigs = parse(_read(args.current, "current trust root"), "current trust root")
     new = propose(current, _keys(args.pubkey), args.threshold)
@@ -131,7 +131,7 @@ def _propose(args: argparse.Namespace, env: CliEnv) -> int:
 
 def _sign_root(args: argparse.Namespace, env: CliEnv) -> int:
     from hardening.atomic import atomic_write
-    from hardening.trust import parse, sign_root
+    from hardening.signing.trust import parse, sign_root
 
     data = _read(args.newroot, "new trust root")
     key = load_signing_key(args, env)

@@ -134,8 +134,8 @@ def _request(args: argparse.Namespace, env: CliEnv, target: Path) -> Request:
     from appliance.status_file import read_status
     from appliance.upgrade.flow import Request
     from appliance.upgrade.manager import Restarter
-    from hardening.keys import MAX_KEY_FILE_BYTES
     from hardening.release import ReleaseLimits, parse_public_key
+    from hardening.signing.keys import MAX_KEY_FILE_BYTES
 
     if args.bundle is None or args.pubkey is None:
         raise UsageError("give --bundle and --pubkey (or --resume to finish an interrupted upgrade)")

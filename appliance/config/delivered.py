@@ -5,7 +5,7 @@ Two files cannot be replaced in one atomic step, so the pair is staged first (``
 and ``NAME.prev.sig`` for the operator, and then the staged files are renamed over the running ones,
 signature first. A crash between the two renames leaves a config that does not match its signature;
 ``finish_interrupted`` (called before the config is read at start) completes the swap from the
-staged files, as ``hardening.rollback`` completes an interrupted trust-root rotation. Staged files
+staged files, as ``hardening.signing.rollback`` completes an interrupted trust-root rotation. Staged files
 are only ever written after the pair verified, so rolling forward never installs what was refused.
 """
 

@@ -87,12 +87,45 @@ class ParsedConfig:
 
 
 @dataclass(frozen=True)
-class Config:
-    """A config whose signature, trust, expiry, binding and version were verified, in that order."""
+class _Receipt:
+    """What ``appliance.config.verify`` hands ``Config``: proof that these very settings passed.
+
+    Private to the config package: only the verifier makes one (as sigstore's ``Bundle`` runs its own
+    check in ``__init__``), so a ``Config`` cannot be written by hand or derived from a verified one
+    with ``dataclasses.replace`` and other settings.
+    """
 
     settings: ParsedConfig
     sha256: str
     signers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    """A config whose signature, trust, expiry, binding and version were verified, in that order.
+
+    Only ``appliance.config.verify`` can make one; tests sign a config for real (tests/support/signed.py).
+    """
+
+    settings: ParsedConfig
+    sha256: str
+    signers: tuple[str, ...]
+    # Optional only so that leaving it out gets the message below rather than a bare signature error.
+    receipt: _Receipt | None = field(default=None, repr=False, compare=False, kw_only=True)
+
+    def __post_init__(self) -> None:
+        r = self.receipt
+        vouched = (
+            type(r) is _Receipt
+            and r.settings is self.settings
+            and r.sha256 == self.sha256
+            and r.signers == self.signers
+        )
+        if not vouched:
+            raise TypeError(
+                "a Config is made only by verifying a signed config: call "
+                "appliance.config.verify.load_verified_config (tests: tests/support/signed.py)"
+            )
 
     @property
     def version(self) -> int:

@@ -18,7 +18,7 @@ from appliance.errors import ConfigError
 from appliance.limits import MAX_CONCURRENT_PROBES, MAX_CONFIG_BYTES
 from hardening.filepins import NamedFile
 from hardening.policy import HOST_KEY_MODES, PROBE_KINDS, AllowRule, CredentialMap, IPNetwork, PortRange
-from hardening.signing import MAX_FLEET_NAMES
+from hardening.signing.envelope import MAX_FLEET_NAMES
 
 T = TypeVar("T")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -1,6 +1,6 @@
 """The appliance side of config verification: the only place a ``Config`` is constructed.
 
-Steps 1-8 are ``hardening.sigverify.ConfigSignatureCheck``; step 9 parses the TOML (only now) and
+Steps 1-8 are ``hardening.signing.verify.ConfigSignatureCheck``; step 9 parses the TOML (only now) and
 checks that it says what the envelope says; 9b checks the files it pins; step 10 moves the rollback
 counter.
 """
@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from appliance.config.model import Config, ParsedConfig
+from appliance.config.model import Config, ParsedConfig, _Receipt
 from appliance.config.parse import parse_config
 from appliance.config.warnings import config_warnings
 from appliance.errors import ConfigError
@@ -22,13 +22,13 @@ from appliance.interfaces import AuditSink
 from appliance.limits import MAX_CONFIG_BYTES
 from hardening.errors import HardeningError
 from hardening.filepins import check_pins
-from hardening.rollback import PinnedState, load_trust_root, read_state, write_state
-from hardening.signing import MAX_ENVELOPE_BYTES
-from hardening.signing_errors import BindingError
-from hardening.sigverify import ConfigSignatureCheck, VerifiedStatement
+from hardening.signing.envelope import MAX_ENVELOPE_BYTES
+from hardening.signing.errors import BindingError
+from hardening.signing.rollback import PinnedState, load_trust_root, read_state, write_state
+from hardening.signing.trust import MAX_TRUST_BYTES, TrustRoot
+from hardening.signing.trust import parse as parse_trust
+from hardening.signing.verify import ConfigSignatureCheck, VerifiedStatement
 from hardening.smallfile import read_capped
-from hardening.trust import MAX_TRUST_BYTES, TrustRoot
-from hardening.trust import parse as parse_trust
 from hardening.utctime import format_time
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def verify_config_bytes(
         new_state = state.after_accepting(st.version, st.sha256, local)
         if new_state != state:
             write_state(state_dir, new_state)
-    return Config(parsed, st.sha256, verified.signers)
+    return Config(parsed, st.sha256, verified.signers, receipt=_Receipt(parsed, st.sha256, verified.signers))
 
 
 def log_warnings(config: Config) -> None:

@@ -1,6 +1,7 @@
-"""Read the log back as runs: one row per finished or denied probe, for people and for a SIEM.
+"""Read the log back as runs: one typed row per finished or denied probe, for people and for a SIEM.
 
-This does not verify the chain (``verify_log`` does); rows come straight from the entries.
+This does not verify the chain (``verify_log`` does); rows come straight from the entries. Laying
+the rows out as a table is the CLI's job (``appliance/commands/audit_table.py``).
 """
 
 from __future__ import annotations
@@ -103,23 +104,3 @@ def iter_runs(directory: Path, flt: RunFilter, max_entry_bytes: int = 65_536) ->
         if flt.since is not None and _entry.parse_time(run.time) < flt.since:
             continue
         yield run
-
-
-COLUMNS = ("time", "config_version", "target", "topic", "credential", "result", "duration_ms", "job")
-HEADERS = ("TIME (UTC)", "CONFIG", "TARGET", "PROBE", "CREDENTIAL", "RESULT", "MS", "JOB")
-WIDTHS = (23, 6, 24, 14, 14, 28, 7, 32)
-
-
-def table_row(values: tuple[str, ...], wide: bool = False) -> str:
-    """Cells padded to the column widths; a longer value is cut with ``~``, or kept whole when ``wide``."""
-    pairs = zip(values, WIDTHS, strict=True)
-    cells = [v.ljust(w) if wide or len(v) <= w else v[: w - 1] + "~" for v, w in pairs]
-    return " ".join(cells).rstrip()
-
-
-def format_run(run: Run, wide: bool = False) -> str:
-    target = run.target if run.port is None else f"{run.target}:{run.port}"
-    d = run.as_dict()
-    d["target"] = target
-    d["time"] = run.time[:23]
-    return table_row(tuple(_str(d[c]) for c in COLUMNS), wide)

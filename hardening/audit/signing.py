@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from hardening import perms
 from hardening.atomic import fsync_dir, private_on_windows
 from hardening.audit.errors import SigningKeyError
-from hardening.keys import MAX_KEY_FILE_BYTES
+from hardening.signing.keys import MAX_KEY_FILE_BYTES
 
 KEY_FILE_NAME = "audit-signing.key"
 

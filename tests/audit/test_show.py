@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from appliance.commands.audit_table import format_run
 from hardening.audit import AuditLog, AuditValueError
-from hardening.audit.show import RunFilter, format_run, iter_runs, parse_since
+from hardening.audit.show import RunFilter, iter_runs, parse_since
 
 from .conftest import NO_SEAL, FakeClock, probe_fields
 

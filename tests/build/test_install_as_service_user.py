@@ -28,7 +28,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hardening.keys import public_pem
+from hardening.signing.keys import public_pem
 from tests.build import test_airgap_install as airgap
 from tests.enroll.helpers import load_ca, pem, sign
 from tests.helpers import AGENT, NAME, Pki, dev_instance, http_target

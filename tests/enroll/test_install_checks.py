@@ -228,7 +228,7 @@ def test_a_leaf_posing_as_intermediate_is_refused(
     # A leaf the CA issued to someone else (CA:FALSE) cannot issue certificates.
     other_csr = tmp_path / "other.csr"
     other_key = ec.generate_private_key(ec.SECP256R1())
-    from hardening.enroll import build_csr
+    from hardening.enroll.store import build_csr
 
     other_csr.write_bytes(build_csr(other_key, "edge-99").public_bytes(serialization.Encoding.PEM))
     not_a_ca = sign(other_csr, client_ca, dns=["mid.server.edge-99"])

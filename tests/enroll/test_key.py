@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from appliance.config import parse as config_parse
-from hardening.enroll import NAME_RE
+from hardening.enroll.store import NAME_RE
 from tests.enroll.helpers import AGENT, NAME, load_key
 from tests.support.cli import Result, run_cli
 

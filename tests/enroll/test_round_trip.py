@@ -19,7 +19,7 @@ from appliance.queue.transport import instance_client
 from devinstance import pki
 from hardening.audit import open_audit_log, verify_log
 from hardening.audit._files import audit_dir, log_files
-from hardening.enroll import EnrollPaths, finish_interrupted_swap
+from hardening.enroll.store import EnrollPaths, finish_interrupted_swap
 from hardening.tls import TLSConfigError
 from tests.enroll.helpers import AGENT, CA, NAME, load_ca, load_key, password_of, pem, sign
 from tests.helpers import Pki, config_text, dev_instance, fast_limits, trusted

@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hardening.audit import AuditLog, AuditOptions, checkpoint_xml, sign_checkpoint
 from hardening.audit._files import log_files
 from hardening.audit.seal import SEAL_VERIFY_FILE
-from hardening.keys import raw_public
-from hardening.signing import sign_config_bytes
-from hardening.trust import propose, serialize, sign_root, trusted_key
+from hardening.signing.envelope import sign_config_bytes
+from hardening.signing.keys import raw_public
+from hardening.signing.trust import propose, serialize, sign_root, trusted_key
 from hardening.vault import CredentialMeta, KeySource, Secret, VaultPaths, edit_store
 from tests.fuzz import targets as T
 

@@ -37,10 +37,10 @@ from hardening.audit.errors import AuditError, CheckpointError
 from hardening.audit.seal import parse_verification_key
 from hardening.audit.verify import verify_log
 from hardening.known_hosts import KnownHostsError, parse_known_hosts, parse_public_key_file
-from hardening.signing import parse_envelope
-from hardening.signing_errors import EnvelopeError, SigningError, TrustRootError
-from hardening.sigverify import ConfigSignatureCheck
-from hardening.trust import TrustRoot, parse, serialize, trusted_key
+from hardening.signing.envelope import parse_envelope
+from hardening.signing.errors import EnvelopeError, SigningError, TrustRootError
+from hardening.signing.trust import TrustRoot, parse, serialize, trusted_key
+from hardening.signing.verify import ConfigSignatureCheck
 from hardening.vault import KeySource, VaultPaths
 from hardening.vault.errors import VaultError
 from hardening.vault.format import HEADER_BYTES, MAC_BYTES, FormatError, parse_header, parse_records
@@ -219,13 +219,13 @@ class Targets:
                 Target(
                     "config_signature",
                     config_signature,
-                    "hardening.signing.parse_envelope "
+                    "hardening.signing.envelope.parse_envelope "
                     "(EnvelopeError only), then ConfigSignatureCheck.run_all (SigningError only)",
                 ),
                 Target(
                     "trust_root",
                     trust_file,
-                    "hardening.trust.parse: TrustRootError only; parse(serialize(x)) == x",
+                    "hardening.signing.trust.parse: TrustRootError only; parse(serialize(x)) == x",
                 ),
                 Target(
                     "known_hosts",

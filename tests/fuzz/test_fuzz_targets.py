@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from appliance.config import parse_config
 from appliance.errors import ConfigError, InstanceError
 from appliance.queue.records import parse_output
-from hardening.signing_errors import EnvelopeError, TrustRootError
-from hardening.trust import parse as parse_trust
+from hardening.signing.errors import EnvelopeError, TrustRootError
+from hardening.signing.trust import parse as parse_trust
 from tests.fuzz import mutate
 from tests.fuzz.run import CORPUS, load_seeds
 from tests.fuzz.targets import Target, Targets
@@ -153,7 +153,7 @@ def test_trust_root_refuses_a_retired_entry_that_is_not_a_key_id() -> None:
 
 
 def test_hex_fields_refuse_a_trailing_newline() -> None:
-    from hardening.signing import parse_envelope
+    from hardening.signing.envelope import parse_envelope
 
     data = (CORPUS / "config_signature" / "seed-two-signers").read_bytes()
     sha = data.split(b'"sha256":"')[1][:64]

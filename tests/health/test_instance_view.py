@@ -3,8 +3,8 @@ per problem (resolved when it clears), last_refreshed on the MID record; on the 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
+import re
 from pathlib import Path
 
 from tests.helpers import AGENT, NAME, Pki, config_text, dev_instance, inputs, run_until, trusted
@@ -32,9 +32,14 @@ def test_a_problem_is_one_open_issue_record_and_is_resolved_when_it_clears(
 ) -> None:
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance:
         store = instance.state.store
-        good = trusted(config_text(instance.url, dev_pki), tmp_path / "c.toml")
+        text = config_text(instance.url, dev_pki)
+        good = trusted(text, tmp_path / "c.toml")
         soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
-        expiring = dataclasses.replace(good, settings=dataclasses.replace(good.settings, expires=soon))
+        # A Config is made only by verification, so the expiring one is signed as such.
+        expiring = trusted(
+            re.sub(r"^expires = .*$", f"expires = {soon:%Y-%m-%dT%H:%M:%SZ}", text, count=1, flags=re.M),
+            tmp_path / "c.toml",
+        )
         issues = lambda: store.query("ecc_agent_issue", "")
         run_until(expiring, lambda: bool(issues()), state_dir=state_dir)
         run_until(expiring, lambda: False, state_dir=state_dir, timeout=1.0)  # a restart: no second record

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hardening.keys import generate, private_key_file, public_pem
-from hardening.rollback import install_initial_root
-from hardening.signing import sign_config_bytes
-from hardening.trust import TrustRoot, trusted_key
+from hardening.signing.envelope import sign_config_bytes
+from hardening.signing.keys import generate, private_key_file, public_pem
+from hardening.signing.rollback import install_initial_root
+from hardening.signing.trust import TrustRoot, trusted_key
 
 NOW = dt.datetime(2027, 1, 15, 12, 0, 0, tzinfo=dt.UTC)
 EXPIRES = dt.datetime(2027, 6, 1, tzinfo=dt.UTC)

@@ -27,9 +27,14 @@ from appliance.limits import MAX_CONFIG_PUSH_PAYLOAD_BYTES, Limits
 from appliance.probes.base import Job, MemoryAudit, ProbeContext
 from appliance.queue.records import OutputRecord
 from devinstance.configpush import push_payload
-from hardening.keys import generate
 from hardening.policy import Policy
-from hardening.signing import UnverifiedEnvelope, parse_envelope, serialize_envelope, sign_config_bytes
+from hardening.signing.envelope import (
+    UnverifiedEnvelope,
+    parse_envelope,
+    serialize_envelope,
+    sign_config_bytes,
+)
+from hardening.signing.keys import generate
 from tests.signing.helpers import EXPIRES, NOT_BEFORE, NOW, config_toml, install_trust
 from tests.support.fakes import NoCredentials
 
@@ -148,7 +153,7 @@ def test_a_signed_config_is_written_beside_the_running_one_and_verifies_as_that_
 
 
 def keys_id(key: Ed25519PrivateKey) -> str:
-    from hardening.keys import key_id
+    from hardening.signing.keys import key_id
 
     return key_id(key.public_key())
 

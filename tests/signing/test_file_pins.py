@@ -18,7 +18,7 @@ from appliance.config.verify import load_verified_config, try_reload
 from appliance.errors import ConfigError
 from appliance.probes.base import MemoryAudit
 from hardening.filepins import FilePinError
-from hardening.keys import load_private_key
+from hardening.signing.keys import load_private_key
 from hardening.tls import TLSConfigError, client_context
 from tests.helpers import Pki
 from tests.signing.helpers import install_trust, write_signed_config
@@ -131,7 +131,7 @@ def test_an_old_config_without_pins_loads_with_a_warning_until_signed_again(ws: 
 
 
 def test_reload_refuses_a_swapped_ca_and_keeps_the_running_config(tmp_path: Path, dev_pki: Pki) -> None:
-    from hardening.keys import generate
+    from hardening.signing.keys import generate
 
     key = generate()
     state = tmp_path / "state"

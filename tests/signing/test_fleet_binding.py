@@ -11,9 +11,9 @@ from appliance.config.parse import parse_config
 from appliance.config.verify import load_verified_config
 from appliance.errors import ConfigError
 from hardening.errors import HardeningError
-from hardening.keys import generate
-from hardening.signing import MAX_FLEET_NAMES, parse_envelope, serialize_envelope, sign_config_bytes
-from hardening.signing_errors import EnvelopeError
+from hardening.signing.envelope import MAX_FLEET_NAMES, parse_envelope, serialize_envelope, sign_config_bytes
+from hardening.signing.errors import EnvelopeError
+from hardening.signing.keys import generate
 from tests.signing.helpers import EXPIRES, NOT_BEFORE, NOW, config_toml, install_trust
 
 KEY = generate()

@@ -1,6 +1,6 @@
 """The pin beside the trust root: its file checks, staged rotations, file modes and size cap.
 
-Written against the mutants of ``hardening/rollback.py`` that survived the signing tests
+Written against the mutants of ``hardening/signing/rollback.py`` that survived the signing tests
 (``python -m tests.mutation --only rollback``).
 """
 
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hardening.keys import generate
-from hardening.rollback import (
+from hardening.signing.errors import RollbackError, TrustRootError
+from hardening.signing.keys import generate
+from hardening.signing.rollback import (
     NEXT_TRUST_FILE,
     STATE_FILE,
     TRUST_FILE,
@@ -22,8 +23,15 @@ from hardening.rollback import (
     read_state,
     rotate_root,
 )
-from hardening.signing_errors import RollbackError, TrustRootError
-from hardening.trust import MAX_TRUST_BYTES, TrustRoot, parse, propose, serialize, sign_root, trusted_key
+from hardening.signing.trust import (
+    MAX_TRUST_BYTES,
+    TrustRoot,
+    parse,
+    propose,
+    serialize,
+    sign_root,
+    trusted_key,
+)
 from tests.signing.helpers import install_trust
 
 HEX = "0123456789abcdef" * 4

@@ -11,9 +11,7 @@ import pytest
 
 from appliance.config.model import Config
 from appliance.config.verify import load_verified_config
-from hardening.keys import generate
-from hardening.rollback import STATE_FILE, TRUST_FILE, read_state, rotate_root
-from hardening.signing_errors import (
+from hardening.signing.errors import (
     BindingError,
     EnvelopeError,
     RollbackError,
@@ -21,7 +19,9 @@ from hardening.signing_errors import (
     TrustRootError,
     ValidityError,
 )
-from hardening.trust import TrustRoot, propose, serialize, sign_root, trusted_key
+from hardening.signing.keys import generate
+from hardening.signing.rollback import STATE_FILE, TRUST_FILE, read_state, rotate_root
+from hardening.signing.trust import TrustRoot, propose, serialize, sign_root, trusted_key
 from tests.signing.helpers import (
     EXPIRES,
     NOW,
@@ -292,7 +292,7 @@ def test_name_pinned_at_enrollment(tmp_path: Path) -> None:
 def test_rotation_interrupted_after_the_pin_moved_is_completed(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from hardening.rollback import NEXT_TRUST_FILE, write_state
+    from hardening.signing.rollback import NEXT_TRUST_FILE, write_state
 
     s = make_signed_setup(tmp_path)
     current = TrustRoot(1, 1, (trusted_key(s.keys[0].public_key(), "admin0"),))
@@ -310,7 +310,7 @@ def test_rotation_interrupted_after_the_pin_moved_is_completed(tmp_path: Path) -
 
 
 def test_staged_root_not_matching_the_pin_is_ignored(tmp_path: Path) -> None:
-    from hardening.rollback import NEXT_TRUST_FILE
+    from hardening.signing.rollback import NEXT_TRUST_FILE
 
     s = make_signed_setup(tmp_path)
     attacker = generate()

@@ -10,11 +10,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hardening.keys import generate, key_id, load_private_key, load_public_pem, private_key_file, public_pem
-from hardening.signing import UnverifiedEnvelope, parse_envelope, serialize_envelope, sign_config_bytes
-from hardening.signing_errors import EnvelopeError, KeyFileError, SignatureError, SigningError, StepOrderError
-from hardening.sigverify import ConfigSignatureCheck
-from hardening.trust import Signature, TrustRoot, trusted_key
+from hardening.signing.envelope import (
+    UnverifiedEnvelope,
+    parse_envelope,
+    serialize_envelope,
+    sign_config_bytes,
+)
+from hardening.signing.errors import EnvelopeError, KeyFileError, SignatureError, SigningError, StepOrderError
+from hardening.signing.keys import (
+    generate,
+    key_id,
+    load_private_key,
+    load_public_pem,
+    private_key_file,
+    public_pem,
+)
+from hardening.signing.trust import Signature, TrustRoot, trusted_key
+from hardening.signing.verify import ConfigSignatureCheck
 from tests.signing.helpers import EXPIRES, NOT_BEFORE, NOW, config_toml
 
 
@@ -144,7 +156,7 @@ def test_fuzz_structured_objects_only_raise_envelope_error(doc: dict[str, object
     st.lists(st.binary(min_size=64, max_size=64), max_size=3),
 )
 def test_fuzz_round_trip(version: int, name: str, sigs: list[bytes]) -> None:
-    from hardening.signing import Statement
+    from hardening.signing.envelope import Statement
 
     stmt = Statement(name, version, EXPIRES, NOT_BEFORE, "ab" * 32)
     env = UnverifiedEnvelope(stmt, tuple(Signature(f"{i:032x}", s) for i, s in enumerate(sigs)))

@@ -1,6 +1,6 @@
 """The exact edges of the signed-config checks: size caps, validity window, who signed, refusals.
 
-Written against the mutants of ``hardening/sigverify.py`` that survived the signing tests
+Written against the mutants of ``hardening/signing/verify.py`` that survived the signing tests
 (``python -m tests.mutation --only sigverify``): an off-by-one at a cap or at the clock-skew edge,
 and the signer names reported for the audit.
 """
@@ -13,11 +13,16 @@ import datetime as dt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hardening.keys import generate, key_id
-from hardening.signing import MAX_ENVELOPE_BYTES, parse_envelope, serialize_envelope, sign_config_bytes
-from hardening.signing_errors import BindingError, EnvelopeError, SignatureError, ValidityError
-from hardening.sigverify import CLOCK_SKEW, ConfigSignatureCheck
-from hardening.trust import TrustRoot, trusted_key
+from hardening.signing.envelope import (
+    MAX_ENVELOPE_BYTES,
+    parse_envelope,
+    serialize_envelope,
+    sign_config_bytes,
+)
+from hardening.signing.errors import BindingError, EnvelopeError, SignatureError, ValidityError
+from hardening.signing.keys import generate, key_id
+from hardening.signing.trust import TrustRoot, trusted_key
+from hardening.signing.verify import CLOCK_SKEW, ConfigSignatureCheck
 from tests.signing.helpers import EXPIRES, NOT_BEFORE, NOW, config_toml
 
 SECOND = dt.timedelta(seconds=1)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.config import parse_config
 from appliance.config.model import Config
 from tests.support.running import EXPIRES
+from tests.support.signed import signed_config
 
 CONFIG = f"""version = 3
 expires = {EXPIRES.strftime("%Y-%m-%dT%H:%M:%SZ")}
@@ -37,4 +37,4 @@ FAKE_DNS = {"acme.service-now.example": ["203.0.113.7"], "db1.corp.example": ["1
 
 
 def config() -> Config:
-    return Config(parse_config(CONFIG.encode(), Path("/etc/midbox/midbox.toml")), "0" * 64, ("admin",))
+    return signed_config(CONFIG, Path("/etc/midbox/midbox.toml"), signer="admin")

@@ -34,7 +34,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from hardening import keyatrest
 from hardening.atomic import atomic_write, fsync_dir
-from hardening.enroll_verify import AGENT_PREFIX, VerifiedCertificate, public_key_sha256
+from hardening.enroll.verify import AGENT_PREFIX, VerifiedCertificate, public_key_sha256
 from hardening.errors import HardeningError
 from hardening.identity import MAX_CERT_FILE_BYTES
 from hardening.perms import PermissionsError

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hardening._strictjson import Fields, b64encode, canonical, loads_strict
-from hardening.keys import KEY_ID_HEX, key_id
-from hardening.signing_errors import EnvelopeError, SigningError
-from hardening.trust import MAX_SIGNATURES, Signature
+from hardening.signing.errors import EnvelopeError, SigningError
+from hardening.signing.keys import KEY_ID_HEX, key_id
+from hardening.signing.trust import MAX_SIGNATURES, Signature
 from hardening.utctime import format_time
 
 ENVELOPE_FORMAT = "midbox-config-sig-v1"

@@ -10,16 +10,16 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 
-from hardening.rollback import PinnedState
-from hardening.signing import MAX_ENVELOPE_BYTES, Statement, UnverifiedEnvelope, parse_envelope
-from hardening.signing_errors import (
+from hardening.signing.envelope import MAX_ENVELOPE_BYTES, Statement, UnverifiedEnvelope, parse_envelope
+from hardening.signing.errors import (
     BindingError,
     EnvelopeError,
     SignatureError,
     StepOrderError,
     ValidityError,
 )
-from hardening.trust import TrustRoot, count_valid
+from hardening.signing.rollback import PinnedState
+from hardening.signing.trust import TrustRoot, count_valid
 from hardening.utctime import format_time
 
 CLOCK_SKEW = dt.timedelta(minutes=5)

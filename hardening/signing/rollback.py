@@ -14,8 +14,8 @@ from pathlib import Path
 from hardening._strictjson import Fields, canonical, loads_strict
 from hardening.atomic import atomic_write, fsync_dir
 from hardening.perms import PermissionsError, read_regular_file
-from hardening.signing_errors import RollbackError, TrustRootError
-from hardening.trust import MAX_TRUST_BYTES, TrustRoot, parse, serialize, verify_rotation
+from hardening.signing.errors import RollbackError, TrustRootError
+from hardening.signing.trust import MAX_TRUST_BYTES, TrustRoot, parse, serialize, verify_rotation
 
 STATE_FORMAT = "midbox-config-state-v1"
 TRUST_FILE = "trust.json"

@@ -16,8 +16,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from hardening._strictjson import Fields, b64encode, canonical, loads_strict
-from hardening.keys import KEY_ID_HEX, key_id, raw_public
-from hardening.signing_errors import TrustRootError
+from hardening.signing.errors import TrustRootError
+from hardening.signing.keys import KEY_ID_HEX, key_id, raw_public
 
 TRUST_FORMAT = "midbox-trust-v1"
 ROOT_DOMAIN = b"midbox-trust-root-v1\0"

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from hardening._strictjson import Fields, b64encode, canonical, loads_strict
-from hardening.signing_errors import KeyFileError
+from hardening.signing.errors import KeyFileError
 
 PRIVATE_FORMAT = "midbox-ed25519-private-v1"
 # Every key file midbox reads (Ed25519 PEM, its encrypted JSON key, a minisign public key) is
