@@ -179,11 +179,15 @@ def run_session(
         raise CredentialRejectedError(
             f"authentication as {auth.user!r} on {where} failed (credential {auth.alias!r})"
         ) from e
+    except paramiko.IncompatiblePeer as e:
+        raise ProbeError(
+            f"the SSH server at {where} offers no algorithm midbox allows ({_first_line(e)}); enable a "
+            "current one on it, e.g. curve25519-sha256, aes128-gcm@openssh.com and an ed25519 host key"
+        ) from e
     except (paramiko.SSHException, EOFError) as e:
         if aborter.aborted:
             raise ProbeError(f"ssh session to {where} was aborted") from e
-        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise ProbeError(f"ssh protocol error with {where}: {reason}") from e
+        raise ProbeError(f"ssh protocol error with {where}: {_first_line(e)}") from e
     except TimeoutError as e:
         raise TargetUnreachableError(f"timed out talking to {where}") from e
     except OSError as e:
@@ -192,6 +196,10 @@ def run_session(
         raise TargetUnreachableError(
             f"cannot connect to {where} ({target.address}): {e.strerror or type(e).__name__}"
         ) from e
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
 
 
 def _run(
