@@ -100,7 +100,7 @@ def test_a_burst_of_jobs_to_one_login_runs_the_shell_check_once(sshd: SshServer,
     home = Path(pwd.getpwnam(sshd.user).pw_dir)
     # sshd runs every exec request through this, so the log holds what the probe asked the server to run.
     counting = (
-        f'ForceCommand echo "$SSH_ORIGINAL_COMMAND" >> "$HOME/.midbox-execs-$PPID"; eval "$SSH_ORIGINAL_COMMAND"',
+        'ForceCommand echo "$SSH_ORIGINAL_COMMAND" >> "$HOME/.midbox-execs-$PPID"; eval "$SSH_ORIGINAL_COMMAND"',
     )
     with run_sshd_new_host_key(sshd, tmp_path / "counting", counting) as srv:
         ctx = make_ctx(
