@@ -39,6 +39,9 @@ SHAZZAM_BANNER_BYTES = 1024  # BannerTCP reads at most this much of a banner
 # What an SSH server may send before authentication (paramiko's banner read has no bound of its own).
 SSH_BANNER_BYTES = 64 * 1024  # lines before the SSH- version line, and that line
 SSH_PREAUTH_BYTES = 1_000_000  # banner, key exchange and authentication together
+# A login (address, port, user) whose shell answered the POSIX check skips it for this long.
+SSH_SHELL_MEMO_TTL_S = 600.0
+SSH_SHELL_MEMO_ENTRIES = 4096  # logins remembered, the oldest dropped first (under 1 MB when full)
 
 # The HTTP probe's connection pool (per client: plain HTTP shares one, HTTPS has one per server name).
 HTTP_MAX_CONNECTIONS = 100  # open at once; more requests wait (httpx's own default)

@@ -20,24 +20,16 @@ import paramiko
 
 from appliance.errors import CredentialRejectedError, ProbeError, TargetUnreachableError
 from appliance.limits import SSH_BANNER_BYTES, SSH_PREAUTH_BYTES
+from appliance.probes._sshalgs import restrict
 from appliance.probes._sshcommand import SHELL_CHECK, SHELL_CHECK_OK, Plan
 from appliance.probes._sshguard import PreAuthGuard
+from appliance.probes._sshshells import PosixShells
 from hardening.known_hosts import HostKey, KnownHosts, KnownHostsError, Verdict
 from hardening.policy import IPAddress
 
 log = logging.getLogger(__name__)
 
 _READ_CHUNK = 32_768
-
-# paramiko's host-key algorithm names for each known_hosts key type, so a server is asked for a key
-# type we have pinned (otherwise it may offer another type and look "changed").
-_HOSTKEY_ALGS = {
-    "ssh-ed25519": ("ssh-ed25519",),
-    "ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"),
-    "ecdsa-sha2-nistp256": ("ecdsa-sha2-nistp256",),
-    "ecdsa-sha2-nistp384": ("ecdsa-sha2-nistp384",),
-    "ecdsa-sha2-nistp521": ("ecdsa-sha2-nistp521",),
-}
 
 
 @dataclass(frozen=True)
@@ -93,6 +85,7 @@ class SessionSpec:
     plans: tuple[Plan, ...]
     shell_check: bool  # confirm a POSIX login shell before the first plan
     hostkeys: HostKeyPolicy
+    posix_shells: PosixShells | None = None  # logins that passed the check lately (None: always check)
     # Told (in the session's thread) once the server accepted the login: from then on the connection
     # no longer counts against the server's MaxStartups, so the probe's per-target start-up slot is free.
     on_authenticated: Callable[[], None] = lambda: None
@@ -186,11 +179,15 @@ def run_session(
         raise CredentialRejectedError(
             f"authentication as {auth.user!r} on {where} failed (credential {auth.alias!r})"
         ) from e
+    except paramiko.IncompatiblePeer as e:
+        raise ProbeError(
+            f"the SSH server at {where} offers no algorithm midbox allows ({_first_line(e)}); enable a "
+            "current one on it, e.g. curve25519-sha256, aes128-gcm@openssh.com and an ed25519 host key"
+        ) from e
     except (paramiko.SSHException, EOFError) as e:
         if aborter.aborted:
             raise ProbeError(f"ssh session to {where} was aborted") from e
-        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise ProbeError(f"ssh protocol error with {where}: {reason}") from e
+        raise ProbeError(f"ssh protocol error with {where}: {_first_line(e)}") from e
     except TimeoutError as e:
         raise TargetUnreachableError(f"timed out talking to {where}") from e
     except OSError as e:
@@ -199,6 +196,10 @@ def run_session(
         raise TargetUnreachableError(
             f"cannot connect to {where} ({target.address}): {e.strerror or type(e).__name__}"
         ) from e
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
 
 
 def _run(
@@ -227,12 +228,7 @@ def _run(
         transport.banner_timeout = limits.connect_timeout_s
         transport.handshake_timeout = limits.connect_timeout_s
         transport.auth_timeout = limits.connect_timeout_s
-        wanted = [alg for key in pinned for alg in _HOSTKEY_ALGS.get(key.keytype, ())]
-        if wanted:
-            opts = transport.get_security_options()
-            offered = [a for a in wanted if a in opts.key_types]
-            if offered:
-                opts.key_types = tuple(dict.fromkeys(offered))
+        restrict(transport, (key.keytype for key in pinned))
         transport.start_client(timeout=limits.connect_timeout_s)
         try:
             server_key = transport.get_remote_server_key()
@@ -260,7 +256,9 @@ def _run(
         guard.authenticated()
         spec.on_authenticated()
         if spec.shell_check:
-            _check_shell(transport, limits, where)
+            _check_shell_once(
+                transport, limits, where, spec.posix_shells, (str(target.address), target.port, auth.user)
+            )
         return [_exec(transport, plan, auth.password, limits, where) for plan in spec.plans]
     except (paramiko.SSHException, EOFError, OSError) as e:
         # paramiko rewraps what the guard raised in its own thread; the guard still knows why.
@@ -304,6 +302,27 @@ def _verify_host_key(
     raise HostKeyRejectedError(
         message, verdict=verdict.value, keytype=offered.keytype, fingerprint=offered.fingerprint()
     )
+
+
+def _check_shell_once(
+    transport: paramiko.Transport,
+    limits: SessionLimits,
+    where: str,
+    shells: PosixShells | None,
+    login: tuple[str, int, str],
+) -> None:
+    """The shell check, unless this login passed it lately (or passes it in another session meanwhile)."""
+    if shells is None:
+        _check_shell(transport, limits, where)
+        return
+    if shells.ask(login, limits.command_timeout_s):
+        return
+    passed = False
+    try:
+        _check_shell(transport, limits, where)
+        passed = True
+    finally:
+        shells.settle(login, passed)
 
 
 def _check_shell(transport: paramiko.Transport, limits: SessionLimits, where: str) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +21,10 @@ from typing import TYPE_CHECKING
 from appliance.credtypes import PROBE_TYPES
 from appliance.errors import ApplianceError, PayloadError, ProbeError, TargetDeniedError
 from appliance.interfaces import Credential
-from appliance.limits import Limits
+from appliance.limits import SSH_SHELL_MEMO_ENTRIES, SSH_SHELL_MEMO_TTL_S, Limits
 from appliance.payload import xml_text
 from appliance.probes._sshcommand import build_plan, options_from
+from appliance.probes._sshshells import PosixShells
 from appliance.probes.base import Job, ProbeContext
 from appliance.probes.credchoice import explicit_alias, with_credentials
 from appliance.probes.targets import checked_target, is_literal
@@ -46,7 +48,12 @@ class SshProbe:
         return False  # a command may act: running it twice could act twice
 
     def __init__(
-        self, *, max_connections: int = 16, per_target: int = 4, connect_timeout_s: float = 10.0
+        self,
+        *,
+        max_connections: int = 16,
+        per_target: int = 4,
+        connect_timeout_s: float = 10.0,
+        shell_memo_s: float = SSH_SHELL_MEMO_TTL_S,
     ) -> None:
         if not 1 <= max_connections <= 256 or not 1 <= per_target <= max_connections:
             raise ValueError("max_connections must be 1..256 and per_target 1..max_connections")
@@ -56,6 +63,8 @@ class SshProbe:
         self._executor: ThreadPoolExecutor | None = None
         self._target_slots: dict[tuple[str, int], _Slot] = {}
         self._pin_lock = threading.Lock()  # pin-on-first-use: one writer of known_hosts at a time
+        # Logins whose shell check passed lately: their next sessions skip it (one exec less each).
+        self._posix = PosixShells(shell_memo_s, SSH_SHELL_MEMO_ENTRIES, time.monotonic)
 
     @classmethod
     def from_limits(cls, limits: Limits) -> SshProbe:
@@ -154,6 +163,7 @@ class SshProbe:
             spec = SessionSpec(
                 plans=plans,
                 shell_check=not opts.raw,
+                posix_shells=self._posix,
                 hostkeys=hostkeys,
                 on_authenticated=logged_in,
             )
