@@ -131,6 +131,7 @@ def build(
         # The module archive at zlib's best (PyInstaller's default is 6; the outer archive is 9 already):
         # a smaller binary, the same bytes every time.
         PYINSTALLER_ZLIB_COMPRESSION_LEVEL="9",
+        PYTHONNODEBUGRANGES="1",
     )
     run(
         [
