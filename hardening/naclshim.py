@@ -110,7 +110,10 @@ class VerifyKey:
         return hash(self._key)
 
     def verify(self, smessage: bytes, signature: bytes | None = None) -> bytes:
-        """The message if ``signature`` (or the first 64 bytes of ``smessage``) verifies, else BadSignatureError."""
+        """The message if ``signature`` (else the first 64 bytes of ``smessage``) verifies.
+
+        Raises BadSignatureError otherwise, ValueError for a signature that is not 64 bytes long.
+        """
         if signature is None:
             signature, smessage = smessage[:SIGNATURE_BYTES], smessage[SIGNATURE_BYTES:]
         _bytes_of_length(signature, SIGNATURE_BYTES, "signature")
@@ -129,8 +132,10 @@ class SigningKey:
     def __init__(self, seed: bytes) -> None:
         self._seed = _bytes_of_length(seed, KEY_BYTES, "seed")
         self._private = Ed25519PrivateKey.from_private_bytes(self._seed)
-        public = self._private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        self.verify_key = VerifyKey(public)
+        public = self._private.public_key()
+        self.verify_key = VerifyKey(
+            public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        )
 
     def encode(self) -> bytes:
         return self._seed
