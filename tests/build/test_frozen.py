@@ -94,3 +94,22 @@ def test_report_cold_start(binary: Path) -> None:
         assert _run(binary, "--version").returncode == 0
         times.append(time.perf_counter() - started)
     print(f"\nmidbox --version: median {statistics.median(times) * 1000:.0f} ms over 5 runs")
+
+
+@pytest.mark.skipif(
+    sys.platform == "win32", reason="the Linux binary runs in UTF-8 mode; Windows keeps the CJK codecs"
+)
+def test_starts_under_a_legacy_cjk_locale(binary: Path, tmp_path: Path) -> None:
+    # The Linux binary ships no CJK codecs; UTF-8 mode is what lets CPython start under a GBK locale
+    # (without it: "init_fs_encoding: failed to get the Python codec of the filesystem encoding").
+    made = subprocess.run(
+        ["localedef", "-i", "zh_CN", "-f", "GBK", str(tmp_path / "zh_CN.GBK")],
+        capture_output=True,
+        timeout=120,
+    )
+    if made.returncode not in (0, 1) or not (tmp_path / "zh_CN.GBK").exists():  # 1: warnings only
+        pytest.skip("localedef cannot make a zh_CN.GBK locale on this machine")
+    env = {"PATH": "/usr/bin:/bin", "LOCPATH": str(tmp_path), "LC_ALL": "zh_CN.GBK"}
+    proc = subprocess.run([str(binary), "--version"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("midbox ")
