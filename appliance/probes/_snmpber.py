@@ -35,6 +35,7 @@ _VALUE_TAGS = {
     0x82: "endOfMibView",
 }
 _UNSIGNED32 = frozenset({0x41, 0x42, 0x43})
+_SMALL_INTS = frozenset({0x02, 0x41, 0x42, 0x43})
 
 
 class BerError(ProbeError):
@@ -156,6 +157,12 @@ def _signed(buf: bytes, start: int, stop: int) -> int:
 def _decode_oid(buf: bytes, start: int, stop: int) -> Oid:
     if not 1 <= stop - start <= 1024:
         raise BerError("bad OID length in SNMP message")
+    raw = buf[start:stop]
+    if raw.isascii() and len(raw) <= 127:
+        # Every sub-identifier is one octet (almost every OID a walk sees): the octets are the arcs,
+        # so neither the minimal-encoding nor the range check can fail.
+        first = raw[0]
+        return (first // 40, first % 40, *raw[1:]) if first < 80 else (2, first - 80, *raw[1:])
     subs: list[int] = []
     sub = 0
     fresh = True
@@ -253,17 +260,45 @@ def decode_pdu(
     list_start, list_stop = _expect(buf, pos, pdu_stop, 0x30)
     if list_stop != pdu_stop:
         raise BerError("trailing bytes after SNMP varbind list")
-    varbinds = []
-    pos = list_start
-    while pos < list_stop:
-        vb_start, vb_stop = _expect(buf, pos, list_stop, 0x30)
-        s, e = _expect(buf, vb_start, vb_stop, 0x06)
+    return pdu_tag, fields[0], fields[1], fields[2], _varbinds(buf, list_start, list_stop)
+
+
+def _varbinds(buf: bytes, pos: int, stop: int) -> tuple[tuple[Oid, Value], ...]:
+    """The varbinds filling ``buf[pos:stop]``: the hot loop of a walk, so short-form lengths (nearly all
+    of them) are read inline; anything else goes through ``_header`` and gets the same checks."""
+    varbinds: list[tuple[Oid, Value]] = []
+    append = varbinds.append
+    while pos < stop:
+        if pos + 2 <= stop and buf[pos] == 0x30 and buf[pos + 1] < 0x80:
+            vb_start = pos + 2
+            vb_stop = vb_start + buf[pos + 1]
+            if vb_stop > stop:
+                raise BerError("BER length runs past the end of the SNMP message")
+        else:
+            vb_start, vb_stop = _expect(buf, pos, stop, 0x30)
+        if vb_start + 2 <= vb_stop and buf[vb_start] == 0x06 and buf[vb_start + 1] < 0x80:
+            s = vb_start + 2
+            e = s + buf[vb_start + 1]
+            if e > vb_stop:
+                raise BerError("BER length runs past the end of the SNMP message")
+        else:
+            s, e = _expect(buf, vb_start, vb_stop, 0x06)
         oid = _decode_oid(buf, s, e)
-        tag, s, e = _header(buf, e, vb_stop)
-        if e != vb_stop:
-            raise BerError("trailing bytes in SNMP varbind")
-        varbinds.append((oid, _value(buf, tag, s, e)))
+        if e + 2 <= vb_stop and buf[e + 1] < 0x80 and buf[e + 1] == vb_stop - e - 2:  # short form, fills it
+            tag, s, e = buf[e], e + 2, vb_stop
+        else:
+            tag, s, e = _header(buf, e, vb_stop)
+            if e != vb_stop:
+                raise BerError("trailing bytes in SNMP varbind")
+        if tag == 0x04:
+            value: Value = ("OctetString", buf[s:e])
+        elif tag in _SMALL_INTS and 1 <= e - s <= 4 and (tag == 0x02 or buf[s] < 0x80):
+            # Four octets at most: within Integer32, and (non-negative) within the unsigned types.
+            value = (_VALUE_TAGS[tag], int.from_bytes(buf[s:e], "big", signed=True))
+        else:
+            value = _value(buf, tag, s, e)
+        append((oid, value))
         if len(varbinds) > MAX_VARBINDS:
             raise BerError("too many varbinds in SNMP message")
         pos = vb_stop
-    return pdu_tag, fields[0], fields[1], fields[2], tuple(varbinds)
+    return tuple(varbinds)

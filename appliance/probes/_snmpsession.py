@@ -19,7 +19,7 @@ from appliance.probes._snmpber import GET, GETBULK, GETNEXT, Value
 from appliance.probes._snmpspec import Oid, format_oid
 from appliance.probes._snmpv2c import NoResponseError, V2cChannel
 from appliance.probes._snmpvalues import normalize
-from appliance.probes._snmpwalk import LaneWalk
+from appliance.probes._snmpwalk import LaneWalk, Sink
 
 # RFC 3416 error-status names for messages.
 _ERROR_STATUS = {
@@ -63,7 +63,13 @@ class Session:
         return await self._request(GETNEXT, oids, 0)
 
     async def walk(
-        self, root: Oid, use_bulk: bool, repetitions: int, cap: int, byte_cap: int | None = None
+        self,
+        root: Oid,
+        use_bulk: bool,
+        repetitions: int,
+        cap: int,
+        byte_cap: int | None = None,
+        sink: Sink | None = None,
     ) -> list[Row]:
         """Every varbind under ``root`` (GETBULK pages, or GETNEXT when bulk is off), at most ``cap``
         of them and, with ``byte_cap``, no further than the page that passes ``byte_cap`` value bytes.
@@ -72,6 +78,8 @@ class Session:
         walk held 1,500 of them (900 MiB of RSS) before the result's byte cap was ever consulted.
         A bulk walk with more than one lane is walked in concurrent ranges (``_snmpwalk``), joined
         in OID order; a walk the budget cuts short goes on sequentially from where they stopped.
+        With ``sink``, the rows are also handed to it in order as they arrive (see ``LaneWalk``);
+        once it returns False the walk ends there.
         """
         rows: list[Row] = []
         if self._lanes > 1 and use_bulk:
@@ -81,9 +89,11 @@ class Session:
             async def fetch(after: Oid) -> list[Row]:
                 return await self._request(GETBULK, (after,), repetitions)
 
-            lanes = LaneWalk(fetch, root, self._lanes, cap, byte_cap, self._where, mib_oids(), row_bytes)
+            lanes = LaneWalk(
+                fetch, root, self._lanes, cap, byte_cap, self._where, mib_oids(), row_bytes, sink
+            )
             rows, complete = await lanes.run()
-            if complete or len(rows) >= cap:
+            if complete or len(rows) >= cap or lanes.refused:
                 return rows[:cap]
         current = rows[-1][0] if rows else root
         held = sum(row_bytes(o, v) for o, v in rows)
@@ -94,8 +104,11 @@ class Session:
                 page = await self._request(GETNEXT, (current,), 0)
             if not page:
                 return rows
+            fresh = len(rows)
             for oid, value in page:
                 if value[0] == "endOfMibView" or oid[: len(root)] != root:
+                    if sink is not None:
+                        sink(rows[fresh:])
                     return rows
                 if oid <= current:
                     raise ProbeError(
@@ -104,6 +117,8 @@ class Session:
                 rows.append((oid, value))
                 held += row_bytes(oid, value)
                 current = oid
+            if sink is not None and not sink(rows[fresh:]):
+                return rows
         return rows
 
     async def close(self) -> None:

@@ -17,11 +17,12 @@ The result is capped in bytes: ``add`` refuses a varbind that would pass the cap
 
 from __future__ import annotations
 
+import bisect
 import re
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape, quoteattr
 
-from appliance.probes._mibtable import MibNode, MibTable, mib_table
+from appliance.probes._mibtable import MibNode, MibTable, mib_oids, mib_table
 from appliance.probes._snmpber import Value
 from appliance.probes._snmpspec import Oid, format_oid
 from appliance.probes._snmpvalues import render
@@ -45,6 +46,9 @@ class TreeBuilder:
         # and its ancestors' cost as of the number of elements it was computed at (elements only grow).
         self._dotted: dict[Oid, str] = {}
         self._chain_costs: dict[Oid, tuple[int, int]] = {}
+        self._oids = mib_oids()
+        self._last: MibNode | None = None
+        self._entries: dict[Oid, MibNode | None] = {}
 
     def scope(self, root: Oid | None) -> None:
         """The subtree the next varbinds were asked for (elements under it get an ``oid``); None
@@ -60,31 +64,39 @@ class TreeBuilder:
 
     def add(self, oid: Oid, value: Value) -> bool:
         kind, text, hexed = render(value)
-        node = self._mib.named_prefix(oid)
+        node = self._node(oid)
+        # Attribute values here are names, dotted OIDs, type names and "hex": plain ASCII, so each
+        # attribute costs its key, its value and four bytes (space, '=', two quotes).
+        size = _text_bytes(text)
+        size += 8 + len(kind) + (15 if hexed else 0)  # type="..." and encoding="hex"
         instance = oid[len(node.oid) :] if node is not None else oid
-        attrs: dict[str, str] = {}
-        parent_entry = self._mib.by_oid.get(node.oid[:-1]) if node is not None else None
+        entry = self._entry_of(node) if node is not None and node.kind == "column" and instance else None
         row_key: tuple[Oid, Oid] | None = None
-        if node is not None and node.kind == "column" and parent_entry is not None and instance:
-            name, row_key = node.name, (parent_entry.oid, instance)
+        if node is not None and entry is not None:
+            name, row_key = node.name, (entry.oid, instance)
+            attrs: dict[str, str] = {"type": kind}
+            if row_key not in self._rows:
+                size += _row_cost(entry, instance)
         elif node is not None and node.kind == "scalar":
             name = node.name
-            attrs = {"oid": self._dotted_oid(node.oid)}
+            dotted = self._dotted_oid(node.oid)
+            attrs = {"oid": dotted}
+            size += 7 + len(dotted)
             if instance != (0,) and instance:
                 attrs["instance"] = "." + format_oid(instance)
+                size += 12 + len(attrs["instance"])
+            attrs["type"] = kind
         else:
             name = "unnamed"
-            attrs = {"oid": format_oid(oid)}
-        attrs["type"] = kind
+            attrs = {"oid": format_oid(oid), "type": kind}
+            size += 7 + len(attrs["oid"])
         if hexed:
             attrs["encoding"] = "hex"
-        cost = _cost(name, attrs, text)
-        if row_key is not None and row_key not in self._rows and parent_entry is not None:
-            cost += _row_cost(parent_entry, instance)
-        if self.bytes + cost + self._chain_cost(node) > self._cap:
+        size += 2 * len(name) + 5
+        if self.bytes + size + self._chain_cost(node) > self._cap:
             return False
-        if row_key is not None and parent_entry is not None:
-            parent = self._row(parent_entry, instance)
+        if row_key is not None and entry is not None:
+            parent = self._row(entry, instance)
         elif node is None:
             parent = self.root
         elif name == "unnamed":
@@ -93,8 +105,31 @@ class TreeBuilder:
             parent = self._parent_element(node)
         leaf = ET.SubElement(parent, name, attrs)
         leaf.text = text
-        self.bytes += cost
+        self.bytes += size
         return True
+
+    def _node(self, oid: Oid) -> MibNode | None:
+        """``named_prefix(oid)``, remembering the last node without named descendants: a walk reads a
+        column's (or a scalar's) instances one after another, and each would search every prefix."""
+        last = self._last
+        if last is not None and oid[: len(last.oid)] == last.oid:
+            return last
+        node = self._mib.named_prefix(oid)
+        if node is not None and self._sealed(node.oid):
+            self._last = node
+        return node
+
+    def _sealed(self, oid: Oid) -> bool:
+        """No named node lies below ``oid`` (so every OID under it resolves to it)."""
+        oids = self._oids
+        at = bisect.bisect_right(oids, oid)
+        return at == len(oids) or oids[at][: len(oid)] != oid
+
+    def _entry_of(self, column: MibNode) -> MibNode | None:
+        entry = self._entries.get(column.oid, column)
+        if entry is column:  # not looked up yet (a column is never its own entry)
+            entry = self._entries[column.oid] = self._mib.by_oid.get(column.oid[:-1])
+        return entry
 
     def _row(self, entry: MibNode, instance: Oid) -> ET.Element:
         row = self._rows.get((entry.oid, instance))

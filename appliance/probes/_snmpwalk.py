@@ -8,6 +8,12 @@ work splits the range that has yielded the most rows at the middle MIB node ahea
 table is cut between its columns); each split costs at most one page fetched twice. The ranges are joined
 in OID order, so the rows are those of a sequential walk. If the varbind or byte budget runs out, the
 walk stops and returns the in-order prefix it has; the caller continues that one sequentially.
+
+With a ``sink``, rows are handed over in OID order while the lanes still fetch: each range's rows as
+soon as every range before it is complete. The sink runs between the lanes' requests (after the
+lane that got a page has sent its next request), a bounded chunk at a time, so the agent keeps
+working while the result is built instead of waiting for it afterwards. A sink that returns False
+(the result is full) stops the walk.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from appliance.probes._snmpspec import Oid, format_oid
 
 Row = tuple[Oid, Value]
 Fetch = Callable[[Oid], Awaitable[list[Row]]]  # the page of rows that follows an OID
+Sink = Callable[[list[Row]], bool]  # rows in OID order; False: take no more
+SINK_CHUNK = 256  # rows handed to the sink per turn of the event loop (about 1 ms of tree building)
 SPLITS_PER_LANE = 2  # splits after the first cut: each may fetch one page twice
 MIN_PAGES_TO_SPLIT = 2
 
@@ -51,8 +59,11 @@ class LaneWalk:
         where: str,
         nodes: Sequence[Oid],
         row_bytes: Callable[[Oid, Value], int],
+        sink: Sink | None = None,
     ) -> None:
         self._fetch = fetch
+        self._sink = sink
+        self.refused = False  # the sink took no more: the walk is over, not cut for the budget
         self._root = root
         self._lanes = lanes
         self._cap = cap
@@ -66,6 +77,9 @@ class LaneWalk:
         self._count = 0
         self._held = 0
         self._stopped = False
+        self._head = 0  # the first range not yet handed to the sink in full
+        self._handed = 0  # how many of its rows were
+        self._flush_due: asyncio.Handle | None = None
 
     async def run(self) -> tuple[list[Row], bool]:
         """(the rows in OID order, whether they are the whole subtree rather than a budget-cut prefix)."""
@@ -77,6 +91,11 @@ class LaneWalk:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._flush_due is not None:
+                self._flush_due.cancel()
+                self._flush_due = None
+        if self._sink is not None:
+            self._flush(self._count)  # what the lanes fetched last (a no-op after a refusal)
         rows: list[Row] = []
         for r in self._ranges:
             rows.extend(r.rows)
@@ -154,6 +173,39 @@ class LaneWalk:
                 current = oid
             if self._count >= self._cap or (self._byte_cap is not None and self._held > self._byte_cap):
                 self._stopped = True
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """Hand rows to the sink once this lane has sent its next request (``call_soon`` runs after the
+        lane's task suspends), so the agent works on it meanwhile."""
+        if self._sink is not None and self._flush_due is None and not self.refused:
+            self._flush_due = asyncio.get_running_loop().call_soon(self._flush_turn)
+
+    def _flush_turn(self) -> None:
+        self._flush_due = None
+        if self._flush(SINK_CHUNK):  # more is ready: go on after the loop has read the sockets
+            self._schedule_flush()
+
+    def _flush(self, budget: int) -> bool:
+        """Hand up to ``budget`` final rows to the sink, in order; True when more are ready now."""
+        assert self._sink is not None
+        while self._head < len(self._ranges) and not self.refused:
+            r = self._ranges[self._head]
+            if self._handed < len(r.rows):
+                if budget <= 0:
+                    return True
+                chunk = r.rows[self._handed : self._handed + budget]
+                self._handed += len(chunk)
+                budget -= len(chunk)
+                if not self._sink(chunk):
+                    self.refused = self._stopped = True
+                    return False
+                continue
+            if not r.done or r.ended:  # its next rows are not fetched yet, or the subtree ends here
+                return False
+            self._head += 1
+            self._handed = 0
+        return False
 
     def _end(self, r: _Range) -> None:
         """The subtree ends in ``r``: every later range is empty for a consistent agent, and is dropped

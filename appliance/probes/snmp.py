@@ -204,6 +204,31 @@ class SnmpProbe:
             if line.op in ("get", "getnext"):
                 tree.scope(None)
                 rows = await (session.get(line.oids) if line.op == "get" else session.getnext(line.oids))
+            elif not line.filtered:
+                # Rows go into the tree as the walk fetches them (in OID order): building it overlaps
+                # the agent's work instead of following the whole walk.
+                tree.scope(line.table or line.oids[0])
+                full = False
+
+                def put(rows: list[Row]) -> bool:
+                    nonlocal count, full
+                    for oid, value in rows:
+                        if count >= cap or not tree.add(oid, value):
+                            full = True
+                            return False
+                        count += 1
+                    return True
+
+                for root in line.oids:
+                    # One more than fits, so a cut walk is seen; the bytes left in the result bound
+                    # what a walk may hold (a hostile agent's values are big).
+                    room, left = cap - count + 1, tree.room()
+                    await session.walk(root, use_bulk, self._max_repetitions, room, left, put)
+                    if full:
+                        result.set("truncated", "true")
+                        result.append(tree.root)
+                        return result
+                continue
             else:
                 tree.scope(line.table or line.oids[0])
                 rows = []
@@ -213,8 +238,7 @@ class SnmpProbe:
                     # values are big); the varbinds past them are cut below and marked truncated.
                     left = tree.room() - sum(row_bytes(o, v) for o, v in rows)
                     rows.extend(await session.walk(root, use_bulk, self._max_repetitions, room, left))
-                if line.filtered:
-                    rows = _filtered(line, rows)
+                rows = _filtered(line, rows)
             for oid, value in rows:
                 if count >= cap or not tree.add(oid, value):
                     result.set("truncated", "true")

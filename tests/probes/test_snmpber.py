@@ -161,9 +161,30 @@ def build(varbind_body: bytes) -> bytes:
         _tlv(0x06, b"\x2b\x80\x01") + _int(1),  # non-minimal sub-identifier
         _tlv(0x06, b"\x2b\x86") + _int(1),  # OID ends inside a sub-identifier
         _oid((1, 3, 6)) + _int(1) + _int(2),  # two values in one varbind
+        _oid((1, 3, 6)) + _int(1) + b"\x00",  # a trailing byte after the value
+        _oid((1, 3, 6)) + b"\x04\x05ab",  # a value running past its varbind
+        _oid((1, 3, 6)) + _tlv(0x41, b"\x80\x00\x00\x00"),  # a 4-octet negative Counter32
+        _oid((1, 3, 6)) + _tlv(0x02, b""),  # an INTEGER without octets
+        _tlv(0x06, bytes([0x2B, *range(1, 128)])) + _int(1),  # 128 sub-identifiers
     ],
 )
 def test_hostile_varbinds_are_refused(varbind_body: bytes) -> None:
     assert decode_response(build(_oid((1, 3, 6)) + _int(1))).varbinds  # the frame itself is sound
     with pytest.raises(BerError):
         decode_response(build(varbind_body))
+
+
+@pytest.mark.parametrize("size", [126, 127, 128, 129, 255, 256, 1000])
+def test_values_and_oids_at_length_form_boundaries_agree_with_pysnmp(size: int) -> None:
+    """The varbind loop reads short-form lengths inline: a long-form length (0x81 0x80 for 128
+    octets) must not be mistaken for one, and multi-octet sub-identifiers take the full decoder."""
+    long_oid = (1, 3, 6, *(range(1, min(size, 124))))
+    vbs = [
+        ((1, 3, 6, 1, 2), v2c.OctetString(bytes(range(256)) * 4)[:size]),
+        (long_oid, v2c.Integer32(-5)),
+        ((1, 3, 6, 1, 200, 2**32 - 1), v2c.Counter32(2**32 - 1)),
+        ((1, 3, 6, 1, 3), v2c.Gauge32(2**31)),
+    ]
+    ours = decode_response(pysnmp_response(9, b"c", 0, 0, vbs)).varbinds
+    assert [oid for oid, _ in ours] == [tuple(o) for o, _ in vbs]
+    assert [value for _, value in ours] == [normalize(v) for _, v in vbs]

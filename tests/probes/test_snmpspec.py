@@ -8,6 +8,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance.errors import PayloadError
 from appliance.probes import _mibnames
@@ -212,3 +214,26 @@ def test_tree_layout_and_byte_cap() -> None:
     while small.add((*oid("1.3.6.1.2.1.1.1"), added), ("OctetString", b"x" * 20)):
         added += 1
     assert 0 < added < 10 and len(ET.tostring(small.root)) <= 600
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_tree_is_the_same_without_the_node_memo(data: st.DataObject) -> None:
+    """``add`` reuses the last named node for the OIDs under it; that must never change where a
+    varbind lands, also when a named node lies deeper under an OID the walk just passed."""
+    named = sorted(mib_table().by_oid)
+    base = data.draw(st.integers(0, len(named) - 40))
+    prefixes = named[base : base + 40]
+    suffix = st.lists(st.integers(0, 300), max_size=4).map(tuple)
+    rows = sorted({(*data.draw(st.sampled_from(prefixes)), *data.draw(suffix)) for _ in range(60)})
+    values = st.one_of(st.integers(0, 9).map(lambda v: ("Integer32", v)), st.binary(max_size=6).map(
+        lambda v: ("OctetString", v)))  # fmt: skip
+    pairs = [(o, data.draw(values)) for o in rows if len(o) > 1]
+    cap = data.draw(st.integers(200, 20_000))
+    memo, plain = TreeBuilder(cap), TreeBuilder(cap)
+    plain._sealed = lambda oid: False  # type: ignore[method-assign]
+    for tree in (memo, plain):
+        tree.scope(prefixes[0])
+    assert [memo.add(o, v) for o, v in pairs] == [plain.add(o, v) for o, v in pairs]
+    assert ET.tostring(memo.root) == ET.tostring(plain.root)
+    assert len(ET.tostring(memo.root)) <= memo.bytes == plain.bytes
