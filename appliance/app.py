@@ -25,7 +25,7 @@ from appliance.probes.affinity import AFFINITY_FILE, CredentialAffinity
 from appliance.probes.base import Probe, ProbeContext
 from appliance.probes.heartbeat import HeartbeatProbe
 from appliance.probes.http import HttpProbe
-from appliance.probes.snmp import SnmpProbe
+from appliance.probes.snmp.probe import SnmpProbe
 from appliance.probes.ssh import SshProbe
 from appliance.probes.tcpscan import TcpScanProbe
 from appliance.quarantine import Quarantine

@@ -70,7 +70,7 @@ def _parse(job: Job) -> tuple[object, Ask]:
 
         return None, Ask(command=scope_command(job.name, dict(job.parameters)))
     if job.topic == "SNMP":
-        from appliance.probes._snmpparams import parse_params
+        from appliance.probes.snmp.params import parse_params
 
         params = parse_params(job)
         return params, Ask(oids=tuple(oid for line in params.spec for oid in line.oids))

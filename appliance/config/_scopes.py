@@ -62,7 +62,7 @@ def parse_scopes(t: _Keys, path: str, probes: tuple[str, ...]) -> Scopes:
 
 def _oids(t: _Keys, entries: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
     # Names resolve through the compiled-in MIB table, the same one the SNMP probe reads jobs with.
-    from appliance.probes._snmpspec import resolve_oid
+    from appliance.mib.oids import resolve_oid
 
     out = []
     for entry in entries:

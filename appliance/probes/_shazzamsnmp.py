@@ -18,16 +18,16 @@ from appliance.interfaces import Credential
 from appliance.payload import one_line, xml_text
 from appliance.probes._shazzamscanners import Outcome
 from appliance.probes._shazzamspec import Tuning
-from appliance.probes._snmpopen import (
+from appliance.probes.base import Job, ProbeContext
+from appliance.probes.credchoice import with_credentials
+from appliance.probes.snmp.opener import (
     SessionOpener,
     credential_version,
     refused_credential,
     v1_allowed,
 )
-from appliance.probes._snmpsession import Row
-from appliance.probes._snmpv2c import NoResponseError
-from appliance.probes.base import Job, ProbeContext
-from appliance.probes.credchoice import with_credentials
+from appliance.probes.snmp.session import Row
+from appliance.probes.snmp.v2c import NoResponseError
 from hardening.policy import IPAddress
 
 SYS_DESCR = (1, 3, 6, 1, 2, 1, 1, 1, 0)

@@ -30,8 +30,8 @@ from appliance.probes._shazzamspec import (
     parse_port_probes,
     parse_tuning,
 )
-from appliance.probes._snmpopen import SessionOpener
 from appliance.probes.base import Job, ProbeContext
+from appliance.probes.snmp.opener import SessionOpener
 from hardening.policy import IPAddress
 
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from appliance.errors import PayloadError, TargetDeniedError
 from appliance.limits import Limits
 from appliance.probes._scanpool import Pacer, ScanPool, tcp_connect
-from appliance.probes._snmpopen import SessionOpener
 from appliance.probes.base import Job, ProbeContext
 from appliance.probes.shazzam import run_shazzam
+from appliance.probes.snmp.opener import SessionOpener
 from hardening.policy import IPAddress, IPNetwork
 
 MAX_RANGES = 256

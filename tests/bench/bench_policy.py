@@ -93,8 +93,8 @@ def decide_cached(p: Policy, cache: AskCache, job: Job, kind: str, port: int) ->
 
 def parse_only(job: Job) -> object:
     """The parse the probe needs anyway (the dispatcher's parse is handed on to the probe)."""
-    from appliance.probes._snmpparams import parse_params
     from appliance.probes.http import parse_request
+    from appliance.probes.snmp.params import parse_params
 
     return (
         parse_params(job) if job.topic == "SNMP" else parse_request(job) if job.topic == "RESTProbe" else None
@@ -155,7 +155,7 @@ def probe_times(runs: int, jobs: int = 50) -> None:
     from pathlib import Path
 
     from appliance.probes.http import HttpProbe
-    from appliance.probes.snmp import SnmpProbe
+    from appliance.probes.snmp.probe import SnmpProbe
     from appliance.probes.ssh import SshProbe
     from hardening.known_hosts import KnownHosts, parse_public_key_file
     from tests.daemons import run_snmpd, run_sshd

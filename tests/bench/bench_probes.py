@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from appliance.limits import Limits
-from appliance.probes.snmp import SnmpProbe
+from appliance.probes.snmp.probe import SnmpProbe
 from appliance.probes.ssh import SshProbe
 from appliance.probes.tcpscan import TcpScanProbe
 from hardening.known_hosts import KnownHosts, parse_public_key_file

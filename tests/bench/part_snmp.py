@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from appliance.probes.base import Job
-from appliance.probes.snmp import SnmpProbe
+from appliance.probes.snmp.probe import SnmpProbe
 from hardening.policy import Policy
 from tests.bench.common import ENV, Row, Sizes, median, timed, tool
 from tests.bench.snmpsim import agents

@@ -148,8 +148,8 @@ def trust_files() -> Iterator[tuple[str, bytes]]:
 
 
 def snmp_messages() -> Iterator[tuple[str, bytes]]:
-    from appliance.probes._snmpber import REPORT, RESPONSE, encode_pdu, integer, tlv
-    from appliance.probes._snmpusm import Engine, encode_discovery, encode_message
+    from appliance.probes.snmp.ber import REPORT, RESPONSE, encode_pdu, integer, tlv
+    from appliance.probes.snmp.usm import Engine, encode_discovery, encode_message
 
     sys_descr = (1, 3, 6, 1, 2, 1, 1, 1, 0)
     v2c_pdu = encode_pdu(RESPONSE, 7, (sys_descr,))

@@ -26,9 +26,9 @@ from appliance.dispatch import rerun_safe
 from appliance.errors import ConfigError, InstanceError, PayloadError
 from appliance.limits import MAX_PAYLOAD_BYTES
 from appliance.payload import parse_parameters
-from appliance.probes._snmpber import REPORT, BerError, decode_response
-from appliance.probes._snmpusm import UsmKeys, decode_message
 from appliance.probes.http import HttpProbe
+from appliance.probes.snmp.ber import REPORT, BerError, decode_response
+from appliance.probes.snmp.usm import UsmKeys, decode_message
 from appliance.probes.ssh import SshProbe
 from appliance.queue.records import parse_output
 from hardening.audit import _entry
@@ -249,7 +249,7 @@ class Targets:
                 Target(
                     "snmp_message",
                     snmp_message,
-                    "appliance.probes._snmpber.decode_response and _snmpusm.decode_message: BerError only; "
+                    "appliance.probes.snmp.ber.decode_response and _snmpusm.decode_message: BerError only; "
                     "what passes is authentic or an unauthenticated Report",
                 ),
                 Target(

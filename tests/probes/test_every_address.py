@@ -17,7 +17,7 @@ import pytest
 from appliance.errors import ProbeError, TargetDeniedError
 from appliance.probes.base import Job, Probe, ProbeContext
 from appliance.probes.http import HttpProbe
-from appliance.probes.snmp import SnmpProbe
+from appliance.probes.snmp.probe import SnmpProbe
 from appliance.probes.ssh import SshProbe
 from hardening.policy import Policy
 from tests.probes.conftest import (

@@ -16,7 +16,7 @@ import pytest
 
 from appliance.errors import ProbeError
 from appliance.limits import MAX_PAYLOAD_BYTES, Limits
-from appliance.probes.snmp import SnmpProbe
+from appliance.probes.snmp.probe import SnmpProbe
 from hardening.policy import Policy
 from tests.helpers import (
     AGENT,

@@ -10,10 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.errors import PayloadError
+from appliance.mib.oids import format_oid, parse_oid
 from appliance.payload import xml_text
 from appliance.probes._shazzamranges import parse_ranges
 from appliance.probes._shazzamspec import parse_port_probes
-from appliance.probes._snmpspec import format_oid, parse_oid, parse_spec
+from appliance.probes.snmp.spec import parse_spec
 from appliance.probes.tcpscan import parse_scan
 from hardening.known_hosts import KnownHostsError, parse_known_hosts, parse_public_key_file
 from tests.probes.conftest import make_job

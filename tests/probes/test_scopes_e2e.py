@@ -16,7 +16,7 @@ from appliance.dispatch import Dispatcher
 from appliance.payload import parse_xml
 from appliance.probes.base import Probe, ProbeContext
 from appliance.probes.http import HttpProbe
-from appliance.probes.snmp import SnmpProbe
+from appliance.probes.snmp.probe import SnmpProbe
 from appliance.probes.ssh import SshProbe
 from appliance.queue.records import OutputRecord
 from hardening.policy import AllowRule, Policy, PortRange

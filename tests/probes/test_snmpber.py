@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto.api import v2c
 
-from appliance.probes._snmpber import (
+from appliance.probes.snmp.ber import (
     GET,
     GETBULK,
     GETNEXT,
@@ -22,7 +22,7 @@ from appliance.probes._snmpber import (
     decode_response,
     encode_request,
 )
-from appliance.probes._snmpvalues import normalize
+from appliance.probes.snmp.values import normalize
 
 oids = st.builds(
     lambda first, second, rest: (first, second % 40 if first < 2 else second, *rest),

@@ -12,11 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.errors import PayloadError
-from appliance.probes import _mibnames
-from appliance.probes._mibtable import mib_table
-from appliance.probes._snmpparams import parse_params
-from appliance.probes._snmpspec import parse_spec, resolve_oid
-from appliance.probes._snmptree import TreeBuilder
+from appliance.mib import names as _mibnames
+from appliance.mib.oids import resolve_oid
+from appliance.mib.table import mib_table
+from appliance.probes.snmp.params import parse_params
+from appliance.probes.snmp.spec import parse_spec
+from appliance.probes.snmp.tree import TreeBuilder
 from devinstance.snmpresponse import SNMPResponse
 from tests.probes.conftest import make_job
 

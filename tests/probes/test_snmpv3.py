@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import ProbeError
-from appliance.probes._snmpber import GET, RESPONSE, BerError, encode_pdu
-from appliance.probes._snmpkeys import UsmKeyCache
-from appliance.probes._snmpusm import (
+from appliance.probes.snmp.ber import GET, RESPONSE, BerError, encode_pdu
+from appliance.probes.snmp.keys import UsmKeyCache
+from appliance.probes.snmp.probe import SnmpProbe
+from appliance.probes.snmp.usm import (
     Engine,
     UsmKeys,
     decode_message,
@@ -25,8 +26,7 @@ from appliance.probes._snmpusm import (
     passphrase_key,
     priv_key,
 )
-from appliance.probes._snmpv3 import V3Channel
-from appliance.probes.snmp import SnmpProbe
+from appliance.probes.snmp.v3 import V3Channel
 from hardening.policy import Policy
 from tests.daemons import SnmpServer
 from tests.probes.conftest import MemCredential, MemCredentials, loopback_rule, make_ctx

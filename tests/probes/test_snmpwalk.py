@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from appliance.limits import Limits
-from appliance.probes.snmp import SnmpProbe
+from appliance.probes.snmp.probe import SnmpProbe
 from tests.daemons import SnmpServer
 from tests.support.snmp import ctx_for, job, run, varbinds
 from tests.support.snmp_relay import relay

@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 
-from appliance.probes._mibtable import mib_oids
-from appliance.probes._snmpber import Value
-from appliance.probes._snmpspec import Oid
-from appliance.probes._snmpwalk import LaneWalk
+from appliance.mib.oids import Oid
+from appliance.mib.table import mib_oids
+from appliance.probes.snmp.ber import Value
+from appliance.probes.snmp.walk import LaneWalk
 
 ENTRY = (1, 3, 6, 1, 2, 1, 25, 6, 3, 1)  # hrSWInstalledEntry: five named columns to cut at
 ROOT = ENTRY[:-1]

@@ -179,7 +179,7 @@ def test_rate_limit_spaces_connects(tmp_path: Path) -> None:
 
 
 def test_probes_take_their_caps_from_limits() -> None:
-    from appliance.probes.snmp import SnmpProbe
+    from appliance.probes.snmp.probe import SnmpProbe
     from appliance.probes.ssh import SshProbe
 
     limits = Limits(

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from appliance.probes._snmpber import (
+from appliance.probes.snmp.ber import (
     RESPONSE,
     Oid,
     _decode_oid,

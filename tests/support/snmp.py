@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from appliance.limits import Limits
-from appliance.probes._mibtable import mib_table
+from appliance.mib.table import mib_table
 from appliance.probes.base import ProbeContext
-from appliance.probes.snmp import SnmpProbe
+from appliance.probes.snmp.probe import SnmpProbe
 from hardening.policy import Policy
 from tests.daemons import SnmpServer
 from tests.probes.conftest import MemCredential, MemCredentials, loopback_rule, make_ctx, make_job

@@ -1,4 +1,4 @@
-"""build/mibnames: generate appliance/probes/_mibnames.py, midbox's compiled-in MIB name table.
+"""build/mibnames: generate appliance/mib/names.py, midbox's compiled-in MIB name table.
 
 The appliance never compiles or loads a MIB at run time; it ships this generated, read-only table of
 numeric OID -> name, node kind, SMI syntax of leaves and index columns of table entries. Regenerate
@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
-OUTPUT = REPO / "appliance" / "probes" / "_mibnames.py"
+OUTPUT = REPO / "appliance" / "mib" / "names.py"
 
 # Modules whose objects go into the table, in priority order: when two modules name the same OID
 # (RFC1213-MIB and IF-MIB both define ifTable), the earlier module wins.

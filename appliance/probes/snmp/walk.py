@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from appliance.errors import ProbeError
-from appliance.probes._snmpber import Value
-from appliance.probes._snmpspec import Oid, format_oid
+from appliance.mib.oids import Oid, format_oid
+from appliance.probes.snmp.ber import Value
 
 Row = tuple[Oid, Value]
 Fetch = Callable[[Oid], Awaitable[list[Row]]]  # the page of rows that follows an OID

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from appliance.mib.oids import format_oid
 from appliance.payload import xml_text
-from appliance.probes._snmpber import Value
-from appliance.probes._snmpspec import format_oid
+from appliance.probes.snmp.ber import Value
 
 # pysnmp class name -> SMI type name in results (Integer is pysnmp's name for Integer32 on the wire).
 _TYPE_NAMES = {

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 
 from appliance.errors import CredentialRejectedError, ProbeError
-from appliance.probes._snmpber import GET, REPORT, BerError, Oid, Response, encode_pdu
-from appliance.probes._snmpusm import (
+from appliance.probes.snmp.ber import GET, REPORT, BerError, Oid, Response, encode_pdu
+from appliance.probes.snmp.usm import (
     MAX_ENGINE_TIME,
     TIME_WINDOW_S,
     Engine,
@@ -28,7 +28,7 @@ from appliance.probes._snmpusm import (
     encode_message,
     peek_msg_id,
 )
-from appliance.probes._snmpv2c import NoResponseError, V2cChannel
+from appliance.probes.snmp.v2c import NoResponseError, V2cChannel
 from hardening.policy import IPAddress
 
 KeyMaker = Callable[[bytes], UsmKeys]  # engine ID -> the user's keys localised to it (cached by the caller)

@@ -1,4 +1,4 @@
-"""A minimal asyncio SNMPv2c client over one connected UDP socket per job (``_snmpv3`` reuses its socket).
+"""A minimal asyncio SNMPv2c client over one connected UDP socket per job (``v3`` reuses its socket).
 
 The socket is connected to the policy-checked agent address, so the kernel drops datagrams from
 anyone else; a response must also carry our random request id and our community. The agent's load
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from appliance.errors import ProbeError
-from appliance.probes._snmpber import (
+from appliance.probes.snmp.ber import (
     BerError,
     Oid,
     Response,

@@ -22,10 +22,10 @@ import re
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape, quoteattr
 
-from appliance.probes._mibtable import MibNode, MibTable, mib_oids, mib_table
-from appliance.probes._snmpber import Value
-from appliance.probes._snmpspec import Oid, format_oid
-from appliance.probes._snmpvalues import render
+from appliance.mib.oids import Oid, format_oid
+from appliance.mib.table import MibNode, MibTable, mib_oids, mib_table
+from appliance.probes.snmp.ber import Value
+from appliance.probes.snmp.values import render
 
 # Attribute values that quoteattr only wraps in double quotes (nothing to escape or normalise).
 _PLAIN_ATTR = re.compile(r"[^&<>\"'\n\r\t]*")

@@ -3,7 +3,7 @@
 Why not pysnmp for v2c: pyasn1's generic decoder costs ~70 us per varbind, which made a full-tree
 walk 7x slower than net-snmp. This decoder understands exactly one message shape and refuses
 everything else: definite lengths of at most 4 octets, no trailing bytes, known tags only,
-sub-identifiers and integers within their SMI ranges. The v3 envelope and USM are in ``_snmpusm``.
+sub-identifiers and integers within their SMI ranges. The v3 envelope and USM are in ``usm``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """The SNMP probe (topic SNMP): v1, v2c and v3 (USM authPriv) walks, tables, get and getnext.
 
-The job is read as ServiceNow's SNMP probes write it (``_snmpparams``, ``_snmpspec``) and answered
-with the MIB-named ``<result><snmp>`` tree its sensors read (``_snmptree``). v1 runs only where the
+The job is read as ServiceNow's SNMP probes write it (``params``, ``spec``) and answered
+with the MIB-named ``<result><snmp>`` tree its sensors read (``tree``). v1 runs only where the
 covering allow rule says ``snmp_v1 = true``. Credentials come from ``credchoice``: the job's own
 ``credential`` (midbox's extension), else ``credential_id``/``credential_tag`` through the signed map,
 else the rule's aliases in order; a v1/v2c community the agent never answers, or a v3 unknown user,
 wrong digest or decryption error, moves on to the next one.
 
-v2c goes through a small strict BER codec of our own (``_snmpber``; pyasn1's generic decoder made a
-full walk 7x slower than net-snmp), and so does v3 with our own USM layer (``_snmpusm``, ``_snmpv3``:
+v2c goes through a small strict BER codec of our own (``ber``; pyasn1's generic decoder made a
+full walk 7x slower than net-snmp), and so does v3 with our own USM layer (``usm``, ``v3``:
 through pysnmp a full v3 walk took 12x ``snmpbulkwalk -v3``). v1 goes through pysnmp, imported inside
 the probe so the CLI starts fast, with one SnmpEngine per probe instance (so per event loop) created
 on first use; ``fast_v2c=False`` / ``fast_v3=False`` send v2c / v3 through pysnmp too.
@@ -27,24 +27,25 @@ from appliance.credtypes import PROBE_TYPES
 from appliance.errors import CredentialRejectedError, PayloadError, TargetDeniedError
 from appliance.interfaces import Credential
 from appliance.limits import Limits
-from appliance.probes._snmpopen import (
+from appliance.mib.oids import Oid
+from appliance.probes.base import Job, ProbeContext
+from appliance.probes.credchoice import explicit_alias, with_credentials
+from appliance.probes.snmp.opener import (
     SessionOpener,
     credential_version,
     refused_credential,
     v1_allowed,
 )
-from appliance.probes._snmpparams import SnmpParams, parse_params
-from appliance.probes._snmpsession import (
+from appliance.probes.snmp.params import SnmpParams, parse_params
+from appliance.probes.snmp.session import (
     Row,
     Session,
     row_bytes,
 )
-from appliance.probes._snmpspec import Oid, SpecLine
-from appliance.probes._snmptree import TreeBuilder
-from appliance.probes._snmpv2c import NoResponseError
-from appliance.probes._snmpvalues import render
-from appliance.probes.base import Job, ProbeContext
-from appliance.probes.credchoice import explicit_alias, with_credentials
+from appliance.probes.snmp.spec import SpecLine
+from appliance.probes.snmp.tree import TreeBuilder
+from appliance.probes.snmp.v2c import NoResponseError
+from appliance.probes.snmp.values import render
 from appliance.probes.targets import checked_addresses, is_literal
 from hardening.policy import IPAddress
 

@@ -11,8 +11,8 @@ import hashlib
 import hmac
 import secrets
 
-from appliance.probes._snmpusm import UsmKeys, localize, passphrase_key, priv_key
-from appliance.probes._snmpv3 import KeyMaker
+from appliance.probes.snmp.usm import UsmKeys, localize, passphrase_key, priv_key
+from appliance.probes.snmp.v3 import KeyMaker
 
 MAX_CACHED = 1024
 

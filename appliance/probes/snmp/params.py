@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from appliance.errors import PayloadError
-from appliance.probes._snmpspec import SpecLine, parse_spec
 from appliance.probes.base import Job
+from appliance.probes.snmp.spec import SpecLine, parse_spec
 
 MAX_TIMEOUT_MS = 60_000
 MAX_RETRIES = 5

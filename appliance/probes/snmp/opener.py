@@ -14,8 +14,9 @@ from typing import Any
 
 from appliance.errors import ProbeError
 from appliance.interfaces import Credential
-from appliance.probes._snmpkeys import UsmKeyCache
-from appliance.probes._snmpsession import (
+from appliance.probes.base import ProbeContext
+from appliance.probes.snmp.keys import UsmKeyCache
+from appliance.probes.snmp.session import (
     FastV2cSession,
     PysnmpSession,
     Session,
@@ -23,9 +24,8 @@ from appliance.probes._snmpsession import (
     pysnmp_auth,
     usm_settings,
 )
-from appliance.probes._snmpv2c import V2cChannel
-from appliance.probes._snmpv3 import EngineBook, V3Channel
-from appliance.probes.base import ProbeContext
+from appliance.probes.snmp.v2c import V2cChannel
+from appliance.probes.snmp.v3 import EngineBook, V3Channel
 from hardening.policy import IPAddress
 
 

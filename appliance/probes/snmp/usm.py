@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
-from appliance.probes._snmpber import (
+from appliance.probes.snmp.ber import (
     MAX_MESSAGE_BYTES,
     REPORT,
     RESPONSE,

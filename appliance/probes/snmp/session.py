@@ -1,6 +1,6 @@
 """Request sessions to one agent: pysnmp (v2c or v3) or the fast v2c channel, one walk for both.
 
-Values come back normalised as ``(type, value)`` (see ``_snmpber.Value``) whichever path fetched them,
+Values come back normalised as ``(type, value)`` (see ``ber.Value``) whichever path fetched them,
 so results look the same for v2c and v3.
 """
 
@@ -14,12 +14,12 @@ from typing import Any
 from appliance.credtypes import SNMP_AUTH_PROTOCOLS, SNMP_DEFAULT_AUTH, SNMP_DEFAULT_PRIV, SNMP_PRIV_PROTOCOLS
 from appliance.errors import CredentialRejectedError, ProbeError
 from appliance.interfaces import Credential
-from appliance.probes._mibtable import mib_oids
-from appliance.probes._snmpber import GET, GETBULK, GETNEXT, Value
-from appliance.probes._snmpspec import Oid, format_oid
-from appliance.probes._snmpv2c import NoResponseError, V2cChannel
-from appliance.probes._snmpvalues import normalize
-from appliance.probes._snmpwalk import LaneWalk, Sink
+from appliance.mib.oids import Oid, format_oid
+from appliance.mib.table import mib_oids
+from appliance.probes.snmp.ber import GET, GETBULK, GETNEXT, Value
+from appliance.probes.snmp.v2c import NoResponseError, V2cChannel
+from appliance.probes.snmp.values import normalize
+from appliance.probes.snmp.walk import LaneWalk, Sink
 
 # RFC 3416 error-status names for messages.
 _ERROR_STATUS = {
@@ -76,7 +76,7 @@ class Session:
 
         Counting varbinds alone let a hostile agent answer each request with one 60 KB value: the
         walk held 1,500 of them (900 MiB of RSS) before the result's byte cap was ever consulted.
-        A bulk walk with more than one lane is walked in concurrent ranges (``_snmpwalk``), joined
+        A bulk walk with more than one lane is walked in concurrent ranges (``walk``), joined
         in OID order; a walk the budget cuts short goes on sequentially from where they stopped.
         With ``sink``, the rows are also handed to it in order as they arrive (see ``LaneWalk``);
         once it returns False the walk ends there.
