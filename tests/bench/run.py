@@ -44,6 +44,9 @@ PARTS: dict[str, tuple[str, float, float]] = {
     "tcp": ("tests.bench.part_tcp", 180, 30),
     "audit": ("tests.bench.part_audit", 240, 30),
     "scaling": ("tests.bench.part_scaling", 480, 60),
+    "policy": ("tests.bench.part_policy", 180, 40),
+    "push": ("tests.bench.part_push", 240, 40),
+    "size": ("tests.bench.part_size", 60, 30),
 }
 
 
