@@ -72,6 +72,6 @@ def run(sizes: Sizes) -> Iterator[Row]:
                 for _ in range(runs):
                     time.sleep(phase.uniform(0, poll_s))
                     took.append(pusher.push(poll_s, state))
-                note = " (--quick; the full run uses 5 s)" if poll_s != DEFAULT_POLL_S and name == ROWS[1] else ""
+                note = "" if poll_s in (SHORT_POLL_S, DEFAULT_POLL_S) else " (--quick; the full run uses 5 s)"
                 yield Row(GROUP, name, median(took), "s", f"poll_interval_s {poll_s:g}{note}, pushed at a "
                           f"random moment of the cycle; {min(took):.2f} to {max(took):.2f} s", runs=runs)  # fmt: skip

@@ -95,6 +95,8 @@ def run(sizes: Sizes) -> Iterator[Row]:
     total = binary.stat().st_size
     yield Row(GROUP, ROWS[0], total, "bytes", binary.name, runs=1)
     bytes_of = cost(binary, sizes.work)
+    if sum(bytes_of.values()) != total:  # every byte is charged once, or the reader has changed
+        raise RuntimeError(f"charged {sum(bytes_of.values()):,} of {total:,} bytes: fix part_size.cost")
     for dep in [*DEPENDENCIES, *sorted(set(bytes_of) - set(DEPENDENCIES))]:
         n = bytes_of.get(dep, 0)
         peer = "as stored (compressed)" if n else "not in this binary"

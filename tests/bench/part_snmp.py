@@ -8,8 +8,8 @@ import asyncio
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from appliance.probes.base import Job
 from appliance.probes.snmp import SnmpProbe
