@@ -107,6 +107,15 @@ def test_the_document_names_the_machine_and_no_path(tmp_path: Path) -> None:
         assert info[key] in text
     assert "python -m tests.bench.run" in text
     assert str(tmp_path) not in text and "/work/" not in text and "/tmp/" not in text
+    for part in ("policy", "push", "size"):
+        assert f"**{part}**" in text, f"the method notes do not describe the {part} part"
+
+
+def test_a_document_with_reused_rows_says_which_run_each_comes_from(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    note = "the rows of policy from this run, the others from a run of 2026-01-01 00:00 UTC"
+    write_doc(doc, markdown([]), machine(), quick=False, runs=3, note=note)
+    assert f"3 runs per figure; {note};" in doc.read_text()
 
 
 def test_reuse_takes_the_other_parts_rows_from_an_earlier_run(tmp_path: Path) -> None:
