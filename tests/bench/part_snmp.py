@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from appliance.probes.base import Job
 from appliance.probes.snmp.probe import SnmpProbe
@@ -27,11 +28,21 @@ from tests.probes.conftest import (
 
 GROUP = "3 snmp"
 FLIGHTS = (1, 10, 100)
+MANY = "many snmpsim agents at once, full walk each"
 ROWS = (
     "full-tree bulk walk v2c",
     "full-tree bulk walk v3 authPriv (SHA-256/AES)",
     *(f"GETs/s, {n} in flight, {v}" for v in ("v2c", "v3") for n in FLIGHTS),
-    "many snmpsim agents at once, full walk each",
+    MANY,
+    # Where a walk's time goes: the same walks without the concurrent lanes, and through pysnmp.
+    "full-tree bulk walk v2c, one lane",
+    "full-tree bulk walk v2c through pysnmp (fast_v2c off)",
+    "full-tree bulk walk v3 authPriv through pysnmp (fast_v3 off)",
+)
+VARIANTS = (  # row, version, alias, the probe's settings
+    (ROWS[-3], "2c", "v2", {"walk_lanes": 1}),
+    (ROWS[-2], "2c", "v2", {"fast_v2c": False}),
+    (ROWS[-1], "3", "v3", {"fast_v3": False}),
 )
 
 
@@ -48,9 +59,9 @@ def _job(port: int, spec: str, version: str, alias: str) -> Job:
                     credential=alias, timeout="3000", use_getbulk="true")  # fmt: skip
 
 
-def _walk(job: Job, ctx: ProbeContext) -> float:
+def _walk(job: Job, ctx: ProbeContext, settings: dict[str, Any] | None = None) -> float:
     async def go() -> None:
-        probe = SnmpProbe()
+        probe = SnmpProbe(**(settings or {}))
         try:
             await probe.run(job, ctx)
         finally:
@@ -102,6 +113,7 @@ def run(sizes: Sizes) -> list[Row]:
             Policy([loopback_rule(("snmp",), ((s.port, s.port),), ("v2", "v3"))]), _creds(s), sizes.work
         )
         walker = tool("snmpbulkwalk")
+        net_snmp: dict[str, float] = {}  # version: snmpbulkwalk's median, for the variants' ratios
         for name, version, alias in ((ROWS[0], "2c", "v2"), (ROWS[1], "3", "v3")):
             job = _job(s.port, "walk 1.3.6.1", version, alias)
             ours = median([_walk(job, ctx) for _ in range(sizes.runs)])
@@ -109,7 +121,7 @@ def run(sizes: Sizes) -> list[Row]:
                 rows.append(Row(GROUP, name, ours, "s", "snmpd", versus="n/a: install snmp", runs=sizes.runs))
                 continue
             theirs_fn = _net_snmp(s, sizes.work, v3=version == "3")
-            theirs = median([theirs_fn() for _ in range(sizes.runs)])
+            theirs = net_snmp[version] = median([theirs_fn() for _ in range(sizes.runs)])
             rows.append(Row(GROUP, name, ours, "s", "net-snmp snmpd, whole tree", ratio=ours / theirs,
                             versus=f"snmpbulkwalk -v{version}: {theirs:.3g} s", runs=sizes.runs))  # fmt: skip
         count = sizes.pick(50, 1000)
@@ -120,18 +132,30 @@ def run(sizes: Sizes) -> list[Row]:
                 label = "v2c" if version == "2c" else "v3"
                 rows.append(Row(GROUP, f"GETs/s, {n} in flight, {label}", rate, "GET/s",
                                 f"snmpd, {count} GET jobs, per-agent cap {n}", runs=sizes.runs))  # fmt: skip
+        variants = list(_variants(s, ctx, sizes, net_snmp))
     try:
         rows.append(_many(sizes))
     except Exception as e:
-        rows.append(Row(GROUP, ROWS[-1], na=f"n/a: failed: {e}"))
-    return rows
+        rows.append(Row(GROUP, MANY, na=f"n/a: failed: {e}"))
+    return rows + variants
+
+
+def _variants(s: SnmpServer, ctx: ProbeContext, sizes: Sizes, net_snmp: dict[str, float]) -> Iterator[Row]:
+    for name, version, alias, settings in VARIANTS:
+        took = median([_walk(_job(s.port, "walk 1.3.6.1", version, alias), ctx, settings)
+                       for _ in range(sizes.runs)])  # fmt: skip
+        theirs = net_snmp.get(version)
+        yield Row(GROUP, name, took, "s", "net-snmp snmpd, whole tree",
+                  ratio=took / theirs if theirs else None,
+                  versus=f"snmpbulkwalk -v{version}: {theirs:.3g} s" if theirs else "n/a: install snmp",
+                  runs=sizes.runs)  # fmt: skip
 
 
 def _many(sizes: Sizes) -> Row:
     n = sizes.pick(3, 50)
     with agents(sizes.work / "snmpsim", n) as sim:
         if sim is None:
-            return Row(GROUP, ROWS[-1], na="n/a: install snmpsim and pysmi (pip; the dev lock has them)")
+            return Row(GROUP, MANY, na="n/a: install snmpsim and pysmi (pip; the dev lock has them)")
         ports = sim.ports
         rule = loopback_rule(("snmp",), tuple((p, p) for p in ports), ("sim",))
         creds = MemCredentials(MemCredential("sim", "snmp-community", None, (sim.community.encode(),)))
@@ -150,5 +174,5 @@ def _many(sizes: Sizes) -> Row:
             return timed(lambda: asyncio.run(go()))
 
         took = median([all_at_once() for _ in range(sizes.runs)])
-    return Row(GROUP, ROWS[-1], n / took, "agents/s", f"{n} snmpsim agents x {sim.oids} OIDs, v2c",
+    return Row(GROUP, MANY, n / took, "agents/s", f"{n} snmpsim agents x {sim.oids} OIDs, v2c",
                versus=f"all {n} in {took:.3g} s", runs=sizes.runs)  # fmt: skip

@@ -22,7 +22,8 @@ figure over the named tool's, both measured in the same run (below 1 means midbo
 rates, above 1 means midbox did more per second). A row whose tool is missing says what to install.
 `--quick` runs every part at tiny sizes (CI runs it to keep the command working; its figures mean nothing).
 Needs: `apt-get install nginx apache2-utils wrk nmap snmp snmpd openssh-server hyperfine` and the dev lock
-(`snmpsim`, `pysmi`).
+(`snmpsim`, `pysmi`, PyInstaller). `--only PART ...` runs some parts (binary, queue, snmp, ssh, http, tcp,
+audit, scaling, policy, push, size); with `--reuse EARLIER.json` the others' rows come from that run.
 """
 
 
@@ -35,17 +36,42 @@ NOTES = """## How each group is measured
    runs in the benchmark's process. Every peer is 127.0.0.1, so the per-target and per-rule politeness
    caps (`target_rate_per_s`, 10 by default) are raised to their ceilings in the benchmark's config;
    with the defaults they, not the appliance, would be the figure. A cluster's jobs are spread over its
-   members when queued, as ServiceNow assigns a load-balanced cluster's work.
+   members when queued, as ServiceNow assigns a load-balanced cluster's work. The queue's 0.1 s poll
+   row leaves out most of the wait for the next poll: what remains is the appliance's own part.
 3. **snmp**: `snmpbulkwalk` reads its community or USM secrets from an `snmp.conf` (never argv); its
    default max-repetitions (10) against midbox's 50. The GET rows raise the per-agent cap to the
    number in flight. snmpsim agents serve a synthetic switch (system group and a 24-port ifTable).
-4. **ssh**: key authentication against one OpenSSH sshd; `ssh` with a known-hosts file, no agent.
+   The "one lane" and "through pysnmp" rows show where a walk's time goes: the same walk without
+   concurrent subtrees, and through pysnmp instead of the own codec (`fast_v2c`, `fast_v3` off).
+4. **ssh**: both sides log in as the same user with the same ed25519 key (key, not password: with a
+   password sshd would hash it, which would dominate both figures) and run `true`; `ssh` with a
+   known-hosts file, no agent. The two sides do not negotiate the same key exchange: OpenSSH 9.2's
+   default is the post-quantum hybrid sntrup761x25519, whose client key generation costs about 60 ms
+   of CPU per `ssh` (71 ms in all against 10 ms with curve25519, measured), while paramiko has no
+   sntrup761 and midbox (which offers mlkem768x25519 first, absent from 9.2) gets curve25519. So the
+   new-connections figure is compared twice: with `ssh` as a user runs it, and with
+   `-o KexAlgorithms=curve25519-sha256`, the same exchange as midbox. The runs of the three
+   interleave, so a change of load hits them alike. midbox's 50 connections are CPU-bound on the two
+   cores, most of it sshd's (about 12-16 ms per connection: a fork and re-exec, the privilege-separated
+   login, the exec of the shell), so sshd's own cost sets a floor a client cannot go below.
 5. **http**: nginx from Debian with a generated config on a loopback port (one worker, a fixed answer);
    the Python target is the tests' threaded server in its own process; `wrk` with one thread.
 6. **tcp**: one open port (a loopback listener) and four closed; midbox at its default concurrency
    (256) with the rate cap at its ceiling, `nmap -sT -Pn -n --max-retries 0` with the same parallelism.
 7. **audit**: sealed entries through `AuditLog` with the default group commit; verify in its own
    process (peak RSS from `wait4`).
+9. **policy**: in the benchmark's process: the job's ask and `Policy.check` through the scoped policy,
+   on 50 rules with scopes (30 command templates, 8 OID subtrees, 4 paths) and the matching rule last;
+   "first time" parses the payload, "seen before" takes it from the dispatcher's cache. A trivial
+   job's CPU is the source appliance's user and system time (`/proc`) over a burst of HTTP GETs to the
+   Python target, start-up excluded; the share is the first-time HTTP decision over it.
+10. **push**: a signed config enqueued on the development instance as a `midbox.config` record, at a
+   random moment of the poll cycle, until the source appliance's `status.json` says the new version
+   runs (the poll, verification, the crash-safe write, the reload, the first poll on it); each push
+   changes the allowed port, a real policy change.
+11. **size**: the binary's archive read with PyInstaller's reader (the dev venv): each native library,
+   data file and compressed module charged to the distribution that ships it, bytes as stored; the
+   rest (bootloader, archive tables) is "bootloader". The rows add up to the binary's size.
 """
 
 
@@ -91,10 +117,13 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def write_doc(path: Path, table: str, info: dict[str, str], *, quick: bool, runs: int) -> None:
+def write_doc(
+    path: Path, table: str, info: dict[str, str], *, quick: bool, runs: int, note: str = ""
+) -> None:
     mode = (
         "quick mode (tiny sizes; the figures mean nothing)" if quick else f"full mode, {runs} runs per figure"
     )
+    mode += f"; {note}" if note else ""
     text = (
         f"{HEADER}\n## Machine\n\n"
         f"{info['cpu']}, {info['cores']} cores, {info['ram']} RAM, Linux {info['kernel']}, "

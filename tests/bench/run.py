@@ -44,6 +44,9 @@ PARTS: dict[str, tuple[str, float, float]] = {
     "tcp": ("tests.bench.part_tcp", 180, 30),
     "audit": ("tests.bench.part_audit", 240, 30),
     "scaling": ("tests.bench.part_scaling", 480, 60),
+    "policy": ("tests.bench.part_policy", 180, 40),
+    "push": ("tests.bench.part_push", 240, 40),
+    "size": ("tests.bench.part_size", 60, 30),
 }
 
 
@@ -193,8 +196,11 @@ def main(argv: list[str] | None = None) -> int:
             rows += complete(name, got, why)
             print(f"   {name}: {time.monotonic() - t0:.0f} s{f' ({why})' if why else ''}", file=sys.stderr)
     took = time.monotonic() - started
+    note = ""
     if args.reuse:
         rows = reused(args.reuse, rows, parts)
+        earlier = json.loads(args.reuse.read_text(encoding="utf-8")).get("machine", {})
+        note = f"the rows of {', '.join(parts)} from this run, the others from a run of {earlier.get('date', 'earlier')}"
     info = machine()
     table = markdown(rows)
     print(table)
@@ -203,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({"machine": info, "quick": args.quick, "seconds": round(took),
                                          "rows": [r.as_json() for r in rows]}, indent=1), encoding="utf-8")  # fmt: skip
     if not (args.no_write or (args.only and not args.reuse) or args.quick):
-        write_doc(ROOT / "docs" / "benchmarks.md", table, info, quick=args.quick, runs=runs)
+        write_doc(ROOT / "docs" / "benchmarks.md", table, info, quick=args.quick, runs=runs, note=note)
     unmeasured = [r for r in rows if r.na]
     if args.strict and unmeasured:
         print(f"{len(unmeasured)} row(s) not measured; install what they name, or see the part's output above",

@@ -6,7 +6,9 @@ import json
 import time
 from pathlib import Path
 
-from tests.bench import part_audit, run
+import pytest
+
+from tests.bench import part_audit, part_size, run
 from tests.bench.common import Row, Sizes
 from tests.bench.report import machine, markdown, write_doc
 
@@ -48,9 +50,52 @@ def test_a_part_past_its_limit_is_stopped_with_its_whole_process_group(tmp_path:
 
 
 def test_every_group_of_the_issue_has_its_part_and_rows() -> None:
-    groups = {g for name in run.PARTS for g, _ in run.expected(name)}
-    assert sorted(groups) == [f"{i} {n}" for i, n in enumerate(
-        ("binary", "queue", "snmp", "ssh", "http", "tcp", "audit", "scaling"), 1)]  # fmt: skip
+    groups = [g for name in run.PARTS for g in dict.fromkeys(g for g, _ in run.expected(name))]
+    assert groups == [f"{i} {n}" for i, n in enumerate(
+        ("binary", "queue", "snmp", "ssh", "http", "tcp", "audit", "scaling", "policy", "push", "size"), 1)]  # fmt: skip
+
+
+def test_run_is_the_one_entry_no_script_beside_it_duplicates_a_part() -> None:
+    here = Path(run.__file__).parent
+    assert sorted(p.name for p in here.glob("bench_*.py")) == []
+    assert all(len(run.expected(name)) == len(set(run.expected(name))) for name in run.PARTS)
+
+
+def test_the_policy_part_gives_its_decisions_and_a_trivial_jobs_cpu(tmp_path: Path) -> None:
+    rows = run.run_part("policy", Sizes(quick=True, runs=1, binary=None, work=tmp_path))
+    assert [(r.group, r.name) for r in rows] == run.expected("policy")
+    for r in rows:
+        assert r.value is not None and r.value > 0 and not r.na, r
+    by_name = {r.name: r for r in rows}
+    job_ms = by_name["appliance CPU per trivial job, end to end"].value
+    decision = by_name["decision, HTTP GET, first time"].value
+    assert job_ms is not None and decision is not None
+    share = by_name["decision's share of a trivial job (HTTP GET, first time)"]
+    assert share.unit == "%" and share.value == pytest.approx(decision / (job_ms * 1000) * 100)
+
+
+def test_the_push_part_measures_each_push_until_it_is_in_force(tmp_path: Path) -> None:
+    rows = run.run_part("push", Sizes(quick=True, runs=1, binary=None, work=tmp_path))
+    assert [(r.group, r.name) for r in rows] == run.expected("push")
+    short, default = rows
+    assert short.value is not None and 0 < short.value < 5, short
+    assert default.value is not None and 0 < default.value < 10, default
+
+
+def test_the_size_part_without_a_binary_says_why_in_every_row(tmp_path: Path) -> None:
+    rows = run.run_part("size", Sizes(quick=True, runs=1, binary=tmp_path / "absent", work=tmp_path))
+    assert [(r.group, r.name) for r in rows] == run.expected("size")
+    assert all(r.value is None and r.na.startswith("n/a: build first") for r in rows)
+
+
+def test_the_size_part_charges_each_archive_entry_to_the_distribution_that_ships_it() -> None:
+    assert part_size.owner("paramiko.transport") == "paramiko"
+    assert part_size.owner("pysnmp/smi/mibs/SNMPv2-MIB.py") == "pysnmp"
+    assert part_size.owner("cryptography-44.0.0.dist-info/RECORD") == "cryptography"
+    assert part_size.owner("libcrypto.so.3") == part_size.OPENSSL
+    assert part_size.owner("sniffio") == "anyio"
+    assert part_size.owner("json.decoder") == part_size.CPYTHON
+    assert part_size.owner("appliance.probes.ssh") == part_size.owner("hardening.audit") == "midbox"
 
 
 def test_the_document_names_the_machine_and_no_path(tmp_path: Path) -> None:
@@ -62,6 +107,15 @@ def test_the_document_names_the_machine_and_no_path(tmp_path: Path) -> None:
         assert info[key] in text
     assert "python -m tests.bench.run" in text
     assert str(tmp_path) not in text and "/work/" not in text and "/tmp/" not in text
+    for part in ("policy", "push", "size"):
+        assert f"**{part}**" in text, f"the method notes do not describe the {part} part"
+
+
+def test_a_document_with_reused_rows_says_which_run_each_comes_from(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    note = "the rows of policy from this run, the others from a run of 2026-01-01 00:00 UTC"
+    write_doc(doc, markdown([]), machine(), quick=False, runs=3, note=note)
+    assert f"3 runs per figure; {note};" in doc.read_text()
 
 
 def test_reuse_takes_the_other_parts_rows_from_an_earlier_run(tmp_path: Path) -> None:

@@ -1,0 +1,143 @@
+"""Group 9, the policy decision per job: what the dispatcher and the probe add for policy (the job's
+ask and ``Policy.check`` through a scoped policy), the first time a payload is seen and when it was
+seen before (discovery sends one payload to many targets); the rate limiter's lease; and the
+decision's share of a trivial job's appliance CPU, measured end to end on a source appliance.
+
+The config has 50 rules, each with scopes (30 command templates, 8 OID subtrees, 4 paths), and the
+matching rule is last (the worst case)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from appliance.asks import AskCache, prepared
+from appliance.probes.base import Job
+from appliance.ratelimit import Limiter, RateSettings, RuleLimits
+from hardening.policy import AllowRule, Policy, PortRange
+from hardening.scopes import CommandScope, PathScope, Scopes
+from tests.bench.common import Row, Sizes, median
+from tests.bench.part_http import python_target
+from tests.bench.rig import Peers, http_job, rig, source_midbox
+
+GROUP = "9 policy"
+RULES = 50
+COMMANDS = (
+    *tuple(f"cmd{i} -x {{a:word}} {{b:int}}" for i in range(28)),
+    "uname -a",
+    "ip -o addr show dev {i:iface}",
+)
+OIDS = tuple((1, 3, 6, 1, 2, 1, n) for n in (1, 2, 4, 25, 31, 47, 17, 4))
+JOBS = {
+    "SSH command": Job("0" * 32, "SSHCommand", "ip -o addr show dev ${iface}", "192.0.2.7", "a",
+                       parameters=(("iface", "eth0"), ("port", "22"))),
+    "SNMP walks and a table": Job("0" * 32, "SNMP", "snmp", "192.0.2.7", "a", parameters=(
+        ("oid_spec_list", "walk system\nwalk interfaces\ntable ifXTable ifName,ifAlias\nget sysDescr.0"),)),
+    "SNMP GET": Job("0" * 32, "SNMP", "snmp", "192.0.2.7", "a", parameters=(("oid_spec_list", "get sysDescr.0"),)),
+    "HTTP GET": Job("0" * 32, "RESTProbe", "http", "192.0.2.7", "a",
+                    parameters=(("url", "https://192.0.2.7/redfish/v1/Systems/1"),)),
+}  # fmt: skip
+KIND = {"SSH command": ("ssh", 22), "SNMP walks and a table": ("snmp", 161), "SNMP GET": ("snmp", 161),
+        "HTTP GET": ("http", 443)}  # fmt: skip
+ROWS = (
+    *(f"decision, {name}, {when}" for name in JOBS for when in ("first time", "payload seen before")),
+    "rate limiter acquire + release",
+    "appliance CPU per trivial job, end to end",
+    "decision's share of a trivial job (HTTP GET, first time)",
+)
+
+
+def policy(rules: int = RULES) -> Policy:
+    scopes = Scopes(
+        commands=CommandScope.parse(COMMANDS),
+        oids=OIDS,
+        methods=frozenset({"GET", "HEAD"}),
+        paths=PathScope.parse(("/redfish/v1/**", "/api/now/table/cmdb_ci", "/health", "/status/**")),
+    )
+
+    def rule(net: str, ports: tuple[PortRange, ...]) -> AllowRule:
+        return AllowRule(networks=(ipaddress.ip_network(net),), hosts=(), probes=frozenset({"ssh", "snmp", "http"}),
+                         ports=ports, credentials=("a",), scopes=scopes)  # fmt: skip
+
+    common = (PortRange(22, 22), PortRange(161, 161), PortRange(443, 443))
+    return Policy([*(rule(f"10.{i}.0.0/16", common) for i in range(1, rules)),
+                   rule("192.0.2.0/24", (PortRange(1, 65535),))])  # fmt: skip
+
+
+def decide(p: Policy, job: Job, kind: str, port: int, cache: AskCache | None = None) -> bool:
+    """All the dispatcher and probe do for policy, the parse of the payload included."""
+    ask = cache.prepared(job)[1] if cache else prepared(job)[1]
+    return p.scoped(ask).check(probe=kind, address=ipaddress.ip_address(job.source), port=port).allowed
+
+
+def per_call_us(fn: Callable[[], object], n: int, runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        samples.append((time.perf_counter() - start) / n * 1e6)
+    return median(samples)
+
+
+def _lease_us(n: int) -> float:
+    async def go() -> float:
+        unlimited = RuleLimits(rate_per_s=1e9, burst=10**6, concurrency=1000)
+        limiter = Limiter(RateSettings(target_rate_per_s=1e9, target_burst=10**6, rules={1: unlimited}))
+        start = time.perf_counter()
+        for _ in range(n):
+            lease = limiter.lease()
+            await lease.acquire("192.0.2.7", 22, 1)
+            lease.release(True)
+        return (time.perf_counter() - start) / n * 1e6
+
+    return asyncio.run(go())
+
+
+def cpu_s(pid: int) -> float:
+    """User plus system CPU of ``pid`` so far (/proc/PID/stat fields 14 and 15, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _trivial_job_ms(sizes: Sizes) -> tuple[float, int]:
+    """Appliance CPU per HTTP GET job (dispatch, policy, probe, audit, journal, the queue's share),
+    from a burst of them drained by one source appliance; the median of ``runs`` bursts."""
+    burst = sizes.pick(100, 2000)
+    with python_target() as base, rig(sizes.work / "rig", source_midbox(), Peers(http=base)) as r:
+        app = r.start("edge-01", poll_s=1.0, concurrency=64)
+        r.wait(r.enqueue(app.agent, [http_job(r.peers)] * 20), timeout=60)  # up, and every module loaded
+        samples = []
+        for _ in range(sizes.runs):
+            before = cpu_s(app.proc.pid)
+            r.wait(r.enqueue(app.agent, [http_job(r.peers)] * burst), timeout=300, tick=0.02)
+            samples.append((cpu_s(app.proc.pid) - before) / burst * 1000)
+    return median(samples), burst
+
+
+def run(sizes: Sizes) -> Iterator[Row]:
+    p = policy()
+    n = sizes.pick(200, 5000)
+    peer = f"{RULES} scoped rules, the matching one last; {n:,} decisions per run"
+    first: dict[str, float] = {}
+    for name, job in JOBS.items():
+        kind, port = KIND[name]
+        if not decide(p, job, kind, port):
+            raise RuntimeError(f"the benchmark's policy refused its own {name} job: fix part_policy's rules")
+        cache = AskCache()
+        first[name] = per_call_us(lambda: decide(p, job, kind, port), n, sizes.runs)  # noqa: B023
+        seen = per_call_us(lambda: decide(p, job, kind, port, cache), n, sizes.runs)  # noqa: B023
+        yield Row(GROUP, f"decision, {name}, first time", first[name], "µs", peer, runs=sizes.runs)
+        yield Row(GROUP, f"decision, {name}, payload seen before", seen, "µs", peer, runs=sizes.runs)
+    leases = median([_lease_us(n) for _ in range(sizes.runs)])
+    yield Row(GROUP, ROWS[-3], leases, "µs", f"{n:,} leases per run, caps out of the way", runs=sizes.runs)
+    job_ms, burst = _trivial_job_ms(sizes)
+    yield Row(GROUP, ROWS[-2], job_ms, "ms", f"{burst:,} RESTProbe GETs to a Python target per run, "
+              "source appliance, /proc CPU time", runs=sizes.runs)  # fmt: skip
+    decision = first["HTTP GET"]
+    yield Row(GROUP, ROWS[-1], decision / (job_ms * 1000) * 100, "%", "the two rows above",
+              versus=f"{decision:.3g} µs of {job_ms:.3g} ms", runs=sizes.runs)  # fmt: skip
