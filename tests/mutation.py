@@ -138,6 +138,7 @@ MODULES = (
             "tests/probes/test_http.py",
             "tests/probes/test_http_tls.py",
             "tests/probes/test_every_address.py",
+            "tests/probes/test_scopes_e2e.py::test_http_methods_and_paths_scope",  # redirects judged per hop
         ),
         # Not decisions: _result (the answer's XML form), _reason (error wording), aclose.
         (
@@ -263,9 +264,19 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "httpx's URL.copy_with takes an IPv6 host with or without brackets and gives the same URL, so "
         "every bracketing variant connects to the same checked address",
     ),
-    ("http", 'headers.setdefault("XXAccept-EncodingXX", ACCEPT_ENCODING)'): (
-        "the pinned httpx (0.28) sends the same 'gzip, deflate' by default; the explicit header keeps the "
-        "encodings bounded if that default ever changes"
+    (
+        "http",
+        "request = job.parsed if (isinstance(job.parsed, _Request)) and False else parse_request(job)",
+    ): (
+        "parses the payload again instead of taking the dispatcher's parse of the same payload: the same request"
+    ),
+    ("http", "transport = self._client(url.scheme, None, ca)"): (
+        "one TLS transport shared by every name with the same CA: its pool keys connections by address, port "
+        "and SNI and each handshake verifies the request's own name (test_https_to_a_name_is_verified_for_"
+        "that_name_and_not_reused_for_another), so what is verified and what is reused stay the same"
+    ),
+    ("http", 'ctx = ssl.create_default_context(cadata=pem.decode("ASCII"))'): (
+        "codec names are case-insensitive: 'ASCII' is 'ascii'"
     ),
     ("http", 'body = BoundedBody(response.headers.get("content-encoding", "XXXX"), limit)'): (
         "an encoding BoundedBody does not know is kept as sent, exactly like no encoding"

@@ -83,6 +83,8 @@ class Echo(http.server.BaseHTTPRequestHandler):
             )
         elif path in ("/307", "/308", "/302"):
             self._answer(int(path[1:]), b"", "/echo")
+        elif path == "/bad-name":
+            self._answer(302, b"", "http://xn--/")  # an IDNA label that does not decode
         elif path == "/to-https":
             self._answer(302, b"", "https://127.0.0.1:1/")
         elif path == "/gzip":
@@ -200,6 +202,11 @@ def test_a_location_header_on_an_ordinary_answer_is_not_followed(tmp_path: Path)
     with server() as port:
         result = http_fetch(ctx_for(tmp_path, port), f"http://127.0.0.1:{port}/located")
     assert (result.get("status"), http_body(result)) == ("200", "here")
+
+
+def test_a_redirect_to_a_name_that_does_not_decode_is_a_bad_location(tmp_path: Path) -> None:
+    with server() as port, pytest.raises(ProbeError, match=r"invalid redirect Location \(\w+\); fix"):
+        http_fetch(ctx_for(tmp_path, port), f"http://127.0.0.1:{port}/bad-name")
 
 
 def test_a_307_keeps_the_method_and_body_and_a_302_becomes_a_get(tmp_path: Path) -> None:

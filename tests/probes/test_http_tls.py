@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -34,6 +35,22 @@ def test_a_target_signed_by_the_rules_ca_is_verified_and_read(tmp_path: Path) ->
         result = fetch(f"https://127.0.0.1:{port}/", Policy([rule(port, ca)]), tmp_path)
     assert result.get("status") == "200"
     assert "hello over TLS" in ET.tostring(result, encoding="unicode")
+
+
+def test_a_pinned_ca_is_used_as_the_signed_config_pinned_it(tmp_path: Path) -> None:
+    with https_target(tmp_path / "pki") as (port, ca):
+        pin = hashlib.sha256(ca.read_bytes()).hexdigest()
+        result = fetch(f"https://127.0.0.1:{port}/", Policy([rule(port, ca, pin)]), tmp_path)
+    assert result.get("status") == "200"
+
+
+def test_a_pinned_ca_file_that_changed_is_refused_naming_the_pin(tmp_path: Path) -> None:
+    other = pki.ensure_ca(tmp_path / "other").cert
+    with https_target(tmp_path / "pki") as (port, ca):
+        pin = hashlib.sha256(ca.read_bytes()).hexdigest()
+        ca.write_bytes(other.read_bytes())  # swapped after signing: even a CA that would verify nothing
+        with pytest.raises(ProbeError, match="tls_ca .* is not the file that was signed"):
+            fetch(f"https://127.0.0.1:{port}/", Policy([rule(port, ca, pin)]), tmp_path)
 
 
 def test_a_certificate_for_another_name_is_refused(tmp_path: Path) -> None:

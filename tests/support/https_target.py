@@ -43,7 +43,7 @@ def https_target(directory: Path, names: tuple[str, ...] = ("127.0.0.1",)) -> It
         server.server_close()
 
 
-def rule(port: int, ca: Path | None) -> AllowRule:
+def rule(port: int, ca: Path | None, ca_sha256: str | None = None) -> AllowRule:
     return AllowRule(
         networks=(ipaddress.ip_network("127.0.0.1/32"),),
         hosts=(),
@@ -51,4 +51,5 @@ def rule(port: int, ca: Path | None) -> AllowRule:
         ports=(PortRange(port, port),),
         credentials=(),
         tls_ca=ca,
+        tls_ca_sha256=ca_sha256,
     )
