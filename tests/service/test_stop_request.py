@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -12,7 +11,14 @@ from appliance.service import ServiceOptions, serve
 from appliance.stoprequest import StopRequest
 from tests.helpers import Pki, dev_instance, http_target
 from tests.signing.helpers import install_trust
-from tests.support.running import audit_entries, config_bytes, http_job, signed_config, wait_answer
+from tests.support.running import (
+    audit_entries,
+    config_bytes,
+    http_job,
+    service_thread,
+    signed_config,
+    wait_answer,
+)
 
 
 def test_a_stop_request_from_another_thread_drains_checkpoints_and_exits_zero(
@@ -27,29 +33,14 @@ def test_a_stop_request_from_another_thread_drains_checkpoints_and_exits_zero(
             [key],
             config_bytes(instance.url, dev_pki, 1, '"1-65535"'),
         )
-        stop = StopRequest()
-        ready = threading.Event()
-        result: list[object] = []
-
-        def service_thread() -> None:  # not the main thread: no signal handlers can be installed here
-            try:
-                result.append(
-                    asyncio.run(serve(ServiceOptions(config, state_dir), ready=ready.set, stop_request=stop))
-                )
-            except BaseException as e:
-                result.append(e)
-
-        thread = threading.Thread(target=service_thread)
-        thread.start()
-        try:
-            assert ready.wait(20), result
+        with service_thread(ServiceOptions(config, state_dir)) as service:
+            assert service.ready.wait(20), service.result
             answer = wait_answer(store, http_job(store, f"{target}/hello"))
             assert answer["error_string"] == "" and "hello" in answer["payload"]
-        finally:
-            stop.request()
-            stop.request()  # idempotent
-            thread.join(timeout=40)
-        assert not thread.is_alive() and result == [0]
+            service.stop.request()
+            service.stop.request()  # idempotent
+            service.thread.join(timeout=40)
+        assert not service.thread.is_alive() and service.result == [0]
         anchors = store.query("ecc_queue", "queue=input^topic=midbox.audit.checkpoint")
         assert anchors, "the audit checkpoint was not posted on the way out"
     stops = [e for e in audit_entries(state_dir) if e["event"] == "appliance.stop"]

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.errors import RunnerHaltedError
-from appliance.service import ServiceOptions, serve
-from appliance.stoprequest import StopRequest
+from appliance.service import ServiceOptions
 from appliance.unpacked import Unpacked, watch
 from tests.helpers import Pki, dev_instance, http_target
 from tests.signing.helpers import install_trust
-from tests.support.running import audit_entries, config_bytes, http_job, signed_config, wait_answer
+from tests.support.running import (
+    audit_entries,
+    config_bytes,
+    http_job,
+    service_thread,
+    signed_config,
+    wait_answer,
+)
 
 DAY = 24 * 3600
 
@@ -108,30 +113,16 @@ def test_the_appliance_stops_with_exit_1_when_its_unpacked_files_are_removed(
         store = instance.state.store
         config = signed_config(tmp_path / "admin", [key], config_bytes(instance.url, dev_pki, 1, '"1-65535"'))
         options = ServiceOptions(config, state_dir, unpacked=tree, unpacked_watch_s=0.2)
-        ready, stop = threading.Event(), StopRequest()
-        result: list[object] = []
-
-        def service_thread() -> None:
-            try:
-                result.append(asyncio.run(serve(options, ready=ready.set, stop_request=stop)))
-            except BaseException as e:
-                result.append(e)
-
-        thread = threading.Thread(target=service_thread)
-        thread.start()
-        try:
-            assert ready.wait(20), result
+        with service_thread(options) as service:
+            assert service.ready.wait(20), service.result
             answer = wait_answer(store, http_job(store, f"{target}/hello"))
             assert answer["error_string"] == ""  # whole: it works, and goes on working
             time.sleep(0.5)
-            assert thread.is_alive()
+            assert service.thread.is_alive()
             (tree.root / "nacl" / "_sodium.abi3.so").unlink()
-            thread.join(timeout=40)
-        finally:
-            if thread.is_alive():
-                stop.request()
-                thread.join(timeout=40)
-        assert not thread.is_alive()
+            service.thread.join(timeout=40)
+            assert not service.thread.is_alive()
+    result = service.result
     assert len(result) == 1 and isinstance(result[0], RunnerHaltedError), result
     assert result[0].exit_code == 1  # Restart=on-failure starts it again, and it unpacks afresh
     assert "nacl/_sodium.abi3.so" in str(result[0]) and "temp cleaner" in str(result[0])

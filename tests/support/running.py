@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from appliance.service import ServiceOptions, serve
+from appliance.stoprequest import StopRequest
 from hardening.audit import audit_dir
 from tests.helpers import AGENT, NAME, Pki
 from tests.signing.helpers import write_signed_config
@@ -113,3 +118,34 @@ def audit_entries(state_dir: Path) -> list[dict[str, Any]]:
 def audit_events(state_dir: Path) -> list[str]:
     """Event names in the order written."""
     return [e["event"] for e in audit_entries(state_dir)]
+
+
+@dataclass
+class ServiceThread:
+    """``serve()`` in a thread of its own, as the Windows service control handler runs it."""
+
+    thread: threading.Thread
+    ready: threading.Event
+    stop: StopRequest
+    result: list[object]  # serve()'s exit code, or what it raised
+
+
+@contextmanager
+def service_thread(options: ServiceOptions) -> Iterator[ServiceThread]:
+    """Start ``serve(options)`` in a thread; on the way out, request a stop and join it (40 s)."""
+    ready, stop, result = threading.Event(), StopRequest(), []
+
+    def body() -> None:  # not the main thread: no signal handlers can be installed here
+        try:
+            result.append(asyncio.run(serve(options, ready=ready.set, stop_request=stop)))
+        except BaseException as e:
+            result.append(e)
+
+    running = ServiceThread(threading.Thread(target=body), ready, stop, result)
+    running.thread.start()
+    try:
+        yield running
+    finally:
+        if running.thread.is_alive():
+            stop.request()
+        running.thread.join(timeout=40)
