@@ -1,10 +1,14 @@
-"""A thin HTTP/1.1 transport for the HTTP probe: h11 over asyncio streams, one idle pool per transport.
+"""A thin HTTP/1.1 transport for the HTTP probe and the queue client: h11 over asyncio streams, one
+idle pool per transport.
 
 httpx's default transport (httpcore) re-examines every pooled connection under AnyIO locks on each
 request, and spends most of a small request's time there; this transport takes an idle connection
 from the top of a per-address stack instead. It connects only where the request URL says, which the
 probe has already set to the policy-checked address (the name goes in Host and as the TLS server
 name), so it adds no path around the allowlist. Errors surface as httpx's own exception types.
+
+The queue client uses it too: httpx imports httpcore (and AnyIO, certifi, h2, ...) only when its
+default transport is built, so an appliance without a proxy never loads them (6 MiB of its idle RSS).
 """
 
 from __future__ import annotations
@@ -56,11 +60,18 @@ class _Connection:
 class PinnedTransport(httpx.AsyncBaseTransport):
     """Sends each request to exactly the address in its URL; TLS verified by ``ssl_context``."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext | None,
+        *,
+        max_connections: int = HTTP_MAX_CONNECTIONS,
+        idle_connections: int = HTTP_IDLE_CONNECTIONS,
+    ) -> None:
         self._ssl = ssl_context
         self._idle: dict[_Key, list[_Connection]] = {}
         self._idle_count = 0
-        self._slots = asyncio.Semaphore(HTTP_MAX_CONNECTIONS)
+        self._idle_cap = idle_connections
+        self._slots = asyncio.Semaphore(max_connections)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts = request.extensions.get("timeout", {})
@@ -129,7 +140,7 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         except h11.LocalProtocolError:
             conn.close()
             return
-        if self._idle_count >= HTTP_IDLE_CONNECTIONS:
+        if self._idle_count >= self._idle_cap:
             self._evict_oldest()
         conn.idle_since = time.monotonic()
         conn.reused = True
