@@ -30,6 +30,7 @@ _MAX_HEAD_BYTES = 100 * 1024  # a response's status line and headers, as httpcor
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 _Key = tuple[str, int, str | None]
 _NO_RESPONSE = "Server disconnected without sending a response."  # httpcore's wording
+_SWEEP_S = 1.0  # how often a request may look for idle connections past their keep-alive time
 
 
 class _Stale(Exception):
@@ -71,6 +72,7 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         self._idle: dict[_Key, list[_Connection]] = {}
         self._idle_count = 0
         self._idle_cap = idle_connections
+        self._swept = time.monotonic()
         self._slots = asyncio.Semaphore(max_connections)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -113,8 +115,10 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         self._idle_count = 0
 
     def _checkout(self, key: _Key) -> _Connection | None:
-        conns = self._idle.get(key)
         now = time.monotonic()
+        if now - self._swept >= _SWEEP_S:
+            self._expire(now)
+        conns = self._idle.get(key)
         while conns:
             conn = conns.pop()
             self._idle_count -= 1
@@ -146,6 +150,18 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         conn.reused = True
         self._idle.setdefault(key, []).append(conn)
         self._idle_count += 1
+
+    def _expire(self, now: float) -> None:
+        # Idle connections past the keep-alive time are closed here, not only when next taken: after a
+        # burst, those nobody asks for again would otherwise hold their TLS buffers for good.
+        self._swept = now
+        for key in list(self._idle):
+            conns = self._idle[key]
+            while conns and now - conns[0].idle_since >= HTTP_KEEPALIVE_S:  # oldest first
+                conns.pop(0).close()
+                self._idle_count -= 1
+            if not conns:
+                del self._idle[key]
 
     def _evict_oldest(self) -> None:
         key, conns = min(self._idle.items(), key=lambda kv: kv[1][0].idle_since)
