@@ -104,6 +104,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "appliance.status_file",
         "appliance.aio",
         "appliance.runstats",
+        "appliance.memtrim",
     ),
     ("appliance.config", "appliance.credentials", "appliance.aliases", "appliance.validity"),
     ("appliance.probes", "appliance.asks", "appliance.explain"),
