@@ -21,6 +21,7 @@ from appliance.health import ConfigFacts, Health, cert_not_after
 from appliance.interfaces import AuditSink, CredentialSource
 from appliance.limits import MAX_LEDGER_ENTRIES, Limits
 from appliance.livestatus import LiveStatus
+from appliance.memtrim import IdleTrim
 from appliance.probes.affinity import AFFINITY_FILE, CredentialAffinity
 from appliance.probes.base import Probe, ProbeContext
 from appliance.probes.heartbeat import HeartbeatProbe
@@ -188,6 +189,7 @@ async def run_appliance(
         status=status,
         after_poll=after_poll or Publisher(state_dir).publish,
         gate=gate,
+        trim=IdleTrim.for_this_process(),
     )
     try:
         await runner.run(stop)

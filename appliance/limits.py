@@ -17,6 +17,10 @@ MAX_JOB_STARTS = 2
 MAX_CONCURRENT_PROBES = 1024
 MAX_XML_DEPTH = 32
 INSTANCE_DEADLINE_FACTOR = 4  # a whole instance request, slow drip included, ends by then
+# Connections to the instance, open and kept alive: the sender workers, the poller and the claims share
+# them; keeping every one alive avoids a TLS handshake per request (measured: 1.2 connections per job
+# with 4 kept alive).
+INSTANCE_CONNECTIONS = 12
 MAX_PARAMETERS = 1000
 # Parsed payloads kept per dispatcher (one sent to many targets is parsed once); bigger ones are not kept.
 ASK_CACHE_ENTRIES = 1024

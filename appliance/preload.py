@@ -32,6 +32,7 @@ _LAZY = (
     "resource",
     "logging.handlers",
     "httpx",
+    "httpcore",  # only through an instance proxy (appliance.queue.transport); httpx imports it lazily
     "paramiko",
     "cryptography.x509",
     "cryptography.hazmat.primitives.serialization",

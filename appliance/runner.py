@@ -23,6 +23,7 @@ from appliance.healthreport import HealthReport
 from appliance.interfaces import AuditSink, Outcome
 from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES, MAX_JOB_STARTS
 from appliance.livestatus import LiveStatus
+from appliance.memtrim import IdleTrim
 from appliance.queue.backoff import Backoff
 from appliance.queue.client import EccClient, InstanceBusyError
 from appliance.queue.delivery import Delivery
@@ -74,8 +75,10 @@ class Runner:
         status: LiveStatus | None = None,
         after_poll: Callable[[Health], None] | None = None,
         gate: JobGate | None = None,
+        trim: IdleTrim | None = None,
     ) -> None:
         self._client = client
+        self._trim = trim  # gives freed heap back when idle (appliance.memtrim); None in unit tests
         self.status = status or LiveStatus(
             version=settings.version, health=Health(version=settings.version, binary_sha256=""), outbox=outbox
         )
@@ -243,6 +246,8 @@ class Runner:
                 await self._pause(stop, backoff.next_delay(), e)
                 continue
             self._report.polled(None)
+            if self._trim is not None and not records and not self._tasks:
+                self._trim.idle()
             for record in records:
                 # A record that cannot run anyway keeps its own reason (answered by the dispatcher).
                 gated = self._gate is not None and not record.refusal
@@ -266,6 +271,8 @@ class Runner:
         return ("HeartbeatProbe", CONFIG_TOPIC)
 
     def _start(self, record: OutputRecord, journaled: bool = False, starts: int = 1) -> None:
+        if self._trim is not None:
+            self._trim.worked()
         self.stats.claimed += 1
         self.health.count(record.topic, "claimed")
         self._running.add(record.sys_id)
@@ -283,6 +290,8 @@ class Runner:
         self._tasks.discard(task)
         self.status.in_flight = len(self._tasks)
         self._slot_freed.set()
+        if self._trim is not None and not self._tasks:
+            self._trim.idle()  # the last job's result is durable and queued: its buffers are garbage
         if not task.cancelled() and (error := task.exception()) is not None:
             self._fail(error)
 

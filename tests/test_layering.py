@@ -105,6 +105,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "appliance.aio",
         "appliance.runstats",
         "appliance.mib",  # MIB names and OIDs: the SNMP probe's and the config's OID scopes'
+        "appliance.memtrim",
     ),
     ("appliance.config", "appliance.credentials", "appliance.aliases", "appliance.validity"),
     ("appliance.probes", "appliance.asks", "appliance.explain"),

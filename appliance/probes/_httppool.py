@@ -1,10 +1,15 @@
-"""A thin HTTP/1.1 transport for the HTTP probe: h11 over asyncio streams, one idle pool per transport.
+"""A thin HTTP/1.1 transport for the HTTP probe and the queue client: h11 over asyncio streams, one
+idle pool per transport.
 
 httpx's default transport (httpcore) re-examines every pooled connection under AnyIO locks on each
 request, and spends most of a small request's time there; this transport takes an idle connection
 from the top of a per-address stack instead. It connects only where the request URL says, which the
 probe has already set to the policy-checked address (the name goes in Host and as the TLS server
 name), so it adds no path around the allowlist. Errors surface as httpx's own exception types.
+
+The queue client uses it too: httpx imports httpcore (and AnyIO, certifi, h2, ...) only when its
+default transport is built, so an appliance without a proxy never loads them (about 6 MiB on top of
+the rest of an idle appliance's modules, measured in a plain interpreter).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ _MAX_HEAD_BYTES = 100 * 1024  # a response's status line and headers, as httpcor
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 _Key = tuple[str, int, str | None]
 _NO_RESPONSE = "Server disconnected without sending a response."  # httpcore's wording
+_SWEEP_S = 1.0  # how often a request may look for idle connections past their keep-alive time
 
 
 class _Stale(Exception):
@@ -56,11 +62,19 @@ class _Connection:
 class PinnedTransport(httpx.AsyncBaseTransport):
     """Sends each request to exactly the address in its URL; TLS verified by ``ssl_context``."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext | None,
+        *,
+        max_connections: int = HTTP_MAX_CONNECTIONS,
+        idle_connections: int = HTTP_IDLE_CONNECTIONS,
+    ) -> None:
         self._ssl = ssl_context
         self._idle: dict[_Key, list[_Connection]] = {}
         self._idle_count = 0
-        self._slots = asyncio.Semaphore(HTTP_MAX_CONNECTIONS)
+        self._idle_cap = idle_connections
+        self._swept = time.monotonic()
+        self._slots = asyncio.Semaphore(max_connections)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts = request.extensions.get("timeout", {})
@@ -102,8 +116,10 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         self._idle_count = 0
 
     def _checkout(self, key: _Key) -> _Connection | None:
-        conns = self._idle.get(key)
         now = time.monotonic()
+        if now - self._swept >= _SWEEP_S:
+            self._expire(now)
+        conns = self._idle.get(key)
         while conns:
             conn = conns.pop()
             self._idle_count -= 1
@@ -129,12 +145,24 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         except h11.LocalProtocolError:
             conn.close()
             return
-        if self._idle_count >= HTTP_IDLE_CONNECTIONS:
+        if self._idle_count >= self._idle_cap:
             self._evict_oldest()
         conn.idle_since = time.monotonic()
         conn.reused = True
         self._idle.setdefault(key, []).append(conn)
         self._idle_count += 1
+
+    def _expire(self, now: float) -> None:
+        # Idle connections past the keep-alive time are closed here, not only when next taken: after a
+        # burst, those nobody asks for again would otherwise hold their TLS buffers for good.
+        self._swept = now
+        for key in list(self._idle):
+            conns = self._idle[key]
+            while conns and now - conns[0].idle_since >= HTTP_KEEPALIVE_S:  # oldest first
+                conns.pop(0).close()
+                self._idle_count -= 1
+            if not conns:
+                del self._idle[key]
 
     def _evict_oldest(self) -> None:
         key, conns = min(self._idle.items(), key=lambda kv: kv[1][0].idle_since)

@@ -379,11 +379,23 @@ def _ssl_reason(e: OSError) -> str:
     return f"{type(e).__name__} ({text[:160]})"
 
 
+_REFUSED_CERT = re.compile(r"CERTIFICATE_REQUIRED|certificate required|UNKNOWN_CA|BAD_CERTIFICATE")
+
+
 def _transport_reason(e: httpx.TransportError) -> str:
     cause: BaseException | None = e
     while cause is not None:
         if "CERTIFICATE_VERIFY_FAILED" in str(cause) or "certificate verify failed" in str(cause):
             return "its certificate is not trusted (not signed by the pinned CA, or wrong host name)"
+        if isinstance(cause, ssl.SSLError) and _REFUSED_CERT.search(str(cause)):
+            # The instance refused our client certificate (TLS 1.3 says so on the first read).
+            return f"it closed the TLS connection: {_ssl_reason(cause)}"
+        if isinstance(cause, (BrokenPipeError, ConnectionResetError)):
+            # asyncio may report the peer's close before the TLS alert that said why.
+            return (
+                f"it closed the connection ({type(cause).__name__}); if this repeats, check that it "
+                "accepts this appliance's client certificate (run 'midbox doctor')"
+            )
         if (
             "WRONG_VERSION" in str(cause)
             or "PROTOCOL_VERSION" in str(cause)

@@ -141,3 +141,41 @@ def test_plain_http_instance_url_is_refused(dev_pki: Pki, tmp_path: Path) -> Non
 
     with pytest.raises(ConfigError, match="https"):
         trusted(config_text("http://127.0.0.1:8080", dev_pki), tmp_path / "c.toml")
+
+
+def test_refused_client_certificate_names_the_fix(dev_pki: Pki, tmp_path: Path) -> None:
+    # The instance asks for a certificate from a CA ours is not from: whichever way asyncio reports
+    # the close (the TLS alert, or a broken pipe before it), the message says what to check.
+    other = pki.ensure_ca(tmp_path / "other", "other CA")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(dev_pki.server.cert), str(dev_pki.server.key))
+    ctx.load_verify_locations(cafile=str(other.cert))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    with _serve(ctx, tmp_path) as server:
+        for without in (False, True):
+            with pytest.raises(InstanceError, match="client certificate") as got:
+                _poll(server.url, dev_pki, tmp_path, without_client_cert=without)
+            assert "midbox enroll" in str(got.value) or "midbox doctor" in str(got.value)
+
+
+def test_instance_connection_loads_no_httpcore(dev_pki: Pki, tmp_path: Path) -> None:
+    # Idle memory (issue 19): without a proxy the instance client runs on midbox's own h11
+    # transport; httpcore, AnyIO and certifi cost 6 MiB of an idle appliance's RSS.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, asyncio\n"
+        "from tests.core.test_tls import _poll\n"
+        "from tests.helpers import make_pki\n"
+        "from pathlib import Path\n"
+        "from tests.helpers import dev_instance\n"
+        f"p = make_pki(Path({str(tmp_path / 'pki')!r}))\n"
+        f"with dev_instance(p, Path({str(tmp_path / 'db.sqlite')!r})) as i:\n"
+        f"    _poll(i.url, p, Path({str(tmp_path)!r}))\n"
+        "print(sorted(m for m in ('httpcore', 'anyio', 'certifi') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr

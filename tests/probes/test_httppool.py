@@ -232,3 +232,47 @@ def test_requests_beyond_the_connection_cap_wait_for_a_slot() -> None:
         await held[1].aclose()
 
     serve(keep_alive, scenario)
+
+
+def test_idle_connections_past_keep_alive_are_closed_by_the_next_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # After a burst, connections nobody takes again must not hold their buffers for good (issue 19):
+    # the next request closes every idle one past the keep-alive time, not only the one it takes.
+    import appliance.probes._httppool as pool
+
+    monkeypatch.setattr(pool, "HTTP_KEEPALIVE_S", 0.3)
+    monkeypatch.setattr(pool, "_SWEEP_S", 0.0)
+
+    async def scenario(server: Server, transport: PinnedTransport) -> None:
+        await asyncio.gather(*(fetch(server, transport) for _ in range(6)))
+        assert transport._idle_count == 6
+        await asyncio.sleep(0.4)
+        # another pool key (the TLS server name is part of it): no old connection is taken directly
+        request = httpx.Request(
+            "GET",
+            f"http://127.0.0.1:{server.port}/",
+            extensions={
+                "timeout": dict.fromkeys(("connect", "read", "write", "pool"), 5.0),
+                "sni_hostname": "b",
+            },
+        )
+        response = await transport.handle_async_request(request)
+        await response.aread()
+        await response.aclose()
+        assert transport._idle_count == 1
+        assert [len(c) for c in transport._idle.values()] == [1]
+
+    assert serve(keep_alive, scenario).accepted == 7
+
+
+def test_own_caps_for_the_instance_connection() -> None:
+    async def scenario(server: Server, transport: PinnedTransport) -> None:
+        mine = PinnedTransport(None, max_connections=3, idle_connections=2)
+        try:
+            await asyncio.gather(*(fetch(server, mine) for _ in range(5)))
+            assert mine._idle_count == 2  # never more kept than asked
+        finally:
+            await mine.aclose()
+
+    assert serve(keep_alive, scenario).accepted == 3  # never more open at once than asked
