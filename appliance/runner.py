@@ -24,8 +24,9 @@ from appliance.interfaces import AuditSink, Outcome
 from appliance.limits import MAX_INSTANCE_RESPONSE_BYTES, MAX_JOB_STARTS
 from appliance.livestatus import LiveStatus
 from appliance.memtrim import IdleTrim
+from appliance.queue.answers import InstanceBusyError
 from appliance.queue.backoff import Backoff
-from appliance.queue.client import EccClient, InstanceBusyError
+from appliance.queue.client import EccClient
 from appliance.queue.delivery import Delivery
 from appliance.queue.durable import Journal, Outbox
 from appliance.queue.fetch import Fetcher

@@ -32,7 +32,8 @@ from hardening.known_hosts import HostKey, KnownHosts
 from hardening.policy import AllowRule, IPAddress
 
 if TYPE_CHECKING:
-    from appliance.probes._sshsession import AuthMaterial, CommandResult
+    from appliance.probes._sshexec import CommandResult
+    from appliance.probes._sshsession import AuthMaterial
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +82,11 @@ class SshProbe:
 
     async def run_commands(self, job: Job, ctx: ProbeContext, commands: Sequence[str]) -> list[CommandResult]:
         """Run ``commands`` (each built as the job's ``name`` would be) in order on one connection."""
+        from appliance.probes._sshexec import SessionLimits
         from appliance.probes._sshsession import (
             Aborter,
             HostKeyPolicy,
             HostKeyRejectedError,
-            SessionLimits,
             SessionSpec,
             Target,
             run_session,

@@ -6,12 +6,9 @@ Every instance answer is size-capped and parsed strictly; every httpx error is t
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
-import re
 import ssl
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,9 +16,15 @@ from typing import Any
 
 import httpx
 
-from appliance.errors import InstanceAuthError, InstanceError
-from appliance.limits import MAX_JSON_DEPTH, MAX_RETRY_AFTER_S
+from appliance.errors import InstanceError
 from appliance.payload import with_parameters
+from appliance.queue.answers import (
+    check_response,
+    read_capped,
+    result_list,
+    ssl_reason,
+    transport_reason,
+)
 from appliance.queue.midrecord import (
     AGENT_READ_FIELDS,
     AGENT_TABLE,
@@ -40,18 +43,6 @@ TABLE = "/api/now/table/ecc_queue"
 # Parameters of every input the appliance posts on its own: no sensor waits for those, so the
 # instance may close them at once instead of leaving them in state ready.
 UNSOLICITED_PARAMETERS = {"skip_sensor": "true"}
-
-
-class InstanceBusyError(InstanceError):
-    """429 or 503: the instance asked us to come back later."""
-
-    def __init__(self, message: str, retry_after_s: float | None) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class AnswerTooLargeError(InstanceError):
-    """The instance's answer exceeded the cap: ask for fewer records (or fewer fields) next time."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +107,7 @@ class EccClient:
         skipped: list[str] = []
         seen: set[str] = set()
         # More rows than asked for are left on the queue: the limit is what our free slots allow.
-        for raw in _result_list(body)[: max(limit, 0)]:
+        for raw in result_list(body)[: max(limit, 0)]:
             try:
                 record = parse_output(raw)
             except UnusableRecordError as e:
@@ -188,7 +179,7 @@ class EccClient:
         body = await self._request(
             "GET", TABLE, params={"sysparm_query": query, "sysparm_limit": "1", "sysparm_fields": "sys_id"}
         )
-        return bool(_result_list(body))
+        return bool(result_list(body))
 
     # 5. Liveness
     async def agent_record(self) -> AgentRecord | None:
@@ -202,7 +193,7 @@ class EccClient:
                 "sysparm_fields": ",".join(AGENT_READ_FIELDS),
             },
         )
-        rows = _result_list(body)
+        rows = result_list(body)
         if not rows:
             return None
         return parse_agent_record(rows[0])
@@ -244,7 +235,7 @@ class EccClient:
                 "sysparm_fields": "sys_id,source,state",
             },
         )
-        rows = [r for r in _result_list(body) if isinstance(r, dict)]
+        rows = [r for r in result_list(body) if isinstance(r, dict)]
         found = [{k: str(r.get(k, ""))[:200] for k in ("sys_id", "source", "state")} for r in rows]
         return [r for r in found if r["source"].startswith("midbox.")]
 
@@ -285,7 +276,7 @@ class EccClient:
                 asyncio.timeout(self._deadline_s),
                 self._http.stream(method, path, params=params, content=content) as response,
             ):
-                data = await _read_capped(response, self._max)
+                data = await read_capped(response, self._max)
         except TimeoutError as e:
             raise InstanceError(
                 f"the instance did not finish its answer within {self._deadline_s:g} s; retrying later"
@@ -293,127 +284,8 @@ class EccClient:
         except httpx.TimeoutException as e:
             raise InstanceError(f"the instance did not answer in time ({type(e).__name__})") from e
         except httpx.TransportError as e:
-            raise InstanceError(f"cannot reach the instance: {_transport_reason(e)}") from e
+            raise InstanceError(f"cannot reach the instance: {transport_reason(e)}") from e
         except (ssl.SSLError, OSError) as e:
             # Under TLS 1.3 a refused client certificate surfaces on the first read, unwrapped by httpx.
-            raise InstanceError(f"the instance closed the TLS connection: {_ssl_reason(e)}") from e
-        return _check_response(response, data)
-
-
-async def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_raw():
-        size += len(chunk)
-        if size > limit:
-            raise AnswerTooLargeError(f"the instance sent more than {limit} bytes in one answer; refusing it")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _check_response(response: httpx.Response, data: bytes) -> dict[str, Any]:
-    status = response.status_code
-    if status in (401, 403):
-        raise InstanceAuthError(
-            f"the instance refused this appliance ({status}{_error_message(data)}); check that its client "
-            "certificate maps to a user with the mid_server role"
-        )
-    if status in (429, 503):
-        raise InstanceBusyError(
-            f"the instance is busy ({status}); retrying later",
-            parse_retry_after(response.headers.get("Retry-After")),
-        )
-    if status >= 300:
-        raise InstanceError(f"the instance answered {status}{_error_message(data)}")
-    if json_too_deep(data, MAX_JSON_DEPTH):
-        raise InstanceError(f"the instance answered with JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise InstanceError("the instance answered with something that is not JSON") from e
-    if not isinstance(body, dict):
-        raise InstanceError("the instance answered with JSON that is not an object")
-    return body
-
-
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
-_EMPTY_PAIR = re.compile(rb"\[\]|\{\}")
-
-
-def json_too_deep(data: bytes, limit: int) -> bool:
-    """True if ``data`` nests arrays and objects more than ``limit`` deep. Strings are dropped, then
-    every other byte but brackets, then one innermost level per pass: C-speed, and no recursion."""
-    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKET)
-    for _ in range(limit):
-        if not brackets:
-            return False
-        brackets, count = _EMPTY_PAIR.subn(b"", brackets)
-        if not count:
-            return False  # unbalanced: json.loads says what is wrong
-    return bool(brackets)
-
-
-def _result_list(body: dict[str, Any]) -> list[Any]:
-    result = body.get("result")
-    if not isinstance(result, list):
-        raise InstanceError("the instance answered a query without a 'result' list")
-    return result
-
-
-def _error_message(data: bytes) -> str:
-    try:
-        err = json.loads(data).get("error", {})
-        message = str(err.get("message", ""))[:200]
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        return ""
-    return f": {message}" if message else ""
-
-
-def _ssl_reason(e: OSError) -> str:
-    text = str(e)
-    if "CERTIFICATE_REQUIRED" in text or "certificate required" in text:
-        return "it requires a client certificate; check 'instance.client_cert' or run 'midbox enroll'"
-    if "UNKNOWN_CA" in text or "BAD_CERTIFICATE" in text:
-        return "it does not accept this appliance's client certificate; re-run 'midbox enroll'"
-    return f"{type(e).__name__} ({text[:160]})"
-
-
-_REFUSED_CERT = re.compile(r"CERTIFICATE_REQUIRED|certificate required|UNKNOWN_CA|BAD_CERTIFICATE")
-
-
-def _transport_reason(e: httpx.TransportError) -> str:
-    cause: BaseException | None = e
-    while cause is not None:
-        if "CERTIFICATE_VERIFY_FAILED" in str(cause) or "certificate verify failed" in str(cause):
-            return "its certificate is not trusted (not signed by the pinned CA, or wrong host name)"
-        if isinstance(cause, ssl.SSLError) and _REFUSED_CERT.search(str(cause)):
-            # The instance refused our client certificate (TLS 1.3 says so on the first read).
-            return f"it closed the TLS connection: {_ssl_reason(cause)}"
-        if isinstance(cause, (BrokenPipeError, ConnectionResetError)):
-            # asyncio may report the peer's close before the TLS alert that said why.
-            return (
-                f"it closed the connection ({type(cause).__name__}); if this repeats, check that it "
-                "accepts this appliance's client certificate (run 'midbox doctor')"
-            )
-        if (
-            "WRONG_VERSION" in str(cause)
-            or "PROTOCOL_VERSION" in str(cause)
-            or "UNSUPPORTED_PROTOCOL" in str(cause)
-        ):
-            return "it does not offer TLS 1.2 or newer"
-        cause = cause.__cause__ or cause.__context__
-    return type(e).__name__ + (f" ({str(e)[:200]})" if str(e) else "")
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()[:100]
-    if value.isdigit():
-        return min(float(value[:12]), MAX_RETRY_AFTER_S)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return min(max(0.0, when.timestamp() - time.time()), MAX_RETRY_AFTER_S)
+            raise InstanceError(f"the instance closed the TLS connection: {ssl_reason(e)}") from e
+        return check_response(response, data)

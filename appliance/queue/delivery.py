@@ -14,8 +14,9 @@ from collections.abc import Callable
 from appliance.aio import wait_any
 from appliance.errors import InstanceAuthError, InstanceError, is_fatal
 from appliance.interfaces import AuditSink, Outcome
+from appliance.queue.answers import InstanceBusyError
 from appliance.queue.backoff import Backoff
-from appliance.queue.client import EccClient, InstanceBusyError
+from appliance.queue.client import EccClient
 from appliance.queue.records import OutputRecord
 from appliance.runstats import RunnerStats
 

@@ -7,7 +7,8 @@ from collections.abc import Collection
 from dataclasses import replace
 
 from appliance.interfaces import AuditSink
-from appliance.queue.client import AnswerTooLargeError, EccClient
+from appliance.queue.answers import AnswerTooLargeError
+from appliance.queue.client import EccClient
 from appliance.queue.records import HEAD_FIELDS, ID_FIELDS, OutputRecord
 from appliance.results import TOO_LARGE_ERROR
 

@@ -185,7 +185,7 @@ def test_deep_json_is_an_instance_error(dev_pki: Pki, tmp_path: Path, state_dir:
 
 
 def test_json_depth_check() -> None:
-    from appliance.queue.client import json_too_deep
+    from appliance.queue.answers import json_too_deep
 
     assert not json_too_deep(b'{"result":[{"a":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\"]]"}]}', 4)
     assert json_too_deep(b'{"result":[[[[[1]]]]]}', 4)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from appliance.probes.base import MemoryAudit
+from appliance.queue.answers import parse_retry_after
 from appliance.queue.backoff import Backoff
-from appliance.queue.client import parse_retry_after
 from devinstance.server import Fault
 from tests.helpers import (
     AGENT,

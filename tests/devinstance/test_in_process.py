@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from appliance.queue.client import EccClient, InstanceBusyError
+from appliance.queue.answers import InstanceBusyError
+from appliance.queue.client import EccClient
 from devinstance.server import Fault, InstanceState
 from devinstance.store import Store
 from devinstance.transport import in_process_client

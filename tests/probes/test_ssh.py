@@ -13,8 +13,8 @@ import pytest
 
 from appliance.errors import ProbeError, TargetDeniedError
 from appliance.limits import Limits
+from appliance.probes._sshexec import CommandResult
 from appliance.probes._sshguard import PreAuthGuard
-from appliance.probes._sshsession import CommandResult
 from appliance.probes.ssh import SshProbe
 from hardening.known_hosts import KnownHosts, parse_public_key_file
 from hardening.policy import Policy

@@ -209,11 +209,11 @@ def test_the_session_feeds_sudo_the_password_of_the_credential_that_logged_in(
     import threading
 
     from appliance.probes._sshcommand import Plan
+    from appliance.probes._sshexec import SessionLimits
     from appliance.probes._sshsession import (
         Aborter,
         AuthMaterial,
         HostKeyPolicy,
-        SessionLimits,
         SessionSpec,
         Target,
         run_session,
