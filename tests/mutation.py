@@ -270,6 +270,10 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ): (
         "parses the payload again instead of taking the dispatcher's parse of the same payload: the same request"
     ),
+    (
+        "http",
+        "hop = ctx if (ask == ctx.policy.ask) and False else replace(ctx, policy=ctx.policy.scoped(ask))",
+    ): ("scopes the policy again for the ask it is already scoped to: the same decisions, one more object"),
     ("http", "transport = self._client(url.scheme, None, ca)"): (
         "one TLS transport shared by every name with the same CA: its pool keys connections by address, port "
         "and SNI and each handshake verifies the request's own name (test_https_to_a_name_is_verified_for_"
