@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COPY = ("appliance", "hardening", "devinstance", "tests", "docs", "pyproject.toml")
+COPY = ("appliance", "hardening", "devinstance", "tests", "docs", "build", "pyproject.toml")
 MUTMUT = ("-c", "import sys; from mutmut.__main__ import cli; sys.argv[0] = 'mutmut'; cli()")
 # Killed: a test failed. Timeout and crash also mean the tests noticed the mutant.
 _LITERAL = re.compile(r"""[rRbBfF]{0,2}("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")
@@ -116,6 +116,12 @@ MODULES = (
         "hardening/known_hosts.py",
         ("tests/policy/test_known_hosts_edges.py", "tests/policy/test_known_hosts.py"),
         ("*",),
+    ),
+    Module(
+        "naclshim",
+        "hardening/naclshim.py",
+        ("tests/hardening/test_naclshim.py",),
+        ("x_small_order", "x_canonical", "x_bytes_of_length", "xǁVerifyKeyǁverify", "xǁVerifyKeyǁ__init__"),
     ),
     Module(
         "audit_verify",
@@ -282,6 +288,21 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ("http", 'ctx = ssl.create_default_context(cadata=pem.decode("ASCII"))'): (
         "codec names are case-insensitive: 'ASCII' is 'ascii'"
     ),
+    **dict.fromkeys(
+        [
+            ("naclshim", "self._key = _bytes_of_length(key, KEY_BYTES, None)"),
+            ("naclshim", 'self._key = _bytes_of_length(key, KEY_BYTES, "XXkeyXX")'),
+            ("naclshim", 'self._key = _bytes_of_length(key, KEY_BYTES, "KEY")'),
+            ("naclshim", "_bytes_of_length(signature, SIGNATURE_BYTES, None)"),
+            ("naclshim", '_bytes_of_length(signature, SIGNATURE_BYTES, "XXsignatureXX")'),
+            ("naclshim", '_bytes_of_length(signature, SIGNATURE_BYTES, "SIGNATURE")'),
+        ],
+        "the word naming the argument in the wrong-length error's message; the length is still refused",
+    ),
+    (
+        "naclshim",
+        "if _small_order(self._key) or not _canonical(self._key) or _small_order(signature[:33]):",
+    ): "_small_order reads the first 32 bytes only, so R is the same 32 bytes either way",
     ("http", 'body = BoundedBody(response.headers.get("content-encoding", "XXXX"), limit)'): (
         "an encoding BoundedBody does not know is kept as sent, exactly like no encoding"
     ),
@@ -421,8 +442,9 @@ def configure(tree: Path, module: Module) -> None:
             'source_paths = ["appliance", "hardening", "devinstance"]\n'
             f'only_mutate = ["{module.path}"]\n'
             f"pytest_add_cli_args_test_selection = [{quoted}]\n"
-            # Some tests read the docs (docs/policy.md's examples must parse).
-            'also_copy = ["docs"]\n'
+            # Some tests read the docs (docs/policy.md's examples must parse); the naclshim tests load the
+            # binary's runtime hook.
+            'also_copy = ["docs", "build/rthooks"]\n'
             # The copy is not a git checkout; there is nothing earlier to compare with.
             "use_git_change_detection = false\n"
         )

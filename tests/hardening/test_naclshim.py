@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import subprocess
@@ -11,6 +12,8 @@ from pathlib import Path
 import nacl.exceptions
 import nacl.signing
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -87,6 +90,44 @@ def test_small_order_keys_and_r_never_verify_as_in_libsodium(hexkey: str, top_bi
     sig = bytes(point) + good.sign(b"m").signature[32:]
     assert _shim_verifies(good.verify_key.encode(), b"m", sig) is False
     assert _real_verifies(good.verify_key.encode(), b"m", sig) is False
+
+
+L_ORDER = 2**252 + 27742317777372353535851937790883648493  # the order of Ed25519's base point
+IDENTITY = bytes.fromhex("01" + "00" * 31)  # the neutral point: small order, canonically encoded
+BASE_POINT = bytes.fromhex("58" + "66" * 31)
+
+
+def _openssl_verifies(key: bytes, message: bytes, signature: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(key).verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def test_a_signature_whose_r_is_small_order_never_verifies_even_under_a_good_key() -> None:
+    # A signer who knows the key can make R the identity: S = h*a satisfies the cofactorless check.
+    # OpenSSL alone takes it; libsodium refuses, and so must the shim (its check of R on its own).
+    seed, message = bytes(range(32)), b"m"
+    key = naclshim.SigningKey(seed).verify_key.encode()
+    clamped = bytearray(hashlib.sha512(seed).digest()[:32])
+    clamped[0] &= 248
+    clamped[31] = (clamped[31] & 127) | 64
+    h = int.from_bytes(hashlib.sha512(IDENTITY + key + message).digest(), "little") % L_ORDER
+    s = h * int.from_bytes(clamped, "little") % L_ORDER
+    signature = IDENTITY + s.to_bytes(32, "little")
+    assert _openssl_verifies(key, message, signature) is True
+    assert _real_verifies(key, message, signature) is False
+    assert _shim_verifies(key, message, signature) is False
+
+
+def test_a_small_order_key_never_verifies_even_with_an_ordinary_r() -> None:
+    # Under the identity key, R = B and S = 1 verify for any message in OpenSSL; R is not small order,
+    # so only the shim's check of the key itself refuses it, as libsodium does.
+    signature = BASE_POINT + (1).to_bytes(32, "little")
+    assert _openssl_verifies(IDENTITY, b"any message", signature) is True
+    assert _real_verifies(IDENTITY, b"any message", signature) is False
+    assert _shim_verifies(IDENTITY, b"any message", signature) is False
 
 
 def test_a_non_canonical_key_never_verifies() -> None:
