@@ -231,6 +231,8 @@ class Runner:
                     # Saturated: still answer the instance's monitor, so a busy MID is not marked Down;
                     # held (expired): also take a signed config, which is what ends the hold.
                     records = await self._fetch(1, topic=self._lifelines(quarantined))
+                if stop.is_set():
+                    break  # fetched while stopping, not claimed: they stay ready for whoever polls next
                 if records:
                     await self._client.claim(records)
                 backoff.reset()
@@ -246,7 +248,10 @@ class Runner:
                 self._report.polled(e)
                 await self._pause(stop, backoff.next_delay(), e)
                 continue
-            self._report.polled(None)
+            if not stop.is_set():
+                # A runner being replaced (a reload) leaves the health to the next one: that one's first
+                # poll says the new config runs (READY=1), not a poll of the old one still in flight.
+                self._report.polled(None)
             if self._trim is not None and not records and not self._tasks:
                 self._trim.idle()
             for record in records:
