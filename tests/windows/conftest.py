@@ -51,7 +51,30 @@ def wine_root() -> Path:
         if os.environ.get("MIDBOX_REQUIRE_WINE") == "1":
             pytest.fail(f"{python} is missing: run build/wine prepare")
         pytest.skip("no Windows CPython under Wine: run build/wine prepare (CI does)")
+    _warm_up(WINE_ROOT)
     return WINE_ROOT
+
+
+def _warm_up(root: Path) -> None:
+    """Start Wine once before any test times its own calls. A first start may update the prefix, or
+    meet a wineserver left behind by a killed run (CI once waited 120 s on it): that one is killed and
+    Wine started again, once."""
+    start = ["wine", str(root / "python" / "python.exe"), "-c", "pass"]
+    for _ in range(2):
+        try:
+            subprocess.run(
+                start,
+                env=wine_env(root),
+                capture_output=True,
+                timeout=300,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+            return
+        except subprocess.TimeoutExpired:
+            subprocess.run(
+                ["wineserver", "-k"], env=wine_env(root), capture_output=True, timeout=60, check=False
+            )
 
 
 @pytest.fixture(scope="session")
