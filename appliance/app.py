@@ -9,6 +9,7 @@ import socket
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -26,9 +27,7 @@ from appliance.probes.affinity import AFFINITY_FILE, CredentialAffinity
 from appliance.probes.base import Probe, ProbeContext
 from appliance.probes.heartbeat import HeartbeatProbe
 from appliance.probes.http import HttpProbe
-from appliance.probes.snmp.probe import SnmpProbe
-from appliance.probes.ssh import SshProbe
-from appliance.probes.tcpscan import TcpScanProbe
+from appliance.probes.lazy import LazyProbe
 from appliance.quarantine import Quarantine
 from appliance.queue.durable import Journal, Outbox
 from appliance.queue.transport import ecc_client, instance_client
@@ -38,6 +37,9 @@ from appliance.runner import Runner, RunnerSettings
 from appliance.runstats import RunnerStats
 from appliance.status_file import Publisher
 from hardening.sealbox import SealedDir, derive_key
+
+if TYPE_CHECKING:
+    from appliance.probes.snmp.probe import SnmpProbe
 
 
 def registry(*probes: Probe) -> dict[str, Probe]:
@@ -54,16 +56,39 @@ def registry(*probes: Probe) -> dict[str, Probe]:
 def default_probes(
     status: Callable[[], Mapping[str, str]], limits: Limits, *extra: Probe
 ) -> dict[str, Probe]:
-    """Every probe this appliance was built to run, by topic (plus ``extra``, e.g. the config push)."""
-    snmp = SnmpProbe.from_limits(limits)
+    """Every probe this appliance was built to run, by topic (plus ``extra``, e.g. the config push).
+
+    SSH, SNMP and TCP discovery are imported on their first job: an appliance that never runs one does
+    not hold its code (heartbeat and HTTP share modules the queue client has loaded anyway). Shazzam's
+    SNMP scanner opens sessions through the SNMP probe's opener, so a Shazzam job builds that probe too.
+    """
+    snmp: LazyProbe[SnmpProbe] = LazyProbe("snmp", ("SNMP",), lambda: _snmp_probe(limits))
     return registry(
         HeartbeatProbe(status),
         HttpProbe(),
-        SshProbe.from_limits(limits),
+        LazyProbe("ssh", ("SSHCommand", "SSHCommandLong"), lambda: _ssh_probe(limits)),
         snmp,
-        TcpScanProbe.from_limits(limits, snmp=snmp.opener),
+        LazyProbe("tcp", ("Shazzam",), lambda: _tcp_probe(limits, snmp)),
         *extra,
     )
+
+
+def _snmp_probe(limits: Limits) -> SnmpProbe:
+    from appliance.probes.snmp.probe import SnmpProbe
+
+    return SnmpProbe.from_limits(limits)
+
+
+def _ssh_probe(limits: Limits) -> Probe:
+    from appliance.probes.ssh import SshProbe
+
+    return SshProbe.from_limits(limits)
+
+
+def _tcp_probe(limits: Limits, snmp: LazyProbe[SnmpProbe]) -> Probe:
+    from appliance.probes.tcpscan import TcpScanProbe
+
+    return TcpScanProbe.from_limits(limits, snmp=snmp.probe().opener)
 
 
 def config_facts(config: Config) -> ConfigFacts:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 import pytest
@@ -10,7 +13,10 @@ from appliance.app import default_probes, registry
 from appliance.dispatch import rerun_safe
 from appliance.limits import Limits
 from appliance.probes.heartbeat import HeartbeatProbe
+from appliance.probes.lazy import LazyProbe
 from appliance.queue.records import OutputRecord
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def record(topic: str, **params: str) -> OutputRecord:
@@ -52,3 +58,28 @@ def test_two_probes_cannot_claim_one_topic() -> None:
 )
 def test_rerun_safety_is_the_probes_answer(topic: str, params: dict[str, str], safe: bool) -> None:
     assert rerun_safe(record(topic, **params), default_probes(lambda: {}, Limits())) is safe
+
+
+def test_ssh_snmp_and_discovery_are_imported_on_their_first_job() -> None:
+    # A fresh interpreter: this test process has imported every probe long ago.
+    script = (
+        "import sys\n"
+        "from appliance.app import default_probes\n"
+        "from appliance.limits import Limits\n"
+        "heavy = ('appliance.probes.ssh', 'appliance.probes.snmp.probe', 'appliance.probes.tcpscan', 'paramiko')\n"
+        "probes = default_probes(lambda: {}, Limits())\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "probes['Shazzam'].rerun_safe({})\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.splitlines()
+    assert out == ["[]", "['appliance.probes.snmp.probe', 'appliance.probes.tcpscan']"]
+
+
+def test_a_lazy_probe_that_builds_another_topic_is_a_wiring_error() -> None:
+    lazy = LazyProbe("heartbeat", ("Heartbeat",), lambda: HeartbeatProbe(lambda: {}))
+    with pytest.raises(ValueError, match="built heartbeat"):
+        lazy.rerun_safe({})
+    assert not lazy.loaded
