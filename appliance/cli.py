@@ -133,6 +133,8 @@ def main(
     if handler is None:
         parser.print_help(stderr)
         return EXIT_USAGE
+    # Every command's parser, help text included, is garbage once parsed; ``run`` lives for months.
+    del parser
     verbosity = args.verbose - args.quiet
     from appliance.logsetup import configure
 
