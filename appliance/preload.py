@@ -4,7 +4,7 @@ After ``hardening.runas`` changes identity, the process can no longer read what 
 frozen binary unpacks its modules into a private (0700, root's) directory, and a Python installed
 under ``/root`` keeps its standard library there. midbox imports much of its code lazily (a short
 start for every command), so a module first needed after the switch would fail to load ("No module
-named 'ctypes'", or pysnmp's MIB files at the first SNMPv3 job). So, while still root:
+named 'ctypes'", or paramiko's native parts at the first SSH job). So, while still root:
 
 1. the frozen binary's unpacked tree is made traversable and readable by others: it holds only the
    binary's own public contents, stays owned by root and is never writable by anyone else;
@@ -36,7 +36,6 @@ _LAZY = (
     "paramiko",
     "cryptography.x509",
     "cryptography.hazmat.primitives.serialization",
-    "pysnmp.hlapi.v3arch.asyncio",
 )
 _OTHER_PLATFORM = ("winacl", "winscm", "winservice", "dpapi")
 

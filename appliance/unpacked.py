@@ -1,8 +1,8 @@
 """The frozen binary's unpacked folder, kept whole for as long as the appliance runs.
 
 A onefile binary unpacks its libraries into a temporary folder at start (``sys._MEIPASS``) and an
-idle appliance loads some of them only when first needed: paramiko's and pysnmp's native parts at
-the first SSH or SNMP job. Temp cleaners remove files nobody has read for a while
+idle appliance loads some of them only when first needed: paramiko's native parts at the first
+SSH job. Temp cleaners remove files nobody has read for a while
 (systemd-tmpfiles' age rule on ``/tmp``, 10 days on Debian 13 and RHEL, also inside a unit's
 ``PrivateTmp``; Windows Storage Sense), and a job days later would then fail to load its probe.
 So, while the appliance runs, a watch

@@ -224,6 +224,15 @@ RULES = (
         "export there) so hardening can change its insides",
     ),
     Rule(
+        "the runtime speaks SNMP on its own codec",
+        lambda imp: (
+            (_under(imp.importer, "appliance") or _under(imp.importer, "hardening"))
+            and any(_under(imp.target, lib) for lib in ("pysnmp", "pyasn1"))
+        ),
+        "v1, v2c and v3 run on appliance.probes.snmp's strict codec and the binary excludes pysnmp and "
+        "pyasn1 (build/midbox.spec); pysnmp is the tests' oracle only (tests/support/pysnmp_oracle.py)",
+    ),
+    Rule(
         "appliance.interfaces is a leaf",
         lambda imp: imp.importer == "appliance.interfaces" and _under(imp.target, "appliance"),
         "the shared interfaces are imported by config, credentials, probes and the runner alike; if "
@@ -312,6 +321,8 @@ BROKEN_TREE = {
     "appliance/queue/b.py": "from . import a\n",
     "appliance/probes/__init__.py": "",
     "appliance/probes/p.py": "from ..queue import a\n",
+    "appliance/probes/s.py": "def f():\n    from pysnmp.hlapi.v3arch.asyncio import get_cmd\n",
+    "hardening/asn.py": "import pyasn1.codec.ber\n",
     "devinstance/__init__.py": "",
     "devinstance/server.py": "",
 }
@@ -331,6 +342,10 @@ def test_the_rules_catch_a_broken_tree(tmp_path: Path) -> None:
         "probes do not reach the queue": [("appliance.probes.p", "appliance.queue.a")],
         "devinstance never ships": [("appliance.devuse", "devinstance.server")],
         "hardening's private modules stay private": [("appliance.devuse", "hardening._secret")],
+        "the runtime speaks SNMP on its own codec": [
+            ("appliance.probes.s", "pysnmp.hlapi.v3arch.asyncio"),
+            ("hardening.asn", "pyasn1.codec.ber"),
+        ],
         "appliance.interfaces is a leaf": [],
     }
     assert back_edges(tmp_path) == {

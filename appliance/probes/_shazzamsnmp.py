@@ -4,8 +4,8 @@ The job carries no credential (a real one does not): ``credchoice`` gives the al
 covering (snmp, address, port), tried in order, affinity first. Each is sent ``SNMP_taps`` times,
 ``SNMP_tapIntervalMS`` apart, and waits that long for the answer to any tap; silence counts as the
 agent refusing that community (v2c agents drop a wrong community without a word), so the next one is
-tried. Sessions open through the SNMP probe's own ``SessionOpener`` (v2c over midbox's BER codec, v1
-and v3 through its one pysnmp engine); a v1 community is tried only where the rule says ``snmp_v1``.
+tried. Sessions open through the SNMP probe's own ``SessionOpener`` (v1, v2c and v3 over midbox's own
+BER codec); a v1 community is tried only where the rule says ``snmp_v1``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ SYS_DESCR = (1, 3, 6, 1, 2, 1, 1, 1, 0)
 
 
 class SnmpScanner:
-    """The SNMP scanner of one Shazzam job, on the opener (and engine) of the appliance's SNMP probe."""
+    """The SNMP scanner of one Shazzam job, on the session opener of the appliance's SNMP probe."""
 
     def __init__(self, ctx: ProbeContext, job: Job, opener: SessionOpener) -> None:
         self._ctx = ctx

@@ -42,7 +42,8 @@ NOTES = """## How each group is measured
    default max-repetitions (10) against midbox's 50. The GET rows raise the per-agent cap to the
    number in flight. snmpsim agents serve a synthetic switch (system group and a 24-port ifTable).
    The "one lane" and "through pysnmp" rows show where a walk's time goes: the same walk without
-   concurrent subtrees, and through pysnmp instead of the own codec (`fast_v2c`, `fast_v3` off).
+   concurrent subtrees, and through pysnmp (the tests' oracle; the binary has no pysnmp) instead of
+   the own codec.
 4. **ssh**: both sides log in as the same user with the same ed25519 key (key, not password: with a
    password sshd would hash it, which would dominate both figures) and run `true`; `ssh` with a
    known-hosts file, no agent. The two sides do not negotiate the same key exchange: OpenSSH 9.2's

@@ -27,7 +27,7 @@ from appliance.errors import ConfigError, InstanceError, PayloadError
 from appliance.limits import MAX_PAYLOAD_BYTES
 from appliance.payload import parse_parameters
 from appliance.probes.http import HttpProbe
-from appliance.probes.snmp.ber import REPORT, BerError, decode_response
+from appliance.probes.snmp.ber import REPORT, V1, BerError, decode_response
 from appliance.probes.snmp.usm import UsmKeys, decode_message
 from appliance.probes.ssh import SshProbe
 from appliance.queue.records import parse_output
@@ -170,10 +170,12 @@ def audit_checkpoint(data: bytes) -> None:
 
 
 def snmp_message(data: bytes) -> None:
-    """An agent's datagram as the v2c and the v3 decoder see it; a v3 message that passes is authentic
+    """An agent's datagram as the v1, v2c and v3 decoders see it; a v3 message that passes is authentic
     under the test keys, or an unauthenticated Report (the only thing accepted without a digest)."""
     with contextlib.suppress(BerError):
         decode_response(data)
+    with contextlib.suppress(BerError):
+        decode_response(data, V1)
     try:
         message = decode_message(data, SNMP_KEYS)
     except BerError:

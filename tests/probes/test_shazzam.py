@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import socket
@@ -435,6 +436,26 @@ def test_snmp_scanner_with_a_usm_credential(tmp_path: Path, snmpd: SnmpServer) -
     assert host.value("snmp.snmp.result") == "open" and (host.value("snmp.snmp.sysDescr") or "").startswith(
         "Linux"
     )
+
+
+def test_snmp_scanner_with_a_v1_community_only_where_the_rule_allows_v1(
+    tmp_path: Path, snmpd: SnmpServer
+) -> None:
+    """The scanner's v1 goes through the same opener (midbox's own codec since pysnmp left the binary)."""
+    creds = MemCredentials(
+        MemCredential("v1", "snmp-community", None, (snmpd.community.encode(),), {"version": "1"}),
+        MemCredential("v1bad", "snmp-community", None, (b"wrong-community",), {"version": "1"}),
+    )
+    plain = rule("127.0.0.1/32", ("snmp",), ((snmpd.port, snmpd.port),), ("v1bad", "v1"))
+    params = {"SNMP_taps": "1", "SNMP_tapIntervalMS": "200"}
+    c = ctx(tmp_path, plain, creds=creds)
+    assert run(job(snmp_spec(snmpd.port), ["127.0.0.1"], **params), c) == {}  # never tried without snmp_v1
+    assert attempts(c) == [("v1bad", "rejected"), ("v1", "rejected")]
+    c = ctx(tmp_path, dataclasses.replace(plain, snmp_v1=True), creds=creds)
+    host = run(job(snmp_spec(snmpd.port), ["127.0.0.1"], **params), c)["127.0.0.1"]
+    assert host.value("snmp.snmp.result") == "open"
+    assert (host.value("snmp.snmp.sysDescr") or "").startswith("Linux")
+    assert attempts(c) == [("v1bad", "rejected"), ("v1", "accepted")]
 
 
 def test_snmp_without_an_answer_is_timed_out_and_the_address_dead(tmp_path: Path, snmpd: SnmpServer) -> None:

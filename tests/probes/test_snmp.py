@@ -1,4 +1,4 @@
-"""The SNMP probe against a real net-snmp snmpd on 127.0.0.1 (v2c and v3 authPriv)."""
+"""The SNMP probe against a real net-snmp snmpd on 127.0.0.1 (v1, v2c and v3 authPriv)."""
 
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
 SYS_LOCATION = "1.3.6.1.2.1.1.6.0"
 
 
-@pytest.fixture(autouse=True, params=[True, False], ids=["fast-v2c", "pysnmp-v2c"])
+@pytest.fixture(autouse=True, params=[(), ("1", "2c")], ids=["codec", "pysnmp-v1v2c"])
 def v2c_path(request: pytest.FixtureRequest) -> None:
-    """Every test runs with v2c through the built-in codec and through pysnmp."""
-    PROBE_KW["fast_v2c"] = request.param
+    """Every test runs with v1/v2c through the built-in codec and through pysnmp (the tests' oracle)."""
+    PROBE_KW["oracle"] = request.param
 
 
 def sorted_oids(vb: list[tuple[str, str, str]]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The v2c BER codec agrees with pysnmp/pyasn1 and refuses malformed or hostile datagrams."""
+"""The v1/v2c BER codec agrees with pysnmp/pyasn1 and refuses malformed or hostile datagrams."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyasn1.codec.ber import decoder, encoder
-from pysnmp.proto.api import v2c
+from pysnmp.proto.api import v1, v2c
+from pysnmp.proto.proxy.rfc2576 import V1_TO_V2_VALUE_MAP
 
 from appliance.probes.snmp.ber import (
     GET,
     GETBULK,
     GETNEXT,
+    V1,
     BerError,
     _int,
     _oid,
@@ -22,7 +24,7 @@ from appliance.probes.snmp.ber import (
     decode_response,
     encode_request,
 )
-from appliance.probes.snmp.values import normalize
+from tests.support.pysnmp_oracle import normalize
 
 oids = st.builds(
     lambda first, second, rest: (first, second % 40 if first < 2 else second, *rest),
@@ -113,6 +115,8 @@ def test_encoder_is_understood_by_pyasn1(
 def test_random_bytes_only_raise_ber_error(data: bytes) -> None:
     with contextlib.suppress(BerError):
         decode_response(data)
+    with contextlib.suppress(BerError):
+        decode_response(data, V1)
 
 
 @settings(max_examples=500, deadline=None)
@@ -188,3 +192,133 @@ def test_values_and_oids_at_length_form_boundaries_agree_with_pysnmp(size: int) 
     ours = decode_response(pysnmp_response(9, b"c", 0, 0, vbs)).varbinds
     assert [oid for oid, _ in ours] == [tuple(o) for o, _ in vbs]
     assert [value for _, value in ours] == [normalize(v) for _, v in vbs]
+
+
+# ---- SNMPv1: the same layout with version 0, RFC 1157's value types only --------------------------
+
+v1_values = st.one_of(
+    st.integers(-(2**31), 2**31 - 1).map(v1.Integer),
+    st.binary(max_size=80).map(v1.OctetString),
+    st.just(v1.Null("")),
+    oids.map(v1.ObjectIdentifier),
+    st.binary(min_size=4, max_size=4).map(v1.IpAddress),
+    st.integers(0, 2**32 - 1).map(v1.Counter),
+    st.integers(0, 2**32 - 1).map(v1.Gauge),
+    st.integers(0, 2**32 - 1).map(v1.TimeTicks),
+    st.binary(max_size=20).map(v1.Opaque),
+)
+
+
+def pysnmp_v1_response(
+    request_id: int, community: bytes, status: int, index: int, vbs: list[tuple[Any, Any]]
+) -> bytes:
+    pdu = v1.GetResponsePDU()
+    v1.apiPDU.set_defaults(pdu)
+    v1.apiPDU.set_request_id(pdu, request_id)
+    v1.apiPDU.set_error_status(pdu, status)
+    v1.apiPDU.set_error_index(pdu, index)
+    v1.apiPDU.set_varbinds(pdu, vbs)
+    msg = v1.Message()
+    v1.apiMessage.set_defaults(msg)
+    v1.apiMessage.set_community(msg, community)
+    v1.apiMessage.set_pdu(msg, pdu)
+    return bytes(encoder.encode(msg))
+
+
+def as_pysnmp_gave_it(value: Any) -> Any:
+    """What the probe got from pysnmp for a v1 value: pysnmp turned v1 PDUs into v2c ones (RFC 2576)."""
+    return normalize(V1_TO_V2_VALUE_MAP[value.tagSet].clone(value))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 2**31 - 1),
+    st.binary(max_size=40),
+    st.integers(0, 5),
+    st.integers(0, 50),
+    st.lists(st.tuples(oids, v1_values), max_size=30),
+)
+def test_v1_decoder_agrees_with_pysnmp(
+    rid: int, community: bytes, status: int, index: int, vbs: list[Any]
+) -> None:
+    wire = pysnmp_v1_response(rid, community, status, index, vbs)
+    ours = decode_response(wire, V1)
+    assert (ours.request_id, ours.community, ours.error_status, ours.error_index) == (
+        rid,
+        community,
+        status,
+        index,
+    )
+    assert [oid for oid, _ in ours.varbinds] == [tuple(o) for o, _ in vbs]
+    assert [value for _, value in ours.varbinds] == [as_pysnmp_gave_it(v) for _, v in vbs]
+    with pytest.raises(BerError, match="not an SNMPv2c message"):
+        decode_response(wire)  # and a v1 answer is never taken for a v2c one
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([GET, GETNEXT]),
+    st.integers(1, 2**31 - 1),
+    st.binary(max_size=40),
+    st.lists(oids, min_size=1, max_size=10),
+)
+def test_v1_encoder_is_understood_by_pyasn1(
+    pdu: int, rid: int, community: bytes, oid_list: list[Any]
+) -> None:
+    wire = encode_request(pdu, rid, community, tuple(oid_list), version=V1)
+    msg, rest = decoder.decode(wire, asn1Spec=v1.Message())
+    assert rest == b""
+    assert int(v1.apiMessage.get_version(msg)) == 0
+    assert bytes(v1.apiMessage.get_community(msg)) == community
+    decoded = v1.apiMessage.get_pdu(msg)
+    expected = v1.GetRequestPDU if pdu == GET else v1.GetNextRequestPDU
+    assert decoded.tagSet == expected.tagSet
+    assert int(v1.apiPDU.get_request_id(decoded)) == rid
+    assert [tuple(o) for o, _ in v1.apiPDU.get_varbinds(decoded)] == [tuple(o) for o in oid_list]
+
+
+def test_v1_has_no_getbulk() -> None:
+    with pytest.raises(ValueError, match="GetBulk"):
+        encode_request(GETBULK, 1, b"c", ((1, 3, 6),), 0, 10, version=V1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(oids, v1_values), min_size=1, max_size=5), st.data())
+def test_mutated_v1_responses_decode_or_raise_ber_error(vbs: list[Any], data: st.DataObject) -> None:
+    wire = bytearray(pysnmp_v1_response(7, b"public", 0, 0, vbs))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(wire) - 1))
+        wire[i] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(wire)))
+    with contextlib.suppress(BerError):
+        decode_response(bytes(wire[:cut]), V1)
+
+
+def build_v(version: int, varbind_body: bytes) -> bytes:
+    pdu = _tlv(0xA2, _int(1) + _int(0) + _int(0) + _tlv(0x30, _tlv(0x30, varbind_body)))
+    return _tlv(0x30, _int(version) + _tlv(0x04, b"c") + pdu)
+
+
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [
+        (_tlv(0x46, b"\x01\x00\x00\x00\x00"), "Counter64"),
+        (_tlv(0x80, b""), "noSuchObject"),
+        (_tlv(0x81, b""), "noSuchInstance"),
+        (_tlv(0x82, b""), "endOfMibView"),
+    ],
+    ids=["Counter64", "noSuchObject", "noSuchInstance", "endOfMibView"],
+)
+def test_v2_only_values_are_refused_in_v1(value: bytes, name: str) -> None:
+    body = _oid((1, 3, 6, 1)) + value
+    assert decode_response(build_v(1, body)).varbinds[0][1][0] == name  # fine in v2c
+    with pytest.raises(BerError, match=f"{name} in an SNMPv1 message"):
+        decode_response(build_v(0, body), V1)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, -1])
+def test_v1_decoder_wants_version_0(version: int) -> None:
+    body = _oid((1, 3, 6, 1)) + _int(5)
+    assert decode_response(build_v(0, body), V1).varbinds == (((1, 3, 6, 1), ("Integer32", 5)),)
+    with pytest.raises(BerError, match="not an SNMPv1 message"):
+        decode_response(build_v(version, body), V1)

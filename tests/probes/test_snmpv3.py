@@ -30,6 +30,7 @@ from appliance.probes.snmp.v3 import V3Channel
 from hardening.policy import Policy
 from tests.daemons import SnmpServer
 from tests.probes.conftest import MemCredential, MemCredentials, loopback_rule, make_ctx
+from tests.support.pysnmp_oracle import PysnmpOracle
 from tests.support.snmp import ctx_for, job, run, varbinds
 from tests.support.snmp_relay import relay
 
@@ -101,7 +102,9 @@ def test_another_users_keys_do_not_verify() -> None:
 def test_built_in_v3_walk_matches_pysnmp(snmpd: SnmpServer, tmp_path: Path, alias: str) -> None:
     spec = "walk 1.3.6.1.2.1.1"
     ours = varbinds(run(job(snmpd, spec, alias, "3"), ctx_for(snmpd, tmp_path), SnmpProbe()))
-    theirs = varbinds(run(job(snmpd, spec, alias, "3"), ctx_for(snmpd, tmp_path), SnmpProbe(fast_v3=False)))
+    theirs = varbinds(
+        run(job(snmpd, spec, alias, "3"), ctx_for(snmpd, tmp_path), SnmpProbe(legacy=PysnmpOracle({"3"})))
+    )
     uptime = "1.3.6.1.2.1.1.3."  # ticks between the two walks
     assert len(ours) > 10
     assert [v for v in ours if not v[0].startswith(uptime)] == [

@@ -1,7 +1,8 @@
-"""A raw UDP SNMPv2c agent on 127.0.0.1 that misbehaves on cue (the hostile-target kit).
+"""A raw UDP SNMPv1/v2c agent on 127.0.0.1 that misbehaves on cue (the hostile-target kit).
 
-It understands just enough of a request (request id, community, PDU type, first OID) to answer it
-the way a hostile or broken agent would. Every mode answers a walk forever unless ``varbinds`` ends
+It understands just enough of a request (version, request id, community, PDU type, first OID) to
+answer it the way a hostile or broken agent would, in the request's version unless ``reply_version``
+says otherwise; ``status`` is the error-status (and index 1) every answer carries. Every mode answers a walk forever unless ``varbinds`` ends
 it; the agent counts the requests it saw and the bytes it sent, so a test can show where the
 appliance stopped asking.
 
@@ -12,6 +13,8 @@ Modes:
 - ``garbage``: answers that are not BER, then nothing
 - ``spoof``: answers with another request id and community (never the awaited answer)
 - ``flood``: ``flood`` copies of a huge answer per request
+- ``counter64``: each answer's value is a Counter64 (a type SNMPv1 does not have)
+- ``exception``: each answer's value is endOfMibView (v2c's exception; SNMPv1 has none)
 """
 
 from __future__ import annotations
@@ -34,20 +37,22 @@ from appliance.probes.snmp.ber import (
     _tlv,
 )
 
-MODES = ("huge", "loop", "garbage", "spoof", "flood")
+MODES = ("huge", "loop", "garbage", "spoof", "flood", "counter64", "exception")
 
 
 @dataclass
 class AgentStats:
     requests: int = 0
     sent_bytes: int = 0
+    pdus: set[int] = field(default_factory=set)  # the PDU tags of the requests seen
     errors: list[str] = field(default_factory=list)
 
 
-def parse_request(buf: bytes) -> tuple[int, bytes, int, Oid]:
-    """(request id, community, PDU tag, first OID) of a v2c request; raises on anything else."""
+def parse_request(buf: bytes) -> tuple[int, int, bytes, int, Oid]:
+    """(version, request id, community, PDU tag, first OID) of a v1/v2c request; raises on anything else."""
     start, stop = _expect(buf, 0, len(buf), 0x30)
     s, e = _expect(buf, start, stop, 0x02)
+    version = _signed(buf, s, e)
     s, e = _expect(buf, e, stop, 0x04)
     community = buf[s:e]
     pdu, pdu_start, pdu_stop = _header(buf, e, stop)
@@ -58,23 +63,39 @@ def parse_request(buf: bytes) -> tuple[int, bytes, int, Oid]:
     list_start, list_stop = _expect(buf, pos, pdu_stop, 0x30)
     vb_start, vb_stop = _expect(buf, list_start, list_stop, 0x30)
     s, e = _expect(buf, vb_start, vb_stop, 0x06)
-    return request_id, community, pdu, _decode_oid(buf, s, e)
+    return version, request_id, community, pdu, _decode_oid(buf, s, e)
 
 
-def response(request_id: int, community: bytes, varbinds: list[tuple[Oid, bytes]]) -> bytes:
-    """A v2c Response message whose values are OCTET STRINGs."""
-    body = b"".join(_tlv(0x30, _oid(oid) + _tlv(0x04, value)) for oid, value in varbinds)
-    fields = _int(request_id) + _int(0) + _int(0)
-    return _tlv(0x30, _int(1) + _tlv(0x04, community) + _tlv(RESPONSE, fields + _tlv(0x30, body)))
+def response(
+    request_id: int,
+    community: bytes,
+    varbinds: list[tuple[Oid, bytes]],
+    version: int = 1,
+    status: int = 0,
+    tag: int = 0x04,
+) -> bytes:
+    """A Response message whose values are ``tag`` (OCTET STRING unless told) with the given contents."""
+    body = b"".join(_tlv(0x30, _oid(oid) + _tlv(tag, value)) for oid, value in varbinds)
+    fields = _int(request_id) + _int(status) + _int(1 if status else 0)
+    return _tlv(0x30, _int(version) + _tlv(0x04, community) + _tlv(RESPONSE, fields + _tlv(0x30, body)))
 
 
 class HostileSnmpAgent:
     """One UDP socket, one thread; ``mode`` may be changed between jobs."""
 
-    def __init__(self, mode: str = "huge", value_bytes: int = 60_000, varbinds: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        mode: str = "huge",
+        value_bytes: int = 60_000,
+        varbinds: int = 1_000_000,
+        reply_version: int = -1,
+        status: int = 0,
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.mode = mode
+        self.reply_version = reply_version  # -1: the request's own version
+        self.status = status
         self.value_bytes = value_bytes
         self.varbinds = varbinds  # after this many answers the walk ends (endOfMibView by leaving the root)
         self.flood = 20
@@ -110,22 +131,31 @@ class HostileSnmpAgent:
                 self.stats.errors.append(repr(e))
 
     def _answers(self, data: bytes) -> list[bytes]:
-        request_id, community, _pdu, oid = parse_request(data)
+        version, request_id, community, pdu, oid = parse_request(data)
         self.stats.requests += 1
+        self.stats.pdus.add(pdu)
+        v = version if self.reply_version < 0 else self.reply_version
+
+        def answer(rid: int, comm: bytes, vbs: list[tuple[Oid, bytes]], tag: int = 0x04) -> bytes:
+            return response(rid, comm, vbs, v, self.status, tag)
+
         value = bytes((0x41 + i % 26) for i in range(self.value_bytes))  # printable: no hex doubling
         if self.mode == "garbage":
             return [b"\x30\x84\xff\xff\xff\xff" + value[:100], b"\x00" * 64]
         if self.mode == "spoof":
-            return [response(request_id ^ 0x5A5A, community + b"x", [((*oid, 1), value)])]
+            return [answer(request_id ^ 0x5A5A, community + b"x", [((*oid, 1), value)])]
         if self.mode == "loop":
-            return [response(request_id, community, [(oid, value[:100])])]
+            return [answer(request_id, community, [(oid, value[:100])])]
+        if self.mode == "counter64":
+            return [answer(request_id, community, [((*oid, 1), (2**40).to_bytes(6, "big"))], 0x46)]
+        if self.mode == "exception":
+            return [answer(request_id, community, [((*oid, 1), b"")], 0x82)]
         # The next OID under the asked one, ever deeper: a walk that always advances.
         arc = oid[-1] + 1 if len(oid) > 9 else 1
         nxt = (*oid[:-1], arc) if len(oid) > 9 else (*oid, 1, 1, 1, 1)
         if self.stats.requests > self.varbinds:
             nxt = (1, 3, 6, 1, 6, 9)  # outside any root asked for: the walk ends
-        answer = response(request_id, community, [(nxt, value)])
-        return [answer] * (self.flood if self.mode == "flood" else 1)
+        return [answer(request_id, community, [(nxt, value)])] * (self.flood if self.mode == "flood" else 1)
 
 
 @contextmanager

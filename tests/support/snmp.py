@@ -13,12 +13,15 @@ from appliance.probes.snmp.probe import SnmpProbe
 from hardening.policy import Policy
 from tests.daemons import SnmpServer
 from tests.probes.conftest import MemCredential, MemCredentials, loopback_rule, make_ctx, make_job
+from tests.support.pysnmp_oracle import PysnmpOracle
 
-PROBE_KW: dict[str, bool] = {}
+# The versions new probes send through the pysnmp oracle (none: all on the built-in codec).
+PROBE_KW: dict[str, tuple[str, ...]] = {"oracle": ()}
 
 
 def new_probe(**kw: int) -> SnmpProbe:
-    return SnmpProbe(**kw, fast_v2c=PROBE_KW["fast_v2c"])
+    versions = PROBE_KW["oracle"]
+    return SnmpProbe(**kw, legacy=PysnmpOracle(versions) if versions else None)
 
 
 def creds(s: SnmpServer) -> MemCredentials:

@@ -1,9 +1,13 @@
-"""A strict, bounded BER codec for SNMPv2c messages and the PDUs SNMPv3 carries (RFC 3416, RFC 2578).
+"""A strict, bounded BER codec for SNMPv1/v2c messages and the PDUs SNMPv3 carries (RFC 1157, RFC 3416,
+RFC 2578).
 
-Why not pysnmp for v2c: pyasn1's generic decoder costs ~70 us per varbind, which made a full-tree
-walk 7x slower than net-snmp. This decoder understands exactly one message shape and refuses
-everything else: definite lengths of at most 4 octets, no trailing bytes, known tags only,
-sub-identifiers and integers within their SMI ranges. The v3 envelope and USM are in ``usm``.
+Why not pysnmp: pyasn1's generic decoder costs ~70 us per varbind, which made a full-tree walk 7x
+slower than net-snmp, and it is a large parser to expose to hostile agents. This decoder understands
+exactly one message shape and refuses everything else: definite lengths of at most 4 octets, no
+trailing bytes, known tags only, sub-identifiers and integers within their SMI ranges. SNMPv1 has the
+same message layout with version 0; its values are the v2c types minus Counter64 and the three
+exception values (RFC 1157 has neither), which a v1 response may not carry. The v3 envelope and USM
+are in ``usm``.
 """
 
 from __future__ import annotations
@@ -35,11 +39,14 @@ _VALUE_TAGS = {
     0x82: "endOfMibView",
 }
 _UNSIGNED32 = frozenset({0x41, 0x42, 0x43})
+# Value types RFC 1157 does not have: a v1 response carrying one is not a v1 response.
+_NOT_V1 = frozenset({"Counter64", "noSuchObject", "noSuchInstance", "endOfMibView"})
+V1, V2C = 0, 1  # the msgVersion field of the community-based message
 _SMALL_INTS = frozenset({0x02, 0x41, 0x42, 0x43})
 
 
 class BerError(ProbeError):
-    """A datagram that is not a well-formed SNMPv2c response."""
+    """A datagram that is not a well-formed SNMPv1/v2c response."""
 
 
 @dataclass(frozen=True)
@@ -92,9 +99,18 @@ def encode_request(
     oids: tuple[Oid, ...],
     non_repeaters: int = 0,
     max_repetitions: int = 0,
+    version: int = V2C,
 ) -> bytes:
-    """A v2c GET, GETNEXT or GETBULK message asking for ``oids``."""
-    body = _int(1) + _tlv(0x04, community) + encode_pdu(pdu, request_id, oids, non_repeaters, max_repetitions)
+    """A v2c GET, GETNEXT or GETBULK message asking for ``oids`` (v1: GET or GETNEXT only)."""
+    if version == V1 and pdu == GETBULK:
+        raise ValueError("SNMPv1 has no GetBulkRequest")
+    if version not in (V1, V2C):
+        raise ValueError("community-based SNMP is version 0 (v1) or 1 (v2c)")
+    body = (
+        _int(version)
+        + _tlv(0x04, community)
+        + encode_pdu(pdu, request_id, oids, non_repeaters, max_repetitions)
+    )
     return _tlv(0x30, body)
 
 
@@ -212,19 +228,23 @@ def _value(buf: bytes, tag: int, start: int, stop: int) -> Value:
     return name, None
 
 
-def decode_response(buf: bytes) -> Response:
-    """Decode one v2c Response message; BerError for anything else."""
+def decode_response(buf: bytes, version: int = V2C) -> Response:
+    """Decode one Response message of ``version`` (``V1`` or ``V2C``); BerError for anything else."""
     if len(buf) > MAX_MESSAGE_BYTES:
         raise BerError("SNMP message too large")
     start, stop = _expect(buf, 0, len(buf), 0x30)
     if stop != len(buf):
         raise BerError("trailing bytes after SNMP message")
     s, e = _expect(buf, start, stop, 0x02)
-    if _signed(buf, s, e) != 1:
-        raise BerError("not an SNMPv2c message")
+    if _signed(buf, s, e) != version:
+        raise BerError("not an SNMPv1 message" if version == V1 else "not an SNMPv2c message")
     s, e = _expect(buf, e, stop, 0x04)
     community = buf[s:e]
     _, request_id, status, index, varbinds = decode_pdu(buf, e, stop, (RESPONSE,))
+    if version == V1:
+        for _, (kind, _) in varbinds:
+            if kind in _NOT_V1:
+                raise BerError(f"{kind} in an SNMPv1 message")
     return Response(request_id, community, status, index, varbinds)
 
 

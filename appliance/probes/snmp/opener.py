@@ -1,46 +1,62 @@
 """Opening SNMP sessions, shared by the SNMP probe and Shazzam's SNMP scanner.
 
-One ``SessionOpener`` per event loop owns the pysnmp engine (v1, v3, and v2c when the fast path is off)
-and the key that derives pysnmp's community index; v2c goes through the fast BER channel. Both callers
-decide the same way which SNMP version a credential speaks, whether the rule allows SNMPv1, and whether
-an unanswered request means the agent refused the credential.
+Every version runs on midbox's own codec: v1 and v2c on the community channel (``v2c``, message
+version 0 or 1), v3 on the USM channel (``v3``). One ``SessionOpener`` per event loop owns the USM
+key cache and the book of agents' engine ids. Both callers decide the same way which SNMP version a
+credential speaks, whether the rule allows SNMPv1, and whether an unanswered request means the agent
+refused the credential.
+
+``legacy`` is a seam for the tests and the benchmark only: an opener of another SNMP stack (pysnmp,
+in tests/support) that takes the versions it names, so the same job can be run through both and the
+results compared. The appliance never passes one, and the binary carries no other stack.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-from typing import Any
+from typing import Protocol
 
 from appliance.errors import ProbeError
 from appliance.interfaces import Credential
 from appliance.probes.base import ProbeContext
+from appliance.probes.snmp.ber import V1, V2C
 from appliance.probes.snmp.keys import UsmKeyCache
-from appliance.probes.snmp.session import (
-    FastV2cSession,
-    PysnmpSession,
-    Session,
-    community_of,
-    pysnmp_auth,
-    usm_settings,
-)
+from appliance.probes.snmp.session import ChannelSession, Session, community_of, usm_settings
 from appliance.probes.snmp.v2c import V2cChannel
 from appliance.probes.snmp.v3 import EngineBook, V3Channel
 from hardening.policy import IPAddress
 
 
-class SessionOpener:
-    """Opens sessions to agents; ``aclose`` releases the pysnmp engine if one was started."""
+class LegacyOpener(Protocol):
+    """Sessions through another SNMP stack for the versions in ``versions`` (tests' oracle only)."""
 
-    def __init__(self, *, fast_v2c: bool = True, fast_v3: bool = True) -> None:
-        self._fast_v2c = fast_v2c
-        self._fast_v3 = fast_v3
+    versions: frozenset[str]
+
+    async def open(
+        self,
+        credential: Credential,
+        alias: str,
+        version: str,
+        address: IPAddress,
+        port: int,
+        *,
+        timeout_s: float,
+        retries: int,
+        sem: asyncio.Semaphore,
+        where: str,
+        index: int,
+    ) -> Session: ...
+
+    async def aclose(self) -> None: ...
+
+
+class SessionOpener:
+    """Opens sessions to agents; ``aclose`` releases what a ``legacy`` opener holds."""
+
+    def __init__(self, *, legacy: LegacyOpener | None = None) -> None:
         self._keys = UsmKeyCache()
         self._engines = EngineBook()
-        self._engine: Any = None
-        # pysnmp caches a community by its index and ignores a new secret under an old index, so the
-        # index is derived from alias and secret under a key that lives only as long as this opener.
-        self._index_key = secrets.token_bytes(32)
+        self._legacy = legacy
 
     async def open(
         self,
@@ -57,17 +73,32 @@ class SessionOpener:
         index: int = 0,
         lanes: int = 1,
     ) -> Session:
-        if version == "2c" and self._fast_v2c:
+        if self._legacy is not None and version in self._legacy.versions:
+            return await self._legacy.open(
+                credential,
+                alias,
+                version,
+                address,
+                port,
+                timeout_s=timeout_s,
+                retries=retries,
+                sem=sem,
+                where=where,
+                index=index,
+            )
+        if version in ("1", "2c"):
             community = community_of(credential, alias, index)
-            channel = V2cChannel(address, port, community, timeout_s, retries, where)
+            wire = V1 if version == "1" else V2C
+            channel = V2cChannel(address, port, community, timeout_s, retries, where, wire)
             await channel.open()
-            return FastV2cSession(channel, sem, where, lanes)
-        if version == "3" and self._fast_v3:
+            return ChannelSession(channel, sem, where, lanes, v1=version == "1")
+        if version == "3":
             settings = usm_settings(credential, alias)
             v3 = V3Channel(
                 address,
                 port,
                 self._keys.maker(settings),
+                # Cisco's v3 form of community indexing is the context "vlan-N".
                 f"vlan-{index}".encode() if index else b"",
                 timeout_s,
                 retries,
@@ -75,24 +106,14 @@ class SessionOpener:
                 self._engines,
             )
             await v3.open()
-            return FastV2cSession(v3, sem, where, lanes)
-        auth = pysnmp_auth(credential, alias, version, self._index_key, index)
-        from pysnmp.hlapi.v3arch.asyncio import SnmpEngine, Udp6TransportTarget, UdpTransportTarget
-
-        if self._engine is None:
-            self._engine = SnmpEngine()
-        cls = Udp6TransportTarget if address.version == 6 else UdpTransportTarget
-        target = await cls.create((str(address), port), timeout=timeout_s, retries=retries)
-        # Cisco's v3 form of community indexing is the context "vlan-N".
-        context = f"vlan-{index}" if version == "3" and index else ""
-        return PysnmpSession(
-            self._engine, auth, target, sem, where, timeout_s, retries, v1=version == "1", context=context
+            return ChannelSession(v3, sem, where, lanes)
+        raise ProbeError(
+            f"SNMP version {version!r} is not one of 1, 2c, 3: set the job's version to one of them"
         )
 
     async def aclose(self) -> None:
-        if self._engine is not None:
-            self._engine.close_dispatcher()
-            self._engine = None
+        if self._legacy is not None:
+            await self._legacy.aclose()
 
 
 def credential_version(credential: Credential, alias: str, asked: str | None = None) -> str:

@@ -7,11 +7,11 @@ covering allow rule says ``snmp_v1 = true``. Credentials come from ``credchoice`
 else the rule's aliases in order; a v1/v2c community the agent never answers, or a v3 unknown user,
 wrong digest or decryption error, moves on to the next one.
 
-v2c goes through a small strict BER codec of our own (``ber``; pyasn1's generic decoder made a
-full walk 7x slower than net-snmp), and so does v3 with our own USM layer (``usm``, ``v3``:
-through pysnmp a full v3 walk took 12x ``snmpbulkwalk -v3``). v1 goes through pysnmp, imported inside
-the probe so the CLI starts fast, with one SnmpEngine per probe instance (so per event loop) created
-on first use; ``fast_v2c=False`` / ``fast_v3=False`` send v2c / v3 through pysnmp too.
+Every version goes through a small strict BER codec of our own (``ber``; pyasn1's generic decoder
+made a full walk 7x slower than net-snmp): v1 and v2c on the community channel (``v2c``), v3 with
+our own USM layer (``usm``, ``v3``: through pysnmp a full v3 walk took 12x ``snmpbulkwalk -v3``).
+The binary carries no pysnmp; the tests keep it as the oracle the codec is compared with, through
+the ``legacy`` seam of ``SessionOpener`` (never passed by the appliance).
 Requests in flight per agent are capped: a burst of hundreds of datagrams
 at one snmpd overflows its UDP receive buffer and turns into timeouts.
 """
@@ -31,6 +31,7 @@ from appliance.mib.oids import Oid
 from appliance.probes.base import Job, ProbeContext
 from appliance.probes.credchoice import explicit_alias, with_credentials
 from appliance.probes.snmp.opener import (
+    LegacyOpener,
     SessionOpener,
     credential_version,
     refused_credential,
@@ -54,7 +55,8 @@ log = logging.getLogger(__name__)
 
 class SnmpProbe:
     """``per_agent`` caps requests in flight to one agent; ``max_repetitions`` sizes each GETBULK;
-    a bulk walk runs in ``walk_lanes`` concurrent ranges (at most ``per_agent``)."""
+    a bulk walk runs in ``walk_lanes`` concurrent ranges (at most ``per_agent``). ``legacy`` is the
+    tests' seam to run some versions through another SNMP stack (see ``opener``)."""
 
     topics = ("SNMP",)
 
@@ -67,20 +69,19 @@ class SnmpProbe:
         per_agent: int = 8,
         max_repetitions: int = 50,
         walk_lanes: int = 4,
-        fast_v2c: bool = True,
-        fast_v3: bool = True,
+        legacy: LegacyOpener | None = None,
     ) -> None:
         if not 1 <= per_agent <= 256 or not 1 <= max_repetitions <= 1000 or not 1 <= walk_lanes <= 256:
             raise ValueError("per_agent and walk_lanes must be 1..256 and max_repetitions 1..1000")
         self._per_agent = per_agent
         self._lanes = min(walk_lanes, per_agent)
         self._max_repetitions = max_repetitions
-        self._opener = SessionOpener(fast_v2c=fast_v2c, fast_v3=fast_v3)
+        self._opener = SessionOpener(legacy=legacy)
         self._agent_slots: dict[tuple[str, int], _AgentSlot] = {}
 
     @property
     def opener(self) -> SessionOpener:
-        """The session opener (and pysnmp engine) this probe owns; Shazzam's SNMP scanner shares it."""
+        """The session opener this probe owns; Shazzam's SNMP scanner shares it."""
         return self._opener
 
     @classmethod

@@ -1,24 +1,23 @@
-"""Request sessions to one agent: pysnmp (v2c or v3) or the fast v2c channel, one walk for both.
+"""Request sessions to one agent over the built-in codec (v1, v2c or v3 channel), one walk for all.
 
-Values come back normalised as ``(type, value)`` (see ``ber.Value``) whichever path fetched them,
-so results look the same for v2c and v3.
+Values come back as ``(type, value)`` (see ``ber.Value``) whichever version fetched them, so results
+look the same for v1, v2c and v3. SNMPv1 reports what v2c marks per varbind as an error of the whole
+PDU; ``ChannelSession`` maps it the way RFC 2576 section 4.1.2.2 does (and as pysnmp did when it
+carried v1): noSuchName to a GetNext is the end of the MIB view, so a walk ends there without an
+error; noSuchName to a Get, and every other error status, is an error naming the status and index.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-from typing import Any
 
 from appliance.credtypes import SNMP_AUTH_PROTOCOLS, SNMP_DEFAULT_AUTH, SNMP_DEFAULT_PRIV, SNMP_PRIV_PROTOCOLS
-from appliance.errors import CredentialRejectedError, ProbeError
+from appliance.errors import ProbeError
 from appliance.interfaces import Credential
 from appliance.mib.oids import Oid, format_oid
 from appliance.mib.table import mib_oids
 from appliance.probes.snmp.ber import GET, GETBULK, GETNEXT, Value
-from appliance.probes.snmp.v2c import NoResponseError, V2cChannel
-from appliance.probes.snmp.values import normalize
+from appliance.probes.snmp.v2c import V2cChannel
 from appliance.probes.snmp.walk import LaneWalk, Sink
 
 # RFC 3416 error-status names for messages.
@@ -133,15 +132,24 @@ class Session:
             raise ProbeError(f"SNMP agent {self._where} answered {name} (index {index})")
 
 
-class FastV2cSession(Session):
-    def __init__(self, channel: V2cChannel, sem: asyncio.Semaphore, where: str, lanes: int = 1) -> None:
+class ChannelSession(Session):
+    """A session on one channel of the built-in codec: v1 or v2c (``V2cChannel``), or v3 (``V3Channel``)."""
+
+    def __init__(
+        self, channel: V2cChannel, sem: asyncio.Semaphore, where: str, lanes: int = 1, *, v1: bool = False
+    ) -> None:
         super().__init__(sem, where, lanes)
         self._channel = channel
+        self._v1 = v1
 
     async def _request(self, pdu: int, oids: tuple[Oid, ...], max_repetitions: int) -> list[Row]:
+        if self._v1 and pdu == GETBULK:
+            raise ProbeError(f"SNMPv1 has no GetBulk (agent {self._where}): walk with GetNext")
         async with self._sem:
             response = await self._channel.request(pdu, oids, 0, max_repetitions)
         self.answered += 1
+        if self._v1 and pdu == GETNEXT and response.error_status == _NO_SUCH_NAME:
+            return []  # SNMPv1's end of the MIB view: a walk ends here
         self._check_status(response.error_status, response.error_index)
         return list(response.varbinds)
 
@@ -149,71 +157,10 @@ class FastV2cSession(Session):
         self._channel.close()
 
 
-class PysnmpSession(Session):
-    def __init__(
-        self,
-        engine: Any,
-        auth: Any,
-        target: Any,
-        sem: asyncio.Semaphore,
-        where: str,
-        timeout_s: float,
-        retries: int,
-        *,
-        v1: bool = False,
-        context: str = "",
-    ) -> None:
-        from pysnmp.hlapi.v3arch.asyncio import ContextData
-
-        super().__init__(sem, where)
-        self._engine = engine
-        self._auth = auth
-        self._target = target
-        self._ctx = ContextData(contextName=context.encode()) if context else ContextData()
-        self._wait_s = timeout_s * (retries + 1) + 1.0
-        self._v1 = v1
-
-    async def _request(self, pdu: int, oids: tuple[Oid, ...], max_repetitions: int) -> list[Row]:
-        from pysnmp.hlapi.v3arch.asyncio import ObjectIdentity, ObjectType, bulk_cmd, get_cmd, next_cmd
-
-        var_binds = [ObjectType(ObjectIdentity(o)) for o in oids]
-        extra: tuple[int, ...] = (0, max_repetitions) if pdu == GETBULK else ()
-        fn = {GET: get_cmd, GETNEXT: next_cmd, GETBULK: bulk_cmd}[pdu]
-        async with self._sem:
-            try:
-                err_ind, err_status, err_index, out = await asyncio.wait_for(
-                    fn(
-                        self._engine, self._auth, self._target, self._ctx, *extra, *var_binds, lookupMib=False
-                    ),
-                    self._wait_s,
-                )
-            except TimeoutError as e:
-                raise NoResponseError(f"no SNMP response from {self._where}") from e
-        if err_ind:
-            raise _indication_error(str(err_ind), self._where)
-        self.answered += 1
-        if self._v1 and pdu == GETNEXT and int(err_status) == _NO_SUCH_NAME:
-            return []  # SNMPv1's end of the MIB view: a walk ends here
-        self._check_status(int(err_status), int(err_index))
-        return [(tuple(int(s) for s in name), normalize(value)) for name, value in out]
-
-
 def row_bytes(oid: Oid, value: Value) -> int:
     """A lower bound of what one varbind adds to the result (its value's octets, its OID's arcs)."""
     data = value[1]
     return len(oid) + (len(data) if isinstance(data, bytes | tuple) else 8)
-
-
-def _indication_error(text: str, where: str) -> ProbeError:
-    """pysnmp's error indication as our error; an authentication failure is the credential's fault."""
-    low = text.lower()
-    if "timeout" in low or "no snmp response" in low:
-        return NoResponseError(
-            f"no SNMP response from {where} (agent down, filtered, or wrong community/user)"
-        )
-    if "digest" in low or "decryption" in low or "unknown user" in low or "username" in low:
-        return CredentialRejectedError(f"SNMPv3 authentication with {where} failed: {text[:120]}")
-    return ProbeError(f"SNMP error with {where}: {text[:160]}")
 
 
 def community_of(credential: Credential, alias: str, index: int = 0) -> bytes:
@@ -224,44 +171,6 @@ def community_of(credential: Credential, alias: str, index: int = 0) -> bytes:
     if not raw:
         raise ProbeError(f"credential {alias!r} has an empty community")
     return raw + b"@" + str(index).encode() if index else raw
-
-
-def pysnmp_auth(credential: Credential, alias: str, version: str, index_key: bytes, index: int = 0) -> Any:
-    """pysnmp CommunityData (v1, v2c) or UsmUserData (v3, authPriv only) for ``credential``."""
-    from pysnmp.hlapi.v3arch.asyncio import CommunityData, UsmUserData
-    from pysnmp.hlapi.v3arch.asyncio import auth as a
-
-    if version in ("1", "2c"):
-        raw = community_of(credential, alias, index)
-        try:
-            community = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ProbeError(f"credential {alias!r}: the community is not UTF-8") from e
-        model = 0 if version == "1" else 1
-        tag = hmac.new(index_key, f"{alias}\0{model}\0".encode() + raw, hashlib.sha256).hexdigest()[:24]
-        # v1 and v2c are what the credential (or the job) asks for; v1 only where a rule allows it.
-        return CommunityData(f"m{tag}", community, mpModel=model)
-    user, auth_name, priv_name, auth_key, priv_key = usm_settings(credential, alias)
-    auth_protocols = {
-        "SHA": a.USM_AUTH_HMAC96_SHA,
-        "SHA-224": a.USM_AUTH_HMAC128_SHA224,
-        "SHA-256": a.USM_AUTH_HMAC192_SHA256,
-        "SHA-384": a.USM_AUTH_HMAC256_SHA384,
-        "SHA-512": a.USM_AUTH_HMAC384_SHA512,
-    }
-    # AES-192/256 with Blumenthal key extension, as net-snmp's "AES-192"/"AES-256".
-    priv_protocols = {
-        "AES": a.USM_PRIV_CFB128_AES,
-        "AES-192": a.USM_PRIV_CFB192_AES_BLUMENTHAL,
-        "AES-256": a.USM_PRIV_CFB256_AES_BLUMENTHAL,
-    }
-    return UsmUserData(
-        user,
-        authKey=auth_key,
-        privKey=priv_key,
-        authProtocol=auth_protocols[auth_name],
-        privProtocol=priv_protocols[priv_name],
-    )
 
 
 def usm_settings(credential: Credential, alias: str) -> tuple[str, str, str, str, str]:

@@ -1,8 +1,9 @@
-"""A minimal asyncio SNMPv2c client over one connected UDP socket per job (``v3`` reuses its socket).
+"""A minimal asyncio SNMPv1/v2c client over one connected UDP socket per job (``v3`` reuses its socket).
 
 The socket is connected to the policy-checked agent address, so the kernel drops datagrams from
-anyone else; a response must also carry our random request id and our community. The agent's load
-is bounded by the caller (the per-agent request cap), not by the socket.
+anyone else; a response must also carry our version, our random request id and our community. The
+agent's load is bounded by the caller (the per-agent request cap), not by the socket. SNMPv1 is the
+same channel with message version 0 (no GetBulk; the caller maps v1's errors, see ``session``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TypeVar
 
 from appliance.errors import ProbeError
 from appliance.probes.snmp.ber import (
+    V2C,
     BerError,
     Oid,
     Response,
@@ -60,13 +62,22 @@ class _Protocol(asyncio.DatagramProtocol):
 
 class V2cChannel:
     """Requests to one agent with one community; ``open`` first, ``close`` always. Several requests may
-    be outstanding at once (a walk's lanes): each waits for datagrams carrying its own id."""
+    be outstanding at once (a walk's lanes): each waits for datagrams carrying its own id.
+    ``version`` is the message version: ``ber.V2C`` (1), or ``ber.V1`` (0) for SNMPv1."""
 
     def __init__(
-        self, address: IPAddress, port: int, community: bytes, timeout_s: float, retries: int, where: str
+        self,
+        address: IPAddress,
+        port: int,
+        community: bytes,
+        timeout_s: float,
+        retries: int,
+        where: str,
+        version: int = V2C,
     ) -> None:
         self._remote = (str(address), port)
         self._community = community
+        self._version = version
         self._timeout_s = timeout_s
         self._retries = retries
         self._where = where
@@ -95,11 +106,13 @@ class V2cChannel:
         self, pdu: int, oids: tuple[Oid, ...], non_repeaters: int = 0, max_repetitions: int = 0
     ) -> Response:
         request_id = secrets.randbelow(2**31 - 2) + 1
-        message = encode_request(pdu, request_id, self._community, oids, non_repeaters, max_repetitions)
+        message = encode_request(
+            pdu, request_id, self._community, oids, non_repeaters, max_repetitions, self._version
+        )
 
         def accept(data: bytes) -> Response | None:
             try:
-                response = decode_response(data)
+                response = decode_response(data, self._version)
             except BerError:
                 return None  # not ours or malformed: keep waiting for the real answer
             if response.request_id == request_id and response.community == self._community:
@@ -144,7 +157,7 @@ class V2cChannel:
 
 
 def peek_request_id(data: bytes) -> int:
-    """The request id of a v2c message, read without decoding the rest."""
+    """The request id of a v1 or v2c message, read without decoding the rest."""
     start, stop = expect(data, 0, len(data), 0x30)
     _, pos = expect(data, start, stop, 0x02)
     _, pos = expect(data, pos, stop, 0x04)

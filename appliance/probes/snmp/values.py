@@ -2,46 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from appliance.mib.oids import format_oid
 from appliance.payload import xml_text
 from appliance.probes.snmp.ber import Value
-
-# pysnmp class name -> SMI type name in results (Integer is pysnmp's name for Integer32 on the wire).
-_TYPE_NAMES = {
-    "Integer": "Integer32",
-    "Integer32": "Integer32",
-    "OctetString": "OctetString",
-    "ObjectIdentifier": "ObjectIdentifier",
-    "ObjectName": "ObjectIdentifier",
-    "IpAddress": "IpAddress",
-    "Counter32": "Counter32",
-    "Gauge32": "Gauge32",
-    "Unsigned32": "Gauge32",
-    "TimeTicks": "TimeTicks",
-    "Counter64": "Counter64",
-    "Opaque": "Opaque",
-    "Bits": "OctetString",  # Bits travels as an OCTET STRING on the wire
-    "Null": "Null",
-    "NoSuchObject": "noSuchObject",
-    "NoSuchInstance": "noSuchInstance",
-    "EndOfMibView": "endOfMibView",
-}
-_EMPTY = frozenset({"noSuchObject", "noSuchInstance", "endOfMibView", "Null"})
-
-
-def normalize(value: Any) -> Value:
-    """A pysnmp value as ``(type, python value)``, the same shape the v2c codec returns."""
-    smi = _TYPE_NAMES.get(type(value).__name__, type(value).__name__)
-    if smi in _EMPTY:
-        return smi, None
-    if smi in ("OctetString", "Opaque", "IpAddress"):
-        return smi, bytes(value.asOctets())
-    if smi == "ObjectIdentifier":
-        return smi, tuple(int(s) for s in value)
-    return smi, int(value)
-
 
 # Wire type -> the type name results carry (ServiceNow's names, as its sensors read them).
 RESULT_TYPES = {
