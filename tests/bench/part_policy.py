@@ -1,7 +1,8 @@
 """Group 9, the policy decision per job: what the dispatcher and the probe add for policy (the job's
 ask and ``Policy.check`` through a scoped policy), the first time a payload is seen and when it was
-seen before (discovery sends one payload to many targets); the rate limiter's lease; and the
-decision's share of a trivial job's appliance CPU, measured end to end on a source appliance.
+seen before (discovery sends one payload to many targets); the rate limiter's lease; a trivial job's
+appliance CPU, measured end to end on a source appliance; what its audit entries and its journal and
+outbox writes cost; and the share of the three in that job.
 
 The config has 50 rules, each with scopes (30 command templates, 8 OID subtrees, 4 paths), and the
 matching rule is last (the worst case)."""
@@ -11,20 +12,29 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from appliance.asks import AskCache, prepared
+from appliance.interfaces import Outcome
 from appliance.probes.base import Job
+from appliance.queue.durable import Journal, Outbox
+from appliance.queue.records import OutputRecord
 from appliance.ratelimit import Limiter, RateSettings, RuleLimits
+from hardening.audit import AuditLog, AuditOptions
+from hardening.audit._files import audit_dir, iter_lines
 from hardening.policy import AllowRule, Policy, PortRange
 from hardening.scopes import CommandScope, PathScope, Scopes
+from hardening.sealbox import SealedDir, derive_key
 from tests.bench.common import Row, Sizes, median
+from tests.bench.part_audit import fields
 from tests.bench.part_http import python_target
 from tests.bench.rig import Peers, http_job, rig, source_midbox
 
 GROUP = "9 policy"
+SHM = Path("/dev/shm")
 RULES = 50
 COMMANDS = (
     *tuple(f"cmd{i} -x {{a:word}} {{b:int}}" for i in range(28)),
@@ -47,7 +57,12 @@ ROWS = (
     *(f"decision, {name}, {when}" for name in JOBS for when in ("first time", "payload seen before")),
     "rate limiter acquire + release",
     "appliance CPU per trivial job, end to end",
+    "appliance CPU per trivial job, state on tmpfs (fsync costs nothing)",
     "decision's share of a trivial job (HTTP GET, first time)",
+    "audit entries per trivial job",
+    "audit entry written (sealed, default group commit)",
+    "journal and outbox writes per trivial job",
+    "policy, audit and journal share of a trivial job",
 )
 
 
@@ -104,19 +119,76 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _trivial_job_ms(sizes: Sizes) -> tuple[float, int]:
+class TrivialJob:
+    """What the end-to-end burst measured: CPU per job, audit entries per job, one answer's payload."""
+
+    def __init__(self, cpu_ms: float, burst: int, audit_per_job: float, payload: str) -> None:
+        self.cpu_ms, self.burst, self.audit_per_job, self.payload = cpu_ms, burst, audit_per_job, payload
+
+
+def _audit_entries(state: Path) -> int:
+    directory = audit_dir(state)
+    return sum(1 for _ in iter_lines(directory, 1 << 20)) if directory.exists() else 0
+
+
+def _trivial_job(sizes: Sizes, work: Path) -> TrivialJob:
     """Appliance CPU per HTTP GET job (dispatch, policy, probe, audit, journal, the queue's share),
-    from a burst of them drained by one source appliance; the median of ``runs`` bursts."""
+    from a burst of them drained by one source appliance; the median of ``runs`` bursts. Also the
+    audit entries the appliance wrote per job, and one answer's payload (the outbox entry's size)."""
     burst = sizes.pick(100, 2000)
-    with python_target() as base, rig(sizes.work / "rig", source_midbox(), Peers(http=base)) as r:
+    with python_target() as base, rig(work, source_midbox(), Peers(http=base)) as r:
         app = r.start("edge-01", poll_s=1.0, concurrency=64)
-        r.wait(r.enqueue(app.agent, [http_job(r.peers)] * 20), timeout=60)  # up, and every module loaded
-        samples = []
+        warm = r.enqueue(app.agent, [http_job(r.peers)] * 20)
+        r.wait(warm, timeout=60)  # up, and every module loaded
+        [answer] = r.store.query("ecc_queue", f"queue=input^response_to={warm[0]}", fields=["payload"])
+        state = r.work / "state-edge-01"
+        samples, entries = [], 0
         for _ in range(sizes.runs):
-            before = cpu_s(app.proc.pid)
+            before, logged = cpu_s(app.proc.pid), _audit_entries(state)
             r.wait(r.enqueue(app.agent, [http_job(r.peers)] * burst), timeout=300, tick=0.02)
             samples.append((cpu_s(app.proc.pid) - before) / burst * 1000)
-    return median(samples), burst
+            entries += _audit_entries(state) - logged
+    return TrivialJob(median(samples), burst, entries / (burst * sizes.runs), str(answer["payload"]))
+
+
+def _audit_entry_us(n: int) -> float:
+    """CPU (all threads of this process) per sealed audit entry, default group commit, close included."""
+    with tempfile.TemporaryDirectory() as d:
+        audit = AuditLog(Path(d) / "audit", AuditOptions())
+        start = time.process_time()
+        for i in range(n):
+            audit.record("probe.finished", fields(i))
+        audit.close()
+        return (time.process_time() - start) / n * 1e6
+
+
+def _durable_us(payload: str, n: int) -> float:
+    """CPU per job of the runner's journal and outbox work, in its order: the journal entry before the
+    probe, the result into the outbox, the journal entry out, and once the instance has the result the
+    journal settled and the outbox entry out. Sealed as the appliance seals them; fsync waits are not CPU."""
+    key = os.urandom(32)
+    with tempfile.TemporaryDirectory() as d:
+        journal = Journal(SealedDir(Path(d) / "journal", derive_key(key, "journal"), "journal"))
+        outbox = Outbox(SealedDir(Path(d) / "outbox", derive_key(key, "outbox"), "outbox"), n + 1)
+        records = [_record(i) for i in range(n)]
+        outcome = Outcome(payload, None, 3)
+        start = time.process_time()
+        for record in records:
+            journal.add(record, 1)
+            outbox.add(record, outcome)
+            journal.remove(record.sys_id, durable=False)
+            journal.settle()
+            outbox.remove(record.sys_id, durable=False)
+        return (time.process_time() - start) / n * 1e6
+
+
+def _record(i: int) -> OutputRecord:
+    job = http_job(Peers(http="http://127.0.0.1:8080"))
+    return OutputRecord(
+        sys_id=f"{i:032x}", agent="mid.server.edge-01", topic=job["topic"], name="", source=job["source"],
+        payload=job["payload"], state="processing", agent_correlator="", priority="2",
+        sys_created_on="2026-12-01 00:00:00",
+    )  # fmt: skip
 
 
 def run(sizes: Sizes) -> Iterator[Row]:
@@ -134,10 +206,31 @@ def run(sizes: Sizes) -> Iterator[Row]:
         yield Row(GROUP, f"decision, {name}, first time", first[name], "µs", peer, runs=sizes.runs)
         yield Row(GROUP, f"decision, {name}, payload seen before", seen, "µs", peer, runs=sizes.runs)
     leases = median([_lease_us(n) for _ in range(sizes.runs)])
-    yield Row(GROUP, ROWS[-3], leases, "µs", f"{n:,} leases per run, caps out of the way", runs=sizes.runs)
-    job_ms, burst = _trivial_job_ms(sizes)
-    yield Row(GROUP, ROWS[-2], job_ms, "ms", f"{burst:,} RESTProbe GETs to a Python target per run, "
+    yield Row(GROUP, ROWS[-8], leases, "µs", f"{n:,} leases per run, caps out of the way", runs=sizes.runs)
+    trivial = _trivial_job(sizes, sizes.work / "rig")
+    job_ms = trivial.cpu_ms
+    yield Row(GROUP, ROWS[-7], job_ms, "ms", f"{trivial.burst:,} RESTProbe GETs to a Python target per run, "
               "source appliance, /proc CPU time", runs=sizes.runs)  # fmt: skip
+    if SHM.is_dir():
+        with tempfile.TemporaryDirectory(dir=SHM) as shm:
+            in_memory = _trivial_job(sizes, Path(shm) / "rig")
+        yield Row(GROUP, ROWS[-6], in_memory.cpu_ms, "ms", "the same on a state directory in /dev/shm: the "
+                  "difference is what durability (fsync) costs", runs=sizes.runs)  # fmt: skip
+    else:
+        yield Row(GROUP, ROWS[-6], na="n/a: no /dev/shm")
     decision = first["HTTP GET"]
-    yield Row(GROUP, ROWS[-1], decision / (job_ms * 1000) * 100, "%", "the two rows above",
+    yield Row(GROUP, ROWS[-5], decision / (job_ms * 1000) * 100, "%", "the two rows above",
               versus=f"{decision:.3g} µs of {job_ms:.3g} ms", runs=sizes.runs)  # fmt: skip
+    yield Row(GROUP, ROWS[-4], trivial.audit_per_job, "entries", "counted in the appliance's audit log over the bursts",
+              runs=sizes.runs)  # fmt: skip
+    m = sizes.pick(500, 20_000)
+    entry = median([_audit_entry_us(m) for _ in range(sizes.runs)])
+    yield Row(GROUP, ROWS[-3], entry, "µs", f"{m:,} probe.finished entries per run, CPU time",
+              runs=sizes.runs)  # fmt: skip
+    k = sizes.pick(100, 2000)
+    durable = median([_durable_us(trivial.payload, k) for _ in range(sizes.runs)])
+    yield Row(GROUP, ROWS[-2], durable, "µs", f"{k:,} jobs per run, sealed, the runner's order, "
+              f"a {len(trivial.payload):,}-byte answer; CPU time", runs=sizes.runs)  # fmt: skip
+    together = decision + trivial.audit_per_job * entry + durable
+    yield Row(GROUP, ROWS[-1], together / (job_ms * 1000) * 100, "%", "decision + entries x entry + journal and outbox",
+              versus=f"{together:.3g} µs of {job_ms:.3g} ms", runs=sizes.runs)  # fmt: skip
