@@ -48,13 +48,10 @@ class ConnectProxy:
         self._listener.bind(("127.0.0.1", 0))
         self._listener.listen(64)
         self._listener.settimeout(0.2)
+        self.port = int(self._listener.getsockname()[1])
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._workers: list[threading.Thread] = []
-
-    @property
-    def port(self) -> int:
-        return int(self._listener.getsockname()[1])
 
     def url(self, userinfo: str = "") -> str:
         scheme = "https" if self._tls else "http"
