@@ -5,7 +5,9 @@ shows nowhere, and neither httpcore nor AnyIO is ever loaded (issue 19: they are
 from __future__ import annotations
 
 import json
+import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.config.pinning import pin_files
+from devinstance import pki
 from tests.helpers import LOOPBACK_HTTP, Pki, config_text, dev_instance, http_target
 from tests.signing.helpers import install_trust, write_signed_config
 from tests.support.cli import child_env
@@ -42,23 +45,56 @@ def _with_proxy(body: bytes, proxy_url: str) -> bytes:
     )
 
 
+FROZEN = os.environ.get("MIDBOX_FROZEN_BINARY", "")
+
+
+def _proxy_tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A TLS proxy whose certificate comes from a CA of its own, not the instance's."""
+    ca = pki.ensure_ca(tmp_path / "proxy-pki", "proxy CA")
+    leaf = pki.issue(ca, tmp_path / "proxy-pki", "proxy", "127.0.0.1", server=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(leaf.cert), str(leaf.key))
+    return ctx, ca.cert
+
+
+@pytest.mark.parametrize(
+    ("scheme", "frozen"),
+    [
+        ("http", False),
+        ("https", False),
+        pytest.param(
+            "https",
+            True,
+            marks=[
+                pytest.mark.built_binary,
+                pytest.mark.skipif(not FROZEN, reason="set MIDBOX_FROZEN_BINARY to a built binary"),
+            ],
+        ),
+    ],
+    ids=["http-proxy", "https-proxy", "https-proxy-frozen"],
+)
 def test_midbox_run_answers_jobs_through_the_proxy_and_never_shows_its_password(
-    dev_pki: Pki, tmp_path: Path, state_dir: Path
+    dev_pki: Pki, tmp_path: Path, state_dir: Path, scheme: str, frozen: bool
 ) -> None:
     admin_key = Ed25519PrivateKey.generate()
     install_trust(state_dir, [admin_key])
     log = tmp_path / "run.log"
+    tls, env = None, {}
+    if scheme == "https":
+        tls, proxy_ca = _proxy_tls(tmp_path)
+        env["SSL_CERT_FILE"] = str(proxy_ca)  # OpenSSL's system trust takes it: the proxy's CA in it
+    binary = Path(FROZEN).resolve() if frozen else None
     with (
         dev_instance(dev_pki, tmp_path / "db.sqlite") as instance,
         http_target() as target,
-        ConnectProxy(auth=("midbox", PASSWORD)) as proxy,
+        ConnectProxy(auth=("midbox", PASSWORD), tls=tls) as proxy,
     ):
         store = instance.state.store
         port = target.rsplit(":", 1)[1]
         body = _with_proxy(config_bytes(instance.url, dev_pki, 1, port), proxy.url(f"midbox:{PASSWORD}"))
         config = signed_config(tmp_path / "admin", [admin_key], body)
         proxy.answer = 407  # the proxy refuses first: the appliance says why, then recovers
-        with appliance(config, state_dir, log) as proc:
+        with appliance(config, state_dir, log, binary=binary, **env) as proc:
             deadline = time.monotonic() + 20
             while proxy.refused < 2 and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -68,6 +104,7 @@ def test_midbox_run_answers_jobs_through_the_proxy_and_never_shows_its_password(
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
     text = log.read_text()
+    assert proxy.url().startswith(f"{scheme}://")
     assert proxy.refused >= 2 and proxy.tunnels >= 1, text[-2000:]
     assert all(a["error_string"] == "" and "hello" in a["payload"] for a in answers), answers
     assert "407 Proxy Authentication Required" in text and "check instance.proxy" in text, text[-2000:]
