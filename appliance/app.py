@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import importlib.util
 import socket
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -137,13 +135,6 @@ def local_address_towards(url: str) -> str:
         return ""
 
 
-def _mark_sniffio_absent() -> None:
-    """httpcore looks for ``sniffio`` on every request; anyio 4 no longer brings it. Recording it as
-    absent turns each failed lookup (a search of the import path, ~150 us) into a dictionary hit."""
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
-
-
 async def run_appliance(
     config: Config,
     *,
@@ -181,7 +172,6 @@ async def run_appliance(
         )
     health.config = config_facts(config)
     health.cert_expires = cert_not_after(config.instance.client_cert)
-    _mark_sniffio_absent()
     journal = Journal(SealedDir(state_dir / "journal", derive_key(seal_key, "journal"), "journal"))
     outbox = Outbox(
         SealedDir(state_dir / "outbox", derive_key(seal_key, "outbox"), "outbox"), limits.outbox_entries

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from appliance.config.model import InstanceSection
+from appliance.probes._httptunnel import proxy_from_url
 
 PEER_CERT_TIMEOUT_S = 5.0
 
@@ -36,13 +37,17 @@ def diagnose(error: Exception, instance: InstanceSection, timeout_s: float) -> D
     host, port = parts.hostname or "?", parts.port or 443
     where = f"{host}:{port}"
     causes = list(_causes(error))
+    # The proxy's own failures (its answer, its certificate) are ProxyErrors; a ConnectError through
+    # a proxy without a TLS cause is the proxy not reached.
     via_proxy = isinstance(error, httpx.ProxyError) or (
-        instance.proxy and isinstance(error, httpx.ConnectError)
+        instance.proxy
+        and isinstance(error, httpx.ConnectError)
+        and not any(isinstance(c, ssl.SSLError) for c in causes)
     )
-    if via_proxy and not any(isinstance(c, ssl.SSLError) for c in causes):
+    if via_proxy and instance.proxy:
         return Diagnosis(
-            f"the proxy {instance.proxy} failed to connect to {where} ({str(error)[:120]}); check "
-            "instance.proxy and that the proxy allows CONNECT to the instance",
+            f"the proxy {_shown(instance.proxy)} failed to connect to {where} ({str(error)[:200]}); "
+            "check instance.proxy and that the proxy allows CONNECT to the instance",
             True,
         )
     for c in causes:
@@ -77,6 +82,11 @@ def diagnose(error: Exception, instance: InstanceSection, timeout_s: float) -> D
             True,
         )
     return Diagnosis(f"{instance.url} could not be reached: {type(error).__name__}: {str(error)[:200]}", True)
+
+
+def _shown(proxy: str) -> str:
+    """The proxy URL without its user info: the password must not reach the doctor's output."""
+    return proxy_from_url(proxy).shown
 
 
 def presented_issuer(host: str, port: int) -> str | None:

@@ -51,6 +51,8 @@ SSH_SHELL_MEMO_ENTRIES = 4096  # logins remembered, the oldest dropped first (un
 HTTP_MAX_CONNECTIONS = 100  # open at once; more requests wait (httpx's own default)
 HTTP_IDLE_CONNECTIONS = 64  # kept open for reuse; the longest idle one is closed first
 HTTP_KEEPALIVE_S = 5.0  # an idle connection older than this is closed rather than reused
+# An instance proxy's answer to CONNECT (status line and headers); the tunnel opens only after it.
+PROXY_ANSWER_BYTES = 16 * 1024
 
 # Health (STATE/status.json, the metrics textfile, ecc_agent_issue records).
 HEALTH_EXPIRY_WARNING_S = 7 * 24 * 3600  # a config or certificate expiring within this is a problem

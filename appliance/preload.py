@@ -32,7 +32,6 @@ _LAZY = (
     "resource",
     "logging.handlers",
     "httpx",
-    "httpcore",  # only through an instance proxy (appliance.queue.transport); httpx imports it lazily
     "paramiko",
     "cryptography.x509",
     "cryptography.hazmat.primitives.serialization",

@@ -225,6 +225,20 @@ def _urlsplit(url: str, key: str) -> SplitResult:
         raise ConfigError(f"config: {key!r} is not a valid URL ({e})") from e
 
 
+def _proxy_url(proxy: str) -> None:
+    parts = _urlsplit(proxy, "instance.proxy")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("config: 'instance.proxy' must be an http:// or https:// URL with a host")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError as e:
+        raise ConfigError("config: 'instance.proxy' has an invalid port (write host:1-65535)") from e
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(
+            "config: 'instance.proxy' is a proxy's address only: drop its path, query and fragment"
+        )
+
+
 def _instance(t: _Table, base: Path, pins: _Pins) -> InstanceSection:
     url = t.take("url", str)
     parts = _urlsplit(url, "instance.url")
@@ -246,8 +260,8 @@ def _instance(t: _Table, base: Path, pins: _Pins) -> InstanceSection:
         raise ConfigError("config: 'instance.poll_interval_s' must be between 0.05 and 3600")
     system_trust = t.take("use_system_trust", bool, required=False) or False
     proxy = t.take("proxy", str, required=False)
-    if proxy is not None and _urlsplit(proxy, "instance.proxy").scheme not in ("http", "https"):
-        raise ConfigError("config: 'instance.proxy' must be an http:// or https:// URL")
+    if proxy is not None:
+        _proxy_url(proxy)
     basic = t.take("basic_auth_credential", str, required=False)
     if cert is None and basic is None:
         raise ConfigError(

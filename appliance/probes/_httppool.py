@@ -7,9 +7,9 @@ from the top of a per-address stack instead. It connects only where the request 
 probe has already set to the policy-checked address (the name goes in Host and as the TLS server
 name), so it adds no path around the allowlist. Errors surface as httpx's own exception types.
 
-The queue client uses it too: httpx imports httpcore (and AnyIO, certifi, h2, ...) only when its
-default transport is built, so an appliance without a proxy never loads them (about 6 MiB on top of
-the rest of an idle appliance's modules, measured in a plain interpreter).
+The queue client uses it too, also through the instance's proxy (an HTTP CONNECT tunnel,
+``_httptunnel``): httpx imports httpcore and AnyIO only when its default transport is built, so the
+appliance never loads them and the binary does not carry them.
 """
 
 from __future__ import annotations
@@ -23,13 +23,16 @@ import h11
 import httpx
 
 from appliance.limits import HTTP_IDLE_CONNECTIONS, HTTP_KEEPALIVE_S, HTTP_MAX_CONNECTIONS
+from appliance.probes._httptunnel import Proxy, open_tunnel
 
 _READ_SIZE = 64 * 1024
 _MAX_HEAD_BYTES = 100 * 1024  # a response's status line and headers, as httpcore allows
 # A request that may be sent again on a fresh connection when a reused one was closed under it
 # (RFC 9110 9.2.2): the server cannot have acted on it twice.
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
-_Key = tuple[str, int, str | None]
+# Address, port, TLS server name, and the proxy's URL (without user info) or None for a direct
+# connection: a tunnelled connection and a direct one to the same address are never swapped.
+_Key = tuple[str, int, str | None, str | None]
 _NO_RESPONSE = "Server disconnected without sending a response."  # httpcore's wording
 _SWEEP_S = 1.0  # how often a request may look for idle connections past their keep-alive time
 
@@ -60,7 +63,11 @@ class _Connection:
 
 
 class PinnedTransport(httpx.AsyncBaseTransport):
-    """Sends each request to exactly the address in its URL; TLS verified by ``ssl_context``."""
+    """Sends each request to exactly the address in its URL; TLS verified by ``ssl_context``.
+
+    With ``proxy``, every connection is a CONNECT tunnel through it (TLS to an ``https://`` proxy
+    verified by ``proxy_ssl``), and TLS to the address in the URL runs inside the tunnel.
+    """
 
     def __init__(
         self,
@@ -68,8 +75,15 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         *,
         max_connections: int = HTTP_MAX_CONNECTIONS,
         idle_connections: int = HTTP_IDLE_CONNECTIONS,
+        proxy: Proxy | None = None,
+        proxy_ssl: ssl.SSLContext | None = None,
     ) -> None:
+        if proxy is not None and proxy.scheme == "https" and proxy_ssl is None:
+            raise ValueError("an https:// proxy needs a TLS context")
         self._ssl = ssl_context
+        self._proxy = proxy
+        self._proxy_ssl = proxy_ssl
+        self._route = proxy.shown if proxy is not None else None
         self._idle: dict[_Key, list[_Connection]] = {}
         self._idle_count = 0
         self._idle_cap = idle_connections
@@ -79,7 +93,12 @@ class PinnedTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts = request.extensions.get("timeout", {})
         sni = request.extensions.get("sni_hostname")
-        key: _Key = (request.url.host, request.url.port or _default_port(request.url.scheme), sni)
+        key: _Key = (
+            request.url.host,
+            request.url.port or _default_port(request.url.scheme),
+            sni,
+            self._route,
+        )
         if self._slots.locked():  # a timer only when there is something to wait for
             try:
                 async with asyncio.timeout(timeouts.get("pool")):
@@ -174,10 +193,12 @@ class PinnedTransport(httpx.AsyncBaseTransport):
     async def _connect(
         self, request: httpx.Request, key: _Key, timeouts: dict[str, float | None]
     ) -> _Connection:
-        host, port, sni = key
+        host, port, sni, _ = key
         tls = request.url.scheme == "https"
         if tls and self._ssl is None:
             raise httpx.ConnectError("an https request needs a TLS context", request=request)
+        if self._proxy is not None:
+            return await self._tunnel(self._proxy, self._ssl if tls else None, request, key, timeouts)
         try:
             async with asyncio.timeout(timeouts.get("connect")):
                 reader, writer = await asyncio.open_connection(
@@ -191,6 +212,33 @@ class PinnedTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectTimeout("timed out while connecting", request=request) from e
         except (OSError, ssl.SSLError) as e:
             raise httpx.ConnectError(str(e) or type(e).__name__, request=request) from e
+        return _Connection(reader, writer)
+
+    async def _tunnel(
+        self,
+        proxy: Proxy,
+        tls: ssl.SSLContext | None,
+        request: httpx.Request,
+        key: _Key,
+        timeouts: dict[str, float | None],
+    ) -> _Connection:
+        host, port, sni, _ = key
+        reader, writer = await open_tunnel(
+            proxy, self._proxy_ssl, (host, port), request, timeouts, limit=_READ_SIZE
+        )
+        if tls is not None:
+            # TLS to the instance inside the tunnel (over TLS to the proxy for an https:// proxy):
+            # StreamWriter.start_tls layers it on whatever transport the stream already has.
+            try:
+                async with asyncio.timeout(timeouts.get("connect")):
+                    await writer.start_tls(tls, server_hostname=sni or host)
+            except BaseException as e:
+                writer.transport.abort()
+                if isinstance(e, TimeoutError):
+                    raise httpx.ConnectTimeout("timed out while connecting", request=request) from e
+                if isinstance(e, (OSError, ssl.SSLError)):
+                    raise httpx.ConnectError(str(e) or type(e).__name__, request=request) from e
+                raise
         return _Connection(reader, writer)
 
     async def _exchange(

@@ -113,6 +113,11 @@ _REFUSED_CERT = re.compile(r"CERTIFICATE_REQUIRED|certificate required|UNKNOWN_C
 
 
 def transport_reason(e: httpx.TransportError) -> str:
+    if isinstance(e, httpx.ProxyError):  # the proxy's own answer or certificate, not the instance's
+        return (
+            f"instance.proxy: {str(e)[:300]}; check instance.proxy and that the proxy allows "
+            "CONNECT to the instance"
+        )
     cause: BaseException | None = e
     while cause is not None:
         if "CERTIFICATE_VERIFY_FAILED" in str(cause) or "certificate verify failed" in str(cause):

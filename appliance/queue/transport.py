@@ -8,6 +8,7 @@ from appliance import __version__
 from appliance.config.model import InstanceSection
 from appliance.limits import INSTANCE_CONNECTIONS, INSTANCE_DEADLINE_FACTOR, Limits
 from appliance.probes._httppool import PinnedTransport
+from appliance.probes._httptunnel import proxy_context, proxy_from_url
 from appliance.queue.client import EccClient
 from hardening.tls import client_context
 
@@ -24,9 +25,9 @@ def instance_client(
 
     ``name`` is the appliance name: the client certificate must be ``mid.server.<name>``'s.
     ``trust_env=False`` keeps HTTPS_PROXY, SSL_CERT_FILE, .netrc and friends out of the decision.
-    Without a proxy the requests go over midbox's own h11 transport, with the same TLS context and
-    the instance's name as the server name, so httpcore and AnyIO are never loaded (idle memory);
-    through a proxy, httpx's own transport makes the CONNECT tunnel.
+    The requests go over midbox's own h11 transport, with the same TLS context and the instance's
+    name as the server name, directly or through the configured proxy's CONNECT tunnel; httpx's
+    default transport (httpcore and AnyIO, not in the binary) is never built.
     """
     ctx = client_context(
         ca_file=instance.ca_file,
@@ -37,18 +38,19 @@ def instance_client(
         name=name,
         key_password=key_password,
     )
-    own = None
-    if instance.proxy is None:
-        own = PinnedTransport(
-            ctx, max_connections=INSTANCE_CONNECTIONS, idle_connections=INSTANCE_CONNECTIONS
-        )
+    proxy = proxy_from_url(instance.proxy) if instance.proxy is not None else None
+    transport = PinnedTransport(
+        ctx,
+        max_connections=INSTANCE_CONNECTIONS,
+        idle_connections=INSTANCE_CONNECTIONS,
+        proxy=proxy,
+        proxy_ssl=proxy_context() if proxy is not None and proxy.scheme == "https" else None,
+    )
     return httpx.AsyncClient(
         base_url=instance.url,
-        transport=own,
-        verify=ctx,
+        transport=transport,
         trust_env=False,
         follow_redirects=False,
-        proxy=instance.proxy,
         auth=auth,
         timeout=httpx.Timeout(limits.instance_timeout_s),
         limits=httpx.Limits(

@@ -55,13 +55,15 @@ ports = [{port_rule}]
 
 
 @contextmanager
-def appliance(config: Path, state_dir: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def appliance(
+    config: Path, state_dir: Path, log: Path, *, binary: Path | None = None, **env: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``midbox run`` from the source tree, or the frozen ``binary``; ``env`` is added to child_env()."""
+    command = [str(binary)] if binary else [sys.executable, "-m", "appliance"]
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "appliance",
+                *command,
                 "run",
                 "--config",
                 str(config),
@@ -71,7 +73,7 @@ def appliance(config: Path, state_dir: Path, log: Path) -> Iterator[subprocess.P
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
-            env=child_env(),
+            env=child_env(**env),
         )
     try:
         yield proc
