@@ -23,7 +23,8 @@ from hardening.sealbox import SealedDir
 
 
 def _record_json(record: OutputRecord) -> dict[str, str]:
-    return dataclasses.asdict(record)
+    # The fields are flat strings: dataclasses.asdict's deep copy was half the CPU of a journal write.
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
 
 
 def _record(raw: object) -> OutputRecord:
