@@ -141,6 +141,7 @@ async def _read_answer(
     request: httpx.Request,
     timeout: float | None,
 ) -> None:
+    received = 0
     while True:
         try:
             event = parser.next_event()
@@ -166,6 +167,13 @@ async def _read_answer(
         if not data:
             raise httpx.ProxyError(
                 f"the proxy {proxy.shown} closed the connection without answering CONNECT", request=request
+            )
+        # The cap holds for the whole answer: a proxy sending 1xx heads without end is refused too.
+        received += len(data)
+        if received > PROXY_ANSWER_BYTES:
+            raise httpx.ProxyError(
+                f"the proxy {proxy.shown} sent more than {PROXY_ANSWER_BYTES} bytes, no CONNECT answer",
+                request=request,
             )
         parser.receive_data(data)
     if not 200 <= event.status_code <= 299:

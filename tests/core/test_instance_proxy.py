@@ -180,5 +180,8 @@ def test_a_proxy_that_speaks_before_tls_or_sends_an_endless_head_is_refused(tmp_
     with pytest.raises(httpx.ProxyError, match="before TLS"):
         asyncio.run(fetch(early))
     endless = serve(b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * 40_000 + b"\r\n\r\n")
-    with pytest.raises(httpx.ProxyError, match="malformed"):
+    with pytest.raises(httpx.ProxyError, match="malformed|more than"):
         asyncio.run(fetch(endless))
+    informational = serve(b"HTTP/1.1 100 Continue\r\n\r\n" * 3000)
+    with pytest.raises(httpx.ProxyError, match="more than"):
+        asyncio.run(fetch(informational))
