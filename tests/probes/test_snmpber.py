@@ -49,18 +49,19 @@ values = st.one_of(
 
 
 def pysnmp_response(
-    request_id: int, community: bytes, status: int, index: int, vbs: list[tuple[Any, Any]]
+    request_id: int, community: bytes, status: int, index: int, vbs: list[tuple[Any, Any]], api: Any = v2c
 ) -> bytes:
-    pdu = v2c.ResponsePDU()
-    v2c.apiPDU.set_defaults(pdu)
-    v2c.apiPDU.set_request_id(pdu, request_id)
-    v2c.apiPDU.set_error_status(pdu, status)
-    v2c.apiPDU.set_error_index(pdu, index)
-    v2c.apiPDU.set_varbinds(pdu, vbs)
-    msg = v2c.Message()
-    v2c.apiMessage.set_defaults(msg)
-    v2c.apiMessage.set_community(msg, community)
-    v2c.apiMessage.set_pdu(msg, pdu)
+    """A response message as pysnmp encodes it; ``api`` is pysnmp's v2c or v1 protocol module."""
+    pdu = (v2c.ResponsePDU if api is v2c else api.GetResponsePDU)()
+    api.apiPDU.set_defaults(pdu)
+    api.apiPDU.set_request_id(pdu, request_id)
+    api.apiPDU.set_error_status(pdu, status)
+    api.apiPDU.set_error_index(pdu, index)
+    api.apiPDU.set_varbinds(pdu, vbs)
+    msg = api.Message()
+    api.apiMessage.set_defaults(msg)
+    api.apiMessage.set_community(msg, community)
+    api.apiMessage.set_pdu(msg, pdu)
     return bytes(encoder.encode(msg))
 
 
@@ -209,22 +210,6 @@ v1_values = st.one_of(
 )
 
 
-def pysnmp_v1_response(
-    request_id: int, community: bytes, status: int, index: int, vbs: list[tuple[Any, Any]]
-) -> bytes:
-    pdu = v1.GetResponsePDU()
-    v1.apiPDU.set_defaults(pdu)
-    v1.apiPDU.set_request_id(pdu, request_id)
-    v1.apiPDU.set_error_status(pdu, status)
-    v1.apiPDU.set_error_index(pdu, index)
-    v1.apiPDU.set_varbinds(pdu, vbs)
-    msg = v1.Message()
-    v1.apiMessage.set_defaults(msg)
-    v1.apiMessage.set_community(msg, community)
-    v1.apiMessage.set_pdu(msg, pdu)
-    return bytes(encoder.encode(msg))
-
-
 def as_pysnmp_gave_it(value: Any) -> Any:
     """What the probe got from pysnmp for a v1 value: pysnmp turned v1 PDUs into v2c ones (RFC 2576)."""
     return normalize(V1_TO_V2_VALUE_MAP[value.tagSet].clone(value))
@@ -241,7 +226,7 @@ def as_pysnmp_gave_it(value: Any) -> Any:
 def test_v1_decoder_agrees_with_pysnmp(
     rid: int, community: bytes, status: int, index: int, vbs: list[Any]
 ) -> None:
-    wire = pysnmp_v1_response(rid, community, status, index, vbs)
+    wire = pysnmp_response(rid, community, status, index, vbs, v1)
     ours = decode_response(wire, V1)
     assert (ours.request_id, ours.community, ours.error_status, ours.error_index) == (
         rid,
@@ -285,7 +270,7 @@ def test_v1_has_no_getbulk() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(oids, v1_values), min_size=1, max_size=5), st.data())
 def test_mutated_v1_responses_decode_or_raise_ber_error(vbs: list[Any], data: st.DataObject) -> None:
-    wire = bytearray(pysnmp_v1_response(7, b"public", 0, 0, vbs))
+    wire = bytearray(pysnmp_response(7, b"public", 0, 0, vbs, v1))
     for _ in range(data.draw(st.integers(1, 4))):
         i = data.draw(st.integers(0, len(wire) - 1))
         wire[i] = data.draw(st.integers(0, 255))
