@@ -99,6 +99,21 @@ def rss_mib(pid: int) -> float:
     return total
 
 
+def rss_anon_mib(pid: int) -> float:
+    """``RssAnon`` (private memory no file backs: the heap, copied-on-write pages) of the process
+    ``rss_mib`` reads; what the kernel could not reclaim without swap."""
+    best, anon = -1.0, 0.0
+    for p in [pid, *descendants(pid)]:
+        try:
+            fields = dict(line.split(":", 1) for line in Path(f"/proc/{p}/status").read_text().splitlines())
+        except (OSError, ValueError):
+            continue
+        rss = int(fields.get("VmRSS", "0 kB").split()[0])
+        if rss > best:
+            best, anon = rss, int(fields.get("RssAnon", "0 kB").split()[0]) / 1024
+    return anon
+
+
 def descendants(pid: int) -> list[int]:
     out: list[int] = []
     try:

@@ -13,7 +13,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from devinstance.sshd import SshServer, run_sshd
-from tests.bench.common import ENV, Row, Sizes, median, rss_mib, timed, tool
+from tests.bench.common import ENV, Row, Sizes, median, rss_anon_mib, rss_mib, timed, tool
 from tests.bench.part_http import python_target
 from tests.bench.rig import Appliance, Peers, Rig, http_job, mixed_jobs, rig
 from tests.daemons import SnmpServer, run_snmpd
@@ -27,6 +27,7 @@ ROWS = (
     "RSS after 1,000 mixed jobs",
     "RSS at 64 concurrent probes",
     "RSS at 500 concurrent probes",
+    "idle private memory (RssAnon) at the same moment",
 )
 POLL_S = 1.0  # not the figure here; a shorter wait for each phase
 
@@ -109,6 +110,14 @@ def run(sizes: Sizes) -> Iterator[Row]:
             rss_mib(app.proc.pid),
             "MiB",
             f"a heartbeat answered, then {idle_s:.0f} s idle",
+            runs=1,
+        )
+        yield Row(
+            GROUP,
+            ROWS[7],
+            rss_anon_mib(app.proc.pid),
+            "MiB",
+            "the heap and copied-on-write pages; the rest of the RSS are file pages the kernel can reclaim",
             runs=1,
         )
         count = sizes.pick(25, 1000)

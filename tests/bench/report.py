@@ -31,7 +31,9 @@ NOTES = """## How each group is measured
 
 1. **binary**: the frozen binary (`--binary`), set up through its own CLI (keygen, trust, signed config,
    credentials from stdin, pinned host key) against the development instance over mTLS; RSS is the
-   largest process's (the onefile bootloader's Python child), read from `/proc`.
+   largest process's (the onefile bootloader's Python child), read from `/proc`. After 30 s without a
+   job the appliance hands back its libraries' read-only file pages (`appliance.memtrim`); what the poll
+   loop uses comes back at once. The private-memory row is the part no file backs (heap, copied pages).
 2. **queue**, 8. **scaling**: `python -m appliance run` (the source) against the development instance, which
    runs in the benchmark's process. Every peer is 127.0.0.1, so the per-target and per-rule politeness
    caps (`target_rate_per_s`, 10 by default) are raised to their ceilings in the benchmark's config;
