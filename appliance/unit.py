@@ -34,6 +34,11 @@ SANDBOX: tuple[str, ...] = (
     "ProtectSystem=strict",
     "ProtectHome=yes",
     "PrivateTmp=yes",
+    # The onefile binary unpacks its libraries (about 28 MB) under TMPDIR. /tmp is RAM on many hosts
+    # (tmpfs, Debian 13's default): there they would hold that much memory for the process's life, and
+    # the idle hand-back of their pages (appliance.memtrim) could not free any. /var/tmp is on disk
+    # and, with PrivateTmp, as private as /tmp.
+    "Environment=TMPDIR=/var/tmp",
     "PrivateDevices=yes",
     "ProtectKernelTunables=yes",
     "ProtectKernelModules=yes",

@@ -2,9 +2,9 @@
 
 A onefile binary unpacks its libraries into a temporary folder at start (``sys._MEIPASS``) and an
 idle appliance loads some of them only when first needed: paramiko's native parts at the first
-SSH job. Temp cleaners remove files nobody has read for a while
-(systemd-tmpfiles' age rule on ``/tmp``, 10 days on Debian 13 and RHEL, also inside a unit's
-``PrivateTmp``; Windows Storage Sense), and a job days later would then fail to load its probe.
+SSH job. Temp cleaners remove files nobody has read for a while (systemd-tmpfiles' age rules: 10
+days on ``/tmp``, 30 on ``/var/tmp``, where the unit unpacks, on Debian 13 and RHEL, also inside a
+unit's ``PrivateTmp``; Windows Storage Sense), and a job days later would then fail to load its probe.
 So, while the appliance runs, a watch
 
 1. reads one byte of every unpacked file every few hours, which keeps their access time fresh (a
