@@ -20,14 +20,13 @@ from pathlib import Path
 from appliance.asks import AskCache, prepared
 from appliance.interfaces import Outcome
 from appliance.probes.base import Job
-from appliance.queue.durable import Journal, Outbox
+from appliance.queue.durable import JOURNAL, OUTBOX, Journal, Outbox, open_log
 from appliance.queue.records import OutputRecord
 from appliance.ratelimit import Limiter, RateSettings, RuleLimits
 from hardening.audit import AuditLog, AuditOptions
 from hardening.audit._files import audit_dir, iter_lines
 from hardening.policy import AllowRule, Policy, PortRange
 from hardening.scopes import CommandScope, PathScope, Scopes
-from hardening.sealbox import SealedDir, derive_key
 from tests.bench.common import Row, Sizes, median
 from tests.bench.part_audit import fields
 from tests.bench.part_http import python_target
@@ -168,8 +167,8 @@ def _durable_us(payload: str, n: int) -> float:
     journal settled and the outbox entry out. Sealed as the appliance seals them; fsync waits are not CPU."""
     key = os.urandom(32)
     with tempfile.TemporaryDirectory() as d:
-        journal = Journal(SealedDir(Path(d) / "journal", derive_key(key, "journal"), "journal"))
-        outbox = Outbox(SealedDir(Path(d) / "outbox", derive_key(key, "outbox"), "outbox"), n + 1)
+        journal = Journal(open_log(Path(d), key, JOURNAL))
+        outbox = Outbox(open_log(Path(d), key, OUTBOX), n + 1)
         records = [_record(i) for i in range(n)]
         outcome = Outcome(payload, None, 3)
         start = time.process_time()
@@ -179,7 +178,10 @@ def _durable_us(payload: str, n: int) -> float:
             journal.remove(record.sys_id, durable=False)
             journal.settle()
             outbox.remove(record.sys_id, durable=False)
-        return (time.process_time() - start) / n * 1e6
+        spent = time.process_time() - start
+        journal.close()
+        outbox.close()
+        return spent / n * 1e6
 
 
 def _record(i: int) -> OutputRecord:
