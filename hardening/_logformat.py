@@ -113,17 +113,17 @@ def _b64(text: bytes) -> bytes:
         raise LineError("is not base64") from e
 
 
-def read_lines(fh: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """(offset, line) for each whole line, streaming, each at most MAX_LINE_BYTES; a last line without
+def read_lines(fh: BinaryIO, cap: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) for each whole line, streaming, each at most ``cap`` bytes; a last line without
     its newline (a write a crash cut short, or one in flight) is not yielded. Over-long: LineError."""
     offset = 0
     while True:
-        raw = fh.readline(MAX_LINE_BYTES + 1)
+        raw = fh.readline(cap + 1)
         if not raw:
             return
         if not raw.endswith(b"\n"):
-            if len(raw) > MAX_LINE_BYTES:
-                raise LineError(f"at byte {offset:,} is longer than the cap of {MAX_LINE_BYTES:,} bytes")
+            if len(raw) > cap:
+                raise LineError(f"at byte {offset:,} is longer than the cap of {cap:,} bytes")
             return  # torn: the end of what is whole
         yield offset, raw
         offset += len(raw)

@@ -44,7 +44,13 @@ from hardening.sealbox import SealedEntryError
 _RDONLY = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 _APPEND = os.O_RDWR | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-_datasync = getattr(os, "fdatasync", os.fsync)  # macOS and Windows have only fsync
+
+
+def _datasync(fd: int) -> None:
+    # Looked up at each call, not bound once, so a test can count the calls.
+    sync = getattr(os, "fdatasync", None) or os.fsync  # macOS and Windows have only fsync
+    sync(fd)
+
 
 __all__ = ["Compaction", "SealedEntryError", "SealedLog", "SealedLogBusyError"]
 
