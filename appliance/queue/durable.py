@@ -50,7 +50,8 @@ def open_log(state_dir: Path, seal_key: bytes, purpose: str, *, writable: bool =
 
 
 def _record_json(record: OutputRecord) -> dict[str, str]:
-    return dataclasses.asdict(record)
+    # The fields are flat strings: dataclasses.asdict's deep copy was half the CPU of a journal write.
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
 
 
 def _record(raw: object) -> OutputRecord:
