@@ -25,6 +25,7 @@ corruption: the log refuses to open, naming the fix. One process writes a log (a
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import threading
@@ -51,6 +52,8 @@ def _datasync(fd: int) -> None:
     sync = getattr(os, "fdatasync", None) or os.fsync  # macOS and Windows have only fsync
     sync(fd)
 
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Compaction", "SealedEntryError", "SealedLog", "SealedLogBusyError"]
 
@@ -103,6 +106,7 @@ class SealedLog:
         self._written = 0  # lines appended by this process
         self._synced = 0  # of which a data sync (or a compaction) has finished
         self._broken: str | None = None
+        self._retry_at = 0  # after a failed compaction, the line count at which to try again
         self._fd = -1
         self._lock_fd = -1
         if writable:
@@ -136,7 +140,7 @@ class SealedLog:
                 os.ftruncate(self._fd, self._size)
                 os.fsync(self._fd)
             if self._due():
-                self._compact()
+                self._compact_now()
         except BaseException:
             self.close()
             raise
@@ -194,7 +198,7 @@ class SealedLog:
             mine = self._append(fmt.PUT, name, data)
             due = self._due()
         if due:
-            self._compact()
+            self._compact_now()
         if durable:
             self.sync(mine)
 
@@ -209,7 +213,7 @@ class SealedLog:
                 mine = self._written  # an earlier lazy delete of it may still need its sync
             due = self._due()
         if due:
-            self._compact()
+            self._compact_now()
         if durable:
             self.sync(mine)
 
@@ -255,11 +259,23 @@ class SealedLog:
     # Compaction.
     def _due(self) -> bool:
         c = self._compaction
+        if self._lines < self._retry_at:
+            return False
         live = len(self._entries)
         dead = self._lines - live
         return (dead >= c.dead_lines and dead > live) or (
             self._dead_bytes >= c.dead_bytes and self._dead_bytes > self._live_bytes
         )
+
+    def _compact_now(self) -> None:
+        """A compaction due after a change: if it fails (a full disk), the change stands and the log
+        keeps growing; the next try waits for as many dead lines again."""
+        try:
+            self._compact()
+        except OSError as e:
+            with self._lock:
+                self._retry_at = self._lines + self._compaction.dead_lines
+            log.warning("could not compact %s (%s); it keeps growing until this succeeds", self._path, e)
 
     def compact(self) -> None:
         """Rewrite the log with its live entries only (also done by itself when dead lines pile up)."""
@@ -292,6 +308,7 @@ class SealedLog:
             self._live_bytes = sum(w.length for w in entries.values())
             self._dead_bytes = 0
             self._synced = self._written  # the new file was fsync'd with every entry in it
+            self._retry_at = 0
 
     def _write_compacted(self, tmp: Path, file_id: bytes) -> dict[str, _Where]:
         """The live entries, re-sealed for ``file_id`` one at a time, in a temp file fsync'd."""

@@ -177,6 +177,34 @@ def test_a_big_dead_entry_triggers_compaction_by_bytes(tmp_path: Path) -> None:
         assert path.stat().st_size < 1000 and list(log.entries()) == [("small", b"s")]
 
 
+def test_a_compaction_that_fails_leaves_the_change_and_is_tried_again_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal.log"
+    real_open = os.open
+    full = [True]
+
+    def open_(file: str | os.PathLike[str], flags: int, mode: int = 0o777) -> int:
+        if full[0] and str(file).endswith(".tmp"):
+            raise OSError(28, "No space left on device")  # a compaction's temp file on a full disk
+        return real_open(file, flags, mode)
+
+    with SealedLog(path, KEY, "journal", compaction=Compaction(dead_lines=10, dead_bytes=10**9)) as log:
+        monkeypatch.setattr(os, "open", open_)
+        for i in range(15):
+            log.put(f"e{i}", b"x")
+            log.delete(f"e{i}")  # every change stands although its compaction failed
+        log.put("live", b"kept")
+        assert len(lines(path)) == 1 + 31 and list(log.entries()) == [("live", b"kept")]
+        full[0] = False
+        for i in range(10):
+            log.delete(f"none{i}")
+            log.put(f"n{i}", b"y")
+            log.delete(f"n{i}")
+        assert len(lines(path)) < 1 + 20  # tried again once as many dead lines piled up, and done
+    assert contents(path) == {"live": b"kept"}
+
+
 CRASH = """
 import os, sys
 from pathlib import Path
