@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import socket
 from collections.abc import Callable, Mapping
@@ -27,14 +28,13 @@ from appliance.probes.heartbeat import HeartbeatProbe
 from appliance.probes.http import HttpProbe
 from appliance.probes.lazy import LazyProbe
 from appliance.quarantine import Quarantine
-from appliance.queue.durable import Journal, Outbox
+from appliance.queue.durable import JOURNAL, OUTBOX, Journal, Outbox, open_log
 from appliance.queue.transport import ecc_client, instance_client
 from appliance.ratelimit import Limiter
 from appliance.replay import LEDGER_FILE, RunLedger
 from appliance.runner import Runner, RunnerSettings
 from appliance.runstats import RunnerStats
 from appliance.status_file import Publisher
-from hardening.sealbox import SealedDir, derive_key
 
 if TYPE_CHECKING:
     from appliance.probes.snmp.probe import SnmpProbe
@@ -172,46 +172,49 @@ async def run_appliance(
         )
     health.config = config_facts(config)
     health.cert_expires = cert_not_after(config.instance.client_cert)
-    journal = Journal(SealedDir(state_dir / "journal", derive_key(seal_key, "journal"), "journal"))
-    outbox = Outbox(
-        SealedDir(state_dir / "outbox", derive_key(seal_key, "outbox"), "outbox"), limits.outbox_entries
-    )
-    owned = http is None  # a client handed in belongs to the caller, who closes it
-    if http is None:
-        http = instance_client(config.instance, limits, name=config.appliance.name, key_password=key_password)
-    client = ecc_client(http, name=config.appliance.name, limits=limits)
-    gate = job_gate(config, state_dir, audit)
-    status = LiveStatus(version=__version__, health=health, outbox=outbox, hold=hold, gate=gate)
-    pushes = (ConfigPushProbe(config, push_target),) if push_target is not None else ()
-    probes = default_probes(status.report, limits, *pushes)
-    ctx = ProbeContext(
-        config.policy(),
-        credentials,
-        audit,
-        limits,
-        state_dir,
-        credential_map=config.credential_map,
-        affinity=CredentialAffinity(state_dir / AFFINITY_FILE, limits.affinity_entries),
-        limiter=limiter(config, audit),
-    )
-    runner = Runner(
-        client=client,
-        dispatcher=Dispatcher(probes, ctx),
-        audit=audit,
-        settings=runner_settings(config, limits),
-        journal=journal,
-        outbox=outbox,
-        status=status,
-        after_poll=after_poll or Publisher(state_dir).publish,
-        gate=gate,
-        trim=IdleTrim.for_this_process(),
-    )
-    try:
-        await runner.run(stop)
-    finally:
-        if owned:
-            await client.aclose()
-    return runner.stats
+    with contextlib.ExitStack() as held:
+        journal = Journal(open_log(state_dir, seal_key, JOURNAL))
+        held.callback(journal.close)  # one writer per log: the next run (a reload) opens them again
+        outbox = Outbox(open_log(state_dir, seal_key, OUTBOX), limits.outbox_entries)
+        held.callback(outbox.close)
+        owned = http is None  # a client handed in belongs to the caller, who closes it
+        if http is None:
+            http = instance_client(
+                config.instance, limits, name=config.appliance.name, key_password=key_password
+            )
+        client = ecc_client(http, name=config.appliance.name, limits=limits)
+        gate = job_gate(config, state_dir, audit)
+        status = LiveStatus(version=__version__, health=health, outbox=outbox, hold=hold, gate=gate)
+        pushes = (ConfigPushProbe(config, push_target),) if push_target is not None else ()
+        probes = default_probes(status.report, limits, *pushes)
+        ctx = ProbeContext(
+            config.policy(),
+            credentials,
+            audit,
+            limits,
+            state_dir,
+            credential_map=config.credential_map,
+            affinity=CredentialAffinity(state_dir / AFFINITY_FILE, limits.affinity_entries),
+            limiter=limiter(config, audit),
+        )
+        runner = Runner(
+            client=client,
+            dispatcher=Dispatcher(probes, ctx),
+            audit=audit,
+            settings=runner_settings(config, limits),
+            journal=journal,
+            outbox=outbox,
+            status=status,
+            after_poll=after_poll or Publisher(state_dir).publish,
+            gate=gate,
+            trim=IdleTrim.for_this_process(),
+        )
+        try:
+            await runner.run(stop)
+        finally:
+            if owned:
+                await client.aclose()
+        return runner.stats
 
 
 def job_gate(config: Config, state_dir: Path, audit: AuditSink) -> JobGate:

@@ -27,6 +27,10 @@ ASK_CACHE_ENTRIES = 1024
 ASK_CACHE_PAYLOAD_CHARS = 16_384
 # 'midbox creds test' waits this long for the running appliance to record its audit events.
 CREDS_TEST_AUDIT_WAIT_S = 5.0
+# The journal and outbox logs drop dead lines (finished jobs, sent results) once they outweigh the live
+# ones and pass this bound: a compaction re-seals the live entries, so it runs once per hundreds of jobs.
+DURABLE_COMPACT_DEAD_LINES = 1_000
+DURABLE_COMPACT_DEAD_BYTES = 8_000_000
 MAX_LEDGER_ENTRIES = 1_000_000  # sys_ids run within the replay window (replay protection); ~40 MB on disk
 
 # Shazzam jobs as an instance builds them (port-probe spec + ranges); pairs are capped by Limits.scan_targets.

@@ -304,8 +304,8 @@ class Runner:
     async def _process(self, record: OutputRecord, starts: int) -> None:
         try:
             # Before the probe starts: after a crash, this is how we know the job was ours, and how
-            # often it was started. The disk work (write, fsync, rename, fsync the dir) runs in a
-            # thread, not on the event loop.
+            # often it was started. The disk work (an append and a data sync shared with concurrent
+            # jobs) runs in a thread, not on the event loop.
             await asyncio.to_thread(self._journal.add, record, starts)
             inner = asyncio.create_task(self._dispatch(record))
             aborted = asyncio.create_task(self._abort.wait())

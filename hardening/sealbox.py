@@ -1,8 +1,9 @@
 """A directory of small encrypted entries: one AES-256-GCM file per key, written atomically.
 
-Used for what the appliance must not lose and must not leave readable on disk: the job journal and
-the result outbox. The entry's purpose and name are bound as associated data, so a file renamed or
-moved between directories fails to open.
+This was how the job journal and the result outbox were kept; they are sealed append-only logs now
+(``hardening.sealedlog``), and this stays to read what an older version left (``hardening.sealedimport``)
+and for the key derivation. The entry's purpose and name are bound as associated data, so a file
+renamed or moved between directories fails to open.
 """
 
 from __future__ import annotations

@@ -4,10 +4,15 @@ A job is journaled before its probe starts; its result is in the outbox (fsync'd
 the journal entry goes; the outbox entry goes only after the instance confirmed the insert. So after
 a kill -9 at any moment, the appliance knows every job it claimed and every result it owes.
 
-Against a power loss the order holds too, with fewer fsyncs: additions are fsync'd before they return
-(concurrent jobs share the directory's fsync); a journal entry's removal is made durable before its
-result's outbox entry goes (``Runner._close_outbox_entry``), never after; and an outbox entry whose
-removal a power loss undoes is sent again only after asking the instance whether it has it already.
+Against a power loss the order holds too, with fewer syncs: additions are durable before they return
+(each is a line appended to a sealed log, ``hardening.sealedlog``; concurrent jobs share one data
+sync); a journal entry's removal is made durable before its result's outbox entry goes
+(``Runner._close_outbox_entry``), never after; and an outbox entry whose removal a power loss undoes
+is sent again only after asking the instance whether it has it already.
+
+On disk: ``STATE/journal.log`` and ``STATE/outbox.log`` (each with a ``.lock`` beside it). Entries an
+older version left in the per-file directories ``STATE/journal/`` and ``STATE/outbox/`` are imported
+into the logs when they are opened, then those files go (``hardening.sealedimport``).
 """
 
 from __future__ import annotations
@@ -16,10 +21,32 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from appliance.interfaces import Outcome
+from appliance.limits import DURABLE_COMPACT_DEAD_BYTES, DURABLE_COMPACT_DEAD_LINES
 from appliance.queue.records import OutputRecord
-from hardening.sealbox import SealedDir
+from hardening.sealbox import derive_key
+from hardening.sealedimport import import_sealed_dir
+from hardening.sealedlog import Compaction, SealedLog
+
+JOURNAL = "journal"
+OUTBOX = "outbox"
+_COMPACTION = Compaction(DURABLE_COMPACT_DEAD_LINES, DURABLE_COMPACT_DEAD_BYTES)
+
+
+def open_log(state_dir: Path, seal_key: bytes, purpose: str, *, writable: bool = True) -> SealedLog:
+    """The sealed log ``STATE/<purpose>.log``; opened writable, it first takes in an older version's
+    per-file entries from ``STATE/<purpose>/``. Read-only (another process looking in) changes nothing."""
+    key = derive_key(seal_key, purpose)
+    log = SealedLog(state_dir / f"{purpose}.log", key, purpose, writable=writable, compaction=_COMPACTION)
+    if writable:
+        try:
+            import_sealed_dir(log, state_dir / purpose, key, purpose)
+        except BaseException:
+            log.close()
+            raise
+    return log
 
 
 def _record_json(record: OutputRecord) -> dict[str, str]:
@@ -39,29 +66,29 @@ def _record(raw: object) -> OutputRecord:
 
 
 class _Entries:
-    """Sealed entries named by the output record's sys_id, with the names kept in memory."""
+    """Sealed entries named by the output record's sys_id, in a sealed log (names kept in memory)."""
 
-    def __init__(self, sealed: SealedDir) -> None:
-        self._dir = sealed
-        self._names = set(sealed.names())
+    def __init__(self, log: SealedLog) -> None:
+        self._log = log
 
     def _put(self, sys_id: str, body: object) -> None:
-        self._dir.put(sys_id, json.dumps(body).encode())
-        self._names.add(sys_id)
+        self._log.put(sys_id, json.dumps(body).encode())
 
     def remove(self, sys_id: str, *, durable: bool = True) -> None:
         """Remove the entry; ``durable=False`` leaves making that durable to ``settle()`` (or later)."""
-        self._dir.delete(sys_id, durable=durable)
-        self._names.discard(sys_id)
+        self._log.delete(sys_id, durable=durable)
 
     def settle(self) -> None:
-        self._dir.settle()
+        self._log.settle()
+
+    def close(self) -> None:
+        self._log.close()
 
     def __contains__(self, sys_id: object) -> bool:
-        return sys_id in self._names
+        return sys_id in self._log
 
     def count(self) -> int:
-        return len(self._names)
+        return self._log.count()
 
 
 @dataclass(frozen=True)
@@ -77,8 +104,8 @@ class Journal(_Entries):
         self._put(record.sys_id, {"record": _record_json(record), "starts": starts})
 
     def entries(self) -> Iterator[Claimed]:
-        for name in self._dir.names():
-            raw = json.loads(self._dir.get(name))
+        for _, data in self._log.entries():
+            raw = json.loads(data)
             if isinstance(raw, dict) and set(raw) == {"record", "starts"}:
                 starts = raw["starts"]
                 if not isinstance(starts, int) or isinstance(starts, bool) or starts < 1:
@@ -97,8 +124,8 @@ class Pending:
 class Outbox(_Entries):
     """Results not yet confirmed by the instance. Bounded: when full, the appliance stops claiming."""
 
-    def __init__(self, sealed: SealedDir, capacity: int) -> None:
-        super().__init__(sealed)
+    def __init__(self, log: SealedLog, capacity: int) -> None:
+        super().__init__(log)
         self.capacity = capacity
 
     def add(self, record: OutputRecord, outcome: Outcome) -> None:
@@ -114,8 +141,8 @@ class Outbox(_Entries):
         return self.count() >= self.capacity
 
     def entries(self) -> Iterator[Pending]:
-        for name in self._dir.names():
-            raw = json.loads(self._dir.get(name))
+        for _, data in self._log.entries():
+            raw = json.loads(data)
             if not isinstance(raw, dict):
                 raise ValueError("outbox entry is not an object")
             error = raw.get("error")

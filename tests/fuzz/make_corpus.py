@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hardening.audit import AuditLog, AuditOptions, checkpoint_xml, sign_checkpoint
 from hardening.audit._files import log_files
 from hardening.audit.seal import SEAL_VERIFY_FILE
+from hardening.sealedlog import Compaction, SealedLog
 from hardening.signing.envelope import sign_config_bytes
 from hardening.signing.keys import raw_public
 from hardening.signing.trust import propose, serialize, sign_root, trusted_key
@@ -266,11 +267,29 @@ def vault(tmp: Path) -> list[tuple[str, bytes]]:
     return out
 
 
+def sealed_logs(tmp: Path) -> list[tuple[str, bytes]]:
+    path = tmp / "log" / "journal.log"
+    out = []
+    with SealedLog(path, T.SEALED_LOG_KEY, "journal", compaction=Compaction(10**9, 10**12)) as log:
+        out.append(("empty", path.read_bytes()))
+        log.put(f"{1:032x}", json.dumps({"record": {"sys_id": f"{1:032x}"}, "starts": 1}).encode())
+        log.put("b", b"x" * 40)
+        log.delete("b")
+        log.put("c", b"")
+        log.put(f"{1:032x}", b"replaced")
+        out.append(("puts-and-deletes", path.read_bytes()))
+        out.append(("torn-tail", path.read_bytes()[:-7]))
+        log.compact()
+        out.append(("compacted", path.read_bytes()))
+    return out
+
+
 def write_corpus(out: Path) -> dict[str, int]:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         log_seeds, entries, cps = audit(tmp)
         stores = vault(tmp)
+        logs = sealed_logs(tmp)
     seeds: dict[str, list[tuple[str, bytes]]] = {
         "ecc_payload": list(payloads()),
         "ecc_record": list(records()),
@@ -293,6 +312,7 @@ def write_corpus(out: Path) -> dict[str, int]:
         "vault_store": stores,
         # The format target sees the body without its unkeyed checksum trailer.
         "vault_format": [(n, b[:-32]) for n, b in stores],
+        "sealed_log": logs,
     }
     counts = {}
     for name, items in seeds.items():

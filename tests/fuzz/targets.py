@@ -37,6 +37,7 @@ from hardening.audit.errors import AuditError, CheckpointError
 from hardening.audit.seal import parse_verification_key
 from hardening.audit.verify import verify_log
 from hardening.known_hosts import KnownHostsError, parse_known_hosts, parse_public_key_file
+from hardening.sealedlog import SealedEntryError, SealedLog
 from hardening.signing.envelope import parse_envelope
 from hardening.signing.errors import EnvelopeError, SigningError, TrustRootError
 from hardening.signing.trust import TrustRoot, parse, serialize, trusted_key
@@ -50,6 +51,7 @@ from hardening.vault.store import open_store
 ADMIN_KEYS = tuple(Ed25519PrivateKey.from_private_bytes(bytes([i]) * 32) for i in (1, 2))
 CHECKPOINT_KEY = Ed25519PrivateKey.from_private_bytes(bytes([3]) * 32)
 VAULT_HOST_KEY = bytes(range(32))
+SEALED_LOG_KEY = bytes(range(32, 64))
 APPLIANCE = "edge-01"
 NOW = dt.datetime(2027, 1, 15, 12, 0, 0, tzinfo=dt.UTC)
 SIGNED_CONFIG = b'version = 7\nexpires = 2027-06-01T00:00:00Z\n[appliance]\nname = "edge-01"\n'
@@ -202,6 +204,7 @@ class Targets:
         self._scratch = scratch
         self._vault = VaultPaths(scratch / "vault")
         self._audit = scratch / "audit"
+        self._log = scratch / "log" / "journal.log"
         self.all: dict[str, Target] = {
             t.name: t
             for t in (
@@ -264,6 +267,12 @@ class Targets:
                     self.vault_store,
                     "hardening.vault.open_store on the file's bytes (checksum repaired): VaultError only",
                 ),
+                Target(
+                    "sealed_log",
+                    self.sealed_log,
+                    "hardening.sealedlog.SealedLog read-only, then writable (torn tail cut, compaction): "
+                    "SealedEntryError only; both see the same entries, each authentic",
+                ),
             )
         }
 
@@ -286,6 +295,24 @@ class Targets:
                 store.credentials()
         except VaultError:
             return
+
+    def sealed_log(self, data: bytes) -> None:
+        """A whole journal log file, opened as another process would (read-only), then as the writer."""
+        self._log.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(self._log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        try:
+            with SealedLog(self._log, SEALED_LOG_KEY, "journal", writable=False) as reader:
+                seen = dict(reader.entries())
+        except SealedEntryError:
+            return
+        with SealedLog(self._log, SEALED_LOG_KEY, "journal") as writer:
+            assert dict(writer.entries()) == seen
+            writer.compact()
+            assert dict(writer.entries()) == seen
+        with SealedLog(self._log, SEALED_LOG_KEY, "journal", writable=False) as again:
+            assert list(again.entries()) == list(seen.items())
 
     def audit_log(self, data: bytes) -> None:
         """Header lines (``seal <verify key line>``, ``cp <log_id> <size> <head>``), a blank line, then

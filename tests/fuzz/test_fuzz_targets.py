@@ -29,7 +29,7 @@ from tests.fuzz.targets import Target, Targets
 
 NAMES = sorted(Targets(Path("unused")).all)
 # Executions per target in CI: file-based targets are ~20x slower per input.
-BUDGET = {"audit_log": 1_500, "vault_store": 1_500}
+BUDGET = {"audit_log": 1_500, "vault_store": 1_500, "sealed_log": 1_500}
 DEFAULT_BUDGET = 12_000
 
 
@@ -222,7 +222,7 @@ def test_checkpoint_with_an_unknown_declared_encoding_is_refused(encoding: str) 
 def test_a_short_coverage_guided_run_finds_nothing(name: str, tmp_path: Path) -> None:
     """atheris (libFuzzer) from the corpus for a bounded number of runs; longer runs: tests/fuzz/README.md."""
     pytest.importorskip("atheris")
-    runs = "400" if name in ("audit_log", "vault_store") else "4000"
+    runs = "400" if name in ("audit_log", "vault_store", "sealed_log") else "4000"
     done = subprocess.run(
         [
             sys.executable,

@@ -1,5 +1,5 @@
-"""Fewer fsyncs per job without weaker promises: the run ledger and the journal/outbox directories share
-one fsync among concurrent writers (group commit), and the ledger forgets old entries in O(1).
+"""Fewer fsyncs per job without weaker promises: the run ledger and the journal/outbox logs share one
+fsync among concurrent writers (group commit), and the ledger forgets old entries in O(1).
 
 A kill -9 cannot show a missing fsync (the page cache survives it), so these tests pin what the
 code promises instead: every add is on disk and readable by a fresh reader when it returns, under
@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from appliance.queue.durable import Journal
+from appliance.queue.durable import JOURNAL, Journal, open_log
 from appliance.queue.records import OutputRecord
 from appliance.replay import RunLedger
 from hardening.atomic import DirSync
@@ -69,15 +69,16 @@ def test_a_big_ledger_adds_as_fast_as_a_small_one(tmp_path: Path) -> None:
 
 
 def test_sealed_entries_written_at_once_are_all_there_for_a_fresh_reader(tmp_path: Path) -> None:
-    journal = Journal(SealedDir(tmp_path / "journal", KEY, "journal"))
+    # The reader is read-only (the writer holds the log), as another process looking in would be.
+    journal = Journal(open_log(tmp_path, bytes(32), JOURNAL))
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: journal.add(record(i)), range(200)))
-    fresh = Journal(SealedDir(tmp_path / "journal", KEY, "journal"))
+    fresh = Journal(open_log(tmp_path, bytes(32), JOURNAL, writable=False))
     assert sorted(c.record.sys_id for c in fresh.entries()) == [f"{i:032x}" for i in range(200)]
     for i in range(100):
         journal.remove(f"{i:032x}", durable=False)
     journal.settle()
-    fresh = Journal(SealedDir(tmp_path / "journal", KEY, "journal"))
+    fresh = Journal(open_log(tmp_path, bytes(32), JOURNAL, writable=False))
     assert fresh.count() == 100 and f"{0:032x}" not in fresh and f"{150:032x}" in fresh
 
 

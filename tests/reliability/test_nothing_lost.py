@@ -272,9 +272,8 @@ def test_a_kill_between_keeping_a_result_and_closing_its_journal_entry_answers_o
 ) -> None:
     from appliance.interfaces import Outcome
     from appliance.payload import build_results
-    from appliance.queue.durable import Journal, Outbox
+    from appliance.queue.durable import JOURNAL, OUTBOX, Journal, Outbox, open_log
     from appliance.queue.records import parse_output
-    from hardening.sealbox import SealedDir, derive_key
 
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
         store = instance.state.store
@@ -284,13 +283,15 @@ def test_a_kill_between_keeping_a_result_and_closing_its_journal_entry_answers_o
         store.update("ecc_queue", job, {"state": "processing"})
         record = parse_output(store.get("ecc_queue", job))
         # The state a kill -9 leaves between Outbox.add and Journal.remove: the job is in both.
-        journal = Journal(SealedDir(state_dir / "journal", derive_key(TEST_SEAL_KEY, "journal"), "journal"))
-        outbox = Outbox(SealedDir(state_dir / "outbox", derive_key(TEST_SEAL_KEY, "outbox"), "outbox"), 100)
+        journal = Journal(open_log(state_dir, TEST_SEAL_KEY, JOURNAL))
+        outbox = Outbox(open_log(state_dir, TEST_SEAL_KEY, OUTBOX), 100)
         journal.add(record)
         payload = build_results(
             result=None, echo_record=record.echo(), parameters=(), probe_time_ms=1, error=None
         )
         outbox.add(record, Outcome(payload, None, 1))
+        journal.close()  # as the killed process's would be: one writer per log
+        outbox.close()
         config = trusted(config_text(instance.url, dev_pki, LOOPBACK_HTTP), tmp_path / "c.toml")
         audit = MemoryAudit()
         run_until(config, lambda: job in answers(store), state_dir=state_dir, audit=audit, timeout=10)

@@ -10,7 +10,7 @@ import signal
 import time
 from pathlib import Path
 
-from appliance.queue.durable import Journal
+from appliance.queue.durable import JOURNAL, Journal, open_log
 from hardening.sealbox import SealedDir, derive_key
 from tests.helpers import (
     AGENT,
@@ -27,8 +27,12 @@ from tests.support.processes import appliance_process, wait_for
 
 
 def starts(state_dir: Path, sys_id: str) -> int:
-    journal = Journal(SealedDir(state_dir / "journal", derive_key(TEST_SEAL_KEY, "journal"), "journal"))
-    return next((c.starts for c in journal.entries() if c.record.sys_id == sys_id), 0)
+    # Read-only: the running appliance holds the journal; a reader changes nothing on disk.
+    journal = Journal(open_log(state_dir, TEST_SEAL_KEY, JOURNAL, writable=False))
+    try:
+        return next((c.starts for c in journal.entries() if c.record.sys_id == sys_id), 0)
+    finally:
+        journal.close()
 
 
 def test_a_job_interrupted_twice_is_answered_with_an_error(
@@ -64,9 +68,11 @@ def test_journal_entries_of_an_older_version_load_with_one_start(tmp_path: Path)
 
     from appliance.queue.records import parse_output
 
-    sealed = SealedDir(tmp_path / "j", derive_key(TEST_SEAL_KEY, "journal"), "journal")
+    # Written by an older version into the per-file journal directory: imported into the log on open.
+    sealed = SealedDir(tmp_path / "journal", derive_key(TEST_SEAL_KEY, "journal"), "journal")
     record = parse_output({"sys_id": "abc", "agent": AGENT, "topic": "HeartbeatProbe"})
     old = {k: v for k, v in record.__dict__.items() if k not in ("refusal", "sequence", "response_to")}
     sealed.put("abc", json.dumps(old).encode())
-    [entry] = Journal(sealed).entries()
+    with open_log(tmp_path, TEST_SEAL_KEY, JOURNAL) as log:
+        [entry] = Journal(log).entries()
     assert entry.starts == 1 and entry.record == record
