@@ -28,7 +28,7 @@ from appliance.probes.heartbeat import HeartbeatProbe
 from appliance.probes.http import HttpProbe
 from appliance.probes.lazy import LazyProbe
 from appliance.quarantine import Quarantine
-from appliance.queue.durable import JOURNAL, OUTBOX, Journal, Outbox, open_log
+from appliance.queue.durable import open_durable
 from appliance.queue.transport import ecc_client, instance_client
 from appliance.ratelimit import Limiter
 from appliance.replay import LEDGER_FILE, RunLedger
@@ -173,9 +173,8 @@ async def run_appliance(
     health.config = config_facts(config)
     health.cert_expires = cert_not_after(config.instance.client_cert)
     with contextlib.ExitStack() as held:
-        journal = Journal(open_log(state_dir, seal_key, JOURNAL))
+        journal, outbox = open_durable(state_dir, seal_key, limits.outbox_entries)
         held.callback(journal.close)  # one writer per log: the next run (a reload) opens them again
-        outbox = Outbox(open_log(state_dir, seal_key, OUTBOX), limits.outbox_entries)
         held.callback(outbox.close)
         owned = http is None  # a client handed in belongs to the caller, who closes it
         if http is None:

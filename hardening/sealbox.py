@@ -1,7 +1,7 @@
 """A directory of small encrypted entries: one AES-256-GCM file per key, written atomically.
 
 This was how the job journal and the result outbox were kept; they are sealed append-only logs now
-(``hardening.sealedlog``), and this stays to read what an older version left (``hardening.sealedimport``)
+(``hardening.sealedlog``), and this stays to read what an older version left (``appliance.queue.durable``)
 and for the key derivation. The entry's purpose and name are bound as associated data, so a file
 renamed or moved between directories fails to open.
 """

@@ -10,24 +10,30 @@ sync); a journal entry's removal is made durable before its result's outbox entr
 (``Runner._close_outbox_entry``), never after; and an outbox entry whose removal a power loss undoes
 is sent again only after asking the instance whether it has it already.
 
-On disk: ``STATE/journal.log`` and ``STATE/outbox.log`` (each with a ``.lock`` beside it). Entries an
-older version left in the per-file directories ``STATE/journal/`` and ``STATE/outbox/`` are imported
-into the logs when they are opened, then those files go (``hardening.sealedimport``).
+On disk: ``STATE/journal.log`` and ``STATE/outbox.log`` (each with a ``.lock`` beside it).
+
+**Entries an older version left** in its per-file directories ``STATE/journal/`` and ``STATE/outbox/``
+(``SealedDir``) are not moved: they are read where they are and go only when the job they belong to
+is done, as the older version would have done. A job that has an entry there keeps all its entries
+there (its result too, when it is run again after an interruption), so an upgrade rolled back before
+its first successful poll leaves the older version every result it owes where it looks. New claims
+need a successful poll, after which an upgrade is no longer rolled back; they go to the logs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from appliance.interfaces import Outcome
 from appliance.limits import DURABLE_COMPACT_DEAD_BYTES, DURABLE_COMPACT_DEAD_LINES
 from appliance.queue.records import OutputRecord
-from hardening.sealbox import derive_key
-from hardening.sealedimport import import_sealed_dir
+from hardening.sealbox import SealedDir, derive_key
 from hardening.sealedlog import Compaction, SealedLog
 
 JOURNAL = "journal"
@@ -36,17 +42,35 @@ _COMPACTION = Compaction(DURABLE_COMPACT_DEAD_LINES, DURABLE_COMPACT_DEAD_BYTES)
 
 
 def open_log(state_dir: Path, seal_key: bytes, purpose: str, *, writable: bool = True) -> SealedLog:
-    """The sealed log ``STATE/<purpose>.log``; opened writable, it first takes in an older version's
-    per-file entries from ``STATE/<purpose>/``. Read-only (another process looking in) changes nothing."""
+    """The sealed log ``STATE/<purpose>.log``. Read-only (another process looking in) changes nothing."""
     key = derive_key(seal_key, purpose)
-    log = SealedLog(state_dir / f"{purpose}.log", key, purpose, writable=writable, compaction=_COMPACTION)
-    if writable:
-        try:
-            import_sealed_dir(log, state_dir / purpose, key, purpose)
-        except BaseException:
-            log.close()
-            raise
-    return log
+    return SealedLog(state_dir / f"{purpose}.log", key, purpose, writable=writable, compaction=_COMPACTION)
+
+
+def _older_dir(state_dir: Path, seal_key: bytes, purpose: str) -> SealedDir:
+    return SealedDir(state_dir / purpose, derive_key(seal_key, purpose), purpose)
+
+
+def open_durable(state_dir: Path, seal_key: bytes, outbox_capacity: int) -> tuple[Journal, Outbox]:
+    """The appliance's journal and outbox, writable (the caller closes both), with an older version's
+    entries where it left them (see the module's docstring)."""
+    older: dict[str, SealedDir] = {}
+    for purpose in (JOURNAL, OUTBOX):
+        directory = state_dir / purpose
+        if directory.is_dir() and not directory.is_symlink():
+            older[purpose] = _older_dir(state_dir, seal_key, purpose)
+    ids = frozenset(name for d in older.values() for name in d.names())
+    journal_log = open_log(state_dir, seal_key, JOURNAL)
+    try:
+        outbox_log = open_log(state_dir, seal_key, OUTBOX)
+    except BaseException:
+        journal_log.close()
+        raise
+    if not ids:
+        return Journal(journal_log), Outbox(outbox_log, outbox_capacity)
+    # Both directories, so that a result of an older job lands where the older version looks for it.
+    dirs = [older.get(p) or _older_dir(state_dir, seal_key, p) for p in (JOURNAL, OUTBOX)]
+    return Journal(journal_log, dirs[0], ids), Outbox(outbox_log, outbox_capacity, dirs[1], ids)
 
 
 def _record_json(record: OutputRecord) -> dict[str, str]:
@@ -66,29 +90,62 @@ def _record(raw: object) -> OutputRecord:
 
 
 class _Entries:
-    """Sealed entries named by the output record's sys_id, in a sealed log (names kept in memory)."""
+    """Sealed entries named by the output record's sys_id: in a sealed log, and in an older version's
+    per-file directory (``older``) for the jobs named in ``older_ids`` (see the module's docstring)."""
 
-    def __init__(self, log: SealedLog) -> None:
+    def __init__(
+        self, log: SealedLog, older: SealedDir | None = None, older_ids: frozenset[str] = frozenset()
+    ) -> None:
         self._log = log
+        self._older = older
+        self._older_names = set(older.names()) if older is not None else set()
+        self._older_ids = older_ids if older is not None else frozenset()
 
     def _put(self, sys_id: str, body: object) -> None:
-        self._log.put(sys_id, json.dumps(body).encode())
+        data = json.dumps(body).encode()
+        if self._older is not None and sys_id in self._older_ids:
+            self._older.put(sys_id, data)
+            self._older_names.add(sys_id)
+        else:
+            self._log.put(sys_id, data)
 
     def remove(self, sys_id: str, *, durable: bool = True) -> None:
         """Remove the entry; ``durable=False`` leaves making that durable to ``settle()`` (or later)."""
+        if self._older is not None and sys_id in self._older_names:
+            self._older.delete(sys_id, durable=durable)
+            self._older_names.discard(sys_id)
         self._log.delete(sys_id, durable=durable)
 
     def settle(self) -> None:
+        if self._older is not None:
+            self._older.settle()
         self._log.settle()
 
     def close(self) -> None:
         self._log.close()
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _raw_entries(self) -> Iterator[bytes]:
+        """The older version's entries first (they are older, listed oldest first), then the log's."""
+        if self._older is not None:
+            for name in self._older.names():
+                if name in self._older_names:
+                    with contextlib.suppress(FileNotFoundError):  # done meanwhile
+                        yield self._older.get(name)
+        for name, data in self._log.entries():
+            if name not in self._older_names:
+                yield data
+
     def __contains__(self, sys_id: object) -> bool:
-        return sys_id in self._log
+        return sys_id in self._older_names or sys_id in self._log
 
     def count(self) -> int:
-        return self._log.count()
+        return self._log.count() + sum(1 for name in self._older_names if name not in self._log)
 
 
 @dataclass(frozen=True)
@@ -104,7 +161,7 @@ class Journal(_Entries):
         self._put(record.sys_id, {"record": _record_json(record), "starts": starts})
 
     def entries(self) -> Iterator[Claimed]:
-        for _, data in self._log.entries():
+        for data in self._raw_entries():
             raw = json.loads(data)
             if isinstance(raw, dict) and set(raw) == {"record", "starts"}:
                 starts = raw["starts"]
@@ -124,8 +181,14 @@ class Pending:
 class Outbox(_Entries):
     """Results not yet confirmed by the instance. Bounded: when full, the appliance stops claiming."""
 
-    def __init__(self, log: SealedLog, capacity: int) -> None:
-        super().__init__(log)
+    def __init__(
+        self,
+        log: SealedLog,
+        capacity: int,
+        older: SealedDir | None = None,
+        older_ids: frozenset[str] = frozenset(),
+    ) -> None:
+        super().__init__(log, older, older_ids)
         self.capacity = capacity
 
     def add(self, record: OutputRecord, outcome: Outcome) -> None:
@@ -141,7 +204,7 @@ class Outbox(_Entries):
         return self.count() >= self.capacity
 
     def entries(self) -> Iterator[Pending]:
-        for _, data in self._log.entries():
+        for data in self._raw_entries():
             raw = json.loads(data)
             if not isinstance(raw, dict):
                 raise ValueError("outbox entry is not an object")

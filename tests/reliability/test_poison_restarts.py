@@ -10,7 +10,7 @@ import signal
 import time
 from pathlib import Path
 
-from appliance.queue.durable import JOURNAL, Journal, open_log
+from appliance.queue.durable import JOURNAL, Journal, open_durable, open_log
 from hardening.sealbox import SealedDir, derive_key
 from tests.helpers import (
     AGENT,
@@ -68,11 +68,12 @@ def test_journal_entries_of_an_older_version_load_with_one_start(tmp_path: Path)
 
     from appliance.queue.records import parse_output
 
-    # Written by an older version into the per-file journal directory: imported into the log on open.
+    # Written by an older version (before start counts) into the per-file journal directory: read there.
     sealed = SealedDir(tmp_path / "journal", derive_key(TEST_SEAL_KEY, "journal"), "journal")
     record = parse_output({"sys_id": "abc", "agent": AGENT, "topic": "HeartbeatProbe"})
     old = {k: v for k, v in record.__dict__.items() if k not in ("refusal", "sequence", "response_to")}
     sealed.put("abc", json.dumps(old).encode())
-    with open_log(tmp_path, TEST_SEAL_KEY, JOURNAL) as log:
-        [entry] = Journal(log).entries()
+    journal, outbox = open_durable(tmp_path, TEST_SEAL_KEY, 10)
+    with journal, outbox:
+        [entry] = journal.entries()
     assert entry.starts == 1 and entry.record == record

@@ -1,22 +1,22 @@
 """An appliance upgraded with entries in the per-file journal/ and outbox/ directories of an older
-version loses none: they move into the sealed logs on open, then the old files go; a crash in
-between leaves no entry lost or doubled. The old files are written by the old code (``SealedDir``),
-and the crashes are a real process ending itself at the step named."""
+version loses none and strands none: they are read where they are and go only when their job is done,
+and every entry of such a job (its result too) stays where the older version looks, so an upgrade
+rolled back before its first successful poll leaves the older version every result it owes. The old
+files are written and read by the old code (``SealedDir``)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
+import socket
 import time
 from pathlib import Path
 
 import pytest
 
+from appliance.interfaces import Outcome
 from appliance.payload import build_results
-from appliance.queue.durable import JOURNAL, OUTBOX, Journal, Outbox, open_log
+from appliance.queue.durable import JOURNAL, OUTBOX, open_durable
 from appliance.queue.records import OutputRecord, parse_output
 from hardening.sealbox import SealedDir, SealedEntryError, derive_key
 from tests.helpers import (
@@ -62,16 +62,6 @@ def old_state(state_dir: Path, jobs: int = 5) -> list[str]:
     return [record(i).sys_id for i in range(jobs)]
 
 
-def journal_starts(state_dir: Path) -> dict[str, int]:
-    with open_log(state_dir, TEST_SEAL_KEY, JOURNAL, writable=False) as log:
-        return {c.record.sys_id: c.starts for c in Journal(log).entries()}
-
-
-def outbox_payloads(state_dir: Path) -> dict[str, str]:
-    with open_log(state_dir, TEST_SEAL_KEY, OUTBOX, writable=False) as log:
-        return {p.record.sys_id: p.outcome.payload for p in Outbox(log, 100).entries()}
-
-
 def expected(ids: list[str]) -> tuple[dict[str, int], dict[str, str]]:
     return (
         {sys_id: 1 + i % 2 for i, sys_id in enumerate(ids)},
@@ -79,74 +69,120 @@ def expected(ids: list[str]) -> tuple[dict[str, int], dict[str, str]]:
     )
 
 
-def test_old_entries_move_into_the_logs_in_their_order_and_the_old_files_go(state_dir: Path) -> None:
+def journal_starts(state_dir: Path) -> dict[str, int]:
+    journal, outbox = open_durable(state_dir, TEST_SEAL_KEY, 100)
+    try:
+        return {c.record.sys_id: c.starts for c in journal.entries()}
+    finally:
+        journal.close()
+        outbox.close()
+
+
+def outbox_payloads(state_dir: Path) -> dict[str, str]:
+    journal, outbox = open_durable(state_dir, TEST_SEAL_KEY, 100)
+    try:
+        return {p.record.sys_id: p.outcome.payload for p in outbox.entries()}
+    finally:
+        journal.close()
+        outbox.close()
+
+
+def old_files(state_dir: Path) -> tuple[list[str], list[str]]:
+    """What the older version would find: the names in its two directories."""
+    journal, outbox = old_dirs(state_dir)
+    return sorted(journal.names()), sorted(outbox.names())
+
+
+def log_lines(state_dir: Path, purpose: str) -> int:
+    """Lines after the header in the new version's log."""
+    path = state_dir / f"{purpose}.log"
+    return len(path.read_bytes().splitlines()) - 1 if path.exists() else 0
+
+
+def test_old_entries_are_read_where_they_are_oldest_first_and_nothing_moves(state_dir: Path) -> None:
     ids = old_state(state_dir)
-    for purpose in (JOURNAL, OUTBOX):
-        open_log(state_dir, TEST_SEAL_KEY, purpose).close()
     starts, payloads = expected(ids)
     assert journal_starts(state_dir) == starts and outbox_payloads(state_dir) == payloads
-    with open_log(state_dir, TEST_SEAL_KEY, JOURNAL) as log:
-        assert list(log.names()) == ids  # oldest first, as the old directory listed them
-    assert not (state_dir / JOURNAL).exists() and not (state_dir / OUTBOX).exists()
+    journal, outbox = open_durable(state_dir, TEST_SEAL_KEY, 100)
+    with journal, outbox:
+        assert [c.record.sys_id for c in journal.entries()] == ids  # as the old directory listed them
+        assert all(sys_id in journal for sys_id in ids) and journal.count() == len(ids)
+        assert outbox.count() == len(payloads)
+    assert old_files(state_dir) == (sorted(ids), sorted(payloads))
+    assert log_lines(state_dir, JOURNAL) == log_lines(state_dir, OUTBOX) == 0
 
 
-def test_a_tampered_old_entry_is_refused_and_nothing_is_removed(state_dir: Path) -> None:
+def test_an_older_job_keeps_its_result_where_the_older_version_looks_and_new_jobs_use_the_logs(
+    state_dir: Path,
+) -> None:
+    older, newer = record(1), record(7)
+    old_put(old_dirs(state_dir)[0], older, starts=1)  # interrupted by the upgrade
+    journal, outbox = open_durable(state_dir, TEST_SEAL_KEY, 100)
+    with journal, outbox:
+        journal.add(older, 2)  # run again after the interruption
+        outbox.add(older, Outcome("<older/>", None, 5))
+        journal.remove(older.sys_id, durable=False)
+        journal.add(newer)
+        outbox.add(newer, Outcome("<newer/>", None, 5))
+        journal.settle()
+        # Rolled back here: the older version finds the older job's result and no journal entry.
+        assert old_files(state_dir) == ([], [older.sys_id])
+        assert json.loads(old_dirs(state_dir)[1].get(older.sys_id))["payload"] == "<older/>"
+        assert log_lines(state_dir, JOURNAL) == 1 and log_lines(state_dir, OUTBOX) == 1  # the newer job's
+        assert {p.record.sys_id for p in outbox.entries()} == {older.sys_id, newer.sys_id}
+        outbox.remove(older.sys_id)  # the instance has it
+        assert old_files(state_dir) == ([], [])
+        assert [p.record.sys_id for p in outbox.entries()] == [newer.sys_id]
+
+
+def test_with_no_older_entries_the_old_directories_are_not_used(state_dir: Path) -> None:
+    old_dirs(state_dir)  # present but empty, as an older version leaves them when all was sent
+    journal, outbox = open_durable(state_dir, TEST_SEAL_KEY, 100)
+    with journal, outbox:
+        journal.add(record(3))
+        outbox.add(record(3), Outcome("<r/>", None, 1))
+    assert old_files(state_dir) == ([], [])
+    assert log_lines(state_dir, JOURNAL) == log_lines(state_dir, OUTBOX) == 1
+
+
+def test_a_tampered_old_entry_is_refused_naming_the_fix(state_dir: Path) -> None:
     ids = old_state(state_dir)
     victim = state_dir / JOURNAL / f"{ids[2]}.sealed"
     blob = bytearray(victim.read_bytes())
     blob[-1] ^= 1
     victim.write_bytes(bytes(blob))
-    with pytest.raises(SealedEntryError, match="move it aside"):
-        open_log(state_dir, TEST_SEAL_KEY, JOURNAL)
-    assert len(list((state_dir / JOURNAL).glob("*.sealed"))) == len(ids)
-    victim.unlink()  # moved aside, as the message says: the next open is not refused as busy
-    open_log(state_dir, TEST_SEAL_KEY, JOURNAL).close()
-    assert sorted(journal_starts(state_dir)) == sorted(i for i in ids if i != ids[2])
+    journal, outbox = open_durable(state_dir, TEST_SEAL_KEY, 100)
+    with journal, outbox, pytest.raises(SealedEntryError, match="move it aside"):
+        list(journal.entries())
+    assert len(list((state_dir / JOURNAL).glob("*.sealed"))) == len(ids)  # nothing removed
 
 
-CRASH = """
-import os, sys
-from pathlib import Path
-from appliance.queue.durable import open_log
-from tests.helpers import TEST_SEAL_KEY
-state, purpose, step, n = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-real_write, real_unlink = os.write, os.unlink
-count = [0]
-def write(fd, data):
-    count[0] += 1
-    if step == "importing" and count[0] > n:
-        os._exit(9)  # n entries appended to the log, not yet settled
-    return real_write(fd, data)
-def unlink(path, *a, **k):
-    count[0] += 1
-    if step == "removing" and count[0] > n:
-        os._exit(9)  # every entry in the log, n old files removed
-    return real_unlink(path, *a, **k)
-os.write, os.unlink = write, unlink
-open_log(state, TEST_SEAL_KEY, purpose).close()
-os._exit(0)
-"""
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
-@pytest.mark.parametrize(
-    ("step", "n"), [("importing", 0), ("importing", 1), ("removing", 0), ("removing", 1)]
-)
-def test_a_crash_during_the_import_loses_and_doubles_nothing(state_dir: Path, step: str, n: int) -> None:
-    ids = old_state(state_dir)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    for purpose in (JOURNAL, OUTBOX):
-        proc = subprocess.run([sys.executable, "-c", CRASH, str(state_dir), purpose, step, str(n)], env=env,
-                              timeout=60, check=False)  # fmt: skip
-        assert proc.returncode == 9
-        assert (state_dir / purpose).is_dir()  # the crash came before the old directory went
-    starts, payloads = expected(ids)
-    for purpose in (JOURNAL, OUTBOX):
-        with open_log(state_dir, TEST_SEAL_KEY, purpose) as log:  # the next start imports the rest
-            assert sorted(log.names()) == sorted(starts if purpose == JOURNAL else payloads)
-    assert journal_starts(state_dir) == starts and outbox_payloads(state_dir) == payloads
-    assert not (state_dir / JOURNAL).exists() and not (state_dir / OUTBOX).exists()
-    # Doubled would mean two put lines for one name in a fresh log: one line per entry, plus the header.
-    assert len((state_dir / "journal.log").read_bytes().splitlines()) == 1 + len(ids)
+def test_an_upgrade_rolled_back_before_its_first_poll_leaves_the_older_version_its_results(
+    dev_pki: Pki, tmp_path: Path, state_dir: Path
+) -> None:
+    # The older version was killed while running a job; the new one starts with the instance
+    # unreachable (why an upgrade is rolled back), runs the job again and keeps its result.
+    with http_target() as target:
+        rec = parse_output({"sys_id": "a" * 32, "agent": AGENT, "topic": "RESTProbe", "source": "127.0.0.1",
+                            "payload": params(url=f"{target}/hello")})  # fmt: skip
+        old_put(old_dirs(state_dir)[0], rec, starts=1)
+        url = f"https://127.0.0.1:{_closed_port()}"
+        config = trusted(config_text(url, dev_pki, LOOPBACK_HTTP), tmp_path / "c.toml")
+        audit = MemoryAudit()
+        run_until(config, lambda: old_files(state_dir)[1] == [rec.sys_id], state_dir=state_dir, audit=audit,
+                  timeout=20)  # fmt: skip
+    assert "job.resumed" in [e for e, _ in audit.events]
+    journal_names, outbox_names = old_files(state_dir)
+    assert journal_names == [] and outbox_names == [rec.sys_id]
+    kept = json.loads(old_dirs(state_dir)[1].get(rec.sys_id))  # as the older version reads it
+    assert "hello" in kept["payload"] and kept["record"]["sys_id"] == rec.sys_id
+    assert log_lines(state_dir, JOURNAL) == log_lines(state_dir, OUTBOX) == 0
 
 
 def test_an_upgraded_appliance_delivers_the_result_an_older_version_kept(
@@ -176,5 +212,5 @@ def test_an_upgraded_appliance_delivers_the_result_an_older_version_kept(
         run_until(config, lambda: False, state_dir=state_dir, timeout=1)  # a second answer, were one coming
         assert answers().count(job) == 1
         assert "job.resumed" not in [e for e, _ in audit.events]  # kept, not run again
-        assert not (state_dir / JOURNAL).exists() and not (state_dir / OUTBOX).exists()
+        assert old_files(state_dir) == ([], [])  # done, so gone, as the older version would have done
         assert journal_starts(state_dir) == {} and outbox_payloads(state_dir) == {}
