@@ -100,9 +100,13 @@ def test_kill_9_and_outage_lose_nothing_and_duplicate_nothing(
             f"{len(doubled)} duplicated, {len(errors)} error results (interrupted non-idempotent POSTs)"
         )
         assert lost == [] and doubled == {}
-        # Only POSTs may be answered with "interrupted"; GETs are simply run again.
+        # Only POSTs may be answered with "interrupted"; GETs are simply run again, unless two kills
+        # in a row interrupted the same job (a loaded machine starts the appliance slowly): then the
+        # poison guard answers it instead of starting it a third time.
         assert all(
-            r["response_to"] in post_ids and "may have side effects" in r["error_string"] for r in errors
+            (r["response_to"] in post_ids and "may have side effects" in r["error_string"])
+            or "each time the appliance stopped before it finished" in r["error_string"]
+            for r in errors
         )
         assert all(s["state"] == "processed" for s in (store.get("ecc_queue", i) for i in ids))
 
