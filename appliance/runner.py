@@ -28,7 +28,7 @@ from appliance.queue.answers import InstanceBusyError
 from appliance.queue.backoff import Backoff
 from appliance.queue.client import EccClient
 from appliance.queue.delivery import Delivery
-from appliance.queue.durable import Journal, Outbox
+from appliance.queue.durable import Journal, Outbox, OutboxCloser
 from appliance.queue.fetch import Fetcher
 from appliance.queue.midissues import MidIssues
 from appliance.queue.midrecord import MidRecord
@@ -89,6 +89,7 @@ class Runner:
         self._settings = settings
         self._journal = journal
         self._outbox = outbox
+        self._closer = OutboxCloser(journal, outbox)  # sent results' outbox entries, after the journal's sync
         self._gate = gate  # quarantine and replay protection (None: neither, as in unit tests)
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
@@ -101,7 +102,7 @@ class Runner:
         self.stats = self.status.stats
         self._delivery = Delivery(
             client=client,
-            close=self._close_outbox_entry,
+            close=self._closer.close,
             audit=audit,
             stats=self.stats,
             backoff=self._backoff,
@@ -252,8 +253,10 @@ class Runner:
                 # A runner being replaced (a reload) leaves the health to the next one: that one's first
                 # poll says the new config runs (READY=1), not a poll of the old one still in flight.
                 self._report.polled(None)
-            if self._trim is not None and not records and not self._tasks:
-                self._trim.idle()
+            if not records and not self._tasks:
+                await asyncio.to_thread(self._closer.settle)  # at rest: no journal write will come
+                if self._trim is not None:
+                    self._trim.idle()
             for record in records:
                 # A record that cannot run anyway keeps its own reason (answered by the dispatcher).
                 gated = self._gate is not None and not record.refusal
@@ -306,7 +309,7 @@ class Runner:
             # Before the probe starts: after a crash, this is how we know the job was ours, and how
             # often it was started. The disk work (an append and a data sync shared with concurrent
             # jobs) runs in a thread, not on the event loop.
-            await asyncio.to_thread(self._journal.add, record, starts)
+            await asyncio.to_thread(self._journaled, record, starts)
             inner = asyncio.create_task(self._dispatch(record))
             aborted = asyncio.create_task(self._abort.wait())
             await asyncio.wait({inner, aborted}, return_when=asyncio.FIRST_COMPLETED)
@@ -344,15 +347,9 @@ class Runner:
         self._outbox.add(record, outcome)
         self._journal.remove(record.sys_id, durable=False)  # durable before the outbox entry goes
 
-    def _close_outbox_entry(self, sys_id: str) -> None:
-        """The instance has the result: its outbox entry goes, after its journal entry's removal is durable.
-
-        Otherwise a power loss could bring the journal entry back without the result, and the job
-        would run again. Under load a later journal write has usually made it durable already. The
-        outbox removal itself may be lost: that result is sent again only after asking the instance.
-        """
-        self._journal.settle()
-        self._outbox.remove(sys_id, durable=False)
+    def _journaled(self, record: OutputRecord, starts: int) -> None:
+        self._journal.add(record, starts)
+        self._closer.release()  # that sync made earlier journal removals durable too
 
     def _keep(self, record: OutputRecord, outcome: Outcome) -> None:
         """Make the result durable, close the journal entry, and hand it to the senders."""
@@ -372,6 +369,7 @@ class Runner:
                 self._abort.set()
                 await asyncio.wait(pending, timeout=deadline)
         await self._delivery.drain(deadline)
+        await asyncio.to_thread(self._closer.settle)
         await self._report.finish()
         for task in self._tasks:
             task.cancel()

@@ -256,6 +256,17 @@ class SealedLog:
         """Make every change made so far durable (a no-op when a later sync already covered them)."""
         self.sync()
 
+    def written(self) -> int:
+        """How many lines this process has written so far: ``durable_upto() >= written()`` once they
+        are all durable."""
+        with self._lock:
+            return self._written
+
+    def durable_upto(self) -> int:
+        """How many of the lines this process wrote a finished sync covers."""
+        with self._lock:
+            return self._synced
+
     # Compaction.
     def _due(self) -> bool:
         c = self._compaction

@@ -7,7 +7,7 @@ a kill -9 at any moment, the appliance knows every job it claimed and every resu
 Against a power loss the order holds too, with fewer syncs: additions are durable before they return
 (each is a line appended to a sealed log, ``hardening.sealedlog``; concurrent jobs share one data
 sync); a journal entry's removal is made durable before its result's outbox entry goes
-(``Runner._close_outbox_entry``), never after; and an outbox entry whose removal a power loss undoes
+(``OutboxCloser``), never after; and an outbox entry whose removal a power loss undoes
 is sent again only after asking the instance whether it has it already.
 
 On disk: ``STATE/journal.log`` and ``STATE/outbox.log`` (each with a ``.lock`` beside it).
@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,17 @@ class _Entries:
             self._older.settle()
         self._log.settle()
 
+    def written(self) -> int:
+        """A mark: every change made so far is durable once ``durable_upto()`` reaches it."""
+        return self._log.written()
+
+    def durable_upto(self) -> int:
+        return self._log.durable_upto()
+
+    def kept_elsewhere(self, sys_id: str) -> bool:
+        """Whether ``sys_id``'s entries are in the older version's directory (not covered by marks)."""
+        return self._older is not None and sys_id in self._older_ids
+
     def close(self) -> None:
         self._log.close()
 
@@ -213,3 +225,56 @@ class Outbox(_Entries):
                 str(raw["payload"]), None if error is None else str(error), int(raw["duration_ms"])
             )
             yield Pending(_record(raw["record"]), outcome)
+
+
+class OutboxCloser:
+    """Outbox entries whose results the instance has: each goes once its journal entry's removal is
+    durable, never before (else a power loss could bring the journal entry back without the result, and
+    the job would run again).
+
+    That removal was written, not synced, when the result was kept. Rather than a journal sync per
+    result, an entry waits for the next one: under load the next job's journal entry syncs within
+    milliseconds (``release()`` after it), and at rest ``settle()`` syncs once for all that wait. The
+    outbox removal itself needs no sync: lost to a power loss, its result is sent again only after
+    asking the instance whether it has it already. Called from worker threads.
+    """
+
+    def __init__(self, journal: Journal, outbox: Outbox) -> None:
+        self._journal = journal
+        self._outbox = outbox
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[int, str]] = []  # (journal mark, sys_id), marks ascending
+
+    def close(self, sys_id: str) -> None:
+        """The instance has ``sys_id``'s result."""
+        if self._journal.kept_elsewhere(sys_id):  # an older version's file: its own directory sync
+            self._journal.settle()
+            self._outbox.remove(sys_id, durable=False)
+            return
+        mark = self._journal.written()
+        if self._journal.durable_upto() >= mark:
+            self._outbox.remove(sys_id, durable=False)
+            return
+        with self._lock:
+            self._waiting.append((mark, sys_id))
+
+    def release(self) -> None:
+        """Remove what a finished journal sync has made safe to remove (after a journal write)."""
+        upto = self._journal.durable_upto()
+        with self._lock:
+            ready = [sys_id for mark, sys_id in self._waiting if mark <= upto]
+            self._waiting = [(mark, sys_id) for mark, sys_id in self._waiting if mark > upto]
+        for sys_id in ready:
+            self._outbox.remove(sys_id, durable=False)
+
+    def settle(self) -> None:
+        """At rest or at stop: one journal sync for everything still waiting (none: nothing to do)."""
+        with self._lock:
+            if not self._waiting:
+                return
+        self._journal.settle()
+        self.release()
+
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._waiting)
