@@ -114,12 +114,14 @@ def _b64(text: bytes) -> bytes:
 
 
 def read_lines(fh: BinaryIO, cap: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes]]:
-    """(offset, line) for each whole line, streaming, each at most ``cap`` bytes; a last line without
-    its newline (a write a crash cut short, or one in flight) is not yielded. Over-long: LineError."""
+    """(offset, line) for each whole line, streaming, each at most ``cap`` bytes, up to the first that
+    holds a zero byte (the zero-filled space ahead of the last line, or bytes a crash left unwritten)
+    or a last line without its newline (a write a crash cut short, or one in flight), which end the
+    log and are not yielded. Over-long: LineError."""
     offset = 0
     while True:
         raw = fh.readline(cap + 1)
-        if not raw:
+        if not raw or b"\0" in raw:
             return
         if not raw.endswith(b"\n"):
             if len(raw) > cap:

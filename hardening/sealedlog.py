@@ -1,15 +1,19 @@
 """An append-only log of small encrypted entries with group commit: the job journal and the result outbox.
 
 What a ``SealedDir`` keeps as one file per entry, this keeps as one line per change in one file
-(format: ``hardening._logformat``): a put or a delete is one ``write`` to an ``O_APPEND`` file, and
+(format: ``hardening._logformat``): a put or a delete is one ``write`` at the log's end, and
 one ``fdatasync`` that began after a line was written makes it durable, so concurrent writers share
 it (group commit, as ``appliance.replay.RunLedger`` does). A file's every fsync needs its own; a line
 in a shared file does not: a job costs one data sync per durable change instead of a file fsync
 plus a directory fsync each, and removals cost no sync until ``settle()``.
 
 ``fdatasync`` is enough: the file was created (and its name made durable) by ``atomic_write`` or a
-compaction, both with an fsync of the file and of the directory; after that, appends change only
-the data and the size, and fdatasync writes the size with the data.
+compaction, both with an fsync of the file and of the directory; after that, writes change only the
+data and the size, and fdatasync writes the size with the data. The file is zero-filled ahead of the
+last line (``ZERO_AHEAD`` bytes at a time), so most lines are written into space the file already
+has: their sync then carries no size change, which on ext4 is about a third cheaper (measured 70 vs
+45 µs of CPU). A line is never written with a zero byte, so the first line holding one ends the log:
+that is where the zeros start, or where a crash left a line (or the bytes after it) unwritten.
 
 Dead lines (replaced or deleted entries) are dropped by a compaction once they outweigh the live
 ones: the live entries are re-sealed into a temp file under a new file id, fsync'd, renamed over
@@ -43,8 +47,20 @@ from hardening.perms import mkdir_private
 from hardening.sealbox import SealedEntryError
 
 _RDONLY = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-_APPEND = os.O_RDWR | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+_WRITE = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+ZERO_AHEAD = 256 * 1024  # about 200 outbox lines; extending costs one sync with a size change
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _write_at(fd: int, data: bytes, offset: int) -> None:
+    """All of ``data`` at ``offset``; callers hold the log's lock (Windows has no pwrite: a seek)."""
+    done = 0
+    while done < len(data):
+        if hasattr(os, "pwrite"):
+            done += os.pwrite(fd, data[done:], offset + done)
+        else:
+            os.lseek(fd, offset + done, os.SEEK_SET)
+            done += os.write(fd, data[done:])
 
 
 def _datasync(fd: int) -> None:
@@ -101,6 +117,7 @@ class SealedLog:
         self._file_id = b""
         self._lines = 0  # lines after the header, so the next line's number is this + 1
         self._size = 0  # bytes of whole lines: where the next line goes
+        self._zeroed = 0  # the file's zero-filled end: lines up to here need no size change
         self._live_bytes = 0
         self._dead_bytes = 0
         self._written = 0  # lines appended by this process
@@ -134,11 +151,14 @@ class SealedLog:
             if not os.path.lexists(self._path):
                 first = fmt.header(self._aead, self._purpose, secrets.token_bytes(fmt.FILE_ID))
                 atomic_write(self._path, first)  # fsync'd, the name too: later appends need only fdatasync
-            self._fd = os.open(self._path, _APPEND)
+            self._fd = os.open(self._path, _WRITE)
             self._load()
-            if os.fstat(self._fd).st_size != self._size:  # a torn last line: cut it before appending
+            if os.fstat(self._fd).st_size != self._size:
+                # Zeros ahead, or a torn last line (and any bytes a crash left after it): cut before
+                # writing, so nothing but zeros ever follows the last line.
                 os.ftruncate(self._fd, self._size)
                 os.fsync(self._fd)
+            self._zeroed = self._size
             if self._due():
                 self._compact_now()
         except BaseException:
@@ -222,17 +242,18 @@ class SealedLog:
             raise SealedLogBusyError(self._broken or f"{self._path} is open read-only; open it writable")
         where = _Where(self._size, 0, self._lines + 1)
         raw = fmt.seal(self._aead, self._purpose, self._file_id, where.seq, op, name, data)
-        done = 0
+        end = self._size + len(raw)
+        if end > self._zeroed:  # zeros ahead first: a failure here leaves only zeros after the last line
+            _write_at(self._fd, bytes(end + ZERO_AHEAD - self._zeroed), self._zeroed)
+            self._zeroed = end + ZERO_AHEAD
         try:
-            while done < len(raw):
-                done += os.write(self._fd, raw[done:])
+            _write_at(self._fd, raw, self._size)
         except BaseException:
-            # A part of a line would make every later line look corrupt: cut it off, or stop writing.
-            if done:
-                try:
-                    os.ftruncate(self._fd, self._size)
-                except OSError:
-                    self._broken = f"{self._path} has a partly written line; restart midbox to repair it"
+            # A part of a line would make every later line look corrupt: zero it again, or stop writing.
+            try:
+                _write_at(self._fd, bytes(len(raw)), self._size)
+            except OSError:
+                self._broken = f"{self._path} has a partly written line; restart midbox to repair it"
             raise
         self._apply(op, name, _Where(where.offset, len(raw), where.seq))
         self._size += len(raw)
@@ -310,12 +331,12 @@ class SealedLog:
                     os.unlink(tmp)
                 raise
             finally:
-                self._fd = os.open(self._path, _APPEND)
+                self._fd = os.open(self._path, _WRITE)
             fsync_dir(self._path.parent)
             self._file_id = file_id
             self._entries = entries
             self._lines = len(entries)
-            self._size = os.fstat(self._fd).st_size
+            self._size = self._zeroed = os.fstat(self._fd).st_size
             self._live_bytes = sum(w.length for w in entries.values())
             self._dead_bytes = 0
             self._synced = self._written  # the new file was fsync'd with every entry in it

@@ -21,7 +21,7 @@ from pathlib import Path
 from appliance.asks import AskCache, prepared
 from appliance.interfaces import Outcome
 from appliance.probes.base import Job
-from appliance.queue.durable import JOURNAL, OUTBOX, Journal, Outbox, open_log
+from appliance.queue.durable import OutboxCloser, open_durable
 from appliance.queue.records import OutputRecord
 from appliance.ratelimit import Limiter, RateSettings, RuleLimits
 from hardening.audit import AuditLog, AuditOptions
@@ -165,27 +165,30 @@ def _audit_entry_us(n: int) -> float:
 
 def _durable_us(payload: str, n: int, threads: int = 1) -> float:
     """CPU per job of the runner's journal and outbox work, in its order: the journal entry before the
-    probe, the result into the outbox, the journal entry out, and once the instance has the result the
-    journal settled and the outbox entry out. Sealed as the appliance seals them; fsync waits are not CPU.
-    With ``threads``, that many jobs at once (the runner does this disk work in threads), sharing syncs."""
+    probe (which releases the sent results waiting for a journal sync), the result into the outbox, the
+    journal entry out, and once the instance has the result the outbox entry handed to the closer
+    (``OutboxCloser``); at the end one settle for what still waits. Sealed as the appliance seals them;
+    fsync waits are not CPU. With ``threads``, that many jobs at once (the runner does this disk work in
+    threads), sharing syncs."""
     key = os.urandom(32)
     with tempfile.TemporaryDirectory() as d:
-        journal = Journal(open_log(Path(d), key, JOURNAL))
-        outbox = Outbox(open_log(Path(d), key, OUTBOX), n + 1)
+        journal, outbox = open_durable(Path(d), key, n + 1)
+        closer = OutboxCloser(journal, outbox)
         records = [_record(i) for i in range(n)]
         outcome = Outcome(payload, None, 3)
 
         def jobs(mine: list[OutputRecord]) -> None:
             for record in mine:
                 journal.add(record, 1)
+                closer.release()
                 outbox.add(record, outcome)
                 journal.remove(record.sys_id, durable=False)
-                journal.settle()
-                outbox.remove(record.sys_id, durable=False)
+                closer.close(record.sys_id)
 
         start = time.process_time()
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(jobs, [records[i::threads] for i in range(threads)]))
+        closer.settle()
         spent = time.process_time() - start
         journal.close()
         outbox.close()

@@ -16,14 +16,15 @@ from pathlib import Path
 import pytest
 
 from hardening import _logformat as fmt
-from hardening.sealedlog import Compaction, SealedEntryError, SealedLog, SealedLogBusyError
+from hardening.sealedlog import ZERO_AHEAD, Compaction, SealedEntryError, SealedLog, SealedLogBusyError
 
 KEY = bytes(range(32))
 NEVER = Compaction(dead_lines=10**9, dead_bytes=10**12)
 
 
 def lines(path: Path) -> list[bytes]:
-    return path.read_bytes().splitlines(keepends=True)
+    """The log's lines, without the zero-filled space ahead of the last one."""
+    return path.read_bytes().split(b"\0")[0].splitlines(keepends=True)
 
 
 def write_lines(path: Path, content: list[bytes]) -> None:
@@ -75,10 +76,11 @@ def test_one_writer_per_log(tmp_path: Path) -> None:
 def test_a_torn_last_line_is_dropped_and_cut_before_the_next_append(tmp_path: Path) -> None:
     path = tmp_path / "journal.log"
     expected = filled(path)
-    whole = path.read_bytes()
+    whole = b"".join(lines(path))
     with SealedLog(path, KEY, "journal", compaction=NEVER) as log:
         log.put("torn", b"x" * 500)
-    torn = path.read_bytes()[: len(whole) + 300]  # a crash cut the last write short
+    # A crash left the last write short: its end, and the zeros ahead, never reached the disk.
+    torn = path.read_bytes()[: len(whole) + 300] + bytes(700)
     path.write_bytes(torn)
     # A reader (another process, while the writer may be mid-write) drops it and changes nothing.
     assert contents(path) == expected and path.read_bytes() == torn
@@ -259,7 +261,7 @@ log.put("before", b"kept")
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 1000, resource.RLIM_INFINITY))
 try:
-    log.put("too-big", b"x" * 5000)  # part of it fits: the rest fails with EFBIG
+    log.put("too-big", b"x" * 400_000)  # past the zeros ahead: filling more fails with EFBIG
 except OSError:
     print("refused")
 log.put("after", b"fits")
@@ -339,3 +341,32 @@ def test_names_are_checked_and_oversized_lines_refused(tmp_path: Path) -> None:
     with pytest.raises(fmt.LineError):
         list(fmt.read_lines(io.BytesIO(b"a\n" + b"x" * 50), cap=20))
     assert fmt.MAX_LINE_BYTES > 4 * fmt.MAX_DATA_BYTES // 3  # a put of the largest entry still reads back
+
+
+def test_a_line_a_crash_left_unwritten_ends_the_log_and_what_follows_it_is_cut(tmp_path: Path) -> None:
+    # Lines after the last sync may reach the disk in any order: here line 6 did and line 5 did not
+    # (its bytes still the zeros written ahead of it).
+    path = tmp_path / "journal.log"
+    expected = filled(path, n=7)
+    content = lines(path)
+    content[6] = bytes(len(content[6]))  # header, e0..e4, then e5 unwritten, then e6
+    write_lines(path, content)
+    kept = {k: v for k, v in expected.items() if k not in ("e5", "e6")}
+    assert contents(path) == kept  # a reader stops at the zeros
+    with SealedLog(path, KEY, "journal", compaction=NEVER) as log:
+        assert dict(log.entries()) == kept
+        assert content[7] not in path.read_bytes()  # e6's stray bytes are cut off at the open
+        log.put("next", b"after the crash")
+    assert contents(path) == {**kept, "next": b"after the crash"}
+
+
+def test_most_lines_go_into_space_the_file_already_has(tmp_path: Path) -> None:
+    # A sync of a line that changes no size is the cheaper kind: the file grows only every ZERO_AHEAD.
+    path = tmp_path / "journal.log"
+    sizes = []
+    with SealedLog(path, KEY, "journal", compaction=NEVER) as log:
+        for i in range(200):
+            log.put(f"e{i}", b"x" * 500)
+            sizes.append(path.stat().st_size)
+    assert len(set(sizes)) <= 1 + 200 * 700 // ZERO_AHEAD, sorted(set(sizes))
+    assert contents(path) == {f"e{i}": b"x" * 500 for i in range(200)}

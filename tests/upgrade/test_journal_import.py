@@ -96,7 +96,7 @@ def old_files(state_dir: Path) -> tuple[list[str], list[str]]:
 def log_lines(state_dir: Path, purpose: str) -> int:
     """Lines after the header in the new version's log."""
     path = state_dir / f"{purpose}.log"
-    return len(path.read_bytes().splitlines()) - 1 if path.exists() else 0
+    return len(path.read_bytes().split(b"\0")[0].splitlines()) - 1 if path.exists() else 0  # zeros ahead
 
 
 def test_old_entries_are_read_where_they_are_oldest_first_and_nothing_moves(state_dir: Path) -> None:
