@@ -70,7 +70,12 @@ NOTES = """## How each group is measured
    on 50 rules with scopes (30 command templates, 8 OID subtrees, 4 paths) and the matching rule last;
    "first time" parses the payload, "seen before" takes it from the dispatcher's cache. A trivial
    job's CPU is the source appliance's user and system time (`/proc`) over a burst of HTTP GETs to the
-   Python target, start-up excluded; the share is the first-time HTTP decision over it.
+   Python target, start-up excluded; the share is the first-time HTTP decision over it. The journal
+   and outbox rows run the runner's order of calls on a state dir beside the benchmark (sealed, synced,
+   sent results' outbox entries released by the next journal sync); the journal's own part is its two
+   calls' thread CPU. The goal's share counts the decision, the audit entries and the journal; the next
+   row adds the outbox. The tmpfs row shows what all syncs (run ledger and audit too) and the threads
+   that wait on them cost the appliance.
 10. **push**: a signed config enqueued on the development instance as a `midbox.config` record, at a
    random moment of the poll cycle, until the source appliance's `status.json` says the new version
    runs (the poll, verification, the crash-safe write, the reload, the first poll on it); each push
