@@ -206,6 +206,10 @@ class Runner:
         full_reported = False
         while not stop.is_set():
             free = self._settings.concurrency - len(self._tasks)
+            if self._outbox.full() and self._closer.waiting():
+                # Sent results waiting for a journal sync count until it comes; while full, no new
+                # job's journal entry brings one.
+                await asyncio.to_thread(self._closer.settle)
             if self._outbox.full():
                 if not full_reported:
                     full_reported = True
