@@ -49,7 +49,7 @@ FORBIDDEN_MODULES = frozenset({"logging.handlers", "importlib.metadata", "idna.u
 # Windows-only modules a Linux binary never reaches (each is imported only when sys.platform or os.name
 # says Windows); the Windows binary keeps them.
 FORBIDDEN_MODULES_LINUX = frozenset(
-    {"paramiko._winapi", "paramiko.win_pageant", "paramiko.win_openssh", "ctypes.wintypes", "nturl2path"}
+    {"paramiko._winapi", "paramiko.win_pageant", "paramiko.win_openssh", "ctypes.wintypes", "nturl2path", "platform"}
 )
 
 _EXT_SUFFIX = re.compile(r"(\.cpython-[^.]+|\.abi3)?\.(so|pyd)$")
@@ -89,8 +89,10 @@ def forbidden_found(entries: list[FrozenEntry], *, windows: bool = False) -> lis
     modules = FORBIDDEN_MODULES if windows else FORBIDDEN_MODULES | FORBIDDEN_MODULES_LINUX
     found = set()
     for e in entries:
-        # modules: "pytest.main"; files: "pytest-9.2.0.dist-info/METADATA" or "pytest/x.so"
-        first = e.name.replace("/", ".").split(".", 1)[0].split("-", 1)[0]
+        # modules: "pytest.main"; files: "pytest-9.2.0.dist-info/METADATA" or "pytest/x.so"; the
+        # stdlib's extension modules: "python3.11/lib-dynload/_pickle.cpython-311-x86_64-linux-gnu.so"
+        name = e.name.replace("\\", "/").split("/lib-dynload/", 1)[-1]
+        first = name.replace("/", ".").split(".", 1)[0].split("-", 1)[0]
         if first in FORBIDDEN:
             found.add(first)
         if e.kind == "module":
