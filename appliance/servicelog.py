@@ -20,7 +20,7 @@ class RotatingLogFile(logging.FileHandler):
 
     def __init__(self, path: Path, *, max_bytes: int, backups: int) -> None:
         if max_bytes <= 0 or backups <= 0:
-            raise ValueError("max_bytes and backups must be positive: a log that never rotates grows without end")
+            raise ValueError("set max_bytes and backups above 0: a log that never rotates grows without end")
         super().__init__(path, mode="a", encoding="utf-8")
         self.max_bytes = max_bytes
         self.backups = backups
@@ -41,14 +41,14 @@ class RotatingLogFile(logging.FileHandler):
         if self.stream is None:
             self.stream = self._open()
         size = self.stream.seek(0, os.SEEK_END)
-        line = f"{self.format(record)}{self.terminator}".encode("utf-8")
+        line = f"{self.format(record)}{self.terminator}".encode()
         # A first record bigger than the cap is written anyway rather than rotating an empty file forever.
         return size > 0 and size + len(line) >= self.max_bytes
 
     def _rotate(self) -> None:
         if self.stream is not None:
             self.stream.close()
-            self.stream = None  # type: ignore[assignment]  # FileHandler reopens on the next emit
+            self.stream = None  # FileHandler reopens it on the next emit
         base = self.baseFilename
         for n in range(self.backups - 1, 0, -1):
             if os.path.exists(f"{base}.{n}"):

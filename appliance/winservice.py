@@ -306,6 +306,8 @@ def _log_to_file(state_dir: Path) -> None:
     from hardening.perms import ensure_private_dir
 
     ensure_private_dir(state_dir)
-    handler = RotatingLogFile(state_dir / SERVICE_LOG_NAME, max_bytes=SERVICE_LOG_BYTES, backups=SERVICE_LOG_BACKUPS)
+    handler = RotatingLogFile(
+        state_dir / SERVICE_LOG_NAME, max_bytes=SERVICE_LOG_BYTES, backups=SERVICE_LOG_BACKUPS
+    )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)

@@ -16,7 +16,14 @@ from tests.support.cli import ROOT, child_env
 # them when run from source (the binary compiles its version in), so the checks that import paramiko
 # do not block them.
 PICKLE_GROUP = ("pickle", "_pickle", "_compat_pickle", "pprint", "logging.handlers", "tracemalloc", "getopt")
-METADATA_GROUP = ("importlib.metadata", "zipfile", "csv", "_csv", "importlib.readers", "importlib.resources.readers")
+METADATA_GROUP = (
+    "importlib.metadata",
+    "zipfile",
+    "csv",
+    "_csv",
+    "importlib.readers",
+    "importlib.resources.readers",
+)
 
 
 def _run_without(blocked: tuple[str, ...], code: str) -> subprocess.CompletedProcess[str]:

@@ -49,7 +49,14 @@ FORBIDDEN_MODULES = frozenset({"logging.handlers", "importlib.metadata", "idna.u
 # Windows-only modules a Linux binary never reaches (each is imported only when sys.platform or os.name
 # says Windows); the Windows binary keeps them.
 FORBIDDEN_MODULES_LINUX = frozenset(
-    {"paramiko._winapi", "paramiko.win_pageant", "paramiko.win_openssh", "ctypes.wintypes", "nturl2path", "platform"}
+    {
+        "paramiko._winapi",
+        "paramiko.win_pageant",
+        "paramiko.win_openssh",
+        "ctypes.wintypes",
+        "nturl2path",
+        "platform",
+    }
 )
 
 _EXT_SUFFIX = re.compile(r"(\.cpython-[^.]+|\.abi3)?\.(so|pyd)$")

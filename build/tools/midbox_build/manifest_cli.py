@@ -48,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     bad = manifest.forbidden_found(entries, windows=binary.suffix.lower() == ".exe")
     if bad:
-        print(f"manifest: {binary.name} contains modules it must not ship: {', '.join(bad)}; check the spec's EXCLUDES", file=sys.stderr)
+        print(
+            f"manifest: {binary.name} contains modules it must not ship: {', '.join(bad)}; "
+            "check the spec's EXCLUDES",
+            file=sys.stderr,
+        )
         return 1
     actual = manifest.manifest_lines(entries)
     if args.action == "update":
