@@ -30,7 +30,6 @@ _LAZY = (
     "grp",
     "fcntl",
     "resource",
-    "logging.handlers",
     "httpx",
     "paramiko",
     "cryptography.x509",

@@ -301,17 +301,13 @@ def _log_to_file(state_dir: Path) -> None:
     """A service has no console. Its log goes to a file in the private state dir: the same lines the
     journal gets on Linux, protected like the rest of the state, readable without an event-log
     message DLL; the SCM itself records starts, stops and crashes in the System event log."""
-    from logging.handlers import RotatingFileHandler
-
     from appliance.limits import SERVICE_LOG_BACKUPS, SERVICE_LOG_BYTES
+    from appliance.servicelog import RotatingLogFile
     from hardening.perms import ensure_private_dir
 
     ensure_private_dir(state_dir)
-    handler = RotatingFileHandler(
-        state_dir / SERVICE_LOG_NAME,
-        maxBytes=SERVICE_LOG_BYTES,
-        backupCount=SERVICE_LOG_BACKUPS,
-        encoding="utf-8",
+    handler = RotatingLogFile(
+        state_dir / SERVICE_LOG_NAME, max_bytes=SERVICE_LOG_BYTES, backups=SERVICE_LOG_BACKUPS
     )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)

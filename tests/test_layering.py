@@ -67,7 +67,9 @@ def imports_of(path: Path, root: Path = ROOT, known: set[str] | None = None) -> 
             module = _absolute(node, importer, path.name == "__init__.py")
             for alias in node.names:
                 sub = f"{module}.{alias.name}"
-                yield Import(importer, path, node.lineno, sub if sub in known else module)
+                # "from importlib import metadata" imports the module importlib.metadata
+                is_module = sub in known or sub in LEFT_OUT_OF_THE_BINARY
+                yield Import(importer, path, node.lineno, sub if is_module else module)
 
 
 def all_imports(root: Path = ROOT, tops: tuple[str, ...] = PACKAGES) -> list[Import]:
@@ -169,6 +171,19 @@ def back_edges(root: Path = ROOT) -> set[tuple[str, str]]:
     return upward | _cycle_closing(same_layer)
 
 
+# Standard modules the binary does not ship (build/midbox.spec, build/tools/midbox_build/manifest.py).
+LEFT_OUT_OF_THE_BINARY = (
+    "pickle",
+    "_pickle",
+    "pprint",
+    "logging.handlers",
+    "tracemalloc",
+    "importlib.metadata",
+    "zipfile",
+    "csv",
+    "getopt",
+)
+
 # Back-edges that stay for now, each with the reason and the way out.
 ALLOWED_BACK_EDGES: dict[tuple[str, str], str] = {}
 
@@ -231,6 +246,16 @@ RULES = (
         ),
         "v1, v2c and v3 run on appliance.probes.snmp's strict codec and the binary excludes pysnmp and "
         "pyasn1 (build/midbox.spec); pysnmp is the tests' oracle only (tests/support/pysnmp_oracle.py)",
+    ),
+    Rule(
+        "the runtime imports nothing the binary leaves out",
+        lambda imp: (
+            (_under(imp.importer, "appliance") or _under(imp.importer, "hardening"))
+            and any(_under(imp.target, m) for m in LEFT_OUT_OF_THE_BINARY)
+        ),
+        "the frozen binary leaves these modules out for size (build/midbox.spec's EXCLUDES, issue 19), so "
+        "the import would fail only in the binary; the service log rotates with appliance.servicelog, and "
+        "a version is a constant, not an importlib.metadata lookup",
     ),
     Rule(
         "appliance.interfaces is a leaf",
@@ -323,6 +348,8 @@ BROKEN_TREE = {
     "appliance/probes/p.py": "from ..queue import a\n",
     "appliance/probes/s.py": "def f():\n    from pysnmp.hlapi.v3arch.asyncio import get_cmd\n",
     "hardening/asn.py": "import pyasn1.codec.ber\n",
+    "appliance/svclog.py": "def f():\n    from logging.handlers import RotatingFileHandler\n",
+    "hardening/ver.py": "from importlib import metadata\nimport zipfile\n",
     "devinstance/__init__.py": "",
     "devinstance/server.py": "",
 }
@@ -345,6 +372,11 @@ def test_the_rules_catch_a_broken_tree(tmp_path: Path) -> None:
         "the runtime speaks SNMP on its own codec": [
             ("appliance.probes.s", "pysnmp.hlapi.v3arch.asyncio"),
             ("hardening.asn", "pyasn1.codec.ber"),
+        ],
+        "the runtime imports nothing the binary leaves out": [
+            ("appliance.svclog", "logging.handlers"),
+            ("hardening.ver", "importlib.metadata"),
+            ("hardening.ver", "zipfile"),
         ],
         "appliance.interfaces is a leaf": [],
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import platform
+import os
 import re
 import time
 from collections.abc import Callable
@@ -64,9 +64,14 @@ class Env:
 
 
 def host_platform() -> str:
-    import os
+    if os.name == "nt":
+        # The Linux binary leaves the platform module out (issue 19): on Linux platform.machine() is
+        # os.uname().machine; Windows has no uname and keeps the module (paramiko's Pageant client needs it).
+        import platform
 
-    machine = platform.machine().lower()
+        machine = platform.machine().lower()
+    else:
+        machine = os.uname().machine.lower()
     arch = "x86_64" if machine in ("x86_64", "amd64") else machine
     return f"{'windows' if os.name == 'nt' else 'linux'}-{arch}"
 

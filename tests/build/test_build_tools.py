@@ -137,3 +137,22 @@ def test_the_wine_root_is_a_cache_outside_the_source_tree(tmp_path: Path) -> Non
     with pytest.raises(BuildError, match="inside the source tree"):
         refuse_inside_source(REPO / "dist" / "wine")
     refuse_inside_source(tmp_path / "wine")
+
+
+def test_left_out_modules_are_found_and_windows_keeps_its_own() -> None:
+    back = [
+        FrozenEntry("module", "logging.handlers", ""),
+        FrozenEntry("module", "importlib.metadata._meta", ""),
+        FrozenEntry("module", "pickle", ""),
+        FrozenEntry("binary", "python3.11/lib-dynload/_pickle.cpython-311-x86_64-linux-gnu.so", ""),
+        FrozenEntry("module", "paramiko.win_pageant", ""),
+        FrozenEntry("module", "platform", ""),
+    ]
+    assert manifest.forbidden_found(ENTRIES + back) == [
+        "_pickle", "importlib.metadata", "logging.handlers", "paramiko.win_pageant", "pickle", "platform"
+    ]  # fmt: skip
+    assert manifest.forbidden_found(ENTRIES + back, windows=True) == [
+        "_pickle", "importlib.metadata", "logging.handlers", "pickle"
+    ]  # fmt: skip
+    # a module that only starts with a left-out name is not one
+    assert manifest.forbidden_found([*ENTRIES, FrozenEntry("module", "logging.handlers_extra", "")]) == []

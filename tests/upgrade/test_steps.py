@@ -298,3 +298,14 @@ def test_the_installed_version_comes_from_the_last_upgrade_not_from_the_service_
     assert done.returncode == 1
     assert "0.2.0 is not newer than the running 0.3.0: pass --allow-downgrade" in done.stderr
     assert binary.read_text() == launcher("0.3.0")
+
+
+def test_host_platform_is_what_the_platform_module_says() -> None:
+    # host_platform avoids the platform module on Linux (the binary leaves it out, issue 19)
+    import platform
+
+    from appliance.upgrade.flow import host_platform
+
+    machine = platform.machine().lower()
+    arch = "x86_64" if machine in ("x86_64", "amd64") else machine
+    assert host_platform() == f"{'windows' if os.name == 'nt' else 'linux'}-{arch}"

@@ -186,9 +186,9 @@ def build(
         cwd=work,
     )
     entries = read_listing(listing)
-    bad = manifest.forbidden_found(entries)
+    bad = manifest.forbidden_found(entries, windows=target.os_name == "windows")
     if bad:
-        raise BuildError(f"the binary contains development modules {bad}: check the spec's EXCLUDES")
+        raise BuildError(f"the binary contains modules it must not ship {bad}: check the spec's EXCLUDES")
     manifest_path = src / "build" / target.manifest.name
     if check_manifest and not manifest_path.exists():
         raise BuildError(

@@ -31,6 +31,31 @@ FORBIDDEN = frozenset(
         # The tests' SNMP oracle: the appliance speaks SNMP on its own codec (issue 19).
         "pysnmp",
         "pyasn1",
+        # Left out for size (issue 19, build/README.md): no command reaches them. pickle (with _pickle,
+        # _compat_pickle, pprint) came with logging.handlers and tracemalloc; zipfile and csv with
+        # importlib.metadata (paramiko's version lookup, now a constant) and PyInstaller's inspect hook.
+        "pickle",
+        "_pickle",
+        "_compat_pickle",
+        "pprint",
+        "tracemalloc",
+        "zipfile",
+        "csv",
+        "_csv",
+    }
+)
+# Modules (not whole packages) that are left out the same way; a submodule of one counts too.
+FORBIDDEN_MODULES = frozenset({"logging.handlers", "importlib.metadata", "idna.uts46data"})
+# Windows-only modules a Linux binary never reaches (each is imported only when sys.platform or os.name
+# says Windows); the Windows binary keeps them.
+FORBIDDEN_MODULES_LINUX = frozenset(
+    {
+        "paramiko._winapi",
+        "paramiko.win_pageant",
+        "paramiko.win_openssh",
+        "ctypes.wintypes",
+        "nturl2path",
+        "platform",
     }
 )
 
@@ -65,13 +90,20 @@ def manifest_lines(entries: list[FrozenEntry]) -> list[str]:
     return sorted(lines)
 
 
-def forbidden_found(entries: list[FrozenEntry]) -> list[str]:
+def forbidden_found(entries: list[FrozenEntry], *, windows: bool = False) -> list[str]:
+    """What the binary must not contain: FORBIDDEN packages and FORBIDDEN_MODULES (for Linux, also
+    FORBIDDEN_MODULES_LINUX)."""
+    modules = FORBIDDEN_MODULES if windows else FORBIDDEN_MODULES | FORBIDDEN_MODULES_LINUX
     found = set()
     for e in entries:
-        # modules: "pytest.main"; files: "pytest-9.2.0.dist-info/METADATA" or "pytest/x.so"
-        first = e.name.replace("/", ".").split(".", 1)[0].split("-", 1)[0]
+        # modules: "pytest.main"; files: "pytest-9.2.0.dist-info/METADATA" or "pytest/x.so"; the
+        # stdlib's extension modules: "python3.11/lib-dynload/_pickle.cpython-311-x86_64-linux-gnu.so"
+        name = e.name.replace("\\", "/").split("/lib-dynload/", 1)[-1]
+        first = name.replace("/", ".").split(".", 1)[0].split("-", 1)[0]
         if first in FORBIDDEN:
             found.add(first)
+        if e.kind == "module":
+            found.update(m for m in modules if e.name == m or e.name.startswith(f"{m}."))
     return sorted(found)
 
 

@@ -46,9 +46,13 @@ def main(argv: list[str] | None = None) -> int:
         for entry in entries:
             print(f"{entry.kind} {entry.name}")
         return 0
-    bad = manifest.forbidden_found(entries)
+    bad = manifest.forbidden_found(entries, windows=binary.suffix.lower() == ".exe")
     if bad:
-        print(f"manifest: {binary.name} contains development modules: {', '.join(bad)}", file=sys.stderr)
+        print(
+            f"manifest: {binary.name} contains modules it must not ship: {', '.join(bad)}; "
+            "check the spec's EXCLUDES",
+            file=sys.stderr,
+        )
         return 1
     actual = manifest.manifest_lines(entries)
     if args.action == "update":
