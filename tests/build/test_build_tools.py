@@ -156,3 +156,66 @@ def test_left_out_modules_are_found_and_windows_keeps_its_own() -> None:
     ]  # fmt: skip
     # a module that only starts with a left-out name is not one
     assert manifest.forbidden_found([*ENTRIES, FrozenEntry("module", "logging.handlers_extra", "")]) == []
+
+
+RACE_LINE = (
+    "[PYI-256:ERROR] Security validation failure: failed to obtain executable path for originating "
+    "onefile parent process!\n"
+)
+
+
+def test_only_the_bootloader_wine_race_is_recognised() -> None:
+    from midbox_build.wine import is_bootloader_wine_race
+
+    assert is_bootloader_wine_race(255, b"", RACE_LINE.encode())
+    assert is_bootloader_wine_race(255, "", RACE_LINE.replace("executable path for", "information about"))
+    assert not is_bootloader_wine_race(1, "", RACE_LINE)  # another exit code is midbox's own
+    assert not is_bootloader_wine_race(255, "midbox 1.0\n", RACE_LINE)  # Python ran: never started twice
+    assert not is_bootloader_wine_race(255, "", RACE_LINE + "Traceback (most recent call last):\n")
+    other = RACE_LINE.replace("failed to obtain executable path for", "invalid")
+    assert not is_bootloader_wine_race(255, "", other)  # a real parent mismatch is not retried
+
+
+def _wrapped_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> Path:
+    """A `wine` on PATH that runs ``script``, and the wrapper `build/wine wrap` writes for a program."""
+    import os
+
+    from midbox_build.wine import write_wrapper
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wine = bin_dir / "wine"
+    wine.write_text("#!/bin/sh\n" + script, encoding="utf-8")
+    wine.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    program = tmp_path / "midbox.exe"
+    program.write_bytes(b"MZ")
+    out = tmp_path / "midbox-wine"
+    write_wrapper(tmp_path / "root", program, out)
+    return out
+
+
+def test_the_wrapper_starts_again_after_the_race_and_only_then(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    count = tmp_path / "starts"
+    script = (
+        f'echo x >> "{count}"\n'
+        f'if [ "$(wc -l < "{count}")" -eq 1 ]; then printf \'%s\' "{RACE_LINE.strip()}" >&2; echo >&2; exit 255; fi\n'
+        'echo "ran with $2"; exit 3\n'
+    )
+    wrapper = _wrapped_stand_in(tmp_path, monkeypatch, script)
+    proc = subprocess.run([str(wrapper), "arg"], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (3, "ran with arg\n")
+    assert "starting it again" in proc.stderr
+    assert count.read_text().count("x") == 2
+
+    count.unlink()  # a failure of midbox's own (exit 3 here, exit 255 with output) is never run twice
+    script = f'echo x >> "{count}"\necho out; echo "{RACE_LINE.strip()}" >&2; exit 255\n'
+    (tmp_path / "b").mkdir()
+    wrapper = _wrapped_stand_in(tmp_path / "b", monkeypatch, script)
+    proc = subprocess.run([str(wrapper)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 255
+    assert count.read_text().count("x") == 1

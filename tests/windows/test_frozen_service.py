@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from midbox_build.wine import is_bootloader_wine_race  # on the path through tests/windows/conftest.py
 
 from tests.helpers import AGENT, Pki, dev_instance, http_target
 from tests.signing.helpers import install_trust
@@ -31,14 +32,18 @@ pytestmark = [
 
 
 def midbox(wine_root: Path, exe: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["wine", exe, *args],
-        env=wine_env(wine_root),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    for _ in range(2):  # a second start only after the bootloader's Wine race (build/tools/.../wine.py)
+        proc = subprocess.run(
+            ["wine", exe, *args],
+            env=wine_env(wine_root),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        if not is_bootloader_wine_race(proc.returncode, proc.stdout, proc.stderr):
+            break
+    return proc
 
 
 @pytest.fixture

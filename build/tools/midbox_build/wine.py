@@ -278,10 +278,39 @@ def build_exe(root: Path, *, ref: str, out: Path, check_manifest: bool) -> str:
     return sha256_file(out)
 
 
+# A one-file .exe's bootloader checks, before any Python runs, that its child's parent is the same
+# executable. Under a busy Wine that check's OpenProcess on the waiting parent can fail: CI saw it once,
+# on one of about 60 starts in a run, after many runs without it. Exit 255 with that one line and no
+# output is this Wine race and nothing of midbox's, so the harness starts the program once more.
+BOOTLOADER_WINE_RACE = re.compile(
+    r"^\[PYI-\d+:ERROR\] Security validation failure: failed to obtain "
+    r"(executable path for|information about) originating onefile parent process!\s*$"
+)
+
+
+def is_bootloader_wine_race(code: int, stdout: bytes | str, stderr: bytes | str) -> bool:
+    """True when a run died of the bootloader's parent check under Wine, and of nothing else."""
+    err = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
+    return code == 255 and not stdout and BOOTLOADER_WINE_RACE.match(err) is not None
+
+
 def exec_windows(root: Path, program: Path, args: list[str]) -> int:
     """Run ``program`` under Wine as if it were a local command: stdin passed through, stdout and
     stderr pumped through pipes, SIGTERM/SIGINT passed on as SIGINT to its process group (Wine turns
-    it into the console Ctrl-C that midbox handles; a one-file .exe's Python runs in a child process)."""
+    it into the console Ctrl-C that midbox handles; a one-file .exe's Python runs in a child process).
+    A start that dies of the bootloader's Wine race (above) is run once more, and says so."""
+    code, seen = _exec_once(root, program, args)
+    if is_bootloader_wine_race(code, seen[0], seen[1]):
+        print(
+            "wine: the .exe's bootloader lost a Wine race before Python started; starting it again",
+            file=sys.stderr,
+            flush=True,
+        )
+        code, _ = _exec_once(root, program, args)
+    return code
+
+
+def _exec_once(root: Path, program: Path, args: list[str]) -> tuple[int, tuple[bytes, bytes]]:
     proc = subprocess.Popen(
         ["wine", str(program), *args],
         env=wine_env(root),
@@ -296,22 +325,29 @@ def exec_windows(root: Path, program: Path, args: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    heads = (bytearray(), bytearray())
     pumps = [
-        threading.Thread(target=_pump, args=(proc.stdout, sys.stdout.buffer), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, sys.stderr.buffer), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stdout, sys.stdout.buffer, heads[0]), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, sys.stderr.buffer, heads[1]), daemon=True),
     ]
     for t in pumps:
         t.start()
     code = proc.wait()
     for t in pumps:
         t.join(timeout=5)
-    return code
+    return code, (bytes(heads[0]), bytes(heads[1]))
 
 
-def _pump(src: IO[bytes] | None, dst: IO[bytes]) -> None:
+HEAD_BYTES = 4096
+
+
+def _pump(src: IO[bytes] | None, dst: IO[bytes], head: bytearray) -> None:
+    """Copy src to dst as it comes, keeping its first HEAD_BYTES (enough to recognise the race)."""
     if src is None:
         return
     for chunk in iter(lambda: src.read1(65536), b""):  # type: ignore[attr-defined]
+        if len(head) < HEAD_BYTES:
+            head += chunk[: HEAD_BYTES - len(head)]
         dst.write(chunk)
         dst.flush()
 
