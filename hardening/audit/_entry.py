@@ -33,13 +33,15 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 # The scanner json.loads uses, called at an offset: the same grammar and values, without a copy.
 # (typeshed does not declare the attribute json's own decoder sets in __init__.)
-_SCAN: Callable[[str, int], tuple[object, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+SCAN: Callable[[str, int], tuple[object, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _KEYS = ("seq", "time", "prev", "event", "fields")
 # Everything before the fields object, exactly as encode_entry writes it (no escapes in the event).
 HEAD = re.compile(
     rb'\{"seq":(0|[1-9][0-9]{0,18}),"time":"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z)",'
     rb'"prev":"([0-9a-f]{64})","event":"([A-Za-z0-9_.:-]*)","fields":'
 )
+# The same pattern over the decoded line, for `audit verify`'s loop, which decodes the line for SCAN anyway.
+HEAD_TEXT = re.compile(HEAD.pattern.decode("ascii"))
 
 
 def chain_hash(prev: bytes, line: bytes) -> bytes:
@@ -166,7 +168,7 @@ def fields_as_written(raw: bytes, start: int) -> dict[str, object] | None:
     """The fields object that begins at ``start`` and ends the line, or None if it does not."""
     try:
         text = raw.decode("ascii")
-        fields, end = _SCAN(text, start)
+        fields, end = SCAN(text, start)
     except (ValueError, StopIteration, RecursionError):
         return None
     if end != len(text) - 1 or text[end] != "}" or type(fields) is not dict:

@@ -75,10 +75,10 @@ def _file_blocks(
         while data := fh.read(block):
             lines = (tail + data if tail else data).split(b"\n")
             tail = lines.pop()
-            for i, raw in enumerate(lines):
-                if len(raw) > limit:
-                    yield path, number, lines[:i], Line(path, number + i, raw[: limit + 1], False, True)
-                    return
+            if lines and max(map(len, lines)) > limit:  # one C pass; the loop only finds which line
+                i = next(i for i, raw in enumerate(lines) if len(raw) > limit)
+                yield path, number, lines[:i], Line(path, number + i, lines[i][: limit + 1], False, True)
+                return
             yield path, number, lines, None
             number += len(lines)
             if len(tail) > limit:

@@ -3,6 +3,7 @@ step) decide exactly as the general path: same lines, same entries, same verdict
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from hardening.audit import Verdict, verify_log
 from hardening.audit._entry import EntryFormatError, _parse_as_written, _parse_strict, parse_entry
 from hardening.audit._files import BLOCK, Line, iter_lines, log_files
+from hardening.audit.verify import _Verifier
 
 from .conftest import lines_of, write_log
 
@@ -147,3 +149,48 @@ def test_a_broken_last_entry_is_not_an_entry(big_log: Path, tmp_path: Path) -> N
     report = verify_log(d)
     assert (report.verdict, report.seq) == (Verdict.TAMPERED, 1500)
     assert "is not a valid audit entry" in report.detail
+
+
+def _general_only(directory: Path) -> object:
+    """verify_log with the tight loop switched off: every line through parse_entry and check."""
+    original = _Verifier.take
+    _Verifier.take = lambda self, lines, i: i  # type: ignore[method-assign]
+    try:
+        return verify_log(directory)
+    finally:
+        _Verifier.take = original  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="module")
+def small_log(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    state = tmp_path_factory.mktemp("small") / "state"
+    write_log(state, 30).close()
+    return lines_of(state)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_the_tight_loop_and_the_general_path_give_the_same_report(
+    data: st.DataObject, small_log: list[bytes]
+) -> None:
+    lines = list(small_log)
+    for _ in range(data.draw(st.integers(1, 2))):
+        at = data.draw(st.integers(0, len(lines) - 1))
+        how = data.draw(st.sampled_from(["byte", "drop", "swap", "copy", "non-ascii"]))
+        if how == "drop":
+            del lines[at]
+        elif how == "swap":
+            other = data.draw(st.integers(0, len(lines) - 1))
+            lines[at], lines[other] = lines[other], lines[at]
+        elif how == "copy":
+            lines.insert(at, lines[data.draw(st.integers(0, len(lines) - 1))])
+        else:
+            raw = bytearray(lines[at])
+            where = data.draw(st.integers(0, len(raw) - 1))
+            raw[where] = 0xE9 if how == "non-ascii" else data.draw(st.sampled_from(b'"\\{}[],:019af.-'))
+            lines[at] = bytes(raw)
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "audit"
+        d.mkdir()
+        (d / "audit-000001.log").write_bytes(b"".join(raw + b"\n" for raw in lines))
+        assert verify_log(d) == _general_only(d)

@@ -126,4 +126,3 @@ def test_an_older_versions_job_is_closed_at_once_with_its_directory_synced(
     assert w.outbox.count() == 0 and w.closer.waiting() == 0
     assert list(SealedDir(state_dir / OUTBOX, derive_key(TEST_SEAL_KEY, OUTBOX), OUTBOX).names()) == []
     w.close()
-
