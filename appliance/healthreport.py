@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from appliance.errors import InstanceError
 from appliance.health import Health
-from appliance.queue.durable import Journal, Outbox
+from appliance.queue.durable import Journal
 from appliance.queue.midissues import MidIssues
 
 # The runner's own logger: these lines are part of what the runner reports.
@@ -30,13 +30,13 @@ class HealthReport:
         health: Health,
         issues: MidIssues,
         journal: Journal,
-        outbox: Outbox,
+        unsent: Callable[[], int],
         after_poll: Callable[[Health], None] | None,
     ) -> None:
         self._health = health
         self._issues = issues
         self._journal = journal
-        self._outbox = outbox
+        self._unsent = unsent  # the outbox's results not sent yet (sent ones may wait to be removed)
         self._after_poll = after_poll
         self._publish_failed = False
         self._issues_task: asyncio.Task[None] | None = None
@@ -64,7 +64,7 @@ class HealthReport:
 
     def publish(self) -> None:
         """Health out after every poll; a status file that cannot be written never stops the work."""
-        self._health.outbox_depth = self._outbox.count()
+        self._health.outbox_depth = self._unsent()
         self._health.journal_depth = self._journal.count()
         if self._after_poll is None:
             return

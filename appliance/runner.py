@@ -111,7 +111,7 @@ class Runner:
         )
         self.health = self.status.health
         self.health.know_topics(dispatcher.topics)
-        self._report = HealthReport(self.health, MidIssues(client), journal, outbox, after_poll)
+        self._report = HealthReport(self.health, MidIssues(client), journal, self._closer.unsent, after_poll)
 
     @property
     def in_flight(self) -> int:
@@ -257,10 +257,12 @@ class Runner:
                 # A runner being replaced (a reload) leaves the health to the next one: that one's first
                 # poll says the new config runs (READY=1), not a poll of the old one still in flight.
                 self._report.polled(None)
-            if not records and not self._tasks:
-                await asyncio.to_thread(self._closer.settle)  # at rest: no journal write will come
-                if self._trim is not None:
-                    self._trim.idle()
+            if not records and not self._tasks and self._closer.waiting():
+                # At rest no journal write will come to carry their sync. Checked first: an idle poll
+                # with nothing waiting (nearly all of them) costs no thread hop.
+                await asyncio.to_thread(self._closer.settle)
+            if not records and not self._tasks and self._trim is not None:
+                self._trim.idle()
             for record in records:
                 # A record that cannot run anyway keeps its own reason (answered by the dispatcher).
                 gated = self._gate is not None and not record.refusal

@@ -282,3 +282,9 @@ class OutboxCloser:
     def waiting(self) -> int:
         with self._lock:
             return len(self._waiting)
+
+    def unsent(self) -> int:
+        """The outbox's results the instance does not have yet: what the health file calls the outbox's
+        depth (an entry waiting here was sent; it only waits to be removed)."""
+        with self._lock:
+            return max(0, self._outbox.count() - len(self._waiting))

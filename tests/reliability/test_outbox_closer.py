@@ -76,6 +76,9 @@ def test_a_sent_result_waits_for_the_next_journal_sync_then_goes(
     w = Watched(state_dir, monkeypatch)
     w.job(1)
     assert record(1).sys_id in w.outbox and w.closer.waiting() == 1  # its journal removal is not durable
+    assert w.closer.unsent() == 0  # sent: the health file does not count it as waiting to be sent
+    w.outbox.add(record(9), OUTCOME)  # a result not sent yet
+    assert w.closer.unsent() == 1
     w.job(2)  # the next job's journal entry syncs the journal
     assert record(1).sys_id not in w.outbox and record(2).sys_id in w.outbox
     assert w.early == []
