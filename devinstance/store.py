@@ -56,8 +56,9 @@ TABLES = {"ecc_queue": QUEUE_FIELDS, "ecc_agent": AGENT_FIELDS, "ecc_agent_issue
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS ecc_queue ({", ".join(f"{f} TEXT NOT NULL DEFAULT ''" for f in QUEUE_FIELDS)});
-CREATE INDEX IF NOT EXISTS ecc_queue_poll ON ecc_queue (agent, queue, state);
+CREATE INDEX IF NOT EXISTS ecc_queue_claim ON ecc_queue (agent, queue, state, priority, sys_created_on);
 CREATE INDEX IF NOT EXISTS ecc_queue_response ON ecc_queue (response_to);
+CREATE UNIQUE INDEX IF NOT EXISTS ecc_queue_sys_id ON ecc_queue (sys_id);
 CREATE TABLE IF NOT EXISTS ecc_agent ({", ".join(f"{f} TEXT NOT NULL DEFAULT ''" for f in AGENT_FIELDS)});
 CREATE TABLE IF NOT EXISTS ecc_agent_issue ({", ".join(f"{f} TEXT NOT NULL DEFAULT ''" for f in ISSUE_FIELDS)}
 );
