@@ -39,7 +39,9 @@ NOTES = """## How each group is measured
    caps (`target_rate_per_s`, 10 by default) are raised to their ceilings in the benchmark's config;
    with the defaults they, not the appliance, would be the figure. A cluster's jobs are spread over its
    members when queued, as ServiceNow assigns a load-balanced cluster's work. The queue's 0.1 s poll
-   row leaves out most of the wait for the next poll: what remains is the appliance's own part.
+   row leaves out most of the wait for the next poll: what remains is the appliance's own part. The
+   development instance finds queue records by sys_id and claim order through indexes, as an instance
+   does; without them it scanned its table for every answer and was the figure with a deep queue.
 3. **snmp**: `snmpbulkwalk` reads its community or USM secrets from an `snmp.conf` (never argv); its
    default max-repetitions (10) against midbox's 50. The GET rows raise the per-agent cap to the
    number in flight. snmpsim agents serve a synthetic switch (system group and a 24-port ifTable).
