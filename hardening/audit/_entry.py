@@ -29,7 +29,7 @@ MAX_DEPTH = 8
 
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+HEX64 = re.compile(r"[0-9a-f]{64}")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 # The scanner json.loads uses, called at an offset: the same grammar and values, without a copy.
 # (typeshed does not declare the attribute json's own decoder sets in __init__.)
@@ -189,7 +189,7 @@ def _parse_strict(raw: bytes) -> Entry:
         raise EntryFormatError("bad seq")
     if not isinstance(time, str) or not _TIME.fullmatch(time):
         raise EntryFormatError("bad time")
-    if not isinstance(prev, str) or not _HEX64.fullmatch(prev):
+    if not isinstance(prev, str) or not HEX64.fullmatch(prev):
         raise EntryFormatError("bad prev")
     if not isinstance(event, str) or not isinstance(fields, dict):
         raise EntryFormatError("bad event or fields")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -55,11 +55,11 @@ def iter_lines(directory: Path, max_line_bytes: int, block: int = BLOCK) -> Iter
 
 
 def iter_blocks(
-    directory: Path, max_line_bytes: int, block: int = BLOCK
+    directory: Path, max_line_bytes: int, block: int = BLOCK, paths: Sequence[Path] | None = None
 ) -> Iterator[tuple[Path, int, list[bytes], Line | None]]:
-    """Every file in blocks: its path, the number of the block's first line, the block's complete lines,
-    and an odd line (oversized, or a last line with no newline) that ends the file."""
-    for _, path in log_files(directory):
+    """Every file (or only ``paths``) in blocks: its path, the number of the block's first line, the
+    block's complete lines, and an odd line (oversized, or a last line with no newline) that ends the file."""
+    for path in [p for _, p in log_files(directory)] if paths is None else paths:
         yield from _file_blocks(path, max_line_bytes, block)
 
 

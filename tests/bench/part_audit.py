@@ -82,7 +82,7 @@ def verify(directory: Path) -> int:
     """The child of ``_verify``: stream the whole log, check chain and seals, print the verdict."""
     seal_file = directory.parent / "seal-verify.key"
     seal_key = parse_verification_key(seal_file.read_bytes()) if seal_file.exists() else None
-    report = verify_log(directory, seal_key=seal_key)
+    report = verify_log(directory, seal_key=seal_key, split=True)  # as `midbox audit verify` does
     print(report.line())
     return 0
 
