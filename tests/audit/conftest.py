@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import strategies as st
 
 from hardening.audit import AuditLog, AuditOptions, Checkpoint, load_or_create_signing_key
 from hardening.audit._files import log_files
@@ -78,3 +79,23 @@ def signed(state: Path) -> Iterator[Callable[[AuditLog], Checkpoint]]:
         return audit.checkpoint(key)
 
     yield checkpoint
+
+
+LINE_EDITS = ("byte", "drop", "swap", "copy", "non-ascii")
+
+
+def draw_line_edit(data: st.DataObject, lines: list[bytes], how: str) -> None:
+    """Apply one edit of kind ``how`` (one of LINE_EDITS) to ``lines`` in place, where ``data`` draws."""
+    at = data.draw(st.integers(0, len(lines) - 1))
+    if how == "drop":
+        del lines[at]
+    elif how == "swap":
+        other = data.draw(st.integers(0, len(lines) - 1))
+        lines[at], lines[other] = lines[other], lines[at]
+    elif how == "copy":
+        lines.insert(at, lines[data.draw(st.integers(0, len(lines) - 1))])
+    else:
+        raw = bytearray(lines[at])
+        where = data.draw(st.integers(0, len(raw) - 1))
+        raw[where] = 0xE9 if how == "non-ascii" else data.draw(st.sampled_from(b'"\\{}[],:019af.-'))
+        lines[at] = bytes(raw)

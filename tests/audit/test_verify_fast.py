@@ -15,7 +15,7 @@ from hardening.audit._entry import EntryFormatError, _parse_as_written, _parse_s
 from hardening.audit._files import BLOCK, Line, iter_lines, log_files
 from hardening.audit.verify import _Verifier
 
-from .conftest import lines_of, write_log
+from .conftest import LINE_EDITS, draw_line_edit, lines_of, write_log
 
 
 @pytest.fixture(scope="module")
@@ -175,20 +175,7 @@ def test_the_tight_loop_and_the_general_path_give_the_same_report(
 ) -> None:
     lines = list(small_log)
     for _ in range(data.draw(st.integers(1, 2))):
-        at = data.draw(st.integers(0, len(lines) - 1))
-        how = data.draw(st.sampled_from(["byte", "drop", "swap", "copy", "non-ascii"]))
-        if how == "drop":
-            del lines[at]
-        elif how == "swap":
-            other = data.draw(st.integers(0, len(lines) - 1))
-            lines[at], lines[other] = lines[other], lines[at]
-        elif how == "copy":
-            lines.insert(at, lines[data.draw(st.integers(0, len(lines) - 1))])
-        else:
-            raw = bytearray(lines[at])
-            where = data.draw(st.integers(0, len(raw) - 1))
-            raw[where] = 0xE9 if how == "non-ascii" else data.draw(st.sampled_from(b'"\\{}[],:019af.-'))
-            lines[at] = bytes(raw)
+        draw_line_edit(data, lines, data.draw(st.sampled_from(LINE_EDITS)))
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp) / "audit"
         d.mkdir()

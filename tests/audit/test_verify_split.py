@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from hardening.audit._files import log_files
 from hardening.audit.seal import export_verification_key, parse_verification_key
 from hardening.audit.verify import _Verifier, split_point
 
-from .conftest import probe_fields, write_log
+from .conftest import LINE_EDITS, draw_line_edit, probe_fields, write_log
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the split check forks (POSIX)")
 
@@ -97,9 +96,6 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, bytes]
     return files, checkpoints, exported
 
 
-Edit = Callable[[dict[str, bytes]], None]
-
-
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_whatever_is_changed_the_split_report_is_the_one_pass_report(
@@ -109,29 +105,18 @@ def test_whatever_is_changed_the_split_report_is_the_one_pass_report(
     names = sorted(files)
     name = data.draw(st.sampled_from(names))
     lines = files[name].split(b"\n")[:-1]
-    how = data.draw(
-        st.sampled_from(["byte", "drop", "swap", "cut", "no-newline", "remove-file", "empty-file"])
-    )
-    at = data.draw(st.integers(0, len(lines) - 1))
-    if how == "byte":
-        raw = bytearray(lines[at])
-        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.sampled_from(b'"{}:,019af'))
-        lines[at] = bytes(raw)
-    elif how == "drop":
-        del lines[at]
-    elif how == "swap":
-        other = data.draw(st.integers(0, len(lines) - 1))
-        lines[at], lines[other] = lines[other], lines[at]
-    if how == "remove-file":
-        del files[name]
-    elif how == "empty-file":
-        files[name] = b""
-    elif how == "cut":
-        files[name] = b"".join(line + b"\n" for line in lines[:at])
-    elif how == "no-newline":
-        files[name] = b"".join(line + b"\n" for line in lines)[:-1]
-    else:
+    how = data.draw(st.sampled_from([*LINE_EDITS, "cut", "no-newline", "remove-file", "empty-file"]))
+    if how in LINE_EDITS:
+        draw_line_edit(data, lines, how)
         files[name] = b"".join(line + b"\n" for line in lines)
+    elif how == "cut":
+        files[name] = b"".join(line + b"\n" for line in lines[: data.draw(st.integers(0, len(lines) - 1))])
+    elif how == "no-newline":
+        files[name] = files[name][:-1]
+    elif how == "remove-file":
+        del files[name]
+    else:
+        files[name] = b""
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "audit"
         directory.mkdir()
