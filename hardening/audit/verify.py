@@ -180,16 +180,20 @@ def _verify_split(
         finally:
             os._exit(code)
     os.close(write_end)
-    try:
-        earlier = _Verifier(directory, checkpoints, max_entry_bytes, seal_key, paths=paths[:cut], final=False)
-        first_problem = earlier.check_lines()
-        with os.fdopen(read_end, "rb") as pipe:
-            if first_problem is not None:
+    answered = False
+    with os.fdopen(read_end, "rb") as pipe:
+        try:
+            earlier = _Verifier(
+                directory, checkpoints, max_entry_bytes, seal_key, paths=paths[:cut], final=False
+            )
+            if earlier.check_lines() is not None:
+                return None  # a problem in the earlier half: the one pass names it
+            data = pipe.read(4096)  # a few hundred bytes, then the child's end closes
+            answered = True
+        finally:
+            if not answered:  # a problem or an exception here: the child's work is not wanted
                 os.kill(pid, signal.SIGKILL)
-                return None
-            data = pipe.read(4096)
-    finally:
-        os.waitpid(pid, 0)
+            os.waitpid(pid, 0)
     try:
         later_summary = json.loads(data)
     except ValueError:
