@@ -67,7 +67,8 @@ NOTES = """## How each group is measured
 6. **tcp**: one open port (a loopback listener) and four closed; midbox at its default concurrency
    (256) with the rate cap at its ceiling, `nmap -sT -Pn -n --max-retries 0` with the same parallelism.
 7. **audit**: sealed entries through `AuditLog` with the default group commit; verify in its own
-   process (peak RSS from `wait4`).
+   process as `midbox audit verify` runs it (on Linux the later files in a forked child at the same time),
+   with the seal key; the peak RSS is the larger of the two processes' (`wait4` counts the reaped child).
 9. **policy**: in the benchmark's process: the job's ask and `Policy.check` through the scoped policy,
    on 50 rules with scopes (30 command templates, 8 OID subtrees, 4 paths) and the matching rule last;
    "first time" parses the payload, "seen before" takes it from the dispatcher's cache. A trivial
