@@ -39,6 +39,7 @@ from tests.helpers import (
 )
 from tests.support.fault_proxy import FaultProxy
 from tests.support.processes import appliance_process, wait_for
+from tests.support.running import claimed_with_result
 
 
 def answers(store: Store) -> collections.Counter[str]:
@@ -275,24 +276,16 @@ def test_a_kill_between_keeping_a_result_and_closing_its_journal_entry_answers_o
     dev_pki: Pki, tmp_path: Path, state_dir: Path
 ) -> None:
     from appliance.interfaces import Outcome
-    from appliance.payload import build_results
     from appliance.queue.durable import JOURNAL, OUTBOX, Journal, Outbox, open_log
-    from appliance.queue.records import parse_output
 
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
         store = instance.state.store
-        [job] = store.enqueue(
-            [{"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/hello")}]
-        )
-        store.update("ecc_queue", job, {"state": "processing"})
-        record = parse_output(store.get("ecc_queue", job))
+        record, payload = claimed_with_result(store, f"{target}/hello")
+        job = record.sys_id
         # The state a kill -9 leaves between Outbox.add and Journal.remove: the job is in both.
         journal = Journal(open_log(state_dir, TEST_SEAL_KEY, JOURNAL))
         outbox = Outbox(open_log(state_dir, TEST_SEAL_KEY, OUTBOX), 100)
         journal.add(record)
-        payload = build_results(
-            result=None, echo_record=record.echo(), parameters=(), probe_time_ms=1, error=None
-        )
         outbox.add(record, Outcome(payload, None, 1))
         journal.close()  # as the killed process's would be: one writer per log
         outbox.close()

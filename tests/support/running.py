@@ -17,6 +17,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from appliance.payload import build_results
+from appliance.queue.records import OutputRecord, parse_output
 from appliance.service import ServiceOptions, serve
 from appliance.stoprequest import StopRequest
 from hardening.audit import audit_dir
@@ -98,6 +100,18 @@ def http_job(store, url: str) -> str:  # type: ignore[no-untyped-def]
     return str(
         store.enqueue([{"agent": AGENT, "topic": "RESTProbe", "source": "127.0.0.1", "payload": payload}])[0]
     )
+
+
+def claimed_with_result(store, url: str) -> tuple[OutputRecord, str]:  # type: ignore[no-untyped-def]
+    """A RESTProbe job for ``url``, claimed (processing), and the result payload its probe made: what an
+    appliance killed after running it, before answering, leaves behind."""
+    job = http_job(store, url)
+    store.update("ecc_queue", job, {"state": "processing"})
+    record = parse_output(store.get("ecc_queue", job))
+    payload = build_results(
+        result=None, echo_record=record.echo(), parameters=(), probe_time_ms=1, error=None
+    )
+    return record, payload
 
 
 def signed_config(

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from appliance.interfaces import Outcome
-from appliance.payload import build_results
 from appliance.queue.durable import JOURNAL, OUTBOX, open_durable
 from appliance.queue.records import OutputRecord, parse_output
 from hardening.sealbox import SealedDir, SealedEntryError, derive_key
@@ -33,6 +32,7 @@ from tests.helpers import (
     run_until,
     trusted,
 )
+from tests.support.running import claimed_with_result
 
 
 def record(i: int) -> OutputRecord:
@@ -190,14 +190,8 @@ def test_an_upgraded_appliance_delivers_the_result_an_older_version_kept(
 ) -> None:
     with dev_instance(dev_pki, tmp_path / "db.sqlite") as instance, http_target() as target:
         store = instance.state.store
-        [job] = store.enqueue(
-            [{"agent": AGENT, "topic": "RESTProbe", "payload": params(url=f"{target}/hello")}]
-        )
-        store.update("ecc_queue", job, {"state": "processing"})
-        rec = parse_output(store.get("ecc_queue", job))
-        payload = build_results(
-            result=None, echo_record=rec.echo(), parameters=(), probe_time_ms=1, error=None
-        )
+        rec, payload = claimed_with_result(store, f"{target}/hello")
+        job = rec.sys_id
         # The older version was killed after keeping the result, before closing the journal entry.
         old_journal, old_outbox = old_dirs(state_dir)
         old_put(old_journal, rec, starts=1)
