@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import time
@@ -127,3 +128,39 @@ def descendants(pid: int) -> list[int]:
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0))
+
+
+@dataclass(frozen=True)
+class CpuSplit:
+    """Where the CPU of one timed step went: this process, its waited-for children, the rest."""
+
+    own_s: float
+    children_s: float
+    machine_s: float  # every core's busy time (``/proc/stat``): this process, its children, peers, kernel
+
+    @property
+    def rest_s(self) -> float:
+        return max(0.0, self.machine_s - self.own_s - self.children_s)
+
+
+def cpu_split(fn: Callable[[], object]) -> tuple[float, CpuSplit]:
+    """``fn``'s wall time and its CPU split. The rest of the machine is the peers' share only while
+    nothing else runs, as on the benchmark's host between parts."""
+
+    def now() -> tuple[float, float, float]:
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime, _machine_busy_s()
+
+    before = now()
+    took = timed(fn)
+    after = now()
+    own, kids, machine = (b - a for a, b in zip(before, after, strict=True))
+    return took, CpuSplit(own, kids, machine)
+
+
+def _machine_busy_s() -> float:
+    # The first line of /proc/stat sums every core: user nice system idle iowait irq softirq steal guest
+    # guest_nice. Busy is user, nice, system, irq and softirq (steal is the hypervisor's, guest is
+    # counted in user already).
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return sum(ticks[i] for i in (0, 1, 2, 5, 6)) / os.sysconf("SC_CLK_TCK")

@@ -57,11 +57,14 @@ NOTES = """## How each group is measured
    new-connections figure is compared twice: with `ssh` as a user runs it, and with
    `-o KexAlgorithms=curve25519-sha256`, the same exchange as midbox. The runs of the three
    interleave, so a change of load hits them alike. midbox's 50 connections are CPU-bound on the two
-   cores, most of it sshd's (about 12-16 ms per connection: a fork and re-exec, the privilege-separated
-   login, the exec of the shell), so sshd's own cost sets a floor a client cannot go below. When both
-   sides are CPU-bound the ratio is about (sshd + client CPU) / (sshd + ssh's CPU) per connection,
-   whatever the number of cores: (13 + 4) / (13 + 71) ≈ 0.20 measured, and a client that cost nothing
-   would still be at 13 / 84 ≈ 0.155 against `ssh` as a user runs it.
+   cores, most of it sshd's (a fork and re-exec, the privilege-separated login, the exec of the shell),
+   so sshd's own cost sets a floor a client cannot go below. The last three rows measure it: the
+   client's CPU per connection (midbox's process; one `ssh` process, its children), sshd's (the rest
+   of the machine's busy time in `/proc/stat` while midbox ran), and the floor itself, sshd's CPU of
+   midbox's runs spread over every core: what a client that cost nothing would take. When both sides
+   are CPU-bound the ratio is about (sshd + client CPU) / (sshd + ssh's CPU) per connection, whatever
+   the number of cores; the floor's ratio is the best any client could show against `ssh` as a user
+   runs it.
 5. **http**: nginx from Debian with a generated config on a loopback port (one worker, a fixed answer);
    the Python target is the tests' threaded server in its own process; `wrk` with one thread.
 6. **tcp**: one open port (a loopback listener) and four closed; midbox at its default concurrency

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.bench import part_audit, part_size, run
-from tests.bench.common import Row, Sizes
+from tests.bench import part_audit, part_size, part_ssh, run
+from tests.bench.common import CpuSplit, Row, Sizes, cpu_split
 from tests.bench.report import machine, markdown, write_doc
 
 
@@ -125,3 +127,37 @@ def test_reuse_takes_the_other_parts_rows_from_an_earlier_run(tmp_path: Path) ->
     fresh = [Row("6 tcp", "connect sweep, 5 ports", 2.0, "s")]
     rows = run.reused(saved, fresh, ["tcp"])
     assert [(r.group, r.value) for r in rows] == [("6 tcp", 2.0), ("7 audit", 9.0)]
+
+
+def _spin(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_the_cpu_split_charges_this_process_its_children_and_the_machine_apart() -> None:
+    spin = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+
+    def both() -> None:
+        _spin(0.3)
+        subprocess.run([sys.executable, "-c", spin], check=True)
+
+    took, cpu = cpu_split(both)
+    assert cpu.own_s >= 0.25  # the spin in this process, not its child's
+    assert cpu.children_s >= 0.25  # the waited-for child's spin, apart from ours
+    assert cpu.machine_s >= 0.9 * (cpu.own_s + cpu.children_s)  # /proc/stat saw both (tick rounding aside)
+    assert took >= 0.5
+
+
+def test_the_ssh_floor_is_sshds_cpu_alone_over_every_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(part_ssh, "cpu_count", lambda: 2)
+    ours = [(0.6, CpuSplit(own_s=0.2, children_s=0.0, machine_s=1.2)),
+            (0.5, CpuSplit(own_s=0.1, children_s=0.0, machine_s=1.0))]  # fmt: skip
+    theirs = [(3.0, CpuSplit(own_s=0.05, children_s=4.0, machine_s=5.5))]
+    client, server, floor = part_ssh._cpu_rows(50, ours, theirs, 3.0, runs=2)
+    assert client.value == pytest.approx(0.15 / 50 * 1000)  # the median of midbox's own CPU, per connection
+    assert client.ratio == pytest.approx(0.15 / 4.0)  # against one ssh process's, its children
+    assert server.value == pytest.approx(0.95 / 50 * 1000)  # the rest while midbox ran: 1.0 and 0.9
+    assert "29 ms" in server.versus  # ssh's rest: 5.5 - 0.05 - 4.0 = 1.45 s over 50
+    assert floor.value == pytest.approx(0.95 / 2)  # sshd's share alone, spread over the two cores
+    assert floor.ratio == pytest.approx(0.95 / 2 / 3.0)
