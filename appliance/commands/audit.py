@@ -119,7 +119,7 @@ def _checkpoint(args: argparse.Namespace, env: CliEnv) -> int:
     from hardening.utctime import format_time
 
     # Sign only a head this command has itself recomputed from an intact chain.
-    report = verify_log(audit_dir(env.state_dir))
+    report = verify_log(audit_dir(env.state_dir), split=True)
     if not report.ok or report.log_id is None or report.head is None:
         print(f"refusing to sign: {report.line()}", file=env.stderr)
         return EXIT_CHECK_FAILED

@@ -12,10 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hardening.audit import AuditOptions, Checkpoint, load_or_create_signing_key, verify_log
+from hardening.audit import (
+    AuditOptions,
+    Checkpoint,
+    load_or_create_signing_key,
+    parse_checkpoint_xml,
+    verify_log,
+)
 from hardening.audit._files import log_files
 from hardening.audit.seal import export_verification_key, parse_verification_key
 from hardening.audit.verify import _Verifier, split_point
+from tests.support.cli import run_cli
 
 from .conftest import LINE_EDITS, draw_line_edit, probe_fields, write_log
 
@@ -64,6 +71,20 @@ def test_an_intact_log_is_checked_in_two_halves_with_the_one_pass_report(
     assert split.ok and split.checkpoints == 2 and split.sealed
     assert split == verify_log(directory, checkpoints, seal_key=seal_key)
     assert verify_log(directory, split=True) == verify_log(directory)  # without seals or checkpoints
+
+
+def test_audit_checkpoint_signs_the_head_the_split_check_recomputed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+    directory, _, _ = _log(state)
+    forks = _forks(monkeypatch)
+    done = run_cli("audit", "checkpoint", "--out", tmp_path / "cp.xml", "--state-dir", state)
+    assert done.code == 0, done.err
+    assert len(forks) == 1  # the later files were checked in a child, as ``audit verify`` does
+    signed = parse_checkpoint_xml((tmp_path / "cp.xml").read_bytes())
+    whole = verify_log(directory)
+    assert (signed.size, signed.head) == (whole.entries, whole.head)
 
 
 def test_one_file_is_checked_in_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
