@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hardening.atomic import atomic_write
+from hardening.atomic import GroupCommit, atomic_write
 
 LEDGER_FILE = "ran.log"
 FUTURE_ALLOWANCE_S = 3600.0  # clocks of the instance and this host may differ this much
@@ -70,9 +70,7 @@ class RunLedger:
         # Jobs start in threads (asyncio.to_thread): the lock guards the dict and the file; an fsync
         # covers every line written before it began, so concurrent starts share one (group commit).
         self._lock = threading.Lock()
-        self._sync_lock = threading.Lock()
-        self._written = 0  # lines appended so far
-        self._synced = 0  # of which an fsync has finished
+        self._commit = GroupCommit(self._fsync)
         self._load()
 
     def _load(self) -> None:
@@ -110,18 +108,15 @@ class RunLedger:
             finally:
                 os.close(fd)
             self._lines += 1
-            self._written += 1
-            mine = self._written
-        with self._sync_lock:
-            if self._synced >= mine:
-                return  # an fsync that began after this line was written has finished
-            upto = self._written
-            fd = os.open(self._path, _APPEND, 0o600)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            self._synced = max(self._synced, upto)
+            mine = self._commit.changed()
+        self._commit.sync(mine)
+
+    def _fsync(self) -> None:
+        fd = os.open(self._path, _APPEND, 0o600)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _trim(self) -> None:
         # Oldest first, so this stops at the first entry inside the window: O(1) per add, not O(entries).
@@ -136,7 +131,7 @@ class RunLedger:
     def _compact(self) -> None:
         atomic_write(self._path, "".join(f"{k} {t}\n" for k, t in self._ran.items()).encode("ascii"))
         self._lines = len(self._ran)
-        self._synced = self._written  # the new file was fsync'd with every line in it
+        self._commit.all_durable()  # the new file was fsync'd with every line in it
 
     def refusal(self, sys_id: str, sys_created_on: str) -> str | None:
         """Why a freshly polled record must not run, or None."""

@@ -1,4 +1,5 @@
-"""The one way state reaches disk: temp file beside the target, fsync, rename, fsync the directory."""
+"""The one way state reaches disk: temp file beside the target, fsync, rename, fsync the directory;
+and the one group commit (``GroupCommit``) that lets concurrent writers share an fsync."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
@@ -52,38 +53,70 @@ def atomic_write(
             fsync_dir(directory)
 
 
-class DirSync:
-    """One directory's fsync, shared by the threads that change it (group commit).
+class GroupCommit:
+    """Group commit: one sync serves every change counted before it began.
 
-    A writer counts its change (a rename, an unlink) once it is made, then asks for ``sync(count)``:
-    an fsync of the directory that began after the change covers it, so when many jobs finish at once,
-    one fsync serves them all instead of one each. ``sync()`` without a count waits for every change
-    made so far (for a change made lazily, with ``changed()`` alone, that must be durable later).
+    A writer makes its change (appends a line, renames a file), counts it with ``changed()``, and asks
+    for ``sync(its number)``. A sync that began after the change covers it, so when many threads
+    change at once, one ``flush`` (an fsync) serves them all instead of one each; the others wait for
+    it and usually find their change covered. ``sync()`` without a number waits for every change
+    counted so far (for a change made lazily, that must be durable later).
+
+    The owner may also make every change durable by other means (a rewrite that is fsync'd whole): it
+    holds ``exclusive()`` so no flush runs meanwhile, then says ``all_durable()``.
     """
 
-    def __init__(self, directory: Path) -> None:
-        self._dir = directory
-        self._lock = threading.Lock()  # the counters
-        self._sync_lock = threading.Lock()  # one fsync at a time; the others wait and usually find it done
+    def __init__(self, flush: Callable[[], None]) -> None:
+        self._flush = flush
+        self._lock = threading.Lock()  # the counters; a leaf: nothing else is taken while it is held
+        self._sync_lock = threading.Lock()  # one flush at a time
         self._changed = 0
         self._synced = 0
 
     def changed(self) -> int:
+        """Count one change, already made; its number, for ``sync``."""
         with self._lock:
             self._changed += 1
             return self._changed
+
+    def latest(self) -> int:
+        """The number of the last change counted: ``durable_upto() >= latest()`` once all are durable."""
+        with self._lock:
+            return self._changed
+
+    def durable_upto(self) -> int:
+        """How many of the changes counted a finished flush (or rewrite) covers."""
+        with self._lock:
+            return self._synced
 
     def sync(self, upto: int | None = None) -> None:
         """Return once change ``upto`` (default: every change counted so far) is durable."""
         with self._lock:
             target = self._changed if upto is None else upto
         with self._sync_lock:
-            if self._synced >= target:
-                return
             with self._lock:
-                covered = self._changed  # every change counted by now was made before this fsync
-            fsync_dir(self._dir)
-            self._synced = max(self._synced, covered)
+                if self._synced >= target:
+                    return  # a flush that began after that change has finished
+                covered = self._changed  # every change counted by now was made before this flush
+            self._flush()
+            with self._lock:
+                self._synced = max(self._synced, covered)
+
+    def exclusive(self) -> threading.Lock:
+        """Held, no flush runs: for a rewrite that replaces what ``flush`` would sync."""
+        return self._sync_lock
+
+    def all_durable(self) -> None:
+        """Every change counted so far is durable (the owner rewrote and fsync'd them all)."""
+        with self._lock:
+            self._synced = self._changed
+
+
+class DirSync(GroupCommit):
+    """One directory's fsync, shared by the threads that rename or unlink in it."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(lambda: fsync_dir(directory))
 
 
 def private_on_windows(fd: int, path: Path) -> None:

@@ -3,7 +3,7 @@
 What a ``SealedDir`` keeps as one file per entry, this keeps as one line per change in one file
 (format: ``hardening._logformat``): a put or a delete is one ``write`` at the log's end, and
 one ``fdatasync`` that began after a line was written makes it durable, so concurrent writers share
-it (group commit, as ``appliance.replay.RunLedger`` does). A file's every fsync needs its own; a line
+it (group commit: ``hardening.atomic.GroupCommit``). A file's every fsync needs its own; a line
 in a shared file does not: a job costs one data sync per durable change instead of a file fsync
 plus a directory fsync each, and removals cost no sync until ``settle()``.
 
@@ -41,7 +41,7 @@ from types import TracebackType
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hardening import _logformat as fmt
-from hardening.atomic import _try_lock, _unlock, atomic_write, fsync_dir, private_on_windows
+from hardening.atomic import GroupCommit, _try_lock, _unlock, atomic_write, fsync_dir, private_on_windows
 from hardening.errors import HardeningError
 from hardening.perms import mkdir_private
 from hardening.sealbox import SealedEntryError
@@ -111,8 +111,11 @@ class SealedLog:
         self._purpose = purpose.encode()
         self._writable = writable
         self._compaction = compaction or Compaction()
-        self._lock = threading.Lock()  # the file's end, the index and the counters
-        self._sync_lock = threading.Lock()  # one data sync (or compaction) at a time
+        self._lock = threading.Lock()  # the file's end and the index
+        # Counts the lines this process appends; one data sync (or a compaction) covers all before it.
+        # The fd a sync reads stays open meanwhile: a compaction, the only one to swap it, holds
+        # ``exclusive()``.
+        self._commit = GroupCommit(lambda: _datasync(self._fd))
         self._entries: dict[str, _Where] = {}  # live entries in the order written
         self._file_id = b""
         self._lines = 0  # lines after the header, so the next line's number is this + 1
@@ -120,8 +123,6 @@ class SealedLog:
         self._zeroed = 0  # the file's zero-filled end: lines up to here need no size change
         self._live_bytes = 0
         self._dead_bytes = 0
-        self._written = 0  # lines appended by this process
-        self._synced = 0  # of which a data sync (or a compaction) has finished
         self._broken: str | None = None
         self._retry_at = 0  # after a failed compaction, the line count at which to try again
         self._fd = -1
@@ -230,7 +231,7 @@ class SealedLog:
                 mine = self._append(fmt.DELETE, name, b"")
             else:
                 fmt.check_name(name)
-                mine = self._written  # an earlier lazy delete of it may still need its sync
+                mine = self._commit.latest()  # an earlier lazy delete of it may still need its sync
             due = self._due()
         if due:
             self._compact_now()
@@ -257,36 +258,24 @@ class SealedLog:
             raise
         self._apply(op, name, _Where(where.offset, len(raw), where.seq))
         self._size += len(raw)
-        self._written += 1
-        return self._written
+        return self._commit.changed()
 
     def sync(self, upto: int | None = None) -> None:
         """Return once line ``upto`` of this process (default: every line so far) is durable."""
-        with self._lock:
-            target = self._written if upto is None else upto
-        with self._sync_lock:
-            if self._synced >= target:
-                return  # a data sync that began after that line was written has finished
-            with self._lock:
-                covered = self._written  # every line counted by now was written before this sync
-                fd = self._fd  # stays open: a compaction (the only one to swap it) waits for _sync_lock
-            _datasync(fd)
-            self._synced = max(self._synced, covered)
+        self._commit.sync(upto)
 
     def settle(self) -> None:
         """Make every change made so far durable (a no-op when a later sync already covered them)."""
-        self.sync()
+        self._commit.sync()
 
     def written(self) -> int:
         """How many lines this process has written so far: ``durable_upto() >= written()`` once they
         are all durable."""
-        with self._lock:
-            return self._written
+        return self._commit.latest()
 
     def durable_upto(self) -> int:
         """How many of the lines this process wrote a finished sync covers."""
-        with self._lock:
-            return self._synced
+        return self._commit.durable_upto()
 
     # Compaction.
     def _due(self) -> bool:
@@ -314,7 +303,7 @@ class SealedLog:
         self._compact(force=True)
 
     def _compact(self, *, force: bool = False) -> None:
-        with self._sync_lock, self._lock:
+        with self._commit.exclusive(), self._lock:
             if not force and not self._due():
                 return  # another thread compacted first
             if not self._writable:
@@ -339,7 +328,7 @@ class SealedLog:
             self._size = self._zeroed = os.fstat(self._fd).st_size
             self._live_bytes = sum(w.length for w in entries.values())
             self._dead_bytes = 0
-            self._synced = self._written  # the new file was fsync'd with every entry in it
+            self._commit.all_durable()  # the new file was fsync'd with every entry in it
             self._retry_at = 0
 
     def _write_compacted(self, tmp: Path, file_id: bytes) -> dict[str, _Where]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from appliance.queue.durable import JOURNAL, Journal, open_log
 from appliance.queue.records import OutputRecord
 from appliance.replay import RunLedger
-from hardening.atomic import DirSync
+from hardening.atomic import DirSync, GroupCommit
 from hardening.sealbox import SealedDir, derive_key
 
 KEY = derive_key(bytes(32), "journal")
@@ -108,6 +108,59 @@ def test_dir_sync_covers_every_change_made_before_it_began(tmp_path: Path) -> No
     sync.changed()
     sync.sync()
     assert sync._synced == sync._changed
+
+
+def test_changes_made_during_a_flush_share_the_next_one_and_wait_for_it() -> None:
+    started: list[int] = []  # the last change counted as each flush began
+    finished: list[int] = []
+    release = threading.Event()
+
+    def flush() -> None:
+        started.append(commit.latest())
+        if len(started) == 1:
+            assert release.wait(10)
+        finished.append(started[-1])
+
+    commit = GroupCommit(flush)
+    returned: dict[str, int] = {}  # who returned, and how many flushes had finished by then
+
+    def sync(who: str, mine: int) -> None:
+        commit.sync(mine)
+        returned[who] = len(finished)
+
+    first = threading.Thread(target=sync, args=("first", commit.changed()))
+    first.start()
+    while not started:  # the first flush is under way, covering change 1 only
+        time.sleep(0.001)
+    later = [threading.Thread(target=sync, args=(who, commit.changed())) for who in ("second", "third")]
+    for t in later:
+        t.start()
+    time.sleep(0.05)
+    assert returned == {}  # nobody returns on a flush that began before its change
+    release.set()
+    for t in [first, *later]:
+        t.join(10)
+    assert started == [1, 3]  # one more flush served both later changes
+    assert returned == {"first": 1, "second": 2, "third": 2}
+    assert commit.durable_upto() == commit.latest() == 3
+
+
+def test_a_rewrite_under_exclusive_makes_every_change_durable_without_a_flush() -> None:
+    flushes: list[int] = []
+    commit = GroupCommit(lambda: flushes.append(1))
+    mine = commit.changed()
+    with commit.exclusive():
+        blocked = threading.Thread(target=commit.sync, args=(mine,))
+        blocked.start()
+        blocked.join(0.05)
+        assert blocked.is_alive()  # no flush while the owner rewrites
+        commit.all_durable()
+    blocked.join(10)
+    assert not blocked.is_alive() and flushes == []  # the rewrite covered it
+    commit.sync()
+    assert flushes == [] and commit.durable_upto() == 1
+    commit.sync(commit.changed())
+    assert flushes == [1] and commit.durable_upto() == 2
 
 
 def test_opening_the_journal_leaves_a_write_in_flight_alone(tmp_path: Path) -> None:
