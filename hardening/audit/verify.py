@@ -156,10 +156,12 @@ def _verify_split(
     seal_key: VerificationKey | None,
 ) -> VerifyReport | None:
     """The log checked in two halves at once, on two cores: the earlier files here, the later ones in a
-    forked child that takes its first entry's seq and link as given. Only an intact log is decided here:
-    both halves intact and joined (the child's first entry links to this half's last, its seals continue
-    this half's epochs). Anything else returns None, and the caller checks the whole log again in one
-    pass, which names the first problem exactly as always. Memory stays one block per process."""
+    forked child that takes its first entry's seq and link as given. The child's word is taken only for
+    an intact log: both halves intact and joined (the child's first entry links to this half's last, its
+    seals continue this half's epochs). Otherwise the report is the one pass's, found without reading
+    the earlier half twice: a problem in the earlier half is where the one pass stops too, in the same
+    state; past it, this half's check goes on through the later files as the one pass would. None only
+    where nothing forks or there is one file. Memory stays one block per process."""
     if not hasattr(os, "fork"):
         return None
     paths = [p for _, p in _files.log_files(directory)]
@@ -186,8 +188,9 @@ def _verify_split(
             earlier = _Verifier(
                 directory, checkpoints, max_entry_bytes, seal_key, paths=paths[:cut], final=False
             )
-            if earlier.check_lines() is not None:
-                return None  # a problem in the earlier half: the one pass names it
+            problem = earlier.check_lines()
+            if problem is not None:
+                return problem  # the one pass stops at the same line in the same state
             data = pipe.read(4096)  # a few hundred bytes, then the child's end closes
             answered = True
         finally:
@@ -195,10 +198,10 @@ def _verify_split(
                 os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
     try:
-        later_summary = json.loads(data)
+        report = earlier.joined(json.loads(data))
     except ValueError:
-        return None
-    return earlier.joined(later_summary)
+        report = None
+    return report if report is not None else earlier.go_on(paths[cut:])
 
 
 class _Verifier:
@@ -318,6 +321,13 @@ class _Verifier:
             self.seal_epoch, self.sealed = epoch, sealed
         self.expected, self.prev, self.prev_hex, self.ignored = end, bytes.fromhex(head), head, ignored
         return self.finish()
+
+    def go_on(self, paths: Sequence[Path]) -> VerifyReport:
+        """After an intact earlier half, check ``paths`` (the files after it) from this state to the log's
+        end: the rest of the one pass, line for line."""
+        self.paths, self.final = paths, True
+        self.lines = _Lines(self.pending())
+        return self.run()
 
     def pending(self) -> Iterator[_files.Line]:
         """The lines that need the general path: all of them unless fast, else those take() leaves."""

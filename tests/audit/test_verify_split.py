@@ -1,12 +1,15 @@
 """``verify_log(split=True)`` (the ``audit verify`` command) checks the later files in a forked child at
-the same time, and decides only an intact log itself: every report must be the one-pass report, word
-for word, whatever was changed, removed or cut in whichever half."""
+the same time. The child's word counts only for an intact log; a problem anywhere is found by this
+process's own check, which goes on past the earlier half as the one pass would. Every report must be
+the one-pass report, word for word, whatever was changed, removed or cut in whichever half."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -15,6 +18,7 @@ from hypothesis import strategies as st
 from hardening.audit import (
     AuditOptions,
     Checkpoint,
+    _files,
     load_or_create_signing_key,
     parse_checkpoint_xml,
     verify_log,
@@ -94,7 +98,48 @@ def test_one_file_is_checked_in_one_pass(tmp_path: Path, monkeypatch: pytest.Mon
     assert forks == []
 
 
-def test_a_child_that_fails_leaves_the_decision_to_one_pass(
+def _reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files this process reads (the forked child's reads are its own), once per time read."""
+    read: list[str] = []
+    me, real = os.getpid(), _files.iter_blocks
+
+    def counting(*args: Any, **kwargs: Any) -> Iterator[tuple[Path, int, list[bytes], Any]]:
+        last = None
+        for block in real(*args, **kwargs):
+            if os.getpid() == me and block[0] != last:
+                read.append(block[0].name)
+                last = block[0]
+            yield block
+
+    monkeypatch.setattr(_files, "iter_blocks", counting)
+    return read
+
+
+def test_a_problem_in_either_half_is_found_reading_each_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, checkpoints, exported = _log(tmp_path / "state")
+    seal_key = parse_verification_key(exported)
+    paths = [p for _, p in log_files(directory)]
+    cut = split_point([p.stat().st_size for p in paths])
+    pristine = {p: p.read_bytes() for p in paths}
+    for victim in (paths[0], paths[-1]):  # in the earlier half, then in the later one
+        for path, data in pristine.items():
+            path.write_bytes(data)
+        lines = pristine[victim].split(b"\n")
+        at = next(i for i, line in enumerate(lines) if i > 0 and b'"port":22' in line)
+        lines[at] = lines[at].replace(b'"port":22', b'"port":23')  # valid JSON still: its hash shows it
+        victim.write_bytes(b"\n".join(lines))
+        one_pass = verify_log(directory, checkpoints, seal_key=seal_key)
+        assert one_pass.verdict.value == "TAMPERED"
+        read = _reads(monkeypatch)
+        assert verify_log(directory, checkpoints, seal_key=seal_key, split=True) == one_pass
+        expected = [p.name for p in paths[:1]] if victim == paths[0] else [p.name for p in paths]
+        assert read == expected, f"cut after {cut} files"  # never the earlier half a second time
+        monkeypatch.undo()
+
+
+def test_a_child_that_fails_leaves_the_decision_to_this_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     directory, checkpoints, exported = _log(tmp_path / "state")
