@@ -158,8 +158,9 @@ def _cpu_rows(
     server_ssh = median([cpu.rest_s for _, cpu in theirs]) / n * 1000
     cores = cpu_count()
     floor = median([cpu.rest_s for _, cpu in ours]) / cores
+    ratio = client / ssh_client if ssh_client else None  # no ssh CPU counted: no ratio, not a crash
     yield Row(GROUP, ROWS[3], client, "ms", "midbox's process (user + system), during its new-connections runs",
-              ratio=client / ssh_client, versus=f"one ssh process (default kex): {ssh_client:.3g} ms", runs=runs)  # fmt: skip
+              ratio=ratio, versus=f"one ssh process (default kex): {ssh_client:.3g} ms", runs=runs)  # fmt: skip
     yield Row(GROUP, ROWS[4], server, "ms", "the rest of the machine while midbox ran: sshd, the login shells, "
               "the kernel's loopback", versus=f"while ssh x{n} ran: {server_ssh:.3g} ms", runs=runs)  # fmt: skip
     yield Row(GROUP, ROWS[5], floor, "s", f"sshd's CPU of midbox's runs over {cores} cores: the time of a client "
