@@ -158,10 +158,10 @@ def _verify_split(
     """The log checked in two halves at once, on two cores: the earlier files here, the later ones in a
     forked child that takes its first entry's seq and link as given. The child's word is taken only for
     an intact log: both halves intact and joined (the child's first entry links to this half's last, its
-    seals continue this half's epochs). Otherwise the report is the one pass's, found without reading
-    the earlier half twice: a problem in the earlier half is where the one pass stops too, in the same
-    state; past it, this half's check goes on through the later files as the one pass would. None only
-    where nothing forks or there is one file. Memory stays one block per process."""
+    seals continue this half's epochs). Past an intact earlier half, a problem is found by this half's
+    check going on through the later files, line for line as the one pass would, so the earlier half is
+    not read twice. A problem in the earlier half returns None, and the caller checks the whole log in
+    one pass, which names the first problem exactly as always. Memory stays one block per process."""
     if not hasattr(os, "fork"):
         return None
     paths = [p for _, p in _files.log_files(directory)]
@@ -188,9 +188,10 @@ def _verify_split(
             earlier = _Verifier(
                 directory, checkpoints, max_entry_bytes, seal_key, paths=paths[:cut], final=False
             )
-            problem = earlier.check_lines()
-            if problem is not None:
-                return problem  # the one pass stops at the same line in the same state
+            if earlier.check_lines() is not None:
+                # The one pass names it: how a problem is told (an entry changed, or the next one's link)
+                # may look at lines past the cut, which this half cannot see.
+                return None
             data = pipe.read(4096)  # a few hundred bytes, then the child's end closes
             answered = True
         finally:
