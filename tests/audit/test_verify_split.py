@@ -216,6 +216,22 @@ def test_a_changed_entry_just_before_the_split_is_found(tmp_path: Path) -> None:
     assert split == verify_log(directory, checkpoints, seal_key=seal_key)
 
 
+def test_a_change_the_earlier_half_can_only_tell_by_looking_past_the_cut_is_told_as_one_pass_does(
+    tmp_path: Path,
+) -> None:
+    directory, checkpoints, exported = _log(tmp_path / "state")
+    seal_key = parse_verification_key(exported)
+    last_file, _ = _boundary(directory)
+    lines = last_file.read_bytes().split(b"\n")[:-1]
+    at = next(i for i in range(len(lines) - 2, 0, -1) if b'"port":22' in lines[i])
+    lines[at] = lines[at].replace(b'"port":22', b'"port":23')
+    last_file.write_bytes(b"".join(line + b"\n" for line in lines))
+    one_pass = verify_log(directory, checkpoints, seal_key=seal_key)
+    # The next entry's link shows the change; which of the two changed, only the entry after it can say.
+    assert one_pass.verdict.value == "TAMPERED" and "was changed: it no longer matches" in one_pass.detail
+    assert verify_log(directory, checkpoints, seal_key=seal_key, split=True) == one_pass
+
+
 def test_the_later_half_must_start_at_the_next_entry_link_to_it_and_continue_the_seals(
     tmp_path: Path,
 ) -> None:
